@@ -1,0 +1,1 @@
+"""stepwise-transformers: an educational encoder-decoder Transformer run as a ClearML pipeline."""

@@ -1,0 +1,33 @@
+"""Frozen, strict configuration models; one module per section, composed in ``experiment``."""
+
+from src.config.base import FrozenConfig
+from src.config.data import BatchingConfig, DataConfig, TokenizerConfig
+from src.config.evaluation import EvaluationConfig
+from src.config.experiment import (
+    ConfigError,
+    ExperimentConfig,
+    apply_overrides,
+    config_to_dict,
+    load_config,
+    validate_config,
+)
+from src.config.model import ModelConfig
+from src.config.tracking import TrackingConfig
+from src.config.training import TrainingConfig
+
+__all__ = [
+    "BatchingConfig",
+    "ConfigError",
+    "DataConfig",
+    "EvaluationConfig",
+    "ExperimentConfig",
+    "FrozenConfig",
+    "ModelConfig",
+    "TokenizerConfig",
+    "TrackingConfig",
+    "TrainingConfig",
+    "apply_overrides",
+    "config_to_dict",
+    "load_config",
+    "validate_config",
+]

@@ -1,0 +1,17 @@
+"""Decoding and evaluation settings."""
+
+from pydantic import PositiveFloat, PositiveInt, confloat
+
+from src.config.base import FrozenConfig
+
+
+class EvaluationConfig(FrozenConfig):
+    """How the test split is decoded and scored."""
+
+    beam_size: PositiveInt = 4
+    length_penalty: confloat(ge=0.0) = 0.6
+    max_new_tokens: PositiveInt = 64
+    batch_size: PositiveInt = 64
+    n_samples: PositiveInt = 8  # translations shown in the sample table and heatmaps
+    max_test_sentences: PositiveInt | None = None
+    bleu_threshold: PositiveFloat = 10.0  # register step: minimum BLEU for "production"

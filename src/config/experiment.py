@@ -1,0 +1,129 @@
+"""The whole experiment's configuration, loaded from ``config/*.yaml|json`` plus dotted overrides."""
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, ValidationError
+
+from src.config.base import FrozenConfig
+from src.config.data import BatchingConfig, DataConfig, TokenizerConfig
+from src.config.evaluation import EvaluationConfig
+from src.config.model import ModelConfig
+from src.config.tracking import TrackingConfig
+from src.config.training import TrainingConfig
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is invalid; the message says which key and why."""
+
+
+class ExperimentConfig(FrozenConfig):
+    """Every section of one run. YAML/JSON files map onto it 1:1."""
+
+    run_name: str = "default"
+    output_dir: str = "runs"
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
+    batching: BatchingConfig = Field(default_factory=BatchingConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) / self.run_name
+
+
+def default_config_path() -> Path:
+    """``config/default_config.yaml``, or ``.json`` if only that exists."""
+    for suffix in (".yaml", ".yml", ".json"):
+        path = CONFIG_DIR / f"default_config{suffix}"
+        if path.exists():
+            return path
+    raise ConfigError(f"no default config found in {CONFIG_DIR} (expected default_config.yaml or .json)")
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML or JSON mapping; errors name the file."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as err:
+        raise ConfigError(f"{path} is not valid {path.suffix.lstrip('.').upper()}: {err}") from err
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """``"model.d_model=512"`` -> (["model", "d_model"], 512). Values are parsed as YAML scalars."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {item!r} is not of the form section.key=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else raw
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Return a copy of ``data`` with dotted overrides set; key checking happens in validation."""
+    merged = json.loads(json.dumps(data))
+    for item in overrides:
+        keys, value = parse_override(item)
+        node = merged
+        for key in keys[:-1]:
+            child = node.setdefault(key, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {item!r}: {key!r} is a value, not a section")
+            node = child
+        node[keys[-1]] = value
+    return merged
+
+
+def validate_config(data: dict[str, Any], source: str = "config") -> ExperimentConfig:
+    """Validate a mapping; the error lists each bad key with expected and actual values."""
+    try:
+        return ExperimentConfig.model_validate(data)
+    except ValidationError as err:
+        lines = []
+        for e in err.errors():
+            loc = ".".join(str(p) for p in e["loc"])
+            if e["type"] == "extra_forbidden":
+                lines.append(f"  {loc}: unknown key (allowed: {', '.join(_allowed_keys(e['loc']))})")
+            else:
+                lines.append(f"  {loc}: {e['msg']} (got {e.get('input')!r})")
+        raise ConfigError(f"invalid {source}:\n" + "\n".join(lines)) from None
+
+
+def _allowed_keys(loc: tuple) -> list[str]:
+    model: type[FrozenConfig] = ExperimentConfig
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        if field is None or not isinstance(field.annotation, type) or not issubclass(field.annotation, FrozenConfig):
+            break
+        model = field.annotation
+    return sorted(model.model_fields)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Load ``path`` (default: ``config/default_config.*``), apply dotted overrides, validate."""
+    path = Path(path) if path is not None else default_config_path()
+    data = apply_overrides(read_config_file(path), overrides or [])
+    return validate_config(data, source=f"config {path}")
+
+
+def config_to_dict(cfg: FrozenConfig) -> dict[str, Any]:
+    """Plain JSON-safe dict (tuples become lists), for YAML dumps and ClearML."""
+    return json.loads(cfg.model_dump_json())

@@ -1,0 +1,40 @@
+"""Model hyperparameters (Vaswani et al. 2017, Table 3 names)."""
+
+from typing import Literal
+
+from pydantic import PositiveInt, confloat, model_validator
+
+from src.config.base import FrozenConfig
+
+
+class ModelConfig(FrozenConfig):
+    """Sizes and switches of the encoder-decoder Transformer.
+
+    The vocabulary size is not here: it is a property of the trained tokenizer and is passed to
+    the model builder next to this config.
+    """
+
+    d_model: PositiveInt = 256
+    n_heads: PositiveInt = 4
+    n_encoder_layers: PositiveInt = 3
+    n_decoder_layers: PositiveInt = 3
+    d_ff: PositiveInt = 1024
+    dropout: confloat(ge=0.0, lt=1.0) = 0.1
+    attention_dropout: confloat(ge=0.0, lt=1.0) = 0.0
+    activation: Literal["relu", "gelu", "swiglu"] = "relu"
+    norm_first: bool = False  # False = post-norm, the paper's placement (Sec. 3.1)
+    positional_encoding: Literal["sinusoidal", "learned"] = "sinusoidal"
+    max_positions: PositiveInt = 256
+    share_embeddings: bool = True  # one embedding table for source and target (Sec. 3.4)
+    tie_output: bool = True  # output projection shares the target embedding (Sec. 3.4)
+    attention_backend: Literal["sdpa", "math"] = "sdpa"
+    layer_norm_eps: float = 1e-5
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> "ModelConfig":
+        if self.d_model % self.n_heads != 0:
+            raise ValueError(
+                f"d_model={self.d_model} is not divisible by n_heads={self.n_heads} "
+                f"(expected d_model % n_heads == 0, got remainder {self.d_model % self.n_heads})"
+            )
+        return self
