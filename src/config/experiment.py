@@ -92,11 +92,49 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return merged
 
 
+def _set_path(data: dict[str, Any], loc: tuple, value: Any) -> None:
+    node = data
+    for part in loc[:-1]:
+        node = node[part]
+    node[loc[-1]] = value
+
+
+def _parse_stringified(data: dict[str, Any], err: ValidationError) -> bool:
+    """Parse values that arrived as strings ("[0.9, 0.98]", "null") as YAML; True if any changed.
+
+    ClearML hands parameters back as strings (clearml #1668); pydantic's lax mode already turns
+    "512" into 512, but not "[0.9, 0.98]" into a tuple or "None" into None.
+    """
+    changed = False
+    for e in err.errors():
+        raw = e.get("input")
+        if not isinstance(raw, str) or e["type"] == "extra_forbidden":
+            continue
+        try:
+            value = yaml.safe_load(raw) if raw not in ("None", "none") else None
+        except yaml.YAMLError:
+            continue
+        if value != raw:
+            try:
+                _set_path(data, e["loc"], value)
+            except (KeyError, TypeError, IndexError):  # loc names a union member, not a key
+                continue
+            changed = True
+    return changed
+
+
 def validate_config(data: dict[str, Any], source: str = "config") -> ExperimentConfig:
     """Validate a mapping; the error lists each bad key with expected and actual values."""
     try:
         return ExperimentConfig.model_validate(data)
-    except ValidationError as err:
+    except ValidationError as first:
+        data = json.loads(json.dumps(data))
+        if _parse_stringified(data, first):
+            try:
+                return ExperimentConfig.model_validate(data)
+            except ValidationError:
+                pass
+        err = first
         lines = []
         for e in err.errors():
             loc = ".".join(str(p) for p in e["loc"])

@@ -1,0 +1,85 @@
+"""The configuration contract: strict keys, type-checked dotted overrides, ClearML string round trip."""
+
+import json
+
+import pytest
+
+from src.config import ConfigError, ExperimentConfig, config_to_dict, load_config, validate_config
+from src.config.experiment import CONFIG_DIR
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in CONFIG_DIR.glob("*.yaml")))
+def test_shipped_configs_validate(name):
+    cfg = load_config(CONFIG_DIR / name)
+    assert isinstance(cfg, ExperimentConfig)
+
+
+def test_default_config_is_found_without_arguments():
+    assert load_config().run_name == "default"
+
+
+def test_dotted_overrides_are_typed(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text("{}")
+    cfg = load_config(path, ["model.d_model=512", "model.n_heads=8", "training.betas=[0.8, 0.9]", "model.norm_first=true"])
+    assert (cfg.model.d_model, cfg.model.n_heads, cfg.training.betas, cfg.model.norm_first) == (512, 8, (0.8, 0.9), True)
+
+
+def test_configs_are_frozen():
+    cfg = ExperimentConfig()
+    with pytest.raises(Exception):
+        cfg.model.d_model = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("model.dmodel=3", "model.dmodel: unknown key (allowed: "),
+        ("bogus.key=1", "bogus: unknown key"),
+        ("model.d_model=abc", "model.d_model: Input should be a valid integer"),
+        ("training.lr=-1", "training.lr: Input should be greater than 0"),
+        ("model.activation=tanh", "model.activation: Input should be 'relu', 'gelu' or 'swiglu'"),
+    ],
+)
+def test_bad_overrides_name_the_key_and_value(tmp_path, override, expected):
+    path = tmp_path / "c.yaml"
+    path.write_text("run_name: x\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path, [override])
+    assert expected in str(err.value)
+
+
+def test_unknown_key_error_lists_allowed_keys(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        load_config(CONFIG_DIR / "tiny.yaml", ["model.dmodel=3"])
+    assert "d_model" in str(err.value) and "n_heads" in str(err.value)
+
+
+def test_heads_must_divide_width():
+    with pytest.raises(ConfigError, match="d_model=250 is not divisible by n_heads=8"):
+        validate_config({"model": {"d_model": 250, "n_heads": 8}})
+
+
+def test_malformed_override_and_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="not of the form"):
+        load_config(CONFIG_DIR / "tiny.yaml", ["model.d_model"])
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_stringified_parameters_round_trip():
+    """ClearML hands every parameter back as a string (clearml #1668); validation restores types."""
+    original = load_config(CONFIG_DIR / "default_config.yaml")
+
+    def stringify(node):
+        return {k: stringify(v) for k, v in node.items()} if isinstance(node, dict) else str(node)
+
+    restored = validate_config(stringify(config_to_dict(original)))
+    assert restored == original
+
+
+def test_json_and_yaml_load_the_same(tmp_path):
+    data = {"model": {"d_model": 64, "n_heads": 4}, "training": {"max_steps": 7}}
+    (tmp_path / "a.json").write_text(json.dumps(data))
+    (tmp_path / "a.yaml").write_text("model:\n  d_model: 64\n  n_heads: 4\ntraining:\n  max_steps: 7\n")
+    assert load_config(tmp_path / "a.json") == load_config(tmp_path / "a.yaml")
