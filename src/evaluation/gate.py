@@ -1,0 +1,27 @@
+"""The register step's quality gate: champion against challenger."""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    stage: str  # "production" or "candidate"
+    reason: str
+
+    @property
+    def promote(self) -> bool:
+        return self.stage == "production"
+
+
+def quality_gate(bleu: float, threshold: float, champion_bleu: float | None) -> GateDecision:
+    """Promote only a model that clears the threshold AND beats the published champion.
+
+    ``champion_bleu`` is None when no model of this name is published (or none can be looked up,
+    as in offline mode); then the threshold alone decides.
+    """
+    if bleu < threshold:
+        return GateDecision("candidate", f"BLEU {bleu:.2f} is below the threshold {threshold:.2f}")
+    if champion_bleu is not None and bleu <= champion_bleu:
+        return GateDecision("candidate", f"BLEU {bleu:.2f} does not beat the published champion's {champion_bleu:.2f}")
+    versus = "no published champion" if champion_bleu is None else f"beats the champion's {champion_bleu:.2f}"
+    return GateDecision("production", f"BLEU {bleu:.2f} clears the threshold {threshold:.2f} and {versus}")

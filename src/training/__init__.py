@@ -1,0 +1,1 @@
+"""The explicit training loop, its schedules, checkpoints and monitors."""

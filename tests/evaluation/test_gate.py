@@ -1,0 +1,18 @@
+from src.evaluation.gate import quality_gate
+
+
+def test_below_threshold_is_candidate():
+    decision = quality_gate(8.0, 10.0, None)
+    assert decision.stage == "candidate" and "below the threshold" in decision.reason
+
+
+def test_must_beat_the_published_champion():
+    assert quality_gate(12.0, 10.0, 12.5).stage == "candidate"
+    assert quality_gate(12.5, 10.0, 12.5).stage == "candidate"  # a tie does not replace the champion
+    decision = quality_gate(13.0, 10.0, 12.5)
+    assert decision.promote and "beats the champion's 12.50" in decision.reason
+
+
+def test_no_champion_threshold_decides():
+    decision = quality_gate(10.5, 10.0, None)
+    assert decision.promote and "no published champion" in decision.reason
