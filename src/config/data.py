@@ -2,9 +2,12 @@
 
 from typing import Literal
 
-from pydantic import PositiveInt, confloat
+from pydantic import PositiveInt, confloat, model_validator
 
 from src.config.base import FrozenConfig
+
+# ByteLevel BPE starts from 256 byte symbols plus the 4 special tokens (src/data/tokenizer.py).
+MIN_VOCAB_SIZE = 256 + 4
 
 
 class DataConfig(FrozenConfig):
@@ -15,17 +18,21 @@ class DataConfig(FrozenConfig):
     tgt_lang: str = "en"
     # ding: Debian's trans-de-en package
     ding_path: str = "/usr/share/trans/de-en"
+    # a German sentence needs at least this many words (rule in src/data/ding.py)
+    ding_min_words: PositiveInt = 2
+    # add the dictionary's word/phrase pairs (one per aligned field) to the training split only
+    ding_extra_train_phrases: bool = False
     # hf: any datasets.load_dataset(name, config, split=...)
     hf_name: str | None = None
     hf_config: str | None = None
     hf_split: str = "train"
-    # local: .tsv, .csv, .jsonl or .parquet
+    # local: .tsv, .csv (both with a header row), .jsonl or .parquet
     local_path: str | None = None
     # column mapping for hf/local: plain columns, or a "translation" dict column keyed by language
     src_column: str | None = None
     tgt_column: str | None = None
     translation_column: str | None = "translation"
-    # cleaning (Sec. "Cleaning" of the data issue)
+    # cleaning (Sec. "Cleaning" of the data issue); lengths in characters after normalisation
     min_chars: PositiveInt = 1
     max_chars: PositiveInt = 300
     max_length_ratio: confloat(gt=1.0) = 3.0
@@ -33,20 +40,69 @@ class DataConfig(FrozenConfig):
     valid_fraction: confloat(ge=0.0, lt=1.0) = 0.05
     test_fraction: confloat(ge=0.0, lt=1.0) = 0.05
     split_salt: str = "stepwise-v1"
+    # first rows read from the source (Ding: first sentence pairs, phrases from the same lines); None: all
     max_rows: PositiveInt | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "DataConfig":
+        if self.valid_fraction + self.test_fraction >= 1.0:
+            raise ValueError(
+                f"valid_fraction + test_fraction must be < 1 to leave a training split (got "
+                f"{self.valid_fraction} + {self.test_fraction} = {self.valid_fraction + self.test_fraction})"
+            )
+        if self.min_chars > self.max_chars:
+            raise ValueError(
+                f"min_chars must be <= max_chars (got min_chars={self.min_chars}, max_chars={self.max_chars})"
+            )
+        if (self.src_column is None) != (self.tgt_column is None):
+            raise ValueError(
+                "src_column and tgt_column are set together or not at all "
+                f"(got src_column={self.src_column!r}, tgt_column={self.tgt_column!r})"
+            )
+        if self.source == "hf" and not self.hf_name:
+            raise ValueError(f"source='hf' needs hf_name (got hf_name={self.hf_name!r})")
+        if self.source == "local" and not self.local_path:
+            raise ValueError(f"source='local' needs local_path (got local_path={self.local_path!r})")
+        if self.source == "ding" and {self.src_lang, self.tgt_lang} != {"de", "en"}:
+            raise ValueError(
+                f"the Ding dictionary is German-English (expected src_lang/tgt_lang 'de'/'en' "
+                f"in either order, got {self.src_lang!r}/{self.tgt_lang!r})"
+            )
+        if self.src_lang == self.tgt_lang:
+            raise ValueError(f"src_lang and tgt_lang must differ (got both {self.src_lang!r})")
+        return self
 
 
 class TokenizerConfig(FrozenConfig):
-    """Byte-pair encoding trained on the training split only."""
+    """Byte-level BPE trained on the training split only."""
 
     vocab_size: PositiveInt = 8000
     joint: bool = True  # one vocabulary for both languages (needed for shared embeddings)
     min_frequency: PositiveInt = 2
+    # includes the added BOS/EOS: src = tokens + [EOS], tgt = [BOS] + tokens + [EOS]
     max_tokens_per_sentence: PositiveInt = 128
+
+    @model_validator(mode="after")
+    def _sizes(self) -> "TokenizerConfig":
+        if self.vocab_size <= MIN_VOCAB_SIZE:
+            raise ValueError(
+                f"vocab_size must exceed the {MIN_VOCAB_SIZE} byte and special symbols "
+                f"(expected > {MIN_VOCAB_SIZE}, got {self.vocab_size})"
+            )
+        if self.max_tokens_per_sentence < 3:
+            raise ValueError(
+                f"max_tokens_per_sentence must leave room for BOS, one token and EOS "
+                f"(expected >= 3, got {self.max_tokens_per_sentence})"
+            )
+        return self
 
 
 class BatchingConfig(FrozenConfig):
-    """Token-budget batching, like fairseq's ``max_tokens``."""
+    """Token-budget batching, like fairseq's ``max_tokens``.
+
+    A batch of B pairs costs B * max(longest source, longest target) padded tokens, and that cost
+    stays within ``max_tokens`` (src/data/batching.py).
+    """
 
     max_tokens: PositiveInt = 4096
     bucket_size_multiplier: PositiveInt = 100

@@ -1,0 +1,147 @@
+"""Token-budget sampler: budget, coverage, determinism, exact resume; efficiency; collation."""
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from src.data.batching import (
+    TokenBudgetBatchSampler,
+    collate_translation,
+    fill_batches,
+    padding_efficiency,
+    random_batches,
+)
+from src.data.tokenizer import PAD_ID
+
+MAX_TOKENS = 512
+
+
+def lengths(n: int = 3000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Sentence-like lengths: log-normal source, target about 1.1x the source with noise."""
+    rng = np.random.default_rng(seed)
+    src = np.clip(rng.lognormal(2.5, 0.5, n).astype(int), 2, 100)
+    tgt = np.clip((src * rng.normal(1.1, 0.15, n)).astype(int), 2, 100)
+    return src, tgt
+
+
+def sampler(shuffle: bool = True, seed: int = 0, **kw) -> TokenBudgetBatchSampler:
+    src, tgt = lengths()
+    return TokenBudgetBatchSampler(src, tgt, MAX_TOKENS, shuffle=shuffle, seed=seed, **kw)
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_every_pair_once_and_budget_respected(shuffle):
+    s = sampler(shuffle)
+    src, tgt = lengths()
+    batches = list(s)
+    assert sorted(i for b in batches for i in b) == list(range(len(src)))
+    assert all(len(b) * max(src[b].max(), tgt[b].max()) <= MAX_TOKENS for b in batches)
+    assert len(batches) == len(s.batches(0))
+
+
+def test_same_seed_same_batches_other_epoch_or_seed_different():
+    assert sampler(seed=3).batches(0) == sampler(seed=3).batches(0)
+    assert sampler(seed=3).batches(0) != sampler(seed=3).batches(1)
+    assert sampler(seed=3).batches(0) != sampler(seed=4).batches(0)
+
+
+def test_a_finished_pass_rewinds_and_set_epoch_changes_the_order():
+    s = sampler()
+    first = list(s)
+    assert s.state_dict() == {"epoch": 0, "position": 0}
+    assert list(s) == first
+    s.set_epoch(1)
+    assert list(s) == s.batches(1) != first
+
+
+@pytest.mark.parametrize("stop", [0, 1, 7])
+def test_resume_mid_epoch_yields_exactly_the_remaining_batches(stop):
+    reference = sampler(seed=5)
+    reference.set_epoch(2)
+    full = list(reference)
+
+    interrupted = sampler(seed=5)
+    interrupted.set_epoch(2)
+    it = iter(interrupted)
+    seen = [next(it) for _ in range(stop)]
+    state = interrupted.state_dict()
+    assert state == {"epoch": 2, "position": stop}
+
+    resumed = sampler(seed=5)
+    resumed.load_state_dict(state)
+    resumed.set_epoch(2)  # a training loop calling set_epoch for the current epoch keeps the position
+    assert seen + list(resumed) == full
+    assert resumed.state_dict() == {"epoch": 2, "position": 0}
+
+
+def test_resume_with_the_trainer_loop_pattern():
+    """``yield from sampler; sampler.set_epoch(epoch + 1)``: an interruption anywhere, even
+    after the last batch of an epoch, continues exactly where the uninterrupted stream was."""
+
+    def stream(s):
+        while True:
+            yield from s
+            s.set_epoch(s.state_dict()["epoch"] + 1)
+
+    n_epoch0 = len(sampler(seed=9).batches(0))
+    total = 2 * n_epoch0 + 5
+    reference = stream(sampler(seed=9))
+    expected = [next(reference) for _ in range(total)]
+    for cut in (5, n_epoch0, n_epoch0 + 3):
+        first = sampler(seed=9)
+        it = stream(first)
+        head = [next(it) for _ in range(cut)]
+        resumed = sampler(seed=9)
+        resumed.load_state_dict(first.state_dict())
+        rest = stream(resumed)
+        assert head + [next(rest) for _ in range(total - cut)] == expected
+
+
+def test_load_state_dict_rejects_positions_past_the_epoch():
+    s = sampler()
+    with pytest.raises(ValueError, match=r"0 <= position <= \d+"):
+        s.load_state_dict({"epoch": 0, "position": len(s) + 1})
+
+
+def test_pair_longer_than_budget_is_an_error():
+    with pytest.raises(ValueError, match=r"pair 1 alone needs 600 tokens, more than max_tokens=512"):
+        TokenBudgetBatchSampler([3, 600], [4, 5], MAX_TOKENS)
+
+
+def test_token_budget_beats_random_batching():
+    src, tgt = lengths()
+    budget = sampler().batches(0)
+    naive = random_batches(len(src), round(len(src) / len(budget)), seed=0)
+    assert padding_efficiency(budget, src, tgt) >= 0.9
+    assert padding_efficiency(naive, src, tgt) < 0.7
+
+
+def test_padding_efficiency_by_hand():
+    # batch [0, 1]: real 2+4 + 3+3 = 12, padded 2*4 + 2*3 = 14; batch [2]: real 2, padded 2
+    assert padding_efficiency([[0, 1], [2]], [2, 4, 1], [3, 3, 1]) == pytest.approx(14 / 16)
+
+
+def test_fill_batches_greedy():
+    sizes = np.array([1, 2, 2, 3, 4])
+    assert fill_batches(np.arange(5), sizes, 6) == [[0, 1, 2], [3], [4]]
+
+
+def test_collate_pads_with_pad_id():
+    batch = collate_translation(
+        [{"src_ids": [5, 6, 2], "tgt_ids": [1, 7, 2]}, {"src_ids": [8, 2], "tgt_ids": [1, 9, 9, 9, 2]}]
+    )
+    assert batch["src"].dtype == torch.long and batch["src"].shape == (2, 3) and batch["tgt"].shape == (2, 5)
+    assert batch["src"].tolist() == [[5, 6, 2], [8, 2, PAD_ID]]
+    assert batch["tgt"][0].tolist() == [1, 7, 2, PAD_ID, PAD_ID]
+
+
+def test_works_as_a_dataloader_batch_sampler():
+    src, tgt = lengths(200)
+    data = [{"src_ids": [7] * int(s), "tgt_ids": [8] * int(t)} for s, t in zip(src, tgt)]
+    s = TokenBudgetBatchSampler(src, tgt, MAX_TOKENS, seed=1)
+    loader = DataLoader(data, batch_sampler=s, collate_fn=collate_translation)
+    batches = list(loader)
+    assert len(batches) == len(s.batches(0))
+    assert sum(b["src"].shape[0] for b in batches) == 200
+    assert all(b["src"].numel() <= MAX_TOKENS and b["tgt"].numel() <= MAX_TOKENS for b in batches)
