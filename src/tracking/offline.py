@@ -1,0 +1,153 @@
+"""Upload a run's offline ClearML sessions to a server, with real model weights.
+
+``Task.import_offline_session`` re-creates each offline OutputModel by calling ``update_weights``
+with what the session recorded: the weights' original absolute path under the offline cache and
+no upload destination, so the server model would point at ``file://`` on the machine that trained.
+``prepare_session_for_import`` rewrites that record in an extracted copy of the session: weights
+from the session's own ``models/`` copy (or the ``"{name}-weights"`` artifact), uploaded to the files
+server. It also drops the model's duplicate ``config_text`` (see ``sdk_compat.importable_model_record``:
+otherwise no session with a configured model imports). Metadata and publishing, which need a
+server, are applied afterwards from the ``"{name}-registration"`` artifact.
+"""
+
+import json
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+
+from src.tracking.connection import check_server_reachable, clearml_configured
+from src.tracking.offline_session import TASK_FILE, OfflineSession, is_offline_session, read_offline_session
+from src.tracking.tracker import typed_metadata
+
+PathLike = str | Path
+
+
+def find_offline_sessions(run_dir_or_zips: PathLike | Sequence[PathLike]) -> list[Path]:
+    """Session zips/folders given directly, or found (recursively) in a run folder, oldest first."""
+    items = [run_dir_or_zips] if isinstance(run_dir_or_zips, (str, Path)) else list(run_dir_or_zips)
+    found: list[Path] = []
+    for item in map(Path, items):
+        if is_offline_session(item):
+            found.append(item)
+        elif item.is_dir():
+            zips = [p for p in item.rglob("*.zip") if is_offline_session(p)]
+            found += sorted(zips, key=lambda p: (p.stat().st_mtime_ns, p.as_posix()))
+        else:
+            raise FileNotFoundError(
+                f"{item} is neither a run folder nor a ClearML offline session zip/folder"
+            )
+    return list(dict.fromkeys(p.resolve() for p in found))
+
+
+def prepare_session_for_import(session_path: Path, work_dir: Path, upload_uri: str) -> Path:
+    """Extract (or copy) a session into ``work_dir`` and point its models at weights inside it, to ``upload_uri``."""
+    folder = Path(work_dir) / Path(session_path).name.removesuffix(".zip")
+    if Path(session_path).is_dir():
+        shutil.copytree(session_path, folder)
+    else:
+        with zipfile.ZipFile(session_path) as zf:
+            zf.extractall(folder)
+    task_file = folder / TASK_FILE
+    task = json.loads(task_file.read_text(encoding="utf-8"))
+    session = read_offline_session(folder)
+    from src.tracking import sdk_compat
+
+    records = [sdk_compat.importable_model_record(r) for r in task.get("offline_output_models") or []]
+    task["offline_output_models"] = records
+    for record, model in zip(records, session.models, strict=True):
+        weights = _local_weights(folder, session, model.name, model.weights_file)
+        if weights is None:
+            logger.warning(
+                "model {!r} of {}: no weights file in the session; left as recorded", model.name, session_path
+            )
+            continue
+        record["weights"].update(
+            weights_filename=weights.as_posix(), register_uri=None, upload_uri=upload_uri
+        )
+    task_file.write_text(json.dumps(task, ensure_ascii=True, sort_keys=True), encoding="utf-8")
+    return folder
+
+
+def _local_weights(folder: Path, session: OfflineSession, name: str, weights_file: str | None) -> Path | None:
+    candidates = [weights_file, session.artifacts.get(f"{name}-weights")]
+    return next((folder / c for c in candidates if c and (folder / c).is_file()), None)
+
+
+def import_offline(
+    run_dir_or_zips: PathLike | Sequence[PathLike],
+    *,
+    output_uri: str | None = None,
+    server_timeout_s: float = 5.0,
+) -> list[str]:
+    """Import every offline session of a run into the configured server; returns the new task ids.
+
+    Model weights are uploaded to ``output_uri`` (default: the ClearML files server).
+    """
+    sessions = find_offline_sessions(run_dir_or_zips)
+    if not sessions:
+        raise FileNotFoundError(f"no ClearML offline sessions found in {run_dir_or_zips}")
+    if not clearml_configured():
+        raise RuntimeError(
+            "no ClearML server is configured (CLEARML_API_HOST, CLEARML_CONFIG_FILE or ~/clearml.conf); "
+            "run `clearml-init` or set CLEARML_API_HOST and the access keys"
+        )
+    from clearml import Task
+    from clearml.backend_api import Session
+
+    from src.tracking import sdk_compat
+
+    check_server_reachable(Session.get_api_server_host(), server_timeout_s)
+    Task.set_offline(False)
+    sdk_compat.set_report_in_subprocess(True)
+    upload_uri = output_uri or Session.get_files_server_host()
+    task_ids = []
+    with tempfile.TemporaryDirectory(prefix="clearml-import-") as work_dir:
+        for path in sessions:
+            folder = prepare_session_for_import(path, Path(work_dir), upload_uri)
+            task_id = Task.import_offline_session(folder.as_posix())
+            _apply_registrations(task_id, read_offline_session(folder))
+            logger.info("imported {} as task {}", path, task_id)
+            task_ids.append(task_id)
+    return task_ids
+
+
+def pending_registrations(session: OfflineSession) -> dict[str, dict[str, Any]]:
+    """``{model name: {"metadata": ..., "publish": ...}}`` that ``Tracker.register_model`` left for the server."""
+    return {
+        model.name: json.loads(session.read_bytes(session.artifacts[f"{model.name}-registration"]))
+        for model in session.models
+        if session.artifacts.get(f"{model.name}-registration")
+    }
+
+
+def _apply_registrations(task_id: str, session: OfflineSession) -> None:
+    registrations = pending_registrations(session)
+    if not registrations:
+        return
+    from clearml import Task
+
+    for model in Task.get_task(task_id=task_id).models["output"]:
+        registration = registrations.get(model.name)
+        if registration is None:
+            continue
+        model.set_all_metadata(
+            {k: typed_metadata(v) for k, v in registration["metadata"].items()}, replace=False
+        )
+        if registration.get("publish"):
+            model.publish()
+
+
+def import_offline_cli(run_dir: str) -> int:
+    """``python -m src.main import-offline RUN_DIR``: exit code 0 on success, 1 with an explanation otherwise."""
+    try:
+        task_ids = import_offline(run_dir)
+    except (FileNotFoundError, RuntimeError, ConnectionError) as err:
+        logger.error(str(err))
+        return 1
+    logger.info("imported {} session(s): {}", len(task_ids), ", ".join(task_ids))
+    return 0

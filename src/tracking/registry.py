@@ -1,0 +1,31 @@
+"""The model registry as the register step sees it: the best published model so far."""
+
+from loguru import logger
+
+from src.tracking.connection import check_server_reachable, clearml_configured, offline_forced_by_env
+
+
+def published_model_metric(
+    project: str, model_name: str, metric: str, timeout_s: float = 5.0
+) -> float | None:
+    """Highest metadata ``metric`` among published models named ``model_name`` in ``project``.
+
+    ``None`` when there is none, or when no server is in use (offline: nothing to compare with).
+    """
+    if not clearml_configured() or offline_forced_by_env():
+        return None
+    from clearml import Model, Task
+    from clearml.backend_api import Session
+
+    if Task.is_offline():
+        return None
+    check_server_reachable(Session.get_api_server_host(), timeout_s)
+    values = []
+    for model in Model.query_models(project_name=project, model_name=model_name, only_published=True):
+        raw = model.get_metadata(metric) if model.name == model_name else None  # model_name is a regex there
+        try:
+            values.append(float(raw))
+        except (TypeError, ValueError):
+            if raw not in (None, ""):
+                logger.warning("model {} has non-numeric {}={!r}; ignored", model.id, metric, raw)
+    return max(values, default=None)

@@ -1,0 +1,274 @@
+"""The ClearML adapter: one ``Tracker`` wraps one ``clearml.Task``, i.e. one pipeline step.
+
+clearml is imported inside ``Tracker.start`` so that importing this module (for ``NullTracker``
+or ``start_tracker(enabled=False)``) costs nothing and needs no ClearML setup.
+"""
+
+import copy
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Self
+
+from loguru import logger
+
+from src.config.tracking import TrackingConfig
+from src.tracking.connection import check_server_reachable, resolve_offline
+from src.tracking.local_plots import close_figure, save_png
+from src.tracking.null_tracker import NullTracker, plain_dict
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas
+    from clearml import Task
+    from matplotlib.figure import Figure
+
+TASK_TYPES = (
+    "training", "testing", "inference", "data_processing", "application",
+    "monitor", "controller", "optimizer", "service", "qc", "custom",
+)  # fmt: skip
+OFFLINE_DIR_NAME = "clearml_offline"  # under a step's output_dir: the session zips of a run
+
+
+class Tracker:
+    """Hyperparameters, scalars, debug images, tables, artifacts and models of one ClearML task.
+
+    ClearML allows one running task per process: close a step's tracker before starting the next.
+    """
+
+    def __init__(
+        self, task: "Task", *, offline: bool, output_dir: Path | None = None, save_plots: bool = True
+    ):
+        self._task = task
+        self._logger = task.get_logger()
+        self.offline = offline
+        self.output_dir = Path(output_dir) if output_dir is not None else None
+        self.save_plots = save_plots
+        self._closed = False
+        self._session_zip: Path | None = None
+
+    @classmethod
+    def start(
+        cls,
+        *,
+        project: str,
+        task_name: str,
+        task_type: str = "training",
+        offline: bool | None = None,
+        tags: Sequence[str] = (),
+        output_dir: Path | None = None,
+        output_uri: str | None = None,
+        server_timeout_s: float = 5.0,
+        save_plots: bool = True,
+    ) -> "Tracker":
+        """Create a new task. ``offline=None``: offline unless ``clearml_configured()``.
+
+        Online, the API server is checked first (a TCP connect, ``server_timeout_s``) because
+        ``Task.init`` against an unreachable host retries for many minutes.
+        """
+        if task_type not in TASK_TYPES:
+            raise ValueError(
+                f"task_type={task_type!r} is not a ClearML task type (expected one of {TASK_TYPES})"
+            )
+        offline = resolve_offline(offline)
+        from clearml import Task
+        from clearml.backend_api import Session
+
+        from src.tracking import sdk_compat
+
+        if not offline:
+            check_server_reachable(Session.get_api_server_host(), server_timeout_s)
+        Task.set_offline(offline)
+        sdk_compat.set_report_in_subprocess(not offline)
+        sdk_compat.preload_ipython()
+        task = Task.init(
+            project_name=project,
+            task_name=task_name,
+            task_type=Task.TaskTypes(task_type),
+            tags=list(tags) or None,
+            reuse_last_task_id=False,
+            continue_last_task=False,
+            # offline, an output_uri cannot be set; online, True means the ClearML files server
+            output_uri=None if offline else (output_uri or True),
+            auto_connect_arg_parser=False,  # our CLI is not the task's parameters; the config is
+            auto_connect_frameworks=False,  # no torch.save / matplotlib hooks: we report explicitly
+            auto_resource_monitoring=False,  # resource_usage() scalars come from the trainer instead
+        )
+        where = f"offline session {task.get_offline_mode_folder()}" if offline else "server"
+        logger.info("ClearML task {} ({}/{}) recording to {}", task.id, project, task_name, where)
+        return cls(task, offline=offline, output_dir=output_dir, save_plots=save_plots)
+
+    @property
+    def task_id(self) -> str:
+        return self._task.id
+
+    def connect_config(self, config: Mapping[str, Any], name: str = "config") -> dict[str, Any]:
+        """Show ``config`` as editable hyperparameters; return the values the task holds.
+
+        Locally that is ``config`` itself. On an agent it is the (possibly UI-edited) values, some
+        of which may come back as strings: re-validate the result through the pydantic config.
+        """
+        connected = self._task.connect(copy.deepcopy(dict(config)), name=name)
+        return plain_dict(connected)
+
+    def log_scalar(self, title: str, series: str, value: float, step: int) -> None:
+        self._logger.report_scalar(title, series, value=float(value), iteration=int(step))
+
+    def log_scalars(self, title: str, values: Mapping[str, float], step: int) -> None:
+        for series, value in values.items():
+            self.log_scalar(title, series, value, step)
+
+    def log_single_value(self, name: str, value: float) -> None:
+        """A summary number (final BLEU, parameter count) shown in the task's summary table."""
+        self._logger.report_single_value(name, float(value))
+
+    def log_figure(self, title: str, series: str, figure: "Figure", step: int) -> None:
+        """A debug image (not an interactive plot); also a PNG under ``output_dir/plots``. Closes ``figure``."""
+        try:
+            if self.save_plots and self.output_dir is not None:
+                save_png(figure, self.output_dir, title, series, step)
+            self._logger.report_matplotlib_figure(
+                title, series, figure, iteration=int(step), report_image=True
+            )
+        finally:
+            close_figure(figure)
+
+    def log_image(self, title: str, series: str, image: "Path | str | np.ndarray", step: int) -> None:
+        """A debug image from a file (PNG/JPEG) or an array (H, W) / (H, W, 3|4)."""
+        if isinstance(image, (str, Path)):
+            if not Path(image).is_file():
+                raise FileNotFoundError(f"image {title!r}/{series!r}: no file at {image}")
+            self._logger.report_image(title, series, iteration=int(step), local_path=str(image))
+        else:
+            self._logger.report_image(title, series, iteration=int(step), image=image)
+
+    def log_table(self, title: str, series: str, table: "pandas.DataFrame", step: int = 0) -> None:
+        self._logger.report_table(title, series, iteration=int(step), table_plot=table)
+
+    def log_text(self, text: str) -> None:
+        self._logger.report_text(text)
+
+    def upload_artifact(self, name: str, artifact: Path | Mapping | str) -> None:
+        """A file or folder (``Path``; ClearML zips folders), a JSON artifact (mapping), or a string."""
+        if isinstance(artifact, Path):
+            if not artifact.exists():
+                raise FileNotFoundError(f"artifact {name!r}: nothing at {artifact}")
+            artifact = artifact.as_posix()
+        elif isinstance(artifact, Mapping):
+            artifact = plain_dict(artifact)
+        self._task.upload_artifact(name, artifact_object=artifact, wait_on_upload=True)
+
+    def register_model(
+        self,
+        weights_path: Path,
+        *,
+        name: str,
+        tags: Sequence[str],
+        config: Mapping[str, Any],
+        metadata: Mapping[str, float | str],
+        publish: bool = False,
+    ) -> str:
+        """Register ``weights_path`` as a PyTorch OutputModel with ``config`` as its design; returns its id.
+
+        The weights are also uploaded as artifact ``"{name}-weights"``: a model from an offline
+        session points at the original local path until ``import_offline`` uploads it. Metadata
+        and publishing need a server, so offline they are stored as artifact
+        ``"{name}-registration"`` (``{"metadata": ..., "publish": ...}``) and applied by
+        ``import_offline``. The id of an offline model is a placeholder (``offline-...``).
+        """
+        from clearml import OutputModel
+
+        from src.tracking import sdk_compat
+
+        weights_path = Path(weights_path)
+        if not weights_path.is_file():
+            raise FileNotFoundError(f"model {name!r}: no weights file at {weights_path}")
+        model = OutputModel(
+            task=self._task, name=name, framework="PyTorch", tags=list(tags), config_dict=plain_dict(config)
+        )
+        sdk_compat.update_weights(
+            model, weights_filename=weights_path.as_posix(), auto_delete_file=False, async_enable=False
+        )
+        self.upload_artifact(f"{name}-weights", weights_path)
+        if self.offline:
+            self.upload_artifact(f"{name}-registration", {"metadata": dict(metadata), "publish": publish})
+        else:
+            model.set_all_metadata(
+                {key: typed_metadata(value) for key, value in metadata.items()}, replace=False
+            )
+            if publish:
+                model.publish()
+        logger.info("registered model {} ({}) from {}", name, model.id, weights_path)
+        return model.id
+
+    def close(self, failed: bool = False, reason: str = "") -> Path | None:
+        """Flush and close the task (marked failed if ``failed``; offline sessions record no status).
+
+        Offline: returns the session zip, moved to ``output_dir/clearml_offline/``.
+        """
+        if self._closed:
+            return self._session_zip
+        folder = Path(self._task.get_offline_mode_folder()) if self.offline else None
+        if failed:
+            self.log_text(f"step failed: {reason}" if reason else "step failed")
+        self._task.flush(wait_for_uploads=True)
+        self._task.close()
+        self._closed = True
+        if failed and not self.offline:
+            # after close: an explicit close() of a local task marks it completed
+            self._task.mark_failed(status_reason=reason or "step failed", force=True)
+        if folder is None:
+            return None
+        zip_path = folder.with_name(folder.name + ".zip")  # the SDK's own naming, clearml/task.py close()
+        if not zip_path.is_file():  # the SDK swallows errors while zipping
+            raise RuntimeError(
+                f"ClearML closed offline task {self.task_id} but wrote no session zip at {zip_path}"
+            )
+        if self.output_dir is not None:
+            target = self.output_dir / OFFLINE_DIR_NAME / zip_path.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            zip_path = Path(shutil.move(zip_path, target))
+        self._session_zip = zip_path
+        logger.info("ClearML offline session of task {} stored in {}", self.task_id, zip_path)
+        return zip_path
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        self.close(failed=exc is not None, reason=f"{type(exc).__name__}: {exc}" if exc else "")
+
+
+def typed_metadata(value: float | str) -> dict[str, str]:
+    """A model metadata entry as ClearML stores it: value as string plus its type."""
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return {"value": str(value), "type": "float" if is_number else "str"}
+
+
+def start_tracker(
+    cfg: TrackingConfig,
+    *,
+    step_name: str,
+    task_type: str,
+    output_dir: Path,
+    enabled: bool = True,
+    offline: bool | None = None,
+) -> Tracker | NullTracker:
+    """The tracker of one pipeline step: task ``"{cfg.task_name}-{step_name}"`` in ``cfg.project_name``.
+
+    ``enabled=False`` or ``cfg.enabled=False`` gives a ``NullTracker``. ``offline`` overrides
+    ``cfg.offline``; both ``None`` means offline unless ClearML is configured.
+    """
+    if not (enabled and cfg.enabled):
+        return NullTracker(output_dir=output_dir, save_plots=cfg.save_plots)
+    return Tracker.start(
+        project=cfg.project_name,
+        task_name=f"{cfg.task_name}-{step_name}",
+        task_type=task_type,
+        offline=cfg.offline if offline is None else offline,
+        tags=(*cfg.tags, step_name),
+        output_dir=output_dir,
+        output_uri=cfg.output_uri,
+        server_timeout_s=cfg.server_timeout_s,
+        save_plots=cfg.save_plots,
+    )

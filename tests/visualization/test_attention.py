@@ -1,0 +1,62 @@
+"""Attention heatmaps carry the real subword tokens, one panel per head."""
+
+import numpy as np
+import pytest
+import torch
+
+from src.visualization import plot_attention
+
+QUERY = ["<s>", "▁The", "▁house", "▁is", "▁small", "$5"]
+KEYS = ["▁Das", "▁Haus", "▁ist", "▁klein", "</s>"]
+
+
+def _labels(ticks) -> list[str]:
+    return [tick.get_text() for tick in ticks]
+
+
+def _head_axes(figure):
+    return [ax for ax in figure.axes if ax.get_visible() and ax.get_title().startswith("head ")]
+
+
+def test_every_head_has_the_tokens_on_both_axes():
+    weights = torch.softmax(torch.randn(3, len(QUERY), len(KEYS)), dim=-1)
+    figure = plot_attention(weights, QUERY, KEYS, "decoder layer 0 cross-attention")
+    heads = _head_axes(figure)
+    assert [ax.get_title() for ax in heads] == ["head 0", "head 1", "head 2"]
+    for ax in heads:
+        assert _labels(ax.get_xticklabels()) == KEYS  # "$5" stays text, not mathtext
+        assert _labels(ax.get_yticklabels()) == QUERY
+        # tick i sits on cell i: cells span [i, i + 1]
+        np.testing.assert_allclose(ax.get_xticks(), np.arange(len(KEYS)) + 0.5)
+    assert figure.texts[0].get_text() == "decoder layer 0 cross-attention"
+
+
+def test_rows_are_queries_and_columns_are_keys():
+    weights = np.zeros((1, 2, 3))
+    weights[0, 1, 2] = 1.0  # query 1 attends only to key 2
+    figure = plot_attention(weights, ["q0", "q1"], ["k0", "k1", "k2"], "t")
+    mesh = _head_axes(figure)[0].collections[0]
+    np.testing.assert_array_equal(np.asarray(mesh.get_array()).reshape(2, 3), weights[0])
+
+
+def test_one_head_as_a_matrix_and_unused_grid_cells_hidden():
+    figure = plot_attention(np.eye(3), ["a", "b", "c"], ["a", "b", "c"], "self")
+    assert len(_head_axes(figure)) == 1
+    five_heads = plot_attention(np.ones((5, 2, 2)) / 2, ["a", "b"], ["c", "d"], "five")
+    assert len(_head_axes(five_heads)) == 5  # a 2 x 4 grid, three cells hidden
+
+
+def test_figure_grows_with_sentence_length():
+    short = plot_attention(np.ones((2, 4, 4)) / 4, list("abcd"), list("abcd"), "s").get_size_inches()
+    tokens = [f"t{i}" for i in range(30)]
+    long = plot_attention(np.ones((2, 30, 30)) / 30, tokens, tokens, "l").get_size_inches()
+    assert long[0] > short[0] and long[1] > short[1]
+
+
+def test_mismatched_tokens_are_reported_with_both_shapes():
+    with pytest.raises(
+        ValueError, match=r"\(Tq, Tk\)=\(2, 3\) do not match the tokens: 2 query tokens, 2 key tokens"
+    ):
+        plot_attention(np.ones((1, 2, 3)), ["a", "b"], ["c", "d"], "t")
+    with pytest.raises(ValueError, match="shape \\(H, Tq, Tk\\)"):
+        plot_attention(np.ones((1, 1, 2, 3)), ["a"], ["b"], "t")
