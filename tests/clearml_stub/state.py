@@ -1,0 +1,181 @@
+"""In-memory state of the stand-in ClearML server, and the endpoint registry that acts on it."""
+
+import re
+import threading
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+Body = dict[str, Any]
+Handler = Callable[["StubState", Body], dict[str, Any]]
+
+ENDPOINTS: dict[str, Handler] = {}
+
+
+def endpoint(*names: str) -> Callable[[Handler], Handler]:
+    """Register a handler for ``service.action`` names; it returns the envelope's ``data``."""
+
+    def register(handler: Handler) -> Handler:
+        for name in names:
+            ENDPOINTS[name] = handler
+        return handler
+
+    return register
+
+
+class ApiError(Exception):
+    """Answered as an error envelope (HTTP ``code``), never as a dropped connection."""
+
+    def __init__(self, msg: str, code: int = 400, subcode: int = 0) -> None:
+        super().__init__(msg)
+        self.msg, self.code, self.subcode = msg, code, subcode
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+@dataclass
+class StubState:
+    """Everything the stand-in server knows. Handlers run one at a time under ``lock``."""
+
+    projects: dict[str, dict] = field(default_factory=dict)
+    tasks: dict[str, dict] = field(default_factory=dict)
+    models: dict[str, dict] = field(default_factory=dict)
+    queues: dict[str, dict] = field(default_factory=dict)
+    workers: dict[str, dict] = field(default_factory=dict)
+    events: list[dict] = field(default_factory=list)
+    files: dict[str, bytes] = field(default_factory=dict)
+    calls: list[str] = field(default_factory=list)
+    unknown_calls: list[str] = field(default_factory=list)
+    lock: threading.RLock = field(default_factory=threading.RLock)
+
+    def get(self, collection: str, obj_id: str | None) -> dict:
+        """The object or a 400 naming what is missing (the real server answers 400 too)."""
+        items = getattr(self, collection)
+        if not obj_id or obj_id not in items:
+            raise ApiError(f"Invalid {collection[:-1]} id: id={obj_id}", subcode=101)
+        return items[obj_id]
+
+    def queue_by_name(self, name: str) -> dict | None:
+        return next((q for q in self.queues.values() if q["name"] == name), None)
+
+    def create_queue(self, name: str, tags: list | None = None, system_tags: list | None = None) -> dict:
+        if self.queue_by_name(name):
+            raise ApiError(f"Queue with this name already exists: name={name}", subcode=702)
+        queue = {
+            "id": new_id(),
+            "name": name,
+            "display_name": name,
+            "created": now(),
+            "tags": list(tags or []),
+            "system_tags": list(system_tags or []),
+            "entries": [],
+            "metadata": {},
+        }
+        self.queues[queue["id"]] = queue
+        return queue
+
+    def project_id(self, name: str) -> str:
+        """Id of the project called ``name``, created with its parents if missing."""
+        for project in self.projects.values():
+            if project["name"] == name:
+                return project["id"]
+        project = {
+            "id": new_id(),
+            "name": name,
+            "basename": name.rsplit("/", 1)[-1],
+            "created": now(),
+            "tags": [],
+            "system_tags": [],
+            "description": "",
+        }
+        self.projects[project["id"]] = project
+        return project["id"]
+
+
+def matches_tags(values: Iterable[str], wanted: list[str] | None) -> bool:
+    """The apiserver's tag filter: plain tags are any-of, ``-tag`` excludes, ``__$all``/``__$any`` switch."""
+    if not wanted:
+        return True
+    values = set(values or ())
+    mode, include, exclude = "any", [], []
+    for tag in wanted:
+        if tag in ("__$all", "__$and"):
+            mode = "all"
+        elif tag in ("__$any", "__$or"):
+            mode = "any"
+        elif tag in ("__$not",):
+            continue
+        elif tag.startswith("-"):
+            exclude.append(tag[1:])
+        else:
+            include.append(tag)
+    if exclude and values.intersection(exclude):
+        return False
+    if not include:
+        return True
+    return all(t in values for t in include) if mode == "all" else bool(values.intersection(include))
+
+
+def _field(obj: dict, dotted: str) -> Any:
+    for part in dotted.split("."):
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(part)
+    return obj
+
+
+def select(items: Iterable[dict], body: Body, name_key: str = "name") -> list[dict]:
+    """Filter, order and page a collection the way ``*.get_all`` / ``*.get_all_ex`` do."""
+    ids = body.get("id")
+    ids = [ids] if isinstance(ids, str) else ids
+    found = []
+    for item in items:
+        if ids and item["id"] not in ids:
+            continue
+        name = body.get(name_key)
+        if name and not re.search(name, item.get(name_key) or "", flags=re.IGNORECASE):
+            continue
+        if not matches_tags(item.get("tags", []), body.get("tags")):
+            continue
+        if not matches_tags(item.get("system_tags", []), body.get("system_tags")):
+            continue
+        if not _matches_fields(item, body):
+            continue
+        found.append(item)
+    for key in reversed(body.get("order_by") or []):
+        desc = key.startswith("-")
+        key = key.lstrip("-+")
+        found.sort(key=lambda it, k=key: str(_field(it, k) or ""), reverse=desc)
+    return _page(found, body)
+
+
+def _matches_fields(item: dict, body: Body) -> bool:
+    for key in ("project", "status", "type", "parent", "framework", "task", "ready", "user"):
+        wanted = body.get(key)
+        if wanted is None or wanted == []:
+            continue
+        wanted = wanted if isinstance(wanted, list) else [wanted]
+        value = item.get(key)
+        if key == "project" and None in wanted and value is None:
+            continue
+        if value not in wanted:
+            return False
+    return True
+
+
+def _page(found: list[dict], body: Body) -> list[dict]:
+    """``page``/``page_size`` paging; ``size`` with ``scroll_id`` is answered as one full page."""
+    page, page_size = body.get("page"), body.get("page_size")
+    if page is not None and page_size:
+        return found[page * page_size : (page + 1) * page_size]
+    if body.get("scroll_id"):
+        return []  # everything went out with the first scroll page
+    return found
