@@ -23,6 +23,9 @@ class ModelConfig(FrozenConfig):
     attention_dropout: confloat(ge=0.0, lt=1.0) = 0.0
     activation: Literal["relu", "gelu", "swiglu"] = "relu"
     norm_first: bool = False  # False = post-norm, the paper's placement (Sec. 3.1)
+    # LayerNorm after each stack; None = only with pre-norm, which needs it. True with post-norm
+    # reproduces torch.nn.Transformer, which adds it in both placements.
+    final_norm: bool | None = None
     positional_encoding: Literal["sinusoidal", "learned"] = "sinusoidal"
     max_positions: PositiveInt = 256
     share_embeddings: bool = True  # one embedding table for source and target (Sec. 3.4)

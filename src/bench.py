@@ -1,0 +1,288 @@
+"""Benchmark: our Transformer against ``torch.nn.Transformer``, and cached against uncached decoding.
+
+    python -m src.main bench [--norm-first] [--json] [--repeats 5] [--steps 5] [--threads 2]
+
+Two contests, each run in one process on the same config and the same batch:
+
+1. Training tokens/s (forward, backward, AdamW step) of our model against ``nn.Transformer``
+   with the same norm placement. The reference is wrapped with a copy of our embeddings and
+   generator and our body starts from its weights, so both compute the same function and only the
+   body's implementation differs. Both get exactly the masks that function needs: source padding
+   and causal. (Our model also adds the final LayerNorms ``nn.Transformer`` has.)
+2. Greedy decoding tokens/s with the key/value cache against without it. EOS is set to an id the
+   model never emits, so both decode exactly ``--new-tokens`` steps.
+
+Contestants alternate (A B A B ...) so that noise from other processes hits both alike; the
+table gives the median of ``--repeats`` timings and the ratio of medians.
+"""
+
+import argparse
+import copy
+import json
+import statistics
+import time
+import warnings
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from loguru import logger
+from torch import Tensor, nn
+
+from src.config.model import ModelConfig
+from src.models.decoding import greedy_decode
+from src.models.torch_compat import load_from_torch_transformer
+from src.models.transformer import EncoderDecoderTransformer, build_model
+
+PAD_ID, BOS_ID = 0, 1
+TARGETS = {"training": 1.0, "decoding": 3.0}  # ours/torch and cached/uncached ratios the project aims for
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="timed repeats per contestant (median reported)"
+    )
+    parser.add_argument("--steps", type=int, default=5, help="training steps per timed repeat")
+    parser.add_argument(
+        "--norm-first", action="store_true", help="pre-norm (default: post-norm, the paper's)"
+    )
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--seq-len", type=int, default=64, help="source and target length (tokens)")
+    parser.add_argument(
+        "--new-tokens", type=int, default=64, help="tokens generated per sentence when decoding"
+    )
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--vocab-size", type=int, default=8000)
+    parser.add_argument("--d-model", type=int, default=256)
+    parser.add_argument("--n-heads", type=int, default=4)
+    parser.add_argument("--layers", type=int, default=3, help="encoder and decoder layers each")
+    parser.add_argument("--d-ff", type=int, default=1024)
+    parser.add_argument("--seed", type=int, default=0)
+
+
+class TorchReference(nn.Module):
+    """``nn.Transformer`` between (copies of) our embeddings and generator.
+
+    Args:
+        embeddings: our ``Embeddings`` module.
+        body: the ``nn.Transformer`` (batch_first=True).
+        generator: our output projection.
+        pad_id: padding token id.
+    """
+
+    def __init__(
+        self, embeddings: nn.Module, body: nn.Transformer, generator: nn.Linear, pad_id: int
+    ) -> None:
+        super().__init__()
+        self.embeddings, self.body, self.generator, self.pad_id = embeddings, body, generator, pad_id
+
+    def forward(self, src: Tensor, tgt: Tensor) -> Tensor:
+        """Shape: src: (B, S), tgt: (B, T) -> logits (B, T, V)."""
+        src_blocked = src == self.pad_id  # PyTorch's convention: True = may not attend
+        causal = nn.Transformer.generate_square_subsequent_mask(tgt.size(1), device=tgt.device)
+        hidden = self.body(
+            self.embeddings.source(src),
+            self.embeddings.target(tgt),
+            tgt_mask=causal,
+            src_key_padding_mask=src_blocked,
+            memory_key_padding_mask=src_blocked,
+            tgt_is_causal=True,
+        )
+        return self.generator(hidden)
+
+
+def build_contestants(args: argparse.Namespace) -> tuple[EncoderDecoderTransformer, TorchReference]:
+    """Our model and the reference, same sizes, same weights, dropout 0.1 everywhere."""
+    cfg = ModelConfig(
+        d_model=args.d_model,
+        n_heads=args.n_heads,
+        n_encoder_layers=args.layers,
+        n_decoder_layers=args.layers,
+        d_ff=args.d_ff,
+        dropout=0.1,
+        attention_dropout=0.1,
+        norm_first=args.norm_first,
+        final_norm=True,
+        max_positions=max(args.seq_len, args.new_tokens),
+    )
+    ours = build_model(cfg, args.vocab_size, args.vocab_size, PAD_ID)
+    with (
+        warnings.catch_warnings()
+    ):  # pre-norm: "enable_nested_tensor is True, but ..." (an inference-only path)
+        warnings.simplefilter("ignore", UserWarning)
+        body = nn.Transformer(
+            cfg.d_model,
+            cfg.n_heads,
+            cfg.n_encoder_layers,
+            cfg.n_decoder_layers,
+            cfg.d_ff,
+            dropout=cfg.dropout,
+            batch_first=True,
+            norm_first=cfg.norm_first,
+        )
+    load_from_torch_transformer(ours, body)
+    shell = copy.deepcopy(ours)  # one deepcopy keeps the embedding-generator tie inside the copy
+    return ours, TorchReference(shell.embeddings, body, shell.generator, PAD_ID)
+
+
+def make_batch(args: argparse.Namespace, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+    """Random right-padded sentences, lengths in [seq_len/2, seq_len]: src, decoder input, labels (B, L)."""
+
+    def sentences() -> Tensor:
+        tokens = torch.randint(2, args.vocab_size, (args.batch_size, args.seq_len), generator=generator)
+        lengths = torch.randint(
+            args.seq_len // 2, args.seq_len + 1, (args.batch_size, 1), generator=generator
+        )
+        return tokens.masked_fill(torch.arange(args.seq_len) >= lengths, PAD_ID)
+
+    src, labels = sentences(), sentences()
+    tgt_in = torch.cat([torch.full((args.batch_size, 1), BOS_ID), labels[:, :-1]], dim=1)
+    return src, tgt_in, labels
+
+
+def train_steps(
+    model: nn.Module, optimizer: torch.optim.Optimizer, batch: tuple[Tensor, Tensor, Tensor], steps: int
+) -> None:
+    src, tgt_in, labels = batch
+    for _ in range(steps):
+        logits = model(src, tgt_in)
+        loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=PAD_ID)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+
+def interleaved_medians(
+    contestants: dict[str, Callable[[], None]], work: float, repeats: int
+) -> dict[str, dict]:
+    """Time each contestant ``repeats`` times, alternating A B A B; ``work`` units per call -> units/s."""
+    timings: dict[str, list[float]] = {name: [] for name in contestants}
+    for run_once in contestants.values():  # warm-up: allocator, thread pool, first-call dispatch
+        run_once()
+    for repeat in range(repeats):
+        for name, run_once in contestants.items():
+            start = time.perf_counter()
+            run_once()
+            timings[name].append(work / (time.perf_counter() - start))
+            logger.debug(f"repeat {repeat}: {name} {timings[name][-1]:.0f}/s")
+    return {
+        name: {"median": statistics.median(values), "repeats": values} for name, values in timings.items()
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run both contests and print a table (or, with ``--json``, one JSON object)."""
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    ours, reference = build_contestants(args)
+    batch = make_batch(args, torch.Generator().manual_seed(args.seed))
+    ours.eval(), reference.eval()
+    with (
+        torch.no_grad(),
+        warnings.catch_warnings(),
+    ):  # PyTorch's eval fast path warns that nested tensors are a prototype
+        warnings.simplefilter("ignore", UserWarning)
+        max_diff = (ours(*batch[:2]) - reference(*batch[:2])).abs().max().item()
+    logger.info(f"same weights, eval mode: max |logits ours - torch| = {max_diff:.2e}")
+
+    ours.train(), reference.train()
+    optimizers = {
+        name: torch.optim.AdamW(m.parameters(), lr=1e-4) for name, m in (("ours", ours), ("torch", reference))
+    }
+    tokens = (batch[2] != PAD_ID).sum().item() * args.steps
+    logger.info(f"training: {args.repeats} x {args.steps} steps per contestant")
+    training = interleaved_medians(
+        {
+            "ours": lambda: train_steps(ours, optimizers["ours"], batch, args.steps),
+            "torch": lambda: train_steps(reference, optimizers["torch"], batch, args.steps),
+        },
+        tokens,
+        args.repeats,
+    )
+
+    ours.eval()
+    decode = {
+        "bos_id": BOS_ID,
+        "eos_id": args.vocab_size,
+        "max_new_tokens": args.new_tokens,
+    }  # EOS: never emitted
+    logger.info(f"decoding: {args.repeats} x {args.new_tokens} new tokens per contestant")
+    decoding = interleaved_medians(
+        {
+            "cached": lambda: greedy_decode(ours, batch[0], use_cache=True, **decode),
+            "uncached": lambda: greedy_decode(ours, batch[0], use_cache=False, **decode),
+        },
+        args.batch_size * args.new_tokens,
+        args.repeats,
+    )
+
+    result = _result(args, max_diff, training, decoding)
+    # The table/JSON is this command's output, not telemetry: it goes to stdout for the reader or a pipe.
+    print(json.dumps(result, indent=2) if args.json else _table(result))
+    return 0
+
+
+def _result(args: argparse.Namespace, max_diff: float, training: dict, decoding: dict) -> dict:
+    settings = {
+        key: getattr(args, key)
+        for key in (
+            "norm_first",
+            "batch_size",
+            "seq_len",
+            "new_tokens",
+            "vocab_size",
+            "d_model",
+            "n_heads",
+            "layers",
+            "d_ff",
+            "repeats",
+            "steps",
+        )
+    }
+    ratios = {
+        "training": training["ours"]["median"] / training["torch"]["median"],
+        "decoding": decoding["cached"]["median"] / decoding["uncached"]["median"],
+    }
+    return {
+        "settings": settings | {"threads": torch.get_num_threads(), "torch": torch.__version__},
+        "max_abs_logit_diff": max_diff,
+        "training_tokens_per_s": training,
+        "decoding_tokens_per_s": decoding,
+        "ratios": ratios,
+        "meets_targets": {name: ratios[name] >= TARGETS[name] for name in TARGETS},
+    }
+
+
+def _table(result: dict) -> str:
+    s = result["settings"]
+    placement = "pre-norm" if s["norm_first"] else "post-norm"
+    sizes = (
+        f"d_model {s['d_model']}, {s['n_heads']} heads, {s['layers']}+{s['layers']} layers, ff {s['d_ff']}"
+    )
+    data = f"batch {s['batch_size']}, length {s['seq_len']}, vocab {s['vocab_size']}"
+    same = f"same weights: max |logit diff| {result['max_abs_logit_diff']:.1e}"
+    lines = [
+        f"Transformer bench: {placement}, {sizes}, {data}, {s['threads']} threads, torch {s['torch']}",
+        f"median of {s['repeats']} interleaved repeats; {same}",
+        "",
+        f"{'contest':<38}{'A tokens/s':>12}{'B tokens/s':>12}{'A/B':>8}{'target':>8}",
+    ]
+    contests = {
+        "training": ("training_tokens_per_s", "ours", "torch", "train: ours (A) vs nn.Transformer (B)"),
+        "decoding": ("decoding_tokens_per_s", "cached", "uncached", "greedy: cached (A) vs uncached (B)"),
+    }
+    for contest, (key, a, b, title) in contests.items():
+        medians = result[key][a]["median"], result[key][b]["median"]
+        ratio, target = result["ratios"][contest], TARGETS[contest]
+        lines.append(f"{title:<38}{medians[0]:>12.0f}{medians[1]:>12.0f}{ratio:>8.2f}{target:>8.1f}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m src.bench", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    sys.exit(run(parser.parse_args()))

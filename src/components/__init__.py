@@ -1,0 +1,27 @@
+"""Building blocks of the Transformer, named after the paper's nouns (Vaswani et al. 2017)."""
+
+from src.components.attention import MultiHeadAttention, scaled_dot_product_attention
+from src.components.embeddings import Embeddings
+from src.components.feed_forward import PositionwiseFeedForward
+from src.components.kv_cache import DecoderCache, KVCache
+from src.components.masks import causal_mask, padding_mask, to_torch_mask
+from src.components.positional_encoding import (
+    LearnedPositionalEncoding,
+    SinusoidalPositionalEncoding,
+    sinusoidal_table,
+)
+
+__all__ = [
+    "DecoderCache",
+    "Embeddings",
+    "KVCache",
+    "LearnedPositionalEncoding",
+    "MultiHeadAttention",
+    "PositionwiseFeedForward",
+    "SinusoidalPositionalEncoding",
+    "causal_mask",
+    "padding_mask",
+    "scaled_dot_product_attention",
+    "sinusoidal_table",
+    "to_torch_mask",
+]

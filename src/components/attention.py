@@ -1,0 +1,172 @@
+"""Scaled dot-product attention and multi-head attention (Vaswani et al. 2017, Sec. 3.2).
+
+Masks follow the one convention of ``src/components/masks.py``: boolean, True = may attend.
+"""
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from src.components.kv_cache import KVCache
+from src.components.masks import causal_mask
+
+AttentionBackend = Literal["sdpa", "math"]
+
+
+def scaled_dot_product_attention(
+    query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = None, dropout_p: float = 0.0
+) -> tuple[Tensor, Tensor]:
+    """Attention(Q, K, V) = softmax(Q K^T / sqrt(d_k)) V (Eq. 1), returning the weights as well.
+
+    Masked scores are filled with the dtype's minimum rather than ``-inf`` or ``-1e9``: finite in
+    fp16/bf16, and a row whose keys are all masked becomes uniform instead of NaN; multiplying by
+    the mask afterwards sets such a row to zero, which is what the fused SDPA kernel returns.
+
+    Args:
+        query, key, value: per-head projections.
+        mask: boolean, True = may attend; ``None`` attends everywhere.
+        dropout_p: dropout on the weights (Sec. 5.4 applies dropout to sublayer outputs; attention
+            dropout is the common extension used by ``torch.nn.MultiheadAttention``).
+
+    Shape:
+        query: (B, H, T, D); key, value: (B, H, S, D); mask: broadcastable to (B, H, T, S).
+        output: (B, H, T, D); weights: (B, H, T, S), before dropout.
+    """
+    # (B, H, T, D) @ (B, H, D, S) -> (B, H, T, S)
+    scores = query @ key.transpose(-2, -1) / math.sqrt(query.size(-1))
+    if mask is not None:
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    weights = scores.softmax(dim=-1)
+    if mask is not None:
+        weights = weights.masked_fill(~mask, 0.0)
+    dropped = F.dropout(weights, dropout_p) if dropout_p > 0.0 else weights
+    return dropped @ value, weights  # (B, H, T, S) @ (B, H, S, D) -> (B, H, T, D)
+
+
+class MultiHeadAttention(nn.Module):
+    """MultiHead(Q, K, V) = Concat(head_1, ..., head_h) W^O (Sec. 3.2.2).
+
+    head_i = Attention(Q W^Q_i, K W^K_i, V W^V_i).
+
+    The projections of all heads are one (3C, C) matrix ``in_proj`` whose rows are W^Q, W^K, W^V,
+    the layout of ``nn.MultiheadAttention.in_proj_weight``: self-attention projects Q, K and V in
+    one matmul, cross-attention projects Q from the target and K, V from ``memory`` in one matmul
+    each.
+
+    Two backends compute Eq. 1: "sdpa" calls ``F.scaled_dot_product_attention`` (fused, never
+    materialises the (T, S) weights); "math" calls ``scaled_dot_product_attention`` above. Weights
+    are returned only when asked for (``need_weights=True``), which always takes the math path, so
+    attention heatmaps cost nothing on ordinary steps.
+
+    Args:
+        d_model: model width C.
+        n_heads: number of heads H; must divide ``d_model``.
+        dropout: dropout probability on the attention weights.
+        backend: "sdpa" (default) or "math".
+    """
+
+    def __init__(
+        self, d_model: int, n_heads: int, dropout: float = 0.0, backend: AttentionBackend = "sdpa"
+    ) -> None:
+        super().__init__()
+        if d_model % n_heads != 0:
+            raise ValueError(
+                f"d_model={d_model} is not divisible by n_heads={n_heads} "
+                f"(expected d_model % n_heads == 0, got remainder {d_model % n_heads})"
+            )
+        if backend not in ("sdpa", "math"):
+            raise ValueError(f"attention backend must be 'sdpa' or 'math', got {backend!r}")
+        self.d_model, self.n_heads, self.head_dim = d_model, n_heads, d_model // n_heads
+        self.dropout_p, self.backend = dropout, backend
+        self.in_proj = nn.Linear(d_model, 3 * d_model)
+        self.out_proj = nn.Linear(d_model, d_model)
+
+    def forward(
+        self,
+        x: Tensor,
+        memory: Tensor | None = None,
+        *,
+        mask: Tensor | None = None,
+        is_causal: bool = False,
+        cache: KVCache | None = None,
+        need_weights: bool = False,
+    ) -> tuple[Tensor, Tensor | None]:
+        """Attend from ``x`` to itself (self-attention) or to ``memory`` (cross-attention).
+
+        Args:
+            x: query sequence (and key/value sequence for self-attention).
+            memory: key/value sequence for cross-attention (the encoder output); None for self-attention.
+            mask: boolean, True = may attend.
+            is_causal: hide later positions (decoder self-attention); combined with ``mask`` if both given.
+            cache: self-attention appends the new keys/values; cross-attention fills it once, then reuses it.
+            need_weights: return the per-head attention weights as well.
+
+        Shape:
+            x: (B, T, C); memory: (B, S, C); mask: broadcastable to (B, H, T, S).
+            output: (B, T, C); weights: (B, H, T, S) or ``None``.
+        """
+        q, k, v = self._project(x, memory, cache)
+        fused = self.backend == "sdpa" and not need_weights
+        mask, is_causal = self._attention_mask(mask, is_causal, q, k, fused)
+        dropout_p = self.dropout_p if self.training else 0.0
+        if fused:
+            out = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal
+            )
+            weights = None
+        else:
+            out, weights = scaled_dot_product_attention(q, k, v, mask, dropout_p)
+        out = out.transpose(1, 2).reshape(x.shape)  # (B, H, T, D) -> (B, T, H, D) -> (B, T, C)
+        return self.out_proj(out), (weights if need_weights else None)
+
+    def _project(
+        self, x: Tensor, memory: Tensor | None, cache: KVCache | None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Per-head queries, keys and values, (B, H, L, D) each, using and updating ``cache``."""
+        if memory is None:
+            q, k, v = self._split_heads(self.in_proj(x), 3)
+            if cache is not None:
+                k, v = cache.append(k, v)
+            return q, k, v
+        c, weight, bias = self.d_model, self.in_proj.weight, self.in_proj.bias
+        (q,) = self._split_heads(F.linear(x, weight[:c], bias[:c]), 1)
+        if cache is not None and cache.key is not None:
+            return q, cache.key, cache.value
+        k, v = self._split_heads(F.linear(memory, weight[c:], bias[c:]), 2)
+        if cache is not None:
+            cache.append(k, v)
+        return q, k, v
+
+    def _split_heads(self, projected: Tensor, n: int) -> tuple[Tensor, ...]:
+        batch, length, _ = projected.shape
+        # (B, L, n*C) -> (B, L, n, H, D) -> (n, B, H, L, D), views only: SDPA accepts the strides
+        heads = projected.view(batch, length, n, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        return heads.unbind(0)
+
+    def _attention_mask(
+        self, mask: Tensor | None, is_causal: bool, q: Tensor, k: Tensor, fused: bool
+    ) -> tuple[Tensor | None, bool]:
+        """Validate ``mask``; fold the causal mask into it unless SDPA's own ``is_causal`` can be used."""
+        (batch, heads, query_len, _), key_len = q.shape, k.size(2)
+        if mask is not None:
+            _check_mask(mask, (batch, heads, query_len, key_len))
+        is_causal = is_causal and query_len > 1  # one new query may see every cached key
+        fused_causal = fused and is_causal and mask is None and query_len == key_len
+        if is_causal and not fused_causal:
+            causal = causal_mask(query_len, key_len, q.device)
+            mask = causal if mask is None else mask & causal
+        return mask, fused_causal
+
+
+def _check_mask(mask: Tensor, scores_shape: tuple[int, int, int, int]) -> None:
+    if mask.dtype != torch.bool:
+        raise ValueError(f"attention mask must be torch.bool (True = may attend), got dtype {mask.dtype}")
+    trailing = scores_shape[4 - mask.dim() :] if mask.dim() <= 4 else ()
+    if mask.dim() > 4 or any(m not in (1, s) for m, s in zip(mask.shape, trailing, strict=True)):
+        raise ValueError(
+            f"attention mask of shape {tuple(mask.shape)} does not broadcast to the attention scores "
+            f"(B, H, T, S) = {scores_shape}"
+        )

