@@ -1,0 +1,1 @@
+"""The ClearML pipeline: wires the five steps of ``src.steps`` to queues, caching and parameters."""

@@ -1,0 +1,166 @@
+"""The ClearML pipeline: five function steps, an execution queue and docker image per step, caching.
+
+This file only wires: each step function imports inside (ClearML packages every step alone) and
+calls one ``src.steps`` function, which opens the step's task through ``src.tracking`` and
+re-validates the parameters (they arrive as strings, clearml #1668).
+"""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from src.config import ExperimentConfig, config_to_dict
+
+QUEUES_FILE = "queues/queues.yaml"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+REQUIREMENTS = REPO_ROOT / "requirements.txt"
+# What the controller imports (src.main -> pipelines -> src.config, src.tracking.server): no torch.
+CONTROLLER_PACKAGES = ("clearml", "loguru", "pydantic", "PyYAML")
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    name: str
+    parents: tuple[str, ...]
+    inputs: dict[str, str]  # function argument -> "${<step>.<return name>}"
+    task_type: str
+    cache: bool = False
+
+
+STEPS = (
+    StepSpec("data_prep", (), {}, "data_processing", cache=True),
+    StepSpec("tokenize", ("data_prep",), {"data": "${data_prep.output}"}, "data_processing", cache=True),
+    StepSpec("train", ("tokenize",), {"tokenized": "${tokenize.output}"}, "training"),
+    StepSpec("evaluate", ("tokenize", "train"), {"tokenized": "${tokenize.output}", "trained": "${train.output}"}, "testing"),
+    StepSpec("register", ("train", "evaluate"), {"trained": "${train.output}", "evaluated": "${evaluate.output}"}, "custom"),
+)
+
+
+# --- step functions: what runs inside each step's task on an agent --------------------------------
+def data_prep_step(config: str) -> dict:
+    from src.steps import data_prep
+
+    return data_prep.run(config, offline=False)
+
+
+def tokenize_step(config: str, data: dict) -> dict:
+    from src.steps import tokenize
+
+    return tokenize.run(config, data, offline=False)
+
+
+def train_step(config: str, tokenized: dict) -> dict:
+    from src.steps import train
+
+    return train.run(config, tokenized, offline=False)
+
+
+def evaluate_step(config: str, tokenized: dict, trained: dict) -> dict:
+    from src.steps import evaluate
+
+    return evaluate.run(config, tokenized, trained, offline=False)
+
+
+def register_step(config: str, trained: dict, evaluated: dict) -> dict:
+    from src.steps import register
+
+    return register.run(config, trained, evaluated, offline=False)
+
+
+STEP_FUNCTIONS = {
+    "data_prep": data_prep_step, "tokenize": tokenize_step, "train": train_step,
+    "evaluate": evaluate_step, "register": register_step,
+}
+
+
+def pinned_requirements(names: tuple[str, ...]) -> list[str]:
+    """The lines of requirements.txt that pin ``names`` (the controller needs no torch)."""
+    lines = [line.strip() for line in REQUIREMENTS.read_text().splitlines()]
+    return [line for line in lines if line.split("==")[0].strip() in names]
+
+
+# --- the plan, shared by --dry-run and the controller ----------------------------------------------
+def pipeline_plan(cfg: ExperimentConfig, queue: str | None, queues_file: str = QUEUES_FILE) -> dict[str, Any]:
+    """Steps with parents, queue, docker and arguments; the controller's queue and parameters.
+
+    ``queue`` (``--queue NAME``) must be defined in ``queues/queues.yaml``; the steps that the file
+    puts on the training queue (train, evaluate) go to it, the others stay where the file says.
+    """
+    from src.tracking.server import load_queue_config
+
+    queues = load_queue_config(queues_file)
+    training_queue = queues.queue_for("train")
+    if queue is not None:
+        queues.queue(queue)  # unknown name -> ConfigError listing the defined queues
+
+    def placed(step: str) -> str:
+        name = queues.queue_for(step)
+        return queue if queue is not None and name == training_queue else name
+
+    plan_steps = []
+    for spec in STEPS:
+        name = placed(spec.name)
+        target = queues.queue(name)
+        plan_steps.append({
+            "name": spec.name, "parents": list(spec.parents), "queue": name, "docker": target.docker_image,
+            "docker_args": " ".join(target.docker_args) or None, "docker_setup": target.docker_setup_script or None,
+            "cache": spec.cache, "kwargs": {"config": "${pipeline.config}", **spec.inputs},
+        })
+    return {
+        "pipeline": f"{cfg.tracking.task_name}-pipeline", "project": cfg.tracking.project_name,
+        "controller_queue": placed("controller"),
+        "parameters": {"config": config_to_dict(cfg)},
+        "steps": plan_steps,
+    }
+
+
+def describe_pipeline(cfg: ExperimentConfig, queue: str | None, queues_file: str = QUEUES_FILE) -> str:
+    """Human-readable DAG, queues and parameters for ``--dry-run``."""
+    plan = pipeline_plan(cfg, queue, queues_file)
+    lines = [f"pipeline {plan['pipeline']!r} in project {plan['project']!r}",
+             f"controller -> queue {plan['controller_queue']!r}", "", "DAG:"]
+    for step in plan["steps"]:
+        after = " <- " + ", ".join(step["parents"]) if step["parents"] else ""
+        cached = " [cached]" if step["cache"] else ""
+        lines.append(f"  {step['name']}{after}{cached}")
+        lines.append(f"      queue {step['queue']!r}, docker {step['docker']!r} {step['docker_args'] or ''}".rstrip())
+    lines += ["", "parameters:", json.dumps(plan["parameters"], indent=2)]
+    return "\n".join(lines)
+
+
+def build_pipeline(cfg: ExperimentConfig, queue: str | None, queues_file: str = QUEUES_FILE):
+    """A ``clearml.PipelineController`` for the plan (built through src.tracking's import of clearml)."""
+    from src.tracking.pipeline import new_pipeline_controller, step_checkout
+
+    plan = pipeline_plan(cfg, queue, queues_file)
+    checkout = step_checkout(REPO_ROOT)  # the agent clones this remote at this commit and runs the step from its root
+    pipe = new_pipeline_controller(name=plan["pipeline"], project=plan["project"],
+                                   packages=pinned_requirements(CONTROLLER_PACKAGES))
+    pipe.add_parameter("config", json.dumps(plan["parameters"]["config"]), "the whole ExperimentConfig as JSON")
+    for step, spec in zip(plan["steps"], STEPS):
+        pipe.add_function_step(
+            name=spec.name, function=STEP_FUNCTIONS[spec.name], function_kwargs=step["kwargs"],
+            function_return=["output"], parents=list(spec.parents) or None, task_type=spec.task_type,
+            execution_queue=step["queue"], docker=step["docker"], docker_args=step["docker_args"],
+            docker_bash_setup_script=step["docker_setup"],
+            cache_executed_step=spec.cache, project_name=plan["project"], task_name=f"{cfg.tracking.task_name}-{spec.name}",
+            packages=REQUIREMENTS.as_posix(), **checkout,
+            # as our Tracker: no torch.save/argparse hooks, metrics and models are reported explicitly
+            auto_connect_frameworks=False, auto_connect_arg_parser=False,
+        )
+    return pipe, plan
+
+
+def enqueue_pipeline(cfg: ExperimentConfig, queue: str | None, queues_file: str = QUEUES_FILE) -> None:
+    """Put the controller on its queue; on the services agent the same call runs the DAG.
+
+    Locally ``start`` stores the pipeline, enqueues the controller and ends this process
+    (ClearML's ``execute_remotely``), so the web UI link is printed before it.
+    """
+    from src.tracking.pipeline import pipeline_web_url
+
+    pipe, plan = build_pipeline(cfg, queue, queues_file)
+    print(f"pipeline {plan['pipeline']!r}: controller on queue {plan['controller_queue']!r}, "
+          f"follow it at {pipeline_web_url(pipe)}", flush=True)
+    pipe.start(queue=plan["controller_queue"])

@@ -1,0 +1,112 @@
+"""Test-set evaluation: loss, perplexity, token accuracy, and sacrebleu BLEU/chrF of decoded text."""
+
+import json
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import sacrebleu
+import torch
+from loguru import logger
+from tqdm import tqdm
+
+from src.config import EvaluationConfig, ExperimentConfig, ModelConfig
+from src.data.batching import TokenBudgetBatchSampler
+from src.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, decode_ids
+from src.models.decoding import beam_search, greedy_decode
+from src.models.transformer import EncoderDecoderTransformer, build_model
+from src.training.loss import token_accuracy, translation_loss
+from src.training.trainer import ParallelCorpus
+
+
+def load_trained_model(checkpoint: Path, vocab_sizes: tuple[int, int], device: torch.device) -> EncoderDecoderTransformer:
+    """Rebuild the model from the config stored in a checkpoint and load its weights."""
+    from src.training.checkpoint import load_checkpoint
+
+    state = load_checkpoint(checkpoint)
+    model_cfg = ModelConfig.model_validate(json.loads(state["config"])["model"])
+    model = build_model(model_cfg, vocab_sizes[0], vocab_sizes[1], PAD_ID)
+    model.load_state_dict(state["model"])
+    return model.to(device).eval()
+
+
+@torch.no_grad()
+def teacher_forced_metrics(model: EncoderDecoderTransformer, corpus: ParallelCorpus, max_tokens: int,
+                           device: torch.device) -> dict[str, float]:
+    """Per-token loss, perplexity and argmax accuracy with the reference as decoder input."""
+    sampler = TokenBudgetBatchSampler([len(s) for s in corpus.src], [len(t) for t in corpus.tgt], max_tokens, shuffle=False)
+    loss_sum, correct, count = 0.0, 0, 0
+    for indices in sampler:
+        src, tgt_in, labels = corpus.batch(indices, device)
+        logits = model(src, tgt_in)
+        loss, n = translation_loss(logits, labels, PAD_ID)
+        hits, _ = token_accuracy(logits, labels, PAD_ID)
+        loss_sum, correct, count = loss_sum + loss.item() * n, correct + hits, count + n
+    loss = loss_sum / max(count, 1)
+    return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "token_accuracy": correct / max(count, 1)}
+
+
+@torch.no_grad()
+def translate(model: EncoderDecoderTransformer, sources: list[list[int]], decode: Callable[..., torch.Tensor],
+              batch_size: int, device: torch.device, desc: str) -> list[list[int]]:
+    """Decode every source; batches are formed from length-sorted sources to limit padding."""
+    order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
+    outputs: list[list[int]] = [[] for _ in sources]
+    for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", leave=False):
+        chunk = order[start:start + batch_size]
+        width = max(len(sources[i]) for i in chunk)
+        src = torch.full((len(chunk), width), PAD_ID, dtype=torch.long)
+        for row, i in enumerate(chunk):
+            src[row, : len(sources[i])] = torch.tensor(sources[i])
+        generated = decode(model, src.to(device)).tolist()
+        for row, i in enumerate(chunk):
+            outputs[i] = generated[row]
+    return outputs
+
+
+def score(hypotheses: list[str], references: list[str]) -> dict[str, float]:
+    """Corpus BLEU and chrF (sacrebleu defaults: 13a tokenisation, detokenised input)."""
+    return {
+        "bleu": sacrebleu.corpus_bleu(hypotheses, [references]).score,
+        "chrf": sacrebleu.corpus_chrf(hypotheses, [references]).score,
+    }
+
+
+def evaluate(model: EncoderDecoderTransformer, test_split, tgt_tokenizer, cfg: ExperimentConfig,
+             device: torch.device) -> dict[str, Any]:
+    """All test metrics, and the decoded text for the sample table.
+
+    ``test_split`` is the encoded test split with columns src, tgt, src_ids, tgt_ids.
+    """
+    ecfg: EvaluationConfig = cfg.evaluation
+    if ecfg.max_test_sentences is not None and len(test_split) > ecfg.max_test_sentences:
+        test_split = test_split.select(range(ecfg.max_test_sentences))
+    corpus = ParallelCorpus.from_dataset(test_split)
+    references = list(test_split["tgt"])
+    metrics: dict[str, Any] = {"test": teacher_forced_metrics(model, corpus, cfg.batching.max_tokens, device)}
+    decoders = {
+        "greedy": lambda m, s: greedy_decode(m, s, bos_id=BOS_ID, eos_id=EOS_ID, max_new_tokens=ecfg.max_new_tokens),
+        "beam": lambda m, s: beam_search(m, s, bos_id=BOS_ID, eos_id=EOS_ID, beam_size=ecfg.beam_size,
+                                         length_penalty=ecfg.length_penalty, max_new_tokens=ecfg.max_new_tokens),
+    }
+    outputs: dict[str, list[str]] = {}
+    for name, decode in decoders.items():
+        start = time.perf_counter()
+        ids = translate(model, corpus.src, decode, ecfg.batch_size, device, desc=f"decode {name}")
+        outputs[name] = [decode_ids(tgt_tokenizer, row) for row in ids]
+        metrics[name] = score(outputs[name], references) | {"seconds": time.perf_counter() - start}
+        logger.info(f"{name}: BLEU {metrics[name]['bleu']:.2f}, chrF {metrics[name]['chrf']:.2f}")
+    metrics["n_sentences"] = len(references)
+    samples = [
+        {"source": s, "reference": r, "greedy": g, "beam": b}
+        for s, r, g, b in zip(test_split["src"][: ecfg.n_samples], references, outputs["greedy"], outputs["beam"])
+    ]
+    return {"metrics": metrics, "samples": samples, "outputs": outputs}
+
+
+def save_metrics(metrics: dict[str, Any], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return path

@@ -1,0 +1,83 @@
+"""What every step does around its work: config, tracked task, run-folder status, failure marking."""
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+
+from src.config import ExperimentConfig, config_to_dict, validate_config
+
+ConfigLike = ExperimentConfig | dict[str, Any] | str
+
+
+def as_config(config: ConfigLike, source: str = "step parameters") -> ExperimentConfig:
+    """Accept a config object, a dict, or a JSON string (how ClearML passes it), and validate it."""
+    if isinstance(config, ExperimentConfig):
+        return config
+    if isinstance(config, str):
+        config = json.loads(config)
+    return validate_config(config, source=source)
+
+
+def read_status(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "status.json"
+    return json.loads(path.read_text()) if path.exists() else {"status": "new", "steps": {}}
+
+
+def update_status(run_dir: Path, step: str, status: str, **details: Any) -> dict[str, Any]:
+    """Record a step's state in ``run_dir/status.json`` (written atomically)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    state = read_status(run_dir)
+    state["steps"].setdefault(step, {}).update({"status": status, "time": time.time(), **details})
+    state["status"] = "failed" if status == "failed" else ("running" if status == "running" else state["status"])
+    if status == "failed":
+        state["failed_step"], state["reason"] = step, details.get("reason", "")
+    tmp = run_dir / ".status.json.tmp"
+    tmp.write_text(json.dumps(state, indent=2) + "\n")
+    tmp.replace(run_dir / "status.json")
+    return state
+
+
+@dataclass
+class StepContext:
+    name: str
+    cfg: ExperimentConfig
+    run_dir: Path
+    tracker: Any
+
+    @property
+    def step_dir(self) -> Path:
+        path = self.run_dir / self.name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+@contextmanager
+def tracked_step(name: str, config: ConfigLike, task_type: str, *, offline: bool | None = None) -> Iterator[StepContext]:
+    """Open the step's task, hand back the re-validated config, mark the run folder on failure."""
+    from src.tracking import start_tracker
+
+    cfg = as_config(config)
+    run_dir = cfg.run_dir
+    tracker = start_tracker(cfg.tracking, step_name=name, task_type=task_type, output_dir=run_dir / name,
+                            enabled=cfg.tracking.enabled, offline=offline)
+    # The UI may have edited the parameters (or an agent passes them as strings): validate again.
+    cfg = validate_config(tracker.connect_config(config_to_dict(cfg), name="config"), source=f"{name} parameters")
+    update_status(run_dir, name, "running", task_id=tracker.task_id)
+    logger.info(f"step {name}: task {tracker.task_id}")
+    try:
+        yield StepContext(name, cfg, run_dir, tracker)
+    except BaseException as err:
+        reason = f"{type(err).__name__}: {err}"
+        update_status(run_dir, name, "failed", reason=reason, task_id=tracker.task_id)
+        logger.error(f"step {name} failed: {reason}")
+        tracker.close(failed=True)
+        raise
+    session = tracker.close()
+    update_status(run_dir, name, "completed", task_id=tracker.task_id,
+                  offline_session=str(session) if session else None)

@@ -1,0 +1,322 @@
+"""The training loop, written out: forward, loss, backward, clip, step, schedule (nanoGPT style).
+
+Everything a run needs to continue after a crash is in its checkpoints: model, optimizer,
+scheduler, RNG states and the batch sampler's position. Resuming from step k therefore follows
+the same loss curve as a run that was never interrupted (CPU, same seed).
+"""
+
+import json
+import math
+import random
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from loguru import logger
+from tqdm import tqdm
+
+from src.config import ExperimentConfig, config_to_dict
+from src.data.batching import TokenBudgetBatchSampler, collate_translation
+from src.data.tokenizer import PAD_ID
+from src.models.transformer import EncoderDecoderTransformer, build_model
+from src.training.checkpoint import CheckpointManager
+from src.training.loss import translation_loss
+from src.training.monitor import UpdateRatio, grouped_grad_norms, parameter_norm
+from src.training.probe import AttentionProbe
+from src.tracking.resources import resource_usage
+from src.training.schedule import make_schedule
+
+
+@dataclass
+class ParallelCorpus:
+    """Token ids of one split, held in memory as Python lists for fast batching."""
+
+    src: list[list[int]]
+    tgt: list[list[int]]
+
+    @classmethod
+    def from_dataset(cls, split) -> "ParallelCorpus":
+        return cls(src=split["src_ids"], tgt=split["tgt_ids"])
+
+    def __len__(self) -> int:
+        return len(self.src)
+
+    def batch(self, indices: list[int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(src, decoder input, labels): the target is shifted by one for teacher forcing."""
+        batch = collate_translation([{"src_ids": self.src[i], "tgt_ids": self.tgt[i]} for i in indices], pad_id=PAD_ID)
+        src, tgt = batch["src"].to(device), batch["tgt"].to(device)
+        return src, tgt[:, :-1], tgt[:, 1:]
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    steps: int
+    best_valid_loss: float
+    best_checkpoint: Path
+    last_checkpoint: Path
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("training.device='cuda' but no CUDA device is available (expected 'cpu' or 'auto')")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1])}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate((3, tuple(state["python"]), None))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@contextmanager
+def stop_requests() -> Iterator[threading.Event]:
+    """SIGTERM / SIGINT ask the loop to stop at the next step boundary instead of dying mid-step.
+
+    ClearML's own SIGTERM hook only flushes and lets the process run on, so without this a plain
+    ``kill`` would not stop training at all.
+    """
+    requested = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield requested
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def handler(signum, frame):
+        if requested.is_set():  # a second signal: stop now
+            raise KeyboardInterrupt
+        logger.warning(f"received {signal.Signals(signum).name}: checkpointing after this step, then stopping")
+        requested.set()
+
+    for sig in previous:
+        signal.signal(sig, handler)
+    try:
+        yield requested
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@torch.no_grad()
+def evaluate_loss(model: EncoderDecoderTransformer, corpus: ParallelCorpus, max_tokens: int, device: torch.device) -> float:
+    """Mean per-token cross-entropy (no smoothing) over a whole split."""
+    model.eval()
+    sampler = TokenBudgetBatchSampler(
+        [len(s) for s in corpus.src], [len(t) for t in corpus.tgt], max_tokens, shuffle=False
+    )
+    total, count = 0.0, 0
+    for indices in sampler:
+        src, tgt_in, labels = corpus.batch(indices, device)
+        loss, n = translation_loss(model(src, tgt_in), labels, PAD_ID)
+        total, count = total + loss.item() * n, count + n
+    model.train()
+    return total / max(count, 1)
+
+
+class Trainer:
+    """Owns the model, optimizer, schedule and sampler of one run; ``fit()`` runs the loop."""
+
+    def __init__(self, cfg: ExperimentConfig, train: ParallelCorpus, valid: ParallelCorpus, vocab_sizes: tuple[int, int],
+                 run_dir: Path, tracker, probe: AttentionProbe | None = None) -> None:
+        self.cfg, self.train_data, self.valid_data = cfg, train, valid
+        self.tc = cfg.training
+        self.run_dir, self.tracker, self.probe = run_dir, tracker, probe
+        # Diagnostics (per-layer gradient norms, update ratio, heatmaps) only when someone records them.
+        self.diagnostics = cfg.tracking.enabled
+        self.device = resolve_device(self.tc.device)
+        seed_everything(self.tc.seed)
+        self.model = build_model(cfg.model, vocab_sizes[0], vocab_sizes[1], PAD_ID).to(self.device)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.tc.lr, betas=self.tc.betas,
+                                           eps=self.tc.eps, weight_decay=self.tc.weight_decay)
+        schedule = make_schedule(self.tc.schedule, self.tc.warmup_steps, self.tc.max_steps)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
+        self.sampler = TokenBudgetBatchSampler(
+            [len(s) for s in train.src], [len(t) for t in train.tgt], cfg.batching.max_tokens,
+            shuffle=cfg.batching.shuffle, seed=self.tc.seed, bucket_size_multiplier=cfg.batching.bucket_size_multiplier,
+        )
+        self.checkpoints = CheckpointManager(run_dir / "checkpoints", keep=self.tc.keep_checkpoints)
+        self.step, self.elapsed, self.best_valid = 0, 0.0, math.inf
+        self.grad_history: dict[str, list[float]] = {}
+        self.grad_steps: list[int] = []
+        self.history_path = run_dir / "train_history.jsonl"
+        self.update_ratio = UpdateRatio()
+
+    # --- checkpoints -------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step, "elapsed": self.elapsed, "best_valid": self.best_valid,
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "sampler": self.sampler.state_dict(),
+            "rng": rng_state(), "config": json.dumps(config_to_dict(self.cfg)),
+            "grad_history": self.grad_history, "grad_steps": self.grad_steps,
+        }
+
+    def resume(self) -> bool:
+        state = self.checkpoints.load_latest()
+        if state is None:
+            logger.info(f"no usable checkpoint in {self.checkpoints.directory}; starting from step 0")
+            return False
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.sampler.load_state_dict(state["sampler"])
+        set_rng_state(state["rng"])
+        self.step, self.elapsed, self.best_valid = state["step"], state["elapsed"], state["best_valid"]
+        self.grad_history, self.grad_steps = state["grad_history"], state["grad_steps"]
+        self._truncate_history(self.step)
+        return True
+
+    def _truncate_history(self, step: int) -> None:
+        if self.history_path.exists():
+            rows = [json.loads(line) for line in self.history_path.read_text().splitlines() if line]
+            self.history_path.write_text("".join(json.dumps(r) + "\n" for r in rows if r["step"] <= step))
+
+    def save_checkpoint(self) -> Path:
+        return self.checkpoints.save(self.state_dict())
+
+    def save_best(self, valid_loss: float) -> Path:
+        return self.checkpoints.save_best({
+            "step": self.step, "model": self.model.state_dict(), "valid_loss": valid_loss,
+            "config": json.dumps(config_to_dict(self.cfg)),
+        })
+
+    # --- one optimizer step --------------------------------------------------------------------
+    def _batches(self):
+        """Endless stream of index lists; the sampler's state is the resumable position."""
+        while True:
+            yield from self.sampler
+            self.sampler.set_epoch(self.sampler.state_dict()["epoch"] + 1)
+
+    def train_step(self, batches) -> tuple[float, int]:
+        """Forward/backward over ``grad_accum_steps`` micro-batches, then clip, step, schedule."""
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+        micro = [self.train_data.batch(next(batches), self.device) for _ in range(self.tc.grad_accum_steps)]
+        n_total = sum(int((labels != PAD_ID).sum()) for _, _, labels in micro)
+        loss_sum = 0.0
+        for src, tgt_in, labels in micro:
+            with autocast:
+                logits = self.model(src, tgt_in)
+            loss, n = translation_loss(logits, labels, PAD_ID, self.tc.label_smoothing)
+            (loss * n / n_total).backward()  # token-weighted mean over the accumulated batch
+            loss_sum += loss.item() * n
+        return loss_sum / n_total, n_total + sum(int((s != PAD_ID).sum()) for s, _, _ in micro)
+
+    def _log_gradients(self, total_norm: float) -> None:
+        self.tracker.log_scalar("grad_norm", "total", total_norm, self.step)
+        if not self.diagnostics or self.step % self.cfg.tracking.grad_norm_every:
+            return
+        norms = grouped_grad_norms(self.model)
+        self.tracker.log_scalars("grad_norm_by_layer", norms, self.step)
+        self.grad_steps.append(self.step)
+        for group, value in norms.items():
+            self.grad_history.setdefault(group, []).append(value)
+
+    # --- the loop ---------------------------------------------------------------------------
+    def fit(self) -> TrainResult:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        batches = self._batches()
+        budget = self.tc.max_minutes * 60 if self.tc.max_minutes else math.inf
+        bar = tqdm(total=self.tc.max_steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True)
+        self._window = (0, time.perf_counter())  # tokens since the last log line, and when it was written
+        self.model.train()
+        with stop_requests() as stop:
+            while self.step < self.tc.max_steps and self.elapsed < budget and not stop.is_set():
+                self._loop_step(batches, bar)
+        bar.close()
+        if stop.is_set():
+            path = self.save_checkpoint()
+            raise KeyboardInterrupt(f"stopped by signal at step {self.step}; resume from {path} with --resume")
+        return self._finish()
+
+    def _loop_step(self, batches, bar: tqdm) -> None:
+        """One optimizer step, then its logging and periodic work (all inside the time budget)."""
+        t0 = time.perf_counter()
+        measure = self.diagnostics and (self.step + 1) % self.cfg.tracking.grad_norm_every == 0
+        if measure:
+            self.update_ratio.snapshot(self.model)
+        loss, n_tokens = self.train_step(batches)
+        clip = self.tc.grad_clip if self.tc.grad_clip is not None else math.inf
+        total_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip).item()
+        self.step += 1
+        self._log_gradients(total_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if measure:
+            self.tracker.log_scalar("update_ratio", "update/param", self.update_ratio.ratio(self.model), self.step)
+        tokens, since = self._window[0] + n_tokens, self._window[1]
+        self._window = (tokens, since)
+        if self.step % self.tc.log_every == 0 or self.step == 1:
+            self._log_train(loss, tokens / max(time.perf_counter() - since, 1e-9), bar)
+            self._window = (0, time.perf_counter())
+        self._periodic()
+        self.elapsed += time.perf_counter() - t0
+        bar.update(1)
+
+    def _log_train(self, loss: float, tok_s: float, bar: tqdm) -> None:
+        lr = self.scheduler.get_last_lr()[0]
+        values = {"loss": loss, "perplexity": math.exp(min(loss, 50.0))}
+        self.tracker.log_scalars("train", values, self.step)
+        self.tracker.log_scalar("learning_rate", "lr", lr, self.step)
+        self.tracker.log_scalar("throughput", "tokens/s", tok_s, self.step)
+        self.tracker.log_scalar("param_norm", "total", parameter_norm(self.model), self.step)
+        with self.history_path.open("a") as f:
+            f.write(json.dumps({"step": self.step, "loss": loss, "lr": lr}) + "\n")
+        bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", tok_s=f"{tok_s:,.0f}")
+
+    def _periodic(self) -> None:
+        last = self.step >= self.tc.max_steps
+        if self.step % self.cfg.tracking.resource_every == 0 or self.step == 1:
+            self.tracker.log_scalars("resources", resource_usage(), self.step)
+        if self.step % self.tc.eval_every == 0 or last:
+            self.validate()
+        if self.step % self.tc.checkpoint_every == 0 or last:
+            self.save_checkpoint()
+        if self.diagnostics and self.probe is not None and (self.step % self.cfg.tracking.heatmap_every == 0 or last):
+            self.probe.report(self.model, self.tracker, self.step)
+
+    def validate(self) -> float:
+        valid_loss = evaluate_loss(self.model, self.valid_data, self.cfg.batching.max_tokens, self.device)
+        self.tracker.log_scalars("valid", {"loss": valid_loss, "perplexity": math.exp(min(valid_loss, 50.0))}, self.step)
+        logger.info(f"step {self.step}: valid loss {valid_loss:.4f}, perplexity {math.exp(min(valid_loss, 50)):.2f}")
+        if valid_loss < self.best_valid:
+            self.best_valid = valid_loss
+            self.save_best(valid_loss)
+        return valid_loss
+
+    def _finish(self) -> TrainResult:
+        if not self.checkpoints.step_files() or self.checkpoints.step_files()[-1] != self.checkpoints.path_for(self.step):
+            self.validate()
+            self.save_checkpoint()
+        if self.grad_steps:
+            from src.visualization import plot_grad_norm_heatmap
+
+            groups = list(self.grad_history)  # model order: embeddings, encoder, decoder, generator
+            matrix = [self.grad_history[g] for g in groups]
+            self.tracker.log_figure("gradient norms", "layer x step", plot_grad_norm_heatmap(groups, self.grad_steps, matrix), self.step)
+        history = [json.loads(line) for line in self.history_path.read_text().splitlines() if line]
+        logger.info(f"trained {self.step} steps in {self.elapsed / 60:.1f} min; best valid loss {self.best_valid:.4f}")
+        return TrainResult(self.run_dir, self.step, self.best_valid, self.checkpoints.directory / "best.pt",
+                           self.checkpoints.step_files()[-1], history)
