@@ -37,11 +37,18 @@ class Tracker:
     """
 
     def __init__(
-        self, task: "Task", *, offline: bool, output_dir: Path | None = None, save_plots: bool = True
+        self,
+        task: "Task",
+        *,
+        offline: bool,
+        output_dir: Path | None = None,
+        save_plots: bool = True,
+        owns_task: bool = True,
     ):
         self._task = task
         self._logger = task.get_logger()
         self.offline = offline
+        self.owns_task = owns_task
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.save_plots = save_plots
         self._closed = False
@@ -65,6 +72,13 @@ class Tracker:
 
         Online, the API server is checked first (a TCP connect, ``server_timeout_s``) because
         ``Task.init`` against an unreachable host retries for many minutes.
+
+        If a task already runs in this process, this tracker records into it instead and leaves
+        it open (``owns_task=False``): on a ``clearml-agent`` that is the task the agent runs
+        (a pipeline function step's wrapper calls ``Task.init`` before our step function, and
+        uploads the step's return value after it; a closed task would lose that upload). Such a
+        task gets an ``output_uri`` if it has none, else the SDK would register models at their
+        ``file://`` path on the agent instead of uploading them.
         """
         if task_type not in TASK_TYPES:
             raise ValueError(
@@ -76,6 +90,9 @@ class Tracker:
 
         from src.tracking import sdk_compat
 
+        running = Task.current_task()
+        if running is not None:
+            return cls._attach(running, output_uri=output_uri, output_dir=output_dir, save_plots=save_plots)
         if not offline:
             check_server_reachable(Session.get_api_server_host(), server_timeout_s)
         Task.set_offline(offline)
@@ -94,9 +111,25 @@ class Tracker:
             auto_connect_frameworks=False,  # no torch.save / matplotlib hooks: we report explicitly
             auto_resource_monitoring=False,  # resource_usage() scalars come from the trainer instead
         )
-        where = f"offline session {task.get_offline_mode_folder()}" if offline else "server"
-        logger.info("ClearML task {} ({}/{}) recording to {}", task.id, project, task_name, where)
-        return cls(task, offline=offline, output_dir=output_dir, save_plots=save_plots)
+        if Task.running_locally():
+            where = f"offline session {task.get_offline_mode_folder()}" if offline else "server"
+            logger.info("ClearML task {} ({}/{}) recording to {}", task.id, project, task_name, where)
+            return cls(task, offline=offline, output_dir=output_dir, save_plots=save_plots)
+        # on an agent without a wrapper, Task.init attached to the agent's task
+        return cls._attach(task, output_uri=output_uri, output_dir=output_dir, save_plots=save_plots)
+
+    @classmethod
+    def _attach(
+        cls, task: "Task", *, output_uri: str | None, output_dir: Path | None, save_plots: bool
+    ) -> "Tracker":
+        """A tracker on a task someone else opened and will close (see ``start``)."""
+        from clearml import Task
+
+        offline = Task.is_offline()
+        if not offline and not task.output_uri:
+            task.output_uri = output_uri or True  # True: the ClearML files server
+        logger.info("ClearML task {} ({}) already running in this process: recording into it", task.id, task.name)
+        return cls(task, offline=offline, output_dir=output_dir, save_plots=save_plots, owns_task=False)
 
     @property
     def task_id(self) -> str:
@@ -204,7 +237,9 @@ class Tracker:
     def close(self, failed: bool = False, reason: str = "") -> Path | None:
         """Flush and close the task (marked failed if ``failed``; offline sessions record no status).
 
-        Offline: returns the session zip, moved to ``output_dir/clearml_offline/``.
+        Offline: returns the session zip, moved to ``output_dir/clearml_offline/``. A task this
+        tracker did not open (``owns_task=False``, see ``start``) is only flushed: its opener ends
+        it (on an agent, as failed when the step's exception reaches the agent).
         """
         if self._closed:
             return self._session_zip
@@ -212,6 +247,9 @@ class Tracker:
         if failed:
             self.log_text(f"step failed: {reason}" if reason else "step failed")
         self._task.flush(wait_for_uploads=True)
+        if not self.owns_task:
+            self._closed = True
+            return None
         self._task.close()
         self._closed = True
         if failed and not self.offline:

@@ -345,6 +345,22 @@ def events_add_batch(state: StubState, body: dict) -> dict:
     return {"added": len(events), "errors": 0, "errors_info": {}}
 
 
+@endpoint("events.get_task_events")
+def events_get_task_events(state: StubState, body: dict) -> dict:
+    """One page with every event of the task (of ``event_type`` if given), oldest first; no scrolling."""
+    wanted = body.get("event_type")
+    events = [
+        e
+        for e in state.events
+        if e.get("task") == body.get("task") and (not wanted or e.get("type") == wanted)
+    ]
+    if body.get("order") == "desc":
+        events = events[::-1]
+    if body.get("scroll_id"):
+        events = []  # everything went out with the first page
+    return {"events": events, "returned": len(events), "total": len(events), "scroll_id": "stub-scroll"}
+
+
 def _update_last_metrics(task: dict, event: dict) -> None:
     metric_hash = hashlib.md5(str(event.get("metric")).encode()).hexdigest()
     variant_hash = hashlib.md5(str(event.get("variant")).encode()).hexdigest()

@@ -149,6 +149,8 @@ def select(items: Iterable[dict], body: Body, name_key: str = "name") -> list[di
             continue
         if not _matches_fields(item, body):
             continue
+        if not _matches_pattern(item, body.get("_all_"), all) or not _matches_pattern(item, body.get("_any_"), any):
+            continue
         found.append(item)
     for key in reversed(body.get("order_by") or []):
         desc = key.startswith("-")
@@ -169,6 +171,19 @@ def _matches_fields(item: dict, body: Body) -> bool:
         if value not in wanted:
             return False
     return True
+
+
+def _matches_pattern(item: dict, spec: dict | None, combine: Callable[[Iterable[bool]], bool]) -> bool:
+    """``_all_`` / ``_any_``: ``{"fields": [dotted names], "pattern": regex}``, every / some field matching.
+
+    The SDK's step cache looks up ``runtime.pipeline_job_hash`` this way (clearml ``automation/job.py``).
+    """
+    if not spec or not spec.get("pattern") or not spec.get("fields"):
+        return True
+    pattern = re.compile(spec["pattern"], flags=re.IGNORECASE)
+    return combine(
+        (value := _field(item, name)) is not None and bool(pattern.search(str(value))) for name in spec["fields"]
+    )
 
 
 def _page(found: list[dict], body: Body) -> list[dict]:
