@@ -48,9 +48,18 @@ def teacher_forced_metrics(model: EncoderDecoderTransformer, corpus: ParallelCor
     return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "token_accuracy": correct / max(count, 1)}
 
 
+def length_budget(src_len: int, max_new_tokens: int) -> int:
+    """Tokens to generate for a source of ``src_len``: 1.5x + 10 (fairseq's max_len_a/b), capped.
+
+    A translation is rarely much longer than its source; without this an undertrained model that
+    never emits EOS decodes every batch to ``max_new_tokens``.
+    """
+    return min(max_new_tokens, int(1.5 * src_len) + 10)
+
+
 @torch.no_grad()
 def translate(model: EncoderDecoderTransformer, sources: list[list[int]], decode: Callable[..., torch.Tensor],
-              batch_size: int, device: torch.device, desc: str) -> list[list[int]]:
+              batch_size: int, device: torch.device, desc: str, max_new_tokens: int) -> list[list[int]]:
     """Decode every source; batches are formed from length-sorted sources to limit padding."""
     order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
     outputs: list[list[int]] = [[] for _ in sources]
@@ -60,7 +69,7 @@ def translate(model: EncoderDecoderTransformer, sources: list[list[int]], decode
         src = torch.full((len(chunk), width), PAD_ID, dtype=torch.long)
         for row, i in enumerate(chunk):
             src[row, : len(sources[i])] = torch.tensor(sources[i])
-        generated = decode(model, src.to(device)).tolist()
+        generated = decode(model, src.to(device), length_budget(width, max_new_tokens)).tolist()
         for row, i in enumerate(chunk):
             outputs[i] = generated[row]
     return outputs
@@ -87,14 +96,14 @@ def evaluate(model: EncoderDecoderTransformer, test_split, tgt_tokenizer, cfg: E
     references = list(test_split["tgt"])
     metrics: dict[str, Any] = {"test": teacher_forced_metrics(model, corpus, cfg.batching.max_tokens, device)}
     decoders = {
-        "greedy": lambda m, s: greedy_decode(m, s, bos_id=BOS_ID, eos_id=EOS_ID, max_new_tokens=ecfg.max_new_tokens),
-        "beam": lambda m, s: beam_search(m, s, bos_id=BOS_ID, eos_id=EOS_ID, beam_size=ecfg.beam_size,
-                                         length_penalty=ecfg.length_penalty, max_new_tokens=ecfg.max_new_tokens),
+        "greedy": lambda m, s, n: greedy_decode(m, s, bos_id=BOS_ID, eos_id=EOS_ID, max_new_tokens=n),
+        "beam": lambda m, s, n: beam_search(m, s, bos_id=BOS_ID, eos_id=EOS_ID, beam_size=ecfg.beam_size,
+                                            length_penalty=ecfg.length_penalty, max_new_tokens=n),
     }
     outputs: dict[str, list[str]] = {}
     for name, decode in decoders.items():
         start = time.perf_counter()
-        ids = translate(model, corpus.src, decode, ecfg.batch_size, device, desc=f"decode {name}")
+        ids = translate(model, corpus.src, decode, ecfg.batch_size, device, f"decode {name}", ecfg.max_new_tokens)
         outputs[name] = [decode_ids(tgt_tokenizer, row) for row in ids]
         metrics[name] = score(outputs[name], references) | {"seconds": time.perf_counter() - start}
         logger.info(f"{name}: BLEU {metrics[name]['bleu']:.2f}, chrF {metrics[name]['chrf']:.2f}")
