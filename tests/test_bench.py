@@ -49,7 +49,8 @@ def test_json_report_has_both_contests_and_identical_starting_functions(capsys, 
         ("decoding_tokens_per_s", ("cached", "uncached")),
     ):
         for name in names:
-            assert len(report[contest][name]["repeats"]) == 3 and report[contest][name]["median"] > 0
+            assert len(report[contest][name]["repeats"]) == 3
+            assert report[contest][name]["best"] >= report[contest][name]["median"] > 0
     assert set(report["ratios"]) == set(report["meets_targets"]) == {"training", "decoding"}
 
 
