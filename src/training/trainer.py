@@ -308,8 +308,10 @@ class Trainer:
 
     def _finish(self) -> TrainResult:
         if not self.checkpoints.step_files() or self.checkpoints.step_files()[-1] != self.checkpoints.path_for(self.step):
-            self.validate()
+            self.validate()  # stopped by the time budget between two periodic steps
             self.save_checkpoint()
+            if self.diagnostics and self.probe is not None:
+                self.probe.report(self.model, self.tracker, self.step)  # the final heatmaps, always
         if self.grad_steps:
             from src.visualization import plot_grad_norm_heatmap
 
