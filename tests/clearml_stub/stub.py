@@ -322,3 +322,22 @@ def kill_process_group(proc: subprocess.Popen) -> None:
     except ProcessLookupError:
         pass
     proc.wait(timeout=10)
+
+
+def run_src_main(args: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
+    """``python -m src.main ARGS`` from the repository root; its whole process group is killed afterwards.
+
+    On timeout the output so far goes into the assertion message; SDK helper processes never
+    outlive the command.
+    """
+    proc = subprocess.Popen([sys.executable, "-m", "src.main", *args], cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_process_group(proc)
+        stdout, stderr = proc.communicate()
+        raise AssertionError(f"src.main {args} timed out after {timeout} s\n{stdout[-3000:]}\n{stderr[-5000:]}") from None
+    kill_process_group(proc)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+

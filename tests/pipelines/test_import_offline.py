@@ -8,8 +8,6 @@ Each command is killed with its process group at its timeout.
 
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -17,7 +15,7 @@ from types import SimpleNamespace
 import pytest
 
 from src.tracking import read_offline_session
-from tests.clearml_stub.stub import ClearMLStub, kill_process_group
+from tests.clearml_stub.stub import ClearMLStub, run_src_main
 
 REPO = Path(__file__).resolve().parents[2]
 STEPS = ("data_prep", "tokenize", "train", "evaluate", "register")
@@ -27,18 +25,6 @@ TASK = "transformer-de-en"  # config/tiny.yaml keeps the default tracking names
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 
 
-def run_cli(args: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
-    proc = subprocess.Popen([sys.executable, "-m", "src.main", *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        stdout, stderr = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        kill_process_group(proc)
-        stdout, stderr = proc.communicate()
-        raise AssertionError(f"src.main {args} timed out after {timeout} s\n{stdout[-3000:]}\n{stderr[-5000:]}") from None
-    kill_process_group(proc)
-    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
-
 
 @pytest.fixture(scope="module")
 def imported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
@@ -47,7 +33,7 @@ def imported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespa
     home.mkdir()
     no_server = {k: v for k, v in os.environ.items() if not k.startswith(("CLEARML_", "TRAINS_"))}
     no_server.update(HOME=str(home), CLEARML_CACHE_DIR=str(home / "clearml_cache"), PYTHONUNBUFFERED="1")
-    run = run_cli(["train", "--config", "config/tiny.yaml", "--offline", f"output_dir={root / 'runs'}"], no_server,
+    run = run_src_main(["train", "--config", "config/tiny.yaml", "--offline", f"output_dir={root / 'runs'}"], no_server,
                   timeout=240)
     run_dir = root / "runs" / "tiny"
     assert run.returncode == 0, run.stderr[-5000:]
@@ -58,7 +44,7 @@ def imported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespa
         sessions[step] = read_offline_session(zip_path)
 
     with ClearMLStub(root / "clearml_stub") as stub:
-        proc = run_cli(["import-offline", str(run_dir)], stub.subprocess_env(), timeout=120)
+        proc = run_src_main(["import-offline", str(run_dir)], stub.subprocess_env(), timeout=120)
         yield SimpleNamespace(stub=stub, proc=proc, run_dir=run_dir, sessions=sessions,
                               tasks={step: stub.task_by_name(f"{TASK}-{step}") for step in STEPS}
                               if proc.returncode == 0 else {})

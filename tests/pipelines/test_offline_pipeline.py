@@ -3,13 +3,13 @@
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from src.tracking import read_offline_session
+from tests.clearml_stub.stub import run_src_main
 
 REPO = Path(__file__).resolve().parents[2]
 STEPS = ("data_prep", "tokenize", "train", "evaluate", "register")
@@ -24,8 +24,7 @@ def clean_env(home: Path, **extra: str) -> dict[str, str]:
 
 
 def run_cli(args: list[str], env: dict[str, str], timeout: float = 170) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "src.main", *args], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return run_src_main(args, env, timeout)
 
 
 @pytest.fixture(scope="module")

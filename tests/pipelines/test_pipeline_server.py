@@ -17,7 +17,6 @@ Every SDK or agent process is killed with its process group at its timeout.
 import json
 import pickle
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,7 +28,7 @@ from pipelines.pipeline import CONTROLLER_PACKAGES, REQUIREMENTS, STEPS
 from src.tracking.pipeline import STEP_REPO_ENV, step_checkout
 from src.tracking.server import load_queue_config
 from tests.clearml_stub import fixture as stub_fixtures
-from tests.clearml_stub.stub import ClearMLStub, kill_process_group
+from tests.clearml_stub.stub import ClearMLStub, kill_process_group, run_src_main
 
 clearml_stub = stub_fixtures.clearml_stub  # the stand-in's fixture, by assignment
 
@@ -48,17 +47,8 @@ _DONE = ("completed", "failed", "stopped")
 
 
 def run_cli(stub: ClearMLStub, args: list[str], timeout: float) -> subprocess.CompletedProcess:
-    """``python -m src.main ARGS`` from the repository root, pointed at ``stub``; killed with its group on timeout."""
-    proc = subprocess.Popen([sys.executable, "-m", "src.main", *args], cwd=REPO, env=stub.subprocess_env(NO_STEP_REPO),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        stdout, stderr = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        kill_process_group(proc)
-        stdout, stderr = proc.communicate()
-        raise AssertionError(f"src.main {args} timed out after {timeout} s\n{stdout[-3000:]}\n{stderr[-5000:]}") from None
-    kill_process_group(proc)  # SDK helpers must not outlive the command
-    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+    """``python -m src.main ARGS`` pointed at ``stub``."""
+    return run_src_main(args, stub.subprocess_env(NO_STEP_REPO), timeout)
 
 
 def agent_logs(stub: ClearMLStub) -> str:
