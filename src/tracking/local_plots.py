@@ -20,7 +20,7 @@ def figure_path(output_dir: Path, title: str, series: str, step: int) -> Path:
 def save_png(figure: "Figure", output_dir: Path, title: str, series: str, step: int) -> Path:
     path = figure_path(output_dir, title, series, step)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100, bbox_inches="tight")
+    figure.savefig(path, dpi=100)  # figures are laid out already; bbox_inches="tight" would render twice
     return path
 
 

@@ -159,10 +159,14 @@ class Tracker:
         """A debug image (not an interactive plot); also a PNG under ``output_dir/plots``. Closes ``figure``."""
         try:
             if self.save_plots and self.output_dir is not None:
-                save_png(figure, self.output_dir, title, series, step)
-            self._logger.report_matplotlib_figure(
-                title, series, figure, iteration=int(step), report_image=True
-            )
+                # render once: the PNG on disk is also the debug image (a second rendering by
+                # report_matplotlib_figure doubled the cost of every heatmap report)
+                path = save_png(figure, self.output_dir, title, series, step)
+                self._logger.report_image(title, series, iteration=int(step), local_path=str(path))
+            else:
+                self._logger.report_matplotlib_figure(
+                    title, series, figure, iteration=int(step), report_image=True
+                )
         finally:
             close_figure(figure)
 

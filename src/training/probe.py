@@ -4,6 +4,7 @@ The same sentences at every report let a researcher watch heads specialise: diag
 self-attention, alignment in cross-attention, the causal triangle in decoder self-attention.
 """
 
+import codecs
 from dataclasses import dataclass
 
 import torch
@@ -13,17 +14,44 @@ from src.models.transformer import EncoderDecoderTransformer
 KINDS = {"encoder_self": ("source", "source"), "decoder_self": ("target", "target"), "cross": ("target", "source")}
 
 
-def token_label(tokenizer, token_id: int) -> str:
-    """The subword as a reader should see it: decoded text, a leading "▁" where a word starts.
+def _byte_level_alphabet() -> dict[str, int]:
+    """GPT-2's byte-level BPE alphabet: the printable character that stands for each byte."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    chars, extra = {}, 0
+    for byte in range(256):
+        if byte in printable:
+            chars[chr(byte)] = byte
+        else:
+            chars[chr(256 + extra)] = byte
+            extra += 1
+    return chars
 
-    Byte-level BPE stores "ä" as "Ã¤"; decoding one token shows the real characters, unless the
-    token holds only part of a multi-byte character, then the raw token is shown.
+
+BYTE_OF_CHAR = _byte_level_alphabet()
+
+
+def token_labels(tokenizer, token_ids: list[int]) -> list[str]:
+    """The subwords of one sentence as a reader should see them: real characters, "▁" where a word starts.
+
+    Byte-level BPE stores "ä" as the two byte symbols "Ã¤", and a token may hold only one of
+    them. The sentence's bytes are decoded token by token with an incremental UTF-8 decoder: a
+    character appears in the token that completes it, and a token that completes none (the first
+    byte of a split "ä") shows its bytes in hex, e.g. "<c3>". Special tokens keep their names.
     """
-    raw = tokenizer.id_to_token(token_id)
-    text = tokenizer.decode([token_id], skip_special_tokens=False)
-    if not text or "\ufffd" in text:
-        return raw
-    return "▁" + text[1:] if text.startswith(" ") else text
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    labels = []
+    for token_id in token_ids:
+        raw = tokenizer.id_to_token(int(token_id))
+        if raw is None or any(ch not in BYTE_OF_CHAR for ch in raw):  # special token (or not byte-level)
+            labels.append(raw if raw is not None else f"<id {token_id}>")
+            continue
+        data = bytes(BYTE_OF_CHAR[ch] for ch in raw)
+        text = decoder.decode(data)
+        if not text:
+            labels.append("".join(f"<{b:02x}>" for b in data))
+        else:
+            labels.append("▁" + text[1:] if text.startswith(" ") else text)
+    return labels
 
 
 @dataclass
@@ -42,8 +70,8 @@ class AttentionProbe:
         return cls(
             src_ids=src_ids,
             tgt_ids=tgt_in,
-            src_tokens=[[token_label(src_tokenizer, i) for i in ids] for ids in src_ids],
-            tgt_tokens=[[token_label(tgt_tokenizer, i) for i in ids] for ids in tgt_in],
+            src_tokens=[token_labels(src_tokenizer, ids) for ids in src_ids],
+            tgt_tokens=[token_labels(tgt_tokenizer, ids) for ids in tgt_in],
         )
 
     @torch.no_grad()
@@ -59,16 +87,21 @@ class AttentionProbe:
         return {kind: [layer[0].float().cpu() for layer in layers] for kind, layers in attn.items()}
 
     def figures(self, model: EncoderDecoderTransformer, index: int):
-        """Yield (title, series, figure): one figure per attention kind and layer, heads side by side."""
+        """Yield (title, series, figure): one figure per attention kind, a row per layer, a column per head.
+
+        Every panel of a row shares the query tokens (labelled on the first column), every panel
+        of a column the key tokens (labelled on the bottom row): one figure per kind and report
+        keeps the cost of a report to a few seconds (see ``python -m src.training.overhead``).
+        """
         from src.visualization import plot_attention
 
         axes = {"source": self.src_tokens[index], "target": self.tgt_tokens[index]}
         for kind, layers in self.attention(model, index).items():
             query_axis, key_axis = KINDS[kind]
-            for layer, weights in enumerate(layers):
-                title = f"attention/{kind}"
-                series = f"sentence {index} layer {layer}"
-                yield title, series, plot_attention(weights, axes[query_axis], axes[key_axis], f"{kind} layer {layer}")
+            weights = torch.stack(layers)  # (L, H, Tq, Tk)
+            figure = plot_attention(weights, axes[query_axis], axes[key_axis], f"{kind} attention, sentence {index}",
+                                    label_every_head=False)
+            yield f"attention/{kind}", f"sentence {index}", figure
 
     def report(self, model: EncoderDecoderTransformer, tracker, step: int) -> None:
         for index in range(len(self.src_ids)):

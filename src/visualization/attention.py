@@ -34,51 +34,79 @@ def plot_attention(
     query_tokens: Sequence[str],
     key_tokens: Sequence[str],
     title: str,
+    *,
+    label_every_head: bool = True,
 ) -> Figure:
     """One heatmap per head: row i is how query token i distributes its attention over the keys.
 
     Args:
-        weights: attention probabilities, a tensor or array of shape (H, Tq, Tk), or (Tq, Tk) for one head.
+        weights: attention probabilities, a tensor or array of shape (L, H, Tq, Tk) for every layer
+            (one grid row per layer, one column per head), (H, Tq, Tk) for one layer (heads side by
+            side, wrapped after four), or (Tq, Tk) for one head.
         query_tokens: the Tq subword tokens on the y axis (decoder side for cross-attention).
         key_tokens: the Tk subword tokens on the x axis (encoder side for cross-attention).
         title: figure title, e.g. "decoder layer 2 cross-attention".
+        label_every_head: tokens on both axes of every panel. False labels only the first column's
+            y axis and the bottom row's x axis (every panel shares them): a third of the text to lay
+            out, which is most of the drawing time of a large grid.
     """
     weights = to_numpy(weights)
     if weights.ndim == 2:
         weights = weights[None]
-    if weights.ndim != 3:
-        raise ValueError(f"attention weights must have shape (H, Tq, Tk) or (Tq, Tk), got {weights.shape}")
-    n_heads, n_queries, n_keys = weights.shape
+    if weights.ndim not in (3, 4):
+        raise ValueError(f"attention weights must have shape (L, H, Tq, Tk), (H, Tq, Tk) or (Tq, Tk), got {weights.shape}")
+    n_queries, n_keys = weights.shape[-2:]
     if (n_queries, n_keys) != (len(query_tokens), len(key_tokens)):
         raise ValueError(
             f"attention weights (Tq, Tk)=({n_queries}, {n_keys}) do not match the tokens: "
             f"{len(query_tokens)} query tokens, {len(key_tokens)} key tokens"
         )
-    n_cols = min(n_heads, MAX_COLUMNS)
-    n_rows = math.ceil(n_heads / n_cols)
+    if weights.ndim == 4:
+        n_rows, n_cols = weights.shape[:2]
+        panels = [(weights[layer, head], f"layer {layer} head {head}") for layer in range(n_rows) for head in range(n_cols)]
+    else:
+        n_heads = weights.shape[0]
+        n_cols = min(n_heads, MAX_COLUMNS)
+        n_rows = math.ceil(n_heads / n_cols)
+        panels = [(weights[head], f"head {head}") for head in range(n_heads)]
     cell = _cell_inches(max(n_queries, n_keys))
     figure = new_figure(n_cols * (cell * n_keys + 1.6), n_rows * (cell * n_queries + 1.4) + 0.5)
     axes = figure.subplots(n_rows, n_cols, squeeze=False)
     font = _font_size(max(n_queries, n_keys))
     vmax = float(np.nanmax(weights)) if weights.size else 1.0  # one colour scale for all heads
-    # seaborn draws the whole figure inside every heatmap call (to check label overlap), so all
-    # heatmaps go in before any tick label: labelling as we go costs O(heads^2) text layout (7 s)
-    for head, ax in enumerate(axes.flat[:n_heads]):
-        sns.heatmap(
-            weights[head], ax=ax, vmin=0.0, vmax=vmax, cmap="viridis",
-            xticklabels=False, yticklabels=False, cbar=head == n_heads - 1,
-        )  # fmt: skip
-    for ax in axes.flat[n_heads:]:
+    # seaborn draws the whole figure inside every heatmap call (to check tick label overlap). Only
+    # the panel being drawn is visible meanwhile, and tick labels come after: otherwise every call
+    # redraws all earlier panels and their labels, O(panels^2) text layout (seconds per figure).
+    for ax in axes.flat:
         ax.set_visible(False)
-    for head, ax in enumerate(axes.flat[:n_heads]):
+    for index, ((panel, _), ax) in enumerate(zip(panels, axes.flat)):
+        ax.set_visible(True)
+        sns.heatmap(
+            panel, ax=ax, vmin=0.0, vmax=vmax, cmap="viridis",
+            xticklabels=False, yticklabels=False, cbar=index == len(panels) - 1,
+        )  # fmt: skip
+        ax.set_visible(False)
+    for ax in axes.flat[: len(panels)]:
+        ax.set_visible(True)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for index, ((_, name), ax) in enumerate(zip(panels, axes.flat)):
+        row, col = divmod(index, n_cols)
+        # tokens are data, not mathtext: "$" must not start a formula
         ax.set_xticks(np.arange(n_keys) + 0.5)
         ax.set_yticks(np.arange(n_queries) + 0.5)
-        # tokens are data, not mathtext: "$" must not start a formula
-        ax.set_xticklabels(key_tokens, rotation=90, fontsize=font, parse_math=False)
-        ax.set_yticklabels(query_tokens, rotation=0, fontsize=font, parse_math=False)
-        ax.set_title(f"head {head}", fontsize=9)
-        ax.set_xlabel("key")
-        ax.set_ylabel("query")
+        bottom = index + n_cols >= len(panels)  # no visible panel below this one
+        if label_every_head or bottom:
+            ax.set_xticklabels(key_tokens, rotation=90, fontsize=font, parse_math=False)
+            ax.set_xlabel("key")
+        else:
+            ax.set_xticklabels([])
+        if label_every_head or col == 0:
+            ax.set_yticklabels(query_tokens, rotation=0, fontsize=font, parse_math=False)
+            ax.set_ylabel("query")
+        else:
+            ax.set_yticklabels([])
+        ax.set_title(name, fontsize=9)
     figure.suptitle(title)
     figure.tight_layout()
     return figure

@@ -15,7 +15,7 @@ def _labels(ticks) -> list[str]:
 
 
 def _head_axes(figure):
-    return [ax for ax in figure.axes if ax.get_visible() and ax.get_title().startswith("head ")]
+    return [ax for ax in figure.axes if ax.get_visible() and "head " in ax.get_title()]
 
 
 def test_every_head_has_the_tokens_on_both_axes():
@@ -58,5 +58,26 @@ def test_mismatched_tokens_are_reported_with_both_shapes():
         ValueError, match=r"\(Tq, Tk\)=\(2, 3\) do not match the tokens: 2 query tokens, 2 key tokens"
     ):
         plot_attention(np.ones((1, 2, 3)), ["a", "b"], ["c", "d"], "t")
-    with pytest.raises(ValueError, match="shape \\(H, Tq, Tk\\)"):
-        plot_attention(np.ones((1, 1, 2, 3)), ["a"], ["b"], "t")
+    with pytest.raises(ValueError, match="shape \\(L, H, Tq, Tk\\), \\(H, Tq, Tk\\) or \\(Tq, Tk\\)"):
+        plot_attention(np.ones((1, 1, 1, 2, 3)), ["a", "b"], ["c", "d", "e"], "t")
+
+
+def test_layer_by_head_grid_labels_the_shared_axes_once():
+    """(L, H, Tq, Tk): a row per layer, a column per head; with label_every_head=False the query
+    tokens sit on the first column and the key tokens on the bottom row, which every panel of that
+    row/column shares (same tick positions, one cell per token)."""
+    weights = torch.softmax(torch.randn(3, 2, len(QUERY), len(KEYS)), dim=-1)
+    figure = plot_attention(weights, QUERY, KEYS, "cross", label_every_head=False)
+    panels = _head_axes(figure)
+    assert [ax.get_title() for ax in panels] == [f"layer {l} head {h}" for l in range(3) for h in range(2)]
+    for index, ax in enumerate(panels):
+        layer, head = divmod(index, 2)
+        np.testing.assert_allclose(ax.get_xticks(), np.arange(len(KEYS)) + 0.5)
+        np.testing.assert_allclose(ax.get_yticks(), np.arange(len(QUERY)) + 0.5)
+        assert _labels(ax.get_yticklabels()) == (QUERY if head == 0 else [""] * len(QUERY))
+        assert _labels(ax.get_xticklabels()) == (KEYS if layer == 2 else [""] * len(KEYS))
+        # panel (layer, head) shows exactly that layer's head
+        mesh = np.asarray(ax.collections[0].get_array()).reshape(len(QUERY), len(KEYS))
+        np.testing.assert_allclose(mesh, weights[layer, head].numpy(), rtol=1e-6)
+    full = plot_attention(weights, QUERY, KEYS, "cross")  # default: tokens on every panel
+    assert all(_labels(ax.get_xticklabels()) == KEYS and _labels(ax.get_yticklabels()) == QUERY for ax in _head_axes(full))
