@@ -107,3 +107,7 @@ class BatchingConfig(FrozenConfig):
     max_tokens: PositiveInt = 4096
     bucket_size_multiplier: PositiveInt = 100
     shuffle: bool = True
+    # each of the corpus's own training pairs appears this many times per epoch, the extra pairs
+    # (data.ding_extra_train_phrases) once: keeps the sentences, which the test split is made of,
+    # from drowning among ~360k dictionary phrases (fairseq's --upsample-primary)
+    upsample_primary: PositiveInt = 1

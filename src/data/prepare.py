@@ -112,14 +112,21 @@ def build_card(
     }
 
 
-def save_dataset(splits: dict[str, CleanPairs], path: Path) -> None:
-    """DatasetDict on disk with splits train/validation/test and string columns src/tgt."""
+def save_dataset(splits: dict[str, CleanPairs], path: Path, n_primary: dict[str, int] | None = None) -> None:
+    """DatasetDict on disk with splits train/validation/test and columns src, tgt (strings) and
+    extra (bool): False for the corpus's own pairs, True for rows past ``n_primary[split]`` (the
+    Ding word/phrase pairs appended to train), so training can weigh the two kinds."""
     from datasets import Dataset, DatasetDict, Features, Value
 
-    features = Features({"src": Value("string"), "tgt": Value("string")})
+    features = Features({"src": Value("string"), "tgt": Value("string"), "extra": Value("bool")})
+    n_primary = n_primary or {}
     dataset = DatasetDict(
         {
-            name: Dataset.from_dict({"src": part.src, "tgt": part.tgt}, features=features)
+            name: Dataset.from_dict(
+                {"src": part.src, "tgt": part.tgt,
+                 "extra": [i >= n_primary.get(name, len(part)) for i in range(len(part))]},
+                features=features,
+            )
             for name, part in splits.items()
         }
     )
@@ -144,10 +151,11 @@ def prepare_corpus(cfg: DataConfig, out_dir: Path) -> dict:
             f"{dict(main.dropped + cleaned.dropped)}"
         )
     splits = assign_splits(cleaned, cfg)
+    n_primary = {name: len(part) for name, part in splits.items()}
     extra_report = add_extra_train_pairs(splits, extra, seen, cfg) if extra is not None else None
     dropped = main.dropped + cleaned.dropped + Counter((extra_report or {}).get("dropped", {}))
     card = build_card(main, splits, dropped, extra_report, source, cfg)
-    save_dataset(splits, out_dir / "dataset")
+    save_dataset(splits, out_dir / "dataset", n_primary)
     card["seconds"] = round(time.perf_counter() - start, 2)
     save_card(card, out_dir)
     logger.info(

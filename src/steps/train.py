@@ -24,7 +24,8 @@ def run(config: ConfigLike, tokenized: dict[str, Any], *, resume: bool = False,
         n_probe = cfg.tracking.probe_sentences
         probe = AttentionProbe.from_ids(encoded["validation"]["src_ids"][:n_probe], encoded["validation"]["tgt_ids"][:n_probe],
                                         tokenizers["src"], tokenizers["tgt"])
-        trainer = Trainer(cfg, ParallelCorpus.from_dataset(encoded["train"]), ParallelCorpus.from_dataset(encoded["validation"]),
+        train_corpus = ParallelCorpus.from_dataset(encoded["train"], cfg.batching.upsample_primary)
+        trainer = Trainer(cfg, train_corpus, ParallelCorpus.from_dataset(encoded["validation"]),
                           (tokenizers["src"].get_vocab_size(), tokenizers["tgt"].get_vocab_size()),
                           step.step_dir, tracker, probe)
         if resume:

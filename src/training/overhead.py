@@ -52,7 +52,8 @@ def timed_fit(cfg, work: Path, run_dir: Path, tracking: bool) -> float:
     probe = AttentionProbe.from_ids(encoded["validation"]["src_ids"][:n], encoded["validation"]["tgt_ids"][:n], tok, tok)
     tracker = (Tracker.start(project="overhead", task_name="tracking-on", offline=True, output_dir=run_dir)
                if tracking else NullTracker())
-    trainer = Trainer(cfg, ParallelCorpus.from_dataset(encoded["train"]), ParallelCorpus.from_dataset(encoded["validation"]),
+    train_corpus = ParallelCorpus.from_dataset(encoded["train"], cfg.batching.upsample_primary)
+    trainer = Trainer(cfg, train_corpus, ParallelCorpus.from_dataset(encoded["validation"]),
                       (tok.get_vocab_size(), tok.get_vocab_size()), run_dir, tracker, probe)
     start = time.perf_counter()
     trainer.fit()

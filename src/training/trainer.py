@@ -41,8 +41,21 @@ class ParallelCorpus:
     tgt: list[list[int]]
 
     @classmethod
-    def from_dataset(cls, split) -> "ParallelCorpus":
-        return cls(src=split["src_ids"], tgt=split["tgt_ids"])
+    def from_dataset(cls, split, upsample_primary: int = 1) -> "ParallelCorpus":
+        """The split's pairs; with ``upsample_primary`` k > 1 every row not marked ``extra`` is
+        repeated k times (the sampler then shuffles the copies apart)."""
+        src, tgt = split["src_ids"], split["tgt_ids"]
+        if upsample_primary == 1:
+            return cls(src=src, tgt=tgt)
+        if "extra" not in split.column_names:
+            logger.warning(f"upsample_primary={upsample_primary} ignored: the split has no 'extra' column "
+                           "(prepared by an older version?); every row is seen once per epoch")
+            return cls(src=src, tgt=tgt)
+        primary = [i for i, extra in enumerate(split["extra"]) if not extra]
+        logger.info(f"training rows per epoch: {len(primary)} primary x {upsample_primary} + "
+                    f"{len(split) - len(primary)} extra = {len(split) + len(primary) * (upsample_primary - 1)}")
+        return cls(src=list(src) + [src[i] for i in primary] * (upsample_primary - 1),
+                   tgt=list(tgt) + [tgt[i] for i in primary] * (upsample_primary - 1))
 
     def __len__(self) -> int:
         return len(self.src)

@@ -24,7 +24,8 @@ def test_ding_fixture_end_to_end(ding_cfg, tmp_path):
     assert card["dropped"] == {**DING_READ_DROPS, "not_a_sentence": len(DING_PHRASES)}
     dataset = load_from_disk(str(tmp_path / "out" / "dataset"))
     assert list(dataset) == ["train", "validation", "test"]
-    assert all(dataset[name].column_names == ["src", "tgt"] for name in dataset)
+    assert all(dataset[name].column_names == ["src", "tgt", "extra"] for name in dataset)
+    assert not any(dataset["train"]["extra"])
     kept = {(r["src"], r["tgt"]) for name in dataset for r in dataset[name]}
     assert kept == set(DING_SENTENCES)
 
@@ -67,6 +68,7 @@ def test_extra_phrases_go_to_train_only_and_never_share_an_eval_source(tmp_path)
     assert card["train_extra_phrases"]["kept"] == 2
     dataset = load_from_disk(str(tmp_path / "out" / "dataset"))
     assert set(dataset["train"]["src"]) == {"Regen", "Regenfälle"}
+    assert dataset["train"]["extra"] == [True, True]  # phrases, not sentences of the corpus
 
 
 def test_extra_phrases_on_fixture_keep_counts(ding_cfg, tmp_path):
@@ -77,6 +79,10 @@ def test_extra_phrases_on_fixture_keep_counts(ding_cfg, tmp_path):
         load_from_disk(str(tmp_path / "dataset"))["test"]["src"]
     )
     assert not evaluated & {s for s, _ in DING_PHRASES}
+    train = load_from_disk(str(tmp_path / "dataset"))["train"]
+    sentence_sources = {s for s, _ in DING_SENTENCES}
+    assert [row["src"] not in sentence_sources for row in train] == train["extra"]  # extra marks exactly the phrases
+    assert sum(train["extra"]) == card["train_extra_phrases"]["kept"]
 
 
 def test_english_to_german_swaps_the_sides(ding_cfg, tmp_path):

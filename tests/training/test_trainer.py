@@ -163,3 +163,18 @@ def test_offline_session_holds_scalars_heatmaps_and_model(corpus_dir, tmp_path):
     assert [m.name for m in session.models] == [cfg.tracking.model_name]
     assert out["model_id"] and Path(out["checkpoint"]).exists()
     assert os.path.getsize(out["checkpoint"]) > 0
+
+
+def test_upsample_primary_repeats_only_the_corpus_own_pairs():
+    from collections import Counter
+
+    from datasets import Dataset
+
+    split = Dataset.from_dict({"src_ids": [[4], [5], [6], [7]], "tgt_ids": [[1, 4, 2], [1, 5, 2], [1, 6, 2], [1, 7, 2]],
+                               "extra": [False, True, False, True]})
+    corpus = ParallelCorpus.from_dataset(split, upsample_primary=3)
+    assert Counter(ids[0] for ids in corpus.src) == {4: 3, 6: 3, 5: 1, 7: 1}
+    assert all(t[1] == s[0] for s, t in zip(corpus.src, corpus.tgt))  # pairs stay pairs
+    assert len(ParallelCorpus.from_dataset(split)) == 4
+    # a split without the column (prepared elsewhere) is used as it is
+    assert len(ParallelCorpus.from_dataset(split.remove_columns("extra"), upsample_primary=3)) == 4
