@@ -34,7 +34,12 @@ def update_status(run_dir: Path, step: str, status: str, **details: Any) -> dict
     run_dir.mkdir(parents=True, exist_ok=True)
     state = read_status(run_dir)
     state["steps"].setdefault(step, {}).update({"status": status, "time": time.time(), **details})
-    state["status"] = "failed" if status == "failed" else ("running" if status == "running" else state["status"])
+    if status in ("failed", "running"):
+        state["status"] = status
+    elif step == "pipeline" and status == "completed":  # every step done
+        state["status"] = "completed"
+        state.pop("failed_step", None)  # left by an earlier attempt that --resume completed
+        state.pop("reason", None)
     if status == "failed":
         state["failed_step"], state["reason"] = step, details.get("reason", "")
     tmp = run_dir / ".status.json.tmp"

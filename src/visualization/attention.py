@@ -22,11 +22,11 @@ def to_numpy(array: Any) -> np.ndarray:
 
 def _cell_inches(n_tokens: int) -> float:
     # long sentences get smaller cells so a 4-head grid of 100 tokens stays printable
-    return min(0.35, max(0.12, 9.0 / max(n_tokens, 1)))
+    return min(0.25, max(0.12, 6.0 / max(n_tokens, 1)))
 
 
 def _font_size(n_tokens: int) -> float:
-    return min(9.0, max(4.0, 240.0 / max(n_tokens, 1)))
+    return min(8.0, max(4.0, 200.0 / max(n_tokens, 1)))
 
 
 def plot_attention(
@@ -108,5 +108,5 @@ def plot_attention(
             ax.set_yticklabels([])
         ax.set_title(name, fontsize=9)
     figure.suptitle(title)
-    figure.tight_layout()
+    figure.tight_layout(rect=(0.0, 0.0, 1.0, 1.0 - 0.4 / figure.get_figheight()))  # 0.4 in above the panels for the title
     return figure
