@@ -5,8 +5,9 @@
 The test split stays untouched for the pipeline's evaluate step; tuning reads validation only.
 Prepared and tokenized data are cached under ``--work`` per data/tokenizer config, so a sweep
 prepares each corpus once. Each run appends one JSON row (config, steps, seconds, valid loss,
-BLEU, chrF, three sample outputs) to ``--out``. Compare rows at the same *step* budget: two runs
-sharing the machine each get less CPU, so their seconds are not the single-run figure.
+BLEU, chrF, three sample outputs) to ``--out``. Runs train exactly ``training.max_steps`` steps
+(``training.max_minutes`` is ignored): two runs sharing the machine each get less CPU, so rows
+are compared at equal steps and their seconds are not the single-run figure.
 """
 
 import argparse
@@ -50,7 +51,8 @@ def run(name: str, cfg, work: Path, sentences_only: bool = False) -> dict:
     data = cfg.model_dump(mode="json")
     data["tracking"]["enabled"] = False
     steps = data["training"]["max_steps"]
-    data["training"].update(eval_every=steps, checkpoint_every=steps)  # one validation, at the end
+    # one validation, at the end; no wall-clock cap: runs sharing the machine are compared at equal steps
+    data["training"].update(eval_every=steps, checkpoint_every=steps, max_minutes=None)
     cfg = validate_config(data)
     out = prepared(cfg, work)
     encoded = load_from_disk(str(out / "encoded"))
