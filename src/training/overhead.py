@@ -92,9 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cfg = load_config(args.config, args.overrides)
     result = measure(cfg, args.steps or cfg.tracking.heatmap_every, args.repeats)
-    print(json.dumps(result, indent=2))
-    print(f"tracking overhead: {100 * result['overhead']:+.1f}% "
-          f"(median {result['median_on']:.1f} s on vs {result['median_off']:.1f} s off, {result['steps']} steps)")
+    logger.info(json.dumps(result, indent=2))
+    logger.info(f"tracking overhead: {100 * result['overhead']:+.1f}% "
+                f"(median {result['median_on']:.1f} s on vs {result['median_off']:.1f} s off, {result['steps']} steps)")
     return 0
 
 

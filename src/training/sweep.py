@@ -23,17 +23,12 @@ from loguru import logger
 
 def prepared(cfg, work: Path) -> Path:
     """Encoded splits and tokenizer for ``cfg``'s data and tokenizer sections, built once."""
-    from datasets import load_from_disk
-
-    from src.data.prepare import prepare_corpus
-    from src.data.tokenizer import encode_corpus, train_tokenizer
+    from src.training.overhead import prepare
 
     key = json.dumps([cfg.data.model_dump(mode="json"), cfg.tokenizer.model_dump(mode="json")], sort_keys=True)
     out = work / hashlib.sha1(key.encode()).hexdigest()[:12]
     if not (out / "encoded").exists():
-        prepare_corpus(cfg.data, out / "prep")
-        dataset = load_from_disk(str(out / "prep" / "dataset"))
-        encode_corpus(dataset, train_tokenizer(dataset, cfg.tokenizer, out), cfg.tokenizer, out)
+        prepare(cfg, out)
     return out
 
 
@@ -99,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(args.config, args.overrides)
     except ConfigError as err:
-        print(err, file=sys.stderr)
+        logger.error(str(err))
         return 2
     if args.threads:
         torch.set_num_threads(args.threads)

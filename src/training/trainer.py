@@ -51,11 +51,13 @@ class ParallelCorpus:
             logger.warning(f"upsample_primary={upsample_primary} ignored: the split has no 'extra' column "
                            "(prepared by an older version?); every row is seen once per epoch")
             return cls(src=src, tgt=tgt)
+        src, tgt = list(src), list(tgt)
         primary = [i for i, extra in enumerate(split["extra"]) if not extra]
+        copies = upsample_primary - 1
+        corpus = cls(src=src + [src[i] for i in primary] * copies, tgt=tgt + [tgt[i] for i in primary] * copies)
         logger.info(f"training rows per epoch: {len(primary)} primary x {upsample_primary} + "
-                    f"{len(split) - len(primary)} extra = {len(split) + len(primary) * (upsample_primary - 1)}")
-        return cls(src=list(src) + [src[i] for i in primary] * (upsample_primary - 1),
-                   tgt=list(tgt) + [tgt[i] for i in primary] * (upsample_primary - 1))
+                    f"{len(split) - len(primary)} extra = {len(corpus)}")
+        return corpus
 
     def __len__(self) -> int:
         return len(self.src)

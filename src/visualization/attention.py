@@ -86,22 +86,18 @@ def plot_attention(
             xticklabels=False, yticklabels=False, cbar=index == len(panels) - 1,
         )  # fmt: skip
         ax.set_visible(False)
-    for ax in axes.flat[: len(panels)]:
+    for index, ((_, name), ax) in enumerate(zip(panels, axes.flat)):  # grid cells past the panels stay hidden
         ax.set_visible(True)
-    for ax in axes.flat[len(panels):]:
-        ax.set_visible(False)
-    for index, ((_, name), ax) in enumerate(zip(panels, axes.flat)):
-        row, col = divmod(index, n_cols)
-        # tokens are data, not mathtext: "$" must not start a formula
         ax.set_xticks(np.arange(n_keys) + 0.5)
         ax.set_yticks(np.arange(n_queries) + 0.5)
         bottom = index + n_cols >= len(panels)  # no visible panel below this one
+        # tokens are data, not mathtext: "$" must not start a formula
         if label_every_head or bottom:
             ax.set_xticklabels(key_tokens, rotation=90, fontsize=font, parse_math=False)
             ax.set_xlabel("key")
         else:
             ax.set_xticklabels([])
-        if label_every_head or col == 0:
+        if label_every_head or index % n_cols == 0:
             ax.set_yticklabels(query_tokens, rotation=0, fontsize=font, parse_math=False)
             ax.set_ylabel("query")
         else:

@@ -2,6 +2,8 @@
 
 import json
 
+from loguru import logger
+
 from src.training.sweep import main
 
 
@@ -22,6 +24,11 @@ def test_sweep_rows_score_validation_and_count_the_epoch(tmp_path):
     assert len(list((tmp_path / "work").iterdir())) == 1  # the prepared corpus is shared
 
 
-def test_bad_override_is_a_clear_error(tmp_path, capsys):
-    assert main(["x", "--config", "config/tiny.yaml", "--out", str(tmp_path / "rows.jsonl"), "model.d_modle=8"]) == 2
-    assert "d_modle" in capsys.readouterr().err
+def test_bad_override_is_a_clear_error(tmp_path):
+    errors: list[str] = []
+    sink = logger.add(errors.append, level="ERROR", format="{message}")
+    try:
+        assert main(["x", "--config", "config/tiny.yaml", "--out", str(tmp_path / "rows.jsonl"), "model.d_modle=8"]) == 2
+    finally:
+        logger.remove(sink)
+    assert len(errors) == 1 and "d_modle" in errors[0]
