@@ -176,8 +176,8 @@ def interleaved_medians(
     }
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run both contests and print a table (or, with ``--json``, one JSON object)."""
+def report(args: argparse.Namespace) -> str:
+    """Run both contests; return a table (or, with ``--json``, one JSON object) for the console."""
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -224,9 +224,7 @@ def run(args: argparse.Namespace) -> int:
     )
 
     result = _result(args, max_diff, training, decoding)
-    # The table/JSON is this command's output, not telemetry: it goes to stdout for the reader or a pipe.
-    print(json.dumps(result, indent=2) if args.json else _table(result))
-    return 0
+    return json.dumps(result, indent=2) if args.json else _table(result)
 
 
 def _result(args: argparse.Namespace, max_diff: float, training: dict, decoding: dict) -> dict:
@@ -285,9 +283,9 @@ def _table(result: dict) -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # same as ``python -m src.main bench``
     import sys
 
-    parser = argparse.ArgumentParser(prog="python -m src.bench", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    sys.exit(run(parser.parse_args()))
+    from src.main import main
+
+    sys.exit(main(["bench", *sys.argv[1:]]))

@@ -35,13 +35,21 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from src import bench
 
-    return bench.run(args)
+    print(bench.report(args))  # the command's output (table or JSON), for the reader or a pipe
+    return 0
 
 
 def _cmd_data(args: argparse.Namespace) -> int:
+    from src.config import ConfigError
     from src.data import cli
 
-    return cli.run(args)
+    try:
+        text = cli.report(args)
+    except (ConfigError, FileNotFoundError, KeyError, ValueError) as err:
+        logger.error("data: {}", err)
+        return 1
+    print(text)  # the command's output: the corpus figures as JSON
+    return 0
 
 
 def _cmd_import_offline(args: argparse.Namespace) -> int:

@@ -38,9 +38,8 @@ def _args(*extra: str) -> argparse.Namespace:
 
 
 @pytest.mark.parametrize("norm_flag", [[], ["--norm-first"]], ids=["post-norm", "pre-norm"])
-def test_json_report_has_both_contests_and_identical_starting_functions(capsys, norm_flag):
-    assert bench.run(_args("--json", *norm_flag)) == 0
-    report = json.loads(capsys.readouterr().out)
+def test_json_report_has_both_contests_and_identical_starting_functions(norm_flag):
+    report = json.loads(bench.report(_args("--json", *norm_flag)))
     assert report["settings"]["norm_first"] == bool(norm_flag)
     # ours and the nn.Transformer wrapper start as the same function
     assert report["max_abs_logit_diff"] < 1e-4
@@ -61,9 +60,8 @@ def _restore_threads():
     bench.torch.set_num_threads(threads)
 
 
-def test_table_report(capsys):
-    assert bench.run(_args()) == 0
-    out = capsys.readouterr().out
+def test_table_report():
+    out = bench.report(_args())
     assert "train: ours (A) vs nn.Transformer (B)" in out and "greedy: cached (A) vs uncached (B)" in out
     assert "post-norm" in out and "1 threads" in out
 

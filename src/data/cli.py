@@ -96,23 +96,22 @@ def data_figures(cfg: ExperimentConfig, out_dir: Path) -> dict:
     }
 
 
-def run(args: argparse.Namespace) -> int:
+def report(args: argparse.Namespace) -> str:
+    """Prepare + tokenize per the config, save ``figures.json``; return the figures as JSON for the console.
+
+    Raises ConfigError, FileNotFoundError, KeyError or ValueError for bad input (``src.main`` reports them).
+    """
     import datasets
 
     datasets.disable_progress_bars()
-    try:
-        cfg = load_experiment_config(args.config, args.overrides)
-        out_dir = Path(args.out_dir) if args.out_dir else cfg.run_dir / "data"
-        figures = data_figures(cfg, out_dir)
-    except (ConfigError, FileNotFoundError, KeyError, ValueError) as err:
-        logger.error("data: {}", err)
-        return 1
-    (out_dir / "figures.json").write_text(json.dumps(figures, indent=2), encoding="utf-8")
-    print(json.dumps(figures, indent=2))  # the command's output, for the reader of the console
-    return 0
+    cfg = load_experiment_config(args.config, args.overrides)
+    out_dir = Path(args.out_dir) if args.out_dir else cfg.run_dir / "data"
+    text = json.dumps(data_figures(cfg, out_dir), indent=2)
+    (out_dir / "figures.json").write_text(text, encoding="utf-8")
+    return text
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="python -m src.data.cli", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    sys.exit(run(parser.parse_args()))
+if __name__ == "__main__":  # same as ``python -m src.main data``
+    from src.main import main
+
+    sys.exit(main(["data", *sys.argv[1:]]))

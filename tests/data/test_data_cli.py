@@ -1,6 +1,5 @@
 """The ``data`` command on the Ding fixture: exit code, artefacts and figures."""
 
-import argparse
 import json
 
 import pytest
@@ -9,10 +8,11 @@ from src.config import ConfigError
 from src.data import cli
 
 
-def parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    cli.add_arguments(parser)
-    return parser.parse_args(argv)
+def data_command(argv: list[str]) -> int:
+    """``python -m src.main data ARGV``: the exit code; the output goes to stdout."""
+    from src.main import main
+
+    return main(["data", *argv])
 
 
 @pytest.fixture
@@ -25,7 +25,7 @@ def no_default_config(monkeypatch):
 
 def test_run_prints_and_saves_figures(ding_file, tmp_path, capsys, no_default_config):
     out = tmp_path / "out"
-    args = parse(
+    assert data_command(
         [
             "--out-dir",
             str(out),
@@ -33,8 +33,7 @@ def test_run_prints_and_saves_figures(ding_file, tmp_path, capsys, no_default_co
             "tokenizer.vocab_size=300",
             "data.ding_extra_train_phrases=true",
         ]
-    )
-    assert cli.run(args) == 0
+    ) == 0
     figures = json.loads((out / "figures.json").read_text())
     assert figures == json.loads(capsys.readouterr().out)
     assert (
@@ -63,5 +62,5 @@ def test_run_prints_and_saves_figures(ding_file, tmp_path, capsys, no_default_co
 def test_explicit_config_file_and_clear_failure(tmp_path, no_default_config):
     config = tmp_path / "c.yaml"
     config.write_text(f"data:\n  ding_path: {tmp_path / 'missing'}\n")
-    assert cli.run(parse(["--config", str(config), "--out-dir", str(tmp_path / "o")])) == 1
-    assert cli.run(parse(["--out-dir", str(tmp_path / "o"), "data.no_such_key=1"])) == 1
+    assert data_command(["--config", str(config), "--out-dir", str(tmp_path / "o")]) == 1
+    assert data_command(["--out-dir", str(tmp_path / "o"), "data.no_such_key=1"]) == 1
