@@ -57,6 +57,11 @@ def length_budget(src_len: int, max_new_tokens: int) -> int:
     return min(max_new_tokens, int(1.5 * src_len) + 10)
 
 
+def decode_greedy(model: EncoderDecoderTransformer, src: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
+    """Greedy decoding with the tokenizer's BOS/EOS, in the ``decode(model, src, n)`` shape ``translate`` calls."""
+    return greedy_decode(model, src, bos_id=BOS_ID, eos_id=EOS_ID, max_new_tokens=max_new_tokens)
+
+
 @torch.no_grad()
 def translate(model: EncoderDecoderTransformer, sources: list[list[int]], decode: Callable[..., torch.Tensor],
               batch_size: int, device: torch.device, desc: str, max_new_tokens: int) -> list[list[int]]:
@@ -96,7 +101,7 @@ def evaluate(model: EncoderDecoderTransformer, test_split, tgt_tokenizer, cfg: E
     references = list(test_split["tgt"])
     metrics: dict[str, Any] = {"test": teacher_forced_metrics(model, corpus, cfg.batching.max_tokens, device)}
     decoders = {
-        "greedy": lambda m, s, n: greedy_decode(m, s, bos_id=BOS_ID, eos_id=EOS_ID, max_new_tokens=n),
+        "greedy": decode_greedy,
         "beam": lambda m, s, n: beam_search(m, s, bos_id=BOS_ID, eos_id=EOS_ID, beam_size=ecfg.beam_size,
                                             length_penalty=ecfg.length_penalty, max_new_tokens=n),
     }

@@ -37,9 +37,8 @@ def run(name: str, cfg, work: Path, sentences_only: bool = False) -> dict:
     from datasets import load_from_disk
 
     from src.config import validate_config
-    from src.data.tokenizer import BOS_ID, EOS_ID, decode_ids, load_tokenizer
-    from src.evaluation.evaluate import score, translate
-    from src.models.decoding import greedy_decode
+    from src.data.tokenizer import decode_ids, load_tokenizer
+    from src.evaluation.evaluate import decode_greedy, score, translate
     from src.tracking import NullTracker
     from src.training.trainer import ParallelCorpus, Trainer
 
@@ -65,8 +64,7 @@ def run(name: str, cfg, work: Path, sentences_only: bool = False) -> dict:
         train_seconds = time.perf_counter() - start
     model = trainer.model.eval()
     start = time.perf_counter()
-    decode = lambda m, s, n: greedy_decode(m, s, bos_id=BOS_ID, eos_id=EOS_ID, max_new_tokens=n)  # noqa: E731
-    ids = translate(model, list(valid["src_ids"]), decode, cfg.evaluation.batch_size, trainer.device, "greedy",
+    ids = translate(model, list(valid["src_ids"]), decode_greedy, cfg.evaluation.batch_size, trainer.device, "greedy",
                     cfg.evaluation.max_new_tokens)
     hypotheses = [decode_ids(tok, row) for row in ids]
     scores = score(hypotheses, list(valid["tgt"]))
