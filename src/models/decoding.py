@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from src.components.kv_cache import DecoderCache
+from src.models.inputs import check_token_ids
 from src.models.transformer import EncoderDecoderTransformer
 
 
@@ -36,6 +37,7 @@ def greedy_decode(
     Shape:
         src: (B, S) -> (B, L).
     """
+    check_token_ids("src", src)
     _check_length(model, max_new_tokens)
     memory, src_mask = model.encode(src)
     tokens = torch.full((src.size(0), 1), bos_id, dtype=torch.long, device=src.device)
@@ -90,6 +92,7 @@ def beam_search(
     Shape:
         src: (B, S) -> (B, L).
     """
+    check_token_ids("src", src)
     _check_length(model, max_new_tokens)
     if beam_size < 1:
         raise ValueError(f"beam_size must be >= 1, got {beam_size}")

@@ -14,6 +14,7 @@ from src.components.kv_cache import DecoderCache
 from src.components.masks import padding_mask
 from src.components.positional_encoding import LearnedPositionalEncoding, SinusoidalPositionalEncoding
 from src.config.model import ModelConfig
+from src.models.inputs import check_same_batch, check_token_ids
 from src.models.layers import Decoder, DecoderLayer, Encoder, EncoderLayer
 
 AttentionMaps = dict[str, list[Tensor]]
@@ -65,7 +66,13 @@ class EncoderDecoderTransformer(nn.Module):
 
         Shape:
             src: (B, S); tgt: (B, T) -> logits (B, T, V); weights (B, H, S, S), (B, H, T, T), (B, H, T, S).
+
+        Raises:
+            ValueError: if src or tgt is not a (B, L) integer tensor, or their batch sizes differ.
         """
+        check_token_ids("src", src)
+        check_token_ids("tgt", tgt)
+        check_same_batch(src, tgt)
         attention: AttentionMaps | None = {} if return_attention else None
         memory, src_mask = self.encode(src, attention)
         logits = self.generator(self.decode(tgt, memory, src_mask, attention=attention))
@@ -81,6 +88,7 @@ class EncoderDecoderTransformer(nn.Module):
         Shape:
             src: (B, S) -> memory: (B, S, C), src_mask: (B, 1, 1, S) boolean, True at real tokens.
         """
+        check_token_ids("src", src)
         src_mask = padding_mask(src, self.pad_id)
         memory, weights = self.encoder(
             self.embeddings.source(src), src_mask, need_weights=attention is not None
@@ -112,6 +120,7 @@ class EncoderDecoderTransformer(nn.Module):
         Shape:
             tgt: (B, T); memory: (B, S, C); src_mask: (B, 1, 1, S) -> (B, T, C).
         """
+        check_token_ids("tgt", tgt)
         x = self.embeddings.target(tgt, start=0 if cache is None else len(cache))
         need_weights = attention is not None
         x, self_weights, cross_weights = self.decoder(

@@ -115,3 +115,64 @@ def test_too_many_new_tokens_for_the_positions_is_rejected(model, src):
         greedy_decode(model, src, bos_id=BOS, eos_id=EOS, max_new_tokens=65)
     with pytest.raises(ValueError, match=r"beam_size must be >= 1, got 0"):
         beam_search(model, src, bos_id=BOS, eos_id=EOS, beam_size=0, length_penalty=0.6, max_new_tokens=4)
+
+
+@pytest.mark.parametrize(
+    "bad_src, actual",
+    [
+        (torch.arange(3, 10), r"got shape \(7,\) dtype torch\.int64"),
+        (torch.ones(2, 7), r"got shape \(2, 7\) dtype torch\.float32"),
+        ([[3, 4, 5]], r"got list"),
+    ],
+    ids=["1-D", "float", "list"],
+)
+@pytest.mark.parametrize("decoder", ["greedy", "beam"])
+def test_decoders_name_a_malformed_src(model, decoder, bad_src, actual):
+    run = {
+        "greedy": lambda s: greedy_decode(model, s, bos_id=BOS, eos_id=EOS, max_new_tokens=4),
+        "beam": lambda s: beam_search(
+            model, s, bos_id=BOS, eos_id=EOS, beam_size=2, length_penalty=0.6, max_new_tokens=4
+        ),
+    }[decoder]
+    expected = r"^src must be a 2-D \(batch, length\) tensor of integer token ids"
+    with pytest.raises(ValueError, match=rf"{expected}.*{actual}$"):
+        run(bad_src)
+
+
+def _reference_beam_search(model, src_row, beam_size, alpha, max_new_tokens):
+    """Textbook beam search over Python tuples: no cache, every step re-runs the whole prefix.
+
+    A finished hypothesis (ending in EOS) is carried over unchanged and competes on
+    log P(Y | X) / lp(Y), lp(Y) = ((5 + |Y|) / 6)^alpha (GNMT, Eq. 14), |Y| counting EOS.
+    Returns the best hypothesis and the lengths of the finished hypotheses in the final beam.
+    """
+    beams = [((), 0.0)]  # (tokens after BOS, log P)
+    for _ in range(max_new_tokens):
+        live = [(h, s) for h, s in beams if EOS not in h]
+        if not live:
+            break
+        candidates = [(h, s) for h, s in beams if EOS in h]
+        prefixes = torch.tensor([[BOS, *h] for h, _ in live])  # (N, 1+t)
+        with torch.no_grad():
+            log_probs = model(src_row.expand(len(live), -1), prefixes)[:, -1].log_softmax(-1)  # (N, V)
+        for (h, s), row in zip(live, log_probs.tolist()):
+            candidates += [(h + (t,), s + lp) for t, lp in enumerate(row)]
+        beams = sorted(candidates, key=lambda b: b[1] / ((5 + len(b[0])) / 6) ** alpha, reverse=True)
+        beams = beams[:beam_size]
+    return beams[0][0], {len(h) for h, _ in beams if EOS in h}
+
+
+@pytest.mark.parametrize("alpha", [0.0, 2.0])
+def test_cached_beam_search_equals_an_uncached_reference(model, src, alpha):
+    """Fails if the cache is not reordered with the surviving beams (their prefixes would mix),
+    or if the length penalty sees lengths that do not belong to each candidate."""
+    found = beam_search(
+        model, src, bos_id=BOS, eos_id=EOS, beam_size=4, length_penalty=alpha, max_new_tokens=8
+    )
+    finished_lengths = set()
+    for i, row in enumerate(src):
+        best, lengths = _reference_beam_search(model, row[None], beam_size=4, alpha=alpha, max_new_tokens=8)
+        finished_lengths |= lengths
+        assert found[i, : len(best)].tolist() == list(best)
+        assert (found[i, len(best) :] == PAD).all()
+    assert len(finished_lengths) > 1  # hypotheses end at different lengths, so the penalty matters

@@ -139,9 +139,59 @@ def test_shared_embeddings_need_equal_vocabularies(tiny_config):
 def test_bad_inputs_name_expected_and_actual(tiny_config):
     model = _model(tiny_config)
     src, tgt = _batch()
-    with pytest.raises(ValueError, match=r"expected torch\.long\), got dtype torch\.float32"):
+    with pytest.raises(ValueError, match=r"src must be .*token ids.*got shape \(3, 9\) dtype torch\.float32"):
         model(src.float(), tgt)
     with pytest.raises(ValueError, match=r"max_positions=64.*length=65"):
         model(torch.ones(1, 65, dtype=torch.long), tgt[:1])
     with pytest.raises(ValueError, match=r"d_model=30 is not divisible by n_heads=4"):
         ModelConfig(d_model=30, n_heads=4)
+
+
+# Malformed token ids of a (3, L) batch, and the end of the message each must produce.
+MALFORMED = {
+    "1-D": (lambda t: t[0], r"got shape \({L},\) dtype torch\.int64$"),
+    "float": (lambda t: t.float(), r"got shape \(3, {L}\) dtype torch\.float32$"),
+    "bool": (lambda t: t > 5, r"got shape \(3, {L}\) dtype torch\.bool$"),
+    "empty": (lambda t: t[:, :0], r"got shape \(3, 0\) dtype torch\.int64$"),
+    "list": (lambda t: t.tolist(), r"got list$"),
+}
+
+
+def _malformed(kind: str, name: str, tokens: torch.Tensor):
+    """The malformed argument and the regex of its message."""
+    corrupt, ending = MALFORMED[kind]
+    prefix = rf"^{name} must be a 2-D \(batch, length\) tensor of integer token ids"
+    return corrupt(tokens), rf"{prefix}.*{ending.format(L=tokens.size(1))}"
+
+
+@pytest.mark.parametrize("kind", MALFORMED)
+@pytest.mark.parametrize("name", ["src", "tgt"])
+def test_forward_names_the_malformed_argument(tiny_config, name, kind):
+    model = _model(tiny_config)
+    inputs = dict(zip(["src", "tgt"], _batch()))
+    inputs[name], pattern = _malformed(kind, name, inputs[name])
+    with pytest.raises(ValueError, match=pattern):
+        model(**inputs)
+
+
+@pytest.mark.parametrize("kind", MALFORMED)
+def test_encode_and_decode_name_the_malformed_argument(tiny_config, kind):
+    model = _model(tiny_config)
+    src, tgt = _batch()
+    bad_src, pattern = _malformed(kind, "src", src)
+    with pytest.raises(ValueError, match=pattern):
+        model.encode(bad_src)
+    memory, src_mask = model.encode(src)
+    bad_tgt, pattern = _malformed(kind, "tgt", tgt)
+    with pytest.raises(ValueError, match=pattern):
+        model.decode(bad_tgt, memory, src_mask)
+    with pytest.raises(ValueError, match=pattern):
+        model.decode(bad_tgt, memory, src_mask, cache=model.new_cache())
+
+
+def test_forward_rejects_different_batch_sizes(tiny_config):
+    model = _model(tiny_config)
+    src, tgt = _batch()
+    pattern = r"same batch size, got src shape \(3, 9\) and tgt shape \(2, 7\)"
+    with pytest.raises(ValueError, match=pattern):
+        model(src, tgt[:2])
