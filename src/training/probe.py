@@ -12,6 +12,9 @@ import torch
 from src.models.transformer import EncoderDecoderTransformer
 
 KINDS = {"encoder_self": ("source", "source"), "decoder_self": ("target", "target"), "cross": ("target", "source")}
+# 24 tokens a side keeps a 0.25 in cell and 8 pt labels (a 3 x 4 grid is ~30 in wide) and ~1 s to draw
+MAX_TOKENS = 24
+MAX_TITLE_CHARS = 60
 
 
 def _byte_level_alphabet() -> dict[str, int]:
@@ -54,25 +57,65 @@ def token_labels(tokenizer, token_ids: list[int]) -> list[str]:
     return labels
 
 
+def shorten(text: str, limit: int = MAX_TITLE_CHARS) -> str:
+    """``text`` cut to at most ``limit`` characters, ending in "…" when cut."""
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
 @dataclass
 class AttentionProbe:
-    """Token ids of a few sentences and their subword strings (the heatmap axis labels)."""
+    """Token ids of a few sentences, their subword strings (the heatmap axis labels) and source text.
+
+    ``src_lengths`` / ``tgt_lengths`` are the token counts before truncation to ``max_tokens``, so a
+    figure can say it shows only the first tokens.
+    """
 
     src_ids: list[list[int]]
     tgt_ids: list[list[int]]
     src_tokens: list[list[str]]
     tgt_tokens: list[list[str]]
+    src_text: list[str]
+    src_lengths: list[int]
+    tgt_lengths: list[int]
 
     @classmethod
-    def from_ids(cls, src_ids: list[list[int]], tgt_ids: list[list[int]], src_tokenizer, tgt_tokenizer) -> "AttentionProbe":
-        """``tgt_ids`` are full targets (BOS ... EOS); the decoder sees them without the final EOS."""
-        tgt_in = [ids[:-1] for ids in tgt_ids]
+    def from_ids(
+        cls,
+        src_ids: list[list[int]],
+        tgt_ids: list[list[int]],
+        src_tokenizer,
+        tgt_tokenizer,
+        max_tokens: int = MAX_TOKENS,
+    ) -> "AttentionProbe":
+        """``tgt_ids`` are full targets (BOS ... EOS); the decoder sees them without the final EOS.
+
+        Each side keeps its first ``max_tokens`` tokens: the model is run on exactly the ids shown.
+        Truncating the source changes the encoder's attention (fewer keys to share it); the decoder's
+        self-attention over the kept target prefix is unchanged (causal mask).
+        """
+        tgt_in = [list(ids[:-1]) for ids in tgt_ids]
+        src_kept = [list(ids[:max_tokens]) for ids in src_ids]
+        tgt_kept = [ids[:max_tokens] for ids in tgt_in]
         return cls(
-            src_ids=src_ids,
-            tgt_ids=tgt_in,
-            src_tokens=[token_labels(src_tokenizer, ids) for ids in src_ids],
-            tgt_tokens=[token_labels(tgt_tokenizer, ids) for ids in tgt_in],
+            src_ids=src_kept,
+            tgt_ids=tgt_kept,
+            src_tokens=[token_labels(src_tokenizer, ids) for ids in src_kept],
+            tgt_tokens=[token_labels(tgt_tokenizer, ids) for ids in tgt_kept],
+            src_text=[src_tokenizer.decode(list(ids), skip_special_tokens=True) for ids in src_ids],
+            src_lengths=[len(ids) for ids in src_ids],
+            tgt_lengths=[len(ids) for ids in tgt_in],
         )
+
+    def title(self, kind: str, index: int, step: int | None = None) -> str:
+        """E.g. 'cross attention · step 600 · "Ich habe keine Zeit."', a second line if tokens were cut."""
+        parts = [f"{kind} attention"]
+        if step is not None:
+            parts.append(f"step {step}")
+        parts.append(f'"{shorten(self.src_text[index])}"')
+        sides = (("source", self.src_ids, self.src_lengths), ("target", self.tgt_ids, self.tgt_lengths))
+        cuts = [f"first {len(ids[index])} of {lengths[index]} {side} tokens"
+                for side, ids, lengths in sides if lengths[index] > len(ids[index])]
+        return " · ".join(parts) + (f"\nshowing {', '.join(cuts)}" if cuts else "")
 
     @torch.no_grad()
     def attention(self, model: EncoderDecoderTransformer, index: int) -> dict[str, list[torch.Tensor]]:
@@ -86,7 +129,7 @@ class AttentionProbe:
         model.train(was_training)
         return {kind: [layer[0].float().cpu() for layer in layers] for kind, layers in attn.items()}
 
-    def figures(self, model: EncoderDecoderTransformer, index: int):
+    def figures(self, model: EncoderDecoderTransformer, index: int, step: int | None = None):
         """Yield (title, series, figure): one figure per attention kind, a row per layer, a column per head.
 
         Every panel of a row shares the query tokens (labelled on the first column), every panel
@@ -99,11 +142,12 @@ class AttentionProbe:
         for kind, layers in self.attention(model, index).items():
             query_axis, key_axis = KINDS[kind]
             weights = torch.stack(layers)  # (L, H, Tq, Tk)
-            figure = plot_attention(weights, axes[query_axis], axes[key_axis], f"{kind} attention, sentence {index}",
+            figure = plot_attention(weights, axes[query_axis], axes[key_axis], self.title(kind, index, step),
                                     label_every_head=False)
             yield f"attention/{kind}", f"sentence {index}", figure
 
     def report(self, model: EncoderDecoderTransformer, tracker, step: int) -> None:
+        """Log every probe sentence's figures to ``tracker`` at ``step``."""
         for index in range(len(self.src_ids)):
-            for title, series, figure in self.figures(model, index):
+            for title, series, figure in self.figures(model, index, step):
                 tracker.log_figure(title, series, figure, step)

@@ -9,7 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 from src.visualization.attention import plot_attention
-from src.visualization.curves import plot_curves
+from src.visualization.curves import plot_curves, training_curve_figures
 from src.visualization.grad_norms import plot_grad_norm_heatmap
 
-__all__ = ["plot_attention", "plot_curves", "plot_grad_norm_heatmap"]
+__all__ = ["plot_attention", "plot_curves", "plot_grad_norm_heatmap", "training_curve_figures"]

@@ -11,6 +11,8 @@ from matplotlib.figure import Figure
 from src.visualization.figure import new_figure
 
 MAX_COLUMNS = 4
+MIN_CELL_INCHES = 0.2  # 7 pt labels need a cell of ~0.1 in; 0.2 in keeps colours readable too
+MIN_FONT_POINTS = 7.0
 
 
 def to_numpy(array: Any) -> np.ndarray:
@@ -21,12 +23,17 @@ def to_numpy(array: Any) -> np.ndarray:
 
 
 def _cell_inches(n_tokens: int) -> float:
-    # long sentences get smaller cells so a 4-head grid of 100 tokens stays printable
-    return min(0.25, max(0.12, 6.0 / max(n_tokens, 1)))
+    """Side of one token's cell: 0.25 in up to 24 tokens, shrinking to a readable floor after that.
+
+    The figure keeps growing with the token count; callers that draw often (the training probe)
+    cap the tokens they pass instead of letting labels shrink.
+    """
+    return min(0.25, max(MIN_CELL_INCHES, 6.0 / max(n_tokens, 1)))
 
 
 def _font_size(n_tokens: int) -> float:
-    return min(8.0, max(4.0, 200.0 / max(n_tokens, 1)))
+    """Tick label size in points: 8 up to 25 tokens, never under ``MIN_FONT_POINTS``."""
+    return min(8.0, max(MIN_FONT_POINTS, 200.0 / max(n_tokens, 1)))
 
 
 def plot_attention(
@@ -45,7 +52,7 @@ def plot_attention(
             side, wrapped after four), or (Tq, Tk) for one head.
         query_tokens: the Tq subword tokens on the y axis (decoder side for cross-attention).
         key_tokens: the Tk subword tokens on the x axis (encoder side for cross-attention).
-        title: figure title, e.g. "decoder layer 2 cross-attention".
+        title: figure title, e.g. "decoder layer 2 cross-attention"; may hold several lines.
         label_every_head: tokens on both axes of every panel. False labels only the first column's
             y axis and the bottom row's x axis (every panel shares them): a third of the text to lay
             out, which is most of the drawing time of a large grid.
@@ -70,7 +77,9 @@ def plot_attention(
         n_rows = math.ceil(n_heads / n_cols)
         panels = [(weights[head], f"head {head}") for head in range(n_heads)]
     cell = _cell_inches(max(n_queries, n_keys))
-    figure = new_figure(n_cols * (cell * n_keys + 1.6), n_rows * (cell * n_queries + 1.4) + 0.5)
+    title_inches = 0.4 + 0.25 * title.count("\n")  # above the panels
+    height = n_rows * (cell * n_queries + 1.4) + 0.1 + title_inches
+    figure = new_figure(n_cols * (cell * n_keys + 1.6), height)
     axes = figure.subplots(n_rows, n_cols, squeeze=False)
     font = _font_size(max(n_queries, n_keys))
     vmax = float(np.nanmax(weights)) if weights.size else 1.0  # one colour scale for all heads
@@ -104,5 +113,5 @@ def plot_attention(
             ax.set_yticklabels([])
         ax.set_title(name, fontsize=9)
     figure.suptitle(title)
-    figure.tight_layout(rect=(0.0, 0.0, 1.0, 1.0 - 0.4 / figure.get_figheight()))  # 0.4 in above the panels for the title
+    figure.tight_layout(rect=(0.0, 0.0, 1.0, 1.0 - title_inches / figure.get_figheight()))
     return figure

@@ -81,3 +81,23 @@ def test_layer_by_head_grid_labels_the_shared_axes_once():
         np.testing.assert_allclose(mesh, weights[layer, head].numpy(), rtol=1e-6)
     full = plot_attention(weights, QUERY, KEYS, "cross")  # default: tokens on every panel
     assert all(_labels(ax.get_xticklabels()) == KEYS and _labels(ax.get_yticklabels()) == QUERY for ax in _head_axes(full))
+
+
+def test_long_sentences_keep_readable_labels_and_cells():
+    tokens = [f"t{i}" for i in range(60)]
+    figure = plot_attention(np.ones((2, 60, 60)) / 60, tokens, tokens, "long")
+    heads = _head_axes(figure)
+    for ax in heads:
+        assert min(t.get_fontsize() for t in ax.get_xticklabels() + ax.get_yticklabels()) >= 7
+        assert ax.get_position().height * figure.get_figheight() / len(tokens) >= 0.2  # inches per token
+    # the last panel gives ~15% of its width to the colour bar
+    assert heads[0].get_position().width * figure.get_figwidth() / len(tokens) >= 0.2
+
+
+def test_a_two_line_title_sits_above_the_panels():
+    title = "cross attention\nshowing first 4"
+    figure = plot_attention(np.ones((2, 4, 4)) / 4, list("abcd"), list("abcd"), title)
+    renderer = figure.canvas.get_renderer()
+    title_bottom = figure.texts[0].get_window_extent(renderer).y0
+    panel_top = max(ax.get_tightbbox(renderer).y1 for ax in _head_axes(figure))
+    assert title_bottom >= panel_top
