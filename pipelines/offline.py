@@ -1,32 +1,82 @@
 """Run the five steps in order in this process, one ClearML task (offline session) per step."""
 
 import json
+import time
 from typing import Any
 
 from loguru import logger
 
-from src.config import ExperimentConfig
-from src.steps.context import read_status, update_status
+from src.config import ExperimentConfig, config_to_dict
+from src.steps.context import read_status, update_run, update_status
+
+REUSABLE_STEPS = ("data_prep", "tokenize")  # a resume keeps their output: check_resume refuses changes to them
 
 
-def run_steps(cfg: ExperimentConfig, *, offline: bool | None = True, resume: bool = False) -> dict[str, Any]:
+class PipelineError(RuntimeError):
+    """A step failed; the message is the one line for the console (reason, where the traceback is)."""
+
+
+def start_run(cfg: ExperimentConfig, resume: bool, changes: dict[str, tuple]) -> dict[str, Any]:
+    """Write the run's config and identity into its folder; on resume, reset every step that runs again.
+
+    A new run refuses a folder that already holds one: two runs never mix. A resume marks the
+    steps it re-runs ``pending``, so ``status.json`` never shows a step completed by an earlier
+    attempt after a later step has failed.
+    """
+    from src.runs import CONFIG_FILE, point_latest
+    from src.tracking.recovery import recover_offline_sessions
+
+    run_dir = cfg.run_dir
+    state = read_status(run_dir)
+    if not resume and state["steps"]:
+        raise FileExistsError(f"{run_dir} already holds a run (status {state['status']!r}); "
+                              "give a new run_id, or continue it with --resume")
+    if resume:
+        recover_offline_sessions(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / CONFIG_FILE).write_text(json.dumps(config_to_dict(cfg), indent=2) + "\n", encoding="utf-8")
+    done = {name: step for name, step in state["steps"].items()
+            if resume and name in REUSABLE_STEPS and step.get("status") == "completed" and "output" in step}
+    for name in ("data_prep", "tokenize", "train", "evaluate", "register", "pipeline"):
+        if name in state["steps"] and name not in done:
+            update_status(run_dir, name, "pending")
+    update_status(run_dir, "pipeline", "running")
+    if not resume:
+        update_run(run_dir, run_id=run_dir.name, run_name=cfg.run_name, created=time.time())
+    else:
+        resumes = read_status(run_dir).get("resumes", [])
+        update_run(run_dir, resumes=[*resumes, {"time": time.time(), "changes": {k: list(v) for k, v in changes.items()}}])
+        if changes:
+            logger.info("resuming {} with changed settings: {}", run_dir, ", ".join(
+                f"{k} {old!r} -> {new!r}" for k, (old, new) in changes.items()))
+    point_latest(run_dir)
+    return done
+
+
+def run_steps(cfg: ExperimentConfig, *, offline: bool | None = True, resume: bool = False,
+              changes: dict[str, tuple] | None = None) -> dict[str, Any]:
     """data prep -> tokenize -> train -> evaluate -> register; returns every step's output.
 
-    With ``resume`` the steps already completed in the run folder are not repeated (their outputs
-    are read back from ``status.json``) and training continues from its last good checkpoint.
+    With ``resume`` the data steps already completed in the run folder are not repeated (their
+    outputs are read back from ``status.json``) and training continues from its last good
+    checkpoint. A failing step raises ``PipelineError`` with one line for the console.
     """
     from src.steps import data_prep, evaluate, register, tokenize, train
 
     run_dir = cfg.run_dir
-    done = read_status(run_dir)["steps"] if resume else {}
+    done = start_run(cfg, resume, changes or {})
     outputs: dict[str, Any] = {}
 
     def step(name: str, fn, *args, **kwargs) -> dict[str, Any]:
-        previous = done.get(name, {})
-        if previous.get("status") == "completed" and "output" in previous and name in ("data_prep", "tokenize"):
+        if name in done:
             logger.info(f"step {name}: reusing the completed output in {run_dir}")
-            return previous["output"]
-        result = fn(cfg, *args, offline=offline, **kwargs)
+            return done[name]["output"]
+        try:
+            result = fn(cfg, *args, offline=offline, **kwargs)
+        except Exception as err:
+            failed = read_status(run_dir)["steps"].get(name, {})
+            where = failed.get("traceback") or run_dir / "status.json"
+            raise PipelineError(f"step {name} failed: {type(err).__name__}: {err} (traceback: {where})") from err
         update_status(run_dir, name, "completed", output=result)
         return result
 

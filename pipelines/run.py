@@ -1,20 +1,61 @@
-"""``python -m src.main train``: choose the mode (offline, local, queue, dry run) and run it."""
+"""``python -m src.main train``: choose the mode (offline, local, queue, dry run) and run it.
+
+Every ``train`` gets a new run folder (``src/runs``); ``--resume [RUN]`` continues one, after
+``check_resume`` has compared its stored config with the requested one.
+"""
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from loguru import logger
 
-from src.config import ExperimentConfig, load_config
+from src.config import ExperimentConfig, apply_overrides, load_config, validate_config
 
 
-def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
+def _overrides(args: argparse.Namespace) -> list[str]:
     overrides = list(args.overrides)
     if args.project_name:
         overrides.append(f"tracking.project_name={args.project_name}")
     if args.task_name:
         overrides.append(f"tracking.task_name={args.task_name}")
-    return load_config(args.config, overrides)
+    return overrides
+
+
+def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
+    return load_config(args.config, _overrides(args))
+
+
+def resumed_config(args: argparse.Namespace) -> tuple[ExperimentConfig, dict[str, tuple]]:
+    """The config to continue run ``args.resume`` with, and what changed against the run's own.
+
+    Without ``--config`` the run's stored config is the base, so ``--resume`` alone continues the
+    run as it was and ``--resume RUN training.max_steps=5000`` trains it longer.
+    """
+    from src.runs import CONFIG_FILE, check_resume, resolve_run
+    from src.runs.folders import read_json
+
+    output_dir = _output_dir(args)
+    run_dir = resolve_run(args.resume, output_dir)
+    stored_dict = read_json(run_dir / CONFIG_FILE)
+    if not stored_dict:
+        raise FileNotFoundError(f"cannot resume {run_dir}: it has no {CONFIG_FILE} (made by an older version?)")
+    stored = validate_config(stored_dict, source=f"{run_dir / CONFIG_FILE}")
+    base = stored_dict if args.config is None else None
+    requested = (validate_config(apply_overrides(base, _overrides(args)), source="resumed config")
+                 if base is not None else config_from_args(args))
+    requested = requested.model_copy(update={"run_id": run_dir.name, "output_dir": str(run_dir.parent)})
+    changes = check_resume(stored, requested, run=str(run_dir))
+    return requested, changes
+
+
+def _output_dir(args: argparse.Namespace) -> Path:
+    """``output_dir`` as the overrides or config file set it (where to look for the run to resume)."""
+    for item in reversed(args.overrides):
+        key, _, value = item.partition("=")
+        if key.strip() == "output_dir":
+            return Path(value)
+    return Path(load_config(args.config).output_dir) if args.config else Path("runs")
 
 
 def choose_mode(args: argparse.Namespace) -> str:
@@ -48,8 +89,25 @@ def print_summary(cfg: ExperimentConfig, outputs: dict[str, Any], mode: str) -> 
     print("\n".join(lines))
 
 
+def split_resume_argument(args: argparse.Namespace) -> None:
+    """``--resume`` takes an optional RUN; ``--resume model.x=1`` meant an override, not a run named so."""
+    from src.runs import LATEST
+
+    if args.resume is not None and "=" in args.resume:
+        args.overrides = [args.resume, *args.overrides]
+        args.resume = LATEST
+
+
 def run_pipeline_from_cli(args: argparse.Namespace) -> int:
-    cfg = config_from_args(args)
+    from src.runs import new_run_dir, new_run_id
+
+    split_resume_argument(args)
+    if args.queue:  # an unknown queue is a usage error, before any server is asked
+        from src.tracking.server import load_queue_config
+
+        load_queue_config().queue(args.queue)
+    resume = args.resume is not None
+    cfg, changes = resumed_config(args) if resume else (config_from_args(args), {})
     mode = choose_mode(args)
     if args.dry_run:
         from pipelines.pipeline import describe_pipeline
@@ -63,15 +121,18 @@ def run_pipeline_from_cli(args: argparse.Namespace) -> int:
     if mode == "queue":
         from pipelines.pipeline import enqueue_pipeline
 
-        enqueue_pipeline(cfg, queue=args.queue)
+        enqueue_pipeline(cfg.model_copy(update={"run_id": new_run_id(cfg.run_name)}), queue=args.queue)
         return 0
-    from pipelines.offline import run_steps
+    from pipelines.offline import PipelineError, run_steps
 
-    logger.info(f"running the pipeline {'offline' if mode == 'offline' else 'locally, tracked on the server'}")
+    if not resume:
+        cfg = cfg.model_copy(update={"run_id": new_run_dir(cfg.output_dir, cfg.run_name).name})
+    logger.info(f"running the pipeline {'offline' if mode == 'offline' else 'locally, tracked on the server'} "
+                f"in {cfg.run_dir}")
     try:
-        outputs = run_steps(cfg, offline=True if mode == "offline" else False, resume=args.resume)
-    except Exception as err:
-        logger.error(f"pipeline failed: {type(err).__name__}: {err} (details in {cfg.run_dir / 'status.json'})")
+        outputs = run_steps(cfg, offline=True if mode == "offline" else False, resume=resume, changes=changes)
+    except PipelineError as err:
+        logger.error(str(err))
         return 1
     print_summary(cfg, outputs, mode)
     return 0

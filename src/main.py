@@ -1,8 +1,8 @@
-"""Command line: ``python -m src.main {train,bench,data,evaluate,import-offline,queues} ...``.
+"""Command line: ``python -m src.main {train,translate,evaluate,runs,bench,data,import-offline,queues} ...``.
 
 This module only parses arguments and dispatches; each subcommand calls one function that tests
-can call directly. Heavy imports (torch, clearml) happen inside the subcommands so ``--help`` is
-instant.
+can call directly. Heavy imports (torch, clearml) happen inside the subcommands, and only the
+chosen subcommand's arguments are built, so ``--help`` is instant.
 """
 
 import argparse
@@ -53,9 +53,34 @@ def _cmd_data(args: argparse.Namespace) -> int:
 
 
 def _cmd_import_offline(args: argparse.Namespace) -> int:
+    from src.runs import resolve_run
     from src.tracking.offline import import_offline_cli
 
-    return import_offline_cli(args.run_dir)
+    run = args.run_dir
+    if not Path(run).suffix == ".zip":
+        run = str(resolve_run(run, args.runs_dir))
+    return import_offline_cli(run)
+
+
+def _cmd_translate(args: argparse.Namespace) -> int:
+    from src.inference.cli import translate_command
+
+    print(translate_command(args))  # the command's output: one translation per line
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from src.inference.cli import evaluate_command
+
+    print(evaluate_command(args))  # the command's output: the metrics
+    return 0
+
+
+def _cmd_runs(args: argparse.Namespace) -> int:
+    from src.runs.table import runs_compare, runs_list
+
+    print(runs_list(args.runs_dir) if args.action == "list" else runs_compare(args.runs, args.runs_dir))
+    return 0
 
 
 def _cmd_queues(args: argparse.Namespace) -> int:
@@ -73,7 +98,9 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     mode.add_argument("--local", action="store_true", help="run steps as local processes tracked on the server")
     mode.add_argument("--queue", default=None, help="enqueue the pipeline; the queue set named in queues/ (e.g. gpu)")
     parser.add_argument("--dry-run", action="store_true", help="print the DAG, queues and parameters; run nothing")
-    parser.add_argument("--resume", action="store_true", help="continue the run folder's last good checkpoint")
+    parser.add_argument("--resume", nargs="?", const="latest", default=None, metavar="RUN",
+                        help="continue a run (default: the latest) from its last good checkpoint; without "
+                             "--config its own config, plus any overrides that only change training")
 
 
 def _add_bench_arguments(parser: argparse.ArgumentParser) -> None:
@@ -89,7 +116,28 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_import_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", help="run folder printed at the end of an offline run, e.g. runs/default")
+    parser.add_argument("run_dir", nargs="?", default="latest",
+                        help="run folder printed at the end of an offline run, a run id or name, 'latest' "
+                             "(the default), or a session zip")
+    parser.add_argument("--runs-dir", default="runs", help="where run ids and names are looked up")
+
+
+def _add_translate_arguments(parser: argparse.ArgumentParser) -> None:
+    from src.inference.cli import add_translate_arguments
+
+    add_translate_arguments(parser)
+
+
+def _add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    from src.inference.cli import add_evaluate_arguments
+
+    add_evaluate_arguments(parser)
+
+
+def _add_runs_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=["list", "compare"], help="list the runs, or compare some side by side")
+    parser.add_argument("runs", nargs="*", metavar="RUN", help="runs to compare: folders, ids, names or 'latest'")
+    parser.add_argument("--runs-dir", default="runs", help="folder holding the runs (default: runs)")
 
 
 def _add_queues_arguments(parser: argparse.ArgumentParser) -> None:
@@ -99,6 +147,9 @@ def _add_queues_arguments(parser: argparse.ArgumentParser) -> None:
 
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "train": ("run the whole pipeline: data prep, tokenize, train, evaluate, register", _add_train_arguments, _cmd_train),
+    "translate": ("translate sentences with a trained run or checkpoint", _add_translate_arguments, _cmd_translate),
+    "evaluate": ("score a run or checkpoint on its test/valid split or a file", _add_evaluate_arguments, _cmd_evaluate),
+    "runs": ("list the runs, or compare runs side by side", _add_runs_arguments, _cmd_runs),
     "bench": ("benchmark our Transformer against torch.nn.Transformer", _add_bench_arguments, _cmd_bench),
     "data": ("prepare and tokenize the corpus, print its figures", _add_data_arguments, _cmd_data),
     "import-offline": ("upload a run's offline ClearML sessions to the server", _add_import_arguments, _cmd_import_offline),
@@ -106,18 +157,22 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callab
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``argv``, only the subcommand it names gets its arguments (they may import torch)."""
     parser = argparse.ArgumentParser(prog="python -m src.main", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
+    chosen = next((a for a in argv if not a.startswith("-")), None) if argv is not None else None
     for name, (help_text, add_arguments, handler) in COMMANDS.items():
         command = sub.add_parser(name, help=help_text, description=help_text)
-        add_arguments(command)
+        if argv is None or name == chosen:
+            add_arguments(command)
         command.set_defaults(handler=handler)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(argv).parse_args(argv)
     from src.config import ConfigError
     from src.tracking.server import ServerError
 
@@ -129,6 +184,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ServerError as err:  # unreachable or misconfigured ClearML server: say so, no traceback
         logger.error(str(err))
         return 3
+    except (FileNotFoundError, ValueError) as err:  # a missing run or file, bad input: one line, no traceback
+        logger.error(f"{args.command}: {err}")
+        return 1
     except KeyboardInterrupt:
         logger.warning("interrupted; the last checkpoint is kept, continue with --resume")
         return 130

@@ -40,6 +40,8 @@ class DataConfig(FrozenConfig):
     valid_fraction: confloat(ge=0.0, lt=1.0) = 0.05
     test_fraction: confloat(ge=0.0, lt=1.0) = 0.05
     split_salt: str = "stepwise-v1"
+    # fewest pairs the validation and test splits may hold: fewer is an error before training
+    min_eval_pairs: PositiveInt = 8
     # first rows read from the source (Ding: first sentence pairs, phrases from the same lines); None: all
     max_rows: PositiveInt | None = None
 

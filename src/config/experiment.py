@@ -26,6 +26,9 @@ class ExperimentConfig(FrozenConfig):
 
     run_name: str = "default"
     output_dir: str = "runs"
+    # the run's own folder under output_dir: set by ``train`` (run_name plus a timestamp, see
+    # src/runs/folders.py) so that two runs never share a folder; None uses run_name itself
+    run_id: str | None = None
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
@@ -36,7 +39,7 @@ class ExperimentConfig(FrozenConfig):
 
     @property
     def run_dir(self) -> Path:
-        return Path(self.output_dir) / self.run_name
+        return Path(self.output_dir) / (self.run_id or self.run_name)
 
 
 def default_config_path() -> Path:

@@ -32,6 +32,43 @@ class EmptyCorpusError(ValueError):
     """Nothing is left after cleaning; the message gives the drop counts."""
 
 
+class SplitTooSmallError(ValueError):
+    """A split is empty or too small to train on or to measure with; the message names it and its size."""
+
+
+NOT_UTF8_WARN_FRACTION = 0.01
+
+
+def check_split_sizes(counts: dict[str, int], cfg: DataConfig) -> None:
+    """Fail before training when validation or test cannot measure anything (or train is empty).
+
+    ``counts``: pairs per split, as in the data card. The ``data`` command and the library accept
+    any split sizes; the pipeline's data step calls this, since training needs all three.
+    """
+    kept = sum(counts.values())
+    need = {"train": 1, "validation": cfg.min_eval_pairs, "test": cfg.min_eval_pairs}
+    fraction = {"validation": cfg.valid_fraction, "test": cfg.test_fraction}
+    for name, minimum in need.items():
+        size = counts.get(name, 0)
+        if size < minimum:
+            hint = (f"use more data, raise data.{'valid' if name == 'validation' else 'test'}_fraction "
+                    f"(now {fraction[name]}) or lower data.min_eval_pairs (now {cfg.min_eval_pairs})"
+                    if name in fraction else "lower data.valid_fraction and data.test_fraction")
+            raise SplitTooSmallError(f"the {name} split has {size} pairs of {kept} kept, expected at least "
+                                     f"{minimum}: {hint}")
+
+
+def warn_not_utf8(dropped: Counter, input_rows: int, description: str) -> None:
+    """A loud hint when a file is largely in another encoding (its rows are dropped as ``not_utf8``)."""
+    count = dropped.get("not_utf8", 0)
+    if input_rows and count / input_rows >= NOT_UTF8_WARN_FRACTION:
+        logger.warning(
+            "{} of {} rows ({:.0%}) of {} are not valid UTF-8 and were dropped; if the file is in another "
+            "encoding, re-encode it first, e.g. iconv -f latin1 -t utf-8 in.tsv > out.tsv",
+            count, input_rows, count / input_rows, description,
+        )
+
+
 def read_source(cfg: DataConfig) -> tuple[RawPairs, RawPairs | None, dict]:
     """Main rows, train-only extra rows (Ding phrases, or None) and a description of the source."""
     if cfg.source == "hf":
@@ -150,6 +187,7 @@ def prepare_corpus(cfg: DataConfig, out_dir: Path) -> dict:
             f"{len(main.src) + main.dropped.total()} input rows; dropped by reason "
             f"{dict(main.dropped + cleaned.dropped)}"
         )
+    warn_not_utf8(main.dropped + cleaned.dropped, len(main.src) + main.dropped.total(), source["description"])
     splits = assign_splits(cleaned, cfg)
     n_primary = {name: len(part) for name, part in splits.items()}
     extra_report = add_extra_train_pairs(splits, extra, seen, cfg) if extra is not None else None

@@ -12,24 +12,13 @@ import torch
 from loguru import logger
 from tqdm import tqdm
 
-from src.config import EvaluationConfig, ExperimentConfig, ModelConfig
+from src.config import EvaluationConfig, ExperimentConfig
 from src.data.batching import TokenBudgetBatchSampler
 from src.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, decode_ids
 from src.models.decoding import beam_search, greedy_decode
-from src.models.transformer import EncoderDecoderTransformer, build_model
+from src.models.transformer import EncoderDecoderTransformer
 from src.training.loss import token_accuracy, translation_loss
 from src.training.trainer import ParallelCorpus
-
-
-def load_trained_model(checkpoint: Path, vocab_sizes: tuple[int, int], device: torch.device) -> EncoderDecoderTransformer:
-    """Rebuild the model from the config stored in a checkpoint and load its weights."""
-    from src.training.checkpoint import load_checkpoint
-
-    state = load_checkpoint(checkpoint)
-    model_cfg = ModelConfig.model_validate(json.loads(state["config"])["model"])
-    model = build_model(model_cfg, vocab_sizes[0], vocab_sizes[1], PAD_ID)
-    model.load_state_dict(state["model"])
-    return model.to(device).eval()
 
 
 @torch.no_grad()
@@ -113,11 +102,21 @@ def evaluate(model: EncoderDecoderTransformer, test_split, tgt_tokenizer, cfg: E
         metrics[name] = score(outputs[name], references) | {"seconds": time.perf_counter() - start}
         logger.info(f"{name}: BLEU {metrics[name]['bleu']:.2f}, chrF {metrics[name]['chrf']:.2f}")
     metrics["n_sentences"] = len(references)
-    samples = [
+    translations = [
         {"source": s, "reference": r, "greedy": g, "beam": b}
-        for s, r, g, b in zip(test_split["src"][: ecfg.n_samples], references, outputs["greedy"], outputs["beam"])
+        for s, r, g, b in zip(test_split["src"], references, outputs["greedy"], outputs["beam"])
     ]
-    return {"metrics": metrics, "samples": samples, "outputs": outputs}
+    return {"metrics": metrics, "samples": translations[: ecfg.n_samples], "translations": translations,
+            "outputs": outputs}
+
+
+def save_samples(samples: list[dict[str, str]], path: Path) -> Path:
+    """The sample table as TSV (source, reference, greedy, beam); tabs and newlines inside become spaces."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    columns = ["source", "reference", "greedy", "beam"]
+    rows = ["\t".join(columns)] + ["\t".join(" ".join(str(s[c]).split()) for c in columns) for s in samples]
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path
 
 
 def save_metrics(metrics: dict[str, Any], path: Path) -> Path:

@@ -2,6 +2,7 @@
 
 import json
 import time
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from typing import Any
 from loguru import logger
 
 from src.config import ExperimentConfig, config_to_dict, validate_config
+from src.tracking.protocol import TrackerLike
 
 ConfigLike = ExperimentConfig | dict[str, Any] | str
 
@@ -42,10 +44,27 @@ def update_status(run_dir: Path, step: str, status: str, **details: Any) -> dict
         state.pop("reason", None)
     if status == "failed":
         state["failed_step"], state["reason"] = step, details.get("reason", "")
+    return _write_status(run_dir, state)
+
+
+def update_run(run_dir: Path, **fields: Any) -> dict[str, Any]:
+    """Set top-level fields of ``status.json`` (run id, name, creation time, resumes)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return _write_status(run_dir, read_status(run_dir) | fields)
+
+
+def _write_status(run_dir: Path, state: dict[str, Any]) -> dict[str, Any]:
     tmp = run_dir / ".status.json.tmp"
     tmp.write_text(json.dumps(state, indent=2) + "\n")
     tmp.replace(run_dir / "status.json")
     return state
+
+
+def save_traceback(step_dir: Path, err: BaseException) -> Path:
+    """The full traceback of a failed step, kept in its folder (``status.json`` names the file)."""
+    path = step_dir / "traceback.txt"
+    path.write_text("".join(traceback.format_exception(err)), encoding="utf-8")
+    return path
 
 
 @dataclass
@@ -53,7 +72,7 @@ class StepContext:
     name: str
     cfg: ExperimentConfig
     run_dir: Path
-    tracker: Any
+    tracker: "TrackerLike"
 
     @property
     def step_dir(self) -> Path:
@@ -73,15 +92,20 @@ def tracked_step(name: str, config: ConfigLike, task_type: str, *, offline: bool
                             enabled=cfg.tracking.enabled, offline=offline)
     # The UI may have edited the parameters (or an agent passes them as strings): validate again.
     cfg = validate_config(tracker.connect_config(config_to_dict(cfg), name="config"), source=f"{name} parameters")
-    update_status(run_dir, name, "running", task_id=tracker.task_id)
+    update_status(run_dir, name, "running", task_id=tracker.task_id, offline_folder=tracker.offline_folder)
     logger.info(f"step {name}: task {tracker.task_id}")
+    context = StepContext(name, cfg, run_dir, tracker)
     try:
-        yield StepContext(name, cfg, run_dir, tracker)
+        yield context
     except BaseException as err:
         reason = f"{type(err).__name__}: {err}"
-        update_status(run_dir, name, "failed", reason=reason, task_id=tracker.task_id)
-        logger.error(f"step {name} failed: {reason}")
-        tracker.close(failed=True)
+        details: dict[str, Any] = {"reason": reason, "task_id": tracker.task_id}
+        if isinstance(err, Exception):  # not for a stop request (KeyboardInterrupt) or exit
+            path = save_traceback(context.step_dir, err)
+            tracker.log_text(f"step {name} failed:\n{path.read_text(encoding='utf-8')}", console=False)  # the step's ClearML log
+            details["traceback"] = str(path)
+        update_status(run_dir, name, "failed", **details)
+        tracker.close(failed=True, reason=reason)
         raise
     session = tracker.close()
     update_status(run_dir, name, "completed", task_id=tracker.task_id,

@@ -6,11 +6,12 @@ from src.steps.context import ConfigLike, tracked_step
 
 
 def run(config: ConfigLike, *, offline: bool | None = None) -> dict[str, Any]:
-    from src.data.prepare import prepare_corpus
+    from src.data.prepare import check_split_sizes, prepare_corpus
 
     with tracked_step("data_prep", config, "data_processing", offline=offline) as step:
         out_dir = step.step_dir
         card = prepare_corpus(step.cfg.data, out_dir)
+        check_split_sizes(card["counts"], step.cfg.data)  # before anything trains on it
         step.tracker.upload_artifact("data_card", card)
         step.tracker.upload_artifact("dataset", out_dir / "dataset")
         for split, count in card["counts"].items():

@@ -10,24 +10,23 @@ def run(config: ConfigLike, tokenized: dict[str, Any], trained: dict[str, Any], 
     import pandas as pd
     from datasets import load_from_disk
 
-    from src.data.tokenizer import BOS_ID, EOS_ID, load_tokenizer
-    from src.evaluation.evaluate import evaluate, load_trained_model, save_metrics
-    from src.steps.train import tokenizer_files
+    from src.data.tokenizer import BOS_ID, EOS_ID
+    from src.evaluation.evaluate import evaluate, save_metrics, save_samples
+    from src.inference import load_for_inference
     from src.tracking import resolve_input
     from src.training.probe import AttentionProbe
-    from src.training.trainer import resolve_device
 
     with tracked_step("evaluate", config, "testing", offline=offline) as step:
         cfg, tracker = step.cfg, step.tracker
         tok_dir = resolve_input(tokenized, "tokenized_dir", artifact="tokenized")
         checkpoint = resolve_input(trained, "checkpoint", artifact=f"{cfg.tracking.model_name}-weights")
         test = load_from_disk(str(tok_dir / "encoded"))["test"]
-        tokenizers = {side: load_tokenizer(tok_dir / name) for side, name in tokenizer_files(tokenized).items()}
-        device = resolve_device(cfg.training.device)
-        model = load_trained_model(checkpoint, (tokenizers["src"].get_vocab_size(), tokenizers["tgt"].get_vocab_size()), device)
+        trained_model = load_for_inference(checkpoint, cfg.training.device)  # the checkpoint alone: model + tokenizers
+        model, tokenizers, device = trained_model.model, trained_model.tokenizers, trained_model.device
         result = evaluate(model, test, tokenizers["tgt"], cfg, device)
         metrics = result["metrics"]
         path = save_metrics(metrics, step.step_dir / "metrics.json")
+        tracker.upload_artifact("samples", save_samples(result["translations"], step.step_dir / "samples.tsv"))
         tracker.upload_artifact("metrics", path)
         tracker.log_scalars("test", metrics["test"], 0)
         for name in ("greedy", "beam"):

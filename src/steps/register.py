@@ -1,4 +1,8 @@
-"""Step 5: register the model, tagged production only when it passes the quality gate."""
+"""Step 5: tag the train step's model production (and publish it) only when it passes the quality gate.
+
+The model was registered once, by the train step; this step finds it by id and adds its stage,
+test metrics and the gate's reason, so the registry holds one model per trained checkpoint.
+"""
 
 from typing import Any
 
@@ -8,18 +12,17 @@ from src.steps.context import ConfigLike, tracked_step
 def run(config: ConfigLike, trained: dict[str, Any], evaluated: dict[str, Any], *,
         offline: bool | None = None) -> dict[str, Any]:
     from src.evaluation.gate import quality_gate
-    from src.tracking import published_model_metric, resolve_input
+    from src.tracking import published_model_metric
 
     with tracked_step("register", config, "custom", offline=offline) as step:
         cfg, tracker = step.cfg, step.tracker
-        checkpoint = resolve_input(trained, "checkpoint", artifact=f"{cfg.tracking.model_name}-weights")
         metrics = evaluated["metrics"]
         bleu = float(metrics["beam"]["bleu"])
         champion = published_model_metric(cfg.tracking.project_name, cfg.tracking.model_name, "bleu")
         decision = quality_gate(bleu, cfg.evaluation.bleu_threshold, champion)
-        model_id = tracker.register_model(
-            checkpoint, name=cfg.tracking.model_name, tags=[decision.stage, *cfg.tracking.tags],
-            config=cfg.model_dump(mode="json"),
+        model_id = tracker.update_model(
+            trained["model_id"], name=cfg.tracking.model_name, source_task_id=trained["task_id"],
+            tags=[decision.stage, *cfg.tracking.tags],
             metadata={"bleu": bleu, "chrf": float(metrics["beam"]["chrf"]), "bleu_greedy": float(metrics["greedy"]["bleu"]),
                       "test_loss": float(metrics["test"]["loss"]), "stage": decision.stage, "reason": decision.reason},
             publish=decision.promote,

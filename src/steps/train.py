@@ -12,6 +12,7 @@ def run(config: ConfigLike, tokenized: dict[str, Any], *, resume: bool = False,
     from datasets import load_from_disk
 
     from src.data.tokenizer import load_tokenizer
+    from src.inference import inference_fields
     from src.tracking import resolve_input
     from src.training.probe import AttentionProbe
     from src.training.trainer import ParallelCorpus, Trainer
@@ -27,7 +28,7 @@ def run(config: ConfigLike, tokenized: dict[str, Any], *, resume: bool = False,
         train_corpus = ParallelCorpus.from_dataset(encoded["train"], cfg.batching.upsample_primary)
         trainer = Trainer(cfg, train_corpus, ParallelCorpus.from_dataset(encoded["validation"]),
                           (tokenizers["src"].get_vocab_size(), tokenizers["tgt"].get_vocab_size()),
-                          step.step_dir, tracker, probe)
+                          step.step_dir, tracker, probe, inference=inference_fields(tokenizers))
         if resume:
             trainer.resume()
         result = trainer.fit()

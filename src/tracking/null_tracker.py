@@ -33,6 +33,7 @@ class NullTracker:
     """Same methods as ``Tracker``; records nothing in ClearML."""
 
     task_id = "tracking-off"
+    offline_folder = None
 
     def __init__(self, output_dir: Path | None = None, save_plots: bool = True):
         self.output_dir = Path(output_dir) if output_dir is not None else None
@@ -65,7 +66,7 @@ class NullTracker:
     def log_table(self, title: str, series: str, table: "pandas.DataFrame", step: int = 0) -> None:
         pass
 
-    def log_text(self, text: str) -> None:
+    def log_text(self, text: str, console: bool = True) -> None:
         pass
 
     def upload_artifact(self, name: str, artifact: Path | Mapping | str) -> None:
@@ -82,6 +83,13 @@ class NullTracker:
         publish: bool = False,
     ) -> str:
         return ""
+
+    def update_model(self, model_id: str, *, name: str, source_task_id: str, tags: Sequence[str],
+                     metadata: Mapping[str, float | str], publish: bool = False) -> str:
+        return model_id
+
+    def flush(self) -> None:
+        pass
 
     def close(self, failed: bool = False, reason: str = "") -> Path | None:
         return None

@@ -22,7 +22,7 @@ from loguru import logger
 
 from src.tracking.connection import check_server_reachable, clearml_configured
 from src.tracking.offline_session import TASK_FILE, OfflineSession, is_offline_session, read_offline_session
-from src.tracking.tracker import typed_metadata
+from src.tracking.tracker import MODEL_UPDATE_ARTIFACT, apply_model_update, typed_metadata
 
 PathLike = str | Path
 
@@ -88,6 +88,11 @@ def import_offline(
 
     Model weights are uploaded to ``output_uri`` (default: the ClearML files server).
     """
+    from src.tracking.recovery import recover_offline_sessions
+
+    for item in [run_dir_or_zips] if isinstance(run_dir_or_zips, (str, Path)) else list(run_dir_or_zips):
+        if Path(item).is_dir() and not is_offline_session(Path(item)):
+            recover_offline_sessions(Path(item))  # sessions a killed step left in the cache
     sessions = find_offline_sessions(run_dir_or_zips)
     if not sessions:
         raise FileNotFoundError(f"no ClearML offline sessions found in {run_dir_or_zips}")
@@ -105,15 +110,20 @@ def import_offline(
     Task.set_offline(False)
     sdk_compat.set_report_in_subprocess(True)
     upload_uri = output_uri or Session.get_files_server_host()
-    task_ids = []
+    task_ids: dict[str, str] = {}  # offline id -> server id
+    updates: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="clearml-import-") as work_dir:
         for path in sessions:
             folder = prepare_session_for_import(path, Path(work_dir), upload_uri)
             task_id = Task.import_offline_session(folder.as_posix())
-            _apply_registrations(task_id, read_offline_session(folder))
+            session = read_offline_session(folder)
+            _apply_registrations(task_id, session)
+            updates += pending_model_updates(session)
             logger.info("imported {} as task {}", path, task_id)
-            task_ids.append(task_id)
-    return task_ids
+            task_ids[session.task_id] = task_id
+    for update in updates:
+        _apply_model_update(update, task_ids)
+    return list(task_ids.values())
 
 
 def pending_registrations(session: OfflineSession) -> dict[str, dict[str, Any]]:
@@ -123,6 +133,29 @@ def pending_registrations(session: OfflineSession) -> dict[str, dict[str, Any]]:
         for model in session.models
         if session.artifacts.get(f"{model.name}-registration")
     }
+
+
+def pending_model_updates(session: OfflineSession) -> list[dict[str, Any]]:
+    """What ``Tracker.update_model`` left offline for another task's model (register -> train)."""
+    path = session.artifacts.get(MODEL_UPDATE_ARTIFACT)
+    return [json.loads(session.read_bytes(path))] if path else []
+
+
+def _apply_model_update(update: dict[str, Any], task_ids: dict[str, str]) -> None:
+    """Tag the imported model of the update's source task: the model the train step registered."""
+    from clearml import Task
+
+    source = task_ids.get(update["source_task_id"])
+    if source is None:
+        logger.warning("model update for {!r} skipped: its task {} was not among the imported sessions",
+                       update["name"], update["source_task_id"])
+        return
+    models = [m for m in Task.get_task(task_id=source).models["output"] if m.name == update["name"]]
+    if not models:
+        logger.warning("model update skipped: imported task {} has no output model {!r}", source, update["name"])
+        return
+    apply_model_update(models[-1], update)
+    logger.info("model {} ({}) tagged {}", update["name"], models[-1].id, update["tags"])
 
 
 def _apply_registrations(task_id: str, session: OfflineSession) -> None:

@@ -42,6 +42,21 @@ def importable_model_record(record: dict[str, Any]) -> dict[str, Any]:
     return {**record, "init": init}
 
 
+def record_model_config_once(task: Task) -> None:
+    """Keep only ``config_dict`` in the offline record of the model ``update_weights`` just added.
+
+    The cause of ``importable_model_record``'s bug, at the source: offline ``update_weights``
+    snapshots both ``config_text`` and ``config_dict`` of the model into
+    ``task._offline_output_models``, and ClearML's own importer (``clearml-task
+    --import-offline-session``, ``Task.import_offline_session``) then refuses the session. The
+    record is written to task.json at the task's next edit (the weights artifact upload that
+    follows), so clearing the text here makes the session importable by the SDK alone.
+    """
+    records = getattr(task, "_offline_output_models", None) or []
+    if records and (records[-1].get("init") or {}).get("config_dict") is not None:
+        records[-1]["init"]["config_text"] = None
+
+
 def set_report_in_subprocess(enabled: bool) -> None:
     """Choose the SDK's reporting mode for tasks created from now on (a process-wide class setting).
 

@@ -28,6 +28,7 @@ TASK_TYPES = (
     "monitor", "controller", "optimizer", "service", "qc", "custom",
 )  # fmt: skip
 OFFLINE_DIR_NAME = "clearml_offline"  # under a step's output_dir: the session zips of a run
+MODEL_UPDATE_ARTIFACT = "model-update"  # an offline update_model, applied by import_offline
 
 
 class Tracker:
@@ -135,6 +136,11 @@ class Tracker:
     def task_id(self) -> str:
         return self._task.id
 
+    @property
+    def offline_folder(self) -> str | None:
+        """The session folder an offline task writes to until ``close`` zips it (None online)."""
+        return str(self._task.get_offline_mode_folder()) if self.offline else None
+
     def connect_config(self, config: Mapping[str, Any], name: str = "config") -> dict[str, Any]:
         """Show ``config`` as editable hyperparameters; return the values the task holds.
 
@@ -182,8 +188,9 @@ class Tracker:
     def log_table(self, title: str, series: str, table: "pandas.DataFrame", step: int = 0) -> None:
         self._logger.report_table(title, series, iteration=int(step), table_plot=table)
 
-    def log_text(self, text: str) -> None:
-        self._logger.report_text(text)
+    def log_text(self, text: str, console: bool = True) -> None:
+        """A line in the task's console log; ``console=False`` keeps it out of this process's output."""
+        self._logger.report_text(text, print_console=console)
 
     def upload_artifact(self, name: str, artifact: Path | Mapping | str) -> None:
         """A file or folder (``Path``; ClearML zips folders), a JSON artifact (mapping), or a string."""
@@ -226,7 +233,9 @@ class Tracker:
         sdk_compat.update_weights(
             model, weights_filename=weights_path.as_posix(), auto_delete_file=False, async_enable=False
         )
-        self.upload_artifact(f"{name}-weights", weights_path)
+        if self.offline:
+            sdk_compat.record_model_config_once(self._task)
+        self.upload_artifact(f"{name}-weights", weights_path)  # also rewrites task.json with the model
         if self.offline:
             self.upload_artifact(f"{name}-registration", {"metadata": dict(metadata), "publish": publish})
         else:
@@ -237,6 +246,38 @@ class Tracker:
                 model.publish()
         logger.info("registered model {} ({}) from {}", name, model.id, weights_path)
         return model.id
+
+    def update_model(
+        self,
+        model_id: str,
+        *,
+        name: str,
+        source_task_id: str,
+        tags: Sequence[str],
+        metadata: Mapping[str, float | str],
+        publish: bool = False,
+    ) -> str:
+        """Add tags and metadata to a model another step registered, and publish it if asked.
+
+        No new model is made and no weights are uploaded: the registry keeps one model per
+        trained checkpoint. Offline the model lives only in the session of ``source_task_id``;
+        the update is stored as artifact ``MODEL_UPDATE_ARTIFACT`` and ``import_offline`` applies
+        it to that task's imported model (found by ``name``). Returns ``model_id``.
+        """
+        update = {"model_id": model_id, "name": name, "source_task_id": source_task_id,
+                  "tags": list(tags), "metadata": dict(metadata), "publish": publish}
+        if self.offline:
+            self.upload_artifact(MODEL_UPDATE_ARTIFACT, update)
+            return model_id
+        from clearml import Model
+
+        apply_model_update(Model(model_id=model_id), update)
+        logger.info("model {} ({}): tags {} added{}", name, model_id, list(tags), ", published" if publish else "")
+        return model_id
+
+    def flush(self) -> None:
+        """Write what was reported so far (offline: into the session folder), so a kill loses little."""
+        self._task.flush(wait_for_uploads=True)
 
     def close(self, failed: bool = False, reason: str = "") -> Path | None:
         """Flush and close the task (marked failed if ``failed``; offline sessions record no status).
@@ -249,7 +290,7 @@ class Tracker:
             return self._session_zip
         folder = Path(self._task.get_offline_mode_folder()) if self.offline else None
         if failed:
-            self.log_text(f"step failed: {reason}" if reason else "step failed")
+            self.log_text(f"step failed: {reason}" if reason else "step failed", console=False)
         self._task.flush(wait_for_uploads=True)
         if not self.owns_task:
             self._closed = True
@@ -279,6 +320,14 @@ class Tracker:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         self.close(failed=exc is not None, reason=f"{type(exc).__name__}: {exc}" if exc else "")
+
+
+def apply_model_update(model: Any, update: Mapping[str, Any]) -> None:
+    """Tags (added to the model's own), metadata and publishing of ``update`` on a server model."""
+    model.tags = sorted(set(model.tags or []) | set(update["tags"]))
+    model.set_all_metadata({k: typed_metadata(v) for k, v in update["metadata"].items()}, replace=False)
+    if update.get("publish"):
+        model.publish()
 
 
 def typed_metadata(value: float | str) -> dict[str, str]:

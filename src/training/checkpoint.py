@@ -17,7 +17,7 @@ from loguru import logger
 _STEP_FILE = re.compile(r"^step_(\d{8})\.pt$")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(ValueError):
     """A checkpoint file is missing, truncated or not a checkpoint."""
 
 

@@ -29,6 +29,7 @@ from src.training.checkpoint import CheckpointManager
 from src.training.loss import translation_loss
 from src.training.monitor import UpdateRatio, grouped_grad_norms, parameter_norm
 from src.training.probe import AttentionProbe
+from src.tracking.protocol import TrackerLike
 from src.tracking.resources import resource_usage
 from src.training.schedule import make_schedule
 
@@ -76,7 +77,8 @@ class TrainResult:
     best_valid_loss: float
     best_checkpoint: Path
     last_checkpoint: Path
-    history: list[dict[str, float]] = field(default_factory=list)
+    history: list[dict[str, float]] = field(default_factory=list)  # train rows: step, loss, lr
+    valid_history: list[dict[str, float]] = field(default_factory=list)  # step, valid_loss, valid_perplexity
 
 
 def resolve_device(name: str) -> torch.device:
@@ -150,12 +152,26 @@ def evaluate_loss(model: EncoderDecoderTransformer, corpus: ParallelCorpus, max_
     return total / max(count, 1)
 
 
+def check_same_shape(stored: dict[str, Any], requested: dict[str, Any]) -> None:
+    """One line naming the first model key whose change makes the checkpoint's weights not fit."""
+    from src.runs.resume import MODEL_KEYS_ALLOWED, ResumeError
+
+    for key in sorted(set(stored) | set(requested)):
+        if key not in MODEL_KEYS_ALLOWED and stored.get(key) != requested.get(key):
+            raise ResumeError(f"checkpoint has model.{key}={stored.get(key)!r}, config asks {requested.get(key)!r} "
+                              "(a different model shape needs a new run)")
+
+
 class Trainer:
     """Owns the model, optimizer, schedule and sampler of one run; ``fit()`` runs the loop."""
 
     def __init__(self, cfg: ExperimentConfig, train: ParallelCorpus, valid: ParallelCorpus, vocab_sizes: tuple[int, int],
-                 run_dir: Path, tracker, probe: AttentionProbe | None = None) -> None:
+                 run_dir: Path, tracker: TrackerLike, probe: AttentionProbe | None = None,
+                 inference: dict[str, Any] | None = None) -> None:
+        """``inference``: what every checkpoint carries so the model can be used alone (tokenizers,
+        special ids, family; ``src.inference.inference_fields``)."""
         self.cfg, self.train_data, self.valid_data = cfg, train, valid
+        self.inference = inference or {}
         self.tc = cfg.training
         self.run_dir, self.tracker, self.probe = run_dir, tracker, probe
         # Diagnostics (per-layer gradient norms, update ratio, heatmaps) only when someone records them.
@@ -185,7 +201,7 @@ class Trainer:
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "sampler": self.sampler.state_dict(),
             "rng": rng_state(), "config": json.dumps(config_to_dict(self.cfg)),
-            "grad_history": self.grad_history, "grad_steps": self.grad_steps,
+            "grad_history": self.grad_history, "grad_steps": self.grad_steps, **self.inference,
         }
 
     def resume(self) -> bool:
@@ -193,6 +209,7 @@ class Trainer:
         if state is None:
             logger.info(f"no usable checkpoint in {self.checkpoints.directory}; starting from step 0")
             return False
+        check_same_shape(json.loads(state["config"])["model"], config_to_dict(self.cfg.model))
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -209,12 +226,14 @@ class Trainer:
             self.history_path.write_text("".join(json.dumps(r) + "\n" for r in rows if r["step"] <= step))
 
     def save_checkpoint(self) -> Path:
-        return self.checkpoints.save(self.state_dict())
+        path = self.checkpoints.save(self.state_dict())
+        self.tracker.flush()  # the scalars up to this checkpoint survive a kill, as the checkpoint does
+        return path
 
     def save_best(self, valid_loss: float) -> Path:
         return self.checkpoints.save_best({
             "step": self.step, "model": self.model.state_dict(), "valid_loss": valid_loss,
-            "config": json.dumps(config_to_dict(self.cfg)),
+            "config": json.dumps(config_to_dict(self.cfg)), **self.inference,
         })
 
     # --- one optimizer step --------------------------------------------------------------------
@@ -297,8 +316,7 @@ class Trainer:
         self.tracker.log_scalar("learning_rate", "lr", lr, self.step)
         self.tracker.log_scalar("throughput", "tokens/s", tok_s, self.step)
         self.tracker.log_scalar("param_norm", "total", parameter_norm(self.model), self.step)
-        with self.history_path.open("a") as f:
-            f.write(json.dumps({"step": self.step, "loss": loss, "lr": lr}) + "\n")
+        self._append_history({"step": self.step, "loss": loss, "lr": lr})
         bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", tok_s=f"{tok_s:,.0f}")
 
     def _periodic(self) -> None:
@@ -312,14 +330,31 @@ class Trainer:
         if self.diagnostics and self.probe is not None and (self.step % self.cfg.tracking.heatmap_every == 0 or last):
             self.probe.report(self.model, self.tracker, self.step)
 
+    def _append_history(self, row: dict[str, float]) -> None:
+        with self.history_path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+
     def validate(self) -> float:
         valid_loss = evaluate_loss(self.model, self.valid_data, self.cfg.batching.max_tokens, self.device)
-        self.tracker.log_scalars("valid", {"loss": valid_loss, "perplexity": math.exp(min(valid_loss, 50.0))}, self.step)
+        perplexity = math.exp(min(valid_loss, 50.0))
+        self.tracker.log_scalars("valid", {"loss": valid_loss, "perplexity": perplexity}, self.step)
+        self._append_history({"step": self.step, "valid_loss": valid_loss, "valid_perplexity": perplexity})
         logger.info(f"step {self.step}: valid loss {valid_loss:.4f}, perplexity {math.exp(min(valid_loss, 50)):.2f}")
         if valid_loss < self.best_valid:
             self.best_valid = valid_loss
             self.save_best(valid_loss)
         return valid_loss
+
+    def _save_curves(self, history: list[dict[str, float]]) -> None:
+        """Loss (train and valid) and learning-rate curves as PNG in the run folder, for offline readers."""
+        from src.tracking.local_plots import close_figure, save_png
+        from src.visualization import training_curve_figures
+
+        for name, figure in training_curve_figures(history).items():
+            try:
+                save_png(figure, self.run_dir, "curves", name, self.step)
+            finally:
+                close_figure(figure)
 
     def _finish(self) -> TrainResult:
         if not self.checkpoints.step_files() or self.checkpoints.step_files()[-1] != self.checkpoints.path_for(self.step):
@@ -334,6 +369,8 @@ class Trainer:
             matrix = [self.grad_history[g] for g in groups]
             self.tracker.log_figure("gradient norms", "layer x step", plot_grad_norm_heatmap(groups, self.grad_steps, matrix), self.step)
         history = [json.loads(line) for line in self.history_path.read_text().splitlines() if line]
+        self._save_curves(history)
         logger.info(f"trained {self.step} steps in {self.elapsed / 60:.1f} min; best valid loss {self.best_valid:.4f}")
         return TrainResult(self.run_dir, self.step, self.best_valid, self.checkpoints.directory / "best.pt",
-                           self.checkpoints.step_files()[-1], history)
+                           self.checkpoints.step_files()[-1], [row for row in history if "loss" in row],
+                           [row for row in history if "valid_loss" in row])

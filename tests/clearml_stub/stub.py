@@ -324,16 +324,18 @@ def kill_process_group(proc: subprocess.Popen) -> None:
     proc.wait(timeout=10)
 
 
-def run_src_main(args: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
+def run_src_main(args: list[str], env: dict[str, str], timeout: float,
+                 stdin: str | None = None) -> subprocess.CompletedProcess:
     """``python -m src.main ARGS`` from the repository root; its whole process group is killed afterwards.
 
     On timeout the output so far goes into the assertion message; SDK helper processes never
-    outlive the command.
+    outlive the command. ``stdin``: text fed to the command's standard input (else none).
     """
     proc = subprocess.Popen([sys.executable, "-m", "src.main", *args], cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                            text=True, start_new_session=True)
     try:
-        stdout, stderr = proc.communicate(timeout=timeout)
+        stdout, stderr = proc.communicate(input=stdin, timeout=timeout)
     except subprocess.TimeoutExpired:
         kill_process_group(proc)
         stdout, stderr = proc.communicate()

@@ -8,7 +8,7 @@ from datasets import load_from_disk
 
 from src.config.data import DataConfig
 from src.data.cleaning import split_of
-from src.data.prepare import EmptyCorpusError, prepare_corpus
+from src.data.prepare import EmptyCorpusError, SplitTooSmallError, check_split_sizes, prepare_corpus
 
 
 def assert_counts_add_up(card: dict) -> None:
@@ -123,3 +123,33 @@ def test_empty_result_after_filtering_names_the_counts(ding_cfg, tmp_path):
 def test_missing_ding_package_message(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"apt-get install trans-de-en"):
         prepare_corpus(DataConfig(ding_path=str(tmp_path / "missing")), tmp_path)
+
+
+@pytest.mark.parametrize(("counts", "message"), [
+    ({"train": 5, "validation": 0, "test": 9}, r"the validation split has 0 pairs of 14 kept, expected at least 8: "
+                                                r"use more data, raise data.valid_fraction \(now 0.05\)"),
+    ({"train": 5, "validation": 8, "test": 3}, r"the test split has 3 pairs of 16 kept, expected at least 8"),
+    ({"train": 0, "validation": 8, "test": 8}, r"the train split has 0 pairs"),
+])
+def test_splits_too_small_to_train_or_measure_are_named(counts, message):
+    with pytest.raises(SplitTooSmallError, match=message):
+        check_split_sizes(counts, DataConfig())
+    check_split_sizes({"train": 1, "validation": 8, "test": 8}, DataConfig())  # the minimum passes
+
+
+def test_a_file_mostly_in_another_encoding_is_a_warning_with_the_fix(tmp_path):
+    from loguru import logger
+
+    path = tmp_path / "latin1.tsv"
+    rows = [("Grüße aus Köln.", "Greetings from Cologne."), ("Schön.", "Nice."), ("Ja.", "Yes.")]
+    path.write_bytes(("de\ten\n" + "".join(f"{d}\t{e}\n" for d, e in rows)).encode("latin-1"))
+    warnings: list[str] = []
+    sink = logger.add(lambda m: warnings.append(str(m)), level="WARNING")
+    try:
+        card = prepare_corpus(DataConfig(source="local", local_path=str(path), src_column="de", tgt_column="en",
+                                         valid_fraction=0.0, test_fraction=0.0), tmp_path / "out")
+    finally:
+        logger.remove(sink)
+    assert card["dropped"] == {"not_utf8": 2}
+    (warning,) = warnings
+    assert "2 of 3 rows (67%)" in warning and "are not valid UTF-8" in warning and "iconv -f latin1 -t utf-8" in warning

@@ -1,13 +1,14 @@
-"""``python -m src.main import-offline RUN_DIR`` on a real offline run, against the ClearML stand-in.
+"""``python -m src.main import-offline RUN`` on a real offline run, against the ClearML stand-in.
 
-The run is ``train --config config/tiny.yaml --offline`` with no ClearML settings at all (empty
-HOME, no CLEARML_* variables); the import then runs with the stand-in's settings. The stand-in
-is a test double of the server: this proves the SDK is driven to upload what the run recorded.
-Each command is killed with its process group at its timeout.
+The run is the first of the session's two ``train --config config/tiny.yaml`` runs, made with no
+ClearML settings at all (empty HOME, no CLEARML_* variables); the import then runs with the
+stand-in's settings. The stand-in is a test double of the server: this proves the SDK is driven
+to upload what the run recorded. Each command is killed with its process group at its timeout.
 """
 
 import json
-import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -21,30 +22,24 @@ REPO = Path(__file__).resolve().parents[2]
 STEPS = ("data_prep", "tokenize", "train", "evaluate", "register")
 TASK = "transformer-de-en"  # config/tiny.yaml keeps the default tracking names
 
-# ~1 min on a loaded 2-core machine: the offline tiny pipeline (~45 s there), then the import (~7 s).
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
-
+# the import itself takes ~7 s; the run comes from the session's tiny_runs fixture
+pytestmark = pytest.mark.timeout(400)
 
 
 @pytest.fixture(scope="module")
-def imported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
+def imported(tiny_runs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
     root = tmp_path_factory.mktemp("import_offline")
-    home = root / "home"
-    home.mkdir()
-    no_server = {k: v for k, v in os.environ.items() if not k.startswith(("CLEARML_", "TRAINS_"))}
-    no_server.update(HOME=str(home), CLEARML_CACHE_DIR=str(home / "clearml_cache"), PYTHONUNBUFFERED="1")
-    run = run_src_main(["train", "--config", "config/tiny.yaml", "--offline", f"output_dir={root / 'runs'}"], no_server,
-                  timeout=240)
-    run_dir = root / "runs" / "tiny"
-    assert run.returncode == 0, run.stderr[-5000:]
-    assert not list(home.rglob("clearml.conf")), "the offline run must not have found or written a server config"
+    run_dir = tiny_runs.run_dirs[0]
+    assert not list(Path(tiny_runs.env["HOME"]).rglob("clearml.conf")), \
+        "the offline run must not have found or written a server config"
     sessions = {}
     for step in STEPS:
         (zip_path,) = (run_dir / step / "clearml_offline").glob("*.zip")
         sessions[step] = read_offline_session(zip_path)
 
     with ClearMLStub(root / "clearml_stub") as stub:
-        proc = run_src_main(["import-offline", str(run_dir)], stub.subprocess_env(), timeout=120)
+        proc = run_src_main(["import-offline", run_dir.name, "--runs-dir", str(run_dir.parent)], stub.subprocess_env(),
+                            timeout=120)
         yield SimpleNamespace(stub=stub, proc=proc, run_dir=run_dir, sessions=sessions,
                               tasks={step: stub.task_by_name(f"{TASK}-{step}") for step in STEPS}
                               if proc.returncode == 0 else {})
@@ -92,20 +87,36 @@ def test_artifacts_are_uploaded_to_the_files_host(imported):
         (imported.run_dir / "evaluate" / "metrics.json").read_text())
 
 
-def test_models_carry_uploaded_weights_and_their_metadata(imported):
+def test_one_model_per_checkpoint_the_train_steps_tagged_by_register(imported):
     stub = imported.stub
     checkpoint = (imported.run_dir / "train" / "checkpoints" / "best.pt").read_bytes()
     by_step = {step: [m for m in stub.models if m["task"] == imported.tasks[step]["id"]] for step in STEPS}
-    assert [len(by_step[s]) for s in STEPS] == [0, 0, 1, 0, 1]
-    (trained,), (registered,) = by_step["train"], by_step["register"]
-    for model in (trained, registered):
-        assert (model["name"], model["framework"]) == (TASK, "PyTorch")
-        assert model["uri"].startswith(stub.files_url), model["uri"]  # not file:// on the training machine
-        assert stub.file_for_url(model["uri"]) == checkpoint
-    assert trained["tags"] == ["best-valid"]
-    assert {"valid_loss", "valid_perplexity", "steps"} <= set(trained["metadata"])
+    assert [len(by_step[s]) for s in STEPS] == [0, 0, 1, 0, 0]
+    assert len(stub.models) == 1
+    (model,) = by_step["train"]
+    assert (model["name"], model["framework"]) == (TASK, "PyTorch")
+    assert model["uri"].startswith(stub.files_url), model["uri"]  # not file:// on the training machine
+    assert stub.file_for_url(model["uri"]) == checkpoint
     registration = json.loads(stub.file_for_url(stub.artifacts(imported.tasks["register"]["id"])["registration"]["uri"]))
-    assert registered["tags"] == [registration["stage"]]
-    metadata = {key: item["value"] for key, item in registered["metadata"].items()}
-    assert metadata["stage"] == registration["stage"]
+    assert sorted(model["tags"]) == sorted(["best-valid", registration["stage"]])  # train's tag + register's
+    metadata = {key: item["value"] for key, item in model["metadata"].items()}
+    assert {"valid_loss", "valid_perplexity", "steps"} <= set(metadata)  # from train
+    assert metadata["stage"] == registration["stage"]  # from register
     assert float(metadata["bleu"]) == pytest.approx(registration["bleu"])
+    assert model["ready"] is (registration["stage"] == "production")  # published only when promoted
+
+
+def test_every_session_imports_with_the_sdks_own_importer(imported, tmp_path):
+    """``Task.import_offline_session``, unpatched: ClearML's documented path (clearml-task --import-offline-session)."""
+    code = ("import sys; from clearml import Task\n"
+            "for path in sys.argv[1:]: print('imported-as', Task.import_offline_session(path))")
+    zips = [str(p) for step in STEPS for p in (imported.run_dir / step / "clearml_offline").glob("*.zip")]
+    env = imported.stub.subprocess_env() | {"PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-c", code, *zips], env=env, capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    new_ids = [line.split()[1] for line in proc.stdout.splitlines() if line.startswith("imported-as ")]
+    assert len(new_ids) == 5 and "None" not in new_ids, proc.stdout + proc.stderr[-3000:]
+    models = [m for m in imported.stub.models if m["task"] in new_ids]
+    assert len(models) == 1 and models[0]["name"] == TASK  # the train step's, with its design
+    assert models[0]["design"]  # the model's config reached the server

@@ -1,7 +1,6 @@
 """``python -m src.main train`` as a user runs it with no server: five offline sessions, clear errors."""
 
 import json
-import os
 import subprocess
 import time
 from pathlib import Path
@@ -10,17 +9,9 @@ import pytest
 
 from src.tracking import read_offline_session
 from tests.clearml_stub.stub import run_src_main
+from tests.pipelines.conftest import STEPS, clean_env
 
 REPO = Path(__file__).resolve().parents[2]
-STEPS = ("data_prep", "tokenize", "train", "evaluate", "register")
-
-
-def clean_env(home: Path, **extra: str) -> dict[str, str]:
-    """No ClearML server configured anywhere: an empty HOME, no CLEARML_* variables."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLEARML_", "TRAINS_"))}
-    env.update(HOME=str(home), CLEARML_CACHE_DIR=str(home / "clearml_cache"), PYTHONUNBUFFERED="1", **extra)
-    home.mkdir(parents=True, exist_ok=True)
-    return env
 
 
 def run_cli(args: list[str], env: dict[str, str], timeout: float = 170) -> subprocess.CompletedProcess:
@@ -28,11 +19,8 @@ def run_cli(args: list[str], env: dict[str, str], timeout: float = 170) -> subpr
 
 
 @pytest.fixture(scope="module")
-def offline_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("offline_pipeline")
-    start = time.perf_counter()
-    proc = run_cli(["train", "--config", "config/tiny.yaml", f"output_dir={root / 'runs'}"], clean_env(root / "home"))
-    return proc, root / "runs" / "tiny", time.perf_counter() - start
+def offline_run(tiny_runs):
+    return tiny_runs.procs[0], tiny_runs.run_dirs[0], tiny_runs.seconds[0]
 
 
 def sessions(run_dir: Path) -> dict:
@@ -78,7 +66,13 @@ def test_each_session_carries_what_its_step_should(offline_run):
     assert any(plot[0] == "translations" for plot in s["evaluate"].plots)
 
     assert "registration" in s["register"].artifacts
-    assert s["register"].models[0].tags[0] in {"production", "candidate"}
+    # one model per trained checkpoint: train registers it, register only tags it (applied on import)
+    assert [len(session.models) for session in s.values()] == [0, 0, 1, 0, 0]
+    update = json.loads(s["register"].read_bytes(s["register"].artifacts["model-update"]))
+    status = json.loads((run_dir / "status.json").read_text())
+    assert update["model_id"] == status["steps"]["train"]["output"]["model_id"]
+    assert update["source_task_id"] == s["train"].task_id and update["name"] == s["train"].models[0].name
+    assert update["tags"][0] in {"production", "candidate"} and update["metadata"]["stage"] == update["tags"][0]
 
     metrics = json.loads((run_dir / "evaluate" / "metrics.json").read_text())
     assert {"bleu", "chrf"} <= set(metrics["beam"]) and metrics["test"]["perplexity"] > 1
@@ -116,6 +110,7 @@ def test_failed_step_marks_the_run_folder(tmp_path):
                     f"data.local_path={missing}", "data.src_column=de", "data.tgt_column=en"],
                    clean_env(tmp_path / "home"), timeout=100)
     assert proc.returncode == 1
-    status = json.loads((tmp_path / "runs" / "tiny" / "status.json").read_text())
+    (run_dir,) = [p for p in (tmp_path / "runs").iterdir() if not p.is_symlink()]
+    status = json.loads((run_dir / "status.json").read_text())
     assert status["status"] == "failed" and status["failed_step"] == "data_prep"
     assert str(missing) in status["reason"]

@@ -1,0 +1,85 @@
+"""``load_for_inference(path)``: the model and its tokenizers from one checkpoint file, nothing else.
+
+Since format 2 every checkpoint (``best.pt`` and the numbered ones) carries, besides the weights,
+the validated experiment config (JSON text), the tokenizers (``tokenizer.json`` text), the special
+token ids and the model family. All of it is strings, ints and tensors, so the file still loads
+with ``torch.load(weights_only=True)``: nothing is unpickled that could run code.
+"""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from loguru import logger
+
+from src.config import ExperimentConfig, validate_config
+from src.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID
+from src.training.checkpoint import CheckpointError, load_checkpoint
+
+CHECKPOINT_FORMAT = 2
+FAMILY = "encoder_decoder"  # the one family so far; the model-families issue adds more
+INFERENCE_KEYS = ("format", "family", "config", "tokenizers", "special_ids")
+
+
+def inference_fields(tokenizers: dict[str, Any], family: str = FAMILY) -> dict[str, Any]:
+    """What a checkpoint needs besides weights and config to be used alone (``Tokenizer`` objects in)."""
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "family": family,
+        "tokenizers": {side: tok.to_str() for side, tok in tokenizers.items()},
+        "special_ids": {"pad": PAD_ID, "bos": BOS_ID, "eos": EOS_ID, "unk": UNK_ID},
+    }
+
+
+@dataclass
+class InferenceModel:
+    """A trained model in eval mode, on its device, with what it takes to feed it text."""
+
+    model: torch.nn.Module
+    config: ExperimentConfig
+    tokenizers: dict[str, Any]  # "src", "tgt" -> tokenizers.Tokenizer
+    special_ids: dict[str, int]
+    family: str
+    step: int
+    path: Path
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+
+def _device(name: str | torch.device) -> torch.device:
+    if str(name) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for, but no CUDA device is available (expected 'cpu' or 'auto')")
+    return device
+
+
+def load_for_inference(path: str | Path, device: str | torch.device = "auto") -> InferenceModel:
+    """Rebuild the model and tokenizers from checkpoint ``path`` alone, on ``device`` (auto: CUDA if present)."""
+    from tokenizers import Tokenizer
+
+    from src.models.transformer import build_model
+
+    path = Path(path)
+    state = load_checkpoint(path)
+    missing = [key for key in INFERENCE_KEYS if key not in state]
+    if missing:
+        raise CheckpointError(
+            f"{path} cannot be used on its own: it lacks {missing} (written before checkpoints carried "
+            f"their tokenizers, format < {CHECKPOINT_FORMAT}); train again to get a self-contained checkpoint"
+        )
+    if state["family"] != FAMILY:
+        raise CheckpointError(f"{path} holds a {state['family']!r} model; this version can load {FAMILY!r}")
+    config = validate_config(json.loads(state["config"]), source=f"config stored in {path}")
+    tokenizers = {side: Tokenizer.from_str(text) for side, text in state["tokenizers"].items()}
+    special = {k: int(v) for k, v in state["special_ids"].items()}
+    model = build_model(config.model, tokenizers["src"].get_vocab_size(), tokenizers["tgt"].get_vocab_size(),
+                        special["pad"])
+    model.load_state_dict(state["model"])
+    model = model.to(_device(device)).eval()
+    return InferenceModel(model, config, tokenizers, special, state["family"], int(state["step"]), path)

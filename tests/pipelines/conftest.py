@@ -1,0 +1,48 @@
+"""Two consecutive ``train --config config/tiny.yaml`` runs, made once per test session.
+
+Every test that needs a real run folder (offline sessions, run management, translate/evaluate,
+import into the ClearML stand-in) reads these two runs instead of training its own: they cost
+about a minute together. Tests must not change them (a resume that trains would).
+"""
+
+import os
+import re
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from tests.clearml_stub.stub import run_src_main
+
+STEPS = ("data_prep", "tokenize", "train", "evaluate", "register")
+
+
+def clean_env(home: Path, **extra: str) -> dict[str, str]:
+    """No ClearML server configured anywhere: an empty HOME, no CLEARML_* variables."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLEARML_", "TRAINS_"))}
+    env.update(HOME=str(home), CLEARML_CACHE_DIR=str(home / "clearml_cache"), PYTHONUNBUFFERED="1", **extra)
+    home.mkdir(parents=True, exist_ok=True)
+    return env
+
+
+def run_folder(stdout: str) -> Path:
+    """The ``run folder:`` line of a train summary."""
+    match = re.search(r"^run folder:\s+(\S+)$", stdout, re.MULTILINE)
+    assert match, f"no 'run folder:' line in:\n{stdout[-2000:]}"
+    return Path(match.group(1))
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    root = tmp_path_factory.mktemp("tiny_runs")
+    env = clean_env(root / "home")
+    runs_dir = root / "runs"
+    procs, seconds = [], []
+    for _ in range(2):  # the same command twice, as a user repeating an experiment
+        start = time.perf_counter()
+        procs.append(run_src_main(["train", "--config", "config/tiny.yaml", f"output_dir={runs_dir}"], env, timeout=240))
+        seconds.append(time.perf_counter() - start)
+        assert procs[-1].returncode == 0, procs[-1].stderr[-5000:]
+    return SimpleNamespace(root=root, env=env, runs_dir=runs_dir, procs=procs, seconds=seconds,
+                           run_dirs=[run_folder(p.stdout) for p in procs])
