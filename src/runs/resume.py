@@ -1,0 +1,59 @@
+"""Guarded resume: what may change between a run and its continuation, and what may not.
+
+A checkpoint is only meaningful with the data, vocabulary and model shape it was trained with.
+``check_resume`` compares the stored config of a run with the one a ``--resume`` asks for:
+
+- ``data`` and ``tokenizer`` changed: refused. They define the vocabulary the checkpoint's
+  embeddings index; reusing the old prepared data would train on something else than the
+  config (and ClearML) says, and re-running them would invalidate the checkpoint.
+- a ``model`` key that shapes the weights changed: refused, in one line naming the key.
+- everything else (training length, learning rate, batching, evaluation, tracking) and the
+  model's dropout and attention backend: allowed, and returned so the run can record it.
+"""
+
+from typing import Any
+
+from src.config import ConfigError, ExperimentConfig, config_to_dict
+
+# keys that change no weight shape: a checkpoint loads into the new model unchanged
+MODEL_KEYS_ALLOWED = frozenset({"dropout", "attention_dropout", "attention_backend"})
+REFUSED_SECTIONS = ("data", "tokenizer")
+IGNORED_TOP_LEVEL = frozenset({"run_id", "run_name", "output_dir"})
+
+
+class ResumeError(ConfigError):
+    """The continuation would not match the run's checkpoint or data; one line says which key."""
+
+
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"model": {"d_model": 32}}`` -> ``{"model.d_model": 32}``."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def config_differences(old: ExperimentConfig | dict, new: ExperimentConfig | dict) -> dict[str, tuple[Any, Any]]:
+    """``{dotted key: (old value, new value)}`` for every key whose value differs."""
+    a = flatten(config_to_dict(old) if isinstance(old, ExperimentConfig) else old)
+    b = flatten(config_to_dict(new) if isinstance(new, ExperimentConfig) else new)
+    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+
+
+def check_resume(stored: ExperimentConfig, requested: ExperimentConfig, run: str) -> dict[str, tuple[Any, Any]]:
+    """Raise ``ResumeError`` for a change the checkpoint cannot follow; return the allowed changes."""
+    changes = {k: v for k, v in config_differences(stored, requested).items()
+               if k.split(".")[0] not in IGNORED_TOP_LEVEL}
+    for key, (old, new) in changes.items():
+        section, _, name = key.partition(".")
+        if section == "model" and name not in MODEL_KEYS_ALLOWED:
+            raise ResumeError(f"cannot resume {run}: checkpoint has {key}={old!r}, config asks {new!r} "
+                              "(a different model shape needs a new run: drop --resume)")
+        if section in REFUSED_SECTIONS:
+            raise ResumeError(f"cannot resume {run}: its {section} step used {key}={old!r}, config asks {new!r}; "
+                              "the checkpoint was trained on that data and vocabulary (start a new run: drop --resume)")
+    return changes
