@@ -37,9 +37,9 @@ def start_run(cfg: ExperimentConfig, resume: bool, changes: dict[str, tuple]) ->
     (run_dir / CONFIG_FILE).write_text(json.dumps(config_to_dict(cfg), indent=2) + "\n", encoding="utf-8")
     done = {name: step for name, step in state["steps"].items()
             if resume and name in REUSABLE_STEPS and step.get("status") == "completed" and "output" in step}
-    for name in ("data_prep", "tokenize", "train", "evaluate", "register", "pipeline"):
-        if name in state["steps"] and name not in done:
-            update_status(run_dir, name, "pending")
+    steps = {name: step if name in done else {"status": "pending", "time": time.time()}
+             for name, step in state["steps"].items()}  # a re-run step keeps nothing of its last attempt
+    update_run(run_dir, steps=steps, failed_step=None, reason=None)
     update_status(run_dir, "pipeline", "running")
     if not resume:
         update_run(run_dir, run_id=run_dir.name, run_name=cfg.run_name, created=time.time())

@@ -104,8 +104,12 @@ def tracked_step(name: str, config: ConfigLike, task_type: str, *, offline: bool
             path = save_traceback(context.step_dir, err)
             tracker.log_text(f"step {name} failed:\n{path.read_text(encoding='utf-8')}", console=False)  # the step's ClearML log
             details["traceback"] = str(path)
-        update_status(run_dir, name, "failed", **details)
-        tracker.close(failed=True, reason=reason)
+        try:
+            session = tracker.close(failed=True, reason=reason)
+        except Exception as close_err:  # keep the step's own error; the session stays in the cache
+            logger.warning(f"step {name}: closing its ClearML task failed too ({close_err})")
+            session = None
+        update_status(run_dir, name, "failed", **details, offline_session=str(session) if session else None)
         raise
     session = tracker.close()
     update_status(run_dir, name, "completed", task_id=tracker.task_id,

@@ -29,9 +29,10 @@ def recover_offline_sessions(run_dir: Path) -> list[Path]:
         folder = Path(step["offline_folder"]) if step.get("offline_folder") else None
         if folder is None or step.get("offline_session") or not (folder / TASK_FILE).is_file():
             continue
-        target = Path(run_dir) / name / OFFLINE_DIR_NAME / f"{folder.name}-interrupted"
-        if target.with_suffix(".zip").exists():
-            continue
+        sessions = Path(run_dir) / name / OFFLINE_DIR_NAME
+        target = sessions / f"{folder.name}-interrupted"
+        if (sessions / f"{folder.name}.zip").exists() or target.with_suffix(".zip").exists():
+            continue  # closed normally, or recovered already
         target.parent.mkdir(parents=True, exist_ok=True)
         zip_path = Path(shutil.make_archive(str(target), "zip", root_dir=folder))
         logger.warning("step {} was interrupted; its offline session {} is kept as {}", name, folder, zip_path)

@@ -16,6 +16,7 @@ Every SDK or agent process is killed with its process group at its timeout.
 
 import json
 import pickle
+import re
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -341,13 +342,14 @@ def test_the_whole_pipeline_runs_on_agents(clearml_stub, start_agent):
     series = {(title, name) for title, name, _, _ in clearml_stub.scalars(steps["train"]["id"])}
     assert {("train", "loss"), ("valid", "loss")} <= series, sorted(series)
     assert "metrics" in clearml_stub.artifacts(steps["evaluate"]["id"])
-    (registered,) = [m for m in clearml_stub.models if m["task"] == steps["register"]["id"]]
-    assert registered["uri"].startswith(clearml_stub.files_url)
-    assert registered["tags"][0] in ("production", "candidate")
-    assert {"bleu", "stage"} <= set(registered["metadata"])
+    # one model per checkpoint: train registered it, register tagged it by id (no second upload)
+    (registered,) = clearml_stub.models
+    assert registered["task"] == steps["train"]["id"] and registered["uri"].startswith(clearml_stub.files_url)
+    assert "best-valid" in registered["tags"] and {"production", "candidate"} & set(registered["tags"])
+    assert {"bleu", "stage", "valid_loss"} <= set(registered["metadata"])
     # Each step ran in a fresh folder on the agent: inputs came as their parents' artifacts.
     log = worker_log.read_text()
     for key, artifact, parent in (("data_dir", "dataset", "data_prep"), ("tokenized_dir", "tokenized", "tokenize"),
                                   ("checkpoint", f"{TASK}-weights", "train")):
-        assert f"{key}=runs/tiny/" in log and f"using artifact '{artifact}' of task {steps[parent]['id']}" in log
+        assert re.search(rf"{key}=runs/tiny-\d{{8}}-\d{{6}}/", log) and f"using artifact '{artifact}' of task {steps[parent]['id']}" in log
     assert clearml_stub.unknown_calls == []

@@ -94,3 +94,13 @@ def test_a_killed_steps_offline_session_is_kept_in_the_run_folder(tmp_path):
     session = read_offline_session(zip_path)
     assert session.scalars[("train", "loss")] == [(i, 5.0 - i) for i in range(5)]
     assert recover_offline_sessions(run_dir) == []  # once
+
+
+def test_a_step_that_failed_and_closed_is_not_recovered_twice(tmp_path):
+    cfg = tiny(tmp_path)
+    with isolated_offline_clearml(tmp_path), pytest.raises(ZeroDivisionError):
+        with tracked_step("evaluate", cfg, "testing", offline=True):
+            explode()
+    step = read_status(cfg.run_dir)["steps"]["evaluate"]
+    assert Path(step["offline_session"]).is_file() and Path(step["offline_folder"]).is_dir()
+    assert recover_offline_sessions(cfg.run_dir) == []
