@@ -2,12 +2,13 @@
 
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 from loguru import logger
 
 from src.config import ExperimentConfig, config_to_dict
-from src.steps.context import read_status, update_run, update_status
+from src.steps.context import read_status, save_traceback, update_run, update_status
 
 REUSABLE_STEPS = ("data_prep", "tokenize")  # a resume keeps their output: check_resume refuses changes to them
 
@@ -24,6 +25,7 @@ def start_run(cfg: ExperimentConfig, resume: bool, changes: dict[str, tuple]) ->
     attempt after a later step has failed.
     """
     from src.runs import CONFIG_FILE, point_latest
+    from src.runs.folders import owner
     from src.tracking.recovery import recover_offline_sessions
 
     run_dir = cfg.run_dir
@@ -35,11 +37,11 @@ def start_run(cfg: ExperimentConfig, resume: bool, changes: dict[str, tuple]) ->
         recover_offline_sessions(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / CONFIG_FILE).write_text(json.dumps(config_to_dict(cfg), indent=2) + "\n", encoding="utf-8")
-    done = {name: step for name, step in state["steps"].items()
+    done = {name: step | {"output": rebased(name, step["output"], run_dir)} for name, step in state["steps"].items()
             if resume and name in REUSABLE_STEPS and step.get("status") == "completed" and "output" in step}
-    steps = {name: step if name in done else {"status": "pending", "time": time.time()}
+    steps = {name: done[name] if name in done else {"status": "pending", "time": time.time()}
              for name, step in state["steps"].items()}  # a re-run step keeps nothing of its last attempt
-    update_run(run_dir, steps=steps, failed_step=None, reason=None)
+    update_run(run_dir, steps=steps, failed_step=None, reason=None, owner=owner())
     update_status(run_dir, "pipeline", "running")
     if not resume:
         update_run(run_dir, run_id=run_dir.name, run_name=cfg.run_name, created=time.time())
@@ -51,6 +53,18 @@ def start_run(cfg: ExperimentConfig, resume: bool, changes: dict[str, tuple]) ->
                 f"{k} {old!r} -> {new!r}" for k, (old, new) in changes.items()))
     point_latest(run_dir)
     return done
+
+
+def rebased(name: str, output: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    """A reused data step's output with its paths in ``run_dir`` as it is now (the run may have moved,
+    or have been started from another working directory with a relative ``output_dir``)."""
+    step_dir, moved = run_dir / name, dict(output)
+    for key in ("data_dir", "tokenized_dir"):
+        if key in moved:
+            moved[key] = str(step_dir)
+    if "tokenizers" in moved:
+        moved["tokenizers"] = {side: str(step_dir / Path(p).name) for side, p in moved["tokenizers"].items()}
+    return moved
 
 
 def run_steps(cfg: ExperimentConfig, *, offline: bool | None = True, resume: bool = False,
@@ -75,7 +89,10 @@ def run_steps(cfg: ExperimentConfig, *, offline: bool | None = True, resume: boo
             result = fn(cfg, *args, offline=offline, **kwargs)
         except Exception as err:
             failed = read_status(run_dir)["steps"].get(name, {})
-            where = failed.get("traceback") or run_dir / "status.json"
+            where = failed.get("traceback")
+            if not where:  # it failed before its tracked task was open (e.g. starting the tracker)
+                where = str(save_traceback(run_dir / name, err))
+                update_status(run_dir, name, "failed", reason=f"{type(err).__name__}: {err}", traceback=where)
             raise PipelineError(f"step {name} failed: {type(err).__name__}: {err} (traceback: {where})") from err
         update_status(run_dir, name, "completed", output=result)
         return result

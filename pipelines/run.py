@@ -32,8 +32,8 @@ def resumed_config(args: argparse.Namespace) -> tuple[ExperimentConfig, dict[str
     Without ``--config`` the run's stored config is the base, so ``--resume`` alone continues the
     run as it was and ``--resume RUN training.max_steps=5000`` trains it longer.
     """
-    from src.runs import CONFIG_FILE, check_resume, resolve_run
-    from src.runs.folders import read_json
+    from src.runs import CONFIG_FILE, ResumeError, check_resume, resolve_run
+    from src.runs.folders import live_owner, read_json
 
     output_dir = _output_dir(args)
     run_dir = resolve_run(args.resume, output_dir)
@@ -46,6 +46,13 @@ def resumed_config(args: argparse.Namespace) -> tuple[ExperimentConfig, dict[str
                  if base is not None else config_from_args(args))
     requested = requested.model_copy(update={"run_id": run_dir.name, "output_dir": str(run_dir.parent)})
     changes = check_resume(stored, requested, run=str(run_dir))
+    status = read_json(run_dir / "status.json")
+    if status.get("status") == "completed" and not changes:
+        raise ResumeError(f"{run_dir} is complete: nothing to resume (to train it longer, add e.g. "
+                          f"training.max_steps={stored.training.max_steps * 2})")
+    owner = live_owner(status)
+    if owner:
+        raise ResumeError(f"{run_dir} is still running ({owner}); stop it first, or wait for it")
     return requested, changes
 
 
@@ -55,7 +62,7 @@ def _output_dir(args: argparse.Namespace) -> Path:
         key, _, value = item.partition("=")
         if key.strip() == "output_dir":
             return Path(value)
-    return Path(load_config(args.config).output_dir) if args.config else Path("runs")
+    return Path(load_config(args.config).output_dir)
 
 
 def choose_mode(args: argparse.Namespace) -> str:
@@ -99,13 +106,17 @@ def split_resume_argument(args: argparse.Namespace) -> None:
 
 
 def run_pipeline_from_cli(args: argparse.Namespace) -> int:
-    from src.runs import new_run_dir, new_run_id
+    from src.config import ConfigError
+    from src.runs import new_run_dir
 
     split_resume_argument(args)
     if args.queue:  # an unknown queue is a usage error, before any server is asked
         from src.tracking.server import load_queue_config
 
         load_queue_config().queue(args.queue)
+        if args.resume is not None:
+            raise ConfigError("--resume continues a run folder on this machine and cannot be combined with --queue "
+                              "(on a server, clone the pipeline task in the web UI and enqueue it)")
     resume = args.resume is not None
     cfg, changes = resumed_config(args) if resume else (config_from_args(args), {})
     mode = choose_mode(args)
@@ -121,11 +132,13 @@ def run_pipeline_from_cli(args: argparse.Namespace) -> int:
     if mode == "queue":
         from pipelines.pipeline import enqueue_pipeline
 
-        enqueue_pipeline(cfg.model_copy(update={"run_id": new_run_id(cfg.run_name)}), queue=args.queue)
+        # no run_id: each step runs in its own fresh folder on an agent, and a new id in the
+        # parameters would change the cache key of the data steps on every enqueue
+        enqueue_pipeline(cfg, queue=args.queue)
         return 0
     from pipelines.offline import PipelineError, run_steps
 
-    if not resume:
+    if not resume and cfg.run_id is None:
         cfg = cfg.model_copy(update={"run_id": new_run_dir(cfg.output_dir, cfg.run_name).name})
     logger.info(f"running the pipeline {'offline' if mode == 'offline' else 'locally, tracked on the server'} "
                 f"in {cfg.run_dir}")

@@ -57,7 +57,7 @@ def _cmd_import_offline(args: argparse.Namespace) -> int:
     from src.tracking.offline import import_offline_cli
 
     run = args.run_dir
-    if not Path(run).suffix == ".zip":
+    if not Path(run).exists():  # a run id, a run name or 'latest'; a folder or session zip is taken as it is
         run = str(resolve_run(run, args.runs_dir))
     return import_offline_cli(run)
 
@@ -79,6 +79,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_runs(args: argparse.Namespace) -> int:
     from src.runs.table import runs_compare, runs_list
 
+    if args.action == "list" and args.runs:
+        raise ValueError(f"runs list takes no run names (got {args.runs}); did you mean: runs compare {' '.join(args.runs)}")
     print(runs_list(args.runs_dir) if args.action == "list" else runs_compare(args.runs, args.runs_dir))
     return 0
 
@@ -172,7 +174,12 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser(argv).parse_args(argv)
+    parser = build_parser(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and getattr(args, "overrides", None) is not None and all("=" in e and not e.startswith("-") for e in extra):
+        args.overrides = [*args.overrides, *extra]  # overrides on both sides of an option: `a=1 --resume R b=2`
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     from src.config import ConfigError
     from src.tracking.server import ServerError
 
@@ -184,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ServerError as err:  # unreachable or misconfigured ClearML server: say so, no traceback
         logger.error(str(err))
         return 3
-    except (FileNotFoundError, ValueError) as err:  # a missing run or file, bad input: one line, no traceback
+    except (FileNotFoundError, FileExistsError, ValueError) as err:  # a missing run or file, bad input: one line
         logger.error(f"{args.command}: {err}")
         return 1
     except KeyboardInterrupt:

@@ -14,7 +14,8 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", metavar="RUN_OR_CHECKPOINT",
                         help="a checkpoint file, a run folder, a run id or name under --runs-dir, or 'latest'")
     parser.add_argument("--runs-dir", default="runs", help="where run ids and names are looked up (default: runs)")
-    parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                        help="where the model runs (auto: CUDA if present)")
 
 
 def add_translate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,6 +40,8 @@ def translate_command(args: argparse.Namespace) -> str:
     from src.runs import resolve_checkpoint
 
     trained = load_for_inference(resolve_checkpoint(args.run, args.runs_dir), args.device)
+    if not args.text and sys.stdin.isatty():
+        logger.info("reading sentences from standard input, one per line; end with Ctrl-D")
     texts = list(args.text) if args.text else [line.rstrip("\n") for line in sys.stdin]
     outputs = translate_texts(trained, texts, beam=args.beam, max_len=args.max_len, batch_size=args.batch_size)
     return "\n".join(outputs)

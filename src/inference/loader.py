@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from loguru import logger
 
 from src.config import ExperimentConfig, validate_config
 from src.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID
@@ -50,20 +49,12 @@ class InferenceModel:
         return next(self.model.parameters()).device
 
 
-def _device(name: str | torch.device) -> torch.device:
-    if str(name) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} asked for, but no CUDA device is available (expected 'cpu' or 'auto')")
-    return device
-
-
 def load_for_inference(path: str | Path, device: str | torch.device = "auto") -> InferenceModel:
     """Rebuild the model and tokenizers from checkpoint ``path`` alone, on ``device`` (auto: CUDA if present)."""
     from tokenizers import Tokenizer
 
     from src.models.transformer import build_model
+    from src.training.trainer import resolve_device
 
     path = Path(path)
     state = load_checkpoint(path)
@@ -81,5 +72,5 @@ def load_for_inference(path: str | Path, device: str | torch.device = "auto") ->
     model = build_model(config.model, tokenizers["src"].get_vocab_size(), tokenizers["tgt"].get_vocab_size(),
                         special["pad"])
     model.load_state_dict(state["model"])
-    model = model.to(_device(device)).eval()
+    model = model.to(resolve_device(str(device))).eval()
     return InferenceModel(model, config, tokenizers, special, state["family"], int(state["step"]), path)

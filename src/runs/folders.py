@@ -7,6 +7,7 @@ A new ``train`` always gets a new folder, as an experiment tracker gives each ru
 
 import json
 import os
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,27 @@ def point_latest(run_dir: Path) -> None:
     tmp.unlink(missing_ok=True)
     tmp.symlink_to(run_dir.name, target_is_directory=True)
     os.replace(tmp, link)
+
+
+def owner() -> dict[str, Any]:
+    """Who is running a run now: ``status.json`` keeps it so a second process can tell a live run from a dead one."""
+    return {"pid": os.getpid(), "host": socket.gethostname()}
+
+
+def live_owner(status: dict[str, Any]) -> str | None:
+    """``"pid N on HOST"`` if the process running this run is alive on this machine, else None."""
+    who = status.get("owner") or {}
+    if status.get("status") != "running" or who.get("host") != socket.gethostname() or not who.get("pid"):
+        return None
+    if int(who["pid"]) == os.getpid():
+        return None
+    try:
+        os.kill(int(who["pid"]), 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:  # alive, someone else's
+        pass
+    return f"pid {who['pid']} on {who['host']}"
 
 
 def is_run_dir(path: Path) -> bool:
@@ -107,10 +129,13 @@ def resolve_run(ref: str | Path | None, output_dir: str | Path = "runs") -> Path
     for candidate in (Path(ref), output_dir / ref):
         if is_run_dir(candidate):
             return candidate.resolve() if candidate.is_symlink() else candidate
-    named = [r for r in list_runs(output_dir) if r.run_name == ref]
+    runs = list_runs(output_dir)
+    named = [r for r in runs if r.run_name == ref]
     if named:
         return named[-1].path
-    known = ", ".join(r.run_id for r in list_runs(output_dir)[-10:]) or "none"
+    if ref == LATEST and runs:  # the link is missing or points at a deleted run: the newest left
+        return runs[-1].path
+    known = ", ".join(r.run_id for r in runs[-10:]) or "none"
     raise RunNotFoundError(
         f"no run {ref!r}: expected a run folder, a run id or run name under {output_dir}/, or 'latest' "
         f"(runs there: {known})"

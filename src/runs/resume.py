@@ -18,6 +18,7 @@ from src.config import ConfigError, ExperimentConfig, config_to_dict
 # keys that change no weight shape: a checkpoint loads into the new model unchanged
 MODEL_KEYS_ALLOWED = frozenset({"dropout", "attention_dropout", "attention_backend"})
 REFUSED_SECTIONS = ("data", "tokenizer")
+DATA_KEYS_ALLOWED = frozenset({"min_eval_pairs"})  # a check on the split sizes, not the data itself
 IGNORED_TOP_LEVEL = frozenset({"run_id", "run_name", "output_dir"})
 
 
@@ -53,7 +54,7 @@ def check_resume(stored: ExperimentConfig, requested: ExperimentConfig, run: str
         if section == "model" and name not in MODEL_KEYS_ALLOWED:
             raise ResumeError(f"cannot resume {run}: checkpoint has {key}={old!r}, config asks {new!r} "
                               "(a different model shape needs a new run: drop --resume)")
-        if section in REFUSED_SECTIONS:
+        if section in REFUSED_SECTIONS and name not in DATA_KEYS_ALLOWED:
             raise ResumeError(f"cannot resume {run}: its {section} step used {key}={old!r}, config asks {new!r}; "
                               "the checkpoint was trained on that data and vocabulary (start a new run: drop --resume)")
     return changes

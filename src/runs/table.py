@@ -4,7 +4,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from src.runs.folders import RunInfo, list_runs, resolve_run
+from src.runs.folders import STATUS_FILE, RunInfo, list_runs, read_json, resolve_run
 from src.runs.resume import flatten
 
 IDENTITY_KEYS = ("run_id", "run_name", "output_dir")
@@ -60,7 +60,7 @@ def runs_compare(refs: Sequence[str], output_dir: str | Path = "runs") -> str:
     """Config keys that differ between the runs, then their metrics, one column per run."""
     if len(refs) < 2:
         raise ValueError(f"runs compare needs at least two runs, got {len(refs)}")
-    runs = [RunInfo(p, _status(p)) for p in (resolve_run(ref, output_dir) for ref in refs)]
+    runs = [RunInfo(p, read_json(p / STATUS_FILE)) for p in (resolve_run(ref, output_dir) for ref in refs)]
     configs = [flatten(run.config) for run in runs]
     keys = sorted({k for c in configs for k in c if k not in IDENTITY_KEYS})
     differing = [k for k in keys if len({repr(c.get(k)) for c in configs}) > 1]
@@ -72,8 +72,3 @@ def runs_compare(refs: Sequence[str], output_dir: str | Path = "runs") -> str:
              "", "results:", format_table(header, metric_rows)]
     return "\n".join(parts)
 
-
-def _status(run_dir: Path) -> dict:
-    from src.runs.folders import STATUS_FILE, read_json
-
-    return read_json(run_dir / STATUS_FILE)

@@ -62,6 +62,7 @@ def _write_status(run_dir: Path, state: dict[str, Any]) -> dict[str, Any]:
 
 def save_traceback(step_dir: Path, err: BaseException) -> Path:
     """The full traceback of a failed step, kept in its folder (``status.json`` names the file)."""
+    step_dir.mkdir(parents=True, exist_ok=True)
     path = step_dir / "traceback.txt"
     path.write_text("".join(traceback.format_exception(err)), encoding="utf-8")
     return path

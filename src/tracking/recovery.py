@@ -12,6 +12,7 @@ from pathlib import Path
 
 from loguru import logger
 
+from src.runs.folders import live_owner
 from src.tracking.offline_session import TASK_FILE
 from src.tracking.tracker import OFFLINE_DIR_NAME
 
@@ -23,7 +24,12 @@ def recover_offline_sessions(run_dir: Path) -> list[Path]:
     status_path = Path(run_dir) / "status.json"
     if not status_path.is_file():
         return []
-    steps = json.loads(status_path.read_text(encoding="utf-8")).get("steps", {})
+    status = json.loads(status_path.read_text(encoding="utf-8"))
+    running = live_owner(status)
+    if running:  # its sessions are open because it is still writing them
+        logger.info("{} is still running ({}); its open offline sessions are left alone", run_dir, running)
+        return []
+    steps = status.get("steps", {})
     recovered = []
     for name, step in steps.items():
         folder = Path(step["offline_folder"]) if step.get("offline_folder") else None

@@ -85,7 +85,7 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("training.device='cuda' but no CUDA device is available (expected 'cpu' or 'auto')")
+        raise ValueError(f"device {name!r} asked for, but no CUDA device is available (expected 'cpu' or 'auto')")
     return torch.device(name)
 
 
@@ -213,12 +213,23 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        self._apply_optimizer_settings()
         self.sampler.load_state_dict(state["sampler"])
         set_rng_state(state["rng"])
         self.step, self.elapsed, self.best_valid = state["step"], state["elapsed"], state["best_valid"]
         self.grad_history, self.grad_steps = state["grad_history"], state["grad_steps"]
         self._truncate_history(self.step)
         return True
+
+    def _apply_optimizer_settings(self) -> None:
+        """The config's optimizer settings win over the checkpoint's: a resume may change lr, betas, eps
+        or weight decay (``check_resume`` allows it). The schedule continues at the checkpoint's step."""
+        groups = self.optimizer.param_groups
+        for group in groups:
+            group.update(initial_lr=self.tc.lr, betas=self.tc.betas, eps=self.tc.eps, weight_decay=self.tc.weight_decay)
+        self.scheduler.base_lrs = [self.tc.lr] * len(groups)
+        for group, schedule in zip(groups, self.scheduler.lr_lambdas):
+            group["lr"] = self.tc.lr * schedule(self.scheduler.last_epoch)  # as LambdaLR computes it
 
     def _truncate_history(self, step: int) -> None:
         if self.history_path.exists():

@@ -54,12 +54,12 @@ def test_translate_arguments_and_stdin_with_a_run(tiny_runs):
     run = str(tiny_runs.run_dirs[0])
     args = cli(tiny_runs, "translate", run, "Ich habe keine Zeit.", "Das ist gut.", "--beam", "2", "--max-len", "12")
     assert args.returncode == 0, args.stderr[-2000:]
-    assert len(args.stdout.rstrip("\n").split("\n")) == 2
+    assert len(args.stdout.split("\n")) == 3  # two translations and the final newline
     piped = cli(tiny_runs, "translate", "latest", "--runs-dir", str(tiny_runs.runs_dir),
                 stdin="Ich habe keine Zeit.\n\nDas ist gut.\n")
     assert piped.returncode == 0, piped.stderr[-2000:]
-    assert piped.stdout.split("\n")[1] == ""  # a blank line stays a blank line: output lines match input lines
-    assert len(piped.stdout.rstrip("\n").split("\n")) in (2, 3)
+    lines = piped.stdout.split("\n")
+    assert len(lines) == 4 and lines[1] == "" and lines[3] == ""  # 3 lines in, 3 out (+ the final newline)
 
 
 def test_translate_with_a_checkpoint_copied_alone_into_an_empty_folder(tiny_runs, tmp_path):
@@ -144,3 +144,29 @@ def test_an_offline_reader_finds_curves_samples_and_validation_history(tiny_runs
     for checkpoint in (run_dir / "train" / "checkpoints").glob("*.pt"):  # every checkpoint describes itself
         state = torch.load(checkpoint, weights_only=True)
         assert {"format", "family", "config", "tokenizers", "special_ids"} <= set(state), checkpoint
+
+
+def test_a_resume_continues_the_run_reusing_its_data_steps(tiny_runs, tmp_path):
+    """On a copy of a finished run, moved elsewhere: train 10 more steps, overrides on both sides of --resume."""
+    runs_dir = tmp_path / "moved"
+    run_dir = runs_dir / tiny_runs.run_dirs[0].name
+    shutil.copytree(tiny_runs.run_dirs[0], run_dir, symlinks=True)
+    refused = cli(tiny_runs, "train", "--resume", str(run_dir))
+    assert refused.returncode == 2 and "is complete: nothing to resume" in refused.stderr
+    proc = cli(tiny_runs, "train", "training.max_steps=40", "--resume", run_dir.name, "training.eval_every=5",
+               f"output_dir={runs_dir}", timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "step data_prep: reusing the completed output" in proc.stderr and "resuming from" in proc.stderr
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["status"] == "completed" and status["steps"]["train"]["output"]["steps"] == 40
+    assert status["steps"]["tokenize"]["output"]["tokenized_dir"] == str(run_dir / "tokenize")  # not the original's
+    assert status["resumes"][-1]["changes"] == {"training.max_steps": [30, 40], "training.eval_every": [15, 5]}
+    rows = [json.loads(line) for line in (run_dir / "train" / "train_history.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "valid_loss" in r] == [15, 30, 35, 40]  # continued, not restarted
+    assert (runs_dir / "latest").resolve() == run_dir.resolve()
+    assert json.loads((run_dir / "config.json").read_text())["training"]["max_steps"] == 40
+
+
+def test_resume_and_queue_together_are_refused(tiny_runs):
+    proc = cli(tiny_runs, "train", "--queue", "gpu", "--resume", str(tiny_runs.run_dirs[0]))
+    assert proc.returncode == 2 and "cannot be combined with --queue" in proc.stderr

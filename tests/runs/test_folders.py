@@ -71,3 +71,31 @@ def test_checkpoint_of_a_run_and_a_lone_file(tmp_path):
     alone.parent.mkdir()
     alone.write_bytes(b"x")
     assert resolve_checkpoint(str(alone), tmp_path) == alone and run_dir_of_checkpoint(alone) is None
+
+
+def test_a_live_run_is_told_from_a_dead_one(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    from src.runs.folders import live_owner
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        running = {"status": "running", "owner": {"pid": child.pid, "host": socket.gethostname()}}
+        assert live_owner(running) == f"pid {child.pid} on {socket.gethostname()}"
+        assert live_owner(running | {"status": "completed"}) is None
+        assert live_owner(running | {"owner": {"pid": child.pid, "host": "another-machine"}}) is None
+    finally:
+        child.kill()
+        child.wait()
+    assert live_owner(running) is None  # the process is gone: a killed run, free to resume
+
+
+def test_a_dangling_latest_falls_back_to_the_newest_run(tmp_path):
+    import shutil
+
+    a = make_run(tmp_path, "tiny", created=100.0)
+    b = make_run(tmp_path, "tiny", created=200.0, now=300.0)
+    shutil.rmtree(b)
+    assert resolve_run(LATEST, tmp_path) == a

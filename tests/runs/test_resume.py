@@ -32,3 +32,8 @@ def test_training_only_changes_are_allowed_and_returned():
 def test_config_differences_are_flat_dotted_keys():
     assert config_differences({"a": {"b": 1, "c": 2}}, {"a": {"b": 1, "c": 3}, "d": 4}) == {
         "a.c": (2, 3), "d": (None, 4)}
+
+
+def test_the_split_size_check_may_change_on_resume():
+    changes = check_resume(load_config(TINY), load_config(TINY, ["data.min_eval_pairs=2"]), run="r")
+    assert changes == {"data.min_eval_pairs": (8, 2)}

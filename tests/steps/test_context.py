@@ -48,12 +48,17 @@ def test_an_unexpected_error_leaves_its_traceback_where_status_says_and_in_the_c
 def test_a_resume_resets_every_step_it_runs_again(tmp_path):
     cfg = tiny(tmp_path)
     run_dir = cfg.run_dir
+    outputs = {"data_prep": {"data_dir": "elsewhere/data_prep"},
+               "tokenize": {"tokenized_dir": "elsewhere/tokenize", "tokenizers": {"src": "elsewhere/tokenize/t.json"}}}
     for name in ("data_prep", "tokenize", "train", "evaluate", "register"):
-        update_status(run_dir, name, "completed", output={"x": 1})
+        update_status(run_dir, name, "completed", output=outputs.get(name, {"x": 1}))
     update_status(run_dir, "train", "failed", reason="killed")  # a later attempt failed in train
     done = start_run(cfg, resume=True, changes={"training.max_steps": (30, 60)})
     steps = read_status(run_dir)["steps"]
     assert set(done) == {"data_prep", "tokenize"}
+    assert done["tokenize"]["output"] == {"tokenized_dir": str(run_dir / "tokenize"),
+                                          "tokenizers": {"src": str(run_dir / "tokenize" / "t.json")}}
+    assert steps["data_prep"]["output"] == {"data_dir": str(run_dir / "data_prep")}  # where the run is now
     assert {n: steps[n]["status"] for n in ("train", "evaluate", "register")} == dict.fromkeys(
         ("train", "evaluate", "register"), "pending")  # not the 'completed' of the first attempt
     (resume,) = read_status(run_dir)["resumes"]

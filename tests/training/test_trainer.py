@@ -130,6 +130,20 @@ def test_sigterm_checkpoints_the_current_step_then_stops(corpus_dir, tmp_path):
         assert losses(result.history)[step] == pytest.approx(loss, abs=1e-6), f"step {step}"
 
 
+def test_a_resume_with_a_new_learning_rate_and_length_uses_them(corpus_dir, tmp_path):
+    """Allowed resume changes take effect: the checkpoint's lr does not come back with the optimizer state."""
+    from src.training.schedule import make_schedule
+
+    make_trainer(corpus_dir, tmp_path / "run", max_steps=12).fit()
+    resumed = make_trainer(corpus_dir, tmp_path / "run", max_steps=16, lr=1e-4, weight_decay=0.01)
+    assert resumed.resume() and resumed.step == 12
+    expected = 1e-4 * make_schedule("inverse_sqrt", 4, 16)(12)
+    assert [g["lr"] for g in resumed.optimizer.param_groups] == [pytest.approx(expected)]
+    assert resumed.optimizer.param_groups[0]["weight_decay"] == 0.01
+    result = resumed.fit()
+    assert result.steps == 16 and [row["step"] for row in result.history][-4:] == [13, 14, 15, 16]
+
+
 def test_damaged_checkpoint_falls_back_to_the_previous_one(corpus_dir, tmp_path):
     reference = make_trainer(corpus_dir, tmp_path / "straight").fit()
     run_until_killed(corpus_dir, tmp_path / "killed", kill_at=14)
