@@ -16,7 +16,6 @@ Every SDK or agent process is killed with its process group at its timeout.
 
 import json
 import pickle
-import re
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -351,5 +350,5 @@ def test_the_whole_pipeline_runs_on_agents(clearml_stub, start_agent):
     log = worker_log.read_text()
     for key, artifact, parent in (("data_dir", "dataset", "data_prep"), ("tokenized_dir", "tokenized", "tokenize"),
                                   ("checkpoint", f"{TASK}-weights", "train")):
-        assert re.search(rf"{key}=runs/tiny-\d{{8}}-\d{{6}}/", log) and f"using artifact '{artifact}' of task {steps[parent]['id']}" in log
+        assert f"{key}=runs/tiny/" in log and f"using artifact '{artifact}' of task {steps[parent]['id']}" in log
     assert clearml_stub.unknown_calls == []
