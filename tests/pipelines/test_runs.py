@@ -3,6 +3,7 @@ evaluate with them, resume them only when the checkpoint can follow, and read wh
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -170,3 +171,14 @@ def test_a_resume_continues_the_run_reusing_its_data_steps(tiny_runs, tmp_path):
 def test_resume_and_queue_together_are_refused(tiny_runs):
     proc = cli(tiny_runs, "train", "--queue", "gpu", "--resume", str(tiny_runs.run_dirs[0]))
     assert proc.returncode == 2 and "cannot be combined with --queue" in proc.stderr
+
+
+def test_the_tiny_loss_curve_is_the_recorded_one(tiny_runs):
+    """No silent change to the training arithmetic: the curve recorded before refactoring the loop, to 1e-6."""
+    recorded = json.loads((Path(__file__).parent / "fixtures" / "tiny_loss_curve.json").read_text())["loss"]
+    for run_dir in tiny_runs.run_dirs:
+        rows = [json.loads(line) for line in (run_dir / "train" / "train_history.jsonl").read_text().splitlines()]
+        curve = {str(row["step"]): row["loss"] for row in rows if "loss" in row}
+        assert curve.keys() == recorded.keys()
+        for step, loss in recorded.items():
+            assert curve[step] == pytest.approx(loss, abs=1e-6), f"step {step}"
