@@ -139,28 +139,32 @@ class EncoderDecoderTransformer(nn.Module):
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
 
     def _reset_parameters(self) -> None:
-        """Xavier-uniform linear weights, zero biases, embeddings drawn from N(0, 1/d_model).
+        init_weights(self, self.d_model)
 
-        Embeddings are multiplied by sqrt(d_model) (Sec. 3.4). With the PyTorch default N(0, 1)
-        they would then have a std of sqrt(d_model) = 16 at d_model = 256; queries and keys
-        inherit that scale, the scores Q K^T / sqrt(d_k) reach a std in the hundreds, and the
-        softmax saturates: near one-hot weights, vanishing gradients, and exp() underflowing into
-        denormals that make CPU training ~20% slower. With std d_model^-0.5 the scaled embeddings
-        have unit variance, like the LayerNorm outputs every later sublayer sees, and a tied
-        generator produces logits of unit variance. Xavier (Glorot and Bengio 2010) keeps the
-        variance of activations through each linear layer; the (3C, C) attention input
-        projection gets it per (C, C) block, as W^Q, W^K, W^V are separate matrices in the paper.
-        """
-        for module in self.modules():
-            if isinstance(module, nn.Embedding):
-                nn.init.normal_(module.weight, mean=0.0, std=self.d_model**-0.5)
-            elif isinstance(module, nn.Linear):
-                nn.init.xavier_uniform_(module.weight)
-                nn.init.zeros_(module.bias)
-        for module in self.modules():
-            if isinstance(module, MultiHeadAttention):
-                for block in module.in_proj.weight.chunk(3):  # (3C, C) -> W^Q, W^K, W^V, each (C, C)
-                    nn.init.xavier_uniform_(block)
+
+def init_weights(model: nn.Module, d_model: int) -> None:
+    """Xavier-uniform linear weights, zero biases, embeddings drawn from N(0, 1/d_model).
+
+    Embeddings are multiplied by sqrt(d_model) (Sec. 3.4). With the PyTorch default N(0, 1)
+    they would then have a std of sqrt(d_model) = 16 at d_model = 256; queries and keys
+    inherit that scale, the scores Q K^T / sqrt(d_k) reach a std in the hundreds, and the
+    softmax saturates: near one-hot weights, vanishing gradients, and exp() underflowing into
+    denormals that make CPU training ~20% slower. With std d_model^-0.5 the scaled embeddings
+    have unit variance, like the LayerNorm outputs every later sublayer sees, and a tied
+    generator produces logits of unit variance. Xavier (Glorot and Bengio 2010) keeps the
+    variance of activations through each linear layer; the (3C, C) attention input
+    projection gets it per (C, C) block, as W^Q, W^K, W^V are separate matrices in the paper.
+    """
+    for module in model.modules():
+        if isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=d_model**-0.5)
+        elif isinstance(module, nn.Linear):
+            nn.init.xavier_uniform_(module.weight)
+            nn.init.zeros_(module.bias)
+    for module in model.modules():
+        if isinstance(module, MultiHeadAttention):
+            for block in module.in_proj.weight.chunk(3):  # (3C, C) -> W^Q, W^K, W^V, each (C, C)
+                nn.init.xavier_uniform_(block)
 
 
 def build_model(
@@ -173,16 +177,27 @@ def build_model(
         src_vocab_size, tgt_vocab_size: vocabulary sizes; equal when ``cfg.share_embeddings``.
         pad_id: padding token id.
     """
-    positional = {"sinusoidal": SinusoidalPositionalEncoding, "learned": LearnedPositionalEncoding}
-    embeddings = Embeddings(
-        src_vocab_size,
-        tgt_vocab_size,
-        cfg.d_model,
-        positional[cfg.positional_encoding](cfg.d_model, cfg.max_positions),
-        cfg.dropout,
-        share=cfg.share_embeddings,
+    embeddings = build_embeddings(cfg, src_vocab_size, tgt_vocab_size, share=cfg.share_embeddings)
+    encoder = build_encoder(cfg)
+    decoder = Decoder(
+        [DecoderLayer(**layer_arguments(cfg)) for _ in range(cfg.n_decoder_layers)], _final_norm(cfg)
     )
-    layer = {
+    generator = nn.Linear(cfg.d_model, tgt_vocab_size)
+    return EncoderDecoderTransformer(
+        embeddings, encoder, decoder, generator, pad_id, tie_output=cfg.tie_output
+    )
+
+
+def build_embeddings(cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int, share: bool) -> Embeddings:
+    """Token tables and the configured positional encoding (Sec. 3.4-3.5)."""
+    positional = {"sinusoidal": SinusoidalPositionalEncoding, "learned": LearnedPositionalEncoding}
+    return Embeddings(src_vocab_size, tgt_vocab_size, cfg.d_model,
+                      positional[cfg.positional_encoding](cfg.d_model, cfg.max_positions), cfg.dropout, share=share)
+
+
+def layer_arguments(cfg: ModelConfig) -> dict:
+    """What every encoder and decoder layer is built with."""
+    return {
         "d_model": cfg.d_model,
         "n_heads": cfg.n_heads,
         "d_ff": cfg.d_ff,
@@ -193,18 +208,13 @@ def build_model(
         "layer_norm_eps": cfg.layer_norm_eps,
         "backend": cfg.attention_backend,
     }
-    final_norm = cfg.norm_first if cfg.final_norm is None else cfg.final_norm  # pre-norm needs it
-    encoder = Encoder(
-        [EncoderLayer(**layer) for _ in range(cfg.n_encoder_layers)], _final_norm(cfg, final_norm)
-    )
-    decoder = Decoder(
-        [DecoderLayer(**layer) for _ in range(cfg.n_decoder_layers)], _final_norm(cfg, final_norm)
-    )
-    generator = nn.Linear(cfg.d_model, tgt_vocab_size)
-    return EncoderDecoderTransformer(
-        embeddings, encoder, decoder, generator, pad_id, tie_output=cfg.tie_output
-    )
 
 
-def _final_norm(cfg: ModelConfig, enabled: bool) -> nn.LayerNorm | None:
+def build_encoder(cfg: ModelConfig) -> Encoder:
+    """``n_encoder_layers`` encoder layers, then a final LayerNorm where the config needs one."""
+    return Encoder([EncoderLayer(**layer_arguments(cfg)) for _ in range(cfg.n_encoder_layers)], _final_norm(cfg))
+
+
+def _final_norm(cfg: ModelConfig) -> nn.LayerNorm | None:
+    enabled = cfg.norm_first if cfg.final_norm is None else cfg.final_norm  # pre-norm needs it
     return nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps) if enabled else None
