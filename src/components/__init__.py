@@ -10,11 +10,16 @@ from src.components.positional_encoding import (
     SinusoidalPositionalEncoding,
     sinusoidal_table,
 )
+from src.components.recurrent import GRU, LSTM, GRUCell, LSTMCell
 
 __all__ = [
     "DecoderCache",
     "Embeddings",
+    "GRU",
+    "GRUCell",
     "KVCache",
+    "LSTM",
+    "LSTMCell",
     "LearnedPositionalEncoding",
     "MultiHeadAttention",
     "PositionwiseFeedForward",
