@@ -8,12 +8,16 @@ from src.config.base import FrozenConfig
 
 
 class ModelConfig(FrozenConfig):
-    """Sizes and switches of the encoder-decoder Transformer.
+    """The model family, and the sizes and switches of its Transformer.
 
     The vocabulary size is not here: it is a property of the trained tokenizer and is passed to
-    the model builder next to this config.
+    the model builder (``src/models/builders.py``) next to this config, as is a classifier's
+    number of classes.
     """
 
+    # encoder_decoder: translation (Vaswani et al. 2017); encoder_classifier: BERT-like text classifier
+    family: Literal["encoder_decoder", "encoder_classifier"] = "encoder_decoder"
+    pooling: Literal["cls", "mean"] = "cls"  # encoder_classifier: [CLS] state or mean of the real tokens
     d_model: PositiveInt = 256
     n_heads: PositiveInt = 4
     n_encoder_layers: PositiveInt = 3

@@ -1,7 +1,6 @@
 """Test-set evaluation: loss, perplexity, token accuracy, and sacrebleu BLEU/chrF of decoded text."""
 
 import json
-import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,28 +12,10 @@ from loguru import logger
 from tqdm import tqdm
 
 from src.config import EvaluationConfig, ExperimentConfig
-from src.data.batching import TokenBudgetBatchSampler
 from src.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, decode_ids
 from src.models.decoding import beam_search, greedy_decode
 from src.models.transformer import EncoderDecoderTransformer
-from src.training.loss import token_accuracy, translation_loss
-from src.training.trainer import ParallelCorpus
-
-
-@torch.no_grad()
-def teacher_forced_metrics(model: EncoderDecoderTransformer, corpus: ParallelCorpus, max_tokens: int,
-                           device: torch.device) -> dict[str, float]:
-    """Per-token loss, perplexity and argmax accuracy with the reference as decoder input."""
-    sampler = TokenBudgetBatchSampler([len(s) for s in corpus.src], [len(t) for t in corpus.tgt], max_tokens, shuffle=False)
-    loss_sum, correct, count = 0.0, 0, 0
-    for indices in sampler:
-        src, tgt_in, labels = corpus.batch(indices, device)
-        logits = model(src, tgt_in)
-        loss, n = translation_loss(logits, labels, PAD_ID)
-        hits, _ = token_accuracy(logits, labels, PAD_ID)
-        loss_sum, correct, count = loss_sum + loss.item() * n, correct + hits, count + n
-    loss = loss_sum / max(count, 1)
-    return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "token_accuracy": correct / max(count, 1)}
+from src.tasks.translation import ParallelCorpus, teacher_forced_metrics
 
 
 def length_budget(src_len: int, max_new_tokens: int) -> int:

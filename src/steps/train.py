@@ -13,22 +13,18 @@ def run(config: ConfigLike, tokenized: dict[str, Any], *, resume: bool = False,
 
     from src.data.tokenizer import load_tokenizer
     from src.inference import inference_fields
+    from src.tasks.translation import TranslationTask
     from src.tracking import resolve_input
-    from src.training.probe import AttentionProbe
-    from src.training.trainer import ParallelCorpus, Trainer
+    from src.training.trainer import Trainer
 
     with tracked_step("train", config, "training", offline=offline) as step:
         cfg, tracker = step.cfg, step.tracker
         tok_dir = resolve_input(tokenized, "tokenized_dir", artifact="tokenized")
         encoded = load_from_disk(str(tok_dir / "encoded"))
         tokenizers = {side: load_tokenizer(tok_dir / name) for side, name in tokenizer_files(tokenized).items()}
-        n_probe = cfg.tracking.probe_sentences
-        probe = AttentionProbe.from_ids(encoded["validation"]["src_ids"][:n_probe], encoded["validation"]["tgt_ids"][:n_probe],
-                                        tokenizers["src"], tokenizers["tgt"])
-        train_corpus = ParallelCorpus.from_dataset(encoded["train"], cfg.batching.upsample_primary)
-        trainer = Trainer(cfg, train_corpus, ParallelCorpus.from_dataset(encoded["validation"]),
-                          (tokenizers["src"].get_vocab_size(), tokenizers["tgt"].get_vocab_size()),
-                          step.step_dir, tracker, probe, inference=inference_fields(tokenizers))
+        task = TranslationTask.from_encoded(encoded, tokenizers, cfg.batching.upsample_primary,
+                                            cfg.tracking.probe_sentences)
+        trainer = Trainer(cfg, task, step.step_dir, tracker, inference=inference_fields(tokenizers, cfg.model.family))
         if resume:
             trainer.resume()
         result = trainer.fit()

@@ -39,22 +39,20 @@ def timed_fit(cfg, work: Path, run_dir: Path, tracking: bool) -> float:
 
     from src.config import validate_config
     from src.data.tokenizer import load_tokenizer
+    from src.tasks.translation import TranslationTask
     from src.tracking import NullTracker, Tracker
-    from src.training.probe import AttentionProbe
-    from src.training.trainer import ParallelCorpus, Trainer
+    from src.training.trainer import Trainer
 
     data = cfg.model_dump(mode="json")
     data["tracking"]["enabled"] = tracking
     cfg = validate_config(data)
     encoded = load_from_disk(str(work / "encoded"))
     tok = load_tokenizer(work / "tokenizer.json")
-    n = cfg.tracking.probe_sentences
-    probe = AttentionProbe.from_ids(encoded["validation"]["src_ids"][:n], encoded["validation"]["tgt_ids"][:n], tok, tok)
+    task = TranslationTask.from_encoded(encoded, {"src": tok, "tgt": tok}, cfg.batching.upsample_primary,
+                                        cfg.tracking.probe_sentences)
     tracker = (Tracker.start(project="overhead", task_name="tracking-on", offline=True, output_dir=run_dir)
                if tracking else NullTracker())
-    train_corpus = ParallelCorpus.from_dataset(encoded["train"], cfg.batching.upsample_primary)
-    trainer = Trainer(cfg, train_corpus, ParallelCorpus.from_dataset(encoded["validation"]),
-                      (tok.get_vocab_size(), tok.get_vocab_size()), run_dir, tracker, probe)
+    trainer = Trainer(cfg, task, run_dir, tracker)
     start = time.perf_counter()
     trainer.fit()
     seconds = time.perf_counter() - start

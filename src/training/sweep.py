@@ -39,8 +39,9 @@ def run(name: str, cfg, work: Path, sentences_only: bool = False) -> dict:
     from src.config import validate_config
     from src.data.tokenizer import decode_ids, load_tokenizer
     from src.evaluation.evaluate import decode_greedy, score, translate
+    from src.tasks.translation import ParallelCorpus, TranslationTask
     from src.tracking import NullTracker
-    from src.training.trainer import ParallelCorpus, Trainer
+    from src.training.trainer import Trainer
 
     data = cfg.model_dump(mode="json")
     data["tracking"]["enabled"] = False
@@ -56,9 +57,9 @@ def run(name: str, cfg, work: Path, sentences_only: bool = False) -> dict:
         train = train.filter(lambda extra: not extra, input_columns="extra")
     corpus = ParallelCorpus.from_dataset(train, cfg.batching.upsample_primary)
     valid = encoded["validation"]
+    task = TranslationTask(corpus, ParallelCorpus.from_dataset(valid), (tok.get_vocab_size(), tok.get_vocab_size()))
     with tempfile.TemporaryDirectory(prefix=f"sweep-{name}-") as run_dir:
-        trainer = Trainer(cfg, corpus, ParallelCorpus.from_dataset(valid), (tok.get_vocab_size(), tok.get_vocab_size()),
-                          Path(run_dir), NullTracker(), None)
+        trainer = Trainer(cfg, task, Path(run_dir), NullTracker())
         start = time.perf_counter()
         result = trainer.fit()
         train_seconds = time.perf_counter() - start

@@ -22,52 +22,13 @@ from loguru import logger
 from tqdm import tqdm
 
 from src.config import ExperimentConfig, config_to_dict
-from src.data.batching import TokenBudgetBatchSampler, collate_translation
-from src.data.tokenizer import PAD_ID
-from src.models.transformer import EncoderDecoderTransformer, build_model
+from src.data.batching import TokenBudgetBatchSampler
+from src.models.builders import build
 from src.training.checkpoint import CheckpointManager
-from src.training.loss import translation_loss
 from src.training.monitor import UpdateRatio, grouped_grad_norms, parameter_norm
-from src.training.probe import AttentionProbe
 from src.tracking.protocol import TrackerLike
 from src.tracking.resources import resource_usage
 from src.training.schedule import make_schedule
-
-
-@dataclass
-class ParallelCorpus:
-    """Token ids of one split, held in memory as Python lists for fast batching."""
-
-    src: list[list[int]]
-    tgt: list[list[int]]
-
-    @classmethod
-    def from_dataset(cls, split, upsample_primary: int = 1) -> "ParallelCorpus":
-        """The split's pairs; with ``upsample_primary`` k > 1 every row not marked ``extra`` is
-        repeated k times (the sampler then shuffles the copies apart)."""
-        src, tgt = split["src_ids"], split["tgt_ids"]
-        if upsample_primary == 1:
-            return cls(src=src, tgt=tgt)
-        if "extra" not in split.column_names:
-            logger.warning(f"upsample_primary={upsample_primary} ignored: the split has no 'extra' column "
-                           "(prepared by an older version?); every row is seen once per epoch")
-            return cls(src=src, tgt=tgt)
-        src, tgt = list(src), list(tgt)
-        primary = [i for i, extra in enumerate(split["extra"]) if not extra]
-        copies = upsample_primary - 1
-        corpus = cls(src=src + [src[i] for i in primary] * copies, tgt=tgt + [tgt[i] for i in primary] * copies)
-        logger.info(f"training rows per epoch: {len(primary)} primary x {upsample_primary} + "
-                    f"{len(split) - len(primary)} extra = {len(corpus)}")
-        return corpus
-
-    def __len__(self) -> int:
-        return len(self.src)
-
-    def batch(self, indices: list[int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(src, decoder input, labels): the target is shifted by one for teacher forcing."""
-        batch = collate_translation([{"src_ids": self.src[i], "tgt_ids": self.tgt[i]} for i in indices], pad_id=PAD_ID)
-        src, tgt = batch["src"].to(device), batch["tgt"].to(device)
-        return src, tgt[:, :-1], tgt[:, 1:]
 
 
 @dataclass
@@ -136,22 +97,6 @@ def stop_requests() -> Iterator[threading.Event]:
             signal.signal(sig, old)
 
 
-@torch.no_grad()
-def evaluate_loss(model: EncoderDecoderTransformer, corpus: ParallelCorpus, max_tokens: int, device: torch.device) -> float:
-    """Mean per-token cross-entropy (no smoothing) over a whole split."""
-    model.eval()
-    sampler = TokenBudgetBatchSampler(
-        [len(s) for s in corpus.src], [len(t) for t in corpus.tgt], max_tokens, shuffle=False
-    )
-    total, count = 0.0, 0
-    for indices in sampler:
-        src, tgt_in, labels = corpus.batch(indices, device)
-        loss, n = translation_loss(model(src, tgt_in), labels, PAD_ID)
-        total, count = total + loss.item() * n, count + n
-    model.train()
-    return total / max(count, 1)
-
-
 def check_same_shape(stored: dict[str, Any], requested: dict[str, Any]) -> None:
     """One line naming the first model key whose change makes the checkpoint's weights not fit."""
     from src.runs.resume import MODEL_KEYS_ALLOWED, ResumeError
@@ -163,28 +108,39 @@ def check_same_shape(stored: dict[str, Any], requested: dict[str, Any]) -> None:
 
 
 class Trainer:
-    """Owns the model, optimizer, schedule and sampler of one run; ``fit()`` runs the loop."""
+    """Owns the model, optimizer, schedule and sampler of one run; ``fit()`` runs the loop.
 
-    def __init__(self, cfg: ExperimentConfig, train: ParallelCorpus, valid: ParallelCorpus, vocab_sizes: tuple[int, int],
-                 run_dir: Path, tracker: TrackerLike, probe: AttentionProbe | None = None,
+    What depends on the task (batches, loss, validation, probe) comes from ``task``, e.g. a
+    ``src.tasks.translation.TranslationTask``; the model from ``src.models.builders.build`` for
+    ``cfg.model.family`` with the task's ``model_sizes()``.
+
+    Args:
+        cfg: the whole experiment config.
+        task: the task's data and rules (``lengths``, ``batch``, ``targets``, ``tokens``, ``loss``,
+            ``validate``, ``model_sizes``, ``probe``).
+        run_dir: where checkpoints, history and plots go.
+        tracker: the step's tracker.
+        inference: what every checkpoint carries so the model can be used alone (tokenizers,
+            special ids, family; ``src.inference.inference_fields``).
+    """
+
+    def __init__(self, cfg: ExperimentConfig, task: Any, run_dir: Path, tracker: TrackerLike,
                  inference: dict[str, Any] | None = None) -> None:
-        """``inference``: what every checkpoint carries so the model can be used alone (tokenizers,
-        special ids, family; ``src.inference.inference_fields``)."""
-        self.cfg, self.train_data, self.valid_data = cfg, train, valid
+        self.cfg, self.task = cfg, task
         self.inference = inference or {}
         self.tc = cfg.training
-        self.run_dir, self.tracker, self.probe = run_dir, tracker, probe
+        self.run_dir, self.tracker, self.probe = run_dir, tracker, task.probe
         # Diagnostics (per-layer gradient norms, update ratio, heatmaps) only when someone records them.
         self.diagnostics = cfg.tracking.enabled
         self.device = resolve_device(self.tc.device)
         seed_everything(self.tc.seed)
-        self.model = build_model(cfg.model, vocab_sizes[0], vocab_sizes[1], PAD_ID).to(self.device)
+        self.model = build(cfg.model, **task.model_sizes()).to(self.device)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.tc.lr, betas=self.tc.betas,
                                            eps=self.tc.eps, weight_decay=self.tc.weight_decay)
         schedule = make_schedule(self.tc.schedule, self.tc.warmup_steps, self.tc.max_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
         self.sampler = TokenBudgetBatchSampler(
-            [len(s) for s in train.src], [len(t) for t in train.tgt], cfg.batching.max_tokens,
+            *task.lengths(), cfg.batching.max_tokens,
             shuffle=cfg.batching.shuffle, seed=self.tc.seed, bucket_size_multiplier=cfg.batching.bucket_size_multiplier,
         )
         self.checkpoints = CheckpointManager(run_dir / "checkpoints", keep=self.tc.keep_checkpoints)
@@ -257,16 +213,15 @@ class Trainer:
     def train_step(self, batches) -> tuple[float, int]:
         """Forward/backward over ``grad_accum_steps`` micro-batches, then clip, step, schedule."""
         autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
-        micro = [self.train_data.batch(next(batches), self.device) for _ in range(self.tc.grad_accum_steps)]
-        n_total = sum(int((labels != PAD_ID).sum()) for _, _, labels in micro)
+        micro = [self.task.batch(next(batches), self.device) for _ in range(self.tc.grad_accum_steps)]
+        n_total = sum(self.task.targets(batch) for batch in micro)
         loss_sum = 0.0
-        for src, tgt_in, labels in micro:
-            with autocast:
-                logits = self.model(src, tgt_in)
-            loss, n = translation_loss(logits, labels, PAD_ID, self.tc.label_smoothing)
-            (loss * n / n_total).backward()  # token-weighted mean over the accumulated batch
+        for batch in micro:
+            with autocast:  # the loss itself is computed in float32 (src/training/loss.py)
+                loss, n = self.task.loss(self.model, batch, self.tc.label_smoothing)
+            (loss * n / n_total).backward()  # target-weighted mean over the accumulated batch
             loss_sum += loss.item() * n
-        return loss_sum / n_total, n_total + sum(int((s != PAD_ID).sum()) for s, _, _ in micro)
+        return loss_sum / n_total, sum(self.task.tokens(batch) for batch in micro)
 
     def _log_gradients(self, total_norm: float) -> None:
         self.tracker.log_scalar("grad_norm", "total", total_norm, self.step)
@@ -346,11 +301,12 @@ class Trainer:
             f.write(json.dumps(row) + "\n")
 
     def validate(self) -> float:
-        valid_loss = evaluate_loss(self.model, self.valid_data, self.cfg.batching.max_tokens, self.device)
-        perplexity = math.exp(min(valid_loss, 50.0))
-        self.tracker.log_scalars("valid", {"loss": valid_loss, "perplexity": perplexity}, self.step)
-        self._append_history({"step": self.step, "valid_loss": valid_loss, "valid_perplexity": perplexity})
-        logger.info(f"step {self.step}: valid loss {valid_loss:.4f}, perplexity {math.exp(min(valid_loss, 50)):.2f}")
+        """The task's validation metrics, logged and kept in the history; the loss picks the best checkpoint."""
+        metrics = self.task.validate(self.model, self.cfg.batching.max_tokens, self.device)
+        valid_loss = metrics["loss"]
+        self.tracker.log_scalars("valid", metrics, self.step)
+        self._append_history({"step": self.step, **{f"valid_{k}": v for k, v in metrics.items()}})
+        logger.info(f"step {self.step}: " + ", ".join(f"valid {k} {v:.4f}" for k, v in metrics.items()))
         if valid_loss < self.best_valid:
             self.best_valid = valid_loss
             self.save_best(valid_loss)

@@ -16,8 +16,8 @@ from src.config import validate_config
 from src.data.prepare import prepare_corpus
 from src.data.tokenizer import encode_corpus, load_tokenizer, train_tokenizer
 from src.tracking import NullTracker, read_offline_session
-from src.training.probe import AttentionProbe
-from src.training.trainer import ParallelCorpus, Trainer
+from src.tasks.translation import TranslationTask
+from src.training.trainer import Trainer
 from tests.tracking.conftest import isolated_offline_clearml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -59,9 +59,8 @@ def make_trainer(corpus_dir: Path, run_dir: Path, tracker=None, **training) -> T
     encoded = load_from_disk(str(corpus_dir / "encoded"))
     tok = load_tokenizer(corpus_dir / "tokenizer.json")
     cfg = tiny_config(run_dir, **training)
-    probe = AttentionProbe.from_ids(encoded["validation"]["src_ids"][:1], encoded["validation"]["tgt_ids"][:1], tok, tok)
-    return Trainer(cfg, ParallelCorpus.from_dataset(encoded["train"]), ParallelCorpus.from_dataset(encoded["validation"]),
-                   (tok.get_vocab_size(), tok.get_vocab_size()), run_dir, tracker or NullTracker(), probe)
+    task = TranslationTask.from_encoded(encoded, {"src": tok, "tgt": tok}, probe_sentences=1)
+    return Trainer(cfg, task, run_dir, tracker or NullTracker())
 
 
 def losses(history: list[dict]) -> dict[int, float]:
@@ -177,18 +176,3 @@ def test_offline_session_holds_scalars_heatmaps_and_model(corpus_dir, tmp_path):
     assert [m.name for m in session.models] == [cfg.tracking.model_name]
     assert out["model_id"] and Path(out["checkpoint"]).exists()
     assert os.path.getsize(out["checkpoint"]) > 0
-
-
-def test_upsample_primary_repeats_only_the_corpus_own_pairs():
-    from collections import Counter
-
-    from datasets import Dataset
-
-    split = Dataset.from_dict({"src_ids": [[4], [5], [6], [7]], "tgt_ids": [[1, 4, 2], [1, 5, 2], [1, 6, 2], [1, 7, 2]],
-                               "extra": [False, True, False, True]})
-    corpus = ParallelCorpus.from_dataset(split, upsample_primary=3)
-    assert Counter(ids[0] for ids in corpus.src) == {4: 3, 6: 3, 5: 1, 7: 1}
-    assert all(t[1] == s[0] for s, t in zip(corpus.src, corpus.tgt))  # pairs stay pairs
-    assert len(ParallelCorpus.from_dataset(split)) == 4
-    # a split without the column (prepared elsewhere) is used as it is
-    assert len(ParallelCorpus.from_dataset(split.remove_columns("extra"), upsample_primary=3)) == 4
