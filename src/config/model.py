@@ -15,9 +15,12 @@ class ModelConfig(FrozenConfig):
     number of classes.
     """
 
-    # encoder_decoder: translation (Vaswani et al. 2017); encoder_classifier: BERT-like text classifier
-    family: Literal["encoder_decoder", "encoder_classifier"] = "encoder_decoder"
+    # encoder_decoder: translation (Vaswani et al. 2017); encoder_classifier: BERT-like text classifier;
+    # lstm_classifier / gru_classifier: recurrent baselines (d_model wide, n_encoder_layers deep)
+    family: Literal["encoder_decoder", "encoder_classifier", "lstm_classifier", "gru_classifier"] = "encoder_decoder"
     pooling: Literal["cls", "mean"] = "cls"  # encoder_classifier: [CLS] state or mean of the real tokens
+    rnn_bidirectional: bool = True  # lstm/gru_classifier: read the text both ways
+    rnn_fast: bool = True  # lstm/gru_classifier: PyTorch's kernel on the same weights (False: the equations)
     d_model: PositiveInt = 256
     n_heads: PositiveInt = 4
     n_encoder_layers: PositiveInt = 3
