@@ -83,3 +83,16 @@ def test_json_and_yaml_load_the_same(tmp_path):
     (tmp_path / "a.json").write_text(json.dumps(data))
     (tmp_path / "a.yaml").write_text("model:\n  d_model: 64\n  n_heads: 4\ntraining:\n  max_steps: 7\n")
     assert load_config(tmp_path / "a.json") == load_config(tmp_path / "a.yaml")
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["task=classification"], "task='classification' needs model.family in ['encoder_classifier', 'gru_classifier', "
+                              "'lstm_classifier'], got 'encoder_decoder'"),
+    (["model.family=lstm_classifier"], "task='translation' needs model.family in ['encoder_decoder']"),
+    (["task=classification", "model.family=encoder_classifier"], "data.source='ding' is parallel text"),
+    (["data.source=imdb"], "data.source='imdb' is labelled text: it needs task='classification'"),
+])
+def test_the_model_family_and_data_must_fit_the_task(overrides, message):
+    with pytest.raises(ConfigError) as err:
+        load_config("config/tiny.yaml", overrides)
+    assert message in str(err.value) and "(got {" not in str(err.value)  # one rule, not the whole config dumped

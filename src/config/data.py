@@ -13,7 +13,8 @@ MIN_VOCAB_SIZE = 256 + 4
 class DataConfig(FrozenConfig):
     """Where parallel text comes from and how it is cleaned and split."""
 
-    source: Literal["ding", "hf", "local"] = "ding"
+    # ding/hf/local: parallel text for translation; imdb/hf/local: labelled text for classification
+    source: Literal["ding", "hf", "local", "imdb"] = "ding"
     src_lang: str = "de"
     tgt_lang: str = "en"
     # ding: Debian's trans-de-en package
@@ -32,6 +33,11 @@ class DataConfig(FrozenConfig):
     src_column: str | None = None
     tgt_column: str | None = None
     translation_column: str | None = "translation"
+    # classification: the text and label columns of hf/local data; the IMDB CSV (default: the cache
+    # that .ci/install fills, src/data/text_classification.py)
+    text_column: str = "text"
+    label_column: str = "label"
+    imdb_path: str | None = None
     # cleaning (Sec. "Cleaning" of the data issue); lengths in characters after normalisation
     min_chars: PositiveInt = 1
     max_chars: PositiveInt = 300
@@ -40,6 +46,9 @@ class DataConfig(FrozenConfig):
     valid_fraction: confloat(ge=0.0, lt=1.0) = 0.05
     test_fraction: confloat(ge=0.0, lt=1.0) = 0.05
     split_salt: str = "stepwise-v1"
+    # exact validation/test sizes (rows), instead of the fractions
+    valid_count: PositiveInt | None = None
+    test_count: PositiveInt | None = None
     # fewest pairs the validation and test splits may hold: fewer is an error before training
     min_eval_pairs: PositiveInt = 8
     # first rows read from the source (Ding: first sentence pairs, phrases from the same lines); None: all
@@ -65,6 +74,8 @@ class DataConfig(FrozenConfig):
             raise ValueError(f"source='hf' needs hf_name (got hf_name={self.hf_name!r})")
         if self.source == "local" and not self.local_path:
             raise ValueError(f"source='local' needs local_path (got local_path={self.local_path!r})")
+        if self.source == "imdb" and self.ding_extra_train_phrases:
+            raise ValueError("ding_extra_train_phrases adds Ding dictionary pairs; it needs source='ding' (got 'imdb')")
         if self.source == "ding" and {self.src_lang, self.tgt_lang} != {"de", "en"}:
             raise ValueError(
                 f"the Ding dictionary is German-English (expected src_lang/tgt_lang 'de'/'en' "

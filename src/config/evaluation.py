@@ -14,4 +14,6 @@ class EvaluationConfig(FrozenConfig):
     batch_size: PositiveInt = 64
     n_samples: PositiveInt = 8  # translations shown in the sample table and heatmaps
     max_test_sentences: PositiveInt | None = None
-    bleu_threshold: PositiveFloat = 10.0  # register step: minimum BLEU for "production"
+    bleu_threshold: PositiveFloat = 10.0  # register step: minimum BLEU for "production" (translation)
+    accuracy_threshold: confloat(gt=0.0, le=1.0) = 0.85  # the same for classification (a fraction)
+    n_worst: PositiveInt = 20  # classification: most confidently misclassified texts shown

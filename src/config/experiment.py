@@ -5,7 +5,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, ValidationError
+from typing import Literal
+
+from pydantic import Field, ValidationError, model_validator
 
 from src.config.base import FrozenConfig
 from src.config.data import BatchingConfig, DataConfig, TokenizerConfig
@@ -24,6 +26,8 @@ class ConfigError(ValueError):
 class ExperimentConfig(FrozenConfig):
     """Every section of one run. YAML/JSON files map onto it 1:1."""
 
+    # what is learned: translation (encoder_decoder) or text classification (the classifier families)
+    task: Literal["translation", "classification"] = "translation"
     run_name: str = "default"
     output_dir: str = "runs"
     # the run's own folder under output_dir: set by ``train`` (run_name plus a timestamp, see
@@ -36,6 +40,19 @@ class ExperimentConfig(FrozenConfig):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+    @model_validator(mode="after")
+    def _family_fits_the_task(self) -> "ExperimentConfig":
+        fits = {"translation": {"encoder_decoder"},
+                "classification": {"encoder_classifier", "lstm_classifier", "gru_classifier"}}[self.task]
+        if self.model.family not in fits:
+            raise ValueError(f"task={self.task!r} needs model.family in {sorted(fits)}, got {self.model.family!r}")
+        if self.task == "translation" and self.data.source == "imdb":
+            raise ValueError("data.source='imdb' is labelled text: it needs task='classification'")
+        if self.task == "classification" and self.data.source == "ding":
+            raise ValueError("data.source='ding' is parallel text: it needs task='translation' "
+                             "(for classification: 'imdb', 'local' or 'hf')")
+        return self
 
     @property
     def run_dir(self) -> Path:
@@ -141,7 +158,9 @@ def validate_config(data: dict[str, Any], source: str = "config") -> ExperimentC
         lines = []
         for e in err.errors():
             loc = ".".join(str(p) for p in e["loc"])
-            if e["type"] == "extra_forbidden":
+            if not e["loc"] or e["type"] == "value_error" and isinstance(e.get("input"), dict):
+                lines.append(f"  {loc + ': ' if loc else ''}{e['msg'].removeprefix('Value error, ')}")  # a whole-section rule
+            elif e["type"] == "extra_forbidden":
                 lines.append(f"  {loc}: unknown key (allowed: {', '.join(_allowed_keys(e['loc']))})")
             else:
                 lines.append(f"  {loc}: {e['msg']} (got {e.get('input')!r})")
