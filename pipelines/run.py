@@ -79,17 +79,9 @@ def choose_mode(args: argparse.Namespace) -> str:
 
 
 def print_summary(cfg: ExperimentConfig, outputs: dict[str, Any], mode: str) -> None:
-    metrics = outputs["evaluate"]["metrics"]
-    registration = outputs["register"]
-    lines = [
-        "",
-        f"run folder:      {cfg.run_dir}",
-        f"test BLEU:       {metrics['beam']['bleu']:.2f} (beam {cfg.evaluation.beam_size}), "
-        f"{metrics['greedy']['bleu']:.2f} (greedy)",
-        f"test chrF:       {metrics['beam']['chrf']:.2f}",
-        f"test perplexity: {metrics['test']['perplexity']:.2f}",
-        f"model:           {registration['stage']} ({registration['reason']})",
-    ]
+    from src.steps.context import for_task
+
+    lines = ["", f"run folder:      {cfg.run_dir}", *for_task(cfg).summary(cfg, outputs)]
     if mode == "offline":
         lines += ["", "Upload the offline ClearML sessions to a server with:",
                   f"    python -m src.main import-offline {cfg.run_dir}"]

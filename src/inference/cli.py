@@ -40,6 +40,8 @@ def translate_command(args: argparse.Namespace) -> str:
     from src.runs import resolve_checkpoint
 
     trained = load_for_inference(resolve_checkpoint(args.run, args.runs_dir), args.device)
+    if trained.family != "encoder_decoder":
+        raise ValueError(f"{trained.path} holds a {trained.family} model; translate needs a translation model")
     if not args.text and sys.stdin.isatty():
         logger.info("reading sentences from standard input, one per line; end with Ctrl-D")
     texts = list(args.text) if args.text else [line.rstrip("\n") for line in sys.stdin]
@@ -56,6 +58,9 @@ def evaluate_command(args: argparse.Namespace) -> str:
 
     checkpoint = resolve_checkpoint(args.run, args.runs_dir)
     trained = load_for_inference(checkpoint, args.device)
+    if trained.family != "encoder_decoder":
+        raise ValueError(f"{checkpoint} holds a {trained.family} model; its test metrics are in the run's "
+                         "evaluate/metrics.json (evaluate scores translation models so far)")
     run_dir = run_dir_of_checkpoint(checkpoint)
     if args.split in SPLITS:
         split = _run_split(run_dir, checkpoint, SPLITS[args.split])

@@ -7,7 +7,7 @@ with ``torch.load(weights_only=True)``: nothing is unpickled that could run code
 """
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,8 @@ from src.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from src.training.checkpoint import CheckpointError, load_checkpoint
 
 CHECKPOINT_FORMAT = 2
-FAMILY = "encoder_decoder"  # the one family so far; the model-families issue adds more
+FAMILY = "encoder_decoder"  # translation; the classifiers also store their class names ("labels")
+FAMILIES = frozenset({"encoder_decoder", "encoder_classifier", "lstm_classifier", "gru_classifier"})
 INFERENCE_KEYS = ("format", "family", "config", "tokenizers", "special_ids")
 
 
@@ -43,6 +44,7 @@ class InferenceModel:
     family: str
     step: int
     path: Path
+    labels: list[str] = field(default_factory=list)  # a classifier's class names, in id order
 
     @property
     def device(self) -> torch.device:
@@ -53,7 +55,7 @@ def load_for_inference(path: str | Path, device: str | torch.device = "auto") ->
     """Rebuild the model and tokenizers from checkpoint ``path`` alone, on ``device`` (auto: CUDA if present)."""
     from tokenizers import Tokenizer
 
-    from src.models.transformer import build_model
+    from src.models.builders import build
     from src.training.trainer import resolve_device
 
     path = Path(path)
@@ -64,13 +66,18 @@ def load_for_inference(path: str | Path, device: str | torch.device = "auto") ->
             f"{path} cannot be used on its own: it lacks {missing} (written before checkpoints carried "
             f"their tokenizers, format < {CHECKPOINT_FORMAT}); train again to get a self-contained checkpoint"
         )
-    if state["family"] != FAMILY:
-        raise CheckpointError(f"{path} holds a {state['family']!r} model; this version can load {FAMILY!r}")
+    if state["family"] not in FAMILIES:
+        raise CheckpointError(f"{path} holds a {state['family']!r} model; this version can load {sorted(FAMILIES)}")
     config = validate_config(json.loads(state["config"]), source=f"config stored in {path}")
     tokenizers = {side: Tokenizer.from_str(text) for side, text in state["tokenizers"].items()}
     special = {k: int(v) for k, v in state["special_ids"].items()}
-    model = build_model(config.model, tokenizers["src"].get_vocab_size(), tokenizers["tgt"].get_vocab_size(),
-                        special["pad"])
+    labels = list(state.get("labels") or [])
+    if "text" in tokenizers:  # a classifier: one tokenizer, and its classes
+        sizes = {"vocab_size": tokenizers["text"].get_vocab_size(), "n_classes": len(labels), "pad_id": special["pad"]}
+    else:
+        sizes = {"src_vocab_size": tokenizers["src"].get_vocab_size(),
+                 "tgt_vocab_size": tokenizers["tgt"].get_vocab_size(), "pad_id": special["pad"]}
+    model = build(config.model, **sizes)
     model.load_state_dict(state["model"])
     model = model.to(resolve_device(str(device))).eval()
-    return InferenceModel(model, config, tokenizers, special, state["family"], int(state["step"]), path)
+    return InferenceModel(model, config, tokenizers, special, state["family"], int(state["step"]), path, labels)

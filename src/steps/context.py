@@ -68,6 +68,14 @@ def save_traceback(step_dir: Path, err: BaseException) -> Path:
     return path
 
 
+def for_task(cfg: ExperimentConfig):
+    """The module with this task's step bodies: ``src/steps/<task>.py`` (data_prep, tokenize, train,
+    evaluate, gate). A new task adds its module here and in ``ExperimentConfig.task``."""
+    from src.steps import classification, translation
+
+    return {"translation": translation, "classification": classification}[cfg.task]
+
+
 @dataclass
 class StepContext:
     name: str

@@ -6,7 +6,7 @@ test metrics and the gate's reason, so the registry holds one model per trained 
 
 from typing import Any
 
-from src.steps.context import ConfigLike, tracked_step
+from src.steps.context import ConfigLike, for_task, tracked_step
 
 
 def run(config: ConfigLike, trained: dict[str, Any], evaluated: dict[str, Any], *,
@@ -16,19 +16,17 @@ def run(config: ConfigLike, trained: dict[str, Any], evaluated: dict[str, Any], 
 
     with tracked_step("register", config, "custom", offline=offline) as step:
         cfg, tracker = step.cfg, step.tracker
-        metrics = evaluated["metrics"]
-        bleu = float(metrics["beam"]["bleu"])
-        champion = published_model_metric(cfg.tracking.project_name, cfg.tracking.model_name, "bleu")
-        decision = quality_gate(bleu, cfg.evaluation.bleu_threshold, champion)
+        gate = for_task(cfg).gate(cfg, evaluated["metrics"])  # the task's metric: BLEU, accuracy
+        champion = published_model_metric(cfg.tracking.project_name, cfg.tracking.model_name, gate["metric"])
+        decision = quality_gate(gate["value"], gate["threshold"], champion, metric=gate["name"])
         model_id = tracker.update_model(
             trained["model_id"], name=cfg.tracking.model_name, source_task_id=trained["task_id"],
             tags=[decision.stage, *cfg.tracking.tags],
-            metadata={"bleu": bleu, "chrf": float(metrics["beam"]["chrf"]), "bleu_greedy": float(metrics["greedy"]["bleu"]),
-                      "test_loss": float(metrics["test"]["loss"]), "stage": decision.stage, "reason": decision.reason},
+            metadata={**gate["metadata"], "stage": decision.stage, "reason": decision.reason},
             publish=decision.promote,
         )
-        record = {"model_id": model_id, "stage": decision.stage, "reason": decision.reason, "bleu": bleu,
-                  "champion_bleu": champion, "threshold": cfg.evaluation.bleu_threshold}
+        record = {"model_id": model_id, "stage": decision.stage, "reason": decision.reason, gate["metric"]: gate["value"],
+                  f"champion_{gate['metric']}": champion, "threshold": gate["threshold"]}
         tracker.upload_artifact("registration", record)
         tracker.log_text(f"registration: {decision.stage} ({decision.reason})")
         return record | {"task_id": tracker.task_id}

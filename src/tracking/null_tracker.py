@@ -66,6 +66,10 @@ class NullTracker:
     def log_table(self, title: str, series: str, table: "pandas.DataFrame", step: int = 0) -> None:
         pass
 
+    def log_confusion_matrix(self, title: str, series: str, matrix: Sequence[Sequence[int]],
+                             labels: Sequence[str], step: int = 0) -> None:
+        pass
+
     def log_text(self, text: str, console: bool = True) -> None:
         pass
 

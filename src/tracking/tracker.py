@@ -188,6 +188,15 @@ class Tracker:
     def log_table(self, title: str, series: str, table: "pandas.DataFrame", step: int = 0) -> None:
         self._logger.report_table(title, series, iteration=int(step), table_plot=table)
 
+    def log_confusion_matrix(self, title: str, series: str, matrix: Sequence[Sequence[int]],
+                             labels: Sequence[str], step: int = 0) -> None:
+        """Counts per (true class, predicted class): rows are the true classes, as ClearML's Plots draw them."""
+        import numpy as np
+
+        self._logger.report_confusion_matrix(title, series, np.asarray(matrix), iteration=int(step),
+                                             xaxis="predicted", yaxis="true", xlabels=list(labels),
+                                             ylabels=list(labels))
+
     def log_text(self, text: str, console: bool = True) -> None:
         """A line in the task's console log; ``console=False`` keeps it out of this process's output."""
         self._logger.report_text(text, print_console=console)

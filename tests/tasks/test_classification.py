@@ -69,7 +69,8 @@ def test_the_shared_loop_trains_a_classifier(tokenizer, tmp_path, family):
     train, valid = LabelledCorpus(ids[:200], labels[:200]), LabelledCorpus(ids[200:], labels[200:])
     probe = ClassificationProbe.from_ids(valid.ids[:1], tokenizer)
     task = ClassificationTask(train, valid, tokenizer.get_vocab_size(), 2, probe)
-    cfg = load_config("config/tiny.yaml", [f"model.family={family}", "model.dropout=0.0", "training.max_steps=120",
+    cfg = load_config("config/tiny.yaml", ["task=classification", "data.source=imdb", f"model.family={family}",
+                                           "model.dropout=0.0", "training.max_steps=120",
                                            "training.eval_every=40", "training.checkpoint_every=40",
                                            "tracking.heatmap_every=60", "training.label_smoothing=0.0"])
     tracker = NullTracker(output_dir=tmp_path)

@@ -1,0 +1,65 @@
+"""``train --config config/imdb_tiny.yaml``: the same five steps, offline, for a text classifier on IMDB."""
+
+import json
+
+import pytest
+import torch
+
+from src.data.text_classification import imdb_csv_path
+from src.tracking import read_offline_session
+from tests.clearml_stub.stub import run_src_main
+from tests.pipelines.conftest import STEPS, clean_env, run_folder
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture(scope="module")
+def imdb_run(tmp_path_factory):
+    try:
+        data_dir = imdb_csv_path().parents[1]  # the run gets an empty HOME: point it at the cached CSV
+    except FileNotFoundError as err:
+        pytest.skip(f"IMDB CSV not cached: {err}")
+    root = tmp_path_factory.mktemp("imdb")
+    proc = run_src_main(["train", "--config", "config/imdb_tiny.yaml", f"output_dir={root / 'runs'}"],
+                        clean_env(root / "home", STEPWISE_DATA_DIR=str(data_dir)), timeout=240)
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    return proc, run_folder(proc.stdout)
+
+
+def test_the_five_steps_run_and_report_accuracy(imdb_run):
+    proc, run_dir = imdb_run
+    metrics = json.loads((run_dir / "evaluate" / "metrics.json").read_text())
+    assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["labels"] == ["negative", "positive"]
+    assert sum(map(sum, metrics["confusion"])) == metrics["n_texts"] > 0
+    assert f"test accuracy:   {metrics['accuracy']:.4f}" in proc.stdout
+    status = json.loads((run_dir / "status.json").read_text())
+    assert all(status["steps"][s]["status"] == "completed" for s in STEPS)
+
+
+def test_each_session_holds_what_a_researcher_reviews(imdb_run):
+    _, run_dir = imdb_run
+    s = {step: read_offline_session(next((run_dir / step / "clearml_offline").glob("*.zip"))) for step in STEPS}
+    assert {"texts per split", "class balance/train", "dropped rows"} <= {t for t, _ in s["data_prep"].scalars}
+    train_titles = {t for t, _ in s["train"].scalars}
+    assert {"train", "valid", "grad_norm", "grad_norm_by_layer", "resources"} <= train_titles
+    assert {series for title, series in s["train"].scalars if title == "valid"} == {"loss", "accuracy", "macro_f1"}
+    assert {"attention/cls", "gradient norms"} <= {image.title for image in s["train"].images}
+    assert len(s["train"].models) == 1 and [len(x.models) for x in s.values()].count(0) == 4
+    assert {("test", "accuracy"), ("test", "macro_f1"), ("test/precision", "positive"), ("test/recall", "negative")} \
+        <= set(s["evaluate"].scalars)
+    plots = {title for title, _, _ in s["evaluate"].plots}
+    assert {"confusion matrix", "misclassified"} <= plots
+    update = json.loads(s["register"].read_bytes(s["register"].artifacts["model-update"]))
+    assert update["metadata"]["accuracy"] == pytest.approx(
+        json.loads((run_dir / "evaluate" / "metrics.json").read_text())["accuracy"])
+
+
+def test_the_checkpoint_carries_its_classes_and_tokenizer(imdb_run):
+    from src.inference import load_for_inference
+
+    _, run_dir = imdb_run
+    model = load_for_inference(run_dir / "train" / "checkpoints" / "best.pt", "cpu")
+    assert model.family == "encoder_classifier" and model.labels == ["negative", "positive"]
+    ids = model.tokenizers["text"].encode("A wonderful film.").ids
+    with torch.no_grad():
+        assert model.model(torch.tensor([[1, *ids]])).shape == (1, 2)
