@@ -10,7 +10,11 @@ from loguru import logger
 from src.config import ExperimentConfig, config_to_dict
 from src.steps.context import read_status, save_traceback, update_run, update_status
 
-REUSABLE_STEPS = ("data_prep", "tokenize")  # a resume keeps their output: check_resume refuses changes to them
+def reusable_steps() -> tuple[str, ...]:
+    """The cached steps of the table: a resume keeps their output (check_resume refuses changes to them)."""
+    from src.steps import STEPS
+
+    return tuple(spec.name for spec in STEPS if spec.cache)
 
 
 class PipelineError(RuntimeError):
@@ -38,7 +42,7 @@ def start_run(cfg: ExperimentConfig, resume: bool, changes: dict[str, tuple]) ->
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / CONFIG_FILE).write_text(json.dumps(config_to_dict(cfg), indent=2) + "\n", encoding="utf-8")
     done = {name: step | {"output": rebased(name, step["output"], run_dir)} for name, step in state["steps"].items()
-            if resume and name in REUSABLE_STEPS and step.get("status") == "completed" and "output" in step}
+            if resume and name in reusable_steps() and step.get("status") == "completed" and "output" in step}
     steps = {name: done[name] if name in done else {"status": "pending", "time": time.time()}
              for name, step in state["steps"].items()}  # a re-run step keeps nothing of its last attempt
     update_run(run_dir, steps=steps, failed_step=None, reason=None, owner=owner())
@@ -75,7 +79,9 @@ def run_steps(cfg: ExperimentConfig, *, offline: bool | None = True, resume: boo
     outputs are read back from ``status.json``) and training continues from its last good
     checkpoint. A failing step raises ``PipelineError`` with one line for the console.
     """
-    from src.steps import data_prep, evaluate, register, tokenize, train
+    import importlib
+
+    from src.steps import STEPS
 
     run_dir = cfg.run_dir
     done = start_run(cfg, resume, changes or {})
@@ -97,11 +103,10 @@ def run_steps(cfg: ExperimentConfig, *, offline: bool | None = True, resume: boo
         update_status(run_dir, name, "completed", output=result)
         return result
 
-    outputs["data_prep"] = step("data_prep", data_prep.run)
-    outputs["tokenize"] = step("tokenize", tokenize.run, outputs["data_prep"])
-    outputs["train"] = step("train", train.run, outputs["tokenize"], resume=resume)
-    outputs["evaluate"] = step("evaluate", evaluate.run, outputs["tokenize"], outputs["train"])
-    outputs["register"] = step("register", register.run, outputs["train"], outputs["evaluate"])
+    for spec in STEPS:  # the pipeline's one table, in order; each step gets its parents' outputs
+        run = importlib.import_module(f"src.steps.{spec.name}").run
+        inputs = {argument: outputs[parent] for argument, parent in spec.upstream().items()}
+        outputs[spec.name] = step(spec.name, run, **inputs, **({"resume": resume} if spec.name == "train" else {}))
     state = update_status(run_dir, "pipeline", "completed")
     (run_dir / "pipeline_outputs.json").write_text(json.dumps(outputs, indent=2, default=str) + "\n")
     return outputs | {"status": state}

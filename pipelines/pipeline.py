@@ -6,35 +6,17 @@ re-validates the parameters (they arrive as strings, clearml #1668).
 """
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from src.config import ExperimentConfig, config_to_dict
+from src.steps import STEPS
 
 QUEUES_FILE = "queues/queues.yaml"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REQUIREMENTS = REPO_ROOT / "requirements.txt"
 # What the controller imports (src.main -> pipelines -> src.config, src.tracking.server): no torch.
 CONTROLLER_PACKAGES = ("clearml", "loguru", "pydantic", "PyYAML")
-
-
-@dataclass(frozen=True)
-class StepSpec:
-    name: str
-    parents: tuple[str, ...]
-    inputs: dict[str, str]  # function argument -> "${<step>.<return name>}"
-    task_type: str
-    cache: bool = False
-
-
-STEPS = (
-    StepSpec("data_prep", (), {}, "data_processing", cache=True),
-    StepSpec("tokenize", ("data_prep",), {"data": "${data_prep.output}"}, "data_processing", cache=True),
-    StepSpec("train", ("tokenize",), {"tokenized": "${tokenize.output}"}, "training"),
-    StepSpec("evaluate", ("tokenize", "train"), {"tokenized": "${tokenize.output}", "trained": "${train.output}"}, "testing"),
-    StepSpec("register", ("train", "evaluate"), {"trained": "${train.output}", "evaluated": "${evaluate.output}"}, "custom"),
-)
 
 
 # --- step functions: what runs inside each step's task on an agent --------------------------------

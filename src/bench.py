@@ -281,11 +281,3 @@ def _table(result: dict) -> str:
         ratio, target = result["ratios"][contest], TARGETS[contest]
         lines.append(f"{title:<38}{medians[0]:>12.0f}{medians[1]:>12.0f}{ratio:>8.2f}{target:>8.1f}")
     return "\n".join(lines)
-
-
-if __name__ == "__main__":  # same as ``python -m src.main bench``
-    import sys
-
-    from src.main import main
-
-    sys.exit(main(["bench", *sys.argv[1:]]))

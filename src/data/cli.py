@@ -109,9 +109,3 @@ def report(args: argparse.Namespace) -> str:
     text = json.dumps(data_figures(cfg, out_dir), indent=2)
     (out_dir / "figures.json").write_text(text, encoding="utf-8")
     return text
-
-
-if __name__ == "__main__":  # same as ``python -m src.main data``
-    from src.main import main
-
-    sys.exit(main(["data", *sys.argv[1:]]))

@@ -134,7 +134,7 @@ class AttentionProbe:
 
         Every panel of a row shares the query tokens (labelled on the first column), every panel
         of a column the key tokens (labelled on the bottom row): one figure per kind and report
-        keeps the cost of a report to a few seconds (see ``python -m src.training.overhead``).
+        keeps the cost of a report to a few seconds (see ``python -m src.tuning.overhead``).
         """
         from src.visualization import plot_attention
 

@@ -1,6 +1,6 @@
 """Tuning runs: train one configuration with tracking off, then score greedy BLEU on the *validation* split.
 
-``python -m src.training.sweep NAME [--config FILE] [--threads N] [--sentences-only] [--out FILE] [overrides]``
+``python -m src.tuning.sweep NAME [--config FILE] [--threads N] [--sentences-only] [--out FILE] [overrides]``
 
 The test split stays untouched for the pipeline's evaluate step; tuning reads validation only.
 Prepared and tokenized data are cached under ``--work`` per data/tokenizer config, so a sweep
@@ -23,7 +23,7 @@ from loguru import logger
 
 def prepared(cfg, work: Path) -> Path:
     """Encoded splits and tokenizer for ``cfg``'s data and tokenizer sections, built once."""
-    from src.training.overhead import prepare
+    from src.tuning.overhead import prepare
 
     key = json.dumps([cfg.data.model_dump(mode="json"), cfg.tokenizer.model_dump(mode="json")], sort_keys=True)
     out = work / hashlib.sha1(key.encode()).hexdigest()[:12]
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from src.config import ConfigError, load_config
 
-    parser = argparse.ArgumentParser(prog="python -m src.training.sweep", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m src.tuning.sweep", description=__doc__.split("\n\n")[0])
     parser.add_argument("name")
     parser.add_argument("--config", default=None)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")

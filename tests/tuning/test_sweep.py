@@ -4,7 +4,7 @@ import json
 
 from loguru import logger
 
-from src.training.sweep import main
+from src.tuning.sweep import main
 
 
 def test_sweep_rows_score_validation_and_count_the_epoch(tmp_path):

@@ -1,6 +1,6 @@
 """What tracking costs: the same training window with tracking on and off, side by side.
 
-``python -m src.training.overhead [--config FILE] [--steps N] [--repeats R] [overrides]``
+``python -m src.tuning.overhead [--config FILE] [--steps N] [--repeats R] [overrides]``
 
 "On" is what the pipeline does: a ClearML offline session, per-layer gradient norms every
 ``tracking.grad_norm_every`` steps, update ratios, resource use, and attention heatmaps of the
@@ -82,7 +82,7 @@ def measure(cfg, steps: int, repeats: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     from src.config import load_config
 
-    parser = argparse.ArgumentParser(prog="python -m src.training.overhead", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m src.tuning.overhead", description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=None)
     parser.add_argument("--steps", type=int, default=None, help="steps per run (default: tracking.heatmap_every)")
     parser.add_argument("--repeats", type=int, default=3)
