@@ -22,6 +22,14 @@ def _number(value: object, digits: int = 2) -> str:
     return f"{value:.{digits}f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "-"
 
 
+def test_metric(metrics: dict) -> str:
+    """The run's headline test figure: beam BLEU for translation, accuracy for classification."""
+    if "accuracy" in metrics:
+        return f"accuracy {metrics['accuracy']:.4f}"
+    bleu = metrics.get("beam", {}).get("bleu")
+    return f"BLEU {bleu:.2f}" if isinstance(bleu, (int, float)) else "-"
+
+
 def run_summary(run: RunInfo) -> dict[str, str]:
     """The figures ``runs list`` and ``runs compare`` show for one run."""
     steps = run.status.get("steps", {})
@@ -38,7 +46,9 @@ def run_summary(run: RunInfo) -> dict[str, str]:
         "steps done": f"{len(completed)}/5",
         "train steps": str(train.get("steps", "-")),
         "best valid loss": _number(train.get("best_valid_loss"), 4),
-        "test loss": _number(metrics.get("test", {}).get("loss"), 4),
+        "test metric": test_metric(metrics),
+        "test loss": _number(metrics.get("test", {}).get("loss", metrics.get("loss")), 4),
+        "accuracy": _number(metrics.get("accuracy"), 4),
         "BLEU beam": _number(metrics.get("beam", {}).get("bleu")),
         "BLEU greedy": _number(metrics.get("greedy", {}).get("bleu")),
         "chrF": _number(metrics.get("beam", {}).get("chrf")),
@@ -51,7 +61,7 @@ def runs_list(output_dir: str | Path = "runs") -> str:
     runs = list_runs(output_dir)
     if not runs:
         return f"no runs in {output_dir}/ (start one with: python -m src.main train)"
-    columns = ("status", "steps done", "train steps", "best valid loss", "BLEU beam", "model", "created")
+    columns = ("status", "steps done", "train steps", "best valid loss", "test metric", "model", "created")
     rows = [[run.run_id, *(run_summary(run)[c] for c in columns)] for run in runs]
     return format_table(["run", *columns], rows)
 

@@ -27,9 +27,12 @@ def test_list_shows_status_progress_and_metrics_of_each_run(tmp_path):
     fake_run(tmp_path, "tiny-b", "failed", 0.001, None)
     lines = runs_list(tmp_path).splitlines()
     assert lines[0].split()[:2] == ["run", "status"] and set(lines[1]) <= {"-", " "}
-    assert lines[2].split()[:2] == ["tiny-a", "completed"] and "3.25" in lines[2]
+    assert lines[2].split()[:2] == ["tiny-a", "completed"] and "BLEU 3.25" in lines[2]
     assert "failed (evaluate)" in lines[3]
     assert "no runs in" in runs_list(tmp_path / "none")
+    classifier = fake_run(tmp_path, "imdb-c", "completed", 0.001, None)
+    (classifier / "evaluate" / "metrics.json").write_text(json.dumps({"accuracy": 0.8716, "loss": 0.31}))
+    assert "accuracy 0.8716" in runs_list(tmp_path).splitlines()[-1]
 
 
 def test_compare_shows_only_the_differing_config_keys_and_the_metrics(tmp_path):
