@@ -91,6 +91,7 @@ def test_json_and_yaml_load_the_same(tmp_path):
     (["model.family=lstm_classifier"], "task='translation' needs model.family in ['encoder_decoder']"),
     (["task=classification", "model.family=encoder_classifier"], "data.source='ding' is parallel text"),
     (["data.source=imdb"], "data.source='imdb' is labelled text: it needs task='classification'"),
+    (["data.valid_count=100"], "valid_count and test_count are set together or not at all"),
 ])
 def test_the_model_family_and_data_must_fit_the_task(overrides, message):
     with pytest.raises(ConfigError) as err:

@@ -74,6 +74,9 @@ class DataConfig(FrozenConfig):
             raise ValueError(f"source='hf' needs hf_name (got hf_name={self.hf_name!r})")
         if self.source == "local" and not self.local_path:
             raise ValueError(f"source='local' needs local_path (got local_path={self.local_path!r})")
+        if (self.valid_count is None) != (self.test_count is None):
+            raise ValueError("valid_count and test_count are set together or not at all "
+                             f"(got valid_count={self.valid_count}, test_count={self.test_count})")
         if self.source == "imdb" and self.ding_extra_train_phrases:
             raise ValueError("ding_extra_train_phrases adds Ding dictionary pairs; it needs source='ding' (got 'imdb')")
         if self.source == "ding" and {self.src_lang, self.tgt_lang} != {"de", "en"}:

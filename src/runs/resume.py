@@ -16,10 +16,11 @@ from typing import Any
 from src.config import ConfigError, ExperimentConfig, config_to_dict
 
 # keys that change no weight shape: a checkpoint loads into the new model unchanged
-MODEL_KEYS_ALLOWED = frozenset({"dropout", "attention_dropout", "attention_backend"})
+MODEL_KEYS_ALLOWED = frozenset({"dropout", "attention_dropout", "attention_backend", "rnn_fast"})
 REFUSED_SECTIONS = ("data", "tokenizer")
 DATA_KEYS_ALLOWED = frozenset({"min_eval_pairs"})  # a check on the split sizes, not the data itself
 IGNORED_TOP_LEVEL = frozenset({"run_id", "run_name", "output_dir"})
+REFUSED_TOP_LEVEL = frozenset({"task"})  # what the checkpoint learned
 
 
 class ResumeError(ConfigError):
@@ -49,6 +50,10 @@ def check_resume(stored: ExperimentConfig, requested: ExperimentConfig, run: str
     """Raise ``ResumeError`` for a change the checkpoint cannot follow; return the allowed changes."""
     changes = {k: v for k, v in config_differences(stored, requested).items()
                if k.split(".")[0] not in IGNORED_TOP_LEVEL}
+    for key in REFUSED_TOP_LEVEL & set(changes):  # the broadest change first: it explains the others
+        old, new = changes[key]
+        raise ResumeError(f"cannot resume {run}: it was trained for {key}={old!r}, config asks {new!r} "
+                          "(start a new run: drop --resume)")
     for key, (old, new) in changes.items():
         section, _, name = key.partition(".")
         if section == "model" and name not in MODEL_KEYS_ALLOWED:

@@ -65,9 +65,11 @@ def classification_metrics(predictions: list[int], labels: list[int], n_classes:
         p, r = hits / predicted_k if predicted_k else 0.0, hits / true_k if true_k else 0.0
         precision.append(p)
         recall.append(r)
-        f1.append(2 * p * r / (p + r) if p + r else 0.0)
+        if predicted_k or true_k:  # a class neither present nor predicted says nothing (as scikit-learn)
+            f1.append(2 * p * r / (p + r) if p + r else 0.0)
     total = max(len(labels), 1)
-    return {"accuracy": sum(confusion[k][k] for k in range(n_classes)) / total, "macro_f1": sum(f1) / n_classes,
+    return {"accuracy": sum(confusion[k][k] for k in range(n_classes)) / total,
+            "macro_f1": sum(f1) / max(len(f1), 1),
             "precision": precision, "recall": recall, "confusion": confusion, "n": len(labels)}
 
 

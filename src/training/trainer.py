@@ -99,8 +99,10 @@ def stop_requests() -> Iterator[threading.Event]:
 
 def check_same_shape(stored: dict[str, Any], requested: dict[str, Any]) -> None:
     """One line naming the first model key whose change makes the checkpoint's weights not fit."""
+    from src.config import ModelConfig
     from src.runs.resume import MODEL_KEYS_ALLOWED, ResumeError
 
+    stored = config_to_dict(ModelConfig.model_validate(stored))  # keys added since it was written: defaults
     for key in sorted(set(stored) | set(requested)):
         if key not in MODEL_KEYS_ALLOWED and stored.get(key) != requested.get(key):
             raise ResumeError(f"checkpoint has model.{key}={stored.get(key)!r}, config asks {requested.get(key)!r} "

@@ -37,3 +37,24 @@ def test_config_differences_are_flat_dotted_keys():
 def test_the_split_size_check_may_change_on_resume():
     changes = check_resume(load_config(TINY), load_config(TINY, ["data.min_eval_pairs=2"]), run="r")
     assert changes == {"data.min_eval_pairs": (8, 2)}
+
+
+def test_the_kernel_choice_may_change_but_the_task_may_not():
+    lstm = ["task=classification", "data.source=imdb", "model.family=lstm_classifier"]
+    assert check_resume(load_config(TINY, lstm), load_config(TINY, [*lstm, "model.rnn_fast=false"]), run="r") == {
+        "model.rnn_fast": (True, False)}
+    with pytest.raises(ResumeError, match="it was trained for task='translation', config asks 'classification'"):
+        check_resume(load_config(TINY), load_config(TINY, ["task=classification", "data.source=imdb",
+                                                           "model.family=encoder_classifier"]), run="r")
+
+
+def test_a_checkpoint_written_before_the_model_families_resumes():
+    """Its stored model config lacks family/pooling/rnn_* keys: their defaults are what it was."""
+    from src.config import config_to_dict
+    from src.training.trainer import check_same_shape
+
+    requested = config_to_dict(load_config(TINY).model)
+    old = {k: v for k, v in requested.items() if k not in ("family", "pooling", "rnn_bidirectional", "rnn_fast")}
+    check_same_shape(old, requested)  # no error
+    with pytest.raises(ResumeError, match="checkpoint has model.d_model=32, config asks 64"):
+        check_same_shape(old, requested | {"d_model": 64})

@@ -30,6 +30,8 @@ def test_metrics_match_a_hand_computed_example():
     f1 = [2 * 1 * (2 / 3) / (1 + 2 / 3), 0.5, 2 * 0.5 / 1.5]
     assert metrics["macro_f1"] == pytest.approx(sum(f1) / 3)
     assert classification_metrics([1, 1], [0, 0], 2)["precision"] == [0.0, 0.0]  # no division by zero
+    # a class neither in the labels nor predicted does not drag macro-F1 down
+    assert classification_metrics([0, 1], [0, 1], 3)["macro_f1"] == 1.0
 
 
 def test_batches_are_right_padded_with_their_labels():
