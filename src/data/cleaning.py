@@ -23,6 +23,11 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b\ufeff]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
+def not_utf8(text: str) -> bool:
+    """True if ``text`` holds lone surrogates: bytes that were not UTF-8, kept by ``surrogateescape``."""
+    return _SURROGATE.search(text) is not None
+
+
 @dataclass
 class CleanPairs:
     """Kept pairs in input order and the count of every dropped row by reason."""
@@ -46,7 +51,7 @@ def drop_reason(src: object, tgt: object, cfg: DataConfig) -> str | None:
     """The first filter a raw pair fails, or None. Expects already-normalised text for length checks."""
     if not isinstance(src, str) or not isinstance(tgt, str):
         return "not_text"
-    if _SURROGATE.search(src) or _SURROGATE.search(tgt):
+    if not_utf8(src) or not_utf8(tgt):
         return "not_utf8"
     if not src or not tgt:
         return "empty"
@@ -67,7 +72,7 @@ def clean_pairs(
     seen = set() if seen is None else seen
     out = CleanPairs()
     for s, t in zip(src, tgt, strict=True):
-        if isinstance(s, str) and isinstance(t, str) and not (_SURROGATE.search(s) or _SURROGATE.search(t)):
+        if isinstance(s, str) and isinstance(t, str) and not (not_utf8(s) or not_utf8(t)):
             s, t = normalize_text(s), normalize_text(t)
         reason = drop_reason(s, t, cfg)
         if reason is None and (s, t) in seen:
@@ -81,6 +86,12 @@ def clean_pairs(
     return out
 
 
+def split_hash(text: str, salt: str) -> int:
+    """The salted 64-bit blake2b of a text that decides its split (``split_of``; counts in text classification)."""
+    digest = hashlib.blake2b((salt + "\x00" + text).encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
 def split_of(src: str, cfg: DataConfig) -> str:
     """Split by a salted hash of the source text alone.
 
@@ -89,8 +100,7 @@ def split_of(src: str, cfg: DataConfig) -> str:
     never moves existing ones, and identical sources always share a split (no source leaks from
     train into evaluation).
     """
-    digest = hashlib.blake2b((cfg.split_salt + "\x00" + src).encode("utf-8"), digest_size=8).digest()
-    u = int.from_bytes(digest, "big") / 2**64
+    u = split_hash(src, cfg.split_salt) / 2**64
     if u < cfg.test_fraction:
         return "test"
     if u < cfg.test_fraction + cfg.valid_fraction:

@@ -28,6 +28,8 @@ from pathlib import Path
 
 from loguru import logger
 
+from src.data.cleaning import not_utf8
+
 INSTALL_HINT = "install it with `sudo apt-get install trans-de-en` (Debian/Ubuntu) or set data.ding_path"
 
 _INNERMOST_ANNOTATION = re.compile(r"\{[^{}]*\}|\[[^\[\]]*\]|<[^<>]*>|\([^()]*\)")
@@ -38,7 +40,6 @@ _LEFTOVER_BRACKET = re.compile(r"[{}\[\]<>()]")
 _SENTENCE_START = re.compile(r"^[\"'„“»«‚‘]?[A-ZÄÖÜ0-9]")
 _SENTENCE_END = re.compile(r"[.!?][\"'“”»«‘’]?$")
 _PLACEHOLDER_END = re.compile(r"\b(etw|jdn|jdm|jds|sth|sb|usw|etc|bzw|ca|Abk|od)\.$")
-_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 @dataclass
@@ -132,7 +133,7 @@ def read_ding(
 
 
 def _add_line(line: str, out: DingPairs, min_words: int, with_phrases: bool) -> None:
-    if _SURROGATE.search(line):
+    if not_utf8(line):
         out.dropped["not_utf8"] += 1
         return
     fields = parse_line(line)

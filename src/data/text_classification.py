@@ -15,7 +15,6 @@ an empty string), ``empty`` (nothing left after cleaning), ``too_long`` (charact
 the labels say).
 """
 
-import hashlib
 import html
 import json
 import os
@@ -31,7 +30,7 @@ import numpy as np
 from loguru import logger
 
 from src.config.data import DataConfig
-from src.data.cleaning import SPLITS, normalize_text, split_of
+from src.data.cleaning import SPLITS, normalize_text, not_utf8, split_hash, split_of
 from src.data.prepare import EmptyCorpusError
 from src.data.sources import ColumnError, read_local
 
@@ -44,7 +43,6 @@ CHAR_BINS = [1, *(2**k for k in range(6, 15)), 1_000_000_000]  # 1, 64, 128, ...
 
 _BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
 _TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>]*)?/?>")
-_SURROGATE = re.compile(r"[\ud800-\udfff]")  # as in cleaning.py: bytes that were not UTF-8
 _INTEGER = re.compile(r"-?\d+")
 
 
@@ -165,7 +163,7 @@ def clean_labelled(rows: LabelledRows, max_chars: int | None = None) -> CleanRow
         name = label_name(label)
         if not isinstance(text, str):
             reason = "not_text"
-        elif _SURROGATE.search(text):
+        elif not_utf8(text):
             reason = "not_utf8"
         elif name is None:
             reason = "no_label"
@@ -202,12 +200,6 @@ def label_mapping(labels: list[str]) -> dict[str, int]:
 # --- split -------------------------------------------------------------------------------------
 
 
-def _hash_key(text: str, salt: str) -> int:
-    """The salted blake2b of ``cleaning.split_of`` as an integer; ordering by it orders by its u."""
-    digest = hashlib.blake2b((salt + "\x00" + text).encode("utf-8"), digest_size=8).digest()
-    return int.from_bytes(digest, "big")
-
-
 def split_indices(
     texts: list[str], valid_size: int | float = 0.05, test_size: int | float = 0.05, salt: str = DEFAULT_SALT
 ) -> dict[str, list[int]]:
@@ -231,7 +223,7 @@ def split_indices(
             raise ValueError(f"valid_size={valid_size} + test_size={test_size} rows must be >= 0 and fewer "
                              f"than the {len(texts)} kept rows, to leave a training split; lower them or "
                              f"use fractions")
-        order = sorted(range(len(texts)), key=lambda i: (_hash_key(texts[i], salt), texts[i]))
+        order = sorted(range(len(texts)), key=lambda i: (split_hash(texts[i], salt), texts[i]))
         names = [""] * len(texts)
         for rank, i in enumerate(order):
             names[i] = ("test" if rank < test_size

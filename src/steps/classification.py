@@ -10,8 +10,7 @@ the registry.
 from pathlib import Path
 from typing import Any
 
-from src.steps.context import StepContext
-from src.steps.translation import load_tokenized, train_and_register
+from src.steps.context import StepContext, load_tokenized, train_and_register
 
 
 def read_rows(data):

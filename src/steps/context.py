@@ -123,3 +123,36 @@ def tracked_step(name: str, config: ConfigLike, task_type: str, *, offline: bool
     session = tracker.close()
     update_status(run_dir, name, "completed", task_id=tracker.task_id,
                   offline_session=str(session) if session else None)
+
+
+# --- shared by the tasks' step bodies (src/steps/<task>.py) ------------------------------------------
+def load_tokenized(tokenized: dict[str, Any]):
+    """The tokenize step's encoded splits and tokenizers (``{"src": ..., "tgt": ...}`` or ``{"text": ...}``)."""
+    from datasets import load_from_disk
+
+    from src.data.tokenizer import load_tokenizer
+    from src.tracking import resolve_input
+
+    tok_dir = resolve_input(tokenized, "tokenized_dir", artifact="tokenized")
+    tokenizers = {side: load_tokenizer(tok_dir / Path(path).name) for side, path in tokenized["tokenizers"].items()}
+    return load_from_disk(str(tok_dir / "encoded")), tokenizers
+
+
+def train_and_register(step: StepContext, task: Any, inference: dict[str, Any], resume: bool,
+                       extra_metadata=lambda loss: {}) -> dict[str, Any]:
+    """The one training loop on ``task``, then the best checkpoint registered as the step's model."""
+    from src.training.trainer import Trainer
+
+    cfg, tracker = step.cfg, step.tracker
+    trainer = Trainer(cfg, task, step.step_dir, tracker, inference=inference)
+    if resume:
+        trainer.resume()
+    result = trainer.fit()
+    tracker.upload_artifact("train_history", step.step_dir / "train_history.jsonl")
+    model_id = tracker.register_model(
+        result.best_checkpoint, name=cfg.tracking.model_name, tags=["best-valid", *cfg.tracking.tags],
+        config=cfg.model_dump(mode="json"),
+        metadata={"valid_loss": result.best_valid_loss, **extra_metadata(result.best_valid_loss), "steps": result.steps},
+    )
+    return {"checkpoint": str(result.best_checkpoint), "model_id": model_id, "task_id": tracker.task_id,
+            "steps": result.steps, "best_valid_loss": result.best_valid_loss}

@@ -7,7 +7,7 @@ outputs, does the step's work, reports to the tracker and returns the step's sma
 from pathlib import Path
 from typing import Any
 
-from src.steps.context import StepContext
+from src.steps.context import StepContext, load_tokenized, train_and_register
 
 
 def data_prep(step: StepContext) -> dict[str, Any]:
@@ -55,7 +55,8 @@ def tokenize(step: StepContext, data: dict[str, Any]) -> dict[str, Any]:
 def train(step: StepContext, tokenized: dict[str, Any], resume: bool) -> dict[str, Any]:
     """Train the Transformer; the best checkpoint becomes an output model of the step's task."""
     from src.inference import inference_fields
-    from src.tasks.translation import TranslationTask, perplexity
+    from src.tasks.translation import TranslationTask
+    from src.training.loss import perplexity
 
     cfg = step.cfg
     encoded, tokenizers = load_tokenized(tokenized)
@@ -115,36 +116,3 @@ def summary(cfg, outputs: dict[str, Any]) -> list[str]:
             f"test chrF:       {metrics['beam']['chrf']:.2f}",
             f"test perplexity: {metrics['test']['perplexity']:.2f}",
             f"model:           {registration['stage']} ({registration['reason']})"]
-
-
-# --- shared by the tasks' train steps -------------------------------------------------------------
-def load_tokenized(tokenized: dict[str, Any]):
-    """The tokenize step's encoded splits and tokenizers (``{"src": ..., "tgt": ...}`` or ``{"text": ...}``)."""
-    from datasets import load_from_disk
-
-    from src.data.tokenizer import load_tokenizer
-    from src.tracking import resolve_input
-
-    tok_dir = resolve_input(tokenized, "tokenized_dir", artifact="tokenized")
-    tokenizers = {side: load_tokenizer(tok_dir / Path(path).name) for side, path in tokenized["tokenizers"].items()}
-    return load_from_disk(str(tok_dir / "encoded")), tokenizers
-
-
-def train_and_register(step: StepContext, task: Any, inference: dict[str, Any], resume: bool,
-                       extra_metadata=lambda loss: {}) -> dict[str, Any]:
-    """The one training loop on ``task``, then the best checkpoint registered as the step's model."""
-    from src.training.trainer import Trainer
-
-    cfg, tracker = step.cfg, step.tracker
-    trainer = Trainer(cfg, task, step.step_dir, tracker, inference=inference)
-    if resume:
-        trainer.resume()
-    result = trainer.fit()
-    tracker.upload_artifact("train_history", step.step_dir / "train_history.jsonl")
-    model_id = tracker.register_model(
-        result.best_checkpoint, name=cfg.tracking.model_name, tags=["best-valid", *cfg.tracking.tags],
-        config=cfg.model_dump(mode="json"),
-        metadata={"valid_loss": result.best_valid_loss, **extra_metadata(result.best_valid_loss), "steps": result.steps},
-    )
-    return {"checkpoint": str(result.best_checkpoint), "model_id": model_id, "task_id": tracker.task_id,
-            "steps": result.steps, "best_valid_loss": result.best_valid_loss}

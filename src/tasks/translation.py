@@ -9,7 +9,6 @@ label-smoothed cross-entropy over real target tokens (Sec. 5.4); validation loss
 BLEU for the gate.
 """
 
-import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -19,7 +18,7 @@ from torch import Tensor, nn
 
 from src.data.batching import TokenBudgetBatchSampler, collate_translation
 from src.data.tokenizer import PAD_ID
-from src.training.loss import token_accuracy, translation_loss
+from src.training.loss import perplexity, token_accuracy, translation_loss
 from src.training.probe import AttentionProbe
 
 Batch = tuple[Tensor, Tensor, Tensor]  # (src, decoder input, labels)
@@ -63,11 +62,6 @@ class ParallelCorpus:
         batch = collate_translation([{"src_ids": self.src[i], "tgt_ids": self.tgt[i]} for i in indices], pad_id=PAD_ID)
         src, tgt = batch["src"].to(device), batch["tgt"].to(device)
         return src, tgt[:, :-1], tgt[:, 1:]
-
-
-def perplexity(loss: float) -> float:
-    """exp(loss), capped so an untrained model's loss cannot overflow it."""
-    return math.exp(min(loss, 50.0))
 
 
 @torch.no_grad()

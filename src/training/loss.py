@@ -1,7 +1,14 @@
 """Label-smoothed cross-entropy (Sec. 5.4) and token accuracy, ignoring padding."""
 
+import math
+
 import torch
 import torch.nn.functional as F
+
+
+def perplexity(loss: float) -> float:
+    """exp(loss), capped so an untrained model's loss cannot overflow it."""
+    return math.exp(min(loss, 50.0))
 
 
 def translation_loss(

@@ -25,6 +25,7 @@ from src.config import ExperimentConfig, config_to_dict
 from src.data.batching import TokenBudgetBatchSampler
 from src.models.builders import build
 from src.training.checkpoint import CheckpointManager
+from src.training.loss import perplexity
 from src.training.monitor import UpdateRatio, grouped_grad_norms, parameter_norm
 from src.tracking.protocol import TrackerLike
 from src.tracking.resources import resource_usage
@@ -279,7 +280,7 @@ class Trainer:
 
     def _log_train(self, loss: float, tok_s: float, bar: tqdm) -> None:
         lr = self.scheduler.get_last_lr()[0]
-        values = {"loss": loss, "perplexity": math.exp(min(loss, 50.0))}
+        values = {"loss": loss, "perplexity": perplexity(loss)}
         self.tracker.log_scalars("train", values, self.step)
         self.tracker.log_scalar("learning_rate", "lr", lr, self.step)
         self.tracker.log_scalar("throughput", "tokens/s", tok_s, self.step)
