@@ -89,8 +89,16 @@ def test_json_and_yaml_load_the_same(tmp_path):
     (["task=classification"], "task='classification' needs model.family in ['encoder_classifier', 'gru_classifier', "
                               "'lstm_classifier'], got 'encoder_decoder'"),
     (["model.family=lstm_classifier"], "task='translation' needs model.family in ['encoder_decoder']"),
-    (["task=classification", "model.family=encoder_classifier"], "data.source='ding' is parallel text"),
-    (["data.source=imdb"], "data.source='imdb' is labelled text: it needs task='classification'"),
+    (["task=classification", "model.family=encoder_classifier"],
+     "task='classification' reads data.source in ['hf', 'imdb', 'local'], got 'ding'"),
+    (["data.source=imdb"], "task='translation' reads data.source in ['ding', 'hf', 'local'], got 'imdb'"),
+    (["task=language_modeling", "model.family=decoder_lm", "data.source=prose"],
+     "task='language_modeling' batches fixed-size items: set batching.batch_size"),
+    (["task=image_classification", "model.family=vit", "data.source=prose", "batching.batch_size=8"],
+     "task='image_classification' reads data.source in ['fashion_mnist'], got 'prose'"),
+    (["tokenizer.kind=char"], "tokenizer.kind='char' is for language modelling, not task='translation'"),
+    (["task=image_classification", "model.family=vit", "data.source=fashion_mnist", "batching.batch_size=8",
+      "model.image_size=30"], "image_size=30 is not divisible by patch_size=4"),
     (["data.valid_count=100"], "valid_count and test_count are set together or not at all"),
 ])
 def test_the_model_family_and_data_must_fit_the_task(overrides, message):

@@ -13,8 +13,9 @@ MIN_VOCAB_SIZE = 256 + 4
 class DataConfig(FrozenConfig):
     """Where parallel text comes from and how it is cleaned and split."""
 
-    # ding/hf/local: parallel text for translation; imdb/hf/local: labelled text for classification
-    source: Literal["ding", "hf", "local", "imdb"] = "ding"
+    # ding/hf/local: parallel text for translation; imdb/hf/local: labelled text for classification;
+    # prose/hf/local: running text for language modelling; fashion_mnist: images
+    source: Literal["ding", "hf", "local", "imdb", "prose", "fashion_mnist"] = "ding"
     src_lang: str = "de"
     tgt_lang: str = "en"
     # ding: Debian's trans-de-en package
@@ -38,6 +39,12 @@ class DataConfig(FrozenConfig):
     text_column: str = "text"
     label_column: str = "label"
     imdb_path: str | None = None
+    # prose: the offline English corpora to join (src/data/prose.py; .ci/install fetches them)
+    prose_corpora: tuple[Literal["austen", "brown"], ...] = ("austen", "brown")
+    # fashion_mnist: the IDX files of Debian's dataset-fashion-mnist
+    fashion_mnist_path: str = "/usr/share/datasets/fashion-mnist"
+    # images: light training-time augmentation (src/data/augmentation.py)
+    augmentation: Literal["none", "crop", "crop_flip"] = "none"
     # cleaning (Sec. "Cleaning" of the data issue); lengths in characters after normalisation
     min_chars: PositiveInt = 1
     max_chars: PositiveInt = 300
@@ -90,8 +97,10 @@ class DataConfig(FrozenConfig):
 
 
 class TokenizerConfig(FrozenConfig):
-    """Byte-level BPE trained on the training split only."""
+    """Byte-level BPE (or, for language modelling, characters) trained on the training split only."""
 
+    # bpe: byte-level BPE of vocab_size; char: one token per character seen in training (vocab_size unused)
+    kind: Literal["bpe", "char"] = "bpe"
     vocab_size: PositiveInt = 8000
     joint: bool = True  # one vocabulary for both languages (needed for shared embeddings)
     min_frequency: PositiveInt = 2
@@ -100,7 +109,7 @@ class TokenizerConfig(FrozenConfig):
 
     @model_validator(mode="after")
     def _sizes(self) -> "TokenizerConfig":
-        if self.vocab_size <= MIN_VOCAB_SIZE:
+        if self.kind == "bpe" and self.vocab_size <= MIN_VOCAB_SIZE:
             raise ValueError(
                 f"vocab_size must exceed the {MIN_VOCAB_SIZE} byte and special symbols "
                 f"(expected > {MIN_VOCAB_SIZE}, got {self.vocab_size})"
@@ -121,6 +130,10 @@ class BatchingConfig(FrozenConfig):
     """
 
     max_tokens: PositiveInt = 4096
+    # fixed-size items (images, language-model windows): items per batch; these tasks need it
+    batch_size: PositiveInt | None = None
+    # language modelling: tokens per training window (None: model.max_positions)
+    block_size: PositiveInt | None = None
     bucket_size_multiplier: PositiveInt = 100
     shuffle: bool = True
     # each of the corpus's own training pairs appears this many times per epoch, the extra pairs

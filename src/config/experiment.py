@@ -26,8 +26,9 @@ class ConfigError(ValueError):
 class ExperimentConfig(FrozenConfig):
     """Every section of one run. YAML/JSON files map onto it 1:1."""
 
-    # what is learned: translation (encoder_decoder) or text classification (the classifier families)
-    task: Literal["translation", "classification"] = "translation"
+    # what is learned: translation (encoder_decoder), text classification (the classifier families),
+    # language modelling (decoder_lm) or image classification (vit)
+    task: Literal["translation", "classification", "language_modeling", "image_classification"] = "translation"
     run_name: str = "default"
     output_dir: str = "runs"
     # the run's own folder under output_dir: set by ``train`` (run_name plus a timestamp, see
@@ -44,14 +45,18 @@ class ExperimentConfig(FrozenConfig):
     @model_validator(mode="after")
     def _family_fits_the_task(self) -> "ExperimentConfig":
         fits = {"translation": {"encoder_decoder"},
-                "classification": {"encoder_classifier", "lstm_classifier", "gru_classifier"}}[self.task]
+                "classification": {"encoder_classifier", "lstm_classifier", "gru_classifier"},
+                "language_modeling": {"decoder_lm"}, "image_classification": {"vit"}}[self.task]
         if self.model.family not in fits:
             raise ValueError(f"task={self.task!r} needs model.family in {sorted(fits)}, got {self.model.family!r}")
-        if self.task == "translation" and self.data.source == "imdb":
-            raise ValueError("data.source='imdb' is labelled text: it needs task='classification'")
-        if self.task == "classification" and self.data.source == "ding":
-            raise ValueError("data.source='ding' is parallel text: it needs task='translation' "
-                             "(for classification: 'imdb', 'local' or 'hf')")
+        sources = {"translation": {"ding", "hf", "local"}, "classification": {"imdb", "hf", "local"},
+                   "language_modeling": {"prose", "hf", "local"}, "image_classification": {"fashion_mnist"}}[self.task]
+        if self.data.source not in sources:
+            raise ValueError(f"task={self.task!r} reads data.source in {sorted(sources)}, got {self.data.source!r}")
+        if self.task in ("language_modeling", "image_classification") and self.batching.batch_size is None:
+            raise ValueError(f"task={self.task!r} batches fixed-size items: set batching.batch_size")
+        if self.tokenizer.kind == "char" and self.task != "language_modeling":
+            raise ValueError(f"tokenizer.kind='char' is for language modelling, not task={self.task!r}")
         return self
 
     @property

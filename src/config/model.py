@@ -16,8 +16,11 @@ class ModelConfig(FrozenConfig):
     """
 
     # encoder_decoder: translation (Vaswani et al. 2017); encoder_classifier: BERT-like text classifier;
-    # lstm_classifier / gru_classifier: recurrent baselines (d_model wide, n_encoder_layers deep)
-    family: Literal["encoder_decoder", "encoder_classifier", "lstm_classifier", "gru_classifier"] = "encoder_decoder"
+    # lstm_classifier / gru_classifier: recurrent baselines (d_model wide, n_encoder_layers deep);
+    # decoder_lm: GPT-like language model (n_decoder_layers deep); vit: Vision Transformer
+    # (Dosovitskiy et al. 2021, n_encoder_layers deep)
+    family: Literal["encoder_decoder", "encoder_classifier", "lstm_classifier", "gru_classifier",
+                    "decoder_lm", "vit"] = "encoder_decoder"
     pooling: Literal["cls", "mean"] = "cls"  # encoder_classifier: [CLS] state or mean of the real tokens
     rnn_bidirectional: bool = True  # lstm/gru_classifier: read the text both ways
     rnn_fast: bool = True  # lstm/gru_classifier: PyTorch's kernel on the same weights (False: the equations)
@@ -39,6 +42,10 @@ class ModelConfig(FrozenConfig):
     tie_output: bool = True  # output projection shares the target embedding (Sec. 3.4)
     attention_backend: Literal["sdpa", "math"] = "sdpa"
     layer_norm_eps: float = 1e-5
+    # vit: square images of image_size pixels with in_channels channels, cut into patch_size patches
+    image_size: PositiveInt = 28
+    patch_size: PositiveInt = 4
+    in_channels: PositiveInt = 1
 
     @model_validator(mode="after")
     def _heads_divide_width(self) -> "ModelConfig":
@@ -47,4 +54,7 @@ class ModelConfig(FrozenConfig):
                 f"d_model={self.d_model} is not divisible by n_heads={self.n_heads} "
                 f"(expected d_model % n_heads == 0, got remainder {self.d_model % self.n_heads})"
             )
+        if self.family == "vit" and self.image_size % self.patch_size != 0:
+            raise ValueError(f"image_size={self.image_size} is not divisible by patch_size={self.patch_size} "
+                             f"(expected image_size % patch_size == 0, got remainder {self.image_size % self.patch_size})")
         return self

@@ -19,7 +19,7 @@ from src.training.checkpoint import CheckpointError, load_checkpoint
 
 CHECKPOINT_FORMAT = 2
 FAMILY = "encoder_decoder"  # translation; the classifiers also store their class names ("labels")
-FAMILIES = frozenset({"encoder_decoder", "encoder_classifier", "lstm_classifier", "gru_classifier"})
+FAMILIES = frozenset({"encoder_decoder", "encoder_classifier", "lstm_classifier", "gru_classifier", "decoder_lm", "vit"})
 INFERENCE_KEYS = ("format", "family", "config", "tokenizers", "special_ids")
 
 
@@ -39,7 +39,7 @@ class InferenceModel:
 
     model: torch.nn.Module
     config: ExperimentConfig
-    tokenizers: dict[str, Any]  # "src", "tgt" -> tokenizers.Tokenizer
+    tokenizers: dict[str, Any]  # "src", "tgt" (translation) or "text" -> tokenizers.Tokenizer; none for images
     special_ids: dict[str, int]
     family: str
     step: int
@@ -72,12 +72,19 @@ def load_for_inference(path: str | Path, device: str | torch.device = "auto") ->
     tokenizers = {side: Tokenizer.from_str(text) for side, text in state["tokenizers"].items()}
     special = {k: int(v) for k, v in state["special_ids"].items()}
     labels = list(state.get("labels") or [])
-    if "text" in tokenizers:  # a classifier: one tokenizer, and its classes
-        sizes = {"vocab_size": tokenizers["text"].get_vocab_size(), "n_classes": len(labels), "pad_id": special["pad"]}
-    else:
-        sizes = {"src_vocab_size": tokenizers["src"].get_vocab_size(),
-                 "tgt_vocab_size": tokenizers["tgt"].get_vocab_size(), "pad_id": special["pad"]}
-    model = build(config.model, **sizes)
+    model = build(config.model, **model_sizes(state["family"], tokenizers, labels, special["pad"]))
     model.load_state_dict(state["model"])
     model = model.to(resolve_device(str(device))).eval()
     return InferenceModel(model, config, tokenizers, special, state["family"], int(state["step"]), path, labels)
+
+
+def model_sizes(family: str, tokenizers: dict[str, Any], labels: list[str], pad_id: int) -> dict[str, int]:
+    """What ``build`` needs besides the model config, from what the checkpoint carries (``task.model_sizes()`` at training)."""
+    if family == "vit":  # images: no tokenizer, the classes only
+        return {"n_classes": len(labels)}
+    if family == "decoder_lm":
+        return {"vocab_size": tokenizers["text"].get_vocab_size(), "pad_id": pad_id}
+    if "text" in tokenizers:  # a text classifier: one tokenizer, and its classes
+        return {"vocab_size": tokenizers["text"].get_vocab_size(), "n_classes": len(labels), "pad_id": pad_id}
+    return {"src_vocab_size": tokenizers["src"].get_vocab_size(), "tgt_vocab_size": tokenizers["tgt"].get_vocab_size(),
+            "pad_id": pad_id}

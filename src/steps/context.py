@@ -71,9 +71,9 @@ def save_traceback(step_dir: Path, err: BaseException) -> Path:
 def for_task(cfg: ExperimentConfig):
     """The module with this task's step bodies: ``src/steps/<task>.py`` (data_prep, tokenize, train,
     evaluate, gate). A new task adds its module here and in ``ExperimentConfig.task``."""
-    from src.steps import classification, translation
+    import importlib
 
-    return {"translation": translation, "classification": classification}[cfg.task]
+    return importlib.import_module(f"src.steps.{cfg.task}")
 
 
 @dataclass

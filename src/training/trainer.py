@@ -142,8 +142,9 @@ class Trainer:
                                            eps=self.tc.eps, weight_decay=self.tc.weight_decay)
         schedule = make_schedule(self.tc.schedule, self.tc.warmup_steps, self.tc.max_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
+        # Fixed-size items (images, language-model windows) have length 1: the budget is then the batch size.
         self.sampler = TokenBudgetBatchSampler(
-            *task.lengths(), cfg.batching.max_tokens,
+            *task.lengths(), cfg.batching.batch_size or cfg.batching.max_tokens,
             shuffle=cfg.batching.shuffle, seed=self.tc.seed, bucket_size_multiplier=cfg.batching.bucket_size_multiplier,
         )
         self.checkpoints = CheckpointManager(run_dir / "checkpoints", keep=self.tc.keep_checkpoints)
