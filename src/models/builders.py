@@ -12,6 +12,7 @@ from src.config.model import ModelConfig
 
 def build(cfg: ModelConfig, **sizes: Any) -> nn.Module:
     """The model of ``cfg.family``; ``sizes`` come from the task (``task.model_sizes()``: vocabularies, classes, pad id)."""
+    from src.models.decoder_lm import build_decoder_lm
     from src.models.encoder_classifier import build_encoder_classifier
     from src.models.rnn_classifier import build_rnn_classifier
     from src.models.transformer import build_model
@@ -24,6 +25,7 @@ def build(cfg: ModelConfig, **sizes: Any) -> nn.Module:
                                                         sizes["pad_id"]),
         "gru_classifier": lambda: build_rnn_classifier(cfg, "gru", sizes["vocab_size"], sizes["n_classes"],
                                                        sizes["pad_id"]),
+        "decoder_lm": lambda: build_decoder_lm(cfg, sizes["vocab_size"], sizes["pad_id"]),
     }
     try:
         return builders[cfg.family]()
