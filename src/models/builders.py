@@ -16,6 +16,7 @@ def build(cfg: ModelConfig, **sizes: Any) -> nn.Module:
     from src.models.encoder_classifier import build_encoder_classifier
     from src.models.rnn_classifier import build_rnn_classifier
     from src.models.transformer import build_model
+    from src.models.vit import build_vit
 
     builders = {
         "encoder_decoder": lambda: build_model(cfg, sizes["src_vocab_size"], sizes["tgt_vocab_size"], sizes["pad_id"]),
@@ -26,6 +27,7 @@ def build(cfg: ModelConfig, **sizes: Any) -> nn.Module:
         "gru_classifier": lambda: build_rnn_classifier(cfg, "gru", sizes["vocab_size"], sizes["n_classes"],
                                                        sizes["pad_id"]),
         "decoder_lm": lambda: build_decoder_lm(cfg, sizes["vocab_size"], sizes["pad_id"]),
+        "vit": lambda: build_vit(cfg, sizes["n_classes"]),
     }
     try:
         return builders[cfg.family]()
