@@ -16,4 +16,8 @@ class EvaluationConfig(FrozenConfig):
     max_test_sentences: PositiveInt | None = None
     bleu_threshold: PositiveFloat = 10.0  # register step: minimum BLEU for "production" (translation)
     accuracy_threshold: confloat(gt=0.0, le=1.0) = 0.85  # the same for classification (a fraction)
+    # language modelling: the register step's gate, the most test bits per character for "production"
+    # (lower is better); validation during training scores the first valid_max_tokens tokens (None: all)
+    bpc_threshold: PositiveFloat = 2.5
+    valid_max_tokens: PositiveInt | None = None
     n_worst: PositiveInt = 20  # classification: most confidently misclassified texts shown
