@@ -23,7 +23,10 @@ def _number(value: object, digits: int = 2) -> str:
 
 
 def test_metric(metrics: dict) -> str:
-    """The run's headline test figure: beam BLEU for translation, accuracy for classification."""
+    """The run's headline test figure: beam BLEU for translation, accuracy for classification, bits per
+    character and perplexity for language modelling."""
+    if "bpc" in metrics:
+        return f"bpc {metrics['bpc']:.3f} (ppl {metrics['perplexity']:.1f})"
     if "accuracy" in metrics:
         return f"accuracy {metrics['accuracy']:.4f}"
     bleu = metrics.get("beam", {}).get("bleu")
