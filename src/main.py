@@ -1,4 +1,4 @@
-"""Command line: ``python -m src.main {train,translate,evaluate,runs,bench,data,import-offline,queues} ...``.
+"""Command line: ``python -m src.main {train,translate,generate,evaluate,runs,bench,data,import-offline,queues} ...``.
 
 This module only parses arguments and dispatches; each subcommand calls one function that tests
 can call directly. Heavy imports (torch, clearml) happen inside the subcommands, and only the
@@ -69,6 +69,13 @@ def _cmd_translate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from src.inference.generate import generate_command
+
+    print(generate_command(args))  # the command's output: the prompt and its continuation
+    return 0
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from src.inference.cli import evaluate_command
 
@@ -130,6 +137,12 @@ def _add_translate_arguments(parser: argparse.ArgumentParser) -> None:
     add_translate_arguments(parser)
 
 
+def _add_generate_arguments(parser: argparse.ArgumentParser) -> None:
+    from src.inference.generate import add_generate_arguments
+
+    add_generate_arguments(parser)
+
+
 def _add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     from src.inference.cli import add_evaluate_arguments
 
@@ -150,6 +163,7 @@ def _add_queues_arguments(parser: argparse.ArgumentParser) -> None:
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "train": ("run the whole pipeline: data prep, tokenize, train, evaluate, register", _add_train_arguments, _cmd_train),
     "translate": ("translate sentences with a trained run or checkpoint", _add_translate_arguments, _cmd_translate),
+    "generate": ("continue a prompt with a trained language model", _add_generate_arguments, _cmd_generate),
     "evaluate": ("score a run or checkpoint on its test/valid split or a file", _add_evaluate_arguments, _cmd_evaluate),
     "runs": ("list the runs, or compare runs side by side", _add_runs_arguments, _cmd_runs),
     "bench": ("benchmark our Transformer against torch.nn.Transformer", _add_bench_arguments, _cmd_bench),

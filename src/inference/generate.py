@@ -1,0 +1,49 @@
+"""``generate`` subcommand: continue a prompt with a trained language model."""
+
+import argparse
+import sys
+
+from loguru import logger
+
+
+def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
+    from src.inference.cli import add_common_arguments
+
+    add_common_arguments(parser)
+    parser.add_argument("prompt", nargs="?", default=None, help="text to continue; none: read standard input")
+    parser.add_argument("--max-new-tokens", type=int, default=200, help="most tokens added (default 200)")
+    parser.add_argument("--temperature", type=float, default=0.8, help="softmax temperature; 0 is greedy (default 0.8)")
+    parser.add_argument("--top-k", type=int, default=None, help="sample among the k most probable tokens only")
+    parser.add_argument("--top-p", type=float, default=None, help="nucleus sampling: the smallest set of mass p")
+    parser.add_argument("--seed", type=int, default=None, help="random seed, for a reproducible sample")
+
+
+def continue_text(trained, prompt: str, *, max_new_tokens: int, temperature: float, top_k: int | None = None,
+                  top_p: float | None = None, seed: int | None = None) -> str:
+    """The prompt followed by the model's continuation, as text."""
+    import torch
+
+    from src.models.sampling import generate
+
+    tokenizer = trained.tokenizers["text"]
+    prompt_ids = [trained.special_ids["bos"], *tokenizer.encode(prompt).ids]  # as the training stream starts
+    generator = torch.Generator(device=trained.device).manual_seed(seed) if seed is not None else None
+    ids = generate(trained.model, prompt_ids, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                   generator=generator, eos_id=trained.special_ids["eos"])
+    return tokenizer.decode(ids[0].tolist(), skip_special_tokens=True)
+
+
+def generate_command(args: argparse.Namespace) -> str:
+    from src.inference.loader import load_for_inference
+    from src.runs import resolve_checkpoint
+
+    trained = load_for_inference(resolve_checkpoint(args.run, args.runs_dir), args.device)
+    if trained.family != "decoder_lm":
+        raise ValueError(f"{trained.path} holds a {trained.family} model; generate needs a language model "
+                         "(task language_modeling, model.family decoder_lm)")
+    if args.prompt is None:
+        if sys.stdin.isatty():
+            logger.info("reading the prompt from standard input; end with Ctrl-D")
+        args.prompt = sys.stdin.read().rstrip("\n")
+    return continue_text(trained, args.prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                         top_k=args.top_k, top_p=args.top_p, seed=args.seed)
