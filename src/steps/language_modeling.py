@@ -118,7 +118,7 @@ def evaluate(step: StepContext, tokenized: dict[str, Any], trained: dict[str, An
     checkpoint = resolve_input(trained, "checkpoint", artifact=f"{cfg.tracking.model_name}-weights")
     model = load_for_inference(checkpoint, cfg.training.device)
     test = load_stream(tok_dir, "test", block_size(cfg))
-    scores = score_stream(model.model, test, cfg.batching.batch_size, model.device)
+    scores = score_stream(model.model, test, cfg.evaluation.batch_size, model.device)  # no gradients: bigger batches
     metrics = {**scores, "n_tokens": int(test.ids.numel()), "n_characters": test.characters, "step": model.step}
     path = save_metrics(metrics, step.step_dir / "metrics.json")
     tracker.upload_artifact("metrics", path)
