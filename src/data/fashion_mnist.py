@@ -115,8 +115,10 @@ def prepare_fashion_mnist(root: str | Path, out_dir: Path, valid_size: float | i
     splits = {**split_train(raw["train"], valid_size, salt), "test": raw["test"]}
     (out_dir / "dataset").mkdir(parents=True, exist_ok=True)
     np.savez(out_dir / "dataset" / "splits.npz",
-             **{f"{name}_{part}": array for name, split in splits.items() for part, array in zip(("images", "labels"), split)})
-    return {"source": {"description": "Fashion-MNIST (Xiao et al. 2017), Debian dataset-fashion-mnist", "path": str(root)},
+             **{f"{name}_{part}": array for name, split in splits.items()
+                for part, array in zip(("images", "labels"), split)})
+    return {"source": {"description": "Fashion-MNIST (Xiao et al. 2017), Debian dataset-fashion-mnist",
+                       "path": str(root)},
             "labels": list(CLASS_NAMES), "image_shape": list(raw["train"][0].shape[1:]),
             "counts": {name: int(len(split[1])) for name, split in splits.items()},
             "class_balance": {name: class_balance(split[1]) for name, split in splits.items()},

@@ -98,7 +98,9 @@ class VisionTransformer(nn.Module):
 
 
 def attention_rollout(weights: list[Tensor]) -> Tensor:
-    """Attention rollout (Abnar & Zuidema 2020, "Quantifying Attention Flow in Transformers"): how much each token flows into each token.
+    """Attention rollout (Abnar & Zuidema 2020, "Quantifying Attention Flow in Transformers").
+
+    How much each input token reaches each token's final state through all the layers.
 
     Per layer: average the heads, add the identity for the residual connection and renormalise
     rows, A_l = 0.5 W_l + 0.5 I; then multiply through the layers, R = A_L ... A_2 A_1.

@@ -66,7 +66,8 @@ def tokenize(step: StepContext, data: dict[str, Any]) -> dict[str, Any]:
     (out_dir / "image_stats.json").write_text(json.dumps(stats.to_dict()) + "\n", encoding="utf-8")
     report = {name: {"images": len(split["labels"]), "patches": len(split["labels"]) * n_patches,
                      "tokens": len(split["labels"]) * (n_patches + 1)} for name, split in encoded.items()}
-    tracker.upload_artifact("tokenization_report", {"splits": report, "patches_per_image": n_patches, **stats.to_dict()})
+    tracker.upload_artifact("tokenization_report",
+                            {"splits": report, "patches_per_image": n_patches, **stats.to_dict()})
     tracker.upload_artifact("tokenized", out_dir)
     for name, counts in report.items():
         tracker.log_scalars(f"tokenization/{name}", counts, 0)
@@ -99,8 +100,8 @@ def train(step: StepContext, tokenized: dict[str, Any], resume: bool) -> dict[st
     valid = splits["validation"]
     probe = ImageAttentionProbe(ImageSplit(valid.images[:n_probe], valid.labels[:n_probe]), stats, names)
     n_patches = (cfg.model.image_size // cfg.model.patch_size) ** 2
-    task = ImageClassificationTask(splits["train"], valid, stats, len(names), n_patches + 1, cfg.data.augmentation, probe,
-                                   eval_batch_size=max(cfg.batching.batch_size or 0, 1000))
+    task = ImageClassificationTask(splits["train"], valid, stats, len(names), n_patches + 1, cfg.data.augmentation,
+                                   probe, eval_batch_size=max(cfg.batching.batch_size or 0, 1000))
     inference = inference_fields({}, cfg.model.family) | {"labels": names, "image_stats": stats.to_dict()}
     return train_and_register(step, task, inference, resume)
 
@@ -117,7 +118,8 @@ def evaluate(step: StepContext, tokenized: dict[str, Any], trained: dict[str, An
     cfg, tracker = step.cfg, step.tracker
     checkpoint = resolve_input(trained, "checkpoint", artifact=f"{cfg.tracking.model_name}-weights")
     model, test = load_for_inference(checkpoint, cfg.training.device), load_encoded(tokenized)[0]["test"]
-    stats, names = ImageStats(**{k: tuple(v) for k, v in load_checkpoint(checkpoint)["image_stats"].items()}), model.labels
+    stored = load_checkpoint(checkpoint)["image_stats"]  # the training split's, carried by the checkpoint
+    stats, names = ImageStats(tuple(stored["mean"]), tuple(stored["std"])), model.labels
     probabilities, loss = predict_images(model.model, test, stats, model.device)
     scores = classification_metrics(probabilities.argmax(-1).tolist(), test.labels.tolist(), len(names))
     metrics = {"accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"], "loss": loss, "n_images": scores["n"],
@@ -132,7 +134,8 @@ def evaluate(step: StepContext, tokenized: dict[str, Any], trained: dict[str, An
     tracker.log_confusion_matrix("confusion matrix", "test", scores["confusion"], names, 0)
     tracker.log_figure("misclassified", "most confident mistakes",
                        mistakes_figure(test, probabilities, names, cfg.evaluation.n_worst), 0)
-    tracker.upload_artifact("predictions", save_predictions(test, probabilities, names, step.step_dir / "predictions.tsv"))
+    predictions = save_predictions(test, probabilities, names, step.step_dir / "predictions.tsv")
+    tracker.upload_artifact("predictions", predictions)
     n = cfg.tracking.probe_sentences
     ImageAttentionProbe(ImageSplit(test.images[:n], test.labels[:n]), stats, names).report(model.model, tracker, 0)
     weight = model.model.embeddings.patch_embedding.projection.weight
@@ -148,8 +151,8 @@ def mistakes_figure(test, probabilities, names: list[str], n: int):
     wrong = (predicted != test.labels).nonzero().flatten()
     worst = wrong[confidence[wrong].argsort(descending=True)][:n].tolist()
     titles = [f"{names[int(predicted[i])]} ({float(confidence[i]):.2f})\n/ {names[int(test.labels[i])]}" for i in worst]
-    return plot_image_grid(test.images[worst, 0], titles, n_cols=10,
-                           title=f"most confident mistakes: predicted (probability) / true, {len(wrong)} wrong of {len(test)}")
+    title = f"most confident mistakes: predicted (probability) / true, {len(wrong)} wrong of {len(test)}"
+    return plot_image_grid(test.images[worst, 0], titles, n_cols=10, title=title)
 
 
 def save_predictions(test, probabilities, names: list[str], path: Path) -> Path:

@@ -101,7 +101,8 @@ class ImageAttentionProbe:
         titles = [f"{self.names[int(p)]} / {self.names[int(t)]}" for p, t in zip(logits.argmax(-1), self.split.labels)]
         for index in range(len(self.split)):
             title = f"[CLS] attention · step {step} · predicted / true: {titles[index]}"
-            tracker.log_figure("attention/cls", f"image {index}", plot_cls_attention(images[index], cls_rows[index], title), step)
+            figure = plot_cls_attention(images[index], cls_rows[index], title)
+            tracker.log_figure("attention/cls", f"image {index}", figure, step)
         figure = plot_rollout(images, rollout, titles, f"attention rollout · step {step} · predicted / true")
         tracker.log_figure("attention/rollout", "probe images", figure, step)
         model.train(was_training)
