@@ -105,6 +105,9 @@ def report(args: argparse.Namespace) -> str:
 
     datasets.disable_progress_bars()
     cfg = load_experiment_config(args.config, args.overrides)
+    if cfg.task != "translation":  # its figures (pairs, padding efficiency) are those of parallel text
+        raise ConfigError(f"the data command reports on translation corpora; this config has task={cfg.task!r}: "
+                          "its data_prep and tokenize steps run as part of `train` and record their figures there")
     out_dir = Path(args.out_dir) if args.out_dir else cfg.run_dir / "data"
     text = json.dumps(data_figures(cfg, out_dir), indent=2)
     (out_dir / "figures.json").write_text(text, encoding="utf-8")

@@ -64,3 +64,14 @@ def test_explicit_config_file_and_clear_failure(tmp_path, no_default_config):
     config.write_text(f"data:\n  ding_path: {tmp_path / 'missing'}\n")
     assert data_command(["--config", str(config), "--out-dir", str(tmp_path / "o")]) == 1
     assert data_command(["--out-dir", str(tmp_path / "o"), "data.no_such_key=1"]) == 1
+
+
+@pytest.mark.parametrize("config", ["config/lm_tiny.yaml", "config/vit_tiny.yaml", "config/imdb_tiny.yaml"])
+def test_other_tasks_are_refused_with_a_reason(config, tmp_path):
+    import argparse
+
+    args = argparse.Namespace(config=config, out_dir=str(tmp_path / "o"), overrides=[])
+    with pytest.raises(ConfigError, match="the data command reports on translation corpora; this config has task="):
+        cli.report(args)
+    assert data_command(["--config", config, "--out-dir", str(tmp_path / "o")]) == 1
+    assert not (tmp_path / "o").exists()
