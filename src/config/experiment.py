@@ -53,8 +53,18 @@ class ExperimentConfig(FrozenConfig):
                    "language_modeling": {"prose", "hf", "local"}, "image_classification": {"fashion_mnist"}}[self.task]
         if self.data.source not in sources:
             raise ValueError(f"task={self.task!r} reads data.source in {sorted(sources)}, got {self.data.source!r}")
-        if self.task in ("language_modeling", "image_classification") and self.batching.batch_size is None:
+        fixed_size = self.task in ("language_modeling", "image_classification")
+        if fixed_size and self.batching.batch_size is None:
             raise ValueError(f"task={self.task!r} batches fixed-size items: set batching.batch_size")
+        if not fixed_size and self.batching.batch_size is not None:
+            raise ValueError(f"task={self.task!r} batches by tokens (batching.max_tokens); batching.batch_size is "
+                             f"for language modelling and images (got batch_size={self.batching.batch_size})")
+        if self.task != "language_modeling" and self.batching.block_size is not None:
+            raise ValueError(f"batching.block_size is the language model's window; task={self.task!r} has none")
+        block = self.batching.block_size or self.model.max_positions
+        if block > self.model.max_positions:
+            raise ValueError(f"batching.block_size={block} exceeds model.max_positions={self.model.max_positions}: "
+                             "the model has no position for the later tokens of a window")
         if self.tokenizer.kind == "char" and self.task != "language_modeling":
             raise ValueError(f"tokenizer.kind='char' is for language modelling, not task={self.task!r}")
         return self

@@ -159,7 +159,7 @@ def read_hf_text(data: DataConfig) -> list[Document]:
     ds = datasets.load_dataset(data.hf_name, data.hf_config, split=data.hf_split)
     if data.text_column not in ds.column_names:
         raise ValueError(f"data.text_column={data.text_column!r} not found; the data has columns {ds.column_names}")
-    texts = ds[data.text_column][: data.max_rows] if data.max_rows else ds[data.text_column][:]
+    texts = (ds.select(range(min(data.max_rows, len(ds)))) if data.max_rows else ds)[data.text_column]
     return [Document("hf", " ".join(t.split())) for t in texts if isinstance(t, str) and t.strip()]
 
 
@@ -175,13 +175,18 @@ def read_prose(data: DataConfig) -> list[Document]:
 
 # --- split and card --------------------------------------------------------------------------------
 def split_documents(documents: list[Document], data: DataConfig) -> dict[str, list[Document]]:
-    """Each document to test, validation or train by the salted hash of its text; input order kept."""
-    splits: dict[str, list[Document]] = {name: [] for name in SPLITS}
+    """Each document to test, validation or train by the salted hash of its text, ordered by that hash.
+
+    The hash order interleaves the corpora (input order would put all of Austen before Brown), so a
+    split's first tokens, which validation during training scores, and its first documents, which
+    give the probe prompts, are a fair sample of the whole split.
+    """
+    splits: dict[str, list[tuple[float, Document]]] = {name: [] for name in SPLITS}
     for doc in documents:
         u = split_hash(doc.text, data.split_salt) / 2**64
         name = "test" if u < data.test_fraction else "validation" if u < data.test_fraction + data.valid_fraction else "train"
-        splits[name].append(doc)
-    return splits
+        splits[name].append((u, doc))
+    return {name: [doc for _, doc in sorted(keyed, key=lambda pair: pair[0])] for name, keyed in splits.items()}
 
 
 def _figures(docs: list[Document]) -> dict[str, int]:

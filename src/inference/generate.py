@@ -10,7 +10,7 @@ def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
     from src.inference.cli import add_common_arguments
 
     add_common_arguments(parser)
-    parser.add_argument("prompt", nargs="?", default=None, help="text to continue; none: read standard input")
+    parser.add_argument("prompt", nargs="?", default=None, help="text to continue; none: read standard input; an empty prompt starts a new document")
     parser.add_argument("--max-new-tokens", type=int, default=200, help="most tokens added (default 200)")
     parser.add_argument("--temperature", type=float, default=0.8, help="softmax temperature; 0 is greedy (default 0.8)")
     parser.add_argument("--top-k", type=int, default=None, help="sample among the k most probable tokens only")
@@ -25,12 +25,19 @@ def continue_text(trained, prompt: str, *, max_new_tokens: int, temperature: flo
 
     from src.models.sampling import generate
 
+    from src.tasks.language_modeling import decode_stream
+
     tokenizer = trained.tokenizers["text"]
-    prompt_ids = [trained.special_ids["bos"], *tokenizer.encode(prompt).ids]  # as the training stream starts
+    encoding = tokenizer.encode(prompt)
+    unknown = sorted({prompt[start:end] for token, (start, end) in zip(encoding.ids, encoding.offsets)
+                      if token == trained.special_ids["unk"]})
+    if unknown:
+        logger.warning(f"the prompt has characters the model never saw in training, fed as <unk>: {unknown}")
+    prompt_ids = [trained.special_ids["bos"], *encoding.ids]  # (1 + prompt tokens,): every document starts with <s>
     generator = torch.Generator(device=trained.device).manual_seed(seed) if seed is not None else None
     ids = generate(trained.model, prompt_ids, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                   generator=generator, eos_id=trained.special_ids["eos"])
-    return tokenizer.decode(ids[0].tolist(), skip_special_tokens=True)
+                   generator=generator)
+    return decode_stream(tokenizer, ids[0].tolist())  # a new <s> the model writes starts a new paragraph
 
 
 def generate_command(args: argparse.Namespace) -> str:
@@ -39,7 +46,7 @@ def generate_command(args: argparse.Namespace) -> str:
 
     trained = load_for_inference(resolve_checkpoint(args.run, args.runs_dir), args.device)
     if trained.family != "decoder_lm":
-        raise ValueError(f"{trained.path} holds a {trained.family} model; generate needs a language model "
+        raise ValueError(f"{trained.path} holds a model of family {trained.family}; generate needs a language model "
                          "(task language_modeling, model.family decoder_lm)")
     if args.prompt is None:
         if sys.stdin.isatty():

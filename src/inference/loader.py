@@ -45,6 +45,8 @@ class InferenceModel:
     step: int
     path: Path
     labels: list[str] = field(default_factory=list)  # a classifier's class names, in id order
+    # an image model's input normalisation, the training split's per-channel pixel mean and std (0-1 scale)
+    image_stats: dict[str, list[float]] | None = None
 
     @property
     def device(self) -> torch.device:
@@ -72,10 +74,13 @@ def load_for_inference(path: str | Path, device: str | torch.device = "auto") ->
     tokenizers = {side: Tokenizer.from_str(text) for side, text in state["tokenizers"].items()}
     special = {k: int(v) for k, v in state["special_ids"].items()}
     labels = list(state.get("labels") or [])
+    if state["family"] == "vit" and "image_stats" not in state:
+        raise CheckpointError(f"{path} holds a vit model without its input normalisation (image_stats); train again")
     model = build(config.model, **model_sizes(state["family"], tokenizers, labels, special["pad"]))
     model.load_state_dict(state["model"])
     model = model.to(resolve_device(str(device))).eval()
-    return InferenceModel(model, config, tokenizers, special, state["family"], int(state["step"]), path, labels)
+    return InferenceModel(model, config, tokenizers, special, state["family"], int(state["step"]), path, labels,
+                          state.get("image_stats"))
 
 
 def model_sizes(family: str, tokenizers: dict[str, Any], labels: list[str], pad_id: int) -> dict[str, int]:

@@ -7,8 +7,11 @@ A checkpoint is only meaningful with the data, vocabulary and model shape it was
   embeddings index; reusing the old prepared data would train on something else than the
   config (and ClearML) says, and re-running them would invalidate the checkpoint.
 - a ``model`` key that shapes the weights changed: refused, in one line naming the key.
-- everything else (training length, learning rate, batching, evaluation, tracking) and the
-  model's dropout and attention backend: allowed, and returned so the run can record it.
+- ``batching.block_size`` changed: refused (the language model's windows, which the sampler's
+  saved position counts, would be cut differently).
+- everything else (training length, learning rate, batching, evaluation, tracking), image
+  augmentation, and the model's dropout and attention backend: allowed, and returned so the run
+  can record it.
 """
 
 from typing import Any
@@ -18,7 +21,11 @@ from src.config import ConfigError, ExperimentConfig, config_to_dict
 # keys that change no weight shape: a checkpoint loads into the new model unchanged
 MODEL_KEYS_ALLOWED = frozenset({"dropout", "attention_dropout", "attention_backend", "rnn_fast"})
 REFUSED_SECTIONS = ("data", "tokenizer")
-DATA_KEYS_ALLOWED = frozenset({"min_eval_pairs"})  # a check on the split sizes, not the data itself
+# a check on the split sizes, and augmentation of training batches: neither changes the prepared data
+DATA_KEYS_ALLOWED = frozenset({"min_eval_pairs", "augmentation"})
+# the language model's training windows are cut from the stream at this size: the sampler's position
+# in the checkpoint counts windows of the old size
+BATCHING_KEYS_REFUSED = frozenset({"block_size"})
 IGNORED_TOP_LEVEL = frozenset({"run_id", "run_name", "output_dir"})
 REFUSED_TOP_LEVEL = frozenset({"task"})  # what the checkpoint learned
 
@@ -59,6 +66,9 @@ def check_resume(stored: ExperimentConfig, requested: ExperimentConfig, run: str
         if section == "model" and name not in MODEL_KEYS_ALLOWED:
             raise ResumeError(f"cannot resume {run}: checkpoint has {key}={old!r}, config asks {new!r} "
                               "(a different model shape needs a new run: drop --resume)")
+        if section == "batching" and name in BATCHING_KEYS_REFUSED:
+            raise ResumeError(f"cannot resume {run}: its training windows were cut at {key}={old!r}, config asks "
+                              f"{new!r}; the checkpoint's place in the data counts those windows (drop --resume)")
         if section in REFUSED_SECTIONS and name not in DATA_KEYS_ALLOWED:
             raise ResumeError(f"cannot resume {run}: its {section} step used {key}={old!r}, config asks {new!r}; "
                               "the checkpoint was trained on that data and vocabulary (start a new run: drop --resume)")

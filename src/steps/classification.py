@@ -95,7 +95,6 @@ def label_names(mapping: dict[str, int]) -> list[str]:
 def evaluate(step: StepContext, tokenized: dict[str, Any], trained: dict[str, Any]) -> dict[str, Any]:
     from datasets import load_from_disk
 
-    from src.evaluation.evaluate import save_metrics
     from src.inference import load_for_inference
     from src.tasks.classification import ClassificationProbe, LabelledCorpus, classification_metrics, predict
     from src.tracking import resolve_input
@@ -107,18 +106,8 @@ def evaluate(step: StepContext, tokenized: dict[str, Any], trained: dict[str, An
     model = load_for_inference(checkpoint, cfg.training.device)
     names = model.labels
     probabilities, loss = predict(model.model, LabelledCorpus.from_dataset(test), cfg.batching.max_tokens, model.device)
-    predicted = probabilities.argmax(-1).tolist()
-    scores = classification_metrics(predicted, [int(x) for x in test["label"]], len(names))
-    metrics = {"accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"], "loss": loss, "n_texts": scores["n"],
-               "labels": names, "confusion": scores["confusion"],
-               "per_class": {name: {"precision": p, "recall": r}
-                             for name, p, r in zip(names, scores["precision"], scores["recall"])}}
-    path = save_metrics(metrics, step.step_dir / "metrics.json")
-    tracker.upload_artifact("metrics", path)
-    tracker.log_scalars("test", {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"], "loss": loss}, 0)
-    tracker.log_scalars("test/precision", dict(zip(names, scores["precision"])), 0)
-    tracker.log_scalars("test/recall", dict(zip(names, scores["recall"])), 0)
-    tracker.log_confusion_matrix("confusion matrix", "test", scores["confusion"], names, 0)
+    scores = classification_metrics(probabilities.argmax(-1).tolist(), [int(x) for x in test["label"]], len(names))
+    metrics, path = report_test_scores(tracker, scores, names, loss, "n_texts", step.step_dir / "metrics.json")
     worst = worst_misclassified(test, probabilities, names, cfg.evaluation.n_worst)
     tracker.log_table("misclassified", "most confident mistakes", worst, 0)
     tracker.upload_artifact("predictions", save_predictions(test, probabilities, names, step.step_dir / "predictions.tsv"))
@@ -126,6 +115,25 @@ def evaluate(step: StepContext, tokenized: dict[str, Any], trained: dict[str, An
     if n:
         ClassificationProbe.from_ids(test["ids"][:n], model.tokenizers["text"]).report(model.model, tracker, 0)
     return {"metrics": metrics, "metrics_path": str(path), "task_id": tracker.task_id}
+
+
+def report_test_scores(tracker, scores: dict[str, Any], names: list[str], loss: float, count_key: str,
+                       path: Path) -> tuple[dict[str, Any], Path]:
+    """``metrics.json`` and the test scalars of a classifier (texts or images): accuracy, macro-F1 and
+    loss, precision and recall per class, the confusion matrix. Returns the metrics and the file."""
+    from src.evaluation.evaluate import save_metrics
+
+    metrics = {"accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"], "loss": loss, count_key: scores["n"],
+               "labels": names, "confusion": scores["confusion"],
+               "per_class": {name: {"precision": p, "recall": r}
+                             for name, p, r in zip(names, scores["precision"], scores["recall"])}}
+    path = save_metrics(metrics, path)
+    tracker.upload_artifact("metrics", path)
+    tracker.log_scalars("test", {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"], "loss": loss}, 0)
+    tracker.log_scalars("test/precision", dict(zip(names, scores["precision"])), 0)
+    tracker.log_scalars("test/recall", dict(zip(names, scores["recall"])), 0)
+    tracker.log_confusion_matrix("confusion matrix", "test", scores["confusion"], names, 0)
+    return metrics, path
 
 
 def worst_misclassified(test, probabilities, names: list[str], n: int):

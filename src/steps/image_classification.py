@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from src.steps.classification import gate  # noqa: F401 (the register step's gate: test accuracy, as for texts)
 from src.steps.context import StepContext, train_and_register
 
 EXAMPLES_PER_CLASS = 6
@@ -87,7 +88,7 @@ def load_encoded(tokenized: dict[str, Any]):
     encoded = torch.load(tok_dir / "encoded.pt", weights_only=True)
     stats = json.loads((tok_dir / "image_stats.json").read_text(encoding="utf-8"))
     return ({name: ImageSplit(split["images"], split["labels"]) for name, split in encoded.items()},
-            ImageStats(tuple(stats["mean"]), tuple(stats["std"])))
+            ImageStats.from_dict(stats))
 
 
 def train(step: StepContext, tokenized: dict[str, Any], resume: bool) -> dict[str, Any]:
@@ -107,31 +108,20 @@ def train(step: StepContext, tokenized: dict[str, Any], resume: bool) -> dict[st
 
 
 def evaluate(step: StepContext, tokenized: dict[str, Any], trained: dict[str, Any]) -> dict[str, Any]:
-    from src.evaluation.evaluate import save_metrics
     from src.inference import load_for_inference
+    from src.steps.classification import report_test_scores
     from src.tasks.classification import classification_metrics
     from src.tasks.image_classification import ImageAttentionProbe, ImageSplit, ImageStats, predict_images
-    from src.training.checkpoint import load_checkpoint
     from src.tracking import resolve_input
     from src.visualization.images import plot_patch_filters
 
     cfg, tracker = step.cfg, step.tracker
     checkpoint = resolve_input(trained, "checkpoint", artifact=f"{cfg.tracking.model_name}-weights")
     model, test = load_for_inference(checkpoint, cfg.training.device), load_encoded(tokenized)[0]["test"]
-    stored = load_checkpoint(checkpoint)["image_stats"]  # the training split's, carried by the checkpoint
-    stats, names = ImageStats(tuple(stored["mean"]), tuple(stored["std"])), model.labels
+    stats, names = ImageStats.from_dict(model.image_stats), model.labels  # the training split's, from the checkpoint
     probabilities, loss = predict_images(model.model, test, stats, model.device)
     scores = classification_metrics(probabilities.argmax(-1).tolist(), test.labels.tolist(), len(names))
-    metrics = {"accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"], "loss": loss, "n_images": scores["n"],
-               "labels": names, "confusion": scores["confusion"],
-               "per_class": {name: {"precision": p, "recall": r}
-                             for name, p, r in zip(names, scores["precision"], scores["recall"])}}
-    path = save_metrics(metrics, step.step_dir / "metrics.json")
-    tracker.upload_artifact("metrics", path)
-    tracker.log_scalars("test", {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"], "loss": loss}, 0)
-    tracker.log_scalars("test/precision", dict(zip(names, scores["precision"])), 0)
-    tracker.log_scalars("test/recall", dict(zip(names, scores["recall"])), 0)
-    tracker.log_confusion_matrix("confusion matrix", "test", scores["confusion"], names, 0)
+    metrics, path = report_test_scores(tracker, scores, names, loss, "n_images", step.step_dir / "metrics.json")
     tracker.log_figure("misclassified", "most confident mistakes",
                        mistakes_figure(test, probabilities, names, cfg.evaluation.n_worst), 0)
     predictions = save_predictions(test, probabilities, names, step.step_dir / "predictions.tsv")
@@ -163,14 +153,6 @@ def save_predictions(test, probabilities, names: list[str], path: Path) -> Path:
               for i, label in enumerate(test.labels)]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
-
-
-def gate(cfg, metrics: dict[str, Any]) -> dict[str, Any]:
-    """The register step's gate: test accuracy against ``evaluation.accuracy_threshold``."""
-    return {"metric": "accuracy", "name": "accuracy", "value": float(metrics["accuracy"]),
-            "threshold": cfg.evaluation.accuracy_threshold,
-            "metadata": {"accuracy": float(metrics["accuracy"]), "macro_f1": float(metrics["macro_f1"]),
-                         "test_loss": float(metrics["loss"])}}
 
 
 def summary(cfg, outputs: dict[str, Any]) -> list[str]:

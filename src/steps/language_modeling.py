@@ -59,10 +59,10 @@ def tokenize(step: StepContext, data: dict[str, Any]) -> dict[str, Any]:
     tokenizer = load_tokenizer(path)
     report = {}
     for name, text in texts.items():
-        ids = encode_stream(tokenizer, text)
+        ids, characters = encode_stream(tokenizer, text)
         np.save(out_dir / f"{name}_ids.npy", np.asarray(ids, dtype=np.int32))
         shutil.copyfile(text_dir / f"{name}.txt", out_dir / f"{name}.txt")  # prompts, and the reader's reference
-        report[name] = {"tokens": len(ids), "characters": len(text), "characters_per_token": len(text) / max(len(ids), 1)}
+        report[name] = {"tokens": len(ids), "characters": characters, "characters_per_token": characters / max(len(ids), 1)}
     (out_dir / "stream.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
     tracker.upload_artifact("tokenizer", path)
     tracker.upload_artifact("tokenization_report", report)

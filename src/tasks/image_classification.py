@@ -38,12 +38,16 @@ class ImageStats:
 
     def normalise(self, pixels: Tensor) -> Tensor:
         """Shape: pixels (B, C, H, W) in [0, 1] -> (B, C, H, W), about zero mean and unit variance."""
-        mean = torch.tensor(self.mean, device=pixels.device).view(1, -1, 1, 1)
+        mean = torch.tensor(self.mean, device=pixels.device).view(1, -1, 1, 1)  # (C,) -> (1, C, 1, 1)
         std = torch.tensor(self.std, device=pixels.device).view(1, -1, 1, 1)
         return (pixels - mean) / std
 
     def to_dict(self) -> dict[str, list[float]]:
         return {"mean": list(self.mean), "std": list(self.std)}
+
+    @classmethod
+    def from_dict(cls, stored: dict[str, list[float]]) -> "ImageStats":
+        return cls(tuple(stored["mean"]), tuple(stored["std"]))
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Language modelling as a task of the one training loop (``src/training/trainer.py``).
 
-A split is one token stream: ``<s>`` then the split's text (documents separated by a blank line),
-so every token of the text is predicted from what precedes it. Training items are windows of
+A split is one token stream: each document is ``<s>`` then its tokens (``encode_stream``), so
+every token of the text, and every document start, is predicted from what precedes it. Training items are windows of
 ``block_size + 1`` tokens at stride ``block_size`` (input = the first ``block_size``, target =
 the last ``block_size``); each has length 1 for the sampler, so a batch holds ``batch_size``
 windows. The loss is next-token cross-entropy; validation reports loss, perplexity and bits per
@@ -22,22 +22,38 @@ from src.training.loss import perplexity
 
 Batch = tuple[Tensor, Tensor]  # (inputs (B, T), targets (B, T))
 SEPARATOR = "\n\n"
-ENCODE_DOCUMENTS = 256  # documents per encoded chunk: parallel encoding, few chunk seams
 
 
-def encode_stream(tokenizer, text: str) -> list[int]:
-    """``[<s>]`` + the ids of ``text``, encoded in chunks of documents in parallel.
+def encode_stream(tokenizer, text: str) -> tuple[list[int], int]:
+    """``<s>`` before every document, then the document's ids; and the characters the stream stands for.
 
-    Byte-level BPE adds a prefix space at the start of each chunk, so its stream decodes with one
-    extra space per chunk seam (~1 in 10^5 characters); the character tokenizer has no seams.
+    ``<s>`` marks where a document starts, as GPT-2's ``<|endoftext|>`` does between documents
+    (Radford et al. 2019, Sec. 2.1), so a prompt that starts with ``<s>`` (``generate``, the probe)
+    looks like the start of any training document. The characters are the documents' own plus one
+    per boundary, the ``<s>`` that stands for it: at character level every predicted token is then
+    one character, and bpc = loss / ln 2 exactly.
+
+    Shape:
+        text: documents joined by ``SEPARATOR`` -> ids: (sum of the documents' tokens + one per document,).
     """
-    docs = text.split(SEPARATOR)
-    chunks = [SEPARATOR.join(docs[i : i + ENCODE_DOCUMENTS]) for i in range(0, len(docs), ENCODE_DOCUMENTS)]
-    separator = tokenizer.encode(SEPARATOR).ids
-    ids = [BOS_ID]
-    for i, encoding in enumerate(tokenizer.encode_batch_fast(chunks)):
-        ids += (separator if i else []) + encoding.ids
-    return ids
+    docs = [doc for doc in text.split(SEPARATOR) if doc]
+    ids = []
+    for encoding in tokenizer.encode_batch_fast(docs):  # in parallel, one document at a time
+        ids += [BOS_ID, *encoding.ids]
+    return ids, sum(map(len, docs)) + max(len(docs) - 1, 0)
+
+
+def decode_stream(tokenizer, ids: list[int]) -> str:
+    """Text of a generated stream: each ``<s>`` (a new document) becomes a blank line, as in the corpus files."""
+    documents, current = [], []
+    for token in ids:
+        if token == BOS_ID:
+            documents.append(current)
+            current = []
+        else:
+            current.append(int(token))
+    documents.append(current)
+    return SEPARATOR.join(tokenizer.decode(doc, skip_special_tokens=True) for doc in documents if doc)
 
 
 def lm_metrics(total_nats: float, n_tokens: int, n_characters: int) -> dict[str, float]:
@@ -164,7 +180,7 @@ class LanguageModelProbe:
         return cls(prompts, tokenizer, char_level, **kwargs)
 
     def decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode([int(i) for i in ids], skip_special_tokens=True)
+        return decode_stream(self.tokenizer, [int(i) for i in ids])
 
     def samples(self, model: nn.Module):
         """A DataFrame: prompt, greedy continuation, sampled continuation."""
@@ -172,11 +188,11 @@ class LanguageModelProbe:
 
         from src.models.sampling import generate
 
-        rows = []
+        rows, device = [], next(model.parameters()).device
         for i, prompt in enumerate(self.prompts):
             greedy = generate(model, prompt, self.max_new_tokens, temperature=0.0)[0].tolist()
             sampled = generate(model, prompt, self.max_new_tokens, temperature=self.temperature, top_p=self.top_p,
-                               generator=torch.Generator().manual_seed(i))[0].tolist()
+                               generator=torch.Generator(device=device).manual_seed(i))[0].tolist()
             text = self.decode(prompt)
             rows.append({"prompt": text, "greedy": self.decode(greedy)[len(text):],
                          f"sampled (T={self.temperature}, top-p {self.top_p})": self.decode(sampled)[len(text):]})

@@ -98,6 +98,33 @@ def stop_requests() -> Iterator[threading.Event]:
             signal.signal(sig, old)
 
 
+def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Weight decay on tensors of two or more dimensions only (linear, embedding and conv weights, ViT's
+    position table and [CLS] token), none on biases and LayerNorm gains: nanoGPT's rule (decaying a gain
+    towards 0 fights the normalisation). Checkpoints from before, with one group: ``regroup_optimizer_state``."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+
+
+def regroup_optimizer_state(stored: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """An optimizer state saved with one parameter group (before the no-decay group) mapped onto ``optimizer``'s groups.
+
+    A state dict numbers parameters in group order; the one old group held them in model order.
+    """
+    if len(stored["param_groups"]) == len(optimizer.param_groups):
+        return stored
+    position = {id(p): i for i, p in enumerate(model.parameters())}
+    old_index = [position[id(p)] for group in optimizer.param_groups for p in group["params"]]  # new index -> old
+    groups, start = [], 0
+    for group in optimizer.param_groups:
+        groups.append({**stored["param_groups"][0], "weight_decay": group["weight_decay"],
+                       "params": list(range(start, start + len(group["params"])))})
+        start += len(group["params"])
+    state = {new: stored["state"][old] for new, old in enumerate(old_index) if old in stored["state"]}
+    return {"state": state, "param_groups": groups}
+
+
 def check_same_shape(stored: dict[str, Any], requested: dict[str, Any]) -> None:
     """One line naming the first model key whose change makes the checkpoint's weights not fit."""
     from src.config import ModelConfig
@@ -138,8 +165,8 @@ class Trainer:
         self.device = resolve_device(self.tc.device)
         seed_everything(self.tc.seed)
         self.model = build(cfg.model, **task.model_sizes()).to(self.device)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.tc.lr, betas=self.tc.betas,
-                                           eps=self.tc.eps, weight_decay=self.tc.weight_decay)
+        self.optimizer = torch.optim.AdamW(parameter_groups(self.model, self.tc.weight_decay), lr=self.tc.lr,
+                                           betas=self.tc.betas, eps=self.tc.eps)
         schedule = make_schedule(self.tc.schedule, self.tc.warmup_steps, self.tc.max_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
         # Fixed-size items (images, language-model windows) have length 1: the budget is then the batch size.
@@ -171,7 +198,7 @@ class Trainer:
             return False
         check_same_shape(json.loads(state["config"])["model"], config_to_dict(self.cfg.model))
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.optimizer.load_state_dict(regroup_optimizer_state(state["optimizer"], self.model, self.optimizer))
         self.scheduler.load_state_dict(state["scheduler"])
         self._apply_optimizer_settings()
         self.sampler.load_state_dict(state["sampler"])
@@ -185,8 +212,8 @@ class Trainer:
         """The config's optimizer settings win over the checkpoint's: a resume may change lr, betas, eps
         or weight decay (``check_resume`` allows it). The schedule continues at the checkpoint's step."""
         groups = self.optimizer.param_groups
-        for group in groups:
-            group.update(initial_lr=self.tc.lr, betas=self.tc.betas, eps=self.tc.eps, weight_decay=self.tc.weight_decay)
+        for group, decay in zip(groups, (self.tc.weight_decay, 0.0)):  # the no-decay group stays at 0
+            group.update(initial_lr=self.tc.lr, betas=self.tc.betas, eps=self.tc.eps, weight_decay=decay)
         self.scheduler.base_lrs = [self.tc.lr] * len(groups)
         for group, schedule in zip(groups, self.scheduler.lr_lambdas):
             group["lr"] = self.tc.lr * schedule(self.scheduler.last_epoch)  # as LambdaLR computes it

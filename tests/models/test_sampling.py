@@ -56,6 +56,13 @@ def test_eos_stops_a_row_and_pads_after_it(model):
     first = generate(model, PROMPT[0], 1, temperature=0)[0, -1].item()
     out = generate(model, PROMPT[0], 10, temperature=0, eos_id=first)
     assert out.shape == (1, 5) and out[0, -1] == first
+    free = generate(model, torch.tensor(PROMPT), 6, temperature=0)  # the batch without a stop token
+    stop = free[0, 4].item() if free[0, 4] not in free[1, 4:] else None
+    if stop is None:
+        pytest.skip("this seed's greedy rows share their first token; no row-only stop token to test")
+    both = generate(model, torch.tensor(PROMPT), 6, temperature=0, eos_id=stop)
+    assert both[0, 4] == stop and (both[0, 5:] == model.pad_id).all()  # row 0 stopped and is padded
+    assert torch.equal(both[1], free[1])  # row 1 never produced it and went on unchanged
 
 
 def test_top_p_keeps_the_smallest_nucleus():

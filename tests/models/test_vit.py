@@ -16,7 +16,7 @@ TINY = ModelConfig(family="vit", image_size=28, patch_size=4, in_channels=1, d_m
 
 
 def hf_vit():
-    transformers = pytest.importorskip("transformers")
+    import transformers  # pinned in requirements.txt: a missing install is a failure, not a skip
     config = transformers.ViTConfig(image_size=28, patch_size=4, num_channels=1, hidden_size=32, num_hidden_layers=2,
                                     num_attention_heads=4, intermediate_size=64, num_labels=10, hidden_act="gelu",
                                     hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, layer_norm_eps=1e-12)

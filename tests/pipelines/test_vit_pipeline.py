@@ -70,7 +70,8 @@ def test_the_checkpoint_rebuilds_the_model_with_its_classes_and_stats(vit_run):
     best = run_dir / "train" / "checkpoints" / "best.pt"
     model = load_for_inference(best, "cpu")
     assert model.family == "vit" and model.labels == list(CLASS_NAMES) and model.tokenizers == {}
-    stats = load_checkpoint(best)["image_stats"]
+    stats = model.image_stats
+    assert stats == load_checkpoint(best)["image_stats"]
     assert 0.2 < stats["mean"][0] < 0.4 and 0.25 < stats["std"][0] < 0.45  # Fashion-MNIST: about 0.29 and 0.35
     with torch.no_grad():
         assert model.model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)

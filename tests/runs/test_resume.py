@@ -58,3 +58,13 @@ def test_a_checkpoint_written_before_the_model_families_resumes():
     check_same_shape(old, requested)  # no error
     with pytest.raises(ResumeError, match="checkpoint has model.d_model=32, config asks 64"):
         check_same_shape(old, requested | {"d_model": 64})
+
+
+def test_image_augmentation_may_change_but_the_language_model_window_may_not():
+    vit, lm = "config/vit_tiny.yaml", "config/lm_tiny.yaml"
+    assert check_resume(load_config(vit), load_config(vit, ["data.augmentation=none"]), run="r") == {
+        "data.augmentation": ("crop_flip", "none")}
+    with pytest.raises(ResumeError, match="its training windows were cut at batching.block_size=32, config asks 16"):
+        check_resume(load_config(lm), load_config(lm, ["batching.block_size=16"]), run="r")
+    with pytest.raises(ResumeError, match="used tokenizer.kind='char', config asks 'bpe'"):
+        check_resume(load_config(lm), load_config(lm, ["tokenizer.kind=bpe"]), run="r")

@@ -8,8 +8,8 @@ from torch import nn
 
 from src.data.char_tokenizer import char_tokenizer
 from src.data.tokenizer import BOS_ID
-from src.tasks.language_modeling import (LanguageModelingTask, LanguageModelProbe, TokenStream, encode_stream,
-                                         lm_metrics, score_stream)
+from src.tasks.language_modeling import (LanguageModelingTask, LanguageModelProbe, TokenStream, decode_stream,
+                                         encode_stream, lm_metrics, score_stream)
 
 
 class Uniform(nn.Module):
@@ -64,10 +64,14 @@ def test_scoring_predicts_every_token_after_bos_once():
 def test_at_character_level_bpc_is_loss_over_ln2():
     tokenizer = char_tokenizer("abc \n")
     text = "ab c\n\ncab\n\nba"
-    ids = encode_stream(tokenizer, text)
-    assert ids[0] == BOS_ID and tokenizer.decode(ids[1:]) == text and len(ids) == len(text) + 1
+    ids, characters = encode_stream(tokenizer, text)
+    # every document starts with <s>, which stands for the blank line between documents
+    assert ids == [BOS_ID, *tokenizer.encode("ab c").ids, BOS_ID, *tokenizer.encode("cab").ids,
+                   BOS_ID, *tokenizer.encode("ba").ids]
+    assert decode_stream(tokenizer, ids) == text
+    assert characters == len(ids) - 1 == len("ab c" + "cab" + "ba") + 2  # one per predicted token
     torch.manual_seed(0)
-    stream = TokenStream(torch.tensor(ids), len(text), block_size=4)
+    stream = TokenStream(torch.tensor(ids), characters, block_size=4)
     metrics = score_stream(Bigram(tokenizer.get_vocab_size()), stream, 3, torch.device("cpu"))
     assert metrics["bpc"] == pytest.approx(metrics["loss"] / math.log(2))
 

@@ -137,8 +137,8 @@ def test_a_resume_with_a_new_learning_rate_and_length_uses_them(corpus_dir, tmp_
     resumed = make_trainer(corpus_dir, tmp_path / "run", max_steps=16, lr=1e-4, weight_decay=0.01)
     assert resumed.resume() and resumed.step == 12
     expected = 1e-4 * make_schedule("inverse_sqrt", 4, 16)(12)
-    assert [g["lr"] for g in resumed.optimizer.param_groups] == [pytest.approx(expected)]
-    assert resumed.optimizer.param_groups[0]["weight_decay"] == 0.01
+    assert [g["lr"] for g in resumed.optimizer.param_groups] == [pytest.approx(expected)] * 2
+    assert [g["weight_decay"] for g in resumed.optimizer.param_groups] == [0.01, 0.0]  # matrices, then gains/biases
     result = resumed.fit()
     assert result.steps == 16 and [row["step"] for row in result.history][-4:] == [13, 14, 15, 16]
 
@@ -176,3 +176,24 @@ def test_offline_session_holds_scalars_heatmaps_and_model(corpus_dir, tmp_path):
     assert [m.name for m in session.models] == [cfg.tracking.model_name]
     assert out["model_id"] and Path(out["checkpoint"]).exists()
     assert os.path.getsize(out["checkpoint"]) > 0
+
+
+def test_weight_decay_skips_biases_and_layer_norms_and_old_single_group_states_still_load(corpus_dir, tmp_path):
+    from src.training.trainer import regroup_optimizer_state
+
+    trainer = make_trainer(corpus_dir, tmp_path / "run", max_steps=2, weight_decay=0.1)
+    decay, no_decay = trainer.optimizer.param_groups
+    names = {id(p): n for n, p in trainer.model.named_parameters()}
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    assert all(p.dim() >= 2 for p in decay["params"]) and decay["params"]
+    assert any(names[id(p)].endswith("norm1.weight") for p in no_decay["params"])
+    assert all(names[id(p)].endswith(("bias", "weight")) and p.dim() == 1 for p in no_decay["params"])
+    trainer.fit()  # some optimizer state to carry over
+    params = list(trainer.model.parameters())
+    single = torch.optim.AdamW(params, lr=1e-3)  # the layout of checkpoints written before the two groups
+    single.load_state_dict({"state": {i: trainer.optimizer.state[p] for i, p in enumerate(params)},
+                            "param_groups": [{**single.state_dict()["param_groups"][0]}]})
+    fresh = make_trainer(corpus_dir, tmp_path / "other", max_steps=2, weight_decay=0.1)
+    fresh.optimizer.load_state_dict(regroup_optimizer_state(single.state_dict(), fresh.model, fresh.optimizer))
+    for p_old, p_new in zip(trainer.model.parameters(), fresh.model.parameters()):
+        assert torch.equal(trainer.optimizer.state[p_old]["exp_avg"], fresh.optimizer.state[p_new]["exp_avg"])
