@@ -26,6 +26,14 @@ def clean_env(home: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def missing_data(reason: str) -> None:
+    """Skip a test whose data is not installed here; in CI (``CI`` set, after ``.ci/install``) fail instead,
+    so that a broken install cannot pass as a run with a few tests skipped."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI ran .ci/install, which should have installed it)")
+    pytest.skip(reason)
+
+
 def run_folder(stdout: str) -> Path:
     """The ``run folder:`` line of a train summary."""
     match = re.search(r"^run folder:\s+(\S+)$", stdout, re.MULTILINE)

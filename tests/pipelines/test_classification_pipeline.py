@@ -8,7 +8,7 @@ import torch
 from src.data.text_classification import imdb_csv_path
 from src.tracking import read_offline_session
 from tests.clearml_stub.stub import run_src_main
-from tests.pipelines.conftest import STEPS, clean_env, run_folder
+from tests.pipelines.conftest import STEPS, clean_env, missing_data, run_folder
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -18,7 +18,7 @@ def imdb_run(tmp_path_factory):
     try:
         data_dir = imdb_csv_path().parents[1]  # the run gets an empty HOME: point it at the cached CSV
     except FileNotFoundError as err:
-        pytest.skip(f"IMDB CSV not cached: {err}")
+        missing_data(f"IMDB CSV not cached: {err}")
     root = tmp_path_factory.mktemp("imdb")
     proc = run_src_main(["train", "--config", "config/imdb_tiny.yaml", f"output_dir={root / 'runs'}"],
                         clean_env(root / "home", STEPWISE_DATA_DIR=str(data_dir)), timeout=240)

@@ -7,7 +7,7 @@ import pytest
 from src.data.prose import data_root
 from src.tracking import read_offline_session
 from tests.clearml_stub.stub import run_src_main
-from tests.pipelines.conftest import STEPS, clean_env, run_folder
+from tests.pipelines.conftest import STEPS, clean_env, missing_data, run_folder
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.timeout(300)
 def lm_run(tmp_path_factory):
     root_dir = data_root()
     if not (root_dir / "austen").is_dir() or not (root_dir / "brown").is_dir():
-        pytest.skip(f"Austen/Brown not cached under {root_dir}: run bash .ci/install")
+        missing_data(f"Austen/Brown not cached under {root_dir}: run bash .ci/install")
     root = tmp_path_factory.mktemp("lm")
     env = clean_env(root / "home", STEPWISE_DATA_DIR=str(root_dir))  # the run gets an empty HOME
     proc = run_src_main(["train", "--config", "config/lm_tiny.yaml", f"output_dir={root / 'runs'}"], env, timeout=240)

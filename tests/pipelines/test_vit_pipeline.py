@@ -10,7 +10,7 @@ from src.config import load_config
 from src.data.fashion_mnist import CLASS_NAMES, FILES
 from src.tracking import read_offline_session
 from tests.clearml_stub.stub import run_src_main
-from tests.pipelines.conftest import STEPS, clean_env, run_folder
+from tests.pipelines.conftest import STEPS, clean_env, missing_data, run_folder
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.timeout(300)
 def vit_run(tmp_path_factory):
     root_dir = load_config("config/vit_tiny.yaml").data.fashion_mnist_path
     if not all((Path(root_dir) / name).is_file() for files in FILES.values() for name in files):
-        pytest.skip(f"Fashion-MNIST not installed in {root_dir} (bash .ci/install)")
+        missing_data(f"Fashion-MNIST not installed in {root_dir} (bash .ci/install)")
     root = tmp_path_factory.mktemp("vit")
     proc = run_src_main(["train", "--config", "config/vit_tiny.yaml", f"output_dir={root / 'runs'}"],
                         clean_env(root / "home"), timeout=240)
