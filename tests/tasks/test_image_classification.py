@@ -98,3 +98,30 @@ def test_probe_draws_each_layer_and_head_and_the_rollout():
     assert [(title, series, step) for title, series, step, _ in tracker.figures] == [
         ("attention/cls", "image 0", 7), ("attention/cls", "image 1", 7), ("attention/rollout", "probe images", 7)]
     assert tracker.figures[0][3] == 2 * 2  # layers x heads
+
+
+def test_a_resumed_run_with_augmentation_follows_the_uninterrupted_loss_curve(tmp_path):
+    """Crops and flips come from torch's RNG, whose state the checkpoint carries: resume is exact."""
+    from src.config import validate_config
+    from src.tracking import NullTracker
+    from src.training.trainer import Trainer
+
+    torch.set_num_threads(1)
+
+    def trainer(run_dir, max_steps):
+        cfg = validate_config({
+            "task": "image_classification", "data": {"source": "fashion_mnist", "augmentation": "crop_flip"},
+            "batching": {"batch_size": 6}, "model": VIT.model_dump(),
+            "training": {"max_steps": max_steps, "schedule": "inverse_sqrt", "warmup_steps": 2, "lr": 3e-3,
+                         "log_every": 1, "eval_every": 4, "checkpoint_every": 4, "weight_decay": 0.05},
+            "tracking": {"enabled": False}})
+        return Trainer(cfg, task(), run_dir, NullTracker())
+
+    straight = trainer(tmp_path / "straight", 8).fit()
+    trainer(tmp_path / "split", 4).fit()
+    resumed = trainer(tmp_path / "split", 8)
+    assert resumed.resume() and resumed.step == 4
+    result = resumed.fit()
+    expected = {row["step"]: row["loss"] for row in straight.history}
+    got = {row["step"]: row["loss"] for row in result.history}
+    assert got.keys() == expected.keys() and all(got[s] == pytest.approx(expected[s], abs=1e-6) for s in expected)
