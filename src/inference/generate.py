@@ -10,7 +10,7 @@ def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
     from src.inference.cli import add_common_arguments
 
     add_common_arguments(parser)
-    parser.add_argument("prompt", nargs="?", default=None, help="text to continue; none: read standard input; an empty prompt starts a new document")
+    parser.add_argument("prompt", nargs="?", default=None, help="text to continue; none: all of standard input is the prompt; an empty prompt starts a new document")
     parser.add_argument("--max-new-tokens", type=int, default=200, help="most tokens added (default 200)")
     parser.add_argument("--temperature", type=float, default=0.8, help="softmax temperature; 0 is greedy (default 0.8)")
     parser.add_argument("--top-k", type=int, default=None, help="sample among the k most probable tokens only")
@@ -37,7 +37,10 @@ def continue_text(trained, prompt: str, *, max_new_tokens: int, temperature: flo
     generator = torch.Generator(device=trained.device).manual_seed(seed) if seed is not None else None
     ids = generate(trained.model, prompt_ids, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                    generator=generator)
-    return decode_stream(tokenizer, ids[0].tolist())  # a new <s> the model writes starts a new paragraph
+    text, echoed = decode_stream(tokenizer, ids[0].tolist()), decode_stream(tokenizer, prompt_ids)
+    # the prompt as typed (its decoding loses characters the model never saw), then the continuation;
+    # a new <s> the model writes starts a new paragraph
+    return prompt + text[len(echoed):] if text.startswith(echoed) else text
 
 
 def generate_command(args: argparse.Namespace) -> str:

@@ -138,7 +138,7 @@ def resolve_run(ref: str | Path | None, output_dir: str | Path = "runs") -> Path
     known = ", ".join(r.run_id for r in runs[-10:]) or "none"
     raise RunNotFoundError(
         f"no run {ref!r}: expected a run folder, a run id or run name under {output_dir}/, or 'latest' "
-        f"(runs there: {known})"
+        f"(runs there: {known}; runs trained with another output_dir: pass --runs-dir DIR)"
     )
 
 
@@ -147,6 +147,8 @@ def resolve_checkpoint(ref: str | Path, output_dir: str | Path = "runs") -> Path
     path = Path(ref)
     if path.is_file():
         return path
+    if path.suffix == ".pt":
+        raise RunNotFoundError(f"checkpoint file not found: {path}")
     run_dir = resolve_run(ref, output_dir)
     best = run_dir / BEST_CHECKPOINT
     if not best.is_file():

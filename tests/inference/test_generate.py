@@ -55,7 +55,8 @@ def test_continue_text_warns_about_characters_the_model_never_saw(trained):
     messages = []
     handle = logger.add(messages.append, level="WARNING")
     try:
-        generate.continue_text(trained, "abZ c!", max_new_tokens=2, temperature=0.0)
+        text = generate.continue_text(trained, "abZ c!", max_new_tokens=2, temperature=0.0)
     finally:
         logger.remove(handle)
     assert len(messages) == 1 and "fed as <unk>: ['!', 'Z']" in messages[0]
+    assert text.startswith("abZ c!") and len(text) <= len("abZ c!") + 2  # as typed, then <= 2 characters (specials print none)

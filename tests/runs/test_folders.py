@@ -54,7 +54,7 @@ def test_an_unknown_run_names_the_runs_that_exist(tmp_path):
     run = make_run(tmp_path, "tiny", created=1.0)
     with pytest.raises(RunNotFoundError, match=rf"no run 'nope'.*runs there: {run.name}"):
         resolve_run("nope", tmp_path)
-    with pytest.raises(RunNotFoundError, match="runs there: none"):
+    with pytest.raises(RunNotFoundError, match="runs there: none; runs trained with another output_dir: pass --runs-dir"):
         resolve_run(LATEST, tmp_path / "empty")
 
 
@@ -99,3 +99,10 @@ def test_a_dangling_latest_falls_back_to_the_newest_run(tmp_path):
     b = make_run(tmp_path, "tiny", created=200.0, now=300.0)
     shutil.rmtree(b)
     assert resolve_run(LATEST, tmp_path) == a
+
+
+def test_a_missing_checkpoint_file_is_named_as_a_file(tmp_path):
+    from src.runs import resolve_checkpoint
+
+    with pytest.raises(RunNotFoundError, match=f"checkpoint file not found: {tmp_path / 'nope.pt'}"):
+        resolve_checkpoint(tmp_path / "nope.pt", tmp_path)
