@@ -24,7 +24,6 @@ characters and scenes (not text) with training; nanoGPT's Shakespeare split is o
 
 import gzip
 import json
-import os
 import re
 import warnings
 import zlib
@@ -34,7 +33,8 @@ from pathlib import Path
 from loguru import logger
 
 from src.config.data import DataConfig
-from src.data.cleaning import SPLITS, split_hash
+from src.data.cache import data_root
+from src.data.cleaning import SPLITS, split_hash, split_of
 
 AUSTEN_NOVELS = ("emma", "mansfieldpark", "northangerabbey", "persuasion", "prideprejudice", "sensesensibility")
 AUSTEN_DIR = Path("austen") / "janeaustenr" / "data"
@@ -53,11 +53,6 @@ WHY = ("No TinyStories copy exists offline; Austen's six novels alone are ~717k 
 class Document:
     corpus: str
     text: str
-
-
-def data_root() -> Path:
-    """``$STEPWISE_DATA_DIR``, default ``~/.cache/stepwise-transformers``."""
-    return Path(os.environ.get("STEPWISE_DATA_DIR") or Path.home() / ".cache" / "stepwise-transformers").expanduser()
 
 
 def _require(path: Path, what: str) -> Path:
@@ -186,12 +181,10 @@ def split_documents(documents: list[Document], data: DataConfig) -> dict[str, li
     split's first tokens, which validation during training scores, and its first documents, which
     give the probe prompts, are a fair sample of the whole split.
     """
-    splits: dict[str, list[tuple[float, Document]]] = {name: [] for name in SPLITS}
+    splits: dict[str, list[Document]] = {name: [] for name in SPLITS}
     for doc in documents:
-        u = split_hash(doc.text, data.split_salt) / 2**64
-        name = "test" if u < data.test_fraction else "validation" if u < data.test_fraction + data.valid_fraction else "train"
-        splits[name].append((u, doc))
-    return {name: [doc for _, doc in sorted(keyed, key=lambda pair: pair[0])] for name, keyed in splits.items()}
+        splits[split_of(doc.text, data)].append(doc)
+    return {name: sorted(docs, key=lambda doc: split_hash(doc.text, data.split_salt)) for name, docs in splits.items()}
 
 
 def _figures(docs: list[Document]) -> dict[str, int]:

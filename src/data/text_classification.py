@@ -17,7 +17,6 @@ the labels say).
 
 import html
 import json
-import os
 import re
 import shutil
 import time
@@ -30,6 +29,7 @@ import numpy as np
 from loguru import logger
 
 from src.config.data import DataConfig
+from src.data.cache import data_root
 from src.data.cleaning import SPLITS, normalize_text, not_utf8, split_hash, split_of
 from src.data.prepare import EmptyCorpusError
 from src.data.sources import ColumnError, read_local
@@ -75,8 +75,7 @@ def imdb_csv_path(path: str | Path | None = None) -> Path:
     """The IMDB CSV: ``path`` if given, else ``$STEPWISE_DATA_DIR`` (default
     ``~/.cache/stepwise-transformers``) / ``imdb/IMDB_Dataset.csv``; fails with how to fetch it."""
     if path is None:
-        root = os.environ.get("STEPWISE_DATA_DIR") or Path.home() / ".cache" / "stepwise-transformers"
-        path = Path(root) / IMDB_FILE
+        path = data_root() / IMDB_FILE
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(
