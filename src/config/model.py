@@ -2,7 +2,7 @@
 
 from typing import Literal
 
-from pydantic import PositiveInt, confloat, model_validator
+from pydantic import NonNegativeInt, PositiveInt, confloat, model_validator
 
 from src.config.base import FrozenConfig
 
@@ -41,6 +41,13 @@ class ModelConfig(FrozenConfig):
     share_embeddings: bool = True  # one embedding table for source and target (Sec. 3.4)
     tie_output: bool = True  # output projection shares the target embedding (Sec. 3.4)
     attention_backend: Literal["sdpa", "math"] = "sdpa"
+    # self-attention pattern (src/components/sliding_window_attention.py, longformer_attention.py):
+    # full: every token sees every token, O(n^2); sliding_window: each token sees `window` tokens on
+    # each side (causal: the `window` before it), O(n w); longformer: the sliding window plus the
+    # `global_tokens` positions, which attend to every token and are attended by every token
+    attention: Literal["full", "sliding_window", "longformer"] = "full"
+    window: PositiveInt | None = None  # one-sided; Hugging Face's attention_window is 2 * window
+    global_tokens: tuple[NonNegativeInt, ...] = (0,)  # longformer only: global positions ([CLS] is 0)
     layer_norm_eps: float = 1e-5
     # vit: square images of image_size pixels with in_channels channels, cut into patch_size patches
     image_size: PositiveInt = 28
@@ -57,4 +64,17 @@ class ModelConfig(FrozenConfig):
         if self.family == "vit" and self.image_size % self.patch_size != 0:
             raise ValueError(f"image_size={self.image_size} is not divisible by patch_size={self.patch_size} "
                              f"(expected image_size % patch_size == 0, got remainder {self.image_size % self.patch_size})")
+        if self.attention == "full" and self.window is not None:
+            raise ValueError(f"model.window={self.window} is for attention='sliding_window' or 'longformer' "
+                             "(got attention='full')")
+        if self.attention != "full" and self.window is None:
+            raise ValueError(f"model.attention={self.attention!r} needs model.window (tokens seen on each side)")
+        if self.attention == "longformer" and not self.global_tokens:
+            raise ValueError("attention='longformer' needs at least one global token (e.g. global_tokens: [0], the [CLS])")
+        fits = {"encoder_classifier": {"full", "sliding_window", "longformer"},
+                "decoder_lm": {"full", "sliding_window"}}.get(self.family, {"full"})
+        if self.attention not in fits:
+            raise ValueError(f"model.attention={self.attention!r} is not available for family={self.family!r} "
+                             f"(it takes {sorted(fits)}: sliding windows pay off on long inputs, and longformer's "
+                             "global tokens need a bidirectional encoder)")
         return self
