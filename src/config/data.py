@@ -2,9 +2,10 @@
 
 from typing import Literal
 
-from pydantic import PositiveInt, confloat, model_validator
+from pydantic import NonNegativeInt, PositiveInt, confloat, model_validator
 
 from src.config.base import FrozenConfig
+from src.data.listops import LRA_MAX_ARGS, LRA_MAX_DEPTH, LRA_MAX_LENGTH, LRA_MIN_LENGTH
 
 # ByteLevel BPE starts from 256 byte symbols plus the 4 special tokens (src/data/tokenizer.py).
 MIN_VOCAB_SIZE = 256 + 4
@@ -14,8 +15,9 @@ class DataConfig(FrozenConfig):
     """Where parallel text comes from and how it is cleaned and split."""
 
     # ding/hf/local: parallel text for translation; imdb/hf/local: labelled text for classification;
-    # prose/hf/local: running text for language modelling; fashion_mnist: images
-    source: Literal["ding", "hf", "local", "imdb", "prose", "fashion_mnist"] = "ding"
+    # listops: generated ListOps expressions (classification); prose/hf/local: running text for
+    # language modelling; fashion_mnist: images
+    source: Literal["ding", "hf", "local", "imdb", "listops", "prose", "fashion_mnist"] = "ding"
     src_lang: str = "de"
     tgt_lang: str = "en"
     # ding: Debian's trans-de-en package
@@ -39,6 +41,17 @@ class DataConfig(FrozenConfig):
     text_column: str = "text"
     label_column: str = "label"
     imdb_path: str | None = None
+    # listops: expressions generated as the Long Range Arena does (src/data/listops.py), labelled with
+    # their value 0-9; lengths in tokens (operators, "]" and digits), both bounds included: LRA keeps
+    # 500 < length < 2000. max_rows does not apply: listops_rows is how many are made
+    listops_rows: PositiveInt = 2000
+    listops_min_length: PositiveInt = LRA_MIN_LENGTH
+    listops_max_length: PositiveInt = LRA_MAX_LENGTH
+    listops_max_depth: PositiveInt = LRA_MAX_DEPTH
+    listops_max_args: PositiveInt = LRA_MAX_ARGS
+    listops_seed: NonNegativeInt = 0
+    # True: LRA's TSV text, the binarised tree in "( ... )" (about twice the tokens again)
+    listops_parentheses: bool = False
     # prose: the offline English corpora to join (src/data/prose.py; .ci/install fetches them)
     prose_corpora: tuple[Literal["austen", "brown"], ...] = ("austen", "brown")
     # fashion_mnist: the IDX files of Debian's dataset-fashion-mnist
@@ -86,6 +99,8 @@ class DataConfig(FrozenConfig):
                              f"(got valid_count={self.valid_count}, test_count={self.test_count})")
         if self.source == "imdb" and self.ding_extra_train_phrases:
             raise ValueError("ding_extra_train_phrases adds Ding dictionary pairs; it needs source='ding' (got 'imdb')")
+        if self.source == "listops":
+            self._listops_fits()
         if self.source == "ding" and {self.src_lang, self.tgt_lang} != {"de", "en"}:
             raise ValueError(
                 f"the Ding dictionary is German-English (expected src_lang/tgt_lang 'de'/'en' "
@@ -95,12 +110,29 @@ class DataConfig(FrozenConfig):
             raise ValueError(f"src_lang and tgt_lang must differ (got both {self.src_lang!r})")
         return self
 
+    def _listops_fits(self) -> None:
+        from src.data.listops import check_listops_settings, max_listops_chars
+
+        check_listops_settings(self.listops_min_length, self.listops_max_length, self.listops_max_depth,
+                               self.listops_max_args, prefix="listops_")
+        if self.max_rows is not None:
+            raise ValueError(f"source='listops' generates data.listops_rows expressions; max_rows is for sources "
+                             f"that are read (got max_rows={self.max_rows}, listops_rows={self.listops_rows})")
+        longest = max_listops_chars(self.listops_max_length, self.listops_parentheses)
+        if self.max_chars < longest:
+            raise ValueError(f"max_chars={self.max_chars} would drop ListOps expressions as too_long: "
+                             f"listops_max_length={self.listops_max_length} tokens can take up to {longest} "
+                             f"characters (expected max_chars >= {longest})")
+
 
 class TokenizerConfig(FrozenConfig):
-    """Byte-level BPE (or, for language modelling, characters) trained on the training split only."""
+    """Byte-level BPE (or characters, bytes, words) trained on the training split only."""
 
-    # bpe: byte-level BPE of vocab_size; char: one token per character seen in training (vocab_size unused)
-    kind: Literal["bpe", "char"] = "bpe"
+    # bpe: byte-level BPE of vocab_size; char: one token per character seen in training (vocab_size
+    # unused; language modelling, classification); byte: one token per UTF-8 byte, a fixed 260-token
+    # vocabulary, nothing to train (classification, as LRA's byte-level IMDB); word: whitespace-separated
+    # words seen in training, at most vocab_size with the special tokens (classification, e.g. ListOps)
+    kind: Literal["bpe", "char", "byte", "word"] = "bpe"
     vocab_size: PositiveInt = 8000
     joint: bool = True  # one vocabulary for both languages (needed for shared embeddings)
     min_frequency: PositiveInt = 2

@@ -19,6 +19,13 @@ from src.config.training import TrainingConfig
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
 
 
+# the tokenizer kinds each task's tokenize step knows (images have none: the default stands)
+TOKENIZER_KINDS = {"language_modeling": ("bpe", "char"), "classification": ("bpe", "byte", "word", "char"),
+                   "translation": ("bpe",), "image_classification": ("bpe",)}
+TASK_NAMES = {"language_modeling": "language modelling", "classification": "text classification",
+              "translation": "translation", "image_classification": "image classification"}
+
+
 class ConfigError(ValueError):
     """A configuration file or override is invalid; the message says which key and why."""
 
@@ -49,7 +56,7 @@ class ExperimentConfig(FrozenConfig):
                 "language_modeling": {"decoder_lm"}, "image_classification": {"vit"}}[self.task]
         if self.model.family not in fits:
             raise ValueError(f"task={self.task!r} needs model.family in {sorted(fits)}, got {self.model.family!r}")
-        sources = {"translation": {"ding", "hf", "local"}, "classification": {"imdb", "hf", "local"},
+        sources = {"translation": {"ding", "hf", "local"}, "classification": {"imdb", "listops", "hf", "local"},
                    "language_modeling": {"prose", "hf", "local"}, "image_classification": {"fashion_mnist"}}[self.task]
         if self.data.source not in sources:
             raise ValueError(f"task={self.task!r} reads data.source in {sorted(sources)}, got {self.data.source!r}")
@@ -65,8 +72,11 @@ class ExperimentConfig(FrozenConfig):
         if block > self.model.max_positions:
             raise ValueError(f"batching.block_size={block} exceeds model.max_positions={self.model.max_positions}: "
                              "the model has no position for the later tokens of a window")
-        if self.tokenizer.kind == "char" and self.task != "language_modeling":
-            raise ValueError(f"tokenizer.kind='char' is for language modelling, not task={self.task!r}")
+        kinds = TOKENIZER_KINDS[self.task]
+        if self.tokenizer.kind not in kinds:
+            uses = [TASK_NAMES[task] for task, allowed in TOKENIZER_KINDS.items() if self.tokenizer.kind in allowed]
+            raise ValueError(f"tokenizer.kind={self.tokenizer.kind!r} is for {' and '.join(uses)}, not "
+                             f"task={self.task!r} (it takes tokenizer.kind in {sorted(kinds)})")
         return self
 
     @property

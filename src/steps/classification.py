@@ -1,10 +1,11 @@
 """What each pipeline step does for text classification (IMDB sentiment by default).
 
-The same five steps as translation (``src/steps/translation.py``): labelled text is cleaned and
-split with a data card; BPE is trained on the training texts; the one training loop trains the
-``model.family`` classifier; the test split is scored (accuracy, macro-F1, per-class precision and
-recall, a confusion matrix, the most confidently wrong reviews, [CLS] heatmaps); accuracy gates
-the registry.
+The same five steps as translation (``src/steps/translation.py``): labelled text (IMDB, generated
+ListOps, a local file or a Hugging Face dataset) is cleaned and split with a data card; the
+``tokenizer.kind`` tokenizer (BPE, bytes, characters or words) is made from the training texts;
+the one training loop trains the ``model.family`` classifier; the test split is scored (accuracy,
+macro-F1, per-class precision and recall, a confusion matrix, the most confidently wrong texts,
+[CLS] heatmaps); accuracy gates the registry.
 """
 
 from pathlib import Path
@@ -14,11 +15,15 @@ from src.steps.context import StepContext, load_tokenized, train_and_register
 
 
 def read_rows(data):
-    """The labelled rows of ``data.source``: the IMDB CSV, a local file, or a Hugging Face dataset."""
+    """The labelled rows of ``data.source``: the IMDB CSV, generated ListOps, a local file, or a Hugging Face dataset."""
     from src.data import text_classification as tc
 
     if data.source == "imdb":
         return tc.read_imdb(data.imdb_path, data.max_rows)
+    if data.source == "listops":
+        from src.data.listops import read_listops
+
+        return read_listops(data)
     if data.source == "local":
         return tc.read_local_labelled(data.local_path, data.text_column, data.label_column, data.max_rows)
     return tc.read_hf_labelled(data.hf_name, data.hf_config, data.hf_split, data.text_column, data.label_column,
@@ -46,17 +51,18 @@ def data_prep(step: StepContext) -> dict[str, Any]:
 
 
 def tokenize(step: StepContext, data: dict[str, Any]) -> dict[str, Any]:
-    """BPE on the training texts; every text encoded as ``[CLS] + tokens``, cut to ``max_tokens_per_sentence``."""
+    """The ``tokenizer.kind`` tokenizer (trained on the training texts, or the fixed byte one); every
+    text encoded as ``[CLS] + tokens``, cut to ``max_tokens_per_sentence``."""
     from datasets import Dataset, DatasetDict, load_from_disk
 
-    from src.data.tokenizer import load_tokenizer, train_one
+    from src.data.tokenizer import load_tokenizer
     from src.tasks.classification import encode_texts
     from src.tracking import resolve_input
 
     cfg, out_dir, tracker = step.cfg, step.step_dir, step.tracker
     data_dir = resolve_input(data, "data_dir", artifact="dataset", subdir="dataset")
     dataset = load_from_disk(str(data_dir / "dataset"))
-    tokenizer = load_tokenizer(train_one(dataset["train"], ["text"], cfg.tokenizer, out_dir / "tokenizer.json"))
+    tokenizer = load_tokenizer(make_tokenizer(dataset["train"], cfg.tokenizer, out_dir / "tokenizer.json"))
     encoded, report = DatasetDict(), {}
     for name, split in dataset.items():
         ids, truncated = encode_texts(tokenizer, split["text"], cfg.tokenizer.max_tokens_per_sentence)
@@ -70,6 +76,22 @@ def tokenize(step: StepContext, data: dict[str, Any]) -> dict[str, Any]:
         tracker.log_scalars(f"tokenization/{name}", stats, 0)
     return {"tokenized_dir": str(out_dir), "task_id": tracker.task_id,
             "tokenizers": {"text": str(out_dir / "tokenizer.json")}, "labels": data["labels"]}
+
+
+def make_tokenizer(train_split, cfg, path: Path) -> Path:
+    """Write the ``cfg.kind`` tokenizer to ``path``: BPE, characters or words of the training texts, or bytes."""
+    from src.data.byte_tokenizer import save_byte_tokenizer
+    from src.data.char_tokenizer import train_char
+    from src.data.tokenizer import train_one
+    from src.data.word_tokenizer import train_word
+
+    if cfg.kind == "byte":
+        return save_byte_tokenizer(path)
+    if cfg.kind == "char":
+        return train_char(train_split["text"], path, cfg.min_frequency)
+    if cfg.kind == "word":
+        return train_word(train_split["text"], path, cfg.vocab_size, cfg.min_frequency)
+    return train_one(train_split, ["text"], cfg, path)
 
 
 def train(step: StepContext, tokenized: dict[str, Any], resume: bool) -> dict[str, Any]:

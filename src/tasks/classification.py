@@ -15,14 +15,17 @@ from torch import Tensor, nn
 
 from src.data.batching import TokenBudgetBatchSampler
 from src.data.tokenizer import BOS_ID, PAD_ID
-from src.training.probe import shorten, token_labels
+from src.training.probe import readable_labels, shorten
 
 CLS_ID = BOS_ID
 Batch = tuple[Tensor, Tensor]  # (tokens (B, T), labels (B,))
 
 
 def encode_texts(tokenizer, texts: list[str], max_tokens: int) -> tuple[list[list[int]], int]:
-    """``[CLS] + tokens`` cut to ``max_tokens`` ids, for a batch of texts; also how many were cut."""
+    """``[CLS] + tokens`` cut to ``max_tokens`` ids, for a batch of texts; also how many were cut.
+
+    Any of the project's tokenizers (BPE, bytes, characters, words): none adds special tokens itself.
+    """
     ids = [e.ids for e in tokenizer.encode_batch_fast(texts)]
     return [[CLS_ID, *t[: max_tokens - 1]] for t in ids], sum(len(t) > max_tokens - 1 for t in ids)
 
@@ -106,7 +109,7 @@ class ClassificationProbe:
     @classmethod
     def from_ids(cls, ids: list[list[int]], tokenizer, max_tokens: int = 48) -> "ClassificationProbe":
         kept = [list(row[:max_tokens]) for row in ids]
-        return cls(kept, [token_labels(tokenizer, row) for row in kept],
+        return cls(kept, [readable_labels(tokenizer, row) for row in kept],
                    [tokenizer.decode(list(row), skip_special_tokens=True) for row in ids])
 
     @torch.no_grad()

@@ -57,6 +57,19 @@ def token_labels(tokenizer, token_ids: list[int]) -> list[str]:
     return labels
 
 
+def readable_labels(tokenizer, token_ids: list[int]) -> list[str]:
+    """Heatmap axis labels for any of the project's tokenizers: ``token_labels`` for the byte-level ones
+    (BPE, bytes), whose symbols stand for bytes; the tokens themselves, whitespace made visible, for
+    characters and words, whose symbols are text."""
+    from tokenizers import pre_tokenizers
+
+    from src.data.char_tokenizer import char_labels
+
+    if isinstance(tokenizer.pre_tokenizer, pre_tokenizers.ByteLevel):
+        return token_labels(tokenizer, token_ids)
+    return char_labels(tokenizer, token_ids)
+
+
 def shorten(text: str, limit: int = MAX_TITLE_CHARS) -> str:
     """``text`` cut to at most ``limit`` characters, ending in "…" when cut."""
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
