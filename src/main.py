@@ -39,6 +39,13 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_attention(args: argparse.Namespace) -> int:
+    from src import bench_attention
+
+    print(bench_attention.report(args))  # the command's output (table or JSON), for the reader or a pipe
+    return 0
+
+
 def _cmd_data(args: argparse.Namespace) -> int:
     from src.config import ConfigError
     from src.data import cli
@@ -113,9 +120,16 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_bench_arguments(parser: argparse.ArgumentParser) -> None:
-    from src import bench
+    """``bench [flags]``: our Transformer against nn.Transformer; ``bench attention [flags]``: attention scaling."""
+    from src import bench, bench_attention
 
     bench.add_arguments(parser)
+    benchmarks = parser.add_subparsers(dest="benchmark", metavar="{attention}", required=False,
+                                       help="a sub-benchmark (default: the Transformer against nn.Transformer)")
+    help_text = "time and peak memory of attention variants against sequence length, with log-log slopes"
+    attention = benchmarks.add_parser("attention", help=help_text, description=help_text)
+    bench_attention.add_arguments(attention)
+    attention.set_defaults(handler=_cmd_bench_attention)
 
 
 def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -166,7 +180,8 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callab
     "generate": ("continue a prompt with a trained language model", _add_generate_arguments, _cmd_generate),
     "evaluate": ("score a translation run or checkpoint on its test/valid split or a file", _add_evaluate_arguments, _cmd_evaluate),
     "runs": ("list the runs, or compare runs side by side", _add_runs_arguments, _cmd_runs),
-    "bench": ("benchmark our Transformer against torch.nn.Transformer", _add_bench_arguments, _cmd_bench),
+    "bench": ("benchmark our Transformer against torch.nn.Transformer; `bench attention`: attention scaling",
+              _add_bench_arguments, _cmd_bench),
     "data": ("prepare and tokenize the corpus, print its figures", _add_data_arguments, _cmd_data),
     "import-offline": ("upload a run's offline ClearML sessions to the server", _add_import_arguments, _cmd_import_offline),
     "queues": ("create or show the ClearML queues of queues/queues.yaml", _add_queues_arguments, _cmd_queues),

@@ -1,0 +1,115 @@
+"""Benchmark: how attention's time and memory grow with sequence length n.
+
+    python -m src.main bench attention [--json] [--lengths 512,1024,...] [--window 256] [--track]
+
+One attention layer and one pre-norm encoder layer (batch 1, d_model 256, 4 heads by default),
+forward + backward, at n = 512 ... 16384, in four variants: full attention on the math path
+(materialises the (H, n, n) weights), full attention through ``F.scaled_dot_product_attention``,
+sliding-window attention and Longformer attention (``--window`` tokens on each side). For each
+point: the median wall time of ``--repeats`` passes and the peak memory the pass adds, each
+point in a fresh process (``measure.py``: how memory is measured on CPU and on CUDA). Then the
+log-log slope of time against n per variant, and the ratios the issue targets at n = 8192.
+``--track`` records the run as a ClearML task (``track.py``).
+
+Modules: ``measure.py`` (the child: one measurement), ``runner.py`` (the parent: children and
+skips), ``summary.py`` (slopes, ratios, the table), ``track.py`` (ClearML and the figure).
+"""
+
+import argparse
+import json
+from importlib.metadata import version
+from pathlib import Path
+
+MIB = 2**20
+# attention pattern and SDPA backend of each variant (the windowed ones also take --window)
+VARIANTS: dict[str, dict] = {
+    "full/math": {"attention": "full", "backend": "math"},
+    "full/sdpa": {"attention": "full", "backend": "sdpa"},
+    "sliding_window": {"attention": "sliding_window", "backend": "sdpa"},
+    "longformer": {"attention": "longformer", "backend": "sdpa", "global_tokens": (0,)},
+}
+MODULES = ("attention", "encoder_layer")
+LENGTHS = (512, 1024, 2048, 4096, 8192, 16384)
+
+
+def _names(choices: tuple[str, ...]):
+    def parse(text: str) -> list[str]:
+        names = [name.strip() for name in text.split(",") if name.strip()]
+        unknown = [name for name in names if name not in choices]
+        if unknown or not names:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated subset of {list(choices)}, got {text!r}")
+        return names
+
+    return parse
+
+
+def _lengths(text: str) -> list[int]:
+    try:
+        lengths = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        lengths = []
+    if not lengths or lengths[0] < 1:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive lengths like 512,1024, got {text!r}")
+    return lengths
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    parser.add_argument("--lengths", type=_lengths, default=list(LENGTHS), help="sequence lengths n, comma-separated")
+    parser.add_argument("--variants", type=_names(tuple(VARIANTS)), default=list(VARIANTS), help="comma-separated")
+    parser.add_argument("--modules", type=_names(MODULES), default=list(MODULES), help="comma-separated")
+    parser.add_argument("--d-model", type=int, default=256)
+    parser.add_argument("--heads", "--n-heads", dest="n_heads", type=int, default=4)
+    parser.add_argument("--window", type=int, default=256, help="tokens seen on each side (windowed variants)")
+    parser.add_argument("--d-ff", type=int, default=1024, help="feed-forward width of the encoder layer")
+    parser.add_argument("--repeats", type=int, default=3, help="timed passes per point after one warm-up (median)")
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-memory-mib", type=float, default=None,
+                        help="skip points predicted to add more (default on CPU: 80%% of MemAvailable less 512 MiB)")
+    parser.add_argument("--timeout-s", type=float, default=1800.0, help="per point; a point over it is skipped")
+    parser.add_argument("--track", action="store_true", help="record the run as a ClearML task (offline without a server)")
+    parser.add_argument("--offline", action="store_true", help="with --track: force ClearML offline mode")
+    parser.add_argument("--project-name", default="stepwise-transformers", help="ClearML project (with --track)")
+    parser.add_argument("--task-name", default="bench-attention", help="ClearML task name (with --track)")
+    parser.add_argument("--output-dir", default="runs/bench-attention",
+                        help="with --track: results.json, the figure and the offline session zip go here")
+
+
+def settings_from(args: argparse.Namespace) -> dict:
+    """The bench's settings as a plain dict (the JSON's ``settings``), validated."""
+    if args.d_model % args.n_heads != 0:
+        raise ValueError(f"d_model={args.d_model} is not divisible by heads={args.n_heads}")
+    for name in ("window", "repeats", "threads", "d_ff"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    cuda = args.device.startswith("cuda")
+    return {
+        "batch": 1, "d_model": args.d_model, "n_heads": args.n_heads, "window": args.window, "d_ff": args.d_ff,
+        "lengths": list(args.lengths), "variants": list(args.variants), "modules": list(args.modules),
+        "repeats": args.repeats, "threads": args.threads, "device": args.device, "seed": args.seed,
+        "max_memory_mib": args.max_memory_mib, "timeout_s": args.timeout_s, "torch": version("torch"),
+        "memory_measure": "torch.cuda.max_memory_allocated" if cuda else "resident memory, VmHWM - VmRSS",
+    }  # fmt: skip
+
+
+def run(settings: dict) -> dict:
+    """Measure every point and summarise: the JSON object ``report`` prints."""
+    from src.bench_attention.runner import measure_all
+    from src.bench_attention.summary import summarise
+
+    return summarise(settings, measure_all(settings))
+
+
+def report(args: argparse.Namespace) -> str:
+    """Run the bench; return the table (or, with ``--json``, the JSON object); with ``--track``, record it."""
+    from src.bench_attention.summary import table
+
+    result = run(settings_from(args))
+    if args.track:
+        from src.bench_attention.track import track
+
+        track(result, project=args.project_name, task_name=args.task_name, output_dir=Path(args.output_dir),
+              offline=True if args.offline else None)  # fmt: skip
+    return json.dumps(result, indent=2) if args.json else table(result)

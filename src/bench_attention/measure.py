@@ -1,0 +1,177 @@
+"""One measurement, in a process of its own: median time and peak memory of forward + backward.
+
+    python -m src.bench_attention.measure '{"module": "attention", "variant": "full/sdpa", "n": 1024, ...}'
+
+prints one JSON line: ``time_ms`` (median), ``times_ms``, ``peak_mib``, ``baseline_mib``, or
+``skipped`` when an allocation failed. The parent (``runner.py``) starts one such process per
+(module, variant, n), so that what one measurement allocated cannot hide in the next one's peak.
+
+Peak memory is what forward + backward add to what the inputs, the weights and the warmed-up
+runtime already hold. On CPU: resident memory, ``VmHWM - VmRSS`` from ``/proc/self/status``, with
+the high-water mark reset after the warm-up (``/proc/self/clear_refs``); glibc is told to serve
+every allocation over 64 KiB with its own mmap (``mallopt(M_MMAP_THRESHOLD)``), so a freed tensor
+leaves the process and the next one is counted again. On CUDA: ``torch.cuda.max_memory_allocated``
+minus ``memory_allocated`` before the timed repeats.
+"""
+
+import ctypes
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from src.bench_attention import MIB, VARIANTS
+
+if TYPE_CHECKING:
+    from torch import nn
+
+M_MMAP_THRESHOLD = -3  # glibc malloc.h
+MMAP_THRESHOLD_BYTES = 64 * 1024
+WARMUP_S = 0.5  # warm-up passes until this long has passed (at least one): short lengths need several
+
+
+def return_freed_memory_to_the_os() -> bool:
+    """Serve allocations over 64 KiB with mmap, so that ``free`` unmaps them (glibc only)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
+
+
+def proc_status_bytes(field: str) -> int:
+    """A ``kB`` field of ``/proc/self/status`` (``VmRSS``, ``VmHWM``) in bytes."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"/proc/self/status has no {field} line (expected Linux)")
+
+
+def reset_peak_rss() -> bool:
+    """Set VmHWM back to the current VmRSS (Linux >= 4.0); False where that is not allowed."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def timed_peak(run_once: Callable[[], None], repeats: int, device: str) -> dict:
+    """Warm up, then time ``repeats`` calls; peak memory over the timed calls, beyond the baseline.
+
+    One contestant per process, so there is nothing to interleave (``src/bench.py`` alternates
+    contestants that share a process); the warm-up keeps thread pools and first-call dispatch out
+    of both the timings and the peak.
+    """
+    import torch
+
+    cuda = device.startswith("cuda")
+    start = time.perf_counter()
+    while True:
+        run_once()
+        if cuda:
+            torch.cuda.synchronize(device)
+        if time.perf_counter() - start >= WARMUP_S:
+            break
+    if cuda:
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        baseline = torch.cuda.memory_allocated(device)
+    else:
+        baseline = proc_status_bytes("VmRSS")
+        reset_peak_rss()  # without it the peak still covers the warm-up, the same computation
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run_once()
+        if cuda:
+            torch.cuda.synchronize(device)
+        times.append(1000 * (time.perf_counter() - start))
+    peak = torch.cuda.max_memory_allocated(device) if cuda else proc_status_bytes("VmHWM")
+    return {
+        "time_ms": statistics.median(times),
+        "best_ms": min(times),
+        "times_ms": times,
+        "peak_mib": max(peak - baseline, 0) / MIB,
+        "baseline_mib": baseline / MIB,
+    }
+
+
+def build_module(job: dict) -> "nn.Module":
+    """The attention layer or the pre-norm encoder layer of a variant, without dropout."""
+    pattern = dict(VARIANTS[job["variant"]])
+    backend = pattern.pop("backend")
+    if pattern["attention"] != "full":
+        pattern["window"] = job["window"]
+    else:
+        pattern = {}  # the defaults: full attention
+    if job["module"] == "attention":
+        from src.components.attention import MultiHeadAttention
+
+        return MultiHeadAttention(job["d_model"], job["n_heads"], dropout=0.0, backend=backend, **pattern)
+    from src.config.model import ModelConfig
+    from src.models.transformer import build_encoder
+
+    cfg = ModelConfig(
+        family="encoder_classifier", d_model=job["d_model"], n_heads=job["n_heads"], n_encoder_layers=1,
+        d_ff=job["d_ff"], dropout=0.0, norm_first=True, max_positions=job["n"], attention_backend=backend,
+        **pattern,
+    )  # fmt: skip
+    return build_encoder(cfg)
+
+
+def forward_backward(job: dict) -> Callable[[], None]:
+    """A closure that runs one forward and backward pass of a batch of one sequence of ``n`` tokens."""
+    import torch
+
+    torch.manual_seed(job["seed"])
+    device = torch.device(job["device"])
+    module = build_module(job).to(device).train()
+    x = torch.randn(1, job["n"], job["d_model"], device=device, requires_grad=True)  # (B, T, C)
+    grad_out = torch.randn(1, job["n"], job["d_model"], device=device)
+
+    def run_once() -> None:
+        x.grad = None
+        module.zero_grad(set_to_none=True)
+        out, _ = module(x) if job["module"] == "attention" else module(x, None)
+        out.backward(grad_out)
+
+    return run_once
+
+
+def measure(job: dict) -> dict:
+    """Time and peak memory of one (module, variant, n); ``skipped`` when memory ran out."""
+    import torch
+
+    torch.set_num_threads(job["threads"])
+    try:
+        return timed_peak(forward_backward(job), job["repeats"], job["device"])
+    except torch.OutOfMemoryError as err:  # CUDA
+        return {"skipped": f"out of memory: {str(err).splitlines()[0]}"}
+    except RuntimeError as err:
+        if "can't allocate memory" not in str(err):  # CPU: DefaultCPUAllocator
+            raise
+        return {"skipped": f"out of memory: {str(err).splitlines()[0]}"}
+
+
+def volunteer_for_the_oom_killer() -> None:
+    """If memory runs out anyway, the kernel ends this process first, not a neighbour's."""
+    try:
+        Path("/proc/self/oom_score_adj").write_text("1000")
+    except OSError:
+        pass
+
+
+def main(argv: list[str]) -> int:
+    return_freed_memory_to_the_os()  # first: before torch allocates anything
+    volunteer_for_the_oom_killer()
+    job = json.loads(argv[0])
+    print(json.dumps(measure(job)))  # the parent reads this one line
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,138 @@
+"""From the records to the answer: log-log slopes, the ratios the issue targets, and a table."""
+
+import math
+import statistics
+
+TARGET_N = 8192  # the length at which the ratios are judged (else the longest one all measured)
+SLIDING = ("sliding_window", "longformer")
+FULL = ("full/sdpa", "full/math")
+# name -> (lowest, highest) acceptable value; None = unbounded on that side
+TARGETS: dict[str, tuple[float | None, float | None]] = {
+    "sliding_window_speedup_vs_full_sdpa": (4.0, None),  # time(full/sdpa) / time(sliding_window)
+    "sliding_window_memory_vs_full_sdpa": (None, 1.5),  # peak(sliding_window) / peak(full/sdpa)
+    "full_math_memory_vs_sliding_window": (10.0, None),  # peak(full/math) / peak(sliding_window)
+    **{f"slope {v}": (None, 1.2) for v in SLIDING},  # time ~ n^slope
+    **{f"slope {v}": (1.7, 2.3) for v in FULL},  # ~2: quadratic, less what the projections add
+}
+
+
+def log_log_slope(ns: list[int], values: list[float]) -> float | None:
+    """Least-squares slope of log(value) against log(n); None with fewer than two points."""
+    if len(ns) < 2:
+        return None
+    return statistics.linear_regression([math.log(n) for n in ns], [math.log(v) for v in values]).slope
+
+
+def measured(records: list[dict], module: str, variant: str, key: str) -> dict[int, float]:
+    """n -> ``key`` of the measured (not skipped) records of one module and variant."""
+    return {r["n"]: r[key] for r in records
+            if r["module"] == module and r["variant"] == variant and r.get(key) is not None and r[key] > 0}
+
+
+def slopes(records: list[dict], module: str, variants: list[str], key: str = "time_ms") -> dict[str, float | None]:
+    """Per variant, the log-log slope of ``key`` against n over every length measured."""
+    fitted = {}
+    for variant in variants:
+        points = sorted(measured(records, module, variant, key).items())
+        fitted[variant] = log_log_slope([n for n, _ in points], [value for _, value in points])
+    return fitted
+
+
+def ratios(records: list[dict], module: str) -> dict:
+    """The issue's ratios at ``TARGET_N`` (or the longest length measured for all three variants)."""
+    times = {v: measured(records, module, v, "time_ms") for v in ("full/sdpa", "sliding_window")}
+    peaks = {v: measured(records, module, v, "peak_mib") for v in ("full/sdpa", "full/math", "sliding_window")}
+    common = set.intersection(*(set(m) for m in (*times.values(), *peaks.values())))
+    n = TARGET_N if TARGET_N in common else max(common, default=None)
+    if n is None:
+        return {"n": None}
+    return {
+        "n": n,
+        "sliding_window_speedup_vs_full_sdpa": times["full/sdpa"][n] / times["sliding_window"][n],
+        "sliding_window_memory_vs_full_sdpa": peaks["sliding_window"][n] / peaks["full/sdpa"][n],
+        "full_math_memory_vs_sliding_window": peaks["full/math"][n] / peaks["sliding_window"][n],
+    }
+
+
+def judge(value: float | None, bounds: tuple[float | None, float | None]) -> bool | None:
+    """Whether ``value`` lies within ``bounds``; None when it was not measured."""
+    if value is None:
+        return None
+    low, high = bounds
+    return (low is None or value >= low) and (high is None or value <= high)
+
+
+def meets_targets(module_ratios: dict, module_slopes: dict) -> dict[str, bool | None]:
+    values = module_ratios | {f"slope {v}": s for v, s in module_slopes.items()}
+    verdicts = {name: judge(values.get(name), bounds) for name, bounds in TARGETS.items()}
+    known = [v for v in verdicts.values() if v is not None]
+    return verdicts | {"all": all(known) if len(known) == len(verdicts) else None}
+
+
+def summarise(settings: dict, records: list[dict]) -> dict:
+    """The JSON object: records, per-module slopes and ratios; the attention layer's at top level."""
+    by_module = {}
+    for module in settings["modules"]:
+        module_slopes = slopes(records, module, settings["variants"])
+        module_ratios = ratios(records, module)
+        by_module[module] = {
+            "slopes": module_slopes,
+            "peak_slopes": slopes(records, module, settings["variants"], "peak_mib"),
+            "ratios": module_ratios,
+            "meets_targets": meets_targets(module_ratios, module_slopes),
+        }
+    top = by_module.get("attention") or next(iter(by_module.values()))
+    return {"settings": settings, "results": records, **{k: top[k] for k in ("slopes", "ratios", "meets_targets")},
+            "targets": {name: {"min": low, "max": high} for name, (low, high) in TARGETS.items()},
+            "by_module": by_module}  # fmt: skip
+
+
+def _number(value: float | None, suffix: str = "") -> str:
+    return "-" if value is None else f"{value:.2f}{suffix}"
+
+
+def _bounds(bounds: tuple[float | None, float | None]) -> str:
+    low, high = bounds
+    return f">= {low:g}" if high is None else f"<= {high:g}" if low is None else f"{low:g}..{high:g}"
+
+
+def table(result: dict) -> str:
+    """The results for a reader: per module, variants x lengths as ms / MiB, slopes, ratios against targets."""
+    s = result["settings"]
+    lines = [
+        f"Attention scaling bench: batch 1, d_model {s['d_model']}, {s['n_heads']} heads, window {s['window']}, "
+        f"forward + backward, {s['device']}, {s['threads']} threads, torch {s['torch']}, median of {s['repeats']}",
+        f"cells: median ms / peak MiB added by forward + backward ({s['memory_measure']}); one process each",
+    ]
+    skipped = []
+    for module, summary in result["by_module"].items():
+        lines += ["", f"{module}: ms / MiB", f"{'variant':<16}" + "".join(f"{n:>18}" for n in s["lengths"])
+                  + f"{'slope':>8}{'mem slope':>10}"]  # fmt: skip
+        for variant in s["variants"]:
+            cells = []
+            for n in s["lengths"]:
+                r = next(r for r in result["results"] if (r["module"], r["variant"], r["n"]) == (module, variant, n))
+                if "skipped" in r:
+                    skipped.append(f"  {module} {variant} n={n}: {r['skipped']}")
+                    cells.append(f"{'skipped (' + str(len(skipped)) + ')':>18}")
+                else:
+                    cells.append(f"{r['time_ms']:>9.1f} /{r['peak_mib']:>7.1f}")
+            slope, peak_slope = summary["slopes"][variant], summary["peak_slopes"][variant]
+            lines.append(f"{variant:<16}{''.join(cells)}{_number(slope):>8}{_number(peak_slope):>10}")
+        lines += _ratio_lines(summary)
+    if skipped:
+        lines += ["", "skipped:"] + [f"  ({i}) {line.strip()}" for i, line in enumerate(skipped, 1)]
+    verdict = result["meets_targets"]["all"]
+    lines += ["", f"attention layer meets all targets: {'unknown' if verdict is None else 'yes' if verdict else 'no'}"]
+    return "\n".join(lines)
+
+
+def _ratio_lines(summary: dict) -> list[str]:
+    ratios_, verdicts = summary["ratios"], summary["meets_targets"]
+    title = f"targets: ratios at n={ratios_['n']}, slopes over all lengths"
+    lines = [f"  {title:<40}{'value':>8}{'target':>11}{'met':>6}"]
+    values = ratios_ | {f"slope {v}": s for v, s in summary["slopes"].items()}
+    for name, bounds in TARGETS.items():
+        met = {True: "yes", False: "no", None: "-"}[verdicts[name]]
+        lines.append(f"  {name:<40}{_number(values.get(name)):>8}{_bounds(bounds):>11}{met:>6}")
+    return lines
