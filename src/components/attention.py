@@ -11,9 +11,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from src.components.kv_cache import KVCache
+from src.components.longformer_attention import longformer_attention
 from src.components.masks import causal_mask
+from src.components.sliding_window_attention import sliding_window_attention
 
 AttentionBackend = Literal["sdpa", "math"]
+AttentionPattern = Literal["full", "sliding_window", "longformer"]
 
 
 def scaled_dot_product_attention(
@@ -61,17 +64,32 @@ class MultiHeadAttention(nn.Module):
     are returned only when asked for (``need_weights=True``), which always takes the math path, so
     attention heatmaps cost nothing on ordinary steps.
 
+    Self-attention can be restricted to a band for long inputs (``attention``): "sliding_window"
+    (``src/components/sliding_window_attention.py``) or "longformer", the band plus global tokens
+    with their own projections ``global_in_proj`` (``src/components/longformer_attention.py``).
+    Both run on either backend and cost O(T w); cross-attention is always full.
+
     Args:
         d_model: model width C.
         n_heads: number of heads H; must divide ``d_model``.
         dropout: dropout probability on the attention weights.
         backend: "sdpa" (default) or "math".
+        attention: "full" (default), "sliding_window" or "longformer".
+        window: one-sided window w of the sliding variants.
+        global_tokens: longformer's global positions (those beyond a sequence's length are skipped).
     """
 
     def __init__(
-        self, d_model: int, n_heads: int, dropout: float = 0.0, backend: AttentionBackend = "sdpa"
+        self, d_model: int, n_heads: int, dropout: float = 0.0, backend: AttentionBackend = "sdpa",
+        attention: AttentionPattern = "full", window: int | None = None, global_tokens: tuple[int, ...] = (0,),
     ) -> None:
         super().__init__()
+        if attention not in ("full", "sliding_window", "longformer"):
+            raise ValueError(f"attention must be 'full', 'sliding_window' or 'longformer', got {attention!r}")
+        if attention != "full" and (window is None or window < 1):
+            raise ValueError(f"attention={attention!r} needs a window >= 1 (tokens seen on each side), got {window}")
+        if attention == "longformer" and not global_tokens:
+            raise ValueError("attention='longformer' needs at least one global token position")
         if d_model % n_heads != 0:
             raise ValueError(
                 f"d_model={d_model} is not divisible by n_heads={n_heads} "
@@ -81,7 +99,10 @@ class MultiHeadAttention(nn.Module):
             raise ValueError(f"attention backend must be 'sdpa' or 'math', got {backend!r}")
         self.d_model, self.n_heads, self.head_dim = d_model, n_heads, d_model // n_heads
         self.dropout_p, self.backend = dropout, backend
+        self.attention, self.window, self.global_tokens = attention, window, tuple(global_tokens)
         self.in_proj = nn.Linear(d_model, 3 * d_model)
+        if attention == "longformer":  # Q_g, K_g, V_g (Longformer Sec. 3.1), laid out as in_proj
+            self.global_in_proj = nn.Linear(d_model, 3 * d_model)
         self.out_proj = nn.Linear(d_model, d_model)
 
     def forward(
@@ -109,6 +130,9 @@ class MultiHeadAttention(nn.Module):
             output: (B, T, C); weights: (B, H, T, S) or ``None``.
         """
         q, k, v = self._project(x, memory, cache)
+        if self.attention != "full" and memory is None:
+            out, weights = self._banded(x, q, k, v, mask, is_causal, cache, need_weights)
+            return self.out_proj(out.transpose(1, 2).reshape(x.shape)), weights
         fused = self.backend == "sdpa" and not need_weights
         mask, is_causal = self._attention_mask(mask, is_causal, q, k, fused)
         dropout_p = self.dropout_p if self.training else 0.0
@@ -121,6 +145,24 @@ class MultiHeadAttention(nn.Module):
             out, weights = scaled_dot_product_attention(q, k, v, mask, dropout_p)
         out = out.transpose(1, 2).reshape(x.shape)  # (B, H, T, D) -> (B, T, H, D) -> (B, T, C)
         return self.out_proj(out), (weights if need_weights else None)
+
+    def _banded(self, x: Tensor, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, is_causal: bool,
+                cache: KVCache | None, need_weights: bool) -> tuple[Tensor, Tensor | None]:
+        """Sliding-window or Longformer self-attention; (B, H, T, D) and the weights if asked."""
+        key_mask = _key_padding_mask(mask, q.size(0), k.size(2), self.attention)
+        dropout_p = self.dropout_p if self.training else 0.0
+        if self.attention == "sliding_window":
+            return sliding_window_attention(q, k, v, self.window, key_mask, is_causal, self.backend, dropout_p,
+                                            need_weights)
+        if is_causal or cache is not None:
+            raise ValueError("attention='longformer' is bidirectional: it takes no causal mask and no cache")
+        length = x.size(1)
+        index = torch.tensor([p for p in self.global_tokens if p < length], dtype=torch.long, device=x.device)
+        c, weight, bias = self.d_model, self.global_in_proj.weight, self.global_in_proj.bias
+        (global_q,) = self._split_heads(F.linear(x[:, index], weight[:c], bias[:c]), 1)
+        global_k, global_v = self._split_heads(F.linear(x, weight[c:], bias[c:]), 2)
+        return longformer_attention(q, k, v, global_q, global_k, global_v, index, self.window, key_mask,
+                                    self.backend, dropout_p, need_weights)
 
     def _project(
         self, x: Tensor, memory: Tensor | None, cache: KVCache | None
@@ -159,6 +201,18 @@ class MultiHeadAttention(nn.Module):
             causal = causal_mask(query_len, key_len, q.device)
             mask = causal if mask is None else mask & causal
         return mask, fused_causal
+
+
+def _key_padding_mask(mask: Tensor | None, batch: int, key_len: int, attention: str) -> Tensor | None:
+    """The (B, S) key mask inside a (B, 1, 1, S) padding mask: the only mask a banded pattern takes."""
+    if mask is None:
+        return None
+    if mask.dtype != torch.bool:
+        raise ValueError(f"attention mask must be torch.bool (True = may attend), got dtype {mask.dtype}")
+    if mask.dim() != 4 or mask.shape[1:3] != (1, 1) or mask.size(3) != key_len or mask.size(0) not in (1, batch):
+        raise ValueError(f"attention={attention!r} takes a key padding mask of shape (B, 1, 1, S) = "
+                         f"({batch}, 1, 1, {key_len}), got {tuple(mask.shape)}; the band itself is built inside")
+    return mask[:, 0, 0, :].expand(batch, key_len)
 
 
 def _check_mask(mask: Tensor, scores_shape: tuple[int, int, int, int]) -> None:

@@ -22,7 +22,7 @@ import math
 
 from torch import Tensor, nn
 
-from src.components.attention import AttentionBackend, MultiHeadAttention
+from src.components.attention import AttentionBackend, AttentionPattern, MultiHeadAttention
 from src.components.feed_forward import Activation, PositionwiseFeedForward
 from src.components.kv_cache import KVCache
 from src.components.positional_encoding import LearnedPositionalEncoding, SinusoidalPositionalEncoding
@@ -44,13 +44,16 @@ class DecoderBlock(nn.Module):
         activation: feed-forward activation (GPT-2: "gelu").
         layer_norm_eps: LayerNorm epsilon (GPT-2: 1e-5).
         backend: attention backend, "sdpa" or "math".
+        attention: "full", or "sliding_window": each token sees only the ``window`` tokens before it.
+        window: the sliding window's length (one-sided).
     """
 
     def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float, attention_dropout: float,
-                 activation: Activation, layer_norm_eps: float, backend: AttentionBackend) -> None:
+                 activation: Activation, layer_norm_eps: float, backend: AttentionBackend,
+                 attention: AttentionPattern = "full", window: int | None = None) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(d_model, eps=layer_norm_eps)
-        self.self_attn = MultiHeadAttention(d_model, n_heads, attention_dropout, backend)
+        self.self_attn = MultiHeadAttention(d_model, n_heads, attention_dropout, backend, attention, window)
         self.norm2 = nn.LayerNorm(d_model, eps=layer_norm_eps)
         self.feed_forward = PositionwiseFeedForward(d_model, d_ff, dropout, activation)
         self.dropout = nn.Dropout(dropout)
@@ -150,7 +153,7 @@ def build_decoder_lm(cfg: ModelConfig, vocab_size: int, pad_id: int) -> DecoderL
     """
     positional = {"sinusoidal": SinusoidalPositionalEncoding, "learned": LearnedPositionalEncoding}
     blocks = [DecoderBlock(cfg.d_model, cfg.n_heads, cfg.d_ff, cfg.dropout, cfg.attention_dropout, cfg.activation,
-                           cfg.layer_norm_eps, cfg.attention_backend) for _ in range(cfg.n_decoder_layers)]
+                           cfg.layer_norm_eps, cfg.attention_backend, cfg.attention, cfg.window) for _ in range(cfg.n_decoder_layers)]
     return DecoderLM(vocab_size, positional[cfg.positional_encoding](cfg.d_model, cfg.max_positions), blocks,
                      cfg.d_model, cfg.dropout, cfg.layer_norm_eps, pad_id, cfg.tie_output)
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 from torch import Tensor, nn
 
-from src.components.attention import AttentionBackend, MultiHeadAttention
+from src.components.attention import AttentionBackend, AttentionPattern, MultiHeadAttention
 from src.components.feed_forward import Activation, PositionwiseFeedForward
 from src.components.kv_cache import DecoderCache, KVCache
 
@@ -30,6 +30,9 @@ class EncoderLayer(nn.Module):
         norm_first: pre-norm if True, post-norm (the paper) if False.
         layer_norm_eps: LayerNorm epsilon.
         backend: attention backend, "sdpa" or "math".
+        attention: self-attention pattern, "full", "sliding_window" or "longformer" (``MultiHeadAttention``).
+        window: one-sided window of the sliding patterns.
+        global_tokens: longformer's global positions.
     """
 
     def __init__(
@@ -43,10 +46,14 @@ class EncoderLayer(nn.Module):
         norm_first: bool,
         layer_norm_eps: float,
         backend: AttentionBackend,
+        attention: AttentionPattern = "full",
+        window: int | None = None,
+        global_tokens: tuple[int, ...] = (0,),
     ) -> None:
         super().__init__()
         self.norm_first = norm_first
-        self.self_attn = MultiHeadAttention(d_model, n_heads, attention_dropout, backend)
+        self.self_attn = MultiHeadAttention(d_model, n_heads, attention_dropout, backend, attention, window,
+                                            global_tokens)
         self.feed_forward = PositionwiseFeedForward(d_model, d_ff, dropout, activation)
         self.norm1 = nn.LayerNorm(d_model, eps=layer_norm_eps)
         self.norm2 = nn.LayerNorm(d_model, eps=layer_norm_eps)
@@ -84,10 +91,14 @@ class DecoderLayer(nn.Module):
         norm_first: bool,
         layer_norm_eps: float,
         backend: AttentionBackend,
+        attention: AttentionPattern = "full",
+        window: int | None = None,
+        global_tokens: tuple[int, ...] = (0,),
     ) -> None:
         super().__init__()
         self.norm_first = norm_first
-        self.self_attn = MultiHeadAttention(d_model, n_heads, attention_dropout, backend)
+        self.self_attn = MultiHeadAttention(d_model, n_heads, attention_dropout, backend, attention, window,
+                                            global_tokens)
         self.cross_attn = MultiHeadAttention(d_model, n_heads, attention_dropout, backend)
         self.feed_forward = PositionwiseFeedForward(d_model, d_ff, dropout, activation)
         self.norm1 = nn.LayerNorm(d_model, eps=layer_norm_eps)

@@ -207,6 +207,9 @@ def layer_arguments(cfg: ModelConfig) -> dict:
         "norm_first": cfg.norm_first,
         "layer_norm_eps": cfg.layer_norm_eps,
         "backend": cfg.attention_backend,
+        "attention": cfg.attention,
+        "window": cfg.window,
+        "global_tokens": cfg.global_tokens,
     }
 
 

@@ -1,0 +1,76 @@
+"""Longformer attention: a sliding window plus a few global tokens (Beltagy et al. 2020, Sec. 3.1).
+
+"Longformer: The Long-Document Transformer" keeps the O(n w) sliding window
+(``src/components/sliding_window_attention.py``) and adds "global attention on few pre-selected
+input locations": a global token attends to every token, and every token attends to it. For
+classification the global token is ``[CLS]`` (Sec. 3.1, "Task motivated global attention"), so the
+vector that is pooled has seen the whole document in every layer, while all other tokens stay
+local. With g global tokens the cost is O(n w + n g).
+
+Two sets of projections (Sec. 3.1, "Linear Projections for Global Attention"): the local window
+uses Q_s, K_s, V_s (``MultiHeadAttention.in_proj``), the global rows use their own Q_g, K_g, V_g
+(``global_in_proj``), as Hugging Face's ``LongformerSelfAttention`` (``query_global``,
+``key_global``, ``value_global``), which the tests match given the same weights.
+
+The computation, for every sequence of the batch:
+1. every query attends, in one softmax, to the real keys of its window that are not global, and to
+   all global keys (through the local projections K_s, V_s);
+2. the rows of the global tokens are then replaced by full attention from Q_g over every real key
+   (through K_g, V_g): O(g n).
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from src.components.sliding_window_attention import Backend, attend_blocks, banded_blocks
+
+
+def longformer_attention(
+    query: Tensor, key: Tensor, value: Tensor, global_query: Tensor, global_key: Tensor, global_value: Tensor,
+    global_index: Tensor, window: int, key_mask: Tensor | None = None, backend: Backend = "sdpa",
+    dropout_p: float = 0.0, need_weights: bool = False,
+) -> tuple[Tensor, Tensor | None]:
+    """Sliding-window attention with global tokens at the positions ``global_index``.
+
+    Args:
+        query, key, value: local projections (Q_s, K_s, V_s) of every token.
+        global_query: the global query projection (Q_g) of the global tokens only.
+        global_key, global_value: the global key/value projections (K_g, V_g) of every token.
+        global_index: the positions of the global tokens, distinct and < T.
+        window: one-sided window w.
+        key_mask: True at real tokens; a padding position is never attended, even if listed global.
+        backend: "sdpa" or "math", as in ``sliding_window_attention``.
+        dropout_p: dropout on the attention weights.
+        need_weights: also return the dense (B, H, T, T) weights (for heatmaps).
+
+    Shape:
+        query, key, value, global_key, global_value: (B, H, T, D); global_query: (B, H, G, D);
+        global_index: (G,); key_mask: (B, T). output: (B, H, T, D); weights: (B, H, T, T) or None.
+    """
+    batch, _, length, _ = query.shape
+    real = torch.ones(batch, length, dtype=torch.bool, device=query.device) if key_mask is None else key_mask
+    is_global = torch.zeros_like(real)
+    is_global[:, global_index] = True
+    # 1. the window without the global keys, then the global keys themselves, in one softmax
+    blocks = banded_blocks(query, key, value, window, real & ~is_global, causal=False)
+    blocks.append_keys(key[:, :, global_index], value[:, :, global_index], real[:, global_index])
+    out, block_weights = attend_blocks(blocks, backend, dropout_p, need_weights)
+    # 2. the global tokens' own rows: full attention through the global projections, O(G T)
+    everything = real[:, None, None, :]  # (B, 1, 1, T)
+    global_out, global_weights = _full_attention(global_query, global_key, global_value, everything, backend,
+                                                 dropout_p, need_weights)
+    out = out.index_copy(2, global_index, global_out)
+    if not need_weights:
+        return out, None
+    weights = blocks.dense_weights(block_weights, global_index)
+    return out, weights.index_copy(2, global_index, global_weights)
+
+
+def _full_attention(query: Tensor, key: Tensor, value: Tensor, mask: Tensor, backend: Backend, dropout_p: float,
+                    need_weights: bool) -> tuple[Tensor, Tensor | None]:
+    from src.components.attention import scaled_dot_product_attention
+
+    if backend == "sdpa" and not need_weights:
+        return F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout_p), None
+    return scaled_dot_product_attention(query, key, value, mask, dropout_p)
