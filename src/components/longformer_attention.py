@@ -53,9 +53,9 @@ def longformer_attention(
     is_global = torch.zeros_like(real)
     is_global[:, global_index] = True
     # 1. the window without the global keys, then the global keys themselves, in one softmax
-    blocks = banded_blocks(query, key, value, window, real & ~is_global, causal=False)
-    blocks.append_keys(key[:, :, global_index], value[:, :, global_index], real[:, global_index])
-    out, block_weights = attend_blocks(blocks, backend, dropout_p, need_weights)
+    blocks = banded_blocks(length, window, real & ~is_global, False, batch, query.device)
+    blocks.append_keys(global_index, real[:, global_index])
+    out, weights = attend_blocks(blocks, query, key, value, backend, dropout_p, need_weights)
     # 2. the global tokens' own rows: full attention through the global projections, O(G T)
     everything = real[:, None, None, :]  # (B, 1, 1, T)
     global_out, global_weights = _full_attention(global_query, global_key, global_value, everything, backend,
@@ -63,7 +63,6 @@ def longformer_attention(
     out = out.index_copy(2, global_index, global_out)
     if not need_weights:
         return out, None
-    weights = blocks.dense_weights(block_weights, global_index)
     return out, weights.index_copy(2, global_index, global_weights)
 
 

@@ -80,112 +80,184 @@ def sliding_window_attention(
     query_len, key_len = query.size(2), key.size(2)
     if key_len != query_len:  # a cached decoding step: a few new queries against every key so far
         return _decoding_step(query, key, value, window, key_mask, causal, backend, dropout_p, need_weights)
-    blocks = banded_blocks(query, key, value, window, key_mask, causal)
-    out, weights = attend_blocks(blocks, backend, dropout_p, need_weights)
-    return out, (blocks.dense_weights(weights) if need_weights else None)
+    blocks = banded_blocks(query_len, window, key_mask, causal, query.size(0), query.device)
+    return attend_blocks(blocks, query, key, value, backend, dropout_p, need_weights)
 
 
 class BandedBlocks:
-    """Queries cut into blocks of ``size``, each with the keys/values of the blocks around it.
+    """Which keys each block of queries reads: the blocked layout of sliding-window attention.
 
-    The blocks sit next to the batch dimension, so that the fused kernel sees them as a batch.
+    Blocks hold positions, not copies: ``gather`` copies the queries, keys and values of a range of
+    blocks when they are needed, so that the fused path can work through the blocks a group at a time.
 
     Attributes:
-        query: (B, N, H, b, D): N blocks of b queries, the last block padded with zeros.
-        key, value: (B, N, H, K, D): K = (back + 1 + ahead) * b keys per block, then the ``E`` extra
-            keys given to ``append_keys`` (Longformer's global keys).
-        mask: (B, N, 1, b, K [+ E]) boolean, True = may attend; the same for every head.
+        query_index: (N * b,) the position of every query slot (the last block's spare slots repeat
+            the last position; their outputs are dropped).
+        key_index: (N, K) the position of every key slot of every block; K = (back + 1 + ahead) * b
+            window keys, then any keys added by ``append_keys``. Slots outside the sequence repeat an
+            edge position and are masked out.
+        mask: (B, N, 1, b, K) boolean, True = may attend; the same for every head.
     """
 
-    def __init__(self, query: Tensor, key: Tensor, value: Tensor, mask: Tensor, size: int, back: int,
-                 length: int) -> None:
-        self.query, self.key, self.value, self.mask = query, key, value, mask
-        self.size, self.back, self.length = size, back, length
+    def __init__(self, query_index: Tensor, key_index: Tensor, mask: Tensor, size: int, length: int) -> None:
+        self.query_index, self.key_index, self.mask = query_index, key_index, mask
+        self.size, self.length = size, length
 
-    def append_keys(self, key: Tensor, value: Tensor, key_mask: Tensor) -> None:
-        """Let every query see ``key`` as well (after its window), where ``key_mask`` allows.
+    @property
+    def n_blocks(self) -> int:
+        return self.key_index.size(0)
 
-        Shape: key, value: (B, H, E, D); key_mask: (B, E).
+    def append_keys(self, index: Tensor, key_mask: Tensor) -> None:
+        """Let every query also see the keys at positions ``index`` (after its window), where ``key_mask`` allows.
+
+        Shape: index: (E,); key_mask: (B, E).
         """
-        n_blocks = self.query.size(1)
-        self.key = torch.cat([self.key, key.unsqueeze(1).expand(-1, n_blocks, -1, -1, -1)], dim=3)
-        self.value = torch.cat([self.value, value.unsqueeze(1).expand(-1, n_blocks, -1, -1, -1)], dim=3)
-        extra = key_mask[:, None, None, None, :].expand(-1, n_blocks, 1, self.size, -1)  # (B, N, 1, b, E)
+        self.key_index = torch.cat([self.key_index, index.expand(self.n_blocks, -1)], dim=1)
+        extra = key_mask[:, None, None, None, :].expand(-1, self.n_blocks, 1, self.size, -1)  # (B, N, 1, b, E)
         self.mask = torch.cat([self.mask, extra], dim=-1)
 
+    def gather(self, x: Tensor, index: Tensor) -> Tensor:
+        """The rows ``index`` (G, L) of ``x`` (B, H, T, D), one group of G blocks: (B*G, H, L, D)."""
+        batch, heads, _, dim = x.shape
+        rows = x.transpose(1, 2).index_select(1, index.flatten())  # (B, G*L, H, D)
+        return rows.view(batch * index.size(0), index.size(1), heads, dim).transpose(1, 2)
+
+    def blocks(self, query: Tensor, key: Tensor, value: Tensor, start: int = 0, stop: int | None = None,
+               ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Queries, keys, values (B*G, H, L, D) and the mask (B*G, 1, b, K) of blocks ``start:stop``."""
+        stop = self.n_blocks if stop is None else stop
+        query_index = self.query_index.view(self.n_blocks, self.size)[start:stop]
+        key_index = self.key_index[start:stop]
+        return (self.gather(query, query_index), self.gather(key, key_index), self.gather(value, key_index),
+                self.mask[:, start:stop].flatten(0, 1))
+
     def unblock(self, out: Tensor) -> Tensor:
-        """(B, N, H, b, D) block outputs -> (B, H, T, D), dropping the padding queries."""
-        batch, n_blocks, heads, size, dim = out.shape
-        return out.transpose(1, 2).reshape(batch, heads, n_blocks * size, dim)[:, :, : self.length]
+        """(B*N, H, b, D) block outputs -> (B, H, T, D), dropping the spare query slots."""
+        _, heads, size, dim = out.shape
+        blocked = out.view(-1, self.n_blocks, heads, size, dim).transpose(1, 2)  # (B, H, N, b, D)
+        return blocked.flatten(2, 3)[:, :, : self.length]
 
-    def dense_weights(self, weights: Tensor, extra_index: Tensor | None = None) -> Tensor:
-        """Scatter block weights (B, N, H, b, K [+ E]) into the (B, H, T, T) matrix they stand for.
-
-        ``extra_index`` (E,) gives the sequence position of each appended key. For heatmaps only.
-        """
-        weights = weights.transpose(1, 2)  # (B, H, N, b, K [+ E])
-        batch, heads, n_blocks, size, _ = weights.shape
-        window_keys = self.mask.size(-1) - (0 if extra_index is None else extra_index.numel())
-        padded_len = (n_blocks - 1) * size + window_keys  # the last block's last key, plus one
-        # block k's window key c sits at padded position k * b + c (position k*b + c - back*b unpadded)
-        position = (torch.arange(n_blocks, device=weights.device)[:, None] * size
-                    + torch.arange(window_keys, device=weights.device)[None, :])  # (N, K)
-        index = position[None, None, :, None, :].expand(batch, heads, -1, size, -1)
-        dense = weights.new_zeros(batch, heads, n_blocks, size, padded_len)
-        dense.scatter_(-1, index, weights[..., :window_keys])
-        start = self.back * size
-        dense = dense[..., start : start + self.length]
-        if extra_index is not None:
-            dense = dense.index_add(-1, extra_index, weights[..., window_keys:])
-        return dense.reshape(batch, heads, n_blocks * size, self.length)[:, :, : self.length]
+    def dense_weights(self, weights: Tensor) -> Tensor:
+        """Scatter block weights (B*N, H, b, K) into the (B, H, T, T) matrix they stand for (heatmaps only)."""
+        _, heads, size, keys = weights.shape
+        weights = weights.view(-1, self.n_blocks, heads, size, keys).transpose(1, 2)  # (B, H, N, b, K)
+        index = self.key_index[None, None, :, None, :].expand_as(weights)
+        dense = weights.new_zeros(*weights.shape[:-1], self.length)
+        dense.scatter_add_(-1, index, weights)  # masked slots carry weight 0 wherever they point
+        return dense.flatten(2, 3)[:, :, : self.length]
 
 
-def banded_blocks(query: Tensor, key: Tensor, value: Tensor, window: int, key_mask: Tensor | None,
-                  causal: bool) -> BandedBlocks:
-    """The blocked layout of sliding-window attention (module docstring); O(n w) memory.
+def banded_blocks(length: int, window: int, key_mask: Tensor | None, causal: bool, batch: int,
+                  device: torch.device) -> BandedBlocks:
+    """The blocked layout of sliding-window attention (module docstring): O(n w) slots.
 
-    Shape: query, key, value: (B, H, T, D); key_mask: (B, T) or None.
+    Shape: key_mask: (B, T) or None.
     """
-    batch, _, length, _ = query.shape
     if length <= window + 1:  # every pair is within the window: one block, no look-around
         size, back, ahead = length, 0, 0
     else:
         size, back, ahead = window, 1, (0 if causal else 1)
     n_blocks = -(-length // size)
-    left, right = back * size, (n_blocks + ahead) * size - length  # zero blocks around the sequence
-
-    def look_around(x: Tensor) -> Tensor:  # (B, H, T, D) -> (B, N, H, span, D), block k: padded blocks k..k+back+ahead
-        padded = F.pad(x, (0, 0, left, right)).unflatten(2, (-1, size)).transpose(1, 2)  # (B, N', H, b, D)
-        return torch.cat([padded[:, i : i + n_blocks] for i in range(back + 1 + ahead)], dim=3)
-
-    real = torch.ones(batch, length, dtype=torch.bool, device=query.device) if key_mask is None else key_mask
-    real = F.pad(real, (left, right)).unflatten(1, (-1, size))  # (B, N', b): a real key of the sequence
-    real = torch.cat([real[:, i : i + n_blocks] for i in range(back + 1 + ahead)], dim=2)  # (B, N, span)
-    # the band, the same (b, span) pattern in every block: query r of a block is at position back*b + r
-    # of its span, key c at position c, so i - j = back*b + r - c
-    span = real.size(-1)
-    offset = (torch.arange(size, device=query.device)[:, None] + back * size
-              - torch.arange(span, device=query.device)[None, :])
+    span = (back + 1 + ahead) * size
+    # block k reads the keys at positions (k - back) * b .. (k + 1 + ahead) * b - 1
+    position = ((torch.arange(n_blocks, device=device)[:, None] - back) * size
+                + torch.arange(span, device=device)[None, :])  # (N, K)
+    inside = (position >= 0) & (position < length)
+    key_index = position.clamp(0, length - 1)
+    real = inside if key_mask is None else inside & key_mask[:, key_index]  # (N, K) or (B, N, K)
+    # the band, the same (b, K) pattern in every block: query r of block k is at position k*b + r, so
+    # i - j = back*b + r - c for its key slot c
+    offset = (torch.arange(size, device=device)[:, None] + back * size - torch.arange(span, device=device)[None, :])
     band = (offset <= window) & (offset >= (0 if causal else -window))
-    queries = F.pad(query, (0, 0, 0, n_blocks * size - length)).unflatten(2, (n_blocks, size)).transpose(1, 2)
-    mask = (band & real[:, :, None, :]).unsqueeze(2)  # (B, N, 1, b, span)
-    return BandedBlocks(queries, look_around(key), look_around(value), mask, size, back, length)
+    mask = (band & real[..., None, :]).expand(batch, n_blocks, size, span).unsqueeze(2)  # (B, N, 1, b, K)
+    query_index = torch.arange(n_blocks * size, device=device).clamp(max=length - 1)
+    return BandedBlocks(query_index, key_index, mask, size, length)
 
 
-def attend_blocks(blocks: BandedBlocks, backend: Backend, dropout_p: float,
-                  need_weights: bool) -> tuple[Tensor, Tensor | None]:
-    """Eq. 1 of Vaswani et al. inside every block; returns (B, H, T, D) and the block weights if asked."""
+def attend_blocks(blocks: BandedBlocks, query: Tensor, key: Tensor, value: Tensor, backend: Backend,
+                  dropout_p: float, need_weights: bool) -> tuple[Tensor, Tensor | None]:
+    """Eq. 1 of Vaswani et al. inside every block: (B, H, T, D), and the dense weights if asked.
+
+    The fused path on the CPU works through the blocks a group at a time (``_GroupedFlashAttention``),
+    so its memory stays close to full attention's fused kernel; elsewhere (CUDA, attention dropout)
+    every block goes through ``F.scaled_dot_product_attention`` at once.
+    """
     from src.components.attention import scaled_dot_product_attention
 
     if backend == "math" or need_weights:
-        out, weights = scaled_dot_product_attention(blocks.query, blocks.key, blocks.value, blocks.mask, dropout_p)
-        return blocks.unblock(out), weights
-    batch, n_blocks, heads, size, dim = blocks.query.shape
-    # the blocks folded into the batch: (B, N, H, L, D) -> (B*N, H, L, D); the mask broadcasts over heads
-    out = F.scaled_dot_product_attention(blocks.query.reshape(-1, heads, size, dim), blocks.key.flatten(0, 1),
-                                         blocks.value.flatten(0, 1), attn_mask=blocks.mask.flatten(0, 1),
-                                         dropout_p=dropout_p)
-    return blocks.unblock(out.view(batch, n_blocks, heads, size, dim)), None
+        q, k, v, mask = blocks.blocks(query, key, value)
+        out, weights = scaled_dot_product_attention(q, k, v, mask, dropout_p)
+        return blocks.unblock(out), (blocks.dense_weights(weights) if need_weights else None)
+    if query.device.type == "cpu" and dropout_p == 0.0:
+        return _GroupedFlashAttention.apply(query, key, value, blocks), None
+    q, k, v, mask = blocks.blocks(query, key, value)
+    return blocks.unblock(F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)), None
+
+
+class _GroupedFlashAttention(torch.autograd.Function):
+    """The fused CPU kernel over the blocks, a group of blocks at a time, forward and backward.
+
+    Differentiating ``F.scaled_dot_product_attention`` over all blocks at once would keep every
+    block's copy of its keys and values (3x the keys) for the backward pass, and allocate their
+    gradients (3x again) all at once. Here the forward keeps only the output and the log-sum-exp per
+    query; the backward copies one group's keys and values again, asks the same kernel's backward for
+    their gradients and adds them into place. Same kernel, same arithmetic; peak memory O(n d) plus
+    one group's copies.
+    """
+
+    # a group copies at most 1/GROUP_SHARE of the sequence's keys: smaller groups, less memory at the
+    # peak and more (smaller) kernel calls; 4 keeps the layer's peak within ~1.4x of full attention's
+    GROUP_SHARE = 4
+
+    @staticmethod
+    def forward(ctx, query: Tensor, key: Tensor, value: Tensor, blocks: BandedBlocks) -> Tensor:
+        outputs, logsumexps = [], []
+        for start, stop in _groups(blocks):
+            q, k, v, mask = blocks.blocks(query, key, value, start, stop)
+            out, logsumexp = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+                q, k, v, attn_mask=_additive(mask, q.dtype))
+            outputs.append(out.view(-1, stop - start, *out.shape[1:]))  # (B, G, H, b, D)
+            logsumexps.append(logsumexp.view(-1, stop - start, *logsumexp.shape[1:]))
+        out = torch.cat(outputs, dim=1).flatten(0, 1)  # (B*N, H, b, D)
+        ctx.blocks = blocks
+        ctx.save_for_backward(query, key, value, out, torch.cat(logsumexps, dim=1))
+        return blocks.unblock(out)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, Tensor, None]:
+        query, key, value, out, logsumexp = ctx.saved_tensors
+        blocks = ctx.blocks
+        grads = [torch.zeros(x.size(0), x.size(2), x.size(1), x.size(3), dtype=x.dtype) for x in (query, key, value)]
+        spare = blocks.n_blocks * blocks.size - blocks.length  # the spare query slots get no gradient
+        grad_blocks = blocks.gather(F.pad(grad, (0, 0, 0, spare)), torch.arange(blocks.n_blocks * blocks.size)
+                                    .view(blocks.n_blocks, blocks.size))  # (B*N, H, b, D)
+        out = out.view(-1, blocks.n_blocks, *out.shape[1:])
+        grad_blocks = grad_blocks.view_as(out)
+        logsumexp = logsumexp.view(-1, blocks.n_blocks, *logsumexp.shape[2:])
+        for start, stop in _groups(blocks):
+            q, k, v, mask = blocks.blocks(query, key, value, start, stop)
+            partial = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward(
+                grad_blocks[:, start:stop].flatten(0, 1).contiguous(), q, k, v,
+                out[:, start:stop].flatten(0, 1), logsumexp[:, start:stop].flatten(0, 1), 0.0, False,
+                attn_mask=_additive(mask, q.dtype))
+            query_index = blocks.query_index.view(blocks.n_blocks, blocks.size)[start:stop]
+            for total, index, part in zip(grads, (query_index, blocks.key_index[start:stop],
+                                                  blocks.key_index[start:stop]), partial, strict=True):
+                batch = total.size(0)  # (B*G, H, L, D) -> (B, G*L, H, D), added at the rows it came from
+                total.index_add_(1, index.flatten(), part.transpose(1, 2).reshape(batch, -1, *part.shape[1:2],
+                                                                                 part.size(-1)))
+        return (*(g.transpose(1, 2) for g in grads), None)
+
+
+def _groups(blocks: BandedBlocks) -> list[tuple[int, int]]:
+    """(start, stop) ranges of blocks, each reading at most 1/GROUP_SHARE of the keys (one block at least)."""
+    step = max(1, blocks.length // (_GroupedFlashAttention.GROUP_SHARE * blocks.key_index.size(1)))
+    return [(start, min(start + step, blocks.n_blocks)) for start in range(0, blocks.n_blocks, step)]
+
+
+def _additive(mask: Tensor, dtype: torch.dtype) -> Tensor:
+    """Boolean mask -> 0 / -inf, the form the kernel adds to the scores."""
+    return torch.zeros(mask.shape, dtype=dtype).masked_fill_(~mask, float("-inf"))
 
 
 def _decoding_step(query: Tensor, key: Tensor, value: Tensor, window: int, key_mask: Tensor | None,

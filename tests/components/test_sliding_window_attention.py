@@ -85,15 +85,22 @@ def test_weights_for_heatmaps_are_the_dense_reference_weights(causal):
 
 
 def test_blocked_layout_scores_o_n_w_pairs_not_n_squared():
-    """The scores computed are B x (n / w) blocks x w queries x 3w keys, linear in n."""
+    """The scores computed are B x (n / w) blocks x w queries x 3w keys (2w causal), linear in n."""
     for length in (1024, 4096):
-        q, k, v = (torch.zeros(1, 1, length, 4) for _ in range(3))
-        blocks = banded_blocks(q, k, v, 64, None, causal=False)
-        assert blocks.mask.numel() <= 3 * 64 * (length + 64)
-        assert blocks.key.shape[-2] == 3 * 64  # keys per block, whatever the length
-        causal = banded_blocks(q, k, v, 64, None, causal=True)
-        assert causal.key.shape[-2] == 2 * 64
+        blocks = banded_blocks(length, 64, None, False, 1, torch.device("cpu"))
+        assert blocks.key_index.shape == (length // 64, 3 * 64)  # keys per block, whatever the length
+        assert blocks.mask.numel() == 3 * 64 * length
+        causal = banded_blocks(length, 64, None, True, 1, torch.device("cpu"))
+        assert causal.key_index.shape == (length // 64, 2 * 64)
     assert blocks.mask.numel() < length * length / 20
+
+
+def test_fused_cpu_path_holds_memory_near_full_attention():
+    """The grouped fused path saves O(n d) for backward, not the blocks' 3x copies of the keys."""
+    q, k, v = (torch.randn(1, 2, 512, 8, requires_grad=True) for _ in range(3))
+    out, _ = sliding_window_attention(q, k, v, 32)
+    saved = out.grad_fn.saved_tensors
+    assert sum(t.numel() for t in saved) <= 4 * q.numel() + 2 * 512  # q, k, v, out, log-sum-exp
 
 
 @pytest.mark.parametrize("backend", ["sdpa", "math"])
