@@ -111,3 +111,44 @@ def test_the_model_family_and_data_must_fit_the_task(overrides, message):
     with pytest.raises(ConfigError) as err:
         load_config("config/tiny.yaml", overrides)
     assert message in str(err.value) and "(got {" not in str(err.value)  # one rule, not the whole config dumped
+
+
+@pytest.mark.parametrize(("config", "overrides", "message"), [
+    ("config/lm_tiny.yaml", ["tokenizer.kind=byte"],
+     "tokenizer.kind='byte' is for text classification, not task='language_modeling'"),
+    ("config/lm_tiny.yaml", ["tokenizer.kind=word"], "it takes tokenizer.kind in ['bpe', 'char']"),
+    ("config/imdb_tiny.yaml", ["tokenizer.max_tokens_per_sentence=200"],
+     "tokenizer.max_tokens_per_sentence=200 exceeds model.max_positions=128"),
+    ("config/listops_tiny.yaml", ["tokenizer.max_tokens_per_sentence=100"],
+     "tokenizer.max_tokens_per_sentence=100 would cut ListOps expressions, whose value needs every token: "
+     "[CLS] + up to 100 words (data.listops_max_length=100); expected >= 101"),
+    ("config/listops_tiny.yaml", ["data.listops_parentheses=true", "data.max_chars=1000"],
+     "[CLS] + up to 298 words (data.listops_max_length=100, with parentheses); expected >= 299"),
+    ("config/listops_tiny.yaml", ["data.max_chars=300"], "max_chars=300 would drop ListOps expressions as too_long"),
+])
+def test_tokenizer_kinds_and_text_lengths_must_fit_the_task_and_model(config, overrides, message):
+    with pytest.raises(ConfigError) as err:
+        load_config(config, overrides)
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize("kind", ["bpe", "byte", "word", "char"])
+def test_classification_takes_every_text_tokenizer(kind):
+    assert load_config("config/imdb_tiny.yaml", [f"tokenizer.kind={kind}"]).tokenizer.kind == kind
+
+
+@pytest.mark.parametrize("family", ["imdb_long", "listops"])
+def test_the_long_document_configs_differ_only_in_attention(family):
+    """full / sliding / longformer are one experiment: the same data, tokens, sizes, steps and seeds."""
+    configs = {name: config_to_dict(load_config(f"config/{family}_{name}.yaml"))
+               for name in ("full", "sliding", "longformer")}
+    attention = {name: {key: c["model"].pop(key) for key in ("attention", "window", "pooling")}
+                 for name, c in configs.items()}
+    assert attention == {"full": {"attention": "full", "window": None, "pooling": "cls"},
+                         "sliding": {"attention": "sliding_window", "window": 128, "pooling": "mean"},
+                         "longformer": {"attention": "longformer", "window": 128, "pooling": "cls"}}
+    for name, c in configs.items():  # the names say which run is which
+        assert c.pop("run_name") == c["tracking"].pop("task_name") == c["tracking"].pop("model_name") \
+            == f"{family.replace('_', '-')}-{name}"
+    assert configs["full"] == configs["sliding"] == configs["longformer"]
+    assert configs["full"]["tokenizer"]["kind"] == {"imdb_long": "byte", "listops": "word"}[family]

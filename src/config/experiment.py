@@ -77,7 +77,24 @@ class ExperimentConfig(FrozenConfig):
             uses = [TASK_NAMES[task] for task, allowed in TOKENIZER_KINDS.items() if self.tokenizer.kind in allowed]
             raise ValueError(f"tokenizer.kind={self.tokenizer.kind!r} is for {' and '.join(uses)}, not "
                              f"task={self.task!r} (it takes tokenizer.kind in {sorted(kinds)})")
+        if self.task == "classification":
+            self._texts_fit_the_model()
         return self
+
+    def _texts_fit_the_model(self) -> None:
+        """A classified text has a position for each of its tokens, and a ListOps expression is never cut."""
+        longest = self.tokenizer.max_tokens_per_sentence
+        if self.model.family == "encoder_classifier" and longest > self.model.max_positions:
+            raise ValueError(f"tokenizer.max_tokens_per_sentence={longest} exceeds model.max_positions="
+                             f"{self.model.max_positions}: the model has no position for a text's later tokens")
+        if self.data.source == "listops" and self.tokenizer.kind == "word":
+            n = self.data.listops_max_length
+            words = 3 * n - 2 if self.data.listops_parentheses else n  # one "( ... )" pair per token but one
+            if longest < words + 1:
+                raise ValueError(f"tokenizer.max_tokens_per_sentence={longest} would cut ListOps expressions, whose "
+                                 f"value needs every token: [CLS] + up to {words} words (data.listops_max_length={n}"
+                                 f"{', with parentheses' if self.data.listops_parentheses else ''}); expected >= "
+                                 f"{words + 1}")
 
     @property
     def run_dir(self) -> Path:
