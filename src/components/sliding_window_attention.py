@@ -205,9 +205,10 @@ class _GroupedFlashAttention(torch.autograd.Function):
     one group's copies.
     """
 
-    # a group copies at most 1/GROUP_SHARE of the sequence's keys: smaller groups, less memory at the
-    # peak and more (smaller) kernel calls; 4 keeps the layer's peak within ~1.4x of full attention's
-    GROUP_SHARE = 4
+    # a group copies at most 1/GROUP_SHARE of the sequence's keys, or GROUP_KEYS key slots per sequence
+    # if that is more: smaller groups, less memory at the peak and more (smaller) kernel calls; a short
+    # sequence is one group
+    GROUP_SHARE, GROUP_KEYS = 4, 2048
 
     @staticmethod
     def forward(ctx, query: Tensor, key: Tensor, value: Tensor, blocks: BandedBlocks) -> Tensor:
@@ -250,8 +251,9 @@ class _GroupedFlashAttention(torch.autograd.Function):
 
 
 def _groups(blocks: BandedBlocks) -> list[tuple[int, int]]:
-    """(start, stop) ranges of blocks, each reading at most 1/GROUP_SHARE of the keys (one block at least)."""
-    step = max(1, blocks.length // (_GroupedFlashAttention.GROUP_SHARE * blocks.key_index.size(1)))
+    """(start, stop) ranges of blocks, each reading about 1/GROUP_SHARE of the keys (one block at least)."""
+    share = max(blocks.length // _GroupedFlashAttention.GROUP_SHARE, _GroupedFlashAttention.GROUP_KEYS)
+    step = max(1, share // blocks.key_index.size(1))
     return [(start, min(start + step, blocks.n_blocks)) for start in range(0, blocks.n_blocks, step)]
 
 
