@@ -35,9 +35,9 @@ LENGTHS = (512, 1024, 2048, 4096, 8192, 16384)
 def _names(choices: tuple[str, ...]):
     def parse(text: str) -> list[str]:
         names = [name.strip() for name in text.split(",") if name.strip()]
-        unknown = [name for name in names if name not in choices]
-        if unknown or not names:
-            raise argparse.ArgumentTypeError(f"expected a comma-separated subset of {list(choices)}, got {text!r}")
+        if not names or any(name not in choices for name in names):
+            raise argparse.ArgumentTypeError(f"expected a comma-separated subset of {list(choices)}, "
+                                             f"got {text!r}")
         return names
 
     return parse
@@ -49,32 +49,35 @@ def _lengths(text: str) -> list[int]:
     except ValueError:
         lengths = []
     if not lengths or lengths[0] < 1:
-        raise argparse.ArgumentTypeError(f"expected comma-separated positive lengths like 512,1024, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected positive lengths like 512,1024, got {text!r}")
     return lengths
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    parser.add_argument("--lengths", type=_lengths, default=list(LENGTHS), help="sequence lengths n, comma-separated")
-    parser.add_argument("--variants", type=_names(tuple(VARIANTS)), default=list(VARIANTS), help="comma-separated")
-    parser.add_argument("--modules", type=_names(MODULES), default=list(MODULES), help="comma-separated")
-    parser.add_argument("--d-model", type=int, default=256)
-    parser.add_argument("--heads", "--n-heads", dest="n_heads", type=int, default=4)
-    parser.add_argument("--window", type=int, default=256, help="tokens seen on each side (windowed variants)")
-    parser.add_argument("--d-ff", type=int, default=1024, help="feed-forward width of the encoder layer")
-    parser.add_argument("--repeats", type=int, default=3, help="timed passes per point after one warm-up (median)")
-    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--max-memory-mib", type=float, default=None,
-                        help="skip points predicted to add more (default on CPU: 80%% of MemAvailable less 512 MiB)")
-    parser.add_argument("--timeout-s", type=float, default=1800.0, help="per point; a point over it is skipped")
-    parser.add_argument("--track", action="store_true", help="record the run as a ClearML task (offline without a server)")
-    parser.add_argument("--offline", action="store_true", help="with --track: force ClearML offline mode")
-    parser.add_argument("--project-name", default="stepwise-transformers", help="ClearML project (with --track)")
-    parser.add_argument("--task-name", default="bench-attention", help="ClearML task name (with --track)")
-    parser.add_argument("--output-dir", default="runs/bench-attention",
-                        help="with --track: results.json, the figure and the offline session zip go here")
+    add = parser.add_argument
+    add("--json", action="store_true", help="print one JSON object instead of a table")
+    add("--lengths", type=_lengths, default=list(LENGTHS), help="sequence lengths n, comma-separated")
+    add("--variants", type=_names(tuple(VARIANTS)), default=list(VARIANTS), help="comma-separated")
+    add("--modules", type=_names(MODULES), default=list(MODULES), help="comma-separated")
+    add("--d-model", type=int, default=256)
+    add("--heads", "--n-heads", dest="n_heads", type=int, default=4)
+    add("--window", type=int, default=256, help="tokens seen on each side (windowed variants)")
+    add("--d-ff", type=int, default=1024, help="feed-forward width of the encoder layer")
+    add("--repeats", type=int, default=3, help="timed passes per point (the median is reported)")
+    add("--warmup-s", type=float, default=0.5,
+        help="seconds of untimed passes (at least one) before the memory pass and before the timed ones")
+    add("--threads", type=int, default=2, help="torch intra-op threads")
+    add("--device", default="cpu", help="cpu or cuda[:i]")
+    add("--seed", type=int, default=0)
+    add("--max-memory-mib", type=float, default=None,
+        help="skip points predicted to add more (default on CPU: 80%% of MemAvailable less 512 MiB)")
+    add("--timeout-s", type=float, default=1800.0, help="per point; a point over it is skipped")
+    add("--track", action="store_true", help="record the run as a ClearML task (offline without a server)")
+    add("--offline", action="store_true", help="with --track: force ClearML offline mode")
+    add("--project-name", default="stepwise-transformers", help="ClearML project (with --track)")
+    add("--task-name", default="bench-attention", help="ClearML task name (with --track)")
+    add("--output-dir", default="runs/bench-attention",
+        help="with --track: results.json, the figure and the offline session zip go here")
 
 
 def settings_from(args: argparse.Namespace) -> dict:
@@ -84,14 +87,11 @@ def settings_from(args: argparse.Namespace) -> dict:
     for name in ("window", "repeats", "threads", "d_ff"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    sizes = ("d_model", "n_heads", "window", "d_ff", "lengths", "variants", "modules")
+    run = ("repeats", "warmup_s", "threads", "device", "seed", "max_memory_mib", "timeout_s")
     cuda = args.device.startswith("cuda")
-    return {
-        "batch": 1, "d_model": args.d_model, "n_heads": args.n_heads, "window": args.window, "d_ff": args.d_ff,
-        "lengths": list(args.lengths), "variants": list(args.variants), "modules": list(args.modules),
-        "repeats": args.repeats, "threads": args.threads, "device": args.device, "seed": args.seed,
-        "max_memory_mib": args.max_memory_mib, "timeout_s": args.timeout_s, "torch": version("torch"),
-        "memory_measure": "torch.cuda.max_memory_allocated" if cuda else "resident memory, VmHWM - VmRSS",
-    }  # fmt: skip
+    return {"batch": 1, **{key: getattr(args, key) for key in (*sizes, *run)}, "torch": version("torch"),
+            "memory_measure": "torch.cuda.max_memory_allocated" if cuda else "resident memory, VmHWM - VmRSS"}
 
 
 def run(settings: dict) -> dict:

@@ -6,12 +6,14 @@ prints one JSON line: ``time_ms`` (median), ``times_ms``, ``peak_mib``, ``baseli
 ``skipped`` when an allocation failed. The parent (``runner.py``) starts one such process per
 (module, variant, n), so that what one measurement allocated cannot hide in the next one's peak.
 
-Peak memory is what forward + backward add to what the inputs, the weights and the warmed-up
-runtime already hold. On CPU: resident memory, ``VmHWM - VmRSS`` from ``/proc/self/status``, with
-the high-water mark reset after the warm-up (``/proc/self/clear_refs``); glibc is told to serve
-every allocation over 64 KiB with its own mmap (``mallopt(M_MMAP_THRESHOLD)``), so a freed tensor
-leaves the process and the next one is counted again. On CUDA: ``torch.cuda.max_memory_allocated``
-minus ``memory_allocated`` before the timed repeats.
+Peak memory is what one forward + backward adds to what the inputs, the weights and the
+warmed-up runtime already hold, measured in one pass before the timed ones. On CPU: resident
+memory, ``VmHWM - VmRSS`` from ``/proc/self/status``, the high-water mark reset just before the
+pass (``/proc/self/clear_refs``), with glibc told at start to serve every allocation of a page or
+more with its own mmap (``mallopt(M_MMAP_THRESHOLD)``), so that a freed tensor leaves the process
+and the next one is counted again, and to return the pages of its free small blocks just before
+the pass (``malloc_trim``). The timed passes then run with glibc's usual reuse of freed
+blocks. On CUDA: ``torch.cuda.max_memory_allocated`` minus ``memory_allocated`` before the pass.
 """
 
 import ctypes
@@ -28,18 +30,41 @@ from src.bench_attention import MIB, VARIANTS
 if TYPE_CHECKING:
     from torch import nn
 
-M_MMAP_THRESHOLD = -3  # glibc malloc.h
-MMAP_THRESHOLD_BYTES = 64 * 1024
-WARMUP_S = 0.5  # warm-up passes until this long has passed (at least one): short lengths need several
+MALLOPT = {"M_TRIM_THRESHOLD": -1, "M_MMAP_THRESHOLD": -3}  # glibc malloc.h
+MMAP_THRESHOLD_BYTES = 4096  # one page: the memory pass only, so the mmap calls cost no timing
+
+
+def _mallopt(**params: int) -> bool:
+    """glibc's ``mallopt`` for each of ``params``; False where libc is not glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return all(libc.mallopt(MALLOPT[name], value) == 1 for name, value in params.items())
+    except (OSError, AttributeError):
+        return False
 
 
 def return_freed_memory_to_the_os() -> bool:
-    """Serve allocations over 64 KiB with mmap, so that ``free`` unmaps them (glibc only)."""
+    """Serve every block of a page or more with its own mmap, so that ``free`` unmaps it (glibc).
+
+    Set before torch allocates: a freed large block left in glibc's arenas would keep its pages
+    resident, and the next tensor placed elsewhere would count twice.
+    """
+    return _mallopt(M_MMAP_THRESHOLD=MMAP_THRESHOLD_BYTES)
+
+
+def release_free_memory() -> bool:
+    """Return the pages of the blocks glibc's arenas hold free (``malloc_trim``), so that reusing
+    one counts again; False where libc is not glibc."""
     try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
+        return ctypes.CDLL("libc.so.6").malloc_trim(0) in (0, 1)
+    except (OSError, AttributeError):
         return False
-    return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
+
+
+def allocate_like_a_training_process() -> bool:
+    """glibc's steady state in a long-running process: freed blocks up to 32 MiB are reused from its
+    arenas (the dynamic mmap threshold's ceiling on 64-bit), which saves the page faults."""
+    return _mallopt(M_MMAP_THRESHOLD=32 * MIB, M_TRIM_THRESHOLD=64 * MIB)
 
 
 def proc_status_bytes(field: str) -> int:
@@ -59,45 +84,61 @@ def reset_peak_rss() -> bool:
     return True
 
 
-def timed_peak(run_once: Callable[[], None], repeats: int, device: str) -> dict:
-    """Warm up, then time ``repeats`` calls; peak memory over the timed calls, beyond the baseline.
+def timed_peak(run_once: Callable[[], None], repeats: int, device: str, warmup_s: float = 0.5) -> dict:
+    """Warm up, measure the peak memory of one call beyond the baseline, then time ``repeats`` calls.
 
     One contestant per process, so there is nothing to interleave (``src/bench.py`` alternates
-    contestants that share a process); the warm-up keeps thread pools and first-call dispatch out
-    of both the timings and the peak.
+    contestants that share a process). The warm-up keeps thread pools and first-call dispatch out
+    of the baseline and the timings. On CPU the memory call runs with every large block unmapped
+    when freed, the timed calls with glibc's usual reuse of freed blocks.
     """
     import torch
 
     cuda = device.startswith("cuda")
-    start = time.perf_counter()
-    while True:
-        run_once()
-        if cuda:
-            torch.cuda.synchronize(device)
-        if time.perf_counter() - start >= WARMUP_S:
-            break
-    if cuda:
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        baseline = torch.cuda.memory_allocated(device)
-    else:
-        baseline = proc_status_bytes("VmRSS")
-        reset_peak_rss()  # without it the peak still covers the warm-up, the same computation
+    sync = (lambda: torch.cuda.synchronize(device)) if cuda else (lambda: None)
+    if not cuda:
+        return_freed_memory_to_the_os()  # main() did it already; here too for callers that did not
+    warm_up(run_once, sync, warmup_s)
+    baseline, peak = peak_memory(run_once, device)
+    if not cuda:
+        allocate_like_a_training_process()
+        warm_up(run_once, sync, warmup_s)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         run_once()
-        if cuda:
-            torch.cuda.synchronize(device)
+        sync()
         times.append(1000 * (time.perf_counter() - start))
-    peak = torch.cuda.max_memory_allocated(device) if cuda else proc_status_bytes("VmHWM")
-    return {
-        "time_ms": statistics.median(times),
-        "best_ms": min(times),
-        "times_ms": times,
-        "peak_mib": max(peak - baseline, 0) / MIB,
-        "baseline_mib": baseline / MIB,
-    }
+    return {"time_ms": statistics.median(times), "best_ms": min(times), "times_ms": times,
+            "peak_mib": max(peak - baseline, 0) / MIB, "baseline_mib": baseline / MIB}  # fmt: skip
+
+
+def warm_up(run_once: Callable[[], None], sync: Callable[[], None], seconds: float) -> None:
+    """At least one call, and more until ``seconds`` have passed (short lengths need several)."""
+    start = time.perf_counter()
+    while True:
+        run_once()
+        sync()
+        if time.perf_counter() - start >= seconds:
+            return
+
+
+def peak_memory(run_once: Callable[[], None], device: str) -> tuple[int, int]:
+    """(baseline, peak) bytes around one call of ``run_once``: allocated on CUDA, resident on CPU."""
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        baseline = torch.cuda.memory_allocated(device)
+        run_once()
+        torch.cuda.synchronize(device)
+        return baseline, torch.cuda.max_memory_allocated(device)
+    release_free_memory()
+    baseline = proc_status_bytes("VmRSS")
+    reset_peak_rss()  # without it (before Linux 4.0) the peak also covers the warm-up: the same work
+    run_once()
+    return baseline, proc_status_bytes("VmHWM")
 
 
 def build_module(job: dict) -> "nn.Module":
@@ -148,7 +189,7 @@ def measure(job: dict) -> dict:
 
     torch.set_num_threads(job["threads"])
     try:
-        return timed_peak(forward_backward(job), job["repeats"], job["device"])
+        return timed_peak(forward_backward(job), job["repeats"], job["device"], job["warmup_s"])
     except torch.OutOfMemoryError as err:  # CUDA
         return {"skipped": f"out of memory: {str(err).splitlines()[0]}"}
     except RuntimeError as err:

@@ -28,8 +28,8 @@ OUT_OF_MEMORY = ("out of memory", "killed by SIGKILL")  # how the reasons of a c
 
 def jobs(settings: dict) -> Iterator[dict]:
     """Every (module, n, variant) in the order they run: all variants of one length together."""
-    fixed = {key: settings[key] for key in ("d_model", "n_heads", "window", "d_ff", "repeats", "threads",
-                                           "device", "seed")}  # fmt: skip
+    fixed = {key: settings[key] for key in ("d_model", "n_heads", "window", "d_ff", "repeats", "warmup_s",
+                                           "threads", "device", "seed")}  # fmt: skip
     for module in settings["modules"]:
         for n in settings["lengths"]:
             for variant in settings["variants"]:
@@ -72,15 +72,16 @@ def memory_limit_bytes(settings: dict) -> int | None:
 def skip_reason(job: dict, limit: int | None) -> str | None:
     predicted = predicted_peak_bytes(job)
     if limit is not None and predicted > limit:
-        return f"predicted peak {predicted / MIB:.0f} MiB exceeds the memory limit of {max(limit, 0) / MIB:.0f} MiB"
+        return (f"predicted peak {predicted / MIB:.0f} MiB exceeds the memory limit of "
+                f"{max(limit, 0) / MIB:.0f} MiB")
     return None
 
 
 def run_child(job: dict, timeout_s: float) -> dict:
     """Run ``measure.py`` on ``job`` in a fresh Python; its JSON result, or ``skipped`` with the reason."""
-    threads = str(job["threads"])
+    threads, path = str(job["threads"]), [str(REPO), os.environ.get("PYTHONPATH")]
     env = os.environ | {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
-                        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+                        "PYTHONPATH": os.pathsep.join(filter(None, path))}
     command = [sys.executable, "-m", "src.bench_attention.measure", json.dumps(job)]
     try:
         proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout_s)

@@ -5,6 +5,8 @@ import statistics
 
 TARGET_N = 8192  # the length at which the ratios are judged (else the longest one all measured)
 SLIDING = ("sliding_window", "longformer")
+RATIOS = ("sliding_window_speedup_vs_full_sdpa", "sliding_window_memory_vs_full_sdpa",
+          "full_math_memory_vs_sliding_window")
 FULL = ("full/sdpa", "full/math")
 # name -> (lowest, highest) acceptable value; None = unbounded on that side
 TARGETS: dict[str, tuple[float | None, float | None]] = {
@@ -26,10 +28,10 @@ def log_log_slope(ns: list[int], values: list[float]) -> float | None:
 def measured(records: list[dict], module: str, variant: str, key: str) -> dict[int, float]:
     """n -> ``key`` of the measured (not skipped) records of one module and variant."""
     return {r["n"]: r[key] for r in records
-            if r["module"] == module and r["variant"] == variant and r.get(key) is not None and r[key] > 0}
+            if (r["module"], r["variant"]) == (module, variant) and (r.get(key) or 0) > 0}
 
 
-def slopes(records: list[dict], module: str, variants: list[str], key: str = "time_ms") -> dict[str, float | None]:
+def slopes(records: list[dict], module: str, variants: list[str], key: str = "time_ms") -> dict:
     """Per variant, the log-log slope of ``key`` against n over every length measured."""
     fitted = {}
     for variant in variants:
@@ -41,11 +43,11 @@ def slopes(records: list[dict], module: str, variants: list[str], key: str = "ti
 def ratios(records: list[dict], module: str) -> dict:
     """The issue's ratios at ``TARGET_N`` (or the longest length measured for all three variants)."""
     times = {v: measured(records, module, v, "time_ms") for v in ("full/sdpa", "sliding_window")}
-    peaks = {v: measured(records, module, v, "peak_mib") for v in ("full/sdpa", "full/math", "sliding_window")}
+    peaks = {v: measured(records, module, v, "peak_mib") for v in (*FULL, "sliding_window")}
     common = set.intersection(*(set(m) for m in (*times.values(), *peaks.values())))
     n = TARGET_N if TARGET_N in common else max(common, default=None)
     if n is None:
-        return {"n": None}
+        return {"n": None} | dict.fromkeys(RATIOS)
     return {
         "n": n,
         "sliding_window_speedup_vs_full_sdpa": times["full/sdpa"][n] / times["sliding_window"][n],
@@ -63,6 +65,7 @@ def judge(value: float | None, bounds: tuple[float | None, float | None]) -> boo
 
 
 def meets_targets(module_ratios: dict, module_slopes: dict) -> dict[str, bool | None]:
+    """A verdict per target, and ``all`` (None while any target could not be judged)."""
     values = module_ratios | {f"slope {v}": s for v, s in module_slopes.items()}
     verdicts = {name: judge(values.get(name), bounds) for name, bounds in TARGETS.items()}
     known = [v for v in verdicts.values() if v is not None]
@@ -70,64 +73,66 @@ def meets_targets(module_ratios: dict, module_slopes: dict) -> dict[str, bool | 
 
 
 def summarise(settings: dict, records: list[dict]) -> dict:
-    """The JSON object: records, per-module slopes and ratios; the attention layer's at top level."""
+    """The JSON object: the records, per-module slopes and ratios, the attention layer's at top level."""
     by_module = {}
     for module in settings["modules"]:
-        module_slopes = slopes(records, module, settings["variants"])
-        module_ratios = ratios(records, module)
+        module_slopes, module_ratios = slopes(records, module, settings["variants"]), ratios(records, module)
         by_module[module] = {
             "slopes": module_slopes,
             "peak_slopes": slopes(records, module, settings["variants"], "peak_mib"),
             "ratios": module_ratios,
             "meets_targets": meets_targets(module_ratios, module_slopes),
         }
-    top = by_module.get("attention") or next(iter(by_module.values()))
-    return {"settings": settings, "results": records, **{k: top[k] for k in ("slopes", "ratios", "meets_targets")},
-            "targets": {name: {"min": low, "max": high} for name, (low, high) in TARGETS.items()},
-            "by_module": by_module}  # fmt: skip
+    top = by_module[headline_module(settings)]
+    return {
+        "settings": settings,
+        "results": records,
+        "slopes": top["slopes"],
+        "ratios": top["ratios"],
+        "meets_targets": top["meets_targets"],
+        "targets": {name: {"min": low, "max": high} for name, (low, high) in TARGETS.items()},
+        "by_module": by_module,
+    }
 
 
-def _number(value: float | None, suffix: str = "") -> str:
-    return "-" if value is None else f"{value:.2f}{suffix}"
-
-
-def _bounds(bounds: tuple[float | None, float | None]) -> str:
-    low, high = bounds
-    return f">= {low:g}" if high is None else f"<= {high:g}" if low is None else f"{low:g}..{high:g}"
+def headline_module(settings: dict) -> str:
+    """The module whose slopes and ratios the JSON's top level holds: the attention layer if measured."""
+    return "attention" if "attention" in settings["modules"] else settings["modules"][0]
 
 
 def table(result: dict) -> str:
-    """The results for a reader: per module, variants x lengths as ms / MiB, slopes, ratios against targets."""
-    s = result["settings"]
+    """For a reader: per module, variants x lengths as ms / MiB, slopes, and the ratios against targets."""
+    s, skipped = result["settings"], []
     lines = [
-        f"Attention scaling bench: batch 1, d_model {s['d_model']}, {s['n_heads']} heads, window {s['window']}, "
-        f"forward + backward, {s['device']}, {s['threads']} threads, torch {s['torch']}, median of {s['repeats']}",
-        f"cells: median ms / peak MiB added by forward + backward ({s['memory_measure']}); one process each",
+        f"Attention scaling bench: batch 1, d_model {s['d_model']}, {s['n_heads']} heads, "
+        f"window {s['window']}, forward + backward, {s['device']}, {s['threads']} threads, "
+        f"torch {s['torch']}",
+        f"cells: median of {s['repeats']} ms / peak MiB added by forward + backward "
+        f"({s['memory_measure']}); each point in its own process",
     ]
-    skipped = []
+    records = {(r["module"], r["variant"], r["n"]): r for r in result["results"]}
     for module, summary in result["by_module"].items():
-        lines += ["", f"{module}: ms / MiB", f"{'variant':<16}" + "".join(f"{n:>18}" for n in s["lengths"])
-                  + f"{'slope':>8}{'mem slope':>10}"]  # fmt: skip
+        header = f"{'variant':<16}{''.join(f'{n:>18}' for n in s['lengths'])}{'slope':>8}{'mem slope':>10}"
+        lines += ["", f"{module}: ms / MiB", header]
         for variant in s["variants"]:
-            cells = []
+            cells = ""
             for n in s["lengths"]:
-                r = next(r for r in result["results"] if (r["module"], r["variant"], r["n"]) == (module, variant, n))
-                if "skipped" in r:
-                    skipped.append(f"  {module} {variant} n={n}: {r['skipped']}")
-                    cells.append(f"{'skipped (' + str(len(skipped)) + ')':>18}")
+                record = records[(module, variant, n)]
+                if "skipped" in record:
+                    skipped.append(f"{module} {variant} n={n}: {record['skipped']}")
+                    cells += f"{f'skipped ({len(skipped)})':>18}"
                 else:
-                    cells.append(f"{r['time_ms']:>9.1f} /{r['peak_mib']:>7.1f}")
+                    cells += f"{record['time_ms']:>9.1f} /{record['peak_mib']:>7.1f}"
             slope, peak_slope = summary["slopes"][variant], summary["peak_slopes"][variant]
-            lines.append(f"{variant:<16}{''.join(cells)}{_number(slope):>8}{_number(peak_slope):>10}")
-        lines += _ratio_lines(summary)
-    if skipped:
-        lines += ["", "skipped:"] + [f"  ({i}) {line.strip()}" for i, line in enumerate(skipped, 1)]
-    verdict = result["meets_targets"]["all"]
-    lines += ["", f"attention layer meets all targets: {'unknown' if verdict is None else 'yes' if verdict else 'no'}"]
+            lines.append(f"{variant:<16}{cells}{_number(slope):>8}{_number(peak_slope):>10}")
+        lines += _target_lines(summary)
+    lines += ["", "skipped:", *(f"  ({i}) {line}" for i, line in enumerate(skipped, 1))] if skipped else []
+    verdict = {True: "yes", False: "no", None: "unknown"}[result["meets_targets"]["all"]]
+    lines += ["", f"{headline_module(s)} meets all targets: {verdict}"]
     return "\n".join(lines)
 
 
-def _ratio_lines(summary: dict) -> list[str]:
+def _target_lines(summary: dict) -> list[str]:
     ratios_, verdicts = summary["ratios"], summary["meets_targets"]
     title = f"targets: ratios at n={ratios_['n']}, slopes over all lengths"
     lines = [f"  {title:<40}{'value':>8}{'target':>11}{'met':>6}"]
@@ -136,3 +141,12 @@ def _ratio_lines(summary: dict) -> list[str]:
         met = {True: "yes", False: "no", None: "-"}[verdicts[name]]
         lines.append(f"  {name:<40}{_number(values.get(name)):>8}{_bounds(bounds):>11}{met:>6}")
     return lines
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _bounds(bounds: tuple[float | None, float | None]) -> str:
+    low, high = bounds
+    return f">= {low:g}" if high is None else f"<= {high:g}" if low is None else f"{low:g}..{high:g}"

@@ -39,7 +39,9 @@ def plot_scaling(result: dict, module: str) -> "Figure":
     return figure
 
 
-def track(result: dict, *, project: str, task_name: str, output_dir: Path, offline: bool | None) -> Path | None:
+def track(
+    result: dict, *, project: str, task_name: str, output_dir: Path, offline: bool | None
+) -> Path | None:
     """Record ``result`` as one task; returns the offline session zip (None online)."""
     from src.tracking import Tracker
 
@@ -48,10 +50,10 @@ def track(result: dict, *, project: str, task_name: str, output_dir: Path, offli
     with Tracker.start(project=project, task_name=task_name, task_type="testing", offline=offline,
                        tags=("bench", "attention"), output_dir=output_dir) as tracker:  # fmt: skip
         tracker.connect_config(result["settings"], name="bench")
-        for record in result["results"]:
+        for r in result["results"]:
             for key, _ in PANELS:
-                if record.get(key) is not None:
-                    tracker.log_scalar(f"{record['module']}/{key}", record["variant"], record[key], record["n"])
+                if r.get(key) is not None:  # title: module and quantity; series: variant; iteration: n
+                    tracker.log_scalar(f"{r['module']}/{key}", r["variant"], r[key], r["n"])
         for module, summary in result["by_module"].items():
             for variant, slope in summary["slopes"].items():
                 if slope is not None:
