@@ -1,40 +1,44 @@
 """ListOps, generated as the Long Range Arena generates it: nested list operations over digits.
 
-ListOps (Nangia & Bowman 2018, "ListOps: A Diagnostic Dataset for Latent Tree Learning") is a
-10-class task: an expression such as ``[MAX 2 9 [MIN 4 7 ] 0 ]`` is labelled with its value, 9.
-Its operators are ``[MAX``, ``[MIN``, ``[MED`` (median, rounded down) and ``[SM`` (sum modulo
-10), each closed by ``]``; the arguments are digits 0-9 or further expressions. A model must
-follow the whole tree to get the label, so every token can matter, however far from the root.
+ListOps (Nangia & Bowman 2018, "ListOps: A Diagnostic Dataset for Latent Tree Learning", NAACL
+Student Research Workshop, arXiv:1804.06028) is a 10-class task: an expression such as
+``[MAX 2 9 [MIN 4 7 ] 0 ]`` is labelled with its value, 9. Its operators are ``[MAX``, ``[MIN``, ``[MED``
+(median, rounded down) and ``[SM`` (sum modulo 10), each closed by ``]``; the arguments are digits
+0-9 or further expressions. A model must follow the whole tree to get the label, so every token can
+matter, however far from the root.
 
-The Long Range Arena (Tay et al. 2021, "Long Range Arena: A Benchmark for Efficient
-Transformers", Sec. 2.2.1; generator ``lra_benchmarks/data/listops.py``) made it long: trees of
-depth up to 10 with up to 10 arguments per operator, kept when their length (operators, ``]`` and
-digits) lies strictly between 500 and 2000. ``generate_listops`` follows that generator step for
-step: a node below the maximum depth is an operator with probability ``VALUE_P`` = 0.25, else a
-digit; an operator draws its argument count in [2, max_args], then its arguments, then itself,
+The Long Range Arena (Tay et al., "Long Range Arena: A Benchmark for Efficient Transformers",
+arXiv:2011.04006, 2020, ICLR 2021, Sec. 2.2.1; generator ``lra_benchmarks/data/listops.py`` of
+google-research/long-range-arena) made it long: trees of depth up to 10 with up to 10 arguments per
+operator, kept when their length (operators, ``]`` and digits) lies strictly between 500 and 2000.
+``generate_listops`` follows that generator step for step: a node shallower than the maximum depth
+is an operator with probability ``VALUE_P`` = 0.25, else a digit (at the maximum depth, always a
+digit); an operator draws its argument count in [2, max_args], then its arguments, then itself,
 with the same ``random`` calls in the same order. So ``generate_listops(n, seed=s)`` yields the
 trees that LRA's ``generate_tree`` yields after ``random.seed(s)``, kept or rejected alike; only
-the order differs (LRA writes its set of trees in hash order, here the order of generation). As
-LRA, a tree seen before is drawn again, so no text repeats.
+the order differs (LRA writes its set of trees in hash order, here the order of generation). As in
+LRA, a tree already kept does not count again, so no text repeats.
 
 Two string forms of the same tree:
 
 - ``parentheses=True``: the ``Source`` column of LRA's TSV files, with the binarised tree of
-  Nangia & Bowman written in ``( ... )``: ``( ( ( [MAX 2 ) 9 ) ] )`` for ``[MAX 2 9 ]``. About
-  twice as many tokens again as the length.
+  Nangia & Bowman written in ``( ... )``: ``( ( ( [MAX 2 ) 9 ) ] )`` for ``[MAX 2 9 ]``, one
+  pair per argument and per operator, so 3n - 2 tokens for a tree of length n.
 - ``parentheses=False`` (what the data source uses by default): the same tokens without the
   parentheses, ``[MAX 2 9 ]``, whose whitespace-token count is exactly the length. LRA's input
-  pipeline never shows its models the parentheses either (its ``tfds`` tokenizer keeps only
-  alphanumeric tokens, which also drops the ``[`` and ``]``; here ``]`` stays, since without it
-  the value is no longer determined by the text).
+  pipeline never shows its models the parentheses either: its ``tfds.deprecated.text.Tokenizer``
+  (``alphanum_only=True``, the default) drops every non-alphanumeric character, so its models read
+  ``MAX 2 9``, without the brackets too. Here ``]`` stays: without it the text no longer
+  determines the value (``[MAX 1 [MIN 2 3 ] 4 ]`` and ``[MAX 1 [MIN 2 3 4 ] ]`` would read alike).
 
 ``evaluate_listops`` computes the value from either string with a stack, independently of the
 generator's tree. Bounds are inclusive here: LRA's ``500 < length < 2000`` is
 ``min_length=501, max_length=1999``, the defaults.
 
-Speed (measured on the 2-core CPU of this project, Python 3.11): 2,000 LRA-sized examples
-(501-1999 tokens) in 1.3 s, 5,000 in 3.2 s, about 12 trees drawn per example kept; tiny lengths
-(20-100 tokens) about 10,000 examples per second.
+Speed (measured on this project's 2-core CPU, Python 3.11, with other jobs running): 2,000
+LRA-sized examples (501-1999 tokens) in 1.8 s, 5,000 in 4.6 s (5.9 s with parentheses), 10,000
+in 9 s: about 12 trees are drawn per example kept, and the time goes into ``random``'s own calls,
+which parity with LRA fixes. Tiny settings (20-100 tokens, depth <= 5): 5,000 in 0.3 s.
 """
 
 import random
@@ -143,8 +147,8 @@ def check_listops_settings(min_length: int, max_length: int, max_depth: int, max
         raise ValueError(f"an operator takes 2 to {prefix}max_args arguments (expected {prefix}max_args >= 2, "
                          f"got {max_args})")
     if not 1 <= min_length <= max_length:
-        raise ValueError(f"expected 1 <= {prefix}min_length <= {prefix}max_length, got {prefix}min_length={min_length}, "
-                         f"{prefix}max_length={max_length}")
+        raise ValueError(f"expected 1 <= {prefix}min_length <= {prefix}max_length, got "
+                         f"{prefix}min_length={min_length}, {prefix}max_length={max_length}")
     longest = longest_listops(max_depth, max_args)
     if min_length > longest:
         raise ValueError(f"trees of depth <= {max_depth} with <= {max_args} arguments are at most {longest} tokens "
