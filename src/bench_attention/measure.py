@@ -175,10 +175,10 @@ def forward_backward(job: dict) -> Callable[[], None]:
     grad_out = torch.randn(1, job["n"], job["d_model"], device=device)
 
     def run_once() -> None:
-        x.grad = None
-        module.zero_grad(set_to_none=True)
         out, _ = module(x) if job["module"] == "attention" else module(x, None)
         out.backward(grad_out)
+        x.grad = None  # so the baseline between passes holds the weights and inputs only
+        module.zero_grad(set_to_none=True)
 
     return run_once
 

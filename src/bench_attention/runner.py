@@ -104,6 +104,10 @@ def outcome(returncode: int, stdout: str, stderr: str) -> dict:
 def measure_all(settings: dict) -> list[dict]:
     """One record per (module, n, variant): the measurement or the reason it was skipped."""
     records: list[dict] = []
+    points = len(settings["modules"]) * len(settings["lengths"]) * len(settings["variants"])
+    limit = memory_limit_bytes(settings)
+    logger.info("{} points, each in its own process; memory limit per point: {}", points,
+                "none" if limit is None else f"{limit / MIB:.0f} MiB (checked again before each point)")
     out_of_memory: dict[tuple[str, str], int] = {}  # (module, variant) -> shortest n that ran out
     for job in jobs(settings):
         key = (job["module"], job["variant"])

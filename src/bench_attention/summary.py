@@ -3,6 +3,7 @@
 import math
 import statistics
 
+CELL = 20  # characters per "ms / MiB" cell of the table
 TARGET_N = 8192  # the length at which the ratios are judged (else the longest one all measured)
 SLIDING = ("sliding_window", "longformer")
 RATIOS = ("sliding_window_speedup_vs_full_sdpa", "sliding_window_memory_vs_full_sdpa",
@@ -112,7 +113,8 @@ def table(result: dict) -> str:
     ]
     records = {(r["module"], r["variant"], r["n"]): r for r in result["results"]}
     for module, summary in result["by_module"].items():
-        header = f"{'variant':<16}{''.join(f'{n:>18}' for n in s['lengths'])}{'slope':>8}{'mem slope':>10}"
+        columns = "".join(f"{n:>{CELL}}" for n in s["lengths"])
+        header = f"{'variant':<16}{columns}{'slope':>8}{'mem slope':>10}"
         lines += ["", f"{module}: ms / MiB", header]
         for variant in s["variants"]:
             cells = ""
@@ -120,9 +122,9 @@ def table(result: dict) -> str:
                 record = records[(module, variant, n)]
                 if "skipped" in record:
                     skipped.append(f"{module} {variant} n={n}: {record['skipped']}")
-                    cells += f"{f'skipped ({len(skipped)})':>18}"
+                    cells += f"{f'skipped ({len(skipped)})':>{CELL}}"
                 else:
-                    cells += f"{record['time_ms']:>9.1f} /{record['peak_mib']:>7.1f}"
+                    cells += f"{record['time_ms']:>{CELL - 9}.1f} /{record['peak_mib']:>7.1f}"
             slope, peak_slope = summary["slopes"][variant], summary["peak_slopes"][variant]
             lines.append(f"{variant:<16}{cells}{_number(slope):>8}{_number(peak_slope):>10}")
         lines += _target_lines(summary)
@@ -134,7 +136,7 @@ def table(result: dict) -> str:
 
 def _target_lines(summary: dict) -> list[str]:
     ratios_, verdicts = summary["ratios"], summary["meets_targets"]
-    title = f"targets: ratios at n={ratios_['n']}, slopes over all lengths"
+    title = f"targets (ratios at n={ratios_['n']})"
     lines = [f"  {title:<40}{'value':>8}{'target':>11}{'met':>6}"]
     values = ratios_ | {f"slope {v}": s for v, s in summary["slopes"].items()}
     for name, bounds in TARGETS.items():

@@ -29,6 +29,9 @@ def plot_scaling(result: dict, module: str) -> "Figure":
             ax.plot(*zip(*points, strict=True), marker="o",
                     label=variant if slope is None else f"{variant} (slope {slope:.2f})")
         ax.set_xscale("log", base=2)
+        lengths = result["settings"]["lengths"]
+        ax.set_xticks(lengths, [str(n) for n in lengths])
+        ax.minorticks_off()
         ax.set_yscale("log")
         ax.set_xlabel("sequence length n")
         ax.set_ylabel(label)
