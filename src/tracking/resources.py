@@ -1,6 +1,7 @@
 """Resource use as a flat dict of numbers; the trainer logs it with ``tracker.log_scalars("resources", ...)``."""
 
 import functools
+import resource
 import sys
 
 import psutil
@@ -15,7 +16,7 @@ def _this_process() -> psutil.Process:
 
 
 def resource_usage() -> dict[str, float]:
-    """CPU RSS and utilisation; per CUDA device: allocated/reserved/peak memory, and utilisation if NVML works.
+    """CPU RSS (now and the process's peak) and utilisation; per CUDA device: allocated/reserved/peak memory, and utilisation if NVML works.
 
     torch is only consulted if the caller already imported it (this never imports torch).
     The first ``cpu_percent`` of a process is 0.0: psutil measures from the previous call.
@@ -23,6 +24,7 @@ def resource_usage() -> dict[str, float]:
     process = _this_process()
     usage = {
         "cpu_rss_mb": process.memory_info().rss / _MIB,
+        "cpu_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux: KiB
         "cpu_percent": process.cpu_percent(interval=None),
         "system_memory_percent": psutil.virtual_memory().percent,
     }

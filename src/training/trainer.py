@@ -313,7 +313,7 @@ class Trainer:
         self.tracker.log_scalar("learning_rate", "lr", lr, self.step)
         self.tracker.log_scalar("throughput", "tokens/s", tok_s, self.step)
         self.tracker.log_scalar("param_norm", "total", parameter_norm(self.model), self.step)
-        self._append_history({"step": self.step, "loss": loss, "lr": lr})
+        self._append_history({"step": self.step, "loss": loss, "lr": lr, "tokens_per_s": tok_s})
         bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", tok_s=f"{tok_s:,.0f}")
 
     def _periodic(self) -> None:

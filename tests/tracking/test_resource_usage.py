@@ -14,6 +14,15 @@ def test_cpu_figures_are_present_and_plausible():
     assert all(isinstance(value, float) for value in usage.values())
 
 
+def test_peak_rss_is_at_least_the_current_rss_and_sees_a_freed_allocation():
+    before = resource_usage()
+    block = torch.ones(64 * 2**20 // 4)  # 64 MiB, touched
+    del block
+    after = resource_usage()
+    assert after["cpu_peak_rss_mb"] >= after["cpu_rss_mb"]
+    assert after["cpu_peak_rss_mb"] >= before["cpu_rss_mb"] + 60
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only case")
 def test_no_gpu_keys_without_cuda():
     assert not [key for key in resource_usage() if key.startswith("gpu")]
