@@ -183,6 +183,16 @@ def test_ratios_are_taken_at_8192_and_judged_against_the_targets():
     assert steeper["ratios"] == pytest.approx(ratios)  # the same values at n=8192
 
 
+def test_a_ratio_whose_variant_was_not_measured_is_none_and_all_is_unknown():
+    records = [r for r in _power_law_records(sliding_exponent=1.0) if r["variant"] != "full/math"]
+    settings = _settings("--lengths", "2048,4096,8192,16384", "--modules", "attention")
+    result = summary.summarise(settings, records)
+    assert result["ratios"]["n"] == 8192 and result["ratios"]["full_math_memory_vs_sliding_window"] is None
+    assert result["ratios"]["sliding_window_speedup_vs_full_sdpa"] == pytest.approx(0.8192 / 0.08)
+    assert result["meets_targets"]["full_math_memory_vs_sliding_window"] is None
+    assert result["meets_targets"]["all"] is None
+
+
 def test_bench_without_a_sub_benchmark_is_still_the_transformer_bench():
     argv = ["bench", "--json", "--repeats", "2"]
     args = build_parser(argv).parse_args(argv)

@@ -4,10 +4,14 @@ import math
 import statistics
 
 CELL = 20  # characters per "ms / MiB" cell of the table
-TARGET_N = 8192  # the length at which the ratios are judged (else the longest one all measured)
+TARGET_N = 8192  # the length at which the ratios are judged (else the longest one measured)
 SLIDING = ("sliding_window", "longformer")
-RATIOS = ("sliding_window_speedup_vs_full_sdpa", "sliding_window_memory_vs_full_sdpa",
-          "full_math_memory_vs_sliding_window")
+# name -> (numerator, denominator), each (variant, measured quantity)
+RATIOS = {
+    "sliding_window_speedup_vs_full_sdpa": (("full/sdpa", "time_ms"), ("sliding_window", "time_ms")),
+    "sliding_window_memory_vs_full_sdpa": (("sliding_window", "peak_mib"), ("full/sdpa", "peak_mib")),
+    "full_math_memory_vs_sliding_window": (("full/math", "peak_mib"), ("sliding_window", "peak_mib")),
+}
 FULL = ("full/sdpa", "full/math")
 # name -> (lowest, highest) acceptable value; None = unbounded on that side
 TARGETS: dict[str, tuple[float | None, float | None]] = {
@@ -42,19 +46,17 @@ def slopes(records: list[dict], module: str, variants: list[str], key: str = "ti
 
 
 def ratios(records: list[dict], module: str) -> dict:
-    """The issue's ratios at ``TARGET_N`` (or the longest length measured for all three variants)."""
-    times = {v: measured(records, module, v, "time_ms") for v in ("full/sdpa", "sliding_window")}
-    peaks = {v: measured(records, module, v, "peak_mib") for v in (*FULL, "sliding_window")}
-    common = set.intersection(*(set(m) for m in (*times.values(), *peaks.values())))
-    n = TARGET_N if TARGET_N in common else max(common, default=None)
-    if n is None:
-        return {"n": None} | dict.fromkeys(RATIOS)
-    return {
-        "n": n,
-        "sliding_window_speedup_vs_full_sdpa": times["full/sdpa"][n] / times["sliding_window"][n],
-        "sliding_window_memory_vs_full_sdpa": peaks["sliding_window"][n] / peaks["full/sdpa"][n],
-        "full_math_memory_vs_sliding_window": peaks["full/math"][n] / peaks["sliding_window"][n],
-    }
+    """The issue's ratios at ``TARGET_N``, or else at the longest length where one can be taken.
+
+    Each ratio needs its two variants measured at that length; one that is not is None.
+    """
+    by_length = {}
+    for name, ((top, top_key), (bottom, bottom_key)) in RATIOS.items():
+        above, below = measured(records, module, top, top_key), measured(records, module, bottom, bottom_key)
+        by_length[name] = {n: above[n] / below[n] for n in above.keys() & below.keys()}
+    lengths = set().union(*by_length.values())
+    n = TARGET_N if TARGET_N in lengths else max(lengths, default=None)
+    return {"n": n, **{name: values.get(n) for name, values in by_length.items()}}
 
 
 def judge(value: float | None, bounds: tuple[float | None, float | None]) -> bool | None:
