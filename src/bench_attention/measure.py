@@ -89,8 +89,8 @@ def timed_peak(run_once: Callable[[], None], repeats: int, device: str, warmup_s
 
     One contestant per process, so there is nothing to interleave (``src/bench.py`` alternates
     contestants that share a process). The warm-up keeps thread pools and first-call dispatch out
-    of the baseline and the timings. On CPU the memory call runs with every large block unmapped
-    when freed, the timed calls with glibc's usual reuse of freed blocks.
+    of the baseline and the timings. On CPU the memory call runs with every block of a page or
+    more unmapped when freed, the timed calls with glibc's usual reuse of freed blocks.
     """
     import torch
 
