@@ -5,7 +5,6 @@ from typing import Literal
 from pydantic import NonNegativeInt, PositiveInt, confloat, model_validator
 
 from src.config.base import FrozenConfig
-from src.data.listops import LRA_MAX_ARGS, LRA_MAX_DEPTH, LRA_MAX_LENGTH, LRA_MIN_LENGTH
 
 # ByteLevel BPE starts from 256 byte symbols plus the 4 special tokens (src/data/tokenizer.py).
 MIN_VOCAB_SIZE = 256 + 4
@@ -45,10 +44,10 @@ class DataConfig(FrozenConfig):
     # their value 0-9; lengths in tokens (operators, "]" and digits), both bounds included: LRA keeps
     # 500 < length < 2000. max_rows does not apply: listops_rows is how many are made
     listops_rows: PositiveInt = 2000
-    listops_min_length: PositiveInt = LRA_MIN_LENGTH
-    listops_max_length: PositiveInt = LRA_MAX_LENGTH
-    listops_max_depth: PositiveInt = LRA_MAX_DEPTH
-    listops_max_args: PositiveInt = LRA_MAX_ARGS
+    listops_min_length: PositiveInt = 501
+    listops_max_length: PositiveInt = 1999
+    listops_max_depth: PositiveInt = 10
+    listops_max_args: PositiveInt = 10
     listops_seed: NonNegativeInt = 0
     # True: LRA's TSV text, the binarised tree in "( ... )" (about twice the tokens again)
     listops_parentheses: bool = False
@@ -111,18 +110,30 @@ class DataConfig(FrozenConfig):
         return self
 
     def _listops_fits(self) -> None:
-        from src.data.listops import check_listops_settings, max_listops_chars
-
-        check_listops_settings(self.listops_min_length, self.listops_max_length, self.listops_max_depth,
-                               self.listops_max_args, prefix="listops_")
+        # the rules of src/data/listops.py (check_listops_settings, max_listops_chars), restated here so
+        # that config does not import data; tests/data/test_listops.py holds the two together
+        if self.listops_max_args < 2:
+            raise ValueError(f"an operator takes 2 to listops_max_args arguments (expected listops_max_args >= 2, "
+                             f"got {self.listops_max_args})")
+        if self.listops_min_length > self.listops_max_length:
+            raise ValueError(f"expected listops_min_length <= listops_max_length, got listops_min_length="
+                             f"{self.listops_min_length}, listops_max_length={self.listops_max_length}")
+        longest = 1  # a node at the maximum depth is a digit; each level above: operator + args + "]"
+        for _ in range(self.listops_max_depth - 1):
+            longest = 2 + self.listops_max_args * longest
+        if self.listops_min_length > longest:
+            raise ValueError(f"trees of depth <= {self.listops_max_depth} with <= {self.listops_max_args} arguments "
+                             f"are at most {longest} tokens long (expected listops_min_length <= {longest}, got "
+                             f"{self.listops_min_length})")
         if self.max_rows is not None:
             raise ValueError(f"source='listops' generates data.listops_rows expressions; max_rows is for sources "
                              f"that are read (got max_rows={self.max_rows}, listops_rows={self.listops_rows})")
-        longest = max_listops_chars(self.listops_max_length, self.listops_parentheses)
-        if self.max_chars < longest:
+        n = self.listops_max_length  # tokens of <= 4 characters ("[MAX") and a space; n - 1 "( " + " )" pairs
+        chars = 5 * n - 1 + (4 * (n - 1) if self.listops_parentheses else 0)
+        if self.max_chars < chars:
             raise ValueError(f"max_chars={self.max_chars} would drop ListOps expressions as too_long: "
-                             f"listops_max_length={self.listops_max_length} tokens can take up to {longest} "
-                             f"characters (expected max_chars >= {longest})")
+                             f"listops_max_length={n} tokens can take up to {chars} characters "
+                             f"(expected max_chars >= {chars})")
 
 
 class TokenizerConfig(FrozenConfig):

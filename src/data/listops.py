@@ -140,19 +140,18 @@ def max_listops_chars(max_length: int, parentheses: bool) -> int:
     return chars + 4 * (max_length - 1) if parentheses else chars
 
 
-def check_listops_settings(min_length: int, max_length: int, max_depth: int, max_args: int, prefix: str = "") -> None:
+def check_listops_settings(min_length: int, max_length: int, max_depth: int, max_args: int) -> None:
     """ValueError, naming expected and actual values, unless trees of the asked lengths can be drawn
-    (``prefix`` goes before the names in the message, e.g. "listops_" for the config keys)."""
+    (``DataConfig`` restates these rules for the ``data.listops_*`` keys)."""
     if max_args < 2:
-        raise ValueError(f"an operator takes 2 to {prefix}max_args arguments (expected {prefix}max_args >= 2, "
-                         f"got {max_args})")
+        raise ValueError(f"an operator takes 2 to max_args arguments (expected max_args >= 2, got {max_args})")
     if not 1 <= min_length <= max_length:
-        raise ValueError(f"expected 1 <= {prefix}min_length <= {prefix}max_length, got "
-                         f"{prefix}min_length={min_length}, {prefix}max_length={max_length}")
+        raise ValueError(f"expected 1 <= min_length <= max_length, got min_length={min_length}, "
+                         f"max_length={max_length}")
     longest = longest_listops(max_depth, max_args)
     if min_length > longest:
         raise ValueError(f"trees of depth <= {max_depth} with <= {max_args} arguments are at most {longest} tokens "
-                         f"long (expected {prefix}min_length <= {longest}, got {min_length})")
+                         f"long (expected min_length <= {longest}, got {min_length})")
 
 
 def generate_listops(

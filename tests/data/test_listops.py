@@ -4,6 +4,8 @@ import pytest
 
 from src.config.data import DataConfig
 from src.data.listops import (
+    LRA_MAX_ARGS,
+    LRA_MAX_DEPTH,
     LRA_MAX_LENGTH,
     LRA_MIN_LENGTH,
     N_CLASSES,
@@ -107,8 +109,23 @@ def test_impossible_or_too_rare_lengths_are_errors():
         generate_listops(5, min_length=17, max_length=17, max_depth=3, max_args=3, max_draws_per_example=20)
 
 
+def test_data_config_defaults_and_rules_are_the_generators():
+    cfg = DataConfig(source="listops", max_chars=max_listops_chars(LRA_MAX_LENGTH, False))
+    assert (cfg.listops_min_length, cfg.listops_max_length, cfg.listops_max_depth, cfg.listops_max_args) \
+        == (LRA_MIN_LENGTH, LRA_MAX_LENGTH, LRA_MAX_DEPTH, LRA_MAX_ARGS)
+    for depth, args, parentheses in [(3, 3, False), (5, 10, True), (10, 10, False), (4, 2, True)]:
+        longest = longest_listops(depth, args)
+        fits = {"listops_max_depth": depth, "listops_max_args": args, "listops_parentheses": parentheses,
+                "listops_min_length": 1, "listops_max_length": longest}
+        DataConfig(source="listops", max_chars=max_listops_chars(longest, parentheses), **fits)
+        with pytest.raises(ValueError, match="max_chars"):
+            DataConfig(source="listops", max_chars=max_listops_chars(longest, parentheses) - 1, **fits)
+        with pytest.raises(ValueError, match=f"at most {longest} tokens long"):
+            DataConfig(source="listops", max_chars=10**9, **{**fits, "listops_min_length": longest + 1,
+                                                             "listops_max_length": longest + 1})
+
+
 def test_data_config_checks_the_generator_knobs_and_max_chars():
-    DataConfig(source="listops", max_chars=max_listops_chars(LRA_MAX_LENGTH, False))
     with pytest.raises(ValueError, match="max_chars=300 would drop ListOps expressions as too_long.*max_chars >= 9994"):
         DataConfig(source="listops")
     with pytest.raises(ValueError, match=r"expected max_chars >= 17986"):
