@@ -157,6 +157,9 @@ class TokenizerConfig(FrozenConfig):
                 f"vocab_size must exceed the {MIN_VOCAB_SIZE} byte and special symbols "
                 f"(expected > {MIN_VOCAB_SIZE}, got {self.vocab_size})"
             )
+        if self.kind == "word" and self.vocab_size <= 4:
+            raise ValueError(f"vocab_size counts the 4 special tokens; a word vocabulary needs more "
+                             f"(expected > 4, got {self.vocab_size})")
         if self.max_tokens_per_sentence < 3:
             raise ValueError(
                 f"max_tokens_per_sentence must leave room for BOS, one token and EOS "

@@ -45,6 +45,10 @@ import random
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from src.data.text_classification import LabelledRows
 
 MIN, MAX, MED, SUM_MOD, END = "[MIN", "[MAX", "[MED", "[SM", "]"
 OPERATORS = [MIN, MAX, MED, SUM_MOD]  # LRA's order: rng.choice over this list picks the operator
@@ -231,8 +235,9 @@ def class_counts(examples: list[ListOpsExample]) -> dict[int, int]:
     return {value: counts.get(value, 0) for value in VALUES}
 
 
-def read_listops(data) -> "LabelledRows":  # noqa: F821 (imported below; this module stays stdlib-only at import)
-    """``data.listops_rows`` generated expressions as labelled rows (``data``: a ``DataConfig`` with source listops)."""
+def read_listops(data) -> "LabelledRows":
+    """``data.listops_rows`` generated expressions as labelled rows (``data``: a ``DataConfig`` with source
+    listops). The imports are here so that the generator above needs nothing beyond the standard library."""
     import time
 
     from loguru import logger

@@ -45,3 +45,10 @@ def test_heatmap_labels_are_the_words_themselves(tmp_path):
     tokenizer = load_tokenizer(train_word(["[MAX 2 café ]"], tmp_path / "t.json", vocab_size=50))
     labels = readable_labels(tokenizer, [BOS_ID, *tokenizer.encode("[MAX 2 café ]").ids])
     assert labels == ["<s>", "[MAX", "2", "café", "]"]  # not bytes: "é" whole
+
+
+def test_a_vocabulary_of_specials_alone_is_refused():
+    from src.config.data import TokenizerConfig
+
+    with pytest.raises(ValueError, match=r"a word vocabulary needs more \(expected > 4, got 4\)"):
+        TokenizerConfig(kind="word", vocab_size=4)
