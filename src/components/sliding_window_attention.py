@@ -212,6 +212,9 @@ class _GroupedFlashAttention(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, query: Tensor, key: Tensor, value: Tensor, blocks: BandedBlocks) -> Tensor:
+        # (B, H, T, D) views of (B, T, H, D) rows in one piece: gathering whole rows is a plain copy,
+        # and keeping these instead of the caller's views frees the projections' output
+        query, key, value = (x.transpose(1, 2).contiguous().transpose(1, 2) for x in (query, key, value))
         outputs, logsumexps = [], []
         for start, stop in _groups(blocks):
             q, k, v, mask = blocks.blocks(query, key, value, start, stop)
