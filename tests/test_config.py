@@ -144,9 +144,12 @@ def test_the_long_document_configs_differ_only_in_attention(family):
                for name in ("full", "sliding", "longformer")}
     attention = {name: {key: c["model"].pop(key) for key in ("attention", "window", "pooling")}
                  for name, c in configs.items()}
-    assert attention == {"full": {"attention": "full", "window": None, "pooling": "cls"},
-                         "sliding": {"attention": "sliding_window", "window": 128, "pooling": "mean"},
-                         "longformer": {"attention": "longformer", "window": 128, "pooling": "cls"}}
+    # IMDB pools the mean in all three (a byte-level model learns faster from it); ListOps needs [CLS]
+    # where a token sees the whole expression, so the sliding window alone pools the mean there
+    pooling = {"imdb_long": ("mean", "mean", "mean"), "listops": ("cls", "mean", "cls")}[family]
+    assert attention == {"full": {"attention": "full", "window": None, "pooling": pooling[0]},
+                         "sliding": {"attention": "sliding_window", "window": 128, "pooling": pooling[1]},
+                         "longformer": {"attention": "longformer", "window": 128, "pooling": pooling[2]}}
     for name, c in configs.items():  # the names say which run is which
         assert c.pop("run_name") == c["tracking"].pop("task_name") == c["tracking"].pop("model_name") \
             == f"{family.replace('_', '-')}-{name}"
