@@ -1,9 +1,9 @@
-"""Scaled dot-product attention and multi-head attention (Vaswani et al. 2017, Sec. 3.2).
+"""Multi-head attention (Vaswani et al. 2017, Sec. 3.2.2) over scaled dot-product attention (Sec. 3.2.1,
+``src/components/scaled_dot_product_attention.py``).
 
 Masks follow the one convention of ``src/components/masks.py``: boolean, True = may attend.
 """
 
-import math
 from typing import Literal
 
 import torch
@@ -13,40 +13,13 @@ from torch import Tensor, nn
 from src.components.kv_cache import KVCache
 from src.components.longformer_attention import longformer_attention
 from src.components.masks import causal_mask
+from src.components.scaled_dot_product_attention import scaled_dot_product_attention
 from src.components.sliding_window_attention import sliding_window_attention
+
+__all__ = ["AttentionBackend", "AttentionPattern", "MultiHeadAttention", "scaled_dot_product_attention"]
 
 AttentionBackend = Literal["sdpa", "math"]
 AttentionPattern = Literal["full", "sliding_window", "longformer"]
-
-
-def scaled_dot_product_attention(
-    query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = None, dropout_p: float = 0.0
-) -> tuple[Tensor, Tensor]:
-    """Attention(Q, K, V) = softmax(Q K^T / sqrt(d_k)) V (Eq. 1), returning the weights as well.
-
-    Masked scores are filled with the dtype's minimum rather than ``-inf`` or ``-1e9``: finite in
-    fp16/bf16, and a row whose keys are all masked becomes uniform instead of NaN; multiplying by
-    the mask afterwards sets such a row to zero, which is what the fused SDPA kernel returns.
-
-    Args:
-        query, key, value: per-head projections.
-        mask: boolean, True = may attend; ``None`` attends everywhere.
-        dropout_p: dropout on the weights (Sec. 5.4 applies dropout to sublayer outputs; attention
-            dropout is the common extension used by ``torch.nn.MultiheadAttention``).
-
-    Shape:
-        query: (B, H, T, D); key, value: (B, H, S, D); mask: broadcastable to (B, H, T, S).
-        output: (B, H, T, D); weights: (B, H, T, S), before dropout.
-    """
-    # (B, H, T, D) @ (B, H, D, S) -> (B, H, T, S)
-    scores = query @ key.transpose(-2, -1) / math.sqrt(query.size(-1))
-    if mask is not None:
-        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
-    weights = scores.softmax(dim=-1)
-    if mask is not None:
-        weights = weights.masked_fill(~mask, 0.0)
-    dropped = F.dropout(weights, dropout_p) if dropout_p > 0.0 else weights
-    return dropped @ value, weights  # (B, H, T, S) @ (B, H, S, D) -> (B, H, T, D)
 
 
 class MultiHeadAttention(nn.Module):
@@ -90,6 +63,8 @@ class MultiHeadAttention(nn.Module):
             raise ValueError(f"attention={attention!r} needs a window >= 1 (tokens seen on each side), got {window}")
         if attention == "longformer" and not global_tokens:
             raise ValueError("attention='longformer' needs at least one global token position")
+        if len(set(global_tokens)) != len(tuple(global_tokens)) or any(p < 0 for p in global_tokens):
+            raise ValueError(f"global_tokens must be distinct positions >= 0, got {tuple(global_tokens)}")
         if d_model % n_heads != 0:
             raise ValueError(
                 f"d_model={d_model} is not divisible by n_heads={n_heads} "
@@ -120,7 +95,8 @@ class MultiHeadAttention(nn.Module):
         Args:
             x: query sequence (and key/value sequence for self-attention).
             memory: key/value sequence for cross-attention (the encoder output); None for self-attention.
-            mask: boolean, True = may attend.
+            mask: boolean, True = may attend. The sliding patterns take only a key padding mask
+                (B, 1, 1, S): they build the band themselves.
             is_causal: hide later positions (decoder self-attention); combined with ``mask`` if both given.
             cache: self-attention appends the new keys/values; cross-attention fills it once, then reuses it.
             need_weights: return the per-head attention weights as well.
@@ -129,6 +105,8 @@ class MultiHeadAttention(nn.Module):
             x: (B, T, C); memory: (B, S, C); mask: broadcastable to (B, H, T, S).
             output: (B, T, C); weights: (B, H, T, S) or ``None``.
         """
+        if self.attention == "longformer" and memory is None and (is_causal or cache is not None):
+            raise ValueError("attention='longformer' is bidirectional: it takes no causal mask and no cache")
         q, k, v = self._project(x, memory, cache)
         if self.attention != "full" and memory is None:
             out, weights = self._banded(x, q, k, v, mask, is_causal, cache, need_weights)
@@ -154,8 +132,6 @@ class MultiHeadAttention(nn.Module):
         if self.attention == "sliding_window":
             return sliding_window_attention(q, k, v, self.window, key_mask, is_causal, self.backend, dropout_p,
                                             need_weights)
-        if is_causal or cache is not None:
-            raise ValueError("attention='longformer' is bidirectional: it takes no causal mask and no cache")
         length = x.size(1)
         index = torch.tensor([p for p in self.global_tokens if p < length], dtype=torch.long, device=x.device)
         c, weight, bias = self.d_model, self.global_in_proj.weight, self.global_in_proj.bias

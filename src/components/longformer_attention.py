@@ -20,10 +20,10 @@ The computation, for every sequence of the batch:
 """
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from src.components.sliding_window_attention import Backend, attend_blocks, banded_blocks
+from src.components.scaled_dot_product_attention import Backend, attend
+from src.components.sliding_window_attention import attend_blocks, banded_blocks
 
 
 def longformer_attention(
@@ -58,18 +58,9 @@ def longformer_attention(
     out, weights = attend_blocks(blocks, query, key, value, backend, dropout_p, need_weights)
     # 2. the global tokens' own rows: full attention through the global projections, O(G T)
     everything = real[:, None, None, :]  # (B, 1, 1, T)
-    global_out, global_weights = _full_attention(global_query, global_key, global_value, everything, backend,
-                                                 dropout_p, need_weights)
+    global_out, global_weights = attend(global_query, global_key, global_value, everything, backend, dropout_p,
+                                         need_weights)
     out = out.index_copy(2, global_index, global_out)
     if not need_weights:
         return out, None
     return out, weights.index_copy(2, global_index, global_weights)
-
-
-def _full_attention(query: Tensor, key: Tensor, value: Tensor, mask: Tensor, backend: Backend, dropout_p: float,
-                    need_weights: bool) -> tuple[Tensor, Tensor | None]:
-    from src.components.attention import scaled_dot_product_attention
-
-    if backend == "sdpa" and not need_weights:
-        return F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout_p), None
-    return scaled_dot_product_attention(query, key, value, mask, dropout_p)

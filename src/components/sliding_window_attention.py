@@ -31,13 +31,12 @@ no real key (e.g. padding beyond the end of a short text) gets an output of zero
 ``band_mask`` is the dense reference the tests compare against; it is never the implementation.
 """
 
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
-Backend = Literal["sdpa", "math"]
+from src.components.scaled_dot_product_attention import Backend, attend, scaled_dot_product_attention
 
 
 def band_mask(query_len: int, key_len: int, window: int, causal: bool = False,
@@ -182,8 +181,6 @@ def attend_blocks(blocks: BandedBlocks, query: Tensor, key: Tensor, value: Tenso
     so its memory stays close to full attention's fused kernel; elsewhere (CUDA, attention dropout)
     every block goes through ``F.scaled_dot_product_attention`` at once.
     """
-    from src.components.attention import scaled_dot_product_attention
-
     if backend == "math" or need_weights:
         q, k, v, mask = blocks.blocks(query, key, value)
         out, weights = scaled_dot_product_attention(q, k, v, mask, dropout_p)
@@ -191,7 +188,12 @@ def attend_blocks(blocks: BandedBlocks, query: Tensor, key: Tensor, value: Tenso
     if query.device.type == "cpu" and dropout_p == 0.0:
         return _GroupedFlashAttention.apply(query, key, value, blocks), None
     q, k, v, mask = blocks.blocks(query, key, value)
-    return blocks.unblock(F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)), None
+    # a query whose window holds no real key (padding past a text's end) gets one harmless key and a
+    # zero output, as on the other paths: not every fused kernel returns zeros for an empty row
+    empty = ~mask.any(-1, keepdim=True)  # (B*N, 1, b, 1)
+    mask = mask | (empty & (torch.arange(mask.size(-1), device=mask.device) == 0))
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p).masked_fill(empty, 0.0)
+    return blocks.unblock(out), None
 
 
 class _GroupedFlashAttention(torch.autograd.Function):
@@ -228,12 +230,14 @@ class _GroupedFlashAttention(torch.autograd.Function):
         return blocks.unblock(out)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, Tensor, None]:
         query, key, value, out, logsumexp = ctx.saved_tensors
         blocks = ctx.blocks
-        grads = [torch.zeros(x.size(0), x.size(2), x.size(1), x.size(3), dtype=x.dtype) for x in (query, key, value)]
+        # (B, T, H, D) sums of the gradients of every slot that read a row
+        grads = [x.new_zeros(x.size(0), x.size(2), x.size(1), x.size(3)) for x in (query, key, value)]
         spare = blocks.n_blocks * blocks.size - blocks.length  # the spare query slots get no gradient
-        grad_blocks = blocks.gather(F.pad(grad, (0, 0, 0, spare)), torch.arange(blocks.n_blocks * blocks.size)
+        grad_blocks = blocks.gather(F.pad(grad, (0, 0, 0, spare)), torch.arange(blocks.n_blocks * blocks.size, device=grad.device)
                                     .view(blocks.n_blocks, blocks.size))  # (B*N, H, b, D)
         out = out.view(-1, blocks.n_blocks, *out.shape[1:])
         grad_blocks = grad_blocks.view_as(out)
@@ -262,15 +266,13 @@ def _groups(blocks: BandedBlocks) -> list[tuple[int, int]]:
 
 def _additive(mask: Tensor, dtype: torch.dtype) -> Tensor:
     """Boolean mask -> 0 / -inf, the form the kernel adds to the scores."""
-    return torch.zeros(mask.shape, dtype=dtype).masked_fill_(~mask, float("-inf"))
+    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, float("-inf"))
 
 
 def _decoding_step(query: Tensor, key: Tensor, value: Tensor, window: int, key_mask: Tensor | None,
                    causal: bool, backend: Backend, dropout_p: float,
                    need_weights: bool) -> tuple[Tensor, Tensor | None]:
     """T new queries against S >= T cached keys: only the last ``window + T`` keys can be seen."""
-    from src.components.attention import scaled_dot_product_attention
-
     query_len, key_len = query.size(2), key.size(2)
     if not causal:
         raise ValueError(f"non-causal sliding-window attention needs as many keys as queries "
@@ -280,7 +282,5 @@ def _decoding_step(query: Tensor, key: Tensor, value: Tensor, window: int, key_m
     mask = band_mask(query_len, key_len - start, window, causal, query.device)  # (T, window + T) at most
     if key_mask is not None:
         mask = mask & key_mask[:, None, None, start:]
-    if backend == "sdpa" and not need_weights:
-        return F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout_p), None
-    out, weights = scaled_dot_product_attention(query, key, value, mask, dropout_p)
+    out, weights = attend(query, key, value, mask, backend, dropout_p, need_weights)
     return out, (F.pad(weights, (start, 0)) if need_weights else None)

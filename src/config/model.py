@@ -47,7 +47,8 @@ class ModelConfig(FrozenConfig):
     # `global_tokens` positions, which attend to every token and are attended by every token
     attention: Literal["full", "sliding_window", "longformer"] = "full"
     window: PositiveInt | None = None  # one-sided; Hugging Face's attention_window is 2 * window
-    global_tokens: tuple[NonNegativeInt, ...] = (0,)  # longformer only: global positions ([CLS] is 0)
+    # longformer only (ignored otherwise): global positions ([CLS] is 0); those beyond a text's end are skipped
+    global_tokens: tuple[NonNegativeInt, ...] = (0,)
     layer_norm_eps: float = 1e-5
     # vit: square images of image_size pixels with in_channels channels, cut into patch_size patches
     image_size: PositiveInt = 28
@@ -69,6 +70,9 @@ class ModelConfig(FrozenConfig):
                              "(got attention='full')")
         if self.attention != "full" and self.window is None:
             raise ValueError(f"model.attention={self.attention!r} needs model.window (tokens seen on each side)")
+        if len(set(self.global_tokens)) != len(self.global_tokens) or max(self.global_tokens, default=0) >= self.max_positions:
+            raise ValueError(f"model.global_tokens must be distinct positions below max_positions={self.max_positions}, "
+                             f"got {list(self.global_tokens)}")
         if self.attention == "longformer" and not self.global_tokens:
             raise ValueError("attention='longformer' needs at least one global token (e.g. global_tokens: [0], the [CLS])")
         fits = {"encoder_classifier": {"full", "sliding_window", "longformer"},

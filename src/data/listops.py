@@ -167,7 +167,7 @@ def generate_listops(
     max_args: int = LRA_MAX_ARGS,
     seed: int = 0,
     parentheses: bool = False,
-    max_draws_per_example: int = 10_000,
+    max_draws_per_example: int = 200,
 ) -> list[ListOpsExample]:
     """``n`` distinct expressions of ``min_length`` to ``max_length`` tokens (inclusive), labelled with their value.
 

@@ -65,7 +65,7 @@ def check_resume(stored: ExperimentConfig, requested: ExperimentConfig, run: str
         section, _, name = key.partition(".")
         if section == "model" and name not in MODEL_KEYS_ALLOWED:
             raise ResumeError(f"cannot resume {run}: checkpoint has {key}={old!r}, config asks {new!r} "
-                              "(a different model shape needs a new run: drop --resume)")
+                              "(a different model shape or attention pattern needs a new run: drop --resume)")
         if section == "batching" and name in BATCHING_KEYS_REFUSED:
             raise ResumeError(f"cannot resume {run}: its training windows were cut at {key}={old!r}, config asks "
                               f"{new!r}; the checkpoint's place in the data counts those windows (drop --resume)")

@@ -114,3 +114,19 @@ def test_longformer_refuses_causal_attention_and_caches():
     attention = MultiHeadAttention(16, 2, attention="longformer", window=2)
     with pytest.raises(ValueError, match="bidirectional"):
         attention(torch.randn(1, 5, 16), is_causal=True)
+
+
+def test_global_tokens_must_be_distinct_and_a_refused_cache_stays_untouched():
+    from src.components.kv_cache import KVCache
+    from src.config.model import ModelConfig
+
+    with pytest.raises(ValueError, match="distinct"):
+        MultiHeadAttention(16, 2, attention="longformer", window=2, global_tokens=(0, 0))
+    with pytest.raises(ValueError, match="distinct positions below max_positions"):
+        ModelConfig(family="encoder_classifier", attention="longformer", window=2, global_tokens=(0, 0))
+    with pytest.raises(ValueError, match="distinct positions below max_positions"):
+        ModelConfig(family="encoder_classifier", attention="longformer", window=2, global_tokens=(0, 300))
+    cache = KVCache()
+    with pytest.raises(ValueError, match="no causal mask and no cache"):
+        MultiHeadAttention(16, 2, attention="longformer", window=2)(torch.randn(1, 5, 16), cache=cache)
+    assert cache.key is None

@@ -150,3 +150,18 @@ def test_bad_inputs_are_refused_clearly():
     q, k, v = _qkv(1, 4)
     with pytest.raises(ValueError, match="window must be >= 1"):
         sliding_window_attention(q, k, v, 0)
+
+
+def test_the_unfused_kernel_path_gives_zeros_for_rows_without_a_real_key():
+    """With attention dropout (or on CUDA) every block goes through F.scaled_dot_product_attention at once;
+    rows whose window is all padding get zeros there too, and finite gradients."""
+    from src.components.sliding_window_attention import attend_blocks
+
+    q, k, v = _qkv(2, 17)
+    key_mask = _key_mask(2, 17)
+    blocks = banded_blocks(17, 3, key_mask, False, 2, torch.device("cpu"))
+    out, _ = attend_blocks(blocks, q, k, v, "sdpa", dropout_p=1e-12, need_weights=False)  # ~no drops
+    expected, _ = scaled_dot_product_attention(q, k, v, band_mask(17, 17, 3) & key_mask[:, None, None, :])
+    assert torch.allclose(out, expected, atol=TOL)
+    assert torch.equal(out[1, :, 12:], torch.zeros_like(out[1, :, 12:]))
+    assert all(torch.isfinite(g).all() for g in torch.autograd.grad(out.sum(), (q, k, v)))

@@ -68,3 +68,9 @@ def test_image_augmentation_may_change_but_the_language_model_window_may_not():
         check_resume(load_config(lm), load_config(lm, ["batching.block_size=16"]), run="r")
     with pytest.raises(ResumeError, match="used tokenizer.kind='char', config asks 'bpe'"):
         check_resume(load_config(lm), load_config(lm, ["tokenizer.kind=bpe"]), run="r")
+
+
+def test_a_changed_attention_pattern_is_refused_as_a_new_experiment():
+    base = load_config("config/imdb_long_tiny.yaml")
+    with pytest.raises(ResumeError, match="model.window=8, config asks 16 .*attention pattern needs a new run"):
+        check_resume(base, load_config("config/imdb_long_tiny.yaml", ["model.window=16"]), run="r")
