@@ -1,5 +1,7 @@
 """The attention scaling bench on tiny sizes: its JSON, its memory measurement, skips, slopes, tracking."""
 
+import contextlib
+import io
 import json
 import subprocess
 import sys
@@ -42,10 +44,17 @@ def tracked_run(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     args = _args("--lengths", "64,128", "--modules", "attention", "--json", "--track", "--offline",
                  "--output-dir", str(root / "out"))  # fmt: skip
     assert args.handler.__name__ == "_cmd_bench_attention"  # the command line reaches this bench
-    with isolated_offline_clearml(root):
+    printed = io.StringIO()
+    with isolated_offline_clearml(root), contextlib.redirect_stdout(printed):
         out = bench_attention.report(args)
     (session_zip,) = (root / "out" / "clearml_offline").glob("*.zip")
-    return SimpleNamespace(result=json.loads(out), root=root, session=read_offline_session(session_zip))
+    return SimpleNamespace(result=json.loads(out), root=root, session=read_offline_session(session_zip),
+                           printed=printed.getvalue())
+
+
+def test_with_track_nothing_but_the_result_reaches_stdout(tracked_run):
+    """``--json --track | jq`` works: ClearML's own lines go to stderr."""
+    assert tracked_run.printed == ""
 
 
 def test_json_has_one_record_per_variant_and_length_and_the_slopes(tracked_run):

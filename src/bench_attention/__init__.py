@@ -16,7 +16,9 @@ skips), ``summary.py`` (slopes, ratios, the table), ``track.py`` (ClearML and th
 """
 
 import argparse
+import contextlib
 import json
+import sys
 from importlib.metadata import version
 from pathlib import Path
 
@@ -110,6 +112,7 @@ def report(args: argparse.Namespace) -> str:
     if args.track:
         from src.bench_attention.track import track
 
-        track(result, project=args.project_name, task_name=args.task_name, output_dir=Path(args.output_dir),
-              offline=True if args.offline else None)  # fmt: skip
+        with contextlib.redirect_stdout(sys.stderr):  # ClearML prints its own lines; stdout is the result's
+            track(result, project=args.project_name, task_name=args.task_name, output_dir=Path(args.output_dir),
+                  offline=True if args.offline else None)  # fmt: skip
     return json.dumps(result, indent=2) if args.json else table(result)
