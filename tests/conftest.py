@@ -16,3 +16,26 @@ def tiny_config() -> ModelConfig:
 @pytest.fixture(params=[False, True], ids=["post-norm", "pre-norm"])
 def norm_first(request: pytest.FixtureRequest) -> bool:
     return request.param
+
+
+_EXIT_STATUS: list[int] = []
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _EXIT_STATUS.append(int(exitstatus))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """End the process with pytest's status once everything is reported.
+
+    A ClearML offline task run in-process can leave its reporter thread behind; once a later test
+    points the SDK at the loopback stand-in, that thread retries forever and, being non-daemon,
+    would keep the finished test run from exiting.
+    """
+    if _EXIT_STATUS and not hasattr(config, "workerinput"):
+        import os
+        import sys
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_EXIT_STATUS[-1])
