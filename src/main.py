@@ -1,4 +1,4 @@
-"""Command line: ``python -m src.main {train,translate,generate,evaluate,runs,bench,data,import-offline,queues} ...``.
+"""Command line: ``python -m src.main {train,translate,generate,evaluate,runs,bench,data,import-offline,queues,export,serve,report,lesson} ...``.
 
 This module only parses arguments and dispatches; each subcommand calls one function that tests
 can call directly. Heavy imports (torch, clearml) happen inside the subcommands, and only the
@@ -174,6 +174,19 @@ def _add_queues_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--file", default="queues/queues.yaml", help="queue definitions")
 
 
+def _delegate(package: str) -> tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]:
+    """``add_arguments`` and ``command`` of ``src.<package>.cli``, imported only when that subcommand is chosen."""
+    from importlib import import_module
+
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        import_module(f"src.{package}.cli").add_arguments(parser)
+
+    def command(args: argparse.Namespace) -> int:
+        return import_module(f"src.{package}.cli").command(args)
+
+    return add_arguments, command
+
+
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "train": ("run the whole pipeline: data prep, tokenize, train, evaluate, register", _add_train_arguments, _cmd_train),
     "translate": ("translate sentences with a trained run or checkpoint", _add_translate_arguments, _cmd_translate),
@@ -185,6 +198,10 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callab
     "data": ("prepare and tokenize the corpus, print its figures", _add_data_arguments, _cmd_data),
     "import-offline": ("upload a run's offline ClearML sessions to the server", _add_import_arguments, _cmd_import_offline),
     "queues": ("create or show the ClearML queues of queues/queues.yaml", _add_queues_arguments, _cmd_queues),
+    "export": ("export a run or checkpoint to ONNX graphs and a Triton model repository", *_delegate("export")),
+    "serve": ("serve a run, checkpoint or registered model over HTTP (FastAPI)", *_delegate("serving")),
+    "report": ("write a run's self-contained HTML report", *_delegate("report")),
+    "lesson": ("guided lessons on the real components; no name: list them", *_delegate("lessons")),
 }
 
 

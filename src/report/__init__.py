@@ -1,0 +1,1 @@
+"""A run's self-contained HTML report: the offline counterpart of the ClearML web UI."""
