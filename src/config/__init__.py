@@ -12,6 +12,7 @@ from src.config.experiment import (
     validate_config,
 )
 from src.config.model import ModelConfig
+from src.config.serving import ServingConfig, load_serving_config
 from src.config.tracking import TrackingConfig
 from src.config.training import TrainingConfig
 
@@ -23,11 +24,13 @@ __all__ = [
     "ExperimentConfig",
     "FrozenConfig",
     "ModelConfig",
+    "ServingConfig",
     "TokenizerConfig",
     "TrackingConfig",
     "TrainingConfig",
     "apply_overrides",
     "config_to_dict",
+    "load_serving_config",
     "load_config",
     "validate_config",
 ]

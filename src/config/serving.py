@@ -1,0 +1,66 @@
+"""The inference server's settings: where it listens, what it accepts, how it batches (``config/serving.yaml``)."""
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import ValidationError, confloat, conint, model_validator
+
+from src.config.base import FrozenConfig
+from src.config.experiment import CONFIG_DIR, ConfigError, read_config_file
+
+SERVING_CONFIG_PATH = CONFIG_DIR / "serving.yaml"
+
+
+class ServingConfig(FrozenConfig):
+    """Limits and micro-batching of ``python -m src.main serve``; every request is checked against them."""
+
+    host: str = "127.0.0.1"
+    port: conint(ge=0, le=65535) = 8000  # 0: any free port (uvicorn logs the one it took)
+    backend: Literal["torch", "onnx"] = "torch"
+    device: str = "auto"  # auto: CUDA if present, else CPU
+    max_texts_per_request: conint(ge=1) = 64
+    max_chars_per_text: conint(ge=1) = 2000
+    max_body_bytes: conint(ge=64) = 1_000_000
+    # micro-batching: the first waiting request opens a window; what arrives in it runs in one model call
+    batch_window_ms: confloat(ge=0.0, le=1000.0) = 5.0
+    max_batch_size: conint(ge=1) = 32  # texts per model call; 1 turns micro-batching off
+    default_beam: conint(ge=1) = 1
+    max_beam: conint(ge=1) = 8
+    default_new_tokens: conint(ge=1) = 100  # /v1/generate without max_new_tokens
+    max_new_tokens: conint(ge=1) = 512
+    model_fetch_timeout_s: confloat(gt=0.0) = 120.0  # a ClearML model: lookup and download, all of it
+    graceful_shutdown_s: confloat(gt=0.0) = 30.0  # SIGTERM: how long requests in flight may still take
+
+    @model_validator(mode="after")
+    def _defaults_within_limits(self) -> "ServingConfig":
+        if self.default_beam > self.max_beam:
+            raise ValueError(f"default_beam={self.default_beam} exceeds max_beam={self.max_beam}")
+        if self.default_new_tokens > self.max_new_tokens:
+            raise ValueError(f"default_new_tokens={self.default_new_tokens} exceeds max_new_tokens={self.max_new_tokens}")
+        if self.max_chars_per_text > self.max_body_bytes:
+            raise ValueError(f"max_chars_per_text={self.max_chars_per_text} cannot fit in "
+                             f"max_body_bytes={self.max_body_bytes}")
+        return self
+
+
+def load_serving_config(path: str | Path | None = None, **overrides: Any) -> ServingConfig:
+    """``path`` (default ``config/serving.yaml``) with the non-None ``overrides`` (CLI flags) on top.
+
+    Raises:
+        ConfigError: naming each bad key with the expected and the actual value.
+    """
+    path = Path(path) if path is not None else SERVING_CONFIG_PATH
+    data = {**read_config_file(path), **{k: v for k, v in overrides.items() if v is not None}}
+    try:
+        return ServingConfig.model_validate(data)
+    except ValidationError as err:
+        lines = []
+        for e in err.errors():
+            loc = ".".join(str(p) for p in e["loc"])
+            if e["type"] == "extra_forbidden":
+                lines.append(f"  {loc}: unknown key (allowed: {', '.join(ServingConfig.model_fields)})")
+            elif not e["loc"]:
+                lines.append(f"  {e['msg'].removeprefix('Value error, ')}")
+            else:
+                lines.append(f"  {loc}: {e['msg']} (got {e.get('input')!r})")
+        raise ConfigError(f"invalid serving config {path}:\n" + "\n".join(lines)) from None
