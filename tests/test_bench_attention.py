@@ -141,7 +141,7 @@ def test_a_child_that_ran_out_of_memory_skips_the_longer_lengths(monkeypatch):
 
     def fake_child(job: dict, timeout_s: float) -> dict:
         launched.append(job["n"])
-        return runner.outcome(-9, "", "") if job["n"] >= 128 else {"time_ms": 1.0, "peak_mib": 1.0}
+        return runner.outcome(-9, None, "") if job["n"] >= 128 else {"time_ms": 1.0, "peak_mib": 1.0}
 
     monkeypatch.setattr(runner, "run_child", fake_child)
     records = runner.measure_all(_settings("--lengths", "64,128,256", "--modules", "attention",
@@ -152,8 +152,13 @@ def test_a_child_that_ran_out_of_memory_skips_the_longer_lengths(monkeypatch):
 
 
 def test_a_failing_child_is_an_error_record_naming_the_last_line():
-    record = runner.outcome(1, "", "Traceback (most recent call last):\nTypeError: bad window\n")
+    record = runner.outcome(1, None, "Traceback (most recent call last):\nTypeError: bad window\n")
     assert record == {"skipped": "failed (exit status 1): TypeError: bad window", "error": True}
+
+
+def test_a_child_that_exits_cleanly_without_its_result_file_is_an_error_record():
+    assert runner.outcome(0, None, "")["error"] is True
+    assert runner.outcome(0, '{"time_ms": 2.5, "peak_mib": 3.0}', "") == {"time_ms": 2.5, "peak_mib": 3.0}
 
 
 @pytest.mark.parametrize("exponent", [1.0, 1.1, 2.0])

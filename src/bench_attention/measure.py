@@ -209,8 +209,8 @@ def volunteer_for_the_oom_killer() -> None:
 def main(argv: list[str]) -> int:
     return_freed_memory_to_the_os()  # first: before torch allocates anything
     volunteer_for_the_oom_killer()
-    job = json.loads(argv[0])
-    print(json.dumps(measure(job)))  # the parent reads this one line
+    job, result = json.loads(argv[0]), Path(argv[1])
+    result.write_text(json.dumps(measure(job)), encoding="utf-8")  # the parent reads it (runner.run_child)
     return 0
 
 

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -82,21 +83,23 @@ def run_child(job: dict, timeout_s: float) -> dict:
     threads, path = str(job["threads"]), [str(REPO), os.environ.get("PYTHONPATH")]
     env = os.environ | {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
                         "PYTHONPATH": os.pathsep.join(filter(None, path))}
-    command = [sys.executable, "-m", "src.bench_attention.measure", json.dumps(job)]
-    try:
-        proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        return {"skipped": f"timed out after {timeout_s:.0f} s"}
-    return outcome(proc.returncode, proc.stdout, proc.stderr)
+    with tempfile.TemporaryDirectory(prefix="bench-attention-") as folder:
+        result = Path(folder) / "result.json"  # the child writes its record here, and nothing else
+        command = [sys.executable, "-m", "src.bench_attention.measure", json.dumps(job), str(result)]
+        try:
+            proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            return {"skipped": f"timed out after {timeout_s:.0f} s"}
+        written = result.read_text(encoding="utf-8") if result.is_file() else None
+    return outcome(proc.returncode, written, proc.stderr)
 
 
-def outcome(returncode: int, stdout: str, stderr: str) -> dict:
-    """A child's result from its exit status and output."""
+def outcome(returncode: int, result: str | None, stderr: str) -> dict:
+    """A child's record from its exit status, the result file's text (None: not written) and its stderr."""
     if returncode == -9:
         return {"skipped": "killed by SIGKILL (the kernel's OOM killer, most likely: out of memory)"}
-    lines = stdout.strip().splitlines()
-    if returncode == 0 and lines:
-        return json.loads(lines[-1])
+    if returncode == 0 and result:
+        return json.loads(result)
     last = next((line for line in reversed(stderr.strip().splitlines()) if line.strip()), "no output")
     return {"skipped": f"failed (exit status {returncode}): {last.strip()}", "error": True}
 
