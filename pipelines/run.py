@@ -78,10 +78,12 @@ def choose_mode(args: argparse.Namespace) -> str:
     return "local"
 
 
-def print_summary(cfg: ExperimentConfig, outputs: dict[str, Any], mode: str) -> None:
+def print_summary(cfg: ExperimentConfig, outputs: dict[str, Any], mode: str, report: Path | None = None) -> None:
     from src.steps.context import for_task
 
     lines = ["", f"run folder:      {cfg.run_dir}", *for_task(cfg).summary(cfg, outputs)]
+    if report is not None:
+        lines.append(f"report:          {report}")
     if mode == "offline":
         lines += ["", "Upload the offline ClearML sessions to a server with:",
                   f"    python -m src.main import-offline {cfg.run_dir}"]
@@ -129,6 +131,7 @@ def run_pipeline_from_cli(args: argparse.Namespace) -> int:
         enqueue_pipeline(cfg, queue=args.queue)
         return 0
     from pipelines.offline import PipelineError, run_steps
+    from src.report import try_write_report
 
     if not resume and cfg.run_id is None:
         cfg = cfg.model_copy(update={"run_id": new_run_dir(cfg.output_dir, cfg.run_name).name})
@@ -138,8 +141,10 @@ def run_pipeline_from_cli(args: argparse.Namespace) -> int:
         outputs = run_steps(cfg, offline=True if mode == "offline" else False, resume=resume, changes=changes)
     except PipelineError as err:
         logger.error(str(err))
+        if (report := try_write_report(cfg.run_dir)) is not None:  # what the run got to, for the post-mortem
+            logger.info(f"report of the failed run: {report}")
         return 1
-    print_summary(cfg, outputs, mode)
+    print_summary(cfg, outputs, mode, try_write_report(cfg.run_dir))  # best effort: a warning, never a failure
     return 0
 
 
