@@ -1,4 +1,4 @@
-"""Command line: ``python -m src.main {train,translate,generate,evaluate,runs,bench,data,import-offline,queues,export,serve,report,lesson} ...``.
+"""Command line: ``python -m src.main {train,translate,generate,evaluate,runs,bench,data,import-offline,queues,export,serve,report,lesson,sweep} ...``.
 
 This module only parses arguments and dispatches; each subcommand calls one function that tests
 can call directly. Heavy imports (torch, clearml) happen inside the subcommands, and only the
@@ -114,6 +114,8 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     mode.add_argument("--local", action="store_true", help="run steps as local processes tracked on the server")
     mode.add_argument("--queue", default=None, help="enqueue the pipeline; the queue set named in queues/ (e.g. gpu)")
     parser.add_argument("--dry-run", action="store_true", help="print the DAG, queues and parameters; run nothing")
+    parser.add_argument("--nproc", type=int, default=1, metavar="N",
+                        help="data-parallel training on N local processes (gloo on CPU, NCCL on CUDA; default 1)")
     parser.add_argument("--resume", nargs="?", const="latest", default=None, metavar="RUN",
                         help="continue a run (default: the latest) from its last good checkpoint; without "
                              "--config its own config, plus any overrides that only change training")
@@ -202,6 +204,8 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callab
     "serve": ("serve a run, checkpoint or registered model over HTTP (FastAPI)", *_delegate("serving")),
     "report": ("write a run's self-contained HTML report", *_delegate("report")),
     "lesson": ("guided lessons on the real components; no name: list them", *_delegate("lessons")),
+    "sweep": ("hyperparameter search: optuna trials offline or locally, ClearML's optimizer on agent queues",
+              *_delegate("tuning")),
 }
 
 
