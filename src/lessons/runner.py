@@ -13,6 +13,7 @@ from typing import Any
 
 from loguru import logger
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
@@ -112,11 +113,11 @@ def show(result: StepResult, console: Console, setting: str) -> None:
     if result.columns:
         table = Table(*result.columns, title=setting)
         for row in result.rows:
-            table.add_row(*(_cell(v) for v in row))
+            table.add_row(*(escape(_cell(v)) for v in row))
         console.print(table)
     for renderable in result.extra:
         console.print(renderable)
-    console.print(f"[bold green]result[/bold green] ({setting}): {result.outcome}")
+    console.print(f"[bold green]result[/bold green] ({escape(setting)}): {escape(result.outcome)}")
 
 
 def _cell(value: Any) -> str:

@@ -146,3 +146,51 @@ def cross_attention(model: nn.Module, src: Tensor, tgt_in: Tensor) -> Tensor:
     """
     _, attention = model(src, tgt_in, return_attention=True)
     return attention["cross"][-1]
+
+
+def lm_batch(pattern: str, batch: int, length: int, n_symbols: int, generator: torch.Generator) -> Tensor:
+    """Token sequences with a rule a language model can learn.
+
+    - "walk": each symbol is the previous one plus 1 or 2 (mod n), drawn at random: the next token
+      is never certain (ln 2 nats at best), but its two possible values are.
+    - "skip": a, b, a+1, b+1, a+2, ... (mod n): each token is the one two places back plus 1, so the
+      model must look at the token before the current one.
+
+    Shape: (B, length), symbol ids only (no specials).
+    """
+    if pattern == "walk":
+        steps = torch.randint(1, 3, (batch, length), generator=generator)
+        steps[:, 0] = torch.randint(0, n_symbols, (batch,), generator=generator)
+        values = steps.cumsum(1) % n_symbols
+    elif pattern == "skip":
+        start = torch.randint(0, n_symbols, (batch, 2), generator=generator)
+        offset = torch.arange(length) // 2  # 0, 0, 1, 1, 2, 2, ...
+        values = (start[:, torch.arange(length) % 2] + offset) % n_symbols
+    else:
+        raise ValueError(f"pattern must be 'walk' or 'skip', got {pattern!r}")
+    return values + FIRST_SYMBOL
+
+
+def lm_loss(pattern: str, length: int, n_symbols: int, batch: int = 32, **forward_kwargs: object
+            ) -> Callable[[nn.Module, torch.Generator], Tensor]:
+    """Next-token loss of a fresh ``lm_batch`` (``translation_loss`` on inputs shifted by one)."""
+
+    def loss_of_batch(model: nn.Module, generator: torch.Generator) -> Tensor:
+        tokens = lm_batch(pattern, batch, length, n_symbols, generator)
+        loss, _ = translation_loss(model(tokens[:, :-1], **forward_kwargs), tokens[:, 1:], PAD)
+        return loss
+
+    return loss_of_batch
+
+
+def lm_config(**overrides: object) -> ModelConfig:
+    """A 2-layer, 32-wide decoder-only LM (GPT-2 wiring) without dropout."""
+    values = {"family": "decoder_lm", "d_model": 32, "n_heads": 2, "n_decoder_layers": 2, "d_ff": 64,
+              "dropout": 0.0, "max_positions": 64, "positional_encoding": "learned"}
+    return ModelConfig(**{**values, **overrides})
+
+
+def lm_model(cfg: ModelConfig, n_symbols: int, seed: int) -> nn.Module:
+    """The decoder-only LM of ``src/models/decoder_lm.py`` for ``n_symbols`` symbols."""
+    torch.manual_seed(seed)
+    return build(cfg, vocab_size=FIRST_SYMBOL + n_symbols, pad_id=PAD)
