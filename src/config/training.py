@@ -1,14 +1,20 @@
-"""Optimisation settings (Sec. 5.3-5.4)."""
+"""Optimisation settings (Sec. 5.3-5.4) and how the step is spread over processes and nodes."""
 
 from typing import Literal
 
-from pydantic import NonNegativeInt, PositiveFloat, PositiveInt, confloat
+from pydantic import NonNegativeInt, PositiveFloat, PositiveInt, confloat, model_validator
 
 from src.config.base import FrozenConfig
 
 
 class TrainingConfig(FrozenConfig):
-    """The explicit training loop's knobs."""
+    """The explicit training loop's knobs.
+
+    The global batch of one optimizer step is ``grad_accum_steps`` micro-batches of
+    ``batching.max_tokens``, whatever the number of processes: with ``nodes * nproc_per_node``
+    ranks each rank runs ``grad_accum_steps / (nodes * nproc_per_node)`` of them, so the data (and,
+    on CPU, the loss curve) does not depend on how many processes share the work.
+    """
 
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -27,3 +33,16 @@ class TrainingConfig(FrozenConfig):
     eval_every: PositiveInt = 200
     checkpoint_every: PositiveInt = 200
     keep_checkpoints: PositiveInt = 2
+    nproc_per_node: PositiveInt = 1  # data-parallel processes per machine (``train --nproc N`` sets it)
+    nodes: PositiveInt = 1  # machines; > 1 only on ClearML agents (Task.launch_multi_node)
+    compile: bool = False  # torch.compile the model for training (worth it on a GPU; minutes of start-up)
+
+    @model_validator(mode="after")
+    def _global_batch_divides(self) -> "TrainingConfig":
+        world = self.nodes * self.nproc_per_node
+        if self.grad_accum_steps % world:
+            raise ValueError(
+                f"grad_accum_steps={self.grad_accum_steps} is not divisible by nodes * nproc_per_node = {world}: "
+                "the global batch (grad_accum_steps micro-batches) is dealt out evenly to the ranks; "
+                f"set training.grad_accum_steps to a multiple of {world}")
+        return self

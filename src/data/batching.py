@@ -29,6 +29,14 @@ class TokenBudgetBatchSampler(Sampler[list[int]]):
     same epoch; call ``set_epoch(e)`` before each epoch (as with ``DistributedSampler``).
     With a multi-worker DataLoader the sampler runs ahead of training (prefetch), so save
     ``{"epoch": e, "position": batches_trained}`` from the training loop instead.
+
+    Data parallelism (``rank``, ``world_size``): ``stream()`` is the endless global order (epoch 0's
+    batches, then epoch 1's, ...) dealt out round-robin: global batch ``g`` goes to rank
+    ``g % world_size``. Every rank builds the same global order from the same seed, so no
+    communication is needed, and ``position`` counts *global* batches: after each round of
+    ``world_size`` batches all ranks hold the same state, and one process reading the same stream
+    with ``world_size=1`` sees exactly the batches of all ranks, in order. A round that runs past
+    an epoch's end continues into the next epoch, so no batch is dropped or repeated.
     """
 
     def __init__(
@@ -40,7 +48,12 @@ class TokenBudgetBatchSampler(Sampler[list[int]]):
         shuffle: bool = True,
         seed: int = 0,
         bucket_size_multiplier: int = 100,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"rank={rank}, world_size={world_size}: expected world_size >= 1 and 0 <= rank < world_size")
+        self.rank, self.world_size = rank, world_size
         self.src_lengths, self.tgt_lengths, self.sizes = _pair_sizes(src_lengths, tgt_lengths, max_tokens)
         self.max_tokens = max_tokens
         self.shuffle = shuffle
@@ -74,7 +87,31 @@ class TokenBudgetBatchSampler(Sampler[list[int]]):
         keys = (self.tgt_lengths[indices], self.src_lengths[indices], self.sizes[indices])
         return indices[np.lexsort(keys)]
 
+    def stream(self) -> Iterator[list[int]]:
+        """This rank's batches of the endless global order, from the current ``(epoch, position)`` on.
+
+        The state moves one round (``world_size`` global batches) per batch yielded, before the yield:
+        a checkpoint taken after training on it resumes after the whole round.
+        """
+        if not len(self.sizes):
+            raise ValueError("the sampler has no items: an endless stream of batches needs at least one")
+        while True:
+            round_: list[list[int]] = []
+            epoch, position = self.epoch, self.position
+            while len(round_) < self.world_size:
+                batches = self.batches(epoch)
+                taken = batches[position : position + self.world_size - len(round_)]
+                round_ += taken
+                position += len(taken)
+                if position >= len(batches):
+                    epoch, position = epoch + 1, 0
+            self.epoch, self.position = epoch, position
+            yield round_[self.rank]
+
     def __iter__(self) -> Iterator[list[int]]:
+        """One pass over the current epoch (unsharded; data-parallel training reads ``stream()``)."""
+        if self.world_size > 1:
+            raise ValueError(f"iterating an epoch is unsharded; with world_size={self.world_size} read stream()")
         batches = self.batches(self.epoch)
         while self.position < len(batches):
             # counted before the yield: a checkpoint taken after training on it resumes after it

@@ -3,6 +3,11 @@
 Everything a run needs to continue after a crash is in its checkpoints: model, optimizer,
 scheduler, RNG states and the batch sampler's position. Resuming from step k therefore follows
 the same loss curve as a run that was never interrupted (CPU, same seed).
+
+Data parallel (``src/training/distributed.py``): when the process group is up, the model is wrapped
+in ``DistributedDataParallel`` for the training forward, each rank runs its share of the global
+batch's micro-batches (the sampler deals them out), and rank 0 alone validates, writes checkpoints
+and history and reports; every other rank gets a ``NullTracker``.
 """
 
 import json
@@ -12,7 +17,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,9 +29,11 @@ from tqdm import tqdm
 from src.config import ExperimentConfig, config_to_dict
 from src.data.batching import TokenBudgetBatchSampler
 from src.models.builders import build
+from src.training import distributed
 from src.training.checkpoint import CheckpointManager
 from src.training.loss import perplexity
 from src.training.monitor import UpdateRatio, grouped_grad_norms, parameter_norm
+from src.tracking.null_tracker import NullTracker
 from src.tracking.protocol import TrackerLike
 from src.tracking.resources import resource_usage
 from src.training.schedule import make_schedule
@@ -43,12 +50,13 @@ class TrainResult:
     valid_history: list[dict[str, float]] = field(default_factory=list)  # step, valid_loss, valid_perplexity
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """``auto``/``cpu``/``cuda``; on CUDA each data-parallel rank of a machine takes its own GPU."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} asked for, but no CUDA device is available (expected 'cpu' or 'auto')")
-    return torch.device(name)
+    return torch.device("cuda", local_rank) if name == "cuda" else torch.device(name)
 
 
 def seed_everything(seed: int) -> None:
@@ -159,20 +167,30 @@ class Trainer:
         self.cfg, self.task = cfg, task
         self.inference = inference or {}
         self.tc = cfg.training
-        self.run_dir, self.tracker, self.probe = run_dir, tracker, task.probe
+        self.world = distributed.current()
+        self.run_dir, self.probe = run_dir, task.probe
+        self.tracker = tracker if self.world.is_main else NullTracker()
         # Diagnostics (per-layer gradient norms, update ratio, heatmaps) only when someone records them.
-        self.diagnostics = cfg.tracking.enabled
-        self.device = resolve_device(self.tc.device)
+        self.diagnostics = cfg.tracking.enabled and self.world.is_main
+        self.device = resolve_device(self.tc.device, self.world.local_rank)
+        if self.tc.grad_accum_steps % self.world.size:
+            raise ValueError(f"grad_accum_steps={self.tc.grad_accum_steps} is not divisible by the world size "
+                             f"{self.world.size}: the global batch's micro-batches are dealt out evenly to the ranks")
+        self.micro_per_rank = self.tc.grad_accum_steps // self.world.size
+        if self.device.type == "cuda":  # TF32 tensor cores for float32 matmuls (bf16 autocast covers the rest)
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
         seed_everything(self.tc.seed)
         self.model = build(cfg.model, **task.model_sizes()).to(self.device)
+        self.train_model = self._wrap(self.model)
         self.optimizer = torch.optim.AdamW(parameter_groups(self.model, self.tc.weight_decay), lr=self.tc.lr,
-                                           betas=self.tc.betas, eps=self.tc.eps)
+                                           betas=self.tc.betas, eps=self.tc.eps, fused=self.device.type == "cuda")
         schedule = make_schedule(self.tc.schedule, self.tc.warmup_steps, self.tc.max_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
         # Fixed-size items (images, language-model windows) have length 1: the budget is then the batch size.
         self.sampler = TokenBudgetBatchSampler(
             *task.lengths(), cfg.batching.batch_size or cfg.batching.max_tokens,
             shuffle=cfg.batching.shuffle, seed=self.tc.seed, bucket_size_multiplier=cfg.batching.bucket_size_multiplier,
+            rank=self.world.rank, world_size=self.world.size,
         )
         self.checkpoints = CheckpointManager(run_dir / "checkpoints", keep=self.tc.keep_checkpoints)
         self.step, self.elapsed, self.best_valid = 0, 0.0, math.inf
@@ -180,6 +198,16 @@ class Trainer:
         self.grad_steps: list[int] = []
         self.history_path = run_dir / "train_history.jsonl"
         self.update_ratio = UpdateRatio()
+
+    def _wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The module the training forward goes through: DDP when distributed, compiled when asked.
+        ``self.model`` stays the plain module (checkpoints, validation, probes)."""
+        if self.world.size > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            model = DistributedDataParallel(model, device_ids=ids)
+        return torch.compile(model) if self.tc.compile else model
 
     # --- checkpoints -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -205,7 +233,11 @@ class Trainer:
         set_rng_state(state["rng"])
         self.step, self.elapsed, self.best_valid = state["step"], state["elapsed"], state["best_valid"]
         self.grad_history, self.grad_steps = state["grad_history"], state["grad_steps"]
-        self._truncate_history(self.step)
+        if not distributed.same_on_all_ranks(self.step, self.device):
+            raise RuntimeError(f"rank {self.world.rank} resumed from step {self.step}, another rank from a different "
+                               f"step: the ranks must read the same checkpoint folder ({self.checkpoints.directory})")
+        if self.world.is_main:
+            self._truncate_history(self.step)
         return True
 
     def _apply_optimizer_settings(self) -> None:
@@ -223,36 +255,56 @@ class Trainer:
             rows = [json.loads(line) for line in self.history_path.read_text().splitlines() if line]
             self.history_path.write_text("".join(json.dumps(r) + "\n" for r in rows if r["step"] <= step))
 
-    def save_checkpoint(self) -> Path:
+    def save_checkpoint(self) -> Path | None:
+        if not self.world.is_main:
+            return None
         path = self.checkpoints.save(self.state_dict())
         self.tracker.flush()  # the scalars up to this checkpoint survive a kill, as the checkpoint does
         return path
 
-    def save_best(self, valid_loss: float) -> Path:
+    def save_best(self, valid_loss: float) -> Path | None:
+        if not self.world.is_main:
+            return None
         return self.checkpoints.save_best({
             "step": self.step, "model": self.model.state_dict(), "valid_loss": valid_loss,
             "config": json.dumps(config_to_dict(self.cfg)), **self.inference,
         })
 
     # --- one optimizer step --------------------------------------------------------------------
-    def _batches(self):
-        """Endless stream of index lists; the sampler's state is the resumable position."""
-        while True:
-            yield from self.sampler
-            self.sampler.set_epoch(self.sampler.state_dict()["epoch"] + 1)
+    def _batch(self, indices: list[int]):
+        """A micro-batch on the device; on CUDA built on the host, pinned and copied without blocking."""
+        if self.device.type != "cuda":
+            return self.task.batch(indices, self.device)
+        host = self.task.batch(indices, torch.device("cpu"))
+        return tuple(t.pin_memory().to(self.device, non_blocking=True) for t in host)
 
-    def train_step(self, batches) -> tuple[float, int]:
-        """Forward/backward over ``grad_accum_steps`` micro-batches, then clip, step, schedule."""
+    def train_step(self, batches) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """Forward/backward over this rank's micro-batches of the global batch (gradients not yet stepped).
+
+        The loss is the sum of token losses over the *global* batch divided by its target count, on any
+        number of ranks: each rank scales by ``world / n_global`` because DDP averages gradients.
+        Micro-batch ``j`` of the global batch (rank ``j % world``) draws its randomness (dropout,
+        augmentation) from a seed of (seed, step, j). Returns the summed token loss of this rank (a
+        tensor: no host sync here), the global batch's target count (a tensor) and this rank's token count.
+        """
         autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
-        micro = [self.task.batch(next(batches), self.device) for _ in range(self.tc.grad_accum_steps)]
-        n_total = sum(self.task.targets(batch) for batch in micro)
-        loss_sum = 0.0
-        for batch in micro:
-            with autocast:  # the loss itself is computed in float32 (src/training/loss.py)
-                loss, n = self.task.loss(self.model, batch, self.tc.label_smoothing)
-            (loss * n / n_total).backward()  # target-weighted mean over the accumulated batch
-            loss_sum += loss.item() * n
-        return loss_sum / n_total, sum(self.task.tokens(batch) for batch in micro)
+        index = [self.world.rank + i * self.world.size for i in range(self.micro_per_rank)]  # in the global batch
+        micro = []
+        for j in index:
+            torch.manual_seed(distributed.micro_batch_seed(self.tc.seed, self.step, j, 0))
+            micro.append(self._batch(next(batches)))
+        n_local = sum(self.task.targets(batch) for batch in micro)
+        n_global = distributed.all_reduce_sum(torch.tensor([float(n_local)], device=self.device))[0]
+        loss_sum = torch.zeros((), device=self.device)
+        for i, (j, batch) in enumerate(zip(index, micro)):
+            torch.manual_seed(distributed.micro_batch_seed(self.tc.seed, self.step, j, 1))
+            last = i == len(micro) - 1
+            sync = self.train_model.no_sync() if self.world.size > 1 and not last else nullcontext()  # all-reduce once
+            with sync, autocast:  # the loss itself is computed in float32 (src/training/loss.py)
+                loss, n = self.task.loss(self.train_model, batch, self.tc.label_smoothing)
+            (loss * (n * self.world.size) / n_global).backward()
+            loss_sum += loss.detach() * n
+        return loss_sum, n_global, sum(self.task.tokens(batch) for batch in micro)
 
     def _log_gradients(self, total_norm: float) -> None:
         self.tracker.log_scalar("grad_norm", "total", total_norm, self.step)
@@ -267,16 +319,24 @@ class Trainer:
     # --- the loop ---------------------------------------------------------------------------
     def fit(self) -> TrainResult:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        batches = self._batches()
+        batches = self.sampler.stream()
         budget = self.tc.max_minutes * 60 if self.tc.max_minutes else math.inf
-        bar = tqdm(total=self.tc.max_steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True)
+        bar = tqdm(total=self.tc.max_steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True,
+                   disable=not self.world.is_main)
         self._window = (0, time.perf_counter())  # tokens since the last log line, and when it was written
         self.model.train()
+        stopped = False
         with stop_requests() as stop:
-            while self.step < self.tc.max_steps and self.elapsed < budget and not stop.is_set():
+            while self.step < self.tc.max_steps:
+                # every rank stops at the same step, even when one alone got the signal or ran out of time
+                stopped = distributed.any_rank(stop.is_set(), self.device) if self.world.size > 1 else stop.is_set()
+                out_of_time = self.world.size > 1 and budget < math.inf
+                if stopped or (distributed.any_rank(self.elapsed >= budget, self.device) if out_of_time
+                               else self.elapsed >= budget):
+                    break
                 self._loop_step(batches, bar)
         bar.close()
-        if stop.is_set():
+        if stopped:
             path = self.save_checkpoint()
             raise KeyboardInterrupt(f"stopped by signal at step {self.step}; resume from {path} with --resume")
         return self._finish()
@@ -287,11 +347,13 @@ class Trainer:
         measure = self.diagnostics and (self.step + 1) % self.cfg.tracking.grad_norm_every == 0
         if measure:
             self.update_ratio.snapshot(self.model)
-        loss, n_tokens = self.train_step(batches)
+        loss_sum, n_global, n_tokens = self.train_step(batches)
         clip = self.tc.grad_clip if self.tc.grad_clip is not None else math.inf
-        total_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip).item()
+        total_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)  # gradients already all-reduced
         self.step += 1
-        self._log_gradients(total_norm)
+        logging = self.step % self.tc.log_every == 0 or self.step == 1
+        if self.device.type == "cpu" or logging or measure:  # on a GPU, .item() only where it is logged
+            self._log_gradients(total_norm.item())
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -299,14 +361,18 @@ class Trainer:
             self.tracker.log_scalar("update_ratio", "update/param", self.update_ratio.ratio(self.model), self.step)
         tokens, since = self._window[0] + n_tokens, self._window[1]
         self._window = (tokens, since)
-        if self.step % self.tc.log_every == 0 or self.step == 1:
-            self._log_train(loss, tokens / max(time.perf_counter() - since, 1e-9), bar)
+        if logging:  # the global batch's mean loss and all ranks' tokens: one all-reduce, at log steps only
+            totals = torch.stack([loss_sum.double(), torch.tensor(float(tokens), dtype=torch.float64, device=self.device)])
+            loss_total, tokens_total = distributed.all_reduce_sum(totals).tolist()
+            self._log_train(loss_total / n_global.item(), tokens_total / max(time.perf_counter() - since, 1e-9), bar)
             self._window = (0, time.perf_counter())
         self._periodic()
         self.elapsed += time.perf_counter() - t0
         bar.update(1)
 
     def _log_train(self, loss: float, tok_s: float, bar: tqdm) -> None:
+        if not self.world.is_main:
+            return
         lr = self.scheduler.get_last_lr()[0]
         values = {"loss": loss, "perplexity": perplexity(loss)}
         self.tracker.log_scalars("train", values, self.step)
@@ -320,7 +386,7 @@ class Trainer:
         last = self.step >= self.tc.max_steps
         if self.step % self.cfg.tracking.resource_every == 0 or self.step == 1:
             self.tracker.log_scalars("resources", resource_usage(), self.step)
-        if self.step % self.tc.eval_every == 0 or last:
+        if (self.step % self.tc.eval_every == 0 or last) and self.world.is_main:  # the others wait at the next all-reduce
             self.validate()
         if self.step % self.tc.checkpoint_every == 0 or last:
             self.save_checkpoint()
@@ -355,6 +421,10 @@ class Trainer:
                 close_figure(figure)
 
     def _finish(self) -> TrainResult:
+        if not self.world.is_main:
+            logger.info(f"rank {self.world.rank}: trained {self.step} steps")
+            return TrainResult(self.run_dir, self.step, math.inf, self.checkpoints.directory / "best.pt",
+                               self.checkpoints.path_for(self.step))
         if not self.checkpoints.step_files() or self.checkpoints.step_files()[-1] != self.checkpoints.path_for(self.step):
             self.validate()  # stopped by the time budget between two periodic steps
             self.save_checkpoint()
