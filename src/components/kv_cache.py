@@ -23,6 +23,11 @@ class KVCache:
         self.value: Tensor | None = None
 
     def __len__(self) -> int:
+        return self.length
+
+    @property
+    def length(self) -> int:
+        """Positions cached so far; unlike ``len()`` it stays symbolic while ``torch.export`` traces (ONNX export)."""
         return 0 if self.key is None else self.key.size(2)
 
     def append(self, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor]:
@@ -52,7 +57,12 @@ class DecoderCache:
 
     def __len__(self) -> int:
         """Number of target positions already decoded (the position of the next token)."""
-        return len(self.self_attn[0])
+        return self.length
+
+    @property
+    def length(self) -> int:
+        """As ``len()``, but symbolic under ``torch.export`` (see ``KVCache.length``)."""
+        return self.self_attn[0].length
 
     def reorder_beams(self, index: Tensor) -> None:
         """Keep rows ``index`` of the self-attention caches (beam search picking surviving beams).

@@ -18,12 +18,19 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where the model runs (auto: CUDA if present)")
 
 
+def add_backend_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backend", default="torch", choices=["torch", "onnx"],
+                        help="torch (default), or onnx: the exported graphs on ONNX Runtime (CPU), exported "
+                             "beside the checkpoint first if needed (python -m src.main export)")
+
+
 def add_translate_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser)
     parser.add_argument("text", nargs="*", help="sentences to translate; none: read standard input, one per line")
     parser.add_argument("--beam", type=int, default=1, help="beam size (1: greedy, the default)")
     parser.add_argument("--max-len", type=int, default=None, help="most tokens generated per sentence")
     parser.add_argument("--batch-size", type=int, default=32)
+    add_backend_argument(parser)
 
 
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,7 +46,7 @@ def translate_command(args: argparse.Namespace) -> str:
     from src.inference.translate import translate_texts
     from src.runs import resolve_checkpoint
 
-    trained = load_for_inference(resolve_checkpoint(args.run, args.runs_dir), args.device)
+    trained = load_for_inference(resolve_checkpoint(args.run, args.runs_dir), args.device, backend=args.backend)
     if trained.family != "encoder_decoder":
         raise ValueError(f"{trained.path} holds a {trained.family} model; translate needs a translation model")
     if not args.text and sys.stdin.isatty():

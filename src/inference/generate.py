@@ -7,9 +7,10 @@ from loguru import logger
 
 
 def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
-    from src.inference.cli import add_common_arguments
+    from src.inference.cli import add_backend_argument, add_common_arguments
 
     add_common_arguments(parser)
+    add_backend_argument(parser)
     parser.add_argument("prompt", nargs="?", default=None, help="text to continue; none: all of standard input is the prompt; an empty prompt starts a new document")
     parser.add_argument("--max-new-tokens", type=int, default=200, help="most tokens added (default 200)")
     parser.add_argument("--temperature", type=float, default=0.8, help="softmax temperature; 0 is greedy (default 0.8)")
@@ -47,7 +48,7 @@ def generate_command(args: argparse.Namespace) -> str:
     from src.inference.loader import load_for_inference
     from src.runs import resolve_checkpoint
 
-    trained = load_for_inference(resolve_checkpoint(args.run, args.runs_dir), args.device)
+    trained = load_for_inference(resolve_checkpoint(args.run, args.runs_dir), args.device, backend=args.backend)
     if trained.family != "decoder_lm":
         raise ValueError(f"{trained.path} holds a model of family {trained.family}; generate needs a language model "
                          "(task language_modeling, model.family decoder_lm)")

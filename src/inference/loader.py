@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from loguru import logger
 
 from src.config import ExperimentConfig, validate_config
 from src.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID
@@ -50,17 +51,36 @@ class InferenceModel:
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        """Where the model's inputs go: its parameters' device; the CPU for a model without any (ONNX Runtime)."""
+        first = next(self.model.parameters(), None)
+        return first.device if first is not None else torch.device("cpu")
 
 
-def load_for_inference(path: str | Path, device: str | torch.device = "auto") -> InferenceModel:
-    """Rebuild the model and tokenizers from checkpoint ``path`` alone, on ``device`` (auto: CUDA if present)."""
+BACKENDS = ("torch", "onnx")
+
+
+def load_for_inference(path: str | Path, device: str | torch.device = "auto", backend: str = "torch") -> InferenceModel:
+    """Rebuild the model and tokenizers from checkpoint ``path`` alone, on ``device`` (auto: CUDA if present).
+
+    Args:
+        path: a checkpoint; with ``backend="onnx"`` also an export folder (``python -m src.main export``).
+        device: "auto", "cpu" or "cuda" for PyTorch; the ONNX backend runs on the CPU.
+        backend: "torch", or "onnx": the same model on ONNX Runtime (``src/inference/onnx_backend.py``),
+            exported first to ``default_export_dir(path)`` unless an export of this very checkpoint is there.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "onnx":
+        return _load_onnx(Path(path), str(device))
+    return _load_torch(Path(path), device)
+
+
+def _load_torch(path: Path, device: str | torch.device) -> InferenceModel:
     from tokenizers import Tokenizer
 
     from src.models.builders import build
     from src.training.trainer import resolve_device
 
-    path = Path(path)
     state = load_checkpoint(path)
     missing = [key for key in INFERENCE_KEYS if key not in state]
     if missing:
@@ -81,6 +101,69 @@ def load_for_inference(path: str | Path, device: str | torch.device = "auto") ->
     model = model.to(resolve_device(str(device))).eval()
     return InferenceModel(model, config, tokenizers, special, state["family"], int(state["step"]), path, labels,
                           state.get("image_stats"))
+
+
+def default_export_dir(checkpoint: Path) -> Path:
+    """Where a checkpoint's export goes by default: ``<run>/export``, else ``<name>.export`` beside the file."""
+    from src.runs import run_dir_of_checkpoint
+
+    run_dir = run_dir_of_checkpoint(checkpoint)
+    return run_dir / "export" if run_dir is not None else checkpoint.with_name(f"{checkpoint.stem}.export")
+
+
+def _load_onnx(path: Path, device: str) -> InferenceModel:
+    """An ``InferenceModel`` whose ``.model`` runs the exported graphs on ONNX Runtime."""
+    from tokenizers import Tokenizer
+
+    from src.inference.onnx_backend import load_onnx_model, read_manifest
+
+    if device == "cuda":
+        raise ValueError("--backend onnx runs on the CPU (onnxruntime's CPU build); use --device cpu or auto")
+    folder = path if path.is_dir() else _fresh_export(path)
+    manifest = read_manifest(folder)
+    config = validate_config(json.loads((folder / manifest["config"]).read_text(encoding="utf-8")),
+                             source=f"config of the export in {folder}")
+    tokenizers = {side: Tokenizer.from_file(str(folder / name)) for side, name in manifest["tokenizers"].items()}
+    special = {k: int(v) for k, v in manifest["special_ids"].items()}
+    model = load_onnx_model(folder, manifest, special["pad"], config.model.max_positions)
+    return InferenceModel(model, config, tokenizers, special, manifest["family"], int(manifest["checkpoint"]["step"]),
+                          path, list(manifest["labels"]), manifest["image_stats"])
+
+
+def _fresh_export(checkpoint: Path) -> Path:
+    """The export folder of ``checkpoint``, exporting it first (in a subprocess) if missing or of another file.
+
+    The export runs as ``python -m src.main export``: the exporter (``src/export``) is built on this
+    package, so importing it here would make the two packages import each other.
+    """
+    import subprocess
+    import sys
+
+    from src.inference.onnx_backend import MANIFEST
+
+    load_checkpoint(checkpoint)  # a clear CheckpointError for a file that is not a checkpoint, before exporting
+    folder = default_export_dir(checkpoint)
+    manifest = folder / MANIFEST
+    if manifest.is_file() and json.loads(manifest.read_text(encoding="utf-8"))["checkpoint"]["sha256"] == file_sha256(checkpoint):
+        return folder
+    logger.info("backend onnx: exporting {} to {} (about 10-30 s per graph)", checkpoint, folder)
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-m", "src.main", "export", str(checkpoint), "--out", str(folder)],
+                          cwd=root, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise CheckpointError(f"exporting {checkpoint} to ONNX failed: {done.stderr.strip().splitlines()[-1:]}")
+    return folder
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file (``export.json`` records the checkpoint's, to tell a stale export)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def model_sizes(family: str, tokenizers: dict[str, Any], labels: list[str], pad_id: int) -> dict[str, int]:

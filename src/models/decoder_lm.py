@@ -112,7 +112,7 @@ class DecoderLM(nn.Module):
             tokens: (B, T) -> logits (B, T, V); weights: per layer (B, H, T, L), L = cached + T.
         """
         check_token_ids("tokens", tokens)
-        start = 0 if cache is None else len(cache[0])
+        start = 0 if cache is None else cache[0].length  # not len(): it would fix the length in an ONNX export
         x = self.dropout(self.positional(self.token_embedding(tokens), start))  # no sqrt(C) scale (GPT-2)
         weights = []
         for i, block in enumerate(self.decoder.layers):

@@ -4,6 +4,11 @@ Both return the generated tokens after BOS as a (B, L) LongTensor, L the number 
 (at most ``max_new_tokens``; fewer when every sentence has produced EOS). A sentence's EOS is
 kept and everything after it is ``model.pad_id``. Neither switches the model's mode: call
 ``model.eval()`` first so dropout is off.
+
+The model is driven through ``encode``, ``step_logits``, ``new_cache`` (whose cache has
+``reorder_beams``), ``pad_id`` and ``max_positions`` only, so the ONNX Runtime backend
+(``src/inference/onnx_backend.py``, where ``memory`` is the stacked cross-attention cache) runs
+the same code.
 """
 
 import torch
@@ -45,10 +50,8 @@ def greedy_decode(
     cache = model.new_cache() if use_cache else None
     for _ in range(max_new_tokens):
         step_input = tokens[:, -1:] if use_cache else tokens
-        hidden = model.decode(step_input, memory, src_mask, cache)[
-            :, -1
-        ]  # (B, T, C) -> (B, C), last position
-        next_token = model.generator(hidden).argmax(dim=-1).masked_fill(finished, model.pad_id)  # (B,)
+        logits = model.step_logits(step_input, memory, src_mask, cache)  # (B, V), last position
+        next_token = logits.argmax(dim=-1).masked_fill(finished, model.pad_id)  # (B,)
         tokens = torch.cat([tokens, next_token[:, None]], dim=1)
         finished |= next_token == eos_id
         if finished.all():
@@ -130,8 +133,7 @@ def beam_search(
 def _next_log_probs(
     model: EncoderDecoderTransformer, last: Tensor, memory: Tensor, src_mask: Tensor, cache: DecoderCache
 ) -> Tensor:
-    hidden = model.decode(last, memory, src_mask, cache)[:, -1]  # (B*K, 1, C) -> (B*K, C)
-    return model.generator(hidden).log_softmax(dim=-1)  # (B*K, V)
+    return model.step_logits(last, memory, src_mask, cache).log_softmax(dim=-1)  # (B*K, V)
 
 
 def _pad_only(log_probs: Tensor, pad_id: int) -> Tensor:
@@ -142,7 +144,7 @@ def _pad_only(log_probs: Tensor, pad_id: int) -> Tensor:
 
 
 def _check_length(model: EncoderDecoderTransformer, max_new_tokens: int) -> None:
-    max_positions = model.embeddings.positional.max_positions
+    max_positions = model.max_positions
     if max_new_tokens > max_positions:
         raise ValueError(
             f"max_new_tokens={max_new_tokens} exceeds the model's max_positions={max_positions} "

@@ -67,7 +67,7 @@ def generate(model: DecoderLM, prompt_ids: Tensor | list[int], max_new_tokens: i
     """Continue ``prompt_ids`` by up to ``max_new_tokens`` tokens.
 
     Args:
-        model: the language model (in eval mode).
+        model: the language model (in eval mode), or its ONNX Runtime twin (``src/inference/onnx_backend.py``).
         prompt_ids: token ids of the prompt, one sequence (list or (T,)) or a batch (B, T).
         max_new_tokens: most tokens added.
         temperature: softmax temperature; 0 is greedy (argmax), as is ``top_k=1``.
@@ -83,7 +83,8 @@ def generate(model: DecoderLM, prompt_ids: Tensor | list[int], max_new_tokens: i
         prompt_ids: (B, T) -> (B, T + N), N <= max_new_tokens; the prompt comes first.
     """
     check_sampling(temperature, top_k, top_p)
-    tokens = torch.as_tensor(prompt_ids, dtype=torch.long, device=next(model.parameters()).device)
+    first = next(model.parameters(), None)  # none in the ONNX Runtime backend, which runs on the CPU
+    tokens = torch.as_tensor(prompt_ids, dtype=torch.long, device=first.device if first is not None else "cpu")
     tokens = tokens[None] if tokens.dim() == 1 else tokens
     if tokens.dim() != 2 or tokens.size(1) == 0:
         raise ValueError(f"prompt_ids must hold at least one token, got shape {tuple(tokens.shape)}")
@@ -92,7 +93,7 @@ def generate(model: DecoderLM, prompt_ids: Tensor | list[int], max_new_tokens: i
     finished = torch.zeros(tokens.size(0), dtype=torch.bool, device=tokens.device)
     cache, window = None, model.max_positions
     for _ in range(max_new_tokens):
-        if not use_cache or cache is None or len(cache[0]) >= window:  # (re)build from the cropped context
+        if not use_cache or cache is None or _cached(cache) >= window:  # (re)build from the cropped context
             cache = model.new_cache() if use_cache else None
             logits = model(tokens[:, -window:], cache)[:, -1]  # (B, T, V) -> (B, V)
         else:
@@ -105,3 +106,8 @@ def generate(model: DecoderLM, prompt_ids: Tensor | list[int], max_new_tokens: i
         if finished.all():
             break
     return tokens
+
+
+def _cached(cache) -> int:
+    """Positions in a cache: a list of per-block ``KVCache`` (PyTorch) or one ``StackedCache`` (ONNX Runtime)."""
+    return len(cache[0]) if isinstance(cache, list) else len(cache)

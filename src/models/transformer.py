@@ -49,6 +49,7 @@ class EncoderDecoderTransformer(nn.Module):
         self.embeddings, self.encoder, self.decoder, self.generator = embeddings, encoder, decoder, generator
         self.pad_id = pad_id
         self.d_model = generator.in_features
+        self.max_positions = embeddings.positional.max_positions
         self._reset_parameters()
         if tie_output:
             self.generator.weight = self.embeddings.tgt.weight
@@ -121,7 +122,7 @@ class EncoderDecoderTransformer(nn.Module):
             tgt: (B, T); memory: (B, S, C); src_mask: (B, 1, 1, S) -> (B, T, C).
         """
         check_token_ids("tgt", tgt)
-        x = self.embeddings.target(tgt, start=0 if cache is None else len(cache))
+        x = self.embeddings.target(tgt, start=0 if cache is None else cache.length)
         need_weights = attention is not None
         x, self_weights, cross_weights = self.decoder(
             x, memory, src_mask, cache=cache, need_weights=need_weights
@@ -129,6 +130,14 @@ class EncoderDecoderTransformer(nn.Module):
         if attention is not None:
             attention["decoder_self"], attention["cross"] = self_weights, cross_weights
         return x
+
+    def step_logits(self, tgt: Tensor, memory: Tensor, src_mask: Tensor, cache: DecoderCache | None) -> Tensor:
+        """Next-token logits at the last target position: one decoding step (``decode``, then ``generator``).
+
+        Shape:
+            tgt: (B, T), the new tokens with a cache, else the whole prefix -> (B, V).
+        """
+        return self.generator(self.decode(tgt, memory, src_mask, cache)[:, -1])  # (B, T, C) -> (B, C) -> (B, V)
 
     def new_cache(self) -> DecoderCache:
         """An empty key/value cache for incremental decoding with ``decode``."""

@@ -1,0 +1,221 @@
+"""``export_checkpoint``: a checkpoint's model as ONNX graphs with dynamic axes, plus a manifest and a Triton repository.
+
+Uses the dynamo exporter (``torch.onnx.export(..., dynamo=True)``, via ``torch.export``): the legacy
+TorchScript exporter bakes the example's shapes into the attention layers' reshapes. Each graph is
+traced with example sizes of 2 or more on every dynamic axis, because ``torch.export`` specialises
+an axis whose example size is 0 or 1; afterwards every axis declared dynamic is checked to have
+stayed symbolic in the saved graph, so a model whose code fixes a length (a Python loop over time)
+is refused instead of exported with a silent limit.
+
+The export folder is usable alone (``src/export/runtime.py`` loads it without the checkpoint):
+
+    export.json              family, graphs with input/output names, dtypes and symbolic shapes,
+                             opset, the checkpoint's path, step and SHA-256, special ids, labels, image stats
+    config.json              the experiment config the model was trained with
+    tokenizer_<side>.json    the tokenizers (``tokenizers.Tokenizer`` files)
+    <graph>.onnx             encoder.onnx + decoder_step.onnx (translation), decoder_lm.onnx, classifier.onnx, vit.onnx
+    triton/                  a Triton model repository over the same graphs (``src/export/triton.py``)
+
+Stacked key/value caches, batch first: (B, 2L, H, T, D/H) (``src/export/graphs.py``).
+"""
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from loguru import logger
+from torch import Tensor, nn
+
+from src.export.graphs import DecoderLMGraph, DecoderStepGraph, EncoderGraph, LogitsGraph
+from src.inference.loader import InferenceModel, default_export_dir, file_sha256
+
+MANIFEST = "export.json"
+MANIFEST_FORMAT = 1
+EXAMPLE_BATCH, EXAMPLE_LENGTH, EXAMPLE_PAST = 3, 5, 2  # every dynamic axis traced at >= 2 (see module docstring)
+
+
+RECURRENT_REFUSAL = (
+    "{family} does not export to ONNX with a dynamic length: src/components/recurrent.py runs the recurrence as "
+    "a Python loop over the time steps (torch.export unrolls it to the example's length) and checks the padding "
+    "mask with torch.equal, a data-dependent branch torch.export cannot trace (DataDependentOutputException on "
+    "aten.equal, tried with torch 2.13); serve this model with --backend torch"
+)
+
+
+class ExportError(ValueError):
+    """The model cannot be exported as asked; the message names the reason."""
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    """One graph to export: the wrapper, example inputs, names and the dynamic axes of each input."""
+
+    name: str
+    module: nn.Module
+    inputs: tuple[Tensor, ...]
+    input_names: tuple[str, ...]
+    output_names: tuple[str, ...]
+    dynamic: dict[str, dict[int, Any]]  # input name -> {axis: torch.export.Dim}
+
+
+def export_checkpoint(checkpoint: str | Path, out_dir: str | Path | None = None) -> Path:
+    """Export ``checkpoint`` to ``out_dir`` (default: ``default_export_dir``); return the folder.
+
+    Raises:
+        ExportError: the family or its attention pattern does not export with dynamic axes.
+        CheckpointError: ``checkpoint`` is not a self-contained training checkpoint.
+    """
+    from src.export.triton import write_triton_repository
+    from src.inference.loader import load_for_inference
+
+    checkpoint = Path(checkpoint)
+    out = Path(out_dir) if out_dir is not None else default_export_dir(checkpoint)
+    trained = load_for_inference(checkpoint, "cpu")
+    specs = graph_specs(trained)
+    out.mkdir(parents=True, exist_ok=True)
+    graphs = {}
+    for spec in specs:
+        started = time.perf_counter()
+        logger.info("export: {} graph {}.onnx ...", trained.family, spec.name)
+        graphs[spec.name] = export_graph(spec, out / f"{spec.name}.onnx", trained.config.model.attention)
+        logger.info("export: {}.onnx written in {:.1f} s", spec.name, time.perf_counter() - started)
+    manifest = write_manifest(trained, graphs, out, file_sha256(checkpoint))
+    write_triton_repository(out, manifest)
+    logger.info("export: {} graph(s), manifest and Triton repository in {}", len(graphs), out)
+    return out
+
+
+def graph_specs(trained: InferenceModel) -> list[GraphSpec]:
+    """The graphs of ``trained.family``, with example inputs and dynamic axes."""
+    family, model, cfg = trained.family, trained.model, trained.config.model
+    if family in ("lstm_classifier", "gru_classifier"):
+        raise ExportError(RECURRENT_REFUSAL.format(family=family))
+    Dim = torch.export.Dim
+    batch, length = Dim("batch"), Dim("length", max=cfg.max_positions)
+    past = Dim("past_length", max=cfg.max_positions - 1)
+    example = _example_tokens(trained)
+    if family == "encoder_decoder":
+        with torch.no_grad():
+            cross_kv, src_mask = EncoderGraph(model)(example)
+        past_kv = _example_past(cross_kv)
+        step = torch.full((EXAMPLE_BATCH, 1), trained.special_ids["bos"], dtype=torch.long)
+        src_axes = {0: batch, 3: length}
+        return [
+            GraphSpec("encoder", EncoderGraph(model), (example,), ("src",), ("cross_kv", "src_mask"),
+                      {"src": {0: batch, 1: length}}),
+            GraphSpec("decoder_step", DecoderStepGraph(model), (step, cross_kv, src_mask, past_kv),
+                      ("tokens", "cross_kv", "src_mask", "past_kv"), ("logits", "present_kv"),
+                      {"tokens": {0: batch}, "cross_kv": src_axes, "src_mask": src_axes, "past_kv": {0: batch, 3: past}}),
+        ]
+    if family == "decoder_lm":
+        blocks = model.decoder.layers
+        heads = blocks[0].self_attn.n_heads
+        past_kv = torch.zeros(EXAMPLE_BATCH, 2 * len(blocks), heads, EXAMPLE_PAST, cfg.d_model // heads)
+        # one new token per call: with several, attention's fused-causal switch (query length == key
+        # length) is a symbolic bool that SDPA refuses; a prompt is fed one token at a time instead
+        return [GraphSpec("decoder_lm", DecoderLMGraph(model), (example[:, :1], past_kv), ("tokens", "past_kv"),
+                          ("logits", "present_kv"), {"tokens": {0: batch}, "past_kv": {0: batch, 3: past}})]
+    if family == "vit":
+        images = torch.randn(EXAMPLE_BATCH, model.in_channels, model.image_size, model.image_size)
+        return [GraphSpec("vit", LogitsGraph(model), (images,), ("images",), ("logits",), {"images": {0: batch}})]
+    return [GraphSpec("classifier", LogitsGraph(model), (example,), ("tokens",), ("logits",),
+                      {"tokens": {0: batch, 1: length}})]
+
+
+def _example_tokens(trained: InferenceModel) -> Tensor:
+    """(EXAMPLE_BATCH, EXAMPLE_LENGTH) ids above the special ones, the first row padded at its end."""
+    tokens = torch.arange(EXAMPLE_BATCH * EXAMPLE_LENGTH).view(EXAMPLE_BATCH, EXAMPLE_LENGTH) % 7 + 4
+    if trained.family != "decoder_lm":  # a language model's windows hold no padding
+        tokens[0, -1] = trained.special_ids["pad"]
+    return tokens
+
+
+def _example_past(cross_kv: Tensor) -> Tensor:
+    """A past self-attention cache shaped like ``cross_kv`` with EXAMPLE_PAST positions."""
+    shape = list(cross_kv.shape)
+    shape[3] = EXAMPLE_PAST  # (B, 2L, H, S, D/H) -> (B, 2L, H, T, D/H)
+    return torch.zeros(shape)
+
+
+def export_graph(spec: GraphSpec, path: Path, attention: str) -> dict[str, Any]:
+    """Write one graph; return its inputs and outputs as the manifest lists them. Refuse fixed dynamic axes."""
+    import onnx
+
+    spec.module.eval()
+    try:
+        with torch.no_grad():
+            torch.onnx.export(spec.module, spec.inputs, str(path), dynamo=True, input_names=list(spec.input_names),
+                              output_names=list(spec.output_names), verbose=False,
+                              dynamic_shapes=tuple(spec.dynamic.get(name) for name in spec.input_names),
+                              external_data=False)
+    except Exception as err:  # the exporter raises many types; name the cause and stop
+        hint = f" (model.attention={attention!r}: only 'full' attention is known to export)" if attention != "full" else ""
+        raise ExportError(f"graph {spec.name} does not export with dynamic axes{hint}: {_cause(err)}") from err
+    graph = onnx.load(str(path), load_external_data=False)
+    described = describe_graph(graph)
+    fixed = [f"{name} axis {axis} (fixed at {described['inputs'][name]['shape'][axis]})"
+             for name, axes in spec.dynamic.items() for axis in axes
+             if not isinstance(described["inputs"][name]["shape"][axis], str)]
+    if fixed:
+        path.unlink()
+        raise ExportError(f"graph {spec.name}: the exporter fixed axes declared dynamic: {', '.join(fixed)}; "
+                          "the model's code specialises these lengths (e.g. a Python loop over time), so the graph "
+                          "would accept only the example's shape")
+    return {"file": path.name, "opset": _opset(graph), **described}
+
+
+def _cause(err: Exception) -> str:
+    """The one line of an exporter error that names the cause (its "Exception summary"), else its first line."""
+    text = str(err.__cause__ or err)
+    summary = [line for line in text.splitlines() if line.startswith("<class ")]
+    lines = [line for line in text.splitlines() if line.strip()]
+    return (summary[0] if summary else lines[0] if lines else type(err).__name__)[:500]
+
+
+def describe_graph(graph: Any) -> dict[str, Any]:
+    """Inputs and outputs of an ``onnx.ModelProto``: name -> dtype and shape (ints, or names of symbolic axes)."""
+    import onnx
+
+    def side(values) -> dict[str, Any]:
+        out = {}
+        for value in values:
+            tensor = value.type.tensor_type
+            shape = [d.dim_param if d.HasField("dim_param") else (d.dim_value if d.HasField("dim_value") else "?")
+                     for d in tensor.shape.dim]
+            out[value.name] = {"dtype": onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name, "shape": shape}
+        return out
+
+    return {"inputs": side(graph.graph.input), "outputs": side(graph.graph.output)}
+
+
+def _opset(graph: Any) -> int:
+    return next(op.version for op in graph.opset_import if op.domain in ("", "ai.onnx"))
+
+
+def write_manifest(trained: InferenceModel, graphs: dict[str, Any], out: Path, digest: str) -> dict[str, Any]:
+    """``export.json``, ``config.json`` and the tokenizer files: everything needed to use the graphs alone."""
+    from src.config import config_to_dict
+
+    (out / "config.json").write_text(json.dumps(config_to_dict(trained.config), indent=2), encoding="utf-8")
+    tokenizer_files = {}
+    for side, tokenizer in trained.tokenizers.items():
+        tokenizer_files[side] = f"tokenizer_{side}.json"
+        tokenizer.save(str(out / tokenizer_files[side]))
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "family": trained.family,
+        "graphs": graphs,
+        "opset": next(iter(graphs.values()))["opset"],
+        "checkpoint": {"path": str(Path(trained.path).resolve()), "step": trained.step, "sha256": digest},
+        "config": "config.json",
+        "tokenizers": tokenizer_files,
+        "special_ids": trained.special_ids,
+        "labels": trained.labels,
+        "image_stats": trained.image_stats,
+        "torch": torch.__version__,
+    }
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    return manifest
