@@ -1,0 +1,167 @@
+"""The tasks of a hyperparameter search: trial and parent tasks offline, ClearML's optimizer on a server.
+
+Every task of a sweep lives in the sub-project ``<project>/sweep-<study>``. Locally each trial is
+its own task (an offline session without a server) and the parent task, opened after the trials
+(ClearML allows one running task per process), holds the study and the trials table. With a
+server, ``HyperParameterOptimizer`` with ``OptimizerOptuna`` clones the train step's task once per
+trial, overrides its ``config/<section>/<key>`` hyperparameters and enqueues the clone; it needs
+a server for ``Task.get_task``/``clone``/``enqueue`` and cannot run offline.
+"""
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from loguru import logger
+
+from src.config.tracking import TrackingConfig
+from src.tracking.connection import resolve_offline
+from src.tracking.null_tracker import NullTracker
+from src.tracking.server import ServerError
+from src.tracking.tracker import Tracker
+
+CONFIG_SECTION = "config"  # the train step connects its config under this name (src/steps/context.py)
+
+
+def sweep_project(project_name: str, study: str) -> str:
+    return f"{project_name}/sweep-{study}"
+
+
+def start_sweep_tracker(cfg: TrackingConfig, *, study: str, task_name: str, task_type: str, output_dir,
+                        offline: bool | None = None) -> Tracker | NullTracker:
+    """A task of the sweep ``study`` (a trial, or the parent with ``task_type="optimizer"``)."""
+    if not cfg.enabled:
+        return NullTracker(output_dir=output_dir, save_plots=cfg.save_plots)
+    return Tracker.start(
+        project=sweep_project(cfg.project_name, study), task_name=task_name, task_type=task_type,
+        offline=cfg.offline if offline is None else offline, tags=(*cfg.tags, "sweep", f"sweep-{study}"),
+        output_dir=output_dir, output_uri=cfg.output_uri, server_timeout_s=cfg.server_timeout_s,
+        save_plots=cfg.save_plots,
+    )
+
+
+@dataclass(frozen=True)
+class SearchParameter:
+    """One searched hyperparameter of the base task: ``name`` as the task holds it (``config/training/lr``)."""
+
+    name: str
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    integer: bool = False
+    step: float | None = None
+    choices: tuple[Any, ...] | None = None
+
+
+def task_parameter_name(key: str) -> str:
+    """A dotted config key as the train step's task holds it: ``training.lr`` -> ``config/training/lr``."""
+    return "/".join([CONFIG_SECTION, *key.split(".")])
+
+
+def clearml_parameters(params: Sequence[SearchParameter]) -> list:
+    """ClearML's parameter ranges for ``params`` (OptimizerOptuna turns them back into optuna draws)."""
+    from clearml.automation import (
+        DiscreteParameterRange,
+        LogUniformParameterRange,
+        UniformIntegerParameterRange,
+        UniformParameterRange,
+    )
+
+    ranges = []
+    for p in params:
+        if p.choices is not None:
+            ranges.append(DiscreteParameterRange(p.name, values=list(p.choices)))
+        elif p.log:  # exponents of 10: OptimizerOptuna draws 10**low .. 10**high on a log scale
+            ranges.append(LogUniformParameterRange(p.name, min_value=math.log10(p.low), max_value=math.log10(p.high)))
+        elif p.integer:
+            ranges.append(UniformIntegerParameterRange(p.name, min_value=int(p.low), max_value=int(p.high),
+                                                       step_size=int(p.step or 1)))
+        else:
+            ranges.append(UniformParameterRange(p.name, min_value=p.low, max_value=p.high, step_size=p.step))
+    return ranges
+
+
+def require_server(tracking: TrackingConfig) -> None:
+    """Refuse the queue path when it would run offline: the optimizer clones and enqueues on a server."""
+    if not tracking.enabled:
+        raise ServerError("sweep --queue needs ClearML tracking, but tracking.enabled=false "
+                           "(expected tracking.enabled=true and a configured server)")
+    if resolve_offline(tracking.offline):
+        raise ServerError("sweep --queue needs a ClearML server: ClearML's HyperParameterOptimizer clones the "
+                           "train step's task and enqueues the clones, which offline mode cannot do (no server "
+                           "configured, or tracking.offline / CLEARML_OFFLINE_MODE set). Configure one "
+                           "(clearml.conf or CLEARML_API_HOST), or run the sweep locally without --queue.")
+
+
+def find_base_task(project: str, task_name: str) -> str:
+    """The id of the newest task named ``task_name`` in ``project`` (a pipeline's train step)."""
+    from clearml import Task
+
+    tasks = Task.get_tasks(project_name=project, task_name=f"^{task_name}$",
+                           task_filter={"order_by": ["-last_update"]})
+    if not tasks:
+        raise LookupError(f"no task named {task_name!r} in project {project!r} to clone (expected the train step "
+                          "of a pipeline run on this server; give its id with --base-task)")
+    return tasks[0].id
+
+
+@dataclass(frozen=True)
+class OptimizerRun:
+    """What the ClearML optimizer was asked to do; ``run_clearml_optimizer`` returns its trials."""
+
+    tracking: TrackingConfig
+    study: str
+    base_task_id: str | None
+    base_task_name: str
+    params: tuple[SearchParameter, ...]
+    metric_title: str
+    metric_series: str
+    direction: str
+    queue: str
+    trials: int
+    concurrency: int
+    max_steps: int
+    seed: int
+    startup_trials: int
+    time_limit_min: float | None
+    pool_period_min: float
+
+
+def run_clearml_optimizer(run: OptimizerRun) -> dict[str, Any]:
+    """Clone the base task once per trial onto ``run.queue`` and drive it with optuna (TPE, median pruner).
+
+    The parent task (``<study>`` in the sweep sub-project) is the optimizer's own. Returns the
+    base task id, the parent task id and the top trials (id, objective value, parameters).
+    """
+    import optuna
+    from clearml.automation import HyperParameterOptimizer
+    from clearml.automation.optuna import OptimizerOptuna
+
+    require_server(run.tracking)
+    tracker = start_sweep_tracker(run.tracking, study=run.study, task_name=run.study, task_type="optimizer",
+                                  output_dir=None, offline=False)
+    try:
+        base_id = run.base_task_id or find_base_task(run.tracking.project_name, run.base_task_name)
+        sign = "min_global" if run.direction == "minimize" else "max_global"  # the best validation, as locally
+        optimizer = HyperParameterOptimizer(
+            base_task_id=base_id, hyper_parameters=clearml_parameters(run.params),
+            objective_metric_title=run.metric_title, objective_metric_series=run.metric_series,
+            objective_metric_sign=sign, optimizer_class=OptimizerOptuna, execution_queue=run.queue,
+            max_number_of_concurrent_tasks=run.concurrency, total_max_jobs=run.trials,
+            optimization_time_limit=run.time_limit_min, pool_period_min=run.pool_period_min,
+            spawn_project=sweep_project(run.tracking.project_name, run.study),
+            # the trainer validates last at max_steps; at max_iteration_per_job the optimizer aborts
+            # the job, so one step beyond lets the train step finish and register its model
+            max_iteration_per_job=run.max_steps + 1,
+            optuna_sampler=optuna.samplers.TPESampler(seed=run.seed),
+            optuna_pruner=optuna.pruners.MedianPruner(n_startup_trials=run.startup_trials),
+        )
+        logger.info(f"sweep {run.study}: cloning task {base_id} for {run.trials} trials on queue {run.queue!r}")
+        optimizer.start()
+        optimizer.wait()
+        optimizer.stop()
+        top = optimizer.get_top_experiments_details(top_k=run.trials)
+        return {"base_task_id": base_id, "task_id": tracker.task_id, "top": top}
+    finally:
+        tracker.close()
