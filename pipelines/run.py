@@ -19,6 +19,8 @@ def _overrides(args: argparse.Namespace) -> list[str]:
         overrides.append(f"tracking.project_name={args.project_name}")
     if args.task_name:
         overrides.append(f"tracking.task_name={args.task_name}")
+    if getattr(args, "nproc", 1) != 1:  # --nproc 1 (the default) leaves the config's own value
+        overrides.append(f"training.nproc_per_node={args.nproc}")
     return overrides
 
 
@@ -99,11 +101,34 @@ def split_resume_argument(args: argparse.Namespace) -> None:
         args.resume = LATEST
 
 
+def torchrun_worker_rank() -> int | None:
+    """Under ``torchrun``, this process's rank when it is not rank 0 (which runs the pipeline), else None."""
+    import os
+
+    if "LOCAL_RANK" in os.environ and int(os.environ.get("RANK", "0")) != 0:
+        return int(os.environ["RANK"])
+    return None
+
+
+def serve_torchrun_worker(args: argparse.Namespace) -> int:
+    """A torchrun rank other than 0: no pipeline of its own; it joins rank 0's train step and trains."""
+    from src.steps.train import WORKER
+    from src.training.distributed import serve_as_worker
+    from src.training.trainer import resolve_device
+
+    device = "auto" if args.resume is not None and args.config is None else config_from_args(args).training.device
+    logger.info(f"torchrun rank {torchrun_worker_rank()}: waiting for rank 0's train step")
+    serve_as_worker(WORKER, resolve_device(device).type)
+    return 0
+
+
 def run_pipeline_from_cli(args: argparse.Namespace) -> int:
     from src.config import ConfigError
     from src.runs import new_run_dir
 
     split_resume_argument(args)
+    if torchrun_worker_rank() is not None:
+        return serve_torchrun_worker(args)
     if args.queue:  # an unknown queue is a usage error, before any server is asked
         from src.tracking.server import load_queue_config
 

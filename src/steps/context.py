@@ -148,6 +148,8 @@ def train_and_register(step: StepContext, task: Any, inference: dict[str, Any], 
     if resume:
         trainer.resume()
     result = trainer.fit()
+    if not trainer.world.is_main:  # a data-parallel rank other than 0: rank 0 registers the model
+        return {"rank": trainer.world.rank, "steps": result.steps, "task_id": tracker.task_id}
     tracker.upload_artifact("train_history", step.step_dir / "train_history.jsonl")
     model_id = tracker.register_model(
         result.best_checkpoint, name=cfg.tracking.model_name, tags=["best-valid", *cfg.tracking.tags],

@@ -1,6 +1,6 @@
 """Data parallelism on ``torch.distributed``: who this process is, joining the group, local workers.
 
-Three ways a train step runs on several processes, one mechanism underneath (env:// rendezvous):
+Three ways a train step runs on several processes, one TCP rendezvous underneath (MASTER_ADDR:MASTER_PORT):
 
 - ``train --nproc N`` (``training.nproc_per_node``): the step's process is rank 0; it spawns
   ranks 1..N-1 on this machine, with ``MASTER_ADDR=127.0.0.1`` and a free port.
@@ -65,9 +65,12 @@ class Rendezvous:
     torchrun: bool = False  # the launcher started every local process itself: spawn none
 
 
+_local_rank = 0  # this process's index on its machine, while in a group
+
+
 def current() -> World:
     if dist.is_available() and dist.is_initialized():
-        return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+        return World(dist.get_rank(), dist.get_world_size(), _local_rank)
     return World()
 
 
@@ -103,21 +106,23 @@ def rendezvous_from_env(nproc_per_node: int, env: Mapping[str, str] | None = Non
 
 
 def init(rendezvous: Rendezvous, rank: int, backend: str) -> World:
-    """Join the group as ``rank`` (env:// rendezvous, so torchrun and ClearML see the usual variables)."""
-    local_rank = rank - rendezvous.first_rank if not rendezvous.torchrun else int(os.environ["LOCAL_RANK"])
-    os.environ.update(MASTER_ADDR=rendezvous.addr, MASTER_PORT=str(rendezvous.port), RANK=str(rank),
-                      WORLD_SIZE=str(rendezvous.world_size), LOCAL_RANK=str(local_rank))
+    """Join the group as ``rank`` at the rendezvous's address (the environment is left as it was, so a
+    later step in the same process does not take it for a torchrun launch)."""
+    global _local_rank
+    _local_rank = int(os.environ["LOCAL_RANK"]) if rendezvous.torchrun else rank - rendezvous.first_rank
     if backend == "nccl":
-        torch.cuda.set_device(local_rank)
-    dist.init_process_group(backend, init_method="env://", rank=rank, world_size=rendezvous.world_size,
-                            timeout=TIMEOUT)
+        torch.cuda.set_device(_local_rank)
+    dist.init_process_group(backend, init_method=f"tcp://{rendezvous.addr}:{rendezvous.port}", rank=rank,
+                            world_size=rendezvous.world_size, timeout=TIMEOUT)
     logger.info(f"rank {rank} of {rendezvous.world_size} joined ({backend}, {rendezvous.addr}:{rendezvous.port})")
     return current()
 
 
 def teardown() -> None:
+    global _local_rank
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+    _local_rank = 0
 
 
 def broadcast_inputs(inputs: dict[str, Any] | None) -> dict[str, Any]:

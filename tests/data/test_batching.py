@@ -145,3 +145,58 @@ def test_works_as_a_dataloader_batch_sampler():
     assert len(batches) == len(s.batches(0))
     assert sum(b["src"].shape[0] for b in batches) == 200
     assert all(b["src"].numel() <= MAX_TOKENS and b["tgt"].numel() <= MAX_TOKENS for b in batches)
+
+
+# --- data parallel: the sharded stream ----------------------------------------------------------------
+def take(stream, n: int) -> list[list[int]]:
+    return [next(stream) for _ in range(n)]
+
+
+@pytest.mark.parametrize("world_size", [2, 4])  # 87 batches an epoch: neither divides it
+def test_ranks_together_read_the_single_process_stream_across_epochs(world_size):
+    """Round-robin dealing of the endless global order: batch g goes to rank g % world_size, and an
+    epoch whose batch count is not a multiple of the world size flows into the next one, no batch lost."""
+    n_epoch = len(sampler().batches(0))
+    rounds = (2 * n_epoch) // world_size + 3  # past two epoch boundaries
+    single = take(sampler().stream(), rounds * world_size)
+    ranks = [take(sampler(rank=r, world_size=world_size).stream(), rounds) for r in range(world_size)]
+    interleaved = [ranks[g % world_size][g // world_size] for g in range(rounds * world_size)]
+    assert interleaved == single
+    assert n_epoch % world_size, "the case worth testing: an epoch that does not split evenly"
+    assert single[:n_epoch] == sampler().batches(0) and single[n_epoch:2 * n_epoch] == sampler().batches(1)
+
+
+def test_every_rank_holds_the_same_state_after_each_round_and_a_resume_is_exact():
+    world = 2
+    samplers = [sampler(rank=r, world_size=world) for r in range(world)]
+    streams = [s.stream() for s in samplers]
+    n_epoch = len(samplers[0].batches(0))
+    for _ in range(n_epoch // world + 2):  # into epoch 1
+        for st in streams:
+            next(st)
+        assert samplers[0].state_dict() == samplers[1].state_dict()
+    state = samplers[1].state_dict()
+    assert state["epoch"] == 1 and state["position"] == (n_epoch // world + 2) * world - n_epoch
+    uninterrupted = take(streams[1], 7)
+    resumed = sampler(rank=1, world_size=world)
+    resumed.load_state_dict(state)
+    assert take(resumed.stream(), 7) == uninterrupted
+    # and the single-process sampler resumes from the same state onto the same global order
+    single = sampler()
+    single.load_state_dict(state)
+    assert take(single.stream(), 14)[1::2] == uninterrupted
+
+
+def test_the_stream_resumes_from_a_state_saved_at_an_epoch_end_by_the_epoch_iterator():
+    s = sampler()
+    n_epoch = len(list(s))  # state (0, 0) again after a full pass; a checkpoint mid-way saved (0, n)
+    end_of_epoch = sampler()
+    end_of_epoch.load_state_dict({"epoch": 0, "position": n_epoch})
+    assert next(end_of_epoch.stream()) == sampler().batches(1)[0]
+
+
+def test_sharding_arguments_are_checked():
+    with pytest.raises(ValueError, match="rank=2, world_size=2"):
+        sampler(rank=2, world_size=2)
+    with pytest.raises(ValueError, match="read stream"):
+        iter(sampler(rank=0, world_size=2)).__next__()
