@@ -43,14 +43,16 @@ pre { background: #f0f4f8; padding: 8px; overflow-x: auto; font-size: 12px; }
 .viewer-controls { display: flex; flex-wrap: wrap; gap: 16px; align-items: center; margin-bottom: 8px; }
 .viewer-controls input[type=range] { width: 320px; vertical-align: middle; }
 figure { margin: 8px 0; }
-figure img, .viewer img { max-width: 100%; height: auto; border: 1px solid var(--line); }
+figure img, .viewer img { max-width: 100%; height: auto; border: 1px solid var(--line); cursor: zoom-in; }
+figure img.actual, .viewer img.actual { max-width: none; cursor: zoom-out; }
+figure, .viewer { overflow-x: auto; }
 figcaption { color: var(--muted); font-size: 12px; }
 """
 
-SLIDER_JS = """
+PAGE_JS = """
 (function () {
   var holder = document.getElementById("heatmap-data");
-  if (!holder) { return; }
+  if (!holder) { return; }  // a run without heatmaps (tracking off) has no viewer
   var figures = JSON.parse(holder.textContent);
   var select = document.getElementById("heatmap-figure");
   var slider = document.getElementById("heatmap-slider");
@@ -71,6 +73,10 @@ SLIDER_JS = """
   slider.addEventListener("input", show);
   show();
 })();
+document.querySelectorAll("figure img, .viewer img").forEach(function (img) {
+  img.title = "click: actual size / fit to the page";
+  img.addEventListener("click", function () { img.classList.toggle("actual"); });
+});
 """
 
 
@@ -142,7 +148,7 @@ def page(title: str, subtitle: str, sections: Sequence[Section], plotly_js: str)
 <main>
 {body}
 </main>
-<script type="text/javascript">{SLIDER_JS}</script>
+<script type="text/javascript">{PAGE_JS}</script>
 </body>
 </html>
 """

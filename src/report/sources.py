@@ -197,10 +197,12 @@ def read_run(run_dir: Path) -> RunContents:
     if not status:
         raise FileNotFoundError(f"{run_dir} is not a run folder: expected {run_dir / STATUS_FILE}")
     train, evaluate, data = run_dir / "train", run_dir / "evaluate", run_dir / "data_prep"
-    tables = read_session_tables(evaluate)
-    if not tables:  # tracking off, or a server run: the step's own files
-        tables = [t for t in (read_tsv(evaluate / "samples.tsv", "test samples"),
-                              read_tsv(evaluate / "predictions.tsv", "test predictions")) if t is not None]
+    # A translation's samples.tsv holds every scored sentence (its ClearML table only the first few); the
+    # classifiers' and the LM's sessions hold the tables a researcher reads (worst mistakes, continuations).
+    samples = read_tsv(evaluate / "samples.tsv", "test translations")
+    tables = [samples] if samples is not None else read_session_tables(evaluate)
+    if not tables:  # tracking off, or a server run: the step's own prediction file
+        tables = [t for t in (read_tsv(evaluate / "predictions.tsv", "test predictions"),) if t is not None]
     card = data / "data_card.md"
     figures = newest_figures(evaluate / "plots", "evaluate (best checkpoint, test inputs)") + [(f"data · {p.stem.replace('_', ' ')}", p)
                                                     for p in sorted(data.glob("*.png"))]
