@@ -75,6 +75,21 @@ def train_one(dataset, columns: list[str], cfg: TokenizerConfig, path: Path) -> 
     return path
 
 
+def train_text_tokenizer(train_split, cfg: TokenizerConfig, path: Path) -> Path:
+    """Write the ``cfg.kind`` tokenizer of a split's ``text`` column to ``path``: BPE, characters, words, or bytes."""
+    from src.data.byte_tokenizer import save_byte_tokenizer  # these import this module's specials
+    from src.data.char_tokenizer import train_char
+    from src.data.word_tokenizer import train_word
+
+    if cfg.kind == "byte":
+        return save_byte_tokenizer(path)
+    if cfg.kind == "char":
+        return train_char(train_split["text"], path, cfg.min_frequency)
+    if cfg.kind == "word":
+        return train_word(train_split["text"], path, cfg.vocab_size, cfg.min_frequency)
+    return train_one(train_split, ["text"], cfg, path)
+
+
 def train_tokenizer(dataset, cfg: TokenizerConfig, out_dir: Path) -> dict[str, Path]:
     """Train on ``dataset["train"]`` only. Joint: one ``tokenizer.json`` for both sides;
     separate: ``tokenizer_src.json`` and ``tokenizer_tgt.json``. Returns ``{"src": path, "tgt": path}``."""

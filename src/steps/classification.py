@@ -55,14 +55,14 @@ def tokenize(step: StepContext, data: dict[str, Any]) -> dict[str, Any]:
     text encoded as ``[CLS] + tokens``, cut to ``max_tokens_per_sentence``."""
     from datasets import Dataset, DatasetDict, load_from_disk
 
-    from src.data.tokenizer import load_tokenizer
+    from src.data.tokenizer import load_tokenizer, train_text_tokenizer
     from src.tasks.classification import encode_texts
     from src.tracking import resolve_input
 
     cfg, out_dir, tracker = step.cfg, step.step_dir, step.tracker
     data_dir = resolve_input(data, "data_dir", artifact="dataset", subdir="dataset")
     dataset = load_from_disk(str(data_dir / "dataset"))
-    tokenizer = load_tokenizer(make_tokenizer(dataset["train"], cfg.tokenizer, out_dir / "tokenizer.json"))
+    tokenizer = load_tokenizer(train_text_tokenizer(dataset["train"], cfg.tokenizer, out_dir / "tokenizer.json"))
     encoded, report = DatasetDict(), {}
     for name, split in dataset.items():
         ids, truncated = encode_texts(tokenizer, split["text"], cfg.tokenizer.max_tokens_per_sentence)
@@ -76,22 +76,6 @@ def tokenize(step: StepContext, data: dict[str, Any]) -> dict[str, Any]:
         tracker.log_scalars(f"tokenization/{name}", stats, 0)
     return {"tokenized_dir": str(out_dir), "task_id": tracker.task_id,
             "tokenizers": {"text": str(out_dir / "tokenizer.json")}, "labels": data["labels"]}
-
-
-def make_tokenizer(train_split, cfg, path: Path) -> Path:
-    """Write the ``cfg.kind`` tokenizer to ``path``: BPE, characters or words of the training texts, or bytes."""
-    from src.data.byte_tokenizer import save_byte_tokenizer
-    from src.data.char_tokenizer import train_char
-    from src.data.tokenizer import train_one
-    from src.data.word_tokenizer import train_word
-
-    if cfg.kind == "byte":
-        return save_byte_tokenizer(path)
-    if cfg.kind == "char":
-        return train_char(train_split["text"], path, cfg.min_frequency)
-    if cfg.kind == "word":
-        return train_word(train_split["text"], path, cfg.vocab_size, cfg.min_frequency)
-    return train_one(train_split, ["text"], cfg, path)
 
 
 def train(step: StepContext, tokenized: dict[str, Any], resume: bool) -> dict[str, Any]:

@@ -4,8 +4,7 @@ import pytest
 from datasets import Dataset
 
 from src.config.data import TokenizerConfig
-from src.data.tokenizer import UNK_ID, load_tokenizer
-from src.steps.classification import make_tokenizer
+from src.data.tokenizer import UNK_ID, load_tokenizer, train_text_tokenizer
 from src.tasks.classification import CLS_ID, encode_texts
 
 TRAIN = Dataset.from_dict({"text": ["a good film", "a bad film", "naïve plot", "the film was good"] * 3})
@@ -19,7 +18,7 @@ TRAIN = Dataset.from_dict({"text": ["a good film", "a bad film", "naïve plot", 
 ])
 def test_each_kind_encodes_with_cls_first_and_cuts_at_the_limit(tmp_path, kind, vocab_size, tokens_of_naive):
     cfg = TokenizerConfig(kind=kind, vocab_size=300, min_frequency=1, max_tokens_per_sentence=8)
-    tokenizer = load_tokenizer(make_tokenizer(TRAIN, cfg, tmp_path / "tokenizer.json"))
+    tokenizer = load_tokenizer(train_text_tokenizer(TRAIN, cfg, tmp_path / "tokenizer.json"))
     if vocab_size is not None:
         assert tokenizer.get_vocab_size() == vocab_size
         assert len(tokenizer.encode("naïve").ids) == tokens_of_naive

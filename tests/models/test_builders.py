@@ -7,6 +7,7 @@ from src.models.builders import build
 from src.models.encoder_classifier import EncoderClassifier
 from src.models.rnn_classifier import RNNClassifier
 from src.models.transformer import EncoderDecoderTransformer
+from tests.models.token_texts import fit_accuracy
 
 CLASSIFIERS = ["encoder_classifier", "lstm_classifier", "gru_classifier"]
 SIZES = {"vocab_size": 20, "n_classes": 3, "pad_id": 0}
@@ -46,11 +47,4 @@ def test_the_recurrent_classifiers_learn_whether_a_token_occurs(tiny_config, fam
     tokens[tokens == 7] = 8
     labels = torch.randint(0, 2, (128,), generator=g)
     tokens[labels == 1, torch.randint(0, 8, (int(labels.sum()),), generator=g)] = 7
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    for _ in range(100):
-        loss = torch.nn.functional.cross_entropy(model(tokens), labels)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    with torch.no_grad():
-        assert (model.eval()(tokens).argmax(-1) == labels).float().mean() > 0.95
+    assert fit_accuracy(model, tokens, labels, steps=100, lr=1e-2) > 0.95

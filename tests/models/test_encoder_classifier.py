@@ -4,23 +4,13 @@ import pytest
 import torch
 
 from src.models.encoder_classifier import build_encoder_classifier, pool
-
-PAD, CLS = 0, 1
+from tests.models.token_texts import PAD, fit_accuracy, texts
 
 
 @pytest.fixture(params=["cls", "mean"])
 def model(request, tiny_config):
     torch.manual_seed(0)
     return build_encoder_classifier(tiny_config, vocab_size=20, n_classes=3, pad_id=PAD, pooling=request.param).eval()
-
-
-def texts(lengths: list[int], width: int) -> torch.Tensor:
-    g = torch.Generator().manual_seed(1)
-    tokens = torch.full((len(lengths), width), PAD)
-    for row, n in enumerate(lengths):
-        tokens[row, 0] = CLS
-        tokens[row, 1:n] = torch.randint(2, 20, (n - 1,), generator=g)
-    return tokens
 
 
 def test_padding_does_not_change_a_texts_logits(model):
@@ -58,15 +48,7 @@ def test_it_learns_whether_a_token_occurs(tiny_config):
     labels = torch.randint(0, 2, (128,), generator=torch.Generator().manual_seed(2))
     where = torch.randint(1, 8, (128,), generator=torch.Generator().manual_seed(3))
     tokens[labels == 1, where[labels == 1]] = 7
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    for _ in range(150):
-        loss = torch.nn.functional.cross_entropy(model(tokens), labels)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    model.eval()
-    with torch.no_grad():
-        accuracy = (model(tokens).argmax(-1) == labels).float().mean().item()
+    accuracy = fit_accuracy(model, tokens, labels, steps=150, lr=3e-3)
     assert accuracy > 0.95, accuracy
 
 

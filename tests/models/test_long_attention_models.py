@@ -12,22 +12,12 @@ from src.config import ModelConfig
 from src.models.builders import build
 from src.models.decoder_lm import build_decoder_lm
 from src.models.encoder_classifier import build_encoder_classifier
-
-PAD, CLS, VOCAB = 0, 1, 20
+from tests.models.token_texts import PAD, VOCAB, fit_accuracy, texts
 
 
 def classifier_config(attention: str, window: int = 2, layers: int = 2) -> ModelConfig:
     return ModelConfig(family="encoder_classifier", d_model=32, n_heads=4, n_encoder_layers=layers, d_ff=64,
                        dropout=0.0, max_positions=64, attention=attention, window=window)
-
-
-def texts(lengths: list[int], width: int, seed: int = 1) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(seed)
-    tokens = torch.full((len(lengths), width), PAD)
-    for row, n in enumerate(lengths):
-        tokens[row, 0] = CLS
-        tokens[row, 1:n] = torch.randint(2, VOCAB, (n - 1,), generator=generator)
-    return tokens
 
 
 @pytest.mark.parametrize(("attention", "pooling"), [("sliding_window", "mean"), ("sliding_window", "cls"),
@@ -67,14 +57,7 @@ def test_global_token_sees_the_whole_text_in_one_layer():
     for attention in ("sliding_window", "longformer"):
         torch.manual_seed(0)
         model = build_encoder_classifier(classifier_config(attention, window=1, layers=1), VOCAB, 2, PAD, "cls")
-        optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-        for _ in range(80):
-            loss = torch.nn.functional.cross_entropy(model(tokens), labels)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-        with torch.no_grad():
-            accuracy[attention] = (model.eval()(tokens).argmax(-1) == labels).float().mean().item()
+        accuracy[attention] = fit_accuracy(model, tokens, labels, steps=80, lr=3e-3)
     assert accuracy["longformer"] > 0.95, accuracy
     assert accuracy["sliding_window"] < 0.75, accuracy  # near chance: the [CLS] cannot see position >= 4
 

@@ -34,6 +34,24 @@ def missing_data(reason: str) -> None:
     pytest.skip(reason)
 
 
+def imdb_data_dir() -> str:
+    """The data folder holding the cached IMDB CSV, for a run with an empty HOME (``STEPWISE_DATA_DIR``)."""
+    from src.data.text_classification import imdb_csv_path
+
+    try:
+        return str(imdb_csv_path().parents[1])
+    except FileNotFoundError as err:
+        missing_data(f"IMDB CSV not cached: {err}")
+
+
+def train_offline(config: str, root: Path, **env: str):
+    """``train --config CONFIG`` under ``root`` with no ClearML server; the finished process and its run folder."""
+    proc = run_src_main(["train", "--config", config, f"output_dir={root / 'runs'}"], clean_env(root / "home", **env),
+                        timeout=240)
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    return proc, run_folder(proc.stdout)
+
+
 def run_folder(stdout: str) -> Path:
     """The ``run folder:`` line of a train summary."""
     match = re.search(r"^run folder:\s+(\S+)$", stdout, re.MULTILINE)

@@ -5,25 +5,15 @@ import json
 import pytest
 import torch
 
-from src.data.text_classification import imdb_csv_path
 from src.tracking import read_offline_session
-from tests.clearml_stub.stub import run_src_main
-from tests.pipelines.conftest import STEPS, clean_env, missing_data, run_folder
+from tests.pipelines.conftest import STEPS, imdb_data_dir, train_offline
 
 pytestmark = pytest.mark.timeout(300)
 
 
 @pytest.fixture(scope="module")
 def imdb_run(tmp_path_factory):
-    try:
-        data_dir = imdb_csv_path().parents[1]  # the run gets an empty HOME: point it at the cached CSV
-    except FileNotFoundError as err:
-        missing_data(f"IMDB CSV not cached: {err}")
-    root = tmp_path_factory.mktemp("imdb")
-    proc = run_src_main(["train", "--config", "config/imdb_tiny.yaml", f"output_dir={root / 'runs'}"],
-                        clean_env(root / "home", STEPWISE_DATA_DIR=str(data_dir)), timeout=240)
-    assert proc.returncode == 0, proc.stderr[-5000:]
-    return proc, run_folder(proc.stdout)
+    return train_offline("config/imdb_tiny.yaml", tmp_path_factory.mktemp("imdb"), STEPWISE_DATA_DIR=imdb_data_dir())
 
 
 def test_the_five_steps_run_and_report_accuracy(imdb_run):

@@ -8,20 +8,15 @@ import torch
 from datasets import load_from_disk
 
 from src.data.listops import evaluate_listops
-from src.data.text_classification import imdb_csv_path
 from src.tasks.classification import CLS_ID, ClassificationProbe
 from src.tracking import read_offline_session
-from tests.clearml_stub.stub import run_src_main
-from tests.pipelines.conftest import STEPS, clean_env, missing_data, run_folder
+from tests.pipelines.conftest import STEPS, imdb_data_dir, train_offline
 
 pytestmark = pytest.mark.timeout(300)
 
 
 def train(config: str, root, **env: str):
-    proc = run_src_main(["train", "--config", config, f"output_dir={root / 'runs'}"], clean_env(root / "home", **env),
-                        timeout=240)
-    assert proc.returncode == 0, proc.stderr[-5000:]
-    run_dir = run_folder(proc.stdout)
+    _, run_dir = train_offline(config, root, **env)
     status = json.loads((run_dir / "status.json").read_text())
     assert all(status["steps"][s]["status"] == "completed" for s in STEPS)
     return run_dir
@@ -39,11 +34,7 @@ def listops_run(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def imdb_long_run(tmp_path_factory):
-    try:
-        data_dir = imdb_csv_path().parents[1]  # the run gets an empty HOME: point it at the cached CSV
-    except FileNotFoundError as err:
-        missing_data(f"IMDB CSV not cached: {err}")
-    return train("config/imdb_long_tiny.yaml", tmp_path_factory.mktemp("imdb_long"), STEPWISE_DATA_DIR=str(data_dir))
+    return train("config/imdb_long_tiny.yaml", tmp_path_factory.mktemp("imdb_long"), STEPWISE_DATA_DIR=imdb_data_dir())
 
 
 def test_listops_keeps_every_expression_whole_and_labels_it_with_its_value(listops_run):
