@@ -67,7 +67,8 @@ def run_lesson(name: str, *, tracker: TrackerLike, console: Console, interactive
     results, changed = [], {}
     for index, step in enumerate(steps, start=1):
         title = f"{index:02d} {step.title}"
-        console.print(Panel(" ".join(step.explanation.split()), title=f"step {index}/{len(steps)}: {step.title}", expand=False))
+        heading = escape(f"step {index}/{len(steps)}: {step.title}")
+        console.print(Panel(escape(" ".join(step.explanation.split())), title=heading, expand=False))
         value, attempt = step.knob.default, 0
         while True:
             result = step.run(value)
