@@ -12,7 +12,10 @@ of an earlier run on the server once per trial and enqueues the clones for agent
 """
 
 import argparse
+import contextlib
 import json
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from loguru import logger
@@ -58,12 +61,22 @@ def command(args: argparse.Namespace) -> int:
     space = load_space(args.space, cfg)
     study = args.study_name or cfg.run_name
     direction = direction_of(args.metric)
-    if args.queue is not None:
-        return _queue_sweep(args, cfg, space, study, direction)
-    return _local_sweep(args, cfg, space, study, direction)
+    with contextlib.redirect_stdout(sys.stderr):  # ClearML prints its own lines; stdout is the command's
+        if args.queue is not None:
+            result = _queue_sweep(args, cfg, space, study, direction)
+        else:
+            result = _local_sweep(args, cfg, space, study, direction)
+    print(result.text)  # the command's output: the trials and where the study and best config are
+    return result.code
 
 
-def _local_sweep(args, cfg, space, study: str, direction: str) -> int:
+@dataclass(frozen=True)
+class Outcome:
+    text: str
+    code: int
+
+
+def _local_sweep(args, cfg, space, study: str, direction: str) -> Outcome:
     from src.tuning.study import run_local_sweep
     from src.tuning.trial import TrialSettings
 
@@ -79,13 +92,12 @@ def _local_sweep(args, cfg, space, study: str, direction: str) -> int:
     states = [row["state"] for row in result.rows]
     logger.info(f"sweep {study}: {len(states)} trials in the study: " +
                 ", ".join(f"{states.count(s)} {s.lower()}" for s in sorted(set(states))))
-    print(_table(result.rows, args.metric))  # the command's output: the trials, then where things are
-    print(f"study:       {result.study_file}\ntrials:      {result.trials_csv}\n"
-          f"best config: {result.best_config or 'none (no trial completed)'}")
-    return 0 if result.best_config is not None else 1
+    text = (f"{_table(result.rows, args.metric)}\nstudy:       {result.study_file}\ntrials:      {result.trials_csv}\n"
+            f"best config: {result.best_config or 'none (no trial completed)'}")
+    return Outcome(text, 0 if result.best_config is not None else 1)
 
 
-def _queue_sweep(args, cfg, space, study: str, direction: str) -> int:
+def _queue_sweep(args, cfg, space, study: str, direction: str) -> Outcome:
     from src.tracking.sweep import OptimizerRun, SearchParameter, require_server, run_clearml_optimizer, task_parameter_name
 
     require_server(cfg.tracking)
@@ -98,8 +110,7 @@ def _queue_sweep(args, cfg, space, study: str, direction: str) -> int:
         trials=args.trials, concurrency=args.concurrency, max_steps=cfg.training.max_steps, seed=args.seed,
         startup_trials=args.startup_trials, time_limit_min=args.time_limit, pool_period_min=args.pool_period,
     ))
-    print(json.dumps(result, indent=2, default=str))  # the command's output: base task, optimizer task, top trials
-    return 0
+    return Outcome(json.dumps(result, indent=2, default=str), 0)  # base task, optimizer task, top trials
 
 
 def _table(rows: list[dict], metric: str) -> str:
