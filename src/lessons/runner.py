@@ -63,7 +63,7 @@ def run_lesson(name: str, *, tracker: TrackerLike, console: Console, interactive
     """
     steps: list[Step] = lesson_module(name).STEPS
     tracker.connect_config(parameters(name), name="lesson")
-    console.rule(f"[bold]lesson {name}[/bold]: {summary(name)}")
+    console.rule(f"[bold]lesson {name}[/bold]: {escape(summary(name))}")
     results, changed = [], {}
     for index, step in enumerate(steps, start=1):
         title = f"{index:02d} {step.title}"

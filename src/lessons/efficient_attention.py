@@ -1,0 +1,112 @@
+"""Efficient attention: the sliding-window (Longformer band) mask, its exactness, and its cost against full attention.
+
+Uses the project's ``MultiHeadAttention`` with ``attention="sliding_window"`` (the blocked O(n w)
+computation of ``src/components/sliding_window_attention.py``) and its dense reference ``band_mask``.
+"""
+
+import math
+import time
+
+import torch
+
+from src.components.attention import MultiHeadAttention
+from src.components.sliding_window_attention import band_mask
+from src.lessons.plots import heatmap, line_plot
+from src.lessons.step import Knob, Step, StepResult
+
+LENGTHS = (256, 512, 1024, 2048)
+D_MODEL, HEADS, REPEATS = 32, 2, 5
+
+
+def _pair(window: int) -> tuple[MultiHeadAttention, MultiHeadAttention]:
+    """A sliding-window layer and a full one with the same weights."""
+    torch.manual_seed(0)
+    sliding = MultiHeadAttention(D_MODEL, HEADS, attention="sliding_window", window=window).eval()
+    full = MultiHeadAttention(D_MODEL, HEADS).eval()
+    full.load_state_dict(sliding.state_dict())
+    return sliding, full
+
+
+def band(window: int) -> StepResult:
+    """The band mask, and the blocked computation against full attention restricted to the band."""
+    sliding, full = _pair(window)
+    length = 48
+    x = torch.randn(2, length, D_MODEL, generator=torch.Generator().manual_seed(1))
+    mask = band_mask(length, length, window)
+    with torch.no_grad():
+        blocked, weights = sliding(x, need_weights=True)
+        dense = full(x, mask=mask)[0]
+        unrestricted = full(x)[0]
+    error = float((blocked - dense).abs().max())
+    outside = float(weights.masked_select(~mask).abs().max())
+    differs = float((blocked - unrestricted).abs().max())
+    seen = int(mask.sum())
+    return StepResult(
+        outcome=f"window {window}: each token sees at most {2 * window + 1} of {length}; blocked sliding window "
+                f"equals dense attention under the band mask to {error:.1e} (weight outside the band: {outside:.0e}); "
+                f"against unrestricted full attention it differs by {differs:.2f}",
+        metrics={"band_error": error, "weight_outside_band": outside, "difference_from_full": differs,
+                 "band_fraction": seen / length**2},
+        columns=("", "value"),
+        rows=[["scores in the band", seen], ["scores of full attention", length**2],
+              ["max |blocked - dense band|", error], ["max |sliding - full|", differs]],
+        figures={"band_mask": heatmap(mask.float(), [str(i) if i % 8 == 0 else "" for i in range(length)],
+                                      [str(i) if i % 8 == 0 else "" for i in range(length)],
+                                      f"band mask, window {window} (1 = may attend)", cmap="Greys"),
+                 "weights": heatmap(weights[0, 0], [""] * length, [""] * length,
+                                    "sliding-window attention weights, head 0")})
+
+
+def _forward_ms(layer: MultiHeadAttention, x: torch.Tensor) -> float:
+    """Median wall time of a forward pass over ``REPEATS`` runs, after one warm-up run."""
+    times = []
+    with torch.no_grad():
+        layer(x)
+        for _ in range(REPEATS):
+            start = time.perf_counter()
+            layer(x)
+            times.append(1000 * (time.perf_counter() - start))
+    return sorted(times)[len(times) // 2]
+
+
+def slope(lengths: list[int], values: list[float]) -> float:
+    """Least-squares slope of log(value) against log(length): 1 linear, 2 quadratic."""
+    xs, ys = [math.log(v) for v in lengths], [math.log(v) for v in values]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
+
+
+def cost(window: int) -> StepResult:
+    """Forward time against length: full attention grows about quadratically, the sliding window linearly."""
+    sliding, full = _pair(window)
+    rows, times = [], {"full": [], "sliding window": []}
+    for n in LENGTHS:
+        x = torch.randn(1, n, D_MODEL, generator=torch.Generator().manual_seed(n))
+        times["full"].append(_forward_ms(full, x))
+        times["sliding window"].append(_forward_ms(sliding, x))
+        rows.append([n, n * n, n * min(n, 3 * window), times["full"][-1], times["sliding window"][-1]])
+    slopes = {name: slope(list(LENGTHS), values) for name, values in times.items()}
+    return StepResult(
+        outcome=f"window {window}: time grows as n^{slopes['full']:.2f} for full attention and "
+                f"n^{slopes['sliding window']:.2f} for the sliding window ({LENGTHS[0]} to {LENGTHS[-1]} tokens); "
+                f"at n={LENGTHS[-1]} {times['full'][-1]:.1f} ms against {times['sliding window'][-1]:.1f} ms",
+        metrics={"slope_full": slopes["full"], "slope_sliding": slopes["sliding window"],
+                 "ms_full_longest": times["full"][-1], "ms_sliding_longest": times["sliding window"][-1]},
+        columns=("n", "scores full", "scores blocked (<= 3 n w)", "ms full", "ms sliding"), rows=rows,
+        figures={"cost": line_plot(list(LENGTHS), times, "sequence length n", "forward time (ms)",
+                                   "full against sliding-window attention", log_x=True, log_y=True)})
+
+
+STEPS = [
+    Step("the band", """
+Full self-attention scores all n^2 pairs of tokens. Sliding-window attention (Child et al. 2019;
+Longformer, Beltagy et al. 2020) lets each token see only the w tokens on each side: a band around
+the diagonal. The project computes it in blocks without ever building the n x n matrix; the dense
+band mask is kept only as the reference it must equal.""", band,
+         Knob("window", 4, "tokens seen on each side", low=1, high=47)),
+    Step("cost against length", """
+Blocks of w queries each attend to 3w keys, so the work is about 3 n w instead of n^2: linear in
+the length for a fixed window. We time one forward pass of both layers at a few lengths and fit
+the log-log slope (on a busy CPU the times are noisy; the slopes are what matters).""", cost,
+         Knob("window", 32, "tokens seen on each side", low=1, high=512)),
+]
