@@ -1,11 +1,53 @@
-"""``serving`` subcommand (being built: this file is replaced by the package's real command line)."""
+"""``serve`` subcommand: ``python -m src.main serve RUN_OR_CHECKPOINT_OR_MODEL [--host --port --backend ...]``.
+
+The model is fetched and loaded before the server starts: one that cannot be loaded stops the
+command with one line, not the first request. uvicorn then serves until SIGTERM or Ctrl-C, when
+it stops accepting connections, lets the requests in flight finish (``graceful_shutdown_s``),
+and the app drains its micro-batcher.
+"""
 
 import argparse
 
+from loguru import logger
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("target", nargs="?", default=None)
+    parser.add_argument("model", metavar="RUN_OR_CHECKPOINT_OR_MODEL",
+                        help="a run folder, run id or name, 'latest', a checkpoint file, a registered model "
+                             "NAME:TAG (or NAME with --tag), or a ClearML model id")
+    parser.add_argument("--host", default=None, help="address to listen on (default from the config: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=None, help="port (default from the config: 8000; 0: any free port)")
+    parser.add_argument("--backend", choices=["torch", "onnx"], default=None,
+                        help="run the model on PyTorch or ONNX Runtime (default from the config: torch)")
+    parser.add_argument("--device", default=None, help="auto, cpu or cuda (default from the config: auto)")
+    parser.add_argument("--tag", default=None, help="with a registered model's NAME: the tag to pick (e.g. production)")
+    parser.add_argument("--runs-dir", default="runs", help="where run ids and names are looked up (default: runs)")
+    parser.add_argument("--config", default=None, help="serving config (default: config/serving.yaml)")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
+                        help="uvicorn's own log level (default: info)")
 
 
 def command(args: argparse.Namespace) -> int:
-    raise NotImplementedError("serving: not built yet")
+    import os
+
+    import uvicorn
+
+    os.environ.setdefault("TQDM_DISABLE", "1")  # the decoding loop's progress bar, once per batch, is noise in a server log
+
+    from src.config.serving import load_serving_config
+    from src.serving.app import create_app
+    from src.serving.predictor import Preprocess
+    from src.serving.sources import resolve_source
+
+    config = load_serving_config(args.config, host=args.host, port=args.port, backend=args.backend,
+                                 device=args.device)
+    source = resolve_source(args.model, args.runs_dir, args.tag, config.model_fetch_timeout_s)
+    predictor = Preprocess(config)
+    predictor.load(str(source.checkpoint))
+    app = create_app(predictor, source.info)
+    logger.info("serving {} ({}) on http://{}:{}", source.checkpoint, predictor.trained.family, config.host,
+                config.port)
+    server = uvicorn.Server(uvicorn.Config(app, host=config.host, port=config.port, log_level=args.log_level,
+                                           timeout_graceful_shutdown=config.graceful_shutdown_s, access_log=False))
+    server.run()
+    return 0 if server.started else 1

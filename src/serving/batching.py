@@ -1,0 +1,144 @@
+"""Micro-batching: concurrent requests are queued and run together in one model call.
+
+The first request to arrive opens a window of ``window_ms``; the jobs that can share its model
+call (same ``Job.key``: task and beam) and arrive before the window closes join it, up to
+``max_batch_size`` inputs. While a batch runs in the worker thread, new requests wait in the
+queue, so under load the next batch fills at once: batch size, and throughput, grow with
+concurrency (the way NVIDIA Triton's dynamic batcher and Ray Serve's ``@serve.batch`` work).
+
+The model runs in one worker thread: the event loop keeps accepting and answering requests, and
+the model is never used from two threads at once. A batch that fails is run again one job at a
+time, so an error reaches only the request that caused it.
+"""
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from loguru import logger
+
+
+class ShuttingDown(RuntimeError):
+    """The batcher is closed and takes no new work."""
+
+
+@dataclass(frozen=True)
+class BatchInfo:
+    """How a request was run: the requests and inputs in its model call."""
+
+    requests: int
+    inputs: int
+
+
+@dataclass
+class _Pending:
+    job: Any  # has .key and .size
+    future: asyncio.Future
+    arrived: float
+
+
+class MicroBatcher:
+    """Queue jobs from the event loop; run them in batches on one worker thread.
+
+    Args:
+        run_batch: ``run_batch(jobs) -> results``, one result per job, all jobs of one key; blocking.
+        window_ms: how long the first job of a batch waits for others.
+        max_batch_size: most inputs (``job.size`` summed) per call; a bigger single job runs alone.
+    """
+
+    def __init__(self, run_batch: Callable[[list], list], window_ms: float, max_batch_size: int) -> None:
+        self.run_batch = run_batch
+        self.window_s = window_ms / 1000.0
+        self.max_batch_size = max_batch_size
+        self._queue: deque[_Pending] = deque()
+        self._arrival = asyncio.Event()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
+        self._task: asyncio.Task | None = None
+        self._closing = False
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._serve(), name="micro-batcher")
+
+    async def submit(self, job: Any) -> tuple[Any, BatchInfo]:
+        """The result of ``job`` once its batch has run, and how that batch was made up."""
+        if self._closing or self._task is None:
+            raise ShuttingDown("the server is shutting down and takes no new requests")
+        future = asyncio.get_running_loop().create_future()
+        self._queue.append(_Pending(job, future, time.monotonic()))
+        self._arrival.set()
+        return await future
+
+    async def close(self) -> None:
+        """Take no new jobs, finish every queued one, then stop the worker thread."""
+        self._closing = True
+        self._arrival.set()
+        if self._task is not None:
+            await self._task
+        self._executor.shutdown(wait=True)
+        logger.info("micro-batcher drained and stopped")
+
+    async def _serve(self) -> None:
+        while self._queue or not self._closing:
+            if not self._queue:
+                self._arrival.clear()
+                await self._arrival.wait()
+                continue
+            await self._fill_window(self._queue[0])
+            await self._run(self._take(self._queue[0].job.key))
+
+    async def _fill_window(self, first: _Pending) -> None:
+        """Wait until the window since ``first`` arrived closes or a full batch is queued."""
+        while not self._closing:
+            left = first.arrived + self.window_s - time.monotonic()
+            if left <= 0 or self._queued_inputs(first.job.key) >= self.max_batch_size:
+                return
+            self._arrival.clear()
+            try:
+                await asyncio.wait_for(self._arrival.wait(), timeout=left)
+            except TimeoutError:
+                return
+
+    def _queued_inputs(self, key: Any) -> int:
+        return sum(p.job.size for p in self._queue if p.job.key == key)
+
+    def _take(self, key: Any) -> list[_Pending]:
+        """Queued jobs of ``key`` in arrival order, up to ``max_batch_size`` inputs (the first always); the rest stay."""
+        batch, kept, inputs = [], deque(), 0
+        for pending in self._queue:
+            if pending.job.key == key and (not batch or inputs + pending.job.size <= self.max_batch_size):
+                batch.append(pending)
+                inputs += pending.job.size
+            else:
+                kept.append(pending)
+        self._queue = kept
+        return batch
+
+    async def _run(self, batch: list[_Pending]) -> None:
+        info = BatchInfo(requests=len(batch), inputs=sum(p.job.size for p in batch))
+        loop = asyncio.get_running_loop()
+        try:
+            results = await loop.run_in_executor(self._executor, self.run_batch, [p.job for p in batch])
+        except Exception as err:
+            if len(batch) == 1:
+                _settle(batch[0].future, error=err)
+                return
+            logger.warning("a batch of {} requests failed ({}: {}); running them one by one", len(batch),
+                           type(err).__name__, err)
+            for pending in batch:
+                await self._run([pending])
+            return
+        for pending, result in zip(batch, results, strict=True):
+            _settle(pending.future, result=(result, info))
+
+
+def _settle(future: asyncio.Future, result: Any = None, error: BaseException | None = None) -> None:
+    if future.done():  # the request was cancelled (client gone): nobody waits for it
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
