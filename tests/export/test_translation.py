@@ -1,0 +1,124 @@
+"""Translation on ONNX Runtime: the exported encoder and decoder-step graphs decode as PyTorch does.
+
+One export per module (about 30 s on 2 shared cores); every test reuses it.
+"""
+
+import json
+import shutil
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from src.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
+from src.export.exporter import EXAMPLE_BATCH, EXAMPLE_LENGTH, export_checkpoint
+from src.inference import load_for_inference
+from src.inference.onnx_backend import OnnxEncoderDecoder
+from src.inference.translate import translate_texts
+from src.models.decoding import beam_search, greedy_decode
+
+from tests.export.conftest import check_triton_repository, make_checkpoint
+
+TEXTS = ["Das ist gut.", "Wir gehen nach Hause und ich habe keine Zeit.", "Er liest ein Buch.", "Ich.",
+         "That is good, we go home.", "He reads a book. I have no time.", "Zeit."]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    checkpoint = make_checkpoint(tmp_path_factory.mktemp("translation"), "config/tiny.yaml", ("src", "tgt"), seed=3)
+    folder = export_checkpoint(checkpoint)
+    return checkpoint, folder, load_for_inference(checkpoint, "cpu"), load_for_inference(checkpoint, backend="onnx")
+
+
+def _sources(n: int, length: int) -> torch.Tensor:
+    """(n, length) ids with rows padded to different lengths: shapes unlike the export example's."""
+    src = torch.randint(4, 300, (n, length), generator=torch.Generator().manual_seed(n))
+    for row in range(1, n):
+        src[row, length - row % length:] = PAD_ID
+    return src
+
+
+def test_the_onnx_backend_is_onnx_runtime_on_the_cpu(exported):
+    checkpoint, folder, _, onnx = exported
+    assert isinstance(onnx.model, OnnxEncoderDecoder) and onnx.device == torch.device("cpu")
+    assert not list(onnx.model.parameters()) and onnx.step == 11 and folder == checkpoint.with_name("best.export")
+
+
+@pytest.mark.parametrize("batch, length", [(1, 3), (7, 13)])
+def test_greedy_tokens_equal_pytorch_at_other_batch_sizes_and_lengths(exported, batch, length):
+    _, _, torch_model, onnx = exported
+    assert (batch, length) != (EXAMPLE_BATCH, EXAMPLE_LENGTH)
+    src = _sources(batch, length)
+    kwargs = {"bos_id": BOS_ID, "eos_id": EOS_ID, "max_new_tokens": 20}
+    expected = greedy_decode(torch_model.model, src, **kwargs)
+    assert expected.size(1) > 1  # several steps, through the cache
+    assert batch == 1 or len({tuple(row) for row in expected.tolist()}) > 1  # sources decode differently
+    assert torch.equal(greedy_decode(onnx.model, src, **kwargs), expected)
+
+
+def test_beam_search_equals_pytorch(exported):
+    _, _, torch_model, onnx = exported
+    src = _sources(4, 9)
+    kwargs = {"bos_id": BOS_ID, "eos_id": EOS_ID, "beam_size": 3, "length_penalty": 0.6, "max_new_tokens": 16}
+    assert torch.equal(beam_search(onnx.model, src, **kwargs), beam_search(torch_model.model, src, **kwargs))
+
+
+def test_logits_of_the_first_steps_agree_within_1e_4(exported):
+    _, _, torch_model, onnx = exported
+    src = _sources(5, 11)
+    with torch.no_grad():
+        memory, src_mask = torch_model.model.encode(src)
+        cross_kv, onnx_mask = onnx.model.encode(src)
+        assert torch.equal(onnx_mask, src_mask)
+        torch_cache, onnx_cache = torch_model.model.new_cache(), onnx.model.new_cache()
+        tokens = torch.full((5, 1), BOS_ID)
+        for step in range(6):
+            expected = torch_model.model.step_logits(tokens, memory, src_mask, torch_cache)
+            actual = onnx.model.step_logits(tokens, cross_kv, onnx_mask, onnx_cache)
+            assert len(onnx_cache) == step + 1
+            torch.testing.assert_close(actual, expected, atol=1e-4, rtol=0)
+            tokens = expected.argmax(-1, keepdim=True)
+
+
+def test_the_decoder_step_graph_starts_from_an_empty_cache(exported):
+    _, folder, torch_model, _ = exported
+    encoder = ort.InferenceSession(str(folder / "encoder.onnx"))
+    step = ort.InferenceSession(str(folder / "decoder_step.onnx"))
+    cross_kv, src_mask = encoder.run(None, {"src": _sources(2, 6).numpy()})
+    past = np.zeros((2, *cross_kv.shape[1:3], 0, cross_kv.shape[4]), dtype=np.float32)  # T = 0
+    logits, present = step.run(None, {"tokens": np.full((2, 1), BOS_ID), "cross_kv": cross_kv, "src_mask": src_mask,
+                                      "past_kv": past})
+    assert logits.shape == (2, 300) and present.shape == (*past.shape[:3], 1, past.shape[4])
+    _, present2 = step.run(None, {"tokens": logits.argmax(-1)[:, None], "cross_kv": cross_kv, "src_mask": src_mask,
+                                  "past_kv": present})
+    assert present2.shape[3] == 2 and np.array_equal(present2[:, :, :, :1], present)  # the past is kept, one appended
+
+
+def test_translate_texts_gives_the_same_text_on_both_backends(exported):
+    _, _, torch_model, onnx = exported
+    for beam in (1, 2):
+        assert translate_texts(onnx, TEXTS, beam=beam, max_len=12) == translate_texts(torch_model, TEXTS, beam=beam,
+                                                                                       max_len=12)
+
+
+def test_the_manifest_describes_the_graphs_and_the_folder_works_alone(exported, tmp_path):
+    checkpoint, folder, torch_model, _ = exported
+    manifest = json.loads((folder / "export.json").read_text())
+    assert manifest["family"] == "encoder_decoder" and manifest["opset"] >= 17
+    assert manifest["checkpoint"]["step"] == 11 and manifest["checkpoint"]["path"] == str(checkpoint.resolve())
+    step = manifest["graphs"]["decoder_step"]
+    assert list(step["inputs"]) == ["tokens", "cross_kv", "src_mask", "past_kv"]
+    assert list(step["outputs"]) == ["logits", "present_kv"]
+    batch, rows, heads, past, head_dim = step["inputs"]["past_kv"]["shape"]
+    assert isinstance(batch, str) and isinstance(past, str) and (rows, heads, head_dim) == (2, 2, 16)
+    assert step["outputs"]["present_kv"]["shape"][3] == f"{past} + 1"
+    alone = shutil.copytree(folder, tmp_path / "moved")  # no checkpoint beside it
+    moved = load_for_inference(alone, backend="onnx")
+    assert moved.special_ids == torch_model.special_ids and moved.config == torch_model.config
+    assert translate_texts(moved, TEXTS[:3], max_len=8) == translate_texts(torch_model, TEXTS[:3], max_len=8)
+
+
+def test_the_triton_repository_matches_the_graphs(exported):
+    _, folder, _, _ = exported
+    assert check_triton_repository(folder) == 2
