@@ -1,0 +1,118 @@
+"""The other families on ONNX Runtime: classifier and ViT logits, LM generation through the cache; refusals.
+
+Each family is exported once per module (10-20 s each on 2 shared cores).
+"""
+
+import json
+
+import pytest
+import torch
+
+from src.export.exporter import EXAMPLE_BATCH, EXAMPLE_LENGTH, ExportError, export_checkpoint
+from src.inference import load_for_inference
+from src.inference.onnx_backend import OnnxClassifier, OnnxDecoderLM
+from src.models.sampling import generate
+from src.training.checkpoint import CheckpointError
+from tests.export.conftest import check_triton_repository, make_checkpoint
+
+
+def _export(tmp_path_factory, name, *args, **kwargs):
+    checkpoint = make_checkpoint(tmp_path_factory.mktemp(name), *args, **kwargs)
+    folder = export_checkpoint(checkpoint)
+    return folder, load_for_inference(checkpoint, "cpu"), load_for_inference(folder, backend="onnx")
+
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory):
+    return _export(tmp_path_factory, "classifier", "config/imdb_tiny.yaml", ("text",), labels=["neg", "pos"])
+
+
+@pytest.fixture(scope="module")
+def language_model(tmp_path_factory):
+    return _export(tmp_path_factory, "lm", "config/lm_tiny.yaml", ("text",))
+
+
+@pytest.fixture(scope="module")
+def vit(tmp_path_factory):
+    return _export(tmp_path_factory, "vit", "config/vit_tiny.yaml", (), labels=list("abcdefghij"),
+                   image_stats={"mean": [0.29], "std": [0.35]})
+
+
+@pytest.mark.parametrize("batch, length", [(1, 4), (6, 17)])
+def test_classifier_logits_equal_pytorch_within_1e_4(classifier, batch, length):
+    _, torch_model, onnx = classifier
+    assert isinstance(onnx.model, OnnxClassifier) and onnx.labels == ["neg", "pos"]
+    assert (batch, length) != (EXAMPLE_BATCH, EXAMPLE_LENGTH)
+    tokens = torch.randint(4, 300, (batch, length), generator=torch.Generator().manual_seed(length))
+    tokens[-1, length // 2:] = torch_model.special_ids["pad"]  # a padded row as well
+    with torch.no_grad():
+        expected = torch_model.model(tokens)
+    torch.testing.assert_close(onnx.model(tokens), expected, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("batch", [1, 5])
+def test_vit_logits_equal_pytorch_within_1e_4(vit, batch):
+    _, torch_model, onnx = vit
+    assert onnx.image_stats == {"mean": [0.29], "std": [0.35]} and len(onnx.labels) == 10
+    images = torch.randn(batch, 1, 28, 28, generator=torch.Generator().manual_seed(batch))
+    with torch.no_grad():
+        expected = torch_model.model(images)
+    torch.testing.assert_close(onnx.model(images), expected, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("batch, length", [(1, 3), (4, 9)])
+def test_lm_logits_through_the_cache_equal_pytorch_within_1e_4(language_model, batch, length):
+    _, torch_model, onnx = language_model
+    assert isinstance(onnx.model, OnnxDecoderLM)
+    tokens = torch.randint(4, 30, (batch, length), generator=torch.Generator().manual_seed(length))
+    with torch.no_grad():
+        expected = torch_model.model(tokens)  # one pass over the whole sequence, no cache
+        cache = onnx.model.new_cache()
+        prompt = onnx.model(tokens[:, :-2], cache)  # from an empty cache
+        rest = onnx.model(tokens[:, -2:], cache)  # continuing it
+    assert len(cache) == length
+    torch.testing.assert_close(torch.cat([prompt, rest], dim=1), expected, atol=1e-4, rtol=0)
+
+
+def test_lm_cached_greedy_generation_equals_pytorch(language_model):
+    _, torch_model, onnx = language_model
+    prompts = torch.tensor([[1, 5, 6, 7], [1, 9, 8, 4]])
+    expected = generate(torch_model.model, prompts, 40, temperature=0.0)
+    assert torch.equal(generate(onnx.model, prompts, 40, temperature=0.0), expected)
+    # past max_positions=64 the context is cropped and the cache rebuilt, on either backend
+    assert torch.equal(generate(onnx.model, prompts[:1], 70, temperature=0.0),
+                       generate(torch_model.model, prompts[:1], 70, temperature=0.0))
+
+
+def test_triton_repositories_match_their_graphs(classifier, language_model, vit):
+    for folder, _, _ in (classifier, language_model, vit):
+        assert check_triton_repository(folder) == 1
+    manifest = json.loads((language_model[0] / "export.json").read_text())
+    assert list(manifest["graphs"]["decoder_lm"]["inputs"]) == ["tokens", "past_kv"]
+
+
+@pytest.mark.parametrize("config", ["config/imdb_lstm.yaml", "config/imdb_gru.yaml"])
+def test_recurrent_classifiers_are_refused_with_the_reason(tmp_path, config):
+    checkpoint = make_checkpoint(tmp_path, config, ("text",), labels=["neg", "pos"], model={"d_model": 16})
+    with pytest.raises(ExportError, match="does not export to ONNX with a dynamic length: .* Python loop over the time steps"):
+        export_checkpoint(checkpoint, tmp_path / "out")
+    assert not (tmp_path / "out" / "export.json").exists()
+
+
+def test_a_path_that_is_not_a_checkpoint_is_a_clear_error(tmp_path):
+    text = tmp_path / "notes.pt"
+    text.write_text("not a checkpoint")
+    with pytest.raises(CheckpointError, match=r"notes.pt is damaged or truncated"):
+        export_checkpoint(text, tmp_path / "out")
+    with pytest.raises(CheckpointError, match=r"notes.pt is damaged or truncated"):
+        load_for_inference(text, backend="onnx")
+    with pytest.raises(FileNotFoundError, match="is not an export folder: export.json is missing"):
+        load_for_inference(tmp_path, backend="onnx")
+    with pytest.raises(ValueError, match="backend must be one of \\('torch', 'onnx'\\), got 'tensorrt'"):
+        load_for_inference(text, backend="tensorrt")
+
+
+def test_the_export_command_reports_a_missing_run_in_one_line(tmp_path):
+    from src.main import main
+
+    assert main(["export", "no-such-run", "--runs-dir", str(tmp_path)]) == 1
