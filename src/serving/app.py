@@ -61,6 +61,8 @@ def create_app(predictor: Preprocess, source: dict[str, Any] | None = None) -> F
                 response = error(request, 500, "internal error; the server logged it under this request id")
         response.headers["X-Request-ID"] = request_id
         batch = request.state.batch
+        if batch is not None:  # how the request ran: requests/texts in its model call (for clients and the bench)
+            response.headers["X-Batch"] = f"{batch.requests}/{batch.inputs}"
         fields = {"request_id": request_id, "method": request.method, "path": request.url.path,
                   "status": response.status_code, "n_texts": request.state.n_texts,
                   "latency_ms": round((time.perf_counter() - start) * 1000, 2),

@@ -95,7 +95,8 @@ class ServerProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
-        env = {**(env or os.environ), "PYTHONUNBUFFERED": "1"}
+        # one intra-op thread: on a shared 2-core machine two threads spin against each other (0.5 s a call, not 30 ms)
+        env = {**(env or os.environ), "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
         with open(log_path, "w") as log:
             self.proc = subprocess.Popen([sys.executable, "-m", "src.main", "serve", *args, "--port", str(self.port)],
                                          cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
