@@ -1,0 +1,115 @@
+"""Greedy decoding on ONNX Runtime against PyTorch eager, side by side in one run.
+
+    python -m src.export.bench RUN_OR_CHECKPOINT [--sentences 100] [--repeats 5] [--batch-sizes 1 32] [--json]
+
+Both backends decode the same sentences (the run's test split when the run folder has it, else
+a built-in handful repeated) with the same ``translate`` loop (length-sorted batches) and
+``greedy_decode``; each (backend, batch size) is timed ``--repeats`` times after one warm-up
+pass, and the median is reported with sentences/s. The table also says whether the two backends
+produced the same tokens for every sentence. The ONNX graphs are exported first if the
+checkpoint has no up-to-date export (``load_for_inference(backend="onnx")``).
+"""
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from loguru import logger
+
+FALLBACK_SENTENCES = ["Ich habe keine Zeit.", "Das ist ein gutes Buch.", "Wir gehen heute Abend nach Hause.",
+                      "Der Zug kommt um acht Uhr an.", "Sie hat mir gestern einen langen Brief geschrieben."]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", metavar="RUN_OR_CHECKPOINT", help="a checkpoint, a run folder, id or name, or 'latest'")
+    parser.add_argument("--runs-dir", default="runs", help="where run ids and names are looked up (default: runs)")
+    parser.add_argument("--sentences", type=int, default=100, help="sentences decoded per pass (default 100)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed passes per setting; the median is reported")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32], help="default: 1 32")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def bench(checkpoint: Path, n_sentences: int, repeats: int, batch_sizes: list[int]) -> dict:
+    """Median seconds and sentences/s of greedy decoding per backend and batch size, and token parity."""
+    import torch
+
+    from src.evaluation.evaluate import translate
+    from src.inference.loader import load_for_inference
+    from src.inference.translate import decoder_for, encode_sources
+
+    if n_sentences < 1 or repeats < 1 or min(batch_sizes) < 1:
+        raise ValueError(f"--sentences, --repeats and --batch-sizes must be >= 1, got {n_sentences}, {repeats}, {batch_sizes}")
+    models = {"torch": load_for_inference(checkpoint, "cpu"), "onnx": load_for_inference(checkpoint, backend="onnx")}
+    if models["torch"].family != "encoder_decoder":
+        raise ValueError(f"{checkpoint} holds a {models['torch'].family} model; the bench decodes translation models")
+    texts, source = _sentences(checkpoint, n_sentences)
+    sources = encode_sources(models["torch"], texts)
+    limit = models["torch"].config.evaluation.max_new_tokens
+    rows, outputs = [], {}
+    for batch_size in batch_sizes:
+        for name, trained in models.items():
+            decode = decoder_for(trained, beam=1)
+            run = lambda: translate(trained.model, sources, decode, batch_size, trained.device, "bench", limit)  # noqa: E731
+            outputs[name, batch_size] = run()  # warm-up, and the tokens compared below
+            times = []
+            for _ in range(repeats):
+                started = time.perf_counter()
+                run()
+                times.append(time.perf_counter() - started)
+            median = statistics.median(times)
+            rows.append({"backend": name, "batch_size": batch_size, "median_s": round(median, 4),
+                         "sentences_per_s": round(len(sources) / median, 1)})
+            logger.info("bench: {} batch {}: {:.3f} s median of {}", name, batch_size, median, repeats)
+    same = {b: sum(outputs["torch", b][i] == outputs["onnx", b][i] for i in range(len(sources))) for b in batch_sizes}
+    return {"checkpoint": str(checkpoint), "sentences": len(sources), "sentence_source": source, "repeats": repeats,
+            "max_new_tokens": limit, "torch_threads": torch.get_num_threads(), "rows": rows,
+            "speedup_onnx_over_torch": {b: _ratio(rows, b) for b in batch_sizes},
+            "identical_greedy_outputs": {b: f"{same[b]}/{len(sources)}" for b in batch_sizes}}
+
+
+def _ratio(rows: list[dict], batch_size: int) -> float:
+    seconds = {r["backend"]: r["median_s"] for r in rows if r["batch_size"] == batch_size}
+    return round(seconds["torch"] / seconds["onnx"], 2)
+
+
+def _sentences(checkpoint: Path, n: int) -> tuple[list[str], str]:
+    """The first ``n`` source sentences of the run's test split, else the built-in ones repeated to ``n``."""
+    from src.runs import run_dir_of_checkpoint
+
+    run_dir = run_dir_of_checkpoint(checkpoint)
+    encoded = run_dir / "tokenize" / "encoded" if run_dir is not None else None
+    if encoded is not None and encoded.is_dir():
+        from datasets import load_from_disk
+
+        test = load_from_disk(str(encoded))["test"]
+        return list(test.select(range(min(n, len(test))))["src"]), f"{encoded} (test split)"
+    return [FALLBACK_SENTENCES[i % len(FALLBACK_SENTENCES)] for i in range(n)], "built-in sentences"
+
+
+def table(result: dict) -> str:
+    lines = [f"greedy decoding, {result['sentences']} sentences from {result['sentence_source']}, "
+             f"median of {result['repeats']}, torch threads {result['torch_threads']}",
+             f"{'backend':<8} {'batch':>5} {'median s':>10} {'sent/s':>9}"]
+    lines += [f"{r['backend']:<8} {r['batch_size']:>5} {r['median_s']:>10.3f} {r['sentences_per_s']:>9.1f}"
+              for r in result["rows"]]
+    lines += [f"batch {b}: onnx {s}x torch, identical outputs {result['identical_greedy_outputs'][b]}"
+              for b, s in result["speedup_onnx_over_torch"].items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from src.runs import resolve_checkpoint
+
+    parser = argparse.ArgumentParser(prog="python -m src.export.bench", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    result = bench(resolve_checkpoint(args.run, args.runs_dir), args.sentences, args.repeats, args.batch_sizes)
+    print(json.dumps(result, indent=2) if args.json else table(result))  # the command's output
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
