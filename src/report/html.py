@@ -29,6 +29,7 @@ section h3 { margin: 14px 0 6px; font-size: 14px; }
 table { border-collapse: collapse; margin: 6px 0; font-size: 13px; }
 th, td { border: 1px solid var(--line); padding: 3px 8px; text-align: left; vertical-align: top; }
 th { background: #f0f4f8; }
+table.samples td { white-space: pre-wrap; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(460px, 1fr)); gap: 12px; }
 .grid > * { min-width: 0; }  /* a plot shrinks to its cell instead of overflowing it */
@@ -117,7 +118,8 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
-def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], css_id: str | None = None) -> str:
+def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], css_id: str | None = None,
+          css_class: str | None = None) -> str:
     """An HTML table; numeric cells right-aligned and formatted."""
     head = "".join(f"<th>{esc(c)}</th>" for c in columns)
     body = []
@@ -125,7 +127,7 @@ def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], css_id: str | N
         cells = "".join(f'<td class="num">{esc(format_value(v))}</td>' if isinstance(v, (int, float)) and not isinstance(v, bool)
                         else f"<td>{esc(v)}</td>" for v in row)
         body.append(f"<tr>{cells}</tr>")
-    attribute = f' id="{esc(css_id)}"' if css_id else ""
+    attribute = (f' id="{esc(css_id)}"' if css_id else "") + (f' class="{esc(css_class)}"' if css_class else "")
     return f'<div class="scroll"><table{attribute}><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
 
 

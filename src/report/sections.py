@@ -14,6 +14,11 @@ from src.report.sources import RunContents
 
 STEPS = ("data_prep", "tokenize", "train", "evaluate", "register")
 OPEN_CONFIG = ("model", "training")  # what a reader compares first; the rest folded
+HEATMAP_NOTES = {
+    "vit": "Where the [CLS] token attends over the image patches, one panel per layer and head; the rollout "
+           "combines the layers.",
+    "text": "Rows are query tokens, columns key tokens; one panel per layer and head.",
+}
 BULKY_METRICS = ("labels", "confusion", "per_class")  # shown as their own table or figure
 
 
@@ -98,8 +103,8 @@ def attention(run: RunContents) -> Section | None:
 </div>
 <div class="viewer"><img id="heatmap-image" src="{figures[0]['images'][last]}" alt="{esc(figures[0]['label'])}"></div>
 <p class="note">The same probe input at every reported step (tracking.heatmap_every =
-{esc(run.config.get('tracking', {}).get('heatmap_every', '?'))}): rows are query tokens, columns key tokens,
-one panel per layer and head.</p>
+{esc(run.config.get('tracking', {}).get('heatmap_every', '?'))}). {esc(HEATMAP_NOTES.get(run.family, HEATMAP_NOTES['text']))}
+Click the figure for its actual size.</p>
 {json_script("heatmap-data", figures)}"""
     return Section("attention", "Attention heatmaps", body)
 
@@ -110,7 +115,7 @@ def samples(run: RunContents) -> Section | None:
     parts = []
     for sample in run.tables:
         note = f'<p class="note">{esc(sample.note)}</p>' if sample.note else ""
-        parts.append(f"<h3>{esc(sample.title)}</h3>{table(sample.columns, sample.rows)}{note}")
+        parts.append(f"<h3>{esc(sample.title)}</h3>{table(sample.columns, sample.rows, css_class='samples')}{note}")
     title = {"encoder_decoder": "Sample translations", "decoder_lm": "Sample continuations"}.get(run.family, "Sample predictions")
     return Section("samples", title, "".join(parts))
 

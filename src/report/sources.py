@@ -129,7 +129,8 @@ def step_pngs(plots_dir: Path, prefix: str = "") -> list[Heatmaps]:
 
 
 def _cell(value: Any) -> str:
-    text = " ".join(str(value).split())
+    """A table cell as logged (whitespace kept: a continuation of spaces and newlines is what the model wrote), cut."""
+    text = str(value)
     return text if len(text) <= MAX_CELL_CHARS else text[: MAX_CELL_CHARS - 1] + "…"
 
 
@@ -171,23 +172,35 @@ def _table_of(event: dict[str, Any]) -> Table | None:
     return Table(f"{event.get('metric', '')} · {event.get('variant', '')}", tuple(map(str, header)), rows, note)
 
 
-def read_tsv(path: Path, title: str) -> Table | None:
-    """The first ``MAX_ROWS`` rows of a sample or prediction TSV written by the evaluate step."""
+def read_tsv(path: Path, title: str, max_rows: int | None = MAX_ROWS) -> Table | None:
+    """The first ``max_rows`` rows (None: all) of a sample or prediction TSV written by the evaluate step."""
     if not path.is_file():
         return None
     with path.open(encoding="utf-8", newline="") as f:
         reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
         header = next(reader, None)
-        rows = [tuple(_cell(value) for value in row) for _, row in zip(range(MAX_ROWS + 1), reader)]
+        rows = [tuple(_cell(value) for value in row) for row in reader]
     if header is None:
         return None
-    note = f"first {MAX_ROWS} rows of {path.name}" if len(rows) > MAX_ROWS else f"from {path.name}"
-    return Table(title, tuple(header), tuple(rows[:MAX_ROWS]), note)
+    if max_rows is not None and len(rows) > max_rows:
+        return Table(title, tuple(header), tuple(rows[:max_rows]), f"first {max_rows} of {len(rows)} rows of {path.name}")
+    return Table(title, tuple(header), tuple(rows), f"from {path.name}")
 
 
 def newest_figures(plots_dir: Path, caption: str) -> list[tuple[str, Path]]:
     """One (caption, PNG) per figure of ``plots_dir``: the newest step of each."""
     return [(f"{caption} · {h.label}", h.frames[-1][1]) for h in step_pngs(plots_dir)]
+
+
+def read_mistakes(path: Path, n: int = 20) -> Table | None:
+    """The ``n`` most confident wrong rows of a classifier's ``predictions.tsv`` (label, predicted, confidence)."""
+    table = read_tsv(path, "", max_rows=None)
+    if table is None or not {"label", "predicted", "confidence"} <= set(table.columns):
+        return table
+    label, predicted, confidence = (table.columns.index(c) for c in ("label", "predicted", "confidence"))
+    wrong = sorted((row for row in table.rows if row[label] != row[predicted]), key=lambda row: -float(row[confidence]))
+    return Table("most confident mistakes", table.columns, tuple(wrong[:n]),
+                 f"{len(wrong)} wrong of {len(table.rows)} in {path.name}")
 
 
 def read_run(run_dir: Path) -> RunContents:
@@ -202,7 +215,7 @@ def read_run(run_dir: Path) -> RunContents:
     samples = read_tsv(evaluate / "samples.tsv", "test translations")
     tables = [samples] if samples is not None else read_session_tables(evaluate)
     if not tables:  # tracking off, or a server run: the step's own prediction file
-        tables = [t for t in (read_tsv(evaluate / "predictions.tsv", "test predictions"),) if t is not None]
+        tables = [t for t in (read_mistakes(evaluate / "predictions.tsv"),) if t is not None]
     card = data / "data_card.md"
     figures = newest_figures(evaluate / "plots", "evaluate (best checkpoint, test inputs)") + [(f"data · {p.stem.replace('_', ' ')}", p)
                                                     for p in sorted(data.glob("*.png"))]
