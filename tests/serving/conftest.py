@@ -147,6 +147,15 @@ class ServerProcess:
         return code if code is not None else -9
 
 
+@pytest.fixture
+def one_thread():
+    """PyTorch on one intra-op thread for the test (see ServerProcess: 2 threads spin on a busy 2-core machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def translation_server(checkpoints, tmp_path_factory):
     """One translation server for a module's tests; stopped (SIGTERM) afterwards."""
