@@ -20,6 +20,7 @@ SENTENCES = ["Ich habe keine Zeit.", "Das ist gut.", "Wir gehen nach Hause.", "E
 def make_checkpoint(root: Path, config_file: str, sides: tuple[str, ...], model: dict | None = None,
                     labels: list[str] | None = None, image_stats: dict | None = None, seed: int = 0) -> Path:
     """Write ``root/run/best.pt`` for ``config_file`` (with ``model`` overrides); tokenizers trained on SENTENCES."""
+    root.mkdir(parents=True, exist_ok=True)
     raw = config_to_dict(load_config(config_file))
     raw["model"] |= model or {}
     cfg = validate_config(raw, source=config_file)

@@ -116,3 +116,21 @@ def test_the_export_command_reports_a_missing_run_in_one_line(tmp_path):
     from src.main import main
 
     assert main(["export", "no-such-run", "--runs-dir", str(tmp_path)]) == 1
+
+
+@pytest.mark.slow
+def test_the_onnx_backend_exports_a_checkpoint_without_an_export_and_redoes_a_stale_one(tmp_path):
+    """About 40 s: two exports in a subprocess (``python -m src.main export``)."""
+    first = make_checkpoint(tmp_path / "a", "config/imdb_tiny.yaml", ("text",), labels=["neg", "pos"], seed=1)
+    loaded = load_for_inference(first, backend="onnx")
+    folder = first.with_name("best.export")
+    assert isinstance(loaded.model, OnnxClassifier) and (folder / "export.json").is_file()
+    tokens = torch.randint(4, 300, (2, 7), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(tokens), load_for_inference(first, "cpu").model(tokens), atol=1e-4, rtol=0)
+    second = make_checkpoint(tmp_path / "b", "config/imdb_tiny.yaml", ("text",), labels=["neg", "pos"], seed=2)
+    first.write_bytes(second.read_bytes())  # another model under the same name: the cached export is stale
+    reloaded = load_for_inference(first, backend="onnx")
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded.model(tokens), load_for_inference(second, "cpu").model(tokens), atol=1e-4,
+                                   rtol=0)
