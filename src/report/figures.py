@@ -31,7 +31,8 @@ def curve_figures(history: Sequence[dict]) -> dict[str, go.Figure]:
     for name, key in (("train", "loss"), ("valid", "valid_loss")):
         steps, values = _series(history, key)
         if steps:
-            loss.add_trace(go.Scatter(x=steps, y=values, name=name, mode="lines+markers" if len(steps) < 50 else "lines"))
+            mode = "lines+markers" if len(steps) < 50 else "lines"
+            loss.add_trace(go.Scatter(x=steps, y=values, name=name, mode=mode))
     if loss.data:
         figures["loss"] = loss.update_layout(title="loss (cross-entropy)", xaxis_title="step", **_LAYOUT)
     for name, key, title in (("learning rate", "lr", "learning rate"), ("throughput", "tokens_per_s", "tokens / s")):
@@ -41,11 +42,11 @@ def curve_figures(history: Sequence[dict]) -> dict[str, go.Figure]:
                 title=title, xaxis_title="step", **_LAYOUT)
     metrics = sorted({key for row in history for key in row if key.startswith("valid_") and key != "valid_loss"})
     if metrics:
-        figure = make_subplots(rows=len(metrics), cols=1, shared_xaxes=True, subplot_titles=[m.removeprefix("valid_") for m in metrics], vertical_spacing=0.12)
+        names = [key.removeprefix("valid_") for key in metrics]
+        figure = make_subplots(rows=len(metrics), cols=1, shared_xaxes=True, subplot_titles=names, vertical_spacing=0.12)
         for index, key in enumerate(metrics, start=1):
             steps, values = _series(history, key)
-            figure.add_trace(go.Scatter(x=steps, y=values, name=key.removeprefix("valid_"), mode="lines+markers"),
-                             row=index, col=1)
+            figure.add_trace(go.Scatter(x=steps, y=values, name=names[index - 1], mode="lines+markers"), row=index, col=1)
         figure.update_xaxes(title_text="step", row=len(metrics), col=1)
         figures["validation metrics"] = figure.update_layout(
             title="validation metrics", **{**_LAYOUT, "height": 120 + 220 * len(metrics)}, showlegend=False)

@@ -118,23 +118,29 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], css_id: str | None = None,
           css_class: str | None = None) -> str:
     """An HTML table; numeric cells right-aligned and formatted."""
     head = "".join(f"<th>{esc(c)}</th>" for c in columns)
     body = []
     for row in rows:
-        cells = "".join(f'<td class="num">{esc(format_value(v))}</td>' if isinstance(v, (int, float)) and not isinstance(v, bool)
-                        else f"<td>{esc(v)}</td>" for v in row)
+        cells = "".join(f'<td class="num">{esc(format_value(v))}</td>' if _is_number(v) else f"<td>{esc(v)}</td>"
+                        for v in row)
         body.append(f"<tr>{cells}</tr>")
     attribute = (f' id="{esc(css_id)}"' if css_id else "") + (f' class="{esc(css_class)}"' if css_class else "")
-    return f'<div class="scroll"><table{attribute}><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
+    return (f'<div class="scroll"><table{attribute}><thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(body)}</tbody></table></div>')
 
 
 def page(title: str, subtitle: str, sections: Sequence[Section], plotly_js: str) -> str:
     """The whole document: header, a link per section, the sections, and the inlined scripts."""
     nav = "".join(f'<a href="#{esc(s.id)}">{esc(s.title)}</a>' for s in sections)
-    body = "\n".join(f'<section id="{esc(s.id)}"><h2>{esc(s.title)}</h2>\n{s.body}\n</section>' for s in sections)
+    body = "\n".join(f'<section id="{esc(s.id)}"><h2>{esc(s.title)}</h2>\n{s.body}\n</section>'
+                     for s in sections)
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>

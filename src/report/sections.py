@@ -116,7 +116,8 @@ def samples(run: RunContents) -> Section | None:
     for sample in run.tables:
         note = f'<p class="note">{esc(sample.note)}</p>' if sample.note else ""
         parts.append(f"<h3>{esc(sample.title)}</h3>{table(sample.columns, sample.rows, css_class='samples')}{note}")
-    title = {"encoder_decoder": "Sample translations", "decoder_lm": "Sample continuations"}.get(run.family, "Sample predictions")
+    titles = {"encoder_decoder": "Sample translations", "decoder_lm": "Sample continuations"}
+    title = titles.get(run.family, "Sample predictions")
     return Section("samples", title, "".join(parts))
 
 

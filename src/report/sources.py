@@ -144,7 +144,8 @@ def read_session_tables(step_dir: Path) -> list[Table]:
     for session in sorted((step_dir / "clearml_offline").glob("*.zip")):
         try:
             with zipfile.ZipFile(session) as zf:
-                lines = zf.read("metrics.jsonl").decode("utf-8").splitlines() if "metrics.jsonl" in zf.namelist() else []
+                names = zf.namelist()
+                lines = zf.read("metrics.jsonl").decode("utf-8").splitlines() if "metrics.jsonl" in names else []
         except (OSError, zipfile.BadZipFile) as err:
             logger.warning("report: cannot read the session {} ({})", session, err)
             continue
@@ -217,11 +218,12 @@ def read_run(run_dir: Path) -> RunContents:
     if not tables:  # tracking off, or a server run: the step's own prediction file
         tables = [t for t in (read_mistakes(evaluate / "predictions.tsv"),) if t is not None]
     card = data / "data_card.md"
-    figures = newest_figures(evaluate / "plots", "evaluate (best checkpoint, test inputs)") + [(f"data · {p.stem.replace('_', ' ')}", p)
-                                                    for p in sorted(data.glob("*.png"))]
+    figures = newest_figures(evaluate / "plots", "evaluate (best checkpoint, test inputs)")
+    figures += [(f"data · {png.stem.replace('_', ' ')}", png) for png in sorted(data.glob("*.png"))]
     return RunContents(
         run_dir=run_dir, config=read_json(run_dir / CONFIG_FILE), status=status,
         history=read_history(train / "train_history.jsonl"), grad_norms=read_grad_norms(train / "checkpoints"),
         heatmaps=step_pngs(train / "plots", prefix="attention"), figures=figures, tables=tables,
-        metrics=read_json(evaluate / "metrics.json"), data_card=card.read_text(encoding="utf-8") if card.is_file() else None,
+        metrics=read_json(evaluate / "metrics.json"),
+        data_card=card.read_text(encoding="utf-8") if card.is_file() else None,
     )
