@@ -1,0 +1,54 @@
+"""Serving a registered model against the ClearML stand-in (tests/clearml_stub): by model id and by name:tag.
+
+The model is registered by the project's own Tracker in a child process, then ``serve`` fetches
+it through src/tracking in the server's process; the stand-in proves only that the SDK is driven
+correctly, it is not a ClearML server.
+"""
+
+import shutil
+
+import httpx
+import pytest
+
+from src.inference import load_for_inference
+from src.inference.translate import translate_texts
+from tests.clearml_stub import fixture as stub_fixtures
+from tests.serving.conftest import ServerProcess
+
+clearml_stub = stub_fixtures.clearml_stub
+pytestmark = pytest.mark.timeout(240)
+
+REGISTER = """
+from pathlib import Path
+from src.tracking import Tracker
+with Tracker.start(project="serving", task_name="train", output_dir=Path("out")) as tracker:
+    model_id = tracker.register_model(Path({checkpoint!r}), name="tiny-translator", tags=["production"],
+                                      config={{}}, metadata={{"bleu": 3.2, "stage": "production"}}, publish=True)
+print("MODEL", model_id)
+"""
+
+
+def test_serve_a_registered_model_by_id_and_by_name_and_tag(clearml_stub, checkpoints, tmp_path, one_thread):
+    checkpoint = shutil.copy(checkpoints["translate"], tmp_path / "best.pt")
+    result = clearml_stub.run_python(REGISTER.format(checkpoint=str(checkpoint)), timeout=120)
+    assert result.returncode == 0, result.output
+    model_id = result.stdout.split("MODEL ")[1].split()[0]
+    assert [m["id"] for m in clearml_stub.models] == [model_id]
+    expected = translate_texts(load_for_inference(checkpoint, "cpu"), ["Das ist gut.", "Wo ist der Bahnhof?"])
+    env = clearml_stub.subprocess_env({"OMP_NUM_THREADS": "1"})
+    for ref in (model_id, "tiny-translator:production"):
+        server = ServerProcess([ref], tmp_path / "serve.log", env=env)
+        try:
+            info = httpx.get(f"{server.url}/v1/model", timeout=5).json()
+            assert info["source"] == "clearml" and info["family"] == "encoder_decoder"
+            assert (info["clearml"]["model_id"], info["clearml"]["stage"]) == (model_id, "production")
+            assert info["metrics"] == {"bleu": "3.2", "stage": "production"}
+            answer = httpx.post(f"{server.url}/v1/translate", json={"texts": ["Das ist gut.", "Wo ist der Bahnhof?"]},
+                                timeout=30)
+            assert answer.json()["translations"] == expected  # the very weights that were registered
+        finally:
+            server.stop()
+    with pytest.raises(AssertionError, match="server exited with 1 before /health") as err:
+        ServerProcess(["0" * 32], tmp_path / "unknown.log", env=env)
+    assert f"no model with id '{'0' * 32}' on the ClearML server" in str(err.value)
+    assert clearml_stub.unknown_calls == []
