@@ -13,6 +13,7 @@ from src.report.html import Section, data_uri, esc, image, json_script, table
 from src.report.sources import RunContents
 
 STEPS = ("data_prep", "tokenize", "train", "evaluate", "register")
+MAX_FRAMES = 40  # heatmap steps per figure on the page
 OPEN_CONFIG = ("model", "training")  # what a reader compares first; the rest folded
 HEATMAP_NOTES = {
     "vit": "Where the [CLS] token attends over the image patches, one panel per layer and head; the rollout "
@@ -88,12 +89,28 @@ def gradients(run: RunContents) -> Section | None:
                    + f'<p class="note">{esc(note)}</p>')
 
 
+def evenly_spaced(n: int, limit: int) -> list[int]:
+    """At most ``limit`` of the indices 0..n-1, evenly spread, the first and the last always among them."""
+    if n <= limit:
+        return list(range(n))
+    return sorted({round(i * (n - 1) / (limit - 1)) for i in range(limit)})
+
+
 def attention(run: RunContents) -> Section | None:
-    """The probe's heatmaps with a slider over the training steps at which they were drawn."""
+    """The probe's heatmaps with a slider over the training steps at which they were drawn.
+
+    A long run with frequent reports keeps ``MAX_FRAMES`` of them per figure (evenly spaced), so the
+    page stays a few megabytes; the note says how many were recorded.
+    """
     if not run.heatmaps:
         return None
-    figures = [{"label": h.label, "steps": [step for step, _ in h.frames], "images": [data_uri(p) for _, p in h.frames]}
-               for h in run.heatmaps]
+    figures, thinned = [], []
+    for h in run.heatmaps:
+        frames = [h.frames[i] for i in evenly_spaced(len(h.frames), MAX_FRAMES)]
+        if len(frames) < len(h.frames):
+            thinned.append(f"{h.label}: {len(frames)} of {len(h.frames)} recorded steps")
+        figures.append({"label": h.label, "steps": [step for step, _ in frames], "images": [data_uri(p) for _, p in frames]})
+    shown = f" Shown: {'; '.join(thinned)}." if thinned else ""
     options = "".join(f'<option value="{i}">{esc(f["label"])}</option>' for i, f in enumerate(figures))
     last = len(figures[0]["steps"]) - 1
     body = f"""<div class="viewer-controls">
@@ -104,7 +121,7 @@ def attention(run: RunContents) -> Section | None:
 <div class="viewer"><img id="heatmap-image" src="{figures[0]['images'][last]}" alt="{esc(figures[0]['label'])}"></div>
 <p class="note">The same probe input at every reported step (tracking.heatmap_every =
 {esc(run.config.get('tracking', {}).get('heatmap_every', '?'))}). {esc(HEATMAP_NOTES.get(run.family, HEATMAP_NOTES['text']))}
-Click the figure for its actual size.</p>
+Click the figure for its actual size.{esc(shown)}</p>
 {json_script("heatmap-data", figures)}"""
     return Section("attention", "Attention heatmaps", body)
 

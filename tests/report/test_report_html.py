@@ -179,3 +179,14 @@ def test_a_failing_report_is_a_warning_not_an_error(tmp_path):
         logger.remove(sink)
     assert any("could not write the HTML report" in m and "status.json" in m for m in messages)
     assert not (tmp_path / "not-a-run" / REPORT_FILE).exists()
+
+
+@pytest.mark.parametrize("n, limit", [(1, 40), (2, 40), (40, 40), (41, 40), (333, 40), (1000, 7)])
+def test_a_long_runs_heatmap_steps_are_thinned_evenly_keeping_the_first_and_last(n, limit):
+    from src.report.sections import evenly_spaced
+
+    kept = evenly_spaced(n, limit)
+    assert kept == sorted(set(kept)) and kept[0] == 0 and kept[-1] == n - 1
+    assert len(kept) == min(n, limit)
+    gaps = [b - a for a, b in zip(kept, kept[1:])]
+    assert not gaps or max(gaps) - min(gaps) <= 1  # evenly spread
