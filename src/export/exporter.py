@@ -76,6 +76,7 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path | None = None)
     trained = load_for_inference(checkpoint, "cpu")
     specs = graph_specs(trained)
     out.mkdir(parents=True, exist_ok=True)
+    (out / MANIFEST).unlink(missing_ok=True)  # until every graph is written, the folder is no export of anything
     graphs = {}
     for spec in specs:
         started = time.perf_counter()
@@ -102,10 +103,11 @@ def graph_specs(trained: InferenceModel) -> list[GraphSpec]:
             cross_kv, src_mask = EncoderGraph(model)(example)
         past_kv = _example_past(cross_kv)
         step = torch.full((EXAMPLE_BATCH, 1), trained.special_ids["bos"], dtype=torch.long)
-        src_axes = {0: batch, 3: length}
+        source = Dim("src_length", max=cfg.max_positions)
+        src_axes = {0: batch, 3: source}
         return [
             GraphSpec("encoder", EncoderGraph(model), (example,), ("src",), ("cross_kv", "src_mask"),
-                      {"src": {0: batch, 1: length}}),
+                      {"src": {0: batch, 1: source}}),
             GraphSpec("decoder_step", DecoderStepGraph(model), (step, cross_kv, src_mask, past_kv),
                       ("tokens", "cross_kv", "src_mask", "past_kv"), ("logits", "present_kv"),
                       {"tokens": {0: batch}, "cross_kv": src_axes, "src_mask": src_axes, "past_kv": {0: batch, 3: past}}),
@@ -145,6 +147,7 @@ def export_graph(spec: GraphSpec, path: Path, attention: str) -> dict[str, Any]:
     import onnx
 
     spec.module.eval()
+    hint = f" (model.attention={attention!r}: only 'full' attention is known to export)" if attention != "full" else ""
     try:
         with torch.no_grad():
             torch.onnx.export(spec.module, spec.inputs, str(path), dynamo=True, input_names=list(spec.input_names),
@@ -152,7 +155,6 @@ def export_graph(spec: GraphSpec, path: Path, attention: str) -> dict[str, Any]:
                               dynamic_shapes=tuple(spec.dynamic.get(name) for name in spec.input_names),
                               external_data=False)
     except Exception as err:  # the exporter raises many types; name the cause and stop
-        hint = f" (model.attention={attention!r}: only 'full' attention is known to export)" if attention != "full" else ""
         raise ExportError(f"graph {spec.name} does not export with dynamic axes{hint}: {_cause(err)}") from err
     graph = onnx.load(str(path), load_external_data=False)
     described = describe_graph(graph)
@@ -161,9 +163,9 @@ def export_graph(spec: GraphSpec, path: Path, attention: str) -> dict[str, Any]:
              if not isinstance(described["inputs"][name]["shape"][axis], str)]
     if fixed:
         path.unlink()
-        raise ExportError(f"graph {spec.name}: the exporter fixed axes declared dynamic: {', '.join(fixed)}; "
-                          "the model's code specialises these lengths (e.g. a Python loop over time), so the graph "
-                          "would accept only the example's shape")
+        raise ExportError(f"graph {spec.name}: the exporter fixed axes declared dynamic: {', '.join(fixed)}{hint}; "
+                          "the model's code branches or loops on these lengths in Python, so the graph would accept "
+                          "only the example's shape")
     return {"file": path.name, "opset": _opset(graph), **described}
 
 

@@ -134,3 +134,14 @@ def test_the_onnx_backend_exports_a_checkpoint_without_an_export_and_redoes_a_st
     with torch.no_grad():
         torch.testing.assert_close(reloaded.model(tokens), load_for_inference(second, "cpu").model(tokens), atol=1e-4,
                                    rtol=0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("attention", ["sliding_window", "longformer"])
+def test_banded_attention_is_refused_naming_the_pattern(tmp_path, attention):
+    """About 20 s each: the export runs, then the check finds the length fixed at the example's."""
+    model = {"attention": attention, "window": 3, "d_model": 16, "n_encoder_layers": 1}
+    checkpoint = make_checkpoint(tmp_path, "config/imdb_tiny.yaml", ("text",), labels=["neg", "pos"], model=model)
+    with pytest.raises(ExportError, match=rf"tokens axis 1 \(fixed at 5\) \(model.attention='{attention}'"):
+        export_checkpoint(checkpoint, tmp_path / "out")
+    assert not (tmp_path / "out" / "classifier.onnx").exists()
