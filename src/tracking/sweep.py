@@ -9,6 +9,7 @@ a server for ``Task.get_task``/``clone``/``enqueue`` and cannot run offline.
 """
 
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -161,7 +162,32 @@ def run_clearml_optimizer(run: OptimizerRun) -> dict[str, Any]:
         optimizer.start()
         optimizer.wait()
         optimizer.stop()
+        stop_unstarted(optimizer.optimizer.get_created_jobs_tasks().values())
+        join_trial_threads(timeout_s=run.pool_period_min * 60 + 30)
         top = optimizer.get_top_experiments_details(top_k=run.trials)
         return {"base_task_id": base_id, "task_id": tracker.task_id, "top": top}
     finally:
         tracker.close()
+
+
+def stop_unstarted(jobs) -> None:
+    """Mark the trials no agent started as stopped once the optimizer stops (its time limit).
+
+    ``HyperParameterOptimizer.stop`` dequeues them, which leaves them drafts: OptimizerOptuna's
+    objective threads then poll a job that never ends, and the process cannot exit.
+    """
+    for job in jobs:
+        if job.is_pending():
+            job.abort()  # dequeues a queued one
+            job.task.mark_stopped(force=True, status_message="the sweep stopped before an agent started this trial")
+            logger.info(f"sweep: trial task {job.task_id()} never started; marked stopped")
+
+
+def join_trial_threads(timeout_s: float) -> None:
+    """Wait for OptimizerOptuna's objective threads (optuna's ``n_jobs`` pool) to notice their stopped jobs.
+
+    They end within one pool period; joined here, their last console lines come before our output.
+    """
+    for thread in threading.enumerate():
+        if thread.name.startswith("ThreadPoolExecutor") and thread is not threading.current_thread():
+            thread.join(timeout_s)
