@@ -62,7 +62,11 @@ class GraphSpec:
 
 
 def export_checkpoint(checkpoint: str | Path, out_dir: str | Path | None = None) -> Path:
-    """Export ``checkpoint`` to ``out_dir`` (default: ``default_export_dir``); return the folder.
+    """Export ``checkpoint`` to ``out_dir``; return the folder.
+
+    Args:
+        checkpoint: a self-contained training checkpoint (``best.pt`` or a numbered one).
+        out_dir: the export folder; default ``<run>/export``, or ``<checkpoint>.export`` beside a loose file.
 
     Raises:
         ExportError: the family or its attention pattern does not export with dynamic axes.
