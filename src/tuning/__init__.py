@@ -1,1 +1,2 @@
-"""Tools that measure training rather than run it: tracking overhead, tuning sweeps (run as python -m src.tuning.<tool>)."""
+"""Tuning: the hyperparameter search (``python -m src.main sweep``) and the tracking-overhead tool
+(``python -m src.tuning.overhead``)."""

@@ -98,14 +98,21 @@ def _local_sweep(args, cfg, space, study: str, direction: str) -> Outcome:
 
 
 def _queue_sweep(args, cfg, space, study: str, direction: str) -> Outcome:
-    from src.tracking.sweep import OptimizerRun, SearchParameter, require_server, run_clearml_optimizer, task_parameter_name
+    from src.tracking.sweep import (
+        OptimizerRun,
+        SearchParameter,
+        require_server,
+        run_clearml_optimizer,
+        task_parameter_name,
+    )
 
     require_server(cfg.tracking)
     params = tuple(SearchParameter(task_parameter_name(key), rng.low, rng.high, rng.log, rng.integer, rng.step,
                                    tuple(rng.choices) if rng.choices is not None else None)
                    for key, rng in space.params.items())
     result = run_clearml_optimizer(OptimizerRun(
-        tracking=cfg.tracking, study=study, base_task_id=args.base_task, base_task_name=f"{cfg.tracking.task_name}-train",
+        tracking=cfg.tracking, study=study, base_task_id=args.base_task,
+        base_task_name=f"{cfg.tracking.task_name}-train",
         params=params, metric_title="valid", metric_series=args.metric, direction=direction, queue=args.queue,
         trials=args.trials, concurrency=args.concurrency, max_steps=cfg.training.max_steps, seed=args.seed,
         startup_trials=args.startup_trials, time_limit_min=args.time_limit, pool_period_min=args.pool_period,

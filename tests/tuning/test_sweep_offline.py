@@ -31,7 +31,8 @@ def test_sweep_four_trials_offline_leaves_sessions_study_and_best_config(tmp_pat
     up to 6 min when the machine is shared. A subprocess: in-process offline tasks leave reporter threads."""
     out = tmp_path / "sweeps"
     result = run_src_main(["sweep", "--config", "config/tiny.yaml", "--trials", "4", "--study-name", "t4",
-                           "--output-dir", str(out), "--threads", "1", *TINY], clean_env(tmp_path / "home"), timeout=560)
+                           "--output-dir", str(out), "--threads", "1", *TINY],
+                          clean_env(tmp_path / "home"), timeout=560)
     assert result.returncode == 0, result.stderr[-4000:]
     sweep = out / "t4"
 
