@@ -49,8 +49,11 @@ def test_queue_path_clones_the_base_task_and_enqueues_the_trials(clearml_stub: C
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=clearml_stub.subprocess_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        queued = clearml_stub.wait_for(lambda: (entries := clearml_stub.queue_entries("trials")) if len(entries) == 2
-                                       else None, timeout=120, what="two trials on the queue")
+        def both_queued() -> list[str] | None:
+            entries = clearml_stub.queue_entries("trials")
+            return entries if len(entries) == 2 else None
+
+        queued = clearml_stub.wait_for(both_queued, timeout=120, what="two trials on the queue")
         stdout, stderr = proc.communicate(timeout=120)
     finally:
         kill_process_group(proc)
