@@ -17,7 +17,7 @@ H heads, D d_model, V vocabulary, K classes.
 import torch
 from torch import Tensor, nn
 
-from src.components.kv_cache import DecoderCache, KVCache
+from src.components.kv_cache import KVCache
 from src.models.decoder_lm import DecoderLM
 from src.models.transformer import EncoderDecoderTransformer
 
@@ -52,7 +52,9 @@ class EncoderGraph(nn.Module):
         memory, src_mask = self.model.encode(src)
         cache = self.model.new_cache()
         for layer, kv in zip(self.model.decoder.layers, cache.cross_attn):
-            layer.cross_attn._project(memory[:, :1], memory, kv)  # fills kv from memory; the query is dropped
+            # the layer's own W^K, W^V projection fills the empty cache (its one-position query is dropped):
+            # the same code as the first PyTorch decoding step, not a copy of it
+            layer.cross_attn._project(memory[:, :1], memory, kv)
         return stack_kv(cache.cross_attn), src_mask
 
 
@@ -111,10 +113,3 @@ class LogitsGraph(nn.Module):
     def forward(self, inputs: Tensor) -> Tensor:
         return self.model(inputs)
 
-
-def new_decoder_cache(model: EncoderDecoderTransformer, cross_kv: Tensor, past_kv: Tensor) -> DecoderCache:
-    """A PyTorch ``DecoderCache`` holding stacked tensors (for checks against the graphs)."""
-    cache = model.new_cache()
-    fill_kv(cache.cross_attn, cross_kv)
-    fill_kv(cache.self_attn, past_kv)
-    return cache

@@ -98,7 +98,8 @@ class OnnxEncoderDecoder(nn.Module):
             raise ValueError(f"the ONNX decoder step takes one new token per row and a cache (use_cache=True), "
                              f"got tokens of shape {tuple(tgt.shape)} and cache={cache!r}")
         if len(cache) + 1 > self.max_positions:
-            raise ValueError(f"decoding past the model's max_positions={self.max_positions}")
+            raise ValueError(f"decoding needs position {len(cache) + 1}, beyond the model's "
+                             f"max_positions={self.max_positions} (expected max_new_tokens <= {self.max_positions})")
         logits, cache.kv = self.step_graph(tokens=tgt.long(), cross_kv=memory, src_mask=src_mask,
                                            past_kv=cache.past(tgt.size(0)))
         return logits
