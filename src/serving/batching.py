@@ -2,7 +2,8 @@
 
 The first request to arrive opens a window of ``window_ms``; the jobs that can share its model
 call (same ``Job.key``: task and beam) and arrive before the window closes join it, up to
-``max_batch_size`` inputs. While a batch runs in the worker thread, new requests wait in the
+``max_batch_size`` inputs. Sequential clients (the previous batch held one request and nobody
+else waits) skip the window: it would only add latency. While a batch runs in the worker thread, new requests wait in the
 queue, so under load the next batch fills at once: batch size, and throughput, grow with
 concurrency (the way NVIDIA Triton's dynamic batcher and Ray Serve's ``@serve.batch`` work).
 
@@ -59,6 +60,7 @@ class MicroBatcher:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
         self._task: asyncio.Task | None = None
         self._closing = False
+        self._last_requests = 1  # requests in the previous batch: 1 means no load, so no window
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._serve(), name="micro-batcher")
@@ -91,7 +93,13 @@ class MicroBatcher:
             await self._run(self._take(self._queue[0].job.key))
 
     async def _fill_window(self, first: _Pending) -> None:
-        """Wait until the window since ``first`` arrived closes or a full batch is queued."""
+        """Wait until the window since ``first`` arrived closes or a full batch is queued.
+
+        A lone request after a batch of one (sequential clients) runs at once: a window there
+        would only add its length to every request's latency.
+        """
+        if len(self._queue) == 1 and self._last_requests == 1:
+            return
         while not self._closing:
             left = first.arrived + self.window_s - time.monotonic()
             if left <= 0 or self._queued_inputs(first.job.key) >= self.max_batch_size:
@@ -119,6 +127,7 @@ class MicroBatcher:
 
     async def _run(self, batch: list[_Pending]) -> None:
         info = BatchInfo(requests=len(batch), inputs=sum(p.job.size for p in batch))
+        self._last_requests = len(batch)
         loop = asyncio.get_running_loop()
         try:
             results = await loop.run_in_executor(self._executor, self.run_batch, [p.job for p in batch])

@@ -1,0 +1,205 @@
+"""Load benchmark of the server over real HTTP: ``python -m src.serving.bench RUN [--requests N] [--concurrency 1 16]``.
+
+Starts ``python -m src.main serve RUN`` in a subprocess twice, with micro-batching on (the
+serving config's window and batch size) and off (``max_batch_size: 1``), and at each concurrency
+sends ``--requests`` requests of one sentence each from that many client threads (keep-alive
+connections, after a warm-up). Reports sentences/s and p50/p99 latency per mode and concurrency,
+and the speed-up of batching at the highest concurrency over sequential requests (concurrency 1,
+the faster of the two modes), the figure the issue's target (>= 3x at concurrency 16) is about.
+
+Sentences come from ``--texts FILE`` (one per line), else the run's own test split
+(``data_prep/dataset``), else a built-in list.
+"""
+
+import argparse
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+FALLBACK = ["Ich habe keine Zeit.", "Das ist gut.", "Wir gehen nach Hause.", "Er liest ein Buch.",
+            "Wo ist der Bahnhof?", "Die Katze schläft auf dem Sofa.", "Es regnet seit gestern Abend.",
+            "Sie trinkt jeden Morgen einen Kaffee.", "Kannst du mir bitte helfen?", "Der Zug fährt um acht Uhr ab."]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", help="a run, run id or name, 'latest', a checkpoint, or a registered model (as serve)")
+    parser.add_argument("--requests", type=int, default=400, help="requests per concurrency level (default 400)")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16], help="client threads (default: 1 16)")
+    parser.add_argument("--runs-dir", default="runs")
+    parser.add_argument("--backend", choices=["torch", "onnx"], default="torch")
+    parser.add_argument("--beam", type=int, default=1, help="beam of each translation request (default 1: greedy)")
+    parser.add_argument("--config", default=None, help="serving config both modes start from (default: config/serving.yaml)")
+    parser.add_argument("--texts", default=None, help="file of sentences, one per line")
+    parser.add_argument("--torch-threads", type=int, default=None,
+                        help="OMP_NUM_THREADS of the server (default: PyTorch's own choice)")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
+
+
+def sentences(args: argparse.Namespace) -> list[str]:
+    """``--texts``, else the run's test split, else ``FALLBACK``."""
+    if args.texts:
+        lines = [line.strip() for line in Path(args.texts).read_text(encoding="utf-8").splitlines() if line.strip()]
+        if not lines:
+            raise ValueError(f"{args.texts} holds no sentences (expected one per line)")
+        return lines
+    try:
+        from datasets import load_from_disk
+
+        from src.runs import resolve_run
+
+        test = load_from_disk(str(resolve_run(args.run, args.runs_dir) / "data_prep" / "dataset"))["test"]
+        column = "src" if "src" in test.column_names else "text"
+        texts = [t for t in test[column][:2000] if isinstance(t, str) and t.strip()]
+        return texts or FALLBACK
+    except (FileNotFoundError, KeyError, ValueError):
+        return FALLBACK
+
+
+def request_body(task: str, text: str, beam: int, i: int) -> dict[str, Any]:
+    if task == "translate":
+        return {"texts": [text], "beam": beam}
+    if task == "classify":
+        return {"texts": [text]}
+    return {"prompt": text[:200], "max_new_tokens": 32, "seed": i}
+
+
+class Server:
+    """The serve command in its own process group, on a free loopback port, until ``stop``."""
+
+    def __init__(self, args: argparse.Namespace, config: Path, log: Path) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        if args.torch_threads:
+            env["OMP_NUM_THREADS"] = str(args.torch_threads)
+        self.log = log
+        with open(log, "w") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "src.main", "serve", args.run, "--runs-dir", args.runs_dir, "--port",
+                 str(self.port), "--backend", args.backend, "--config", str(config), "--log-level", "warning"],
+                cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True)
+
+    def wait_healthy(self, timeout: float) -> None:
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the server exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.3)
+        raise RuntimeError(f"no /health answer within {timeout:g} s:\n{self.log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
+
+
+def load(url: str, task: str, texts: list[str], n: int, concurrency: int, beam: int) -> dict[str, Any]:
+    """``n`` one-sentence requests from ``concurrency`` threads: sentences/s, p50/p99 latency, errors."""
+    import httpx
+
+    def client(indices: list[int]) -> list[tuple[float, int]]:
+        out = []
+        with httpx.Client(base_url=url, timeout=300) as session:
+            for i in indices:
+                start = time.perf_counter()
+                status = session.post(f"/v1/{task}", json=request_body(task, texts[i % len(texts)], beam, i)).status_code
+                out.append((time.perf_counter() - start, status))
+        return out
+
+    with ThreadPoolExecutor(concurrency) as pool:  # warm-up: connections, first-call allocations
+        list(pool.map(client, [[i] for i in range(concurrency)]))
+        start = time.perf_counter()
+        results = [r for part in pool.map(client, [list(range(k, n, concurrency)) for k in range(concurrency)])
+                   for r in part]
+        wall = time.perf_counter() - start
+    latencies = sorted(seconds * 1000 for seconds, _ in results)
+    return {"concurrency": concurrency, "requests": n, "errors": sum(status != 200 for _, status in results),
+            "sentences_per_s": round(n / wall, 2), "p50_ms": round(statistics.median(latencies), 1),
+            "p99_ms": round(latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 1)}
+
+
+def bench(args: argparse.Namespace) -> dict[str, Any]:
+    """Both modes at every concurrency; the batching speed-up at the highest one."""
+    import httpx
+
+    from src.config.serving import SERVING_CONFIG_PATH
+    from src.config.experiment import read_config_file
+
+    base = read_config_file(args.config or SERVING_CONFIG_PATH)
+    texts = sentences(args)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="serving-bench-") as tmp:
+        for mode, overrides in (("batching on", {}), ("batching off", {"max_batch_size": 1})):
+            config = Path(tmp) / f"{mode.replace(' ', '_')}.yaml"
+            config.write_text(yaml.safe_dump({**base, **overrides}))
+            server = Server(args, config, Path(tmp) / f"{mode.replace(' ', '_')}.log")
+            try:
+                server.wait_healthy(timeout=600)
+                info = httpx.get(f"{server.url}/v1/model", timeout=10).json()
+                for concurrency in args.concurrency:
+                    rows.append({"mode": mode, **load(server.url, info["task"], texts, args.requests, concurrency,
+                                                      args.beam)})
+            finally:
+                server.stop()
+    top = max(args.concurrency)
+    rate = {(r["mode"], r["concurrency"]): r["sentences_per_s"] for r in rows}
+    ones = [rate[(mode, 1)] for mode in ("batching on", "batching off") if (mode, 1) in rate]
+    sequential = max(ones, default=None)  # the better of the two modes, one client at a time
+    speedup = round(rate[("batching on", top)] / sequential, 2) if sequential else None
+    return {"model": args.run, "task": info["task"], "family": info["family"], "backend": args.backend,
+            "window_ms": base.get("batch_window_ms"), "max_batch_size": base.get("max_batch_size"), "rows": rows,
+            f"speedup_batching_c{top}_over_sequential": speedup,
+            f"speedup_batching_on_over_off_c{top}": round(rate[("batching on", top)] / rate[("batching off", top)], 2)}
+
+
+def report(result: dict[str, Any]) -> str:
+    lines = [f"{result['model']} ({result['family']}, {result['backend']}), micro-batching window "
+             f"{result['window_ms']} ms, max batch {result['max_batch_size']}",
+             f"{'mode':<14}{'clients':>8}{'requests':>10}{'errors':>8}{'sentences/s':>13}{'p50 ms':>9}{'p99 ms':>9}"]
+    for r in result["rows"]:
+        lines.append(f"{r['mode']:<14}{r['concurrency']:>8}{r['requests']:>10}{r['errors']:>8}"
+                     f"{r['sentences_per_s']:>13}{r['p50_ms']:>9}{r['p99_ms']:>9}")
+    lines += [f"{key}: {value}x" for key, value in result.items() if key.startswith("speedup")]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m src.serving.bench", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    result = bench(args)
+    print(json.dumps(result, indent=2) if args.json else report(result))  # the command's output
+    return 0 if not any(r["errors"] for r in result["rows"]) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
