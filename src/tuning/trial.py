@@ -148,7 +148,7 @@ def run_trial(trial: Any, settings: TrialSettings) -> float:
         session = tracker.close()
         _record(trial, pruning.steps, start, session)
         raise
-    except Exception as err:
+    except BaseException as err:  # a failure, or a stop request: the task is closed (zipped offline) either way
         session = tracker.close(failed=True, reason=f"{type(err).__name__}: {err}")
         _record(trial, pruning.steps, start, session)
         raise

@@ -22,12 +22,12 @@ SPACE = {"training.lr": {"low": 1e-4, "high": 3e-3, "log": True}, "model.n_heads
          "training.warmup_steps": {"low": 10, "high": 200, "int": True}}
 
 
-def base_train_task(stub: ClearMLStub) -> str:
+def base_train_task(stub: ClearMLStub, name: str) -> str:
     """A train step's task on the stand-in: the tiny config connected as section ``config``, as the step does."""
     config = json.dumps(config_to_dict(load_config(REPO_ROOT / "config" / "tiny.yaml")))
     result = stub.run_python(
         "import json\nfrom src.tracking import Tracker\n"
-        "tracker = Tracker.start(project='stepwise-transformers', task_name='tiny-train', offline=False)\n"
+        f"tracker = Tracker.start(project='stepwise-transformers', task_name={name!r}, offline=False)\n"
         f"tracker.connect_config(json.loads({config!r}), name='config')\n"
         "print('TASK', tracker.task_id)\ntracker.close()\n", timeout=60)
     assert result.returncode == 0, result.output
@@ -36,15 +36,17 @@ def base_train_task(stub: ClearMLStub) -> str:
 
 @pytest.mark.timeout(180)
 def test_queue_path_clones_the_base_task_and_enqueues_the_trials(clearml_stub: ClearMLStub, tmp_path):
-    """About 25 s here: one base task, then the optimizer queues 2 clones and stops at its 0.4-minute limit."""
+    """About 35 s here: two candidate tasks; the optimizer finds the train step's (no --base-task), queues 2 clones
+    and stops at its 0.4-minute limit."""
     import yaml
 
     clearml_stub.add_queue("trials")
-    base_id = base_train_task(clearml_stub)
+    base_train_task(clearml_stub, "transformer-de-en-train-old")  # another name: not the one to clone
+    base_id = base_train_task(clearml_stub, "transformer-de-en-train")  # tiny's train step, as the pipeline names it
     space = tmp_path / "space.yaml"
     space.write_text(yaml.safe_dump(SPACE))
     cmd = [sys.executable, "-m", "src.main", "sweep", "--config", "config/tiny.yaml", "--trials", "2", "--space",
-           str(space), "--queue", "trials", "--base-task", base_id, "--concurrency", "2", "--time-limit", "0.4",
+           str(space), "--queue", "trials", "--concurrency", "2", "--time-limit", "0.4",
            "--pool-period", "0.02", "--study-name", "q"]
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=clearml_stub.subprocess_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
@@ -64,7 +66,7 @@ def test_queue_path_clones_the_base_task_and_enqueues_the_trials(clearml_stub: C
     assert len(trials) == 2 and optimizer["type"] == "optimizer"
     for task in trials:
         # a clone of the base task (its code and type), a child of the optimizer's task
-        assert task["name"].startswith("tiny-train: config/") and task["script"] == base["script"]
+        assert task["name"].startswith("transformer-de-en-train: config/") and task["script"] == base["script"]
         assert (task["type"], task["parent"]) == ("training", optimizer["id"])
         params = clearml_stub.hyperparams(task["id"])
         lr, heads, warmup = (params["config/training/lr"], params["config/model/n_heads"],
