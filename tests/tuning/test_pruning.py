@@ -65,3 +65,34 @@ def test_a_deliberately_bad_learning_rate_is_pruned_at_its_first_evaluation(tmp_
     best = load_config(result.best_config)  # usable with train --config
     assert best.training.lr == 3e-3 and best.model == base.model
     assert json.loads(result.trials_json.read_text())[1]["state"] == "PRUNED"
+
+
+def test_failed_trials_are_recorded_the_search_goes_on_and_the_study_grows(tmp_path, monkeypatch):
+    """The study's bookkeeping without training: trials stand in for run_trial (a second, tracking off)."""
+    base = load_config("config/tiny.yaml", ["tracking.enabled=false"])
+    space = parse_space({"training.lr": {"choices": [3e-3, 1e-3, 3e-4]}}, base)
+    settings = TrialSettings(base=base, space=space, study="s", sweep_dir=tmp_path / "s", metric="loss",
+                             direction="minimize", offline=True)
+
+    def fake_trial(trial, settings):
+        lr = settings.space.suggest(trial)["training.lr"]
+        if trial.number == 1:
+            raise RuntimeError("diverged")
+        trial.set_user_attr("steps", 30)
+        return 1.0 + lr  # the smallest lr wins
+
+    monkeypatch.setattr("src.tuning.study.run_trial", fake_trial)
+    first = run_local_sweep(settings, 3, seed=0)
+    assert [row["state"] for row in first.rows] == ["COMPLETE", "FAIL", "COMPLETE"]
+    assert first.rows[0]["params"] == {"training.lr": 3e-3} and first.rows[0]["baseline"]
+    second = run_local_sweep(settings, 2, seed=0)  # same study, two more trials, no second baseline
+    assert len(second.rows) == 5 and [row["baseline"] for row in second.rows].count(True) == 1
+    completed = [row for row in second.rows if row["state"] == "COMPLETE"]
+    best = min(completed, key=lambda row: row["value"])
+    assert load_config(second.best_config).training.lr == best["params"]["training.lr"]
+    header = second.trials_csv.read_text().splitlines()[0]
+    assert header == "number,state,value,params.training.lr,steps,duration_s,baseline,task_id,session"
+
+    monkeypatch.setattr("src.tuning.study.run_trial", lambda trial, settings: 1 / 0)
+    broken = TrialSettings(**{**settings.__dict__, "study": "broken", "sweep_dir": tmp_path / "broken"})
+    assert run_local_sweep(broken, 2).best_config is None  # nothing completed: no best config
