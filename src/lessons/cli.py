@@ -25,6 +25,7 @@ def command(args: argparse.Namespace) -> int:
         return 0
     lesson_module(args.name)  # an unknown name fails before any task is opened
     from rich.console import Console
+    from rich.text import Text
 
     from src.config.tracking import TrackingConfig
     from src.tracking import NullTracker, Tracker
@@ -41,7 +42,7 @@ def command(args: argparse.Namespace) -> int:
                                 output_dir=output_dir)
     with tracker:
         run_lesson(args.name, tracker=tracker, console=console, interactive=args.interactive,
-                   ask=console.input if args.interactive else input)
+                   ask=lambda prompt: console.input(Text(prompt)))  # Text: brackets are not markup
     session = tracker.close()
     console.print(f"figures: {output_dir / 'plots'}")
     if session is not None:

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
+from rich.text import Text
 
 from src.lessons.step import Step, StepResult
 from src.tracking.protocol import TrackerLike
@@ -106,7 +107,7 @@ def _next_value(step: Step, console: Console, ask: Callable[[str], str]) -> tupl
         try:
             return step.knob.parse(text), False
         except ValueError as err:
-            console.print(f"[red]{err}[/red]")
+            console.print(Text(str(err), style="red"))
 
 
 def show(result: StepResult, console: Console, setting: str) -> None:

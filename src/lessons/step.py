@@ -49,7 +49,7 @@ class Knob:
         try:
             value = kind(text)
         except ValueError:
-            raise ValueError(f"{self.name} expects a {kind.__name__}, got {text!r}") from None
+            raise ValueError(f"{self.name} expects {'an integer' if kind is int else 'a number'}, got {text!r}") from None
         if (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
             raise ValueError(f"{self.name} expects a value in [{self.low}, {self.high}], got {value}")
         return value
