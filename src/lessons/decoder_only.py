@@ -17,7 +17,7 @@ TEMPERATURES = (0.0, 0.5, 1.0, 2.0)
 
 def causality(position: int) -> StepResult:
     """Changing token ``position`` leaves every earlier logit unchanged; cached and uncached decoding agree."""
-    model, losses = trained_lm(2)
+    model, _ = trained_lm(2)
     tokens = toy.lm_batch("skip", 4, LENGTH, N_SYMBOLS, torch.Generator().manual_seed(5))
     changed = tokens.clone()
     changed[:, position] = toy.FIRST_SYMBOL + (changed[:, position] - toy.FIRST_SYMBOL + 3) % N_SYMBOLS
@@ -35,8 +35,8 @@ def causality(position: int) -> StepResult:
         metrics={"past_logit_change": past, "changed_position_logit_change": float(moved[position]),
                  "cache_agrees": float(torch.equal(cached, uncached))},
         columns=("position", "max logit change"), rows=[[t, float(moved[t])] for t in range(LENGTH)],
-        extra=[f"prompt {' '.join(names[i] for i in prompt[0].tolist())} -> "
-               f"{' '.join(names[i] for i in cached[0, 4:].tolist())}"])
+        extra=[(f"prompt {' '.join(names[i] for i in prompt[0].tolist())} -> "
+                f"{' '.join(names[i] for i in cached[0, 4:].tolist())}")])
 
 
 def follows_rule(tokens: torch.Tensor) -> torch.Tensor:

@@ -118,6 +118,11 @@ def tree_figure(layers: list[list[BeamNode]], names: list[str], title: str):
     return figure
 
 
+def _text(ids: torch.Tensor, names: list[str]) -> str:
+    """The symbols of a (1, L) row, without pad and EOS."""
+    return " ".join(names[i] for i in ids[0].tolist() if i not in (toy.PAD, toy.EOS))
+
+
 def greedy_vs_beam(beam_size: int) -> StepResult:
     """Greedy and beam search on held-out sources: the log-probability each finds, and one beam tree."""
     model, _ = trained("reverse", TRAIN_STEPS)
@@ -130,8 +135,7 @@ def greedy_vs_beam(beam_size: int) -> StepResult:
         g, b = toy.sequence_log_prob(model, src, greedy), toy.sequence_log_prob(model, src, beam)
         gains.append(b - g)
         traced.append((src, beam, layers, b))
-        text = lambda ids: " ".join(names[i] for i in ids[0].tolist() if i not in (toy.PAD, toy.EOS))  # noqa: E731
-        rows.append([text(src), text(greedy), g, text(beam), b])
+        rows.append([_text(src, names), _text(greedy, names), g, _text(beam, names), b])
     shown = max(range(len(gains)), key=gains.__getitem__)
     src, beam, layers, best_score = traced[shown]
     tree_best = max(node.score for node in layers[-1])
