@@ -56,7 +56,7 @@ def create_app(predictor: Preprocess, source: dict[str, Any] | None = None) -> F
         else:
             try:
                 response = await call_next(request)
-            except Exception:
+            except Exception:  # noqa: BLE001 (any failure: logged with its id, answered as JSON 500)
                 logger.exception("request {} {} {} failed", request_id, request.method, request.url.path)
                 response = error(request, 500, "internal error; the server logged it under this request id")
         response.headers["X-Request-ID"] = request_id

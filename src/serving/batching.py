@@ -131,7 +131,7 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         try:
             results = await loop.run_in_executor(self._executor, self.run_batch, [p.job for p in batch])
-        except Exception as err:
+        except Exception as err:  # noqa: BLE001 (the callers get it; first find whose it is)
             if len(batch) == 1:
                 _settle(batch[0].future, error=err)
                 return

@@ -151,8 +151,8 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
     """Both modes at every concurrency; the batching speed-up at the highest one."""
     import httpx
 
-    from src.config.serving import SERVING_CONFIG_PATH
     from src.config.experiment import read_config_file
+    from src.config.serving import SERVING_CONFIG_PATH
 
     base = read_config_file(args.config or SERVING_CONFIG_PATH)
     texts = sentences(args)
@@ -182,8 +182,8 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def report(result: dict[str, Any]) -> str:
-    lines = [f"{result['model']} ({result['family']}, {result['backend']}), micro-batching window "
-             f"{result['window_ms']} ms, max batch {result['max_batch_size']}",
+    lines = [(f"{result['model']} ({result['family']}, {result['backend']}), micro-batching window "
+              f"{result['window_ms']} ms, max batch {result['max_batch_size']}"),
              f"{'mode':<14}{'clients':>8}{'requests':>10}{'errors':>8}{'sentences/s':>13}{'p50 ms':>9}{'p99 ms':>9}"]
     for r in result["rows"]:
         lines.append(f"{r['mode']:<14}{r['concurrency']:>8}{r['requests']:>10}{r['errors']:>8}"

@@ -24,13 +24,20 @@ several requests into one ``process`` call; clearml-serving calls ``process`` pe
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 from loguru import logger
 
 from src.config.serving import ServingConfig
-from src.serving.validation import (BadRequest, check_fields, check_int, check_number, check_prompt,
-                                    check_texts)
+from src.serving.validation import (
+    BadRequest,
+    check_fields,
+    check_int,
+    check_number,
+    check_prompt,
+    check_texts,
+)
 
 TASKS = {"encoder_decoder": "translate", "encoder_classifier": "classify", "lstm_classifier": "classify",
          "gru_classifier": "classify", "decoder_lm": "generate"}
@@ -133,7 +140,7 @@ class Preprocess:
         starts = [0]
         for job in jobs:
             starts.append(starts[-1] + job.size)
-        return [outputs[a:b] for a, b in zip(starts, starts[1:])]
+        return [outputs[a:b] for a, b in pairwise(starts)]
 
     def describe(self) -> dict[str, Any]:
         """What ``/v1/model`` reports of the model itself."""

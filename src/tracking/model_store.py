@@ -103,7 +103,7 @@ def _within(deadline: float, what: str, call: Callable[[], T]) -> T:
     def run() -> None:
         try:
             box["value"] = call()
-        except BaseException as err:  # handed to the caller's thread
+        except BaseException as err:  # noqa: BLE001 (handed to the caller's thread)
             box["error"] = err
 
     worker = threading.Thread(target=run, name="clearml-model-store", daemon=True)
@@ -120,13 +120,11 @@ def _within(deadline: float, what: str, call: Callable[[], T]) -> T:
 def _metadata(model) -> dict[str, str]:
     try:
         return {key: str(item.get("value")) for key, item in (model.get_all_metadata() or {}).items()}
-    except Exception as err:  # an older server without model metadata: not worth failing a load
+    except Exception as err:  # noqa: BLE001 (an older server without model metadata: not worth failing a load)
         logger.warning("model {}: metadata unavailable ({})", model.id, err)
         return {}
 
 
 def _project_id(model) -> str | None:
-    try:
-        return model.project and str(model.project)
-    except Exception:
-        return None
+    project = getattr(model, "project", None)
+    return str(project) if project else None

@@ -20,24 +20,34 @@ def test_sigterm_during_load_drops_no_request_in_flight(checkpoints, tmp_path):
     server = ServerProcess([str(checkpoints["translate"]), "--config", str(config)], tmp_path / "serve.log")
     stop = threading.Event()
     records: list[tuple[float, float, int | str]] = []  # (sent, answered, status or error)
+    outstanding: dict[tuple[int, int], float] = {}  # (client, request) -> sent, until answered
 
     def client(k: int) -> None:
         with httpx.Client(base_url=server.url, timeout=60) as session:
             i = 0
             while not stop.is_set():
                 sent = time.monotonic()
+                outstanding[(k, i)] = sent
                 try:
                     outcome: int | str = session.post("/v1/translate", json={"texts": [f"Das ist gut {k} {i}."]}).status_code
                 except httpx.TransportError as err:  # after the signal: refused or closed, as expected
                     outcome = type(err).__name__
+                    time.sleep(0.05)
                 records.append((sent, time.monotonic(), outcome))
+                outstanding.pop((k, i))
                 i += 1
 
     try:
         with ThreadPoolExecutor(16) as pool:
             for k in range(16):
                 pool.submit(client, k)
-            time.sleep(1.5)
+            time.sleep(1.0)  # under load for a while first
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:  # signal while >= 4 requests sent long enough ago are unanswered
+                now = time.monotonic()
+                if sum(sent < now - MARGIN_S for sent in list(outstanding.values())) >= 4:
+                    break
+                time.sleep(0.01)
             signalled = time.monotonic()
             server.terminate()
             code = server.proc.wait(timeout=60)

@@ -79,7 +79,7 @@ print("IDS", " ".join(ids))
 def test_fetch_by_id_and_by_name_and_tag_downloads_the_right_weights(clearml_stub):
     registered = clearml_stub.run_python(REGISTER.format(), timeout=150)
     assert registered.returncode == 0, registered.output
-    old, best, new = registered.stdout.split("IDS ")[1].split()
+    _old, best, new = registered.stdout.split("IDS ")[1].split()
     fetched = clearml_stub.run_python(FETCH.format(model_id=best), timeout=90)  # a new process: a real download
     assert fetched.returncode == 0, fetched.output
     found = [line.split()[1:] for line in fetched.stdout.splitlines() if line.startswith("FOUND")]
