@@ -25,10 +25,12 @@ import importlib
 import multiprocessing
 import os
 import socket
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from multiprocessing.process import BaseProcess
 from typing import Any
 
 import numpy as np
@@ -105,17 +107,41 @@ def rendezvous_from_env(nproc_per_node: int, env: Mapping[str, str] | None = Non
     return Rendezvous("127.0.0.1", free_port(), nproc_per_node, 0, nproc_per_node)
 
 
-def init(rendezvous: Rendezvous, rank: int, backend: str) -> World:
-    """Join the group as ``rank`` at the rendezvous's address (the environment is left as it was, so a
-    later step in the same process does not take it for a torchrun launch)."""
+def init(rendezvous: Rendezvous, rank: int, backend: str, workers: Sequence[BaseProcess] = ()) -> World:
+    """Join the group as ``rank`` (the environment is left as it was, so a later step in the same
+    process does not take it for a torchrun launch).
+
+    Rank 0 hosts the rendezvous store and waits for the others while watching its own spawned
+    ``workers``: one that dies before joining (an import error, say) fails the step at once instead
+    of leaving rank 0 waiting for the whole timeout. Under torchrun, torchrun's own store is used.
+    """
     global _local_rank
     _local_rank = int(os.environ["LOCAL_RANK"]) if rendezvous.torchrun else rank - rendezvous.first_rank
     if backend == "nccl":
         torch.cuda.set_device(_local_rank)
-    dist.init_process_group(backend, init_method=f"tcp://{rendezvous.addr}:{rendezvous.port}", rank=rank,
-                            world_size=rendezvous.world_size, timeout=TIMEOUT)
+    if rendezvous.torchrun:
+        dist.init_process_group(backend, init_method="env://", timeout=TIMEOUT)
+    else:
+        store = dist.TCPStore(rendezvous.addr, rendezvous.port, rendezvous.world_size, is_master=rank == 0,
+                              timeout=TIMEOUT, wait_for_workers=False)
+        if rank == 0:
+            _wait_for_ranks(store, rendezvous.world_size, workers)
+        else:
+            store.add("joined", 1)
+        dist.init_process_group(backend, store=store, rank=rank, world_size=rendezvous.world_size, timeout=TIMEOUT)
     logger.info(f"rank {rank} of {rendezvous.world_size} joined ({backend}, {rendezvous.addr}:{rendezvous.port})")
     return current()
+
+
+def _wait_for_ranks(store: dist.TCPStore, world_size: int, workers: Sequence[BaseProcess]) -> None:
+    deadline = time.monotonic() + TIMEOUT.total_seconds()
+    while store.add("joined", 0) < world_size - 1:
+        dead = [f"{w.name} (exit code {w.exitcode})" for w in workers if not w.is_alive()]
+        if dead:
+            raise RuntimeError(f"data-parallel worker(s) {', '.join(dead)} exited before joining the group")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{store.add('joined', 0) + 1} of {world_size} ranks joined within {TIMEOUT}")
+        time.sleep(0.1)
 
 
 def teardown() -> None:
@@ -176,7 +202,7 @@ def data_parallel(nproc_per_node: int, device_type: str, target: str, inputs: di
     for worker in workers:
         worker.start()
     try:
-        world = init(rendezvous, rendezvous.first_rank, backend)
+        world = init(rendezvous, rendezvous.first_rank, backend, workers)
         broadcast_inputs(inputs)
         yield world
         dist.barrier()

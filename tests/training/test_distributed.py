@@ -204,3 +204,17 @@ def test_kill_9_of_rank_0_then_resume_continues_the_curve(corpus_dir, one_proces
     out = run_step(corpus_dir, run_dir, nproc=2, resume=True, tracking=False)
     assert out["steps"] == STEPS
     assert_same_curve(run_dir, one_process)
+
+
+@pytest.mark.timeout(60)
+def test_rank_0_fails_at_once_when_a_local_worker_dies_before_joining():
+    """Without the watch, rank 0 would wait the whole rendezvous timeout (30 min) for it."""
+    import multiprocessing
+
+    worker = multiprocessing.get_context("spawn").Process(target=sys.exit, args=(3,), name="rank1")
+    worker.start()
+    rv = distributed.rendezvous_from_env(2, env={})
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match=r"rank1 \(exit code 3\) exited before joining"):
+        distributed.init(rv, 0, "gloo", [worker])
+    assert time.monotonic() - start < 30 and distributed.current() == distributed.World()
