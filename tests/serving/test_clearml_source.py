@@ -28,27 +28,42 @@ print("MODEL", model_id)
 """
 
 
-def test_serve_a_registered_model_by_id_and_by_name_and_tag(clearml_stub, checkpoints, tmp_path, one_thread):
-    checkpoint = shutil.copy(checkpoints["translate"], tmp_path / "best.pt")
+def register(clearml_stub, checkpoint) -> str:
     result = clearml_stub.run_python(REGISTER.format(checkpoint=str(checkpoint)), timeout=120)
     assert result.returncode == 0, result.output
     model_id = result.stdout.split("MODEL ")[1].split()[0]
     assert [m["id"] for m in clearml_stub.models] == [model_id]
-    expected = translate_texts(load_for_inference(checkpoint, "cpu"), ["Das ist gut.", "Wo ist der Bahnhof?"])
-    env = clearml_stub.subprocess_env({"OMP_NUM_THREADS": "1"})
-    for ref in (model_id, "tiny-translator:production"):
-        server = ServerProcess([ref], tmp_path / "serve.log", env=env)
-        try:
-            info = httpx.get(f"{server.url}/v1/model", timeout=5).json()
-            assert info["source"] == "clearml" and info["family"] == "encoder_decoder"
-            assert (info["clearml"]["model_id"], info["clearml"]["stage"]) == (model_id, "production")
-            assert info["metrics"] == {"bleu": "3.2", "stage": "production"}
-            answer = httpx.post(f"{server.url}/v1/translate", json={"texts": ["Das ist gut.", "Wo ist der Bahnhof?"]},
-                                timeout=30)
-            assert answer.json()["translations"] == expected  # the very weights that were registered
-        finally:
-            server.stop()
-    with pytest.raises(AssertionError, match="server exited with 1 before /health") as err:
-        ServerProcess(["0" * 32], tmp_path / "unknown.log", env=env)
-    assert f"no model with id '{'0' * 32}' on the ClearML server" in str(err.value)
+    return model_id
+
+
+def check_served(clearml_stub, ref: str, model_id: str, checkpoint, log) -> None:
+    """``serve REF`` reports the registered model and translates with exactly its weights."""
+    texts = ["Das ist gut.", "Wo ist der Bahnhof?"]
+    expected = translate_texts(load_for_inference(checkpoint, "cpu"), texts)
+    server = ServerProcess([ref], log, env=clearml_stub.subprocess_env({"OMP_NUM_THREADS": "1"}))
+    try:
+        info = httpx.get(f"{server.url}/v1/model", timeout=5).json()
+        assert info["source"] == "clearml" and info["family"] == "encoder_decoder"
+        assert (info["clearml"]["model_id"], info["clearml"]["stage"]) == (model_id, "production")
+        assert info["metrics"] == {"bleu": "3.2", "stage": "production"}
+        answer = httpx.post(f"{server.url}/v1/translate", json={"texts": texts}, timeout=30)
+        assert answer.json()["translations"] == expected
+    finally:
+        server.stop()
     assert clearml_stub.unknown_calls == []
+
+
+def test_serve_a_registered_model_by_id(clearml_stub, checkpoints, tmp_path, one_thread):
+    checkpoint = shutil.copy(checkpoints["translate"], tmp_path / "best.pt")
+    model_id = register(clearml_stub, checkpoint)
+    check_served(clearml_stub, model_id, model_id, checkpoint, tmp_path / "serve.log")
+    with pytest.raises(AssertionError, match="server exited with 1 before /health") as err:
+        ServerProcess(["0" * 32], tmp_path / "unknown.log", env=clearml_stub.subprocess_env())
+    assert f"no model with id '{'0' * 32}' on the ClearML server" in str(err.value)
+
+
+@pytest.mark.slow  # ~20 s: registration and a second server; the lookup itself is in tests/tracking/test_model_store.py
+def test_serve_a_registered_model_by_name_and_tag(clearml_stub, checkpoints, tmp_path, one_thread):
+    checkpoint = shutil.copy(checkpoints["translate"], tmp_path / "best.pt")
+    model_id = register(clearml_stub, checkpoint)
+    check_served(clearml_stub, "tiny-translator:production", model_id, checkpoint, tmp_path / "serve.log")
