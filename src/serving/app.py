@@ -1,27 +1,22 @@
-"""The FastAPI app: endpoints, request ids and per-request logs, the body limit, JSON errors.
+"""The FastAPI app: endpoints, body parsing and limits, JSON errors.
 
 Every request gets an ``X-Request-ID`` (the client's, if it sent one) and one structured log
-line (loguru, fields bound as ``extra``): request id, method, path, status, texts, latency and
-the batch it ran in. Every error body is JSON ``{"error": message, "request_id": id}``.
+line (``src/serving/request_log.py``). Every error body is JSON ``{"error": message, "request_id": id}``.
 """
 
 import json
-import re
-import time
-import uuid
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from loguru import logger
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from src.serving.batching import MicroBatcher, ShuttingDown
 from src.serving.predictor import FAMILIES_OF, Preprocess
+from src.serving.request_log import RequestLog
 from src.serving.validation import BadRequest
 
-REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 ENDPOINTS = {"/v1/translate": "translate", "/v1/classify": "classify", "/v1/generate": "generate"}
 
 
@@ -44,32 +39,7 @@ def create_app(predictor: Preprocess, source: dict[str, Any] | None = None) -> F
     app = FastAPI(title="stepwise-transformers", lifespan=lifespan)
     app.state.batcher = batcher
 
-    @app.middleware("http")
-    async def request_log(request: Request, call_next):
-        given = request.headers.get("x-request-id", "")
-        request_id = given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex  # a client's, if it is sane
-        request.state.request_id, request.state.n_texts, request.state.batch = request_id, None, None
-        start = time.perf_counter()
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > config.max_body_bytes:
-            response = too_large(request_id, int(declared), config.max_body_bytes)
-        else:
-            try:
-                response = await call_next(request)
-            except Exception:  # noqa: BLE001 (any failure: logged with its id, answered as JSON 500)
-                logger.exception("request {} {} {} failed", request_id, request.method, request.url.path)
-                response = error(request, 500, "internal error; the server logged it under this request id")
-        response.headers["X-Request-ID"] = request_id
-        batch = request.state.batch
-        if batch is not None:  # how the request ran: requests/texts in its model call (for clients and the bench)
-            response.headers["X-Batch"] = f"{batch.requests}/{batch.inputs}"
-        fields = {"request_id": request_id, "method": request.method, "path": request.url.path,
-                  "status": response.status_code, "n_texts": request.state.n_texts,
-                  "latency_ms": round((time.perf_counter() - start) * 1000, 2),
-                  "batch_requests": batch and batch.requests, "batch_inputs": batch and batch.inputs}
-        logger.bind(**fields).info("{method} {path} {status} id={request_id} texts={n_texts} latency={latency_ms} ms "
-                                   "batch={batch_requests} requests/{batch_inputs} texts", **fields)
-        return response
+    app.add_middleware(RequestLog, max_body_bytes=config.max_body_bytes)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -137,11 +107,6 @@ async def read_json(request: Request, limit: int) -> Any:
 
 def error(request: Request, status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message, "request_id": getattr(request.state, "request_id", None)}, status_code=status)
-
-
-def too_large(request_id: str, size: int, limit: int) -> JSONResponse:
-    return JSONResponse({"error": f"request body of {size} bytes is over the limit of {limit} bytes",
-                         "request_id": request_id}, status_code=413)
 
 
 def endpoint_list() -> list[str]:

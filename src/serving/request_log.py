@@ -1,0 +1,85 @@
+"""Per-request middleware: a request id, the declared body size checked, one structured log line.
+
+A plain ASGI middleware rather than ``@app.middleware("http")``: Starlette's ``BaseHTTPMiddleware``
+runs every request through an extra task and memory streams, a cost paid per request.
+
+The endpoint leaves what the log needs in ``scope["state"]`` (``request.state``): ``n_texts``
+and ``batch`` (a ``BatchInfo``).
+"""
+
+import json
+import re
+import time
+import uuid
+
+from loguru import logger
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+class RequestLog:
+    """Adds ``X-Request-ID`` (the client's, if sane) and ``X-Batch``; refuses a declared body over the limit (413).
+
+    Args:
+        app: the ASGI app inside.
+        max_body_bytes: the largest ``Content-Length`` let through (chunked bodies: ``app.read_json``).
+    """
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        given = headers.get(b"x-request-id", b"").decode("latin-1")
+        request_id = given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        state = scope.setdefault("state", {})
+        state.update(request_id=request_id, n_texts=None, batch=None)
+        start, status, started = time.perf_counter(), 500, False
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                status, started = message["status"], True
+                out = MutableHeaders(scope=message)
+                out["X-Request-ID"] = request_id
+                if state.get("batch") is not None:  # requests/texts in its model call (for clients and the bench)
+                    out["X-Batch"] = f"{state['batch'].requests}/{state['batch'].inputs}"
+            await send(message)
+
+        declared = headers.get(b"content-length", b"")
+        try:
+            if declared.isdigit() and int(declared) > self.max_body_bytes:
+                await send_json(send_with_headers, 413, f"request body of {int(declared)} bytes is over the limit "
+                                f"of {self.max_body_bytes} bytes", request_id)
+            else:
+                await self.app(scope, receive, send_with_headers)
+        except Exception:
+            logger.exception("request {} failed", request_id)
+            if started:  # too late for another answer: the connection is cut
+                raise
+            await send_json(send_with_headers, 500, "internal error; the server logged it under this request id",
+                            request_id)
+        finally:
+            log(scope, state, status, start)
+
+
+async def send_json(send: Send, status: int, message: str, request_id: str) -> None:
+    body = json.dumps({"error": message, "request_id": request_id}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def log(scope: Scope, state: dict, status: int, start: float) -> None:
+    batch = state.get("batch")
+    fields = {"request_id": state["request_id"], "method": scope["method"], "path": scope["path"], "status": status,
+              "n_texts": state.get("n_texts"), "latency_ms": round((time.perf_counter() - start) * 1000, 2),
+              "batch_requests": batch and batch.requests, "batch_inputs": batch and batch.inputs}
+    logger.bind(**fields).info("{method} {path} {status} id={request_id} texts={n_texts} latency={latency_ms} ms "
+                               "batch={batch_requests} requests/{batch_inputs} texts", **fields)
