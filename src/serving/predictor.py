@@ -17,7 +17,9 @@ the inference container, e.g. ``CLEARML_EXTRA_PYTHON_PACKAGES`` plus this reposi
     curl -X POST "http://127.0.0.1:8080/serve/translate_de_en" -H "Content-Type: application/json" \\
         -d '{"texts": ["Das ist gut."], "beam": 4}'
 
-Micro-batching is this project's server's own addition: ``process_batch`` merges the jobs of
+A refused request raises ``BadRequest`` (a ``ValueError`` with its message); clearml-serving turns
+an exception in ``preprocess`` into an error answer with that message (its status code depends on
+the clearml-serving version; this server answers 422). Micro-batching is this project's server's own addition: ``process_batch`` merges the jobs of
 several requests into one ``process`` call; clearml-serving calls ``process`` per request.
 """
 
@@ -29,7 +31,7 @@ from typing import Any
 
 from loguru import logger
 
-from src.config.serving import ServingConfig
+from src.config.serving import SERVING_CONFIG_PATH, ServingConfig, load_serving_config
 from src.serving.validation import (
     BadRequest,
     check_fields,
@@ -67,11 +69,12 @@ class Preprocess:
     """clearml-serving's custom engine class (the name is required there).
 
     Args:
-        config: the serving limits; clearml-serving constructs it without arguments: the defaults.
+        config: the serving limits; clearml-serving constructs it without arguments: then
+            ``config/serving.yaml`` if the repository is there, else the defaults.
     """
 
     def __init__(self, config: ServingConfig | None = None) -> None:
-        self.config = config or ServingConfig()
+        self.config = config or (load_serving_config() if SERVING_CONFIG_PATH.is_file() else ServingConfig())
         self.trained = None  # an InferenceModel once loaded
 
     @property
