@@ -60,6 +60,9 @@ class NullTracker:
         finally:
             close_figure(figure)
 
+    def log_plot(self, title: str, series: str, figure: "Figure", step: int) -> None:
+        pass
+
     def log_image(self, title: str, series: str, image: "Path | str | np.ndarray", step: int) -> None:
         pass
 

@@ -176,6 +176,11 @@ class Tracker:
         finally:
             close_figure(figure)
 
+    def log_plot(self, title: str, series: str, figure: "Figure", step: int) -> None:
+        """An interactive plot in the task's Plots tab: the SDK converts lines and points to plotly and
+        embeds what it cannot convert (a heatmap) as an image. Leaves ``figure`` open (``log_figure`` closes it)."""
+        self._logger.report_matplotlib_figure(title, series, figure, iteration=int(step), report_image=False)
+
     def log_image(self, title: str, series: str, image: "Path | str | np.ndarray", step: int) -> None:
         """A debug image from a file (PNG/JPEG) or an array (H, W) / (H, W, 3|4)."""
         if isinstance(image, (str, Path)):
