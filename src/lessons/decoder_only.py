@@ -35,6 +35,8 @@ def causality(position: int) -> StepResult:
         metrics={"past_logit_change": past, "changed_position_logit_change": float(moved[position]),
                  "cache_agrees": float(torch.equal(cached, uncached))},
         columns=("position", "max logit change"), rows=[[t, float(moved[t])] for t in range(LENGTH)],
+        figures={"causality": line_plot(list(range(LENGTH)), {"max logit change": moved.tolist()}, "position",
+                                        "max |logit change|", f"logits after changing token {position}")},
         extra=[(f"prompt {' '.join(names[i] for i in prompt[0].tolist())} -> "
                 f"{' '.join(names[i] for i in cached[0, 4:].tolist())}")])
 

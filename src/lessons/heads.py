@@ -85,7 +85,11 @@ def alignment(task: str) -> StepResult:
                 f"entropy {float(head_entropy[best]):.2f} nats (uniform over 6 words: 1.79)",
         metrics={"best_alignment": float(scores[best]), "best_alignment_entropy": float(head_entropy[best])},
         columns=("head", "reads the aligned word", "mean entropy (nats)"),
-        rows=[[h, float(scores[h]), float(head_entropy[h])] for h in range(scores.numel())])
+        rows=[[h, float(scores[h]), float(head_entropy[h])] for h in range(scores.numel())],
+        figures={"alignment": heatmap(cross[:, best].mean(0), [f"t={t}" for t in range(6)],
+                                      [f"s={s}" for s in range(6)],
+                                      f"head {best}: mean cross-attention over 64 sentences",
+                                      xlabel="source position", ylabel="target position")})
 
 
 STEPS = [

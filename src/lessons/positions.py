@@ -71,16 +71,25 @@ def permutation(positions: bool) -> StepResult:
     x = torch.randn(1, 8, 32, generator=torch.Generator().manual_seed(1))
     order = torch.randperm(8, generator=torch.Generator().manual_seed(2))
 
-    def encode(tokens: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return layer(encoding(tokens) if positions else tokens, None)[0]
+    def mismatch(with_positions: bool) -> torch.Tensor:
+        """Per token, max |f(x)[perm] - f(x[perm])|. Shape: (T,)."""
+        def encode(tokens: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                return layer(encoding(tokens) if with_positions else tokens, None)[0]
 
-    difference = float((encode(x)[:, order] - encode(x[:, order])).abs().max())
+        return (encode(x)[:, order] - encode(x[:, order])).abs().amax(-1)[0]
+
+    per_token = {"positions on": mismatch(True), "positions off": mismatch(False)}
+    difference = float(per_token["positions on" if positions else "positions off"].max())
+    figure = line_plot(list(range(8)), {k: v.clamp_min(1e-9).tolist() for k, v in per_token.items()},
+                       "token (in permuted order)", "max |f(x)[perm] - f(x[perm])|",
+                       "permutation equivariance of an encoder layer", log_y=True)
     return StepResult(
         outcome=f"positions {'on' if positions else 'off'}: max |f(x)[perm] - f(x[perm])| = {difference:.2e} "
                 f"({'not equivariant: order matters' if difference > 1e-4 else 'permutation-equivariant: order is invisible'})",
         metrics={"equivariance_error": difference},
-        columns=("", "value"), rows=[["permutation", order.tolist()], ["max difference", difference]])
+        columns=("", "value"), rows=[["permutation", order.tolist()], ["max difference", difference]],
+        figures={"equivariance": figure})
 
 
 STEPS = [

@@ -70,17 +70,25 @@ def run_lesson(name: str, *, tracker: TrackerLike, console: Console, interactive
         title = f"{index:02d} {step.title}"
         heading = escape(f"step {index}/{len(steps)}: {step.title}")
         console.print(Panel(escape(" ".join(step.explanation.split())), title=heading, expand=False))
-        value, attempt = step.knob.default, 0
+        value, attempt, result = step.knob.default, 0, None
         while True:
-            result = step.run(value)
-            show(result, console, f"{step.knob.name} = {value}")
-            record(result, tracker, title, attempt)
+            try:
+                shown = step.run(value)
+            except ValueError as err:  # a value the knob's bounds let through but the experiment refuses
+                if result is None:
+                    raise
+                console.print(Text(str(err), style="red"))
+            else:
+                result = shown
+                show(result, console, f"{step.knob.name} = {value}")
+                record(result, tracker, title, attempt)
             if not interactive:
                 break
             value, stop = _next_value(step, console, ask)
             if stop:
                 logger.info("lesson {} stopped at step {}", name, index)
-                tracker.connect_config(changed, name="interactive")
+                if changed:
+                    tracker.connect_config(changed, name="interactive")
                 return [*results, result]
             if value is None:
                 break
@@ -129,14 +137,15 @@ def _cell(value: Any) -> str:
 
 
 def record(result: StepResult, tracker: TrackerLike, title: str, attempt: int) -> None:
-    """Figures as debug images (and PNGs), the table in Plots, curves as scalars, numbers as single values.
+    """Figures as plots and debug images (and PNGs), the table in Plots, curves as scalars, numbers as single values.
 
     ``attempt`` is the iteration: the default run is 0, each interactive change the next one.
     """
     import pandas
 
     for name, figure in result.figures.items():
-        tracker.log_figure(title, name, figure, step=attempt)
+        tracker.log_plot(title, name, figure, step=attempt)  # Plots tab, where two runs compare
+        tracker.log_figure(title, name, figure, step=attempt)  # debug image and PNG; closes the figure
     if result.columns:
         frame = pandas.DataFrame([[_cell(v) for v in row] for row in result.rows], columns=list(result.columns))
         tracker.log_table(title, "table", frame, step=attempt)

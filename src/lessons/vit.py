@@ -63,7 +63,7 @@ def patches(patch_size: int) -> StepResult:
     n = (SIDE // patch_size) ** 2
     figure = new_figure(4.0, 4.0)
     ax = figure.subplots()
-    ax.imshow(images[0, 0], cmap="gray")
+    ax.imshow(images[0, 0].numpy(), cmap="gray")
     for line in range(0, SIDE + 1, patch_size):
         ax.axhline(line - 0.5, color="tab:red", lw=0.6)
         ax.axvline(line - 0.5, color="tab:red", lw=0.6)
@@ -108,9 +108,9 @@ def rollout(image: int) -> StepResult:
     area = float(on_shape.float().mean())
     figure = new_figure(7.0, 3.5)
     left, right = figure.subplots(1, 2)
-    left.imshow(images[image, 0], cmap="gray")
+    left.imshow(images[image, 0].numpy(), cmap="gray")
     left.set_title(f"{CLASSES[int(labels[image])]} (predicted {CLASSES[int(logits[image].argmax())]})", fontsize=9)
-    right.imshow(share[image].view(grid, grid), cmap="viridis")
+    right.imshow(share[image].view(grid, grid).numpy(), cmap="viridis")
     right.set_title("[class] attention rollout over patches", fontsize=9)
     return StepResult(
         outcome=f"accuracy {accuracy:.0%} after {len(losses)} steps; the [class] token's rollout puts "

@@ -82,7 +82,9 @@ def test_a_tracked_run_writes_an_offline_session_with_figures_tables_and_paramet
     assert {("01 queries, keys and values", "heatmap"), ("02 why divide by sqrt(d_k)", "saturation"),
             ("03 temperature", "heatmap")} <= images
     assert all(session.read_bytes(i.file) for i in session.images)
-    assert {("02 why divide by sqrt(d_k)", "table")} <= {(t, s) for t, s, _ in session.plots}
+    plots = {(t, s) for t, s, _ in session.plots}  # figures (plotly, or an embedded image) and tables
+    assert {("02 why divide by sqrt(d_k)", "table"), ("02 why divide by sqrt(d_k)", "saturation"),
+            ("01 queries, keys and values", "heatmap")} <= plots
     lesson = session.hyperparameters["lesson"]
     assert lesson["lesson"] == "attention" and lesson["02 why divide by sqrt(d_k)/d_k"] == "64"
     (_, unscaled), = session.scalars[("02 why divide by sqrt(d_k)/metrics", "max_weight_unscaled")]
