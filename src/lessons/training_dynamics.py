@@ -16,10 +16,11 @@ from src.lessons.step import Knob, Step, StepResult
 N_SYMBOLS, LENGTH, TRAIN_STEPS, WARMUP = 8, 6, 150, 50
 
 
-def _run(lr: float, warmup: int, label_smoothing: float = 0.0, layers: int = 2) -> tuple[torch.nn.Module, toy.TrainLog]:
+def _run(lr: float, warmup: int, label_smoothing: float = 0.0, layers: int = 2, steps: int = TRAIN_STEPS
+         ) -> tuple[torch.nn.Module, toy.TrainLog]:
     model = toy.seq2seq_model(toy.tiny_config(n_encoder_layers=layers, n_decoder_layers=layers), N_SYMBOLS, 0)
     log = toy.train(model, toy.seq2seq_loss("reverse", LENGTH, N_SYMBOLS, label_smoothing=label_smoothing),
-                    steps=TRAIN_STEPS, lr=lr, seed=0, warmup_steps=warmup)
+                    steps=steps, lr=lr, seed=0, warmup_steps=warmup)
     return model, log
 
 
@@ -50,7 +51,7 @@ def confidence(model: torch.nn.Module) -> float:
 
 def label_smoothing(epsilon: float) -> StepResult:
     """Smoothing the targets raises the training loss floor and lowers the model's confidence."""
-    runs = {eps: _run(3e-3, 20, eps, layers=1) for eps in sorted({0.0, epsilon})}
+    runs = {eps: _run(5e-3, 20, eps, layers=1, steps=100) for eps in sorted({0.0, epsilon})}
     rows, metrics = [], {}
     vocab = toy.FIRST_SYMBOL + N_SYMBOLS
     for eps, (model, log) in runs.items():
