@@ -218,3 +218,76 @@ def test_rank_0_fails_at_once_when_a_local_worker_dies_before_joining():
     with pytest.raises(RuntimeError, match=r"rank1 \(exit code 3\) exited before joining"):
         distributed.init(rv, 0, "gloo", [worker])
     assert time.monotonic() - start < 30 and distributed.current() == distributed.World()
+
+
+def test_compile_wraps_only_the_training_forward_and_checkpoints_keep_plain_keys(corpus_dir, tmp_path):  # noqa: F811
+    """``training.compile``: the forward used in training is compiled lazily (nothing compiles here);
+    the model that is saved, validated and probed stays the plain module."""
+    from torch._dynamo.eval_frame import OptimizedModule
+
+    from tests.training.test_trainer import make_trainer
+
+    trainer = make_trainer(corpus_dir, tmp_path / "run", compile=True)
+    assert isinstance(trainer.train_model, OptimizedModule) and trainer.train_model._orig_mod is trainer.model
+    assert not any(key.startswith("_orig_mod") for key in trainer.state_dict()["model"])
+    assert not make_trainer(corpus_dir, tmp_path / "plain").optimizer.defaults["fused"]  # fused AdamW on CUDA only
+
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(420)
+def test_torchrun_two_ranks_run_one_pipeline_whose_train_step_both_share(tmp_path):
+    """``torchrun -m src.main train``: rank 0 runs the whole pipeline, rank 1 only joins its train step
+    (one run folder, one history, each step logged once). ~2 min here (data prep to the report)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLEARML_", "TRAINS_"))}
+    env.update(HOME=str(tmp_path / "home"), CLEARML_CACHE_DIR=str(tmp_path / "cache"))
+    cmd = ["torchrun", "--standalone", "--nproc_per_node", "2", "-m", "src.main", "train", "--config",
+           "config/tiny.yaml", "--offline", f"output_dir={tmp_path / 'runs'}", "data.max_rows=600",
+           "training.max_steps=6", "training.grad_accum_steps=2", "training.log_every=1",
+           "training.eval_every=3", "training.checkpoint_every=3", "evaluation.max_test_sentences=4"]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "torchrun rank 1: waiting for rank 0's train step" in proc.stderr
+    assert "rank 0 of 2 joined" in proc.stderr and "rank 1 of 2 joined" in proc.stderr
+    runs = [p for p in (tmp_path / "runs").iterdir() if p.name != "latest"]
+    assert len(runs) == 1, runs
+    rows = [json.loads(line) for line in (runs[0] / "train" / "train_history.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "loss" in r] == [1, 2, 3, 4, 5, 6]
+    assert json.loads((runs[0] / "status.json").read_text())["status"] == "completed"
+
+# --- GPU (``-m gpu``; skipped without CUDA) -----------------------------------------------------------
+def cuda_devices() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(cuda_devices() < 1, reason="needs a CUDA device")
+def test_the_cuda_path_uses_fused_adamw_tf32_and_bf16_and_the_loss_falls(corpus_dir, tmp_path):  # noqa: F811
+    import torch
+
+    from tests.training.test_trainer import make_trainer
+
+    trainer = make_trainer(corpus_dir, tmp_path / "run", device="cuda", max_steps=30)
+    assert trainer.optimizer.defaults["fused"] and torch.backends.cuda.matmul.allow_tf32
+    result = trainer.fit()
+    curve = [row["loss"] for row in result.history]
+    assert sum(curve[-5:]) / 5 < sum(curve[:5]) / 5 - 0.5, curve
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(cuda_devices() < 2, reason="needs two CUDA devices")
+@pytest.mark.timeout(300)
+def test_two_gpus_over_nccl_follow_the_one_gpu_curve(corpus_dir, tmp_path):  # noqa: F811
+    """bf16 autocast is not bitwise reproducible across reduction orders: a looser bound than on CPU."""
+    from src.steps import train
+
+    curves = {}
+    for nproc in (1, 2):
+        cfg = step_config(tmp_path / f"gpu{nproc}", nproc, tracking=False)
+        cfg = cfg.model_copy(update={"training": cfg.training.model_copy(update={"device": "cuda"})})
+        train.run(cfg, tokenized(corpus_dir), offline=True)
+        curves[nproc] = history(tmp_path / f"gpu{nproc}")[0]
+    assert curves[1].keys() == curves[2].keys()
+    assert max(abs(curves[1][s] - curves[2][s]) for s in curves[1]) < 2e-2, curves
