@@ -40,14 +40,19 @@ def translate(model: EncoderDecoderTransformer, sources: list[list[int]], decode
     outputs: list[list[int]] = [[] for _ in sources]
     for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", leave=False):
         chunk = order[start:start + batch_size]
-        width = max(len(sources[i]) for i in chunk)
-        src = torch.full((len(chunk), width), PAD_ID, dtype=torch.long)
-        for row, i in enumerate(chunk):
-            src[row, : len(sources[i])] = torch.tensor(sources[i])
-        generated = decode(model, src.to(device), length_budget(width, max_new_tokens)).tolist()
+        src = pad_sources([sources[i] for i in chunk])
+        generated = decode(model, src.to(device), length_budget(src.size(1), max_new_tokens)).tolist()
         for row, i in enumerate(chunk):
             outputs[i] = generated[row]
     return outputs
+
+
+def pad_sources(sources: list[list[int]]) -> torch.Tensor:
+    """Token id lists as one (B, S) batch, padded with PAD_ID to the longest."""
+    src = torch.full((len(sources), max(map(len, sources))), PAD_ID, dtype=torch.long)
+    for row, ids in enumerate(sources):
+        src[row, : len(ids)] = torch.tensor(ids)
+    return src
 
 
 def score(hypotheses: list[str], references: list[str]) -> dict[str, float]:

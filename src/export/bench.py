@@ -45,7 +45,7 @@ def bench(checkpoint: Path, n_sentences: int, repeats: int, batch_sizes: list[in
     models = {"torch": load_for_inference(checkpoint, "cpu"), "onnx": load_for_inference(checkpoint, backend="onnx")}
     if models["torch"].family != "encoder_decoder":
         raise ValueError(f"{checkpoint} holds a {models['torch'].family} model; the bench decodes translation models")
-    texts, source = _sentences(checkpoint, n_sentences)
+    texts, source = sentences_of_run(checkpoint, n_sentences)
     sources = encode_sources(models["torch"], texts)
     limit = models["torch"].config.evaluation.max_new_tokens
     rows, outputs = [], {}
@@ -75,7 +75,7 @@ def _ratio(rows: list[dict], batch_size: int) -> float:
     return round(seconds["torch"] / seconds["onnx"], 2)
 
 
-def _sentences(checkpoint: Path, n: int) -> tuple[list[str], str]:
+def sentences_of_run(checkpoint: Path, n: int) -> tuple[list[str], str]:
     """The first ``n`` source sentences of the run's test split, else the built-in ones repeated to ``n``."""
     from src.runs import run_dir_of_checkpoint
 

@@ -122,3 +122,20 @@ def test_the_manifest_describes_the_graphs_and_the_folder_works_alone(exported, 
 def test_the_triton_repository_matches_the_graphs(exported):
     _, folder, _, _ = exported
     assert check_triton_repository(folder) == 2
+
+
+def test_the_parity_command_compares_tokens_and_the_logits_along_one_path(exported):
+    from src.export.parity import logits_along, parity
+
+    checkpoint, _, torch_model, onnx = exported
+    result = parity(checkpoint, 9, beam=2, steps=4, atol=1e-4, batch_size=4)
+    assert result["ok"] and result["greedy"] == result["beam2"] == 9 and result["max_abs_logit_diff"] <= 1e-4
+    src, path = _sources(3, 7), torch.randint(4, 300, (3, 4), generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        expected = logits_along(torch_model.model, src, path, BOS_ID)
+        assert expected.shape == (3, 4, 300)
+        # step t's logits depend on the path before t: a changed token changes them from the next step on
+        changed = path.clone()
+        changed[:, 1] = (changed[:, 1] + 1) % 300
+        moved = (logits_along(torch_model.model, src, changed, BOS_ID) - expected).abs().amax(dim=(0, 2))
+        assert moved[:2].max() == 0 and moved[2:].min() > 0
