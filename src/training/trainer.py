@@ -29,13 +29,13 @@ from tqdm import tqdm
 from src.config import ExperimentConfig, config_to_dict
 from src.data.batching import TokenBudgetBatchSampler
 from src.models.builders import build
+from src.tracking.null_tracker import NullTracker
+from src.tracking.protocol import TrackerLike
+from src.tracking.resources import resource_usage
 from src.training import distributed
 from src.training.checkpoint import CheckpointManager
 from src.training.loss import perplexity
 from src.training.monitor import UpdateRatio, grouped_grad_norms, parameter_norm
-from src.tracking.null_tracker import NullTracker
-from src.tracking.protocol import TrackerLike
-from src.tracking.resources import resource_usage
 from src.training.schedule import make_schedule
 
 

@@ -9,7 +9,6 @@ with the same global batch (``tests/training/test_distributed.py``'s reference).
 
 import json
 import subprocess
-from pathlib import Path
 
 import pytest
 
