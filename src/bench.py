@@ -1,6 +1,8 @@
 """Benchmark: our Transformer against ``torch.nn.Transformer``, and cached against uncached decoding.
 
     python -m src.main bench [--norm-first] [--json] [--repeats 5] [--steps 5] [--threads 2]
+    python -m src.main bench --device cuda --d-model 512 --n-heads 8 --layers 6 --d-ff 2048 --batch-size 128
+
 
 Two contests, each run in one process on the same config and the same batch:
 
@@ -14,6 +16,12 @@ Two contests, each run in one process on the same config and the same batch:
 
 Contestants alternate (A B A B ...) so that noise from other processes hits both alike; the
 table gives the median of ``--repeats`` timings and the ratio of medians.
+
+On CUDA (``--device cuda``) training runs under bf16 autocast, as the trainer does, and the
+table adds model FLOPs utilisation: the FLOPs of one training step, counted by PyTorch's
+``FlopCounterMode`` on the real batch (matmuls and attention, forward and backward, padding
+included, as the kernels compute it), times steps/s, over the device's peak dense bf16 FLOP/s
+(``--peak-tflops``, or the datasheet figure for a known GPU).
 """
 
 import argparse
@@ -36,6 +44,9 @@ from src.models.transformer import EncoderDecoderTransformer, build_model
 
 PAD_ID, BOS_ID = 0, 1
 TARGETS = {"training": 1.0, "decoding": 3.0}  # ours/torch and cached/uncached ratios the project aims for
+MFU_TARGET = 0.40
+# Dense bf16 tensor-core peaks from NVIDIA's datasheets (SXM parts), TFLOP/s; other devices need --peak-tflops
+PEAK_BF16_TFLOPS = {"H200": 989.4, "H100": 989.4, "A100": 312.0}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,6 +70,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layers", type=int, default=3, help="encoder and decoder layers each")
     parser.add_argument("--d-ff", type=int, default=1024)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                        help="where both contestants run (cuda: bf16 autocast for training, and MFU)")
+    parser.add_argument("--peak-tflops", type=float, default=None,
+                        help="the device's peak dense FLOP/s in TFLOP/s, for MFU (default: known GPUs only)")
 
 
 class TorchReference(nn.Module):
@@ -146,11 +161,31 @@ def train_steps(
 ) -> None:
     src, tgt_in, labels = batch
     for _ in range(steps):
-        logits = model(src, tgt_in)
-        loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=PAD_ID)
+        with torch.autocast("cuda", torch.bfloat16, enabled=src.is_cuda):  # as the trainer on CUDA
+            logits = model(src, tgt_in)
+            loss = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=PAD_ID)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+
+
+def step_flops(model: nn.Module, optimizer: torch.optim.Optimizer, batch: tuple[Tensor, Tensor, Tensor]) -> int:
+    """FLOPs of one training step (forward and backward) on ``batch``, as PyTorch's FlopCounterMode counts them."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        train_steps(model, optimizer, batch, 1)
+    return counter.get_total_flops()
+
+
+def peak_flops(args: argparse.Namespace) -> float | None:
+    """The device's peak FLOP/s: ``--peak-tflops``, else a known GPU's datasheet bf16 figure, else None."""
+    if args.peak_tflops is not None:
+        return args.peak_tflops * 1e12
+    if args.device != "cuda":
+        return None
+    name = torch.cuda.get_device_name()
+    return next((tflops * 1e12 for key, tflops in PEAK_BF16_TFLOPS.items() if key in name), None)
 
 
 def interleaved_medians(
@@ -168,6 +203,8 @@ def interleaved_medians(
         for name, run_once in contestants.items():
             start = time.perf_counter()
             run_once()
+            if torch.cuda.is_initialized():
+                torch.cuda.synchronize()  # the timer reads the host clock: wait for the queued kernels
             timings[name].append(work / (time.perf_counter() - start))
             logger.debug(f"repeat {repeat}: {name} {timings[name][-1]:.0f}/s")
     return {
@@ -180,9 +217,11 @@ def report(args: argparse.Namespace) -> str:
     """Run both contests; return a table (or, with ``--json``, one JSON object) for the console."""
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is visible to PyTorch here")
     torch.manual_seed(args.seed)
-    ours, reference = build_contestants(args)
-    batch = make_batch(args, torch.Generator().manual_seed(args.seed))
+    ours, reference = (m.to(args.device) for m in build_contestants(args))
+    batch = tuple(t.to(args.device) for t in make_batch(args, torch.Generator().manual_seed(args.seed)))
     ours.eval(), reference.eval()
     with (
         torch.no_grad(),
@@ -197,6 +236,7 @@ def report(args: argparse.Namespace) -> str:
         name: torch.optim.AdamW(m.parameters(), lr=1e-4) for name, m in (("ours", ours), ("torch", reference))
     }
     tokens = (batch[2] != PAD_ID).sum().item() * args.steps
+    flops = {name: step_flops(m, optimizers[name], batch) for name, m in (("ours", ours), ("torch", reference))}
     logger.info(f"training: {args.repeats} x {args.steps} steps per contestant")
     training = interleaved_medians(
         {
@@ -223,8 +263,19 @@ def report(args: argparse.Namespace) -> str:
         args.repeats,
     )
 
-    result = _result(args, max_diff, training, decoding)
+    result = _result(args, max_diff, training, decoding) | {"mfu": _mfu(args, flops, training, tokens)}
     return json.dumps(result, indent=2) if args.json else _table(result)
+
+
+def _mfu(args: argparse.Namespace, flops: dict[str, int], training: dict, tokens_per_call: int) -> dict:
+    """Model FLOPs utilisation of each contestant: step FLOPs x median steps/s over the peak (None: no peak known)."""
+    peak = peak_flops(args)
+    steps_per_s = {name: training[name]["median"] / tokens_per_call * args.steps for name in flops}
+    achieved = {name: flops[name] * steps_per_s[name] for name in flops}
+    return {"step_flops": flops, "achieved_tflops": {n: a / 1e12 for n, a in achieved.items()},
+            "peak_tflops": None if peak is None else peak / 1e12,
+            "utilisation": {n: None if peak is None else a / peak for n, a in achieved.items()},
+            "target": MFU_TARGET}
 
 
 def _result(args: argparse.Namespace, max_diff: float, training: dict, decoding: dict) -> dict:
@@ -242,6 +293,7 @@ def _result(args: argparse.Namespace, max_diff: float, training: dict, decoding:
             "d_ff",
             "repeats",
             "steps",
+            "device",
         )
     }
     ratios = {
@@ -267,7 +319,7 @@ def _table(result: dict) -> str:
     data = f"batch {s['batch_size']}, length {s['seq_len']}, vocab {s['vocab_size']}"
     same = f"same weights: max |logit diff| {result['max_abs_logit_diff']:.1e}"
     lines = [
-        f"Transformer bench: {placement}, {sizes}, {data}, {s['threads']} threads, torch {s['torch']}",
+        f"Transformer bench on {s['device']}: {placement}, {sizes}, {data}, {s['threads']} threads, torch {s['torch']}",
         f"median of {s['repeats']} interleaved repeats; {same}",
         "",
         f"{'contest':<38}{'A tokens/s':>12}{'B tokens/s':>12}{'A/B':>8}{'target':>8}",
@@ -280,4 +332,11 @@ def _table(result: dict) -> str:
         medians = result[key][a]["median"], result[key][b]["median"]
         ratio, target = result["ratios"][contest], TARGETS[contest]
         lines.append(f"{title:<38}{medians[0]:>12.0f}{medians[1]:>12.0f}{ratio:>8.2f}{target:>8.1f}")
+    mfu = result["mfu"]
+    achieved = ", ".join(f"{name} {tflops:.2f}" for name, tflops in mfu["achieved_tflops"].items())
+    if mfu["peak_tflops"] is None:
+        lines.append(f"training TFLOP/s: {achieved} (MFU needs --peak-tflops on this device)")
+    else:
+        shares = ", ".join(f"{name} {u:.3f}" for name, u in mfu["utilisation"].items())
+        lines.append(f"training TFLOP/s: {achieved}; MFU of {mfu['peak_tflops']:.0f}: {shares} (target {MFU_TARGET})")
     return "\n".join(lines)

@@ -78,3 +78,39 @@ def test_the_command_line_entry_point_runs_the_bench(capsys):
     args = build_parser().parse_args(["bench", *TINY, "--json"])
     assert args.handler(args) == 0
     assert "ratios" in json.loads(capsys.readouterr().out)
+
+
+def test_both_contestants_count_the_same_step_flops_and_attention_is_in_them():
+    """Same function, same FLOPs; attention's T x T products make the count grow faster than the length."""
+    flops = {}
+    for seq_len in (8, 16):
+        args = _args("--seq-len", str(seq_len))
+        ours, reference = bench.build_contestants(args)
+        batch = bench.make_batch(args, bench.torch.Generator().manual_seed(0))
+        counts = [bench.step_flops(m, bench.torch.optim.AdamW(m.parameters()), batch) for m in (ours, reference)]
+        assert counts[0] == counts[1] > 0
+        flops[seq_len] = counts[0]
+    assert flops[16] > 2 * flops[8]
+
+
+def test_mfu_is_achieved_flops_over_the_given_peak_and_absent_without_one():
+    with_peak = json.loads(bench.report(_args("--json", "--peak-tflops", "0.5")))["mfu"]
+    for name in ("ours", "torch"):
+        assert with_peak["utilisation"][name] == pytest.approx(with_peak["achieved_tflops"][name] / 0.5)
+        assert with_peak["achieved_tflops"][name] > 0
+    assert json.loads(bench.report(_args("--json")))["mfu"]["utilisation"] == {"ours": None, "torch": None}
+    assert "MFU needs --peak-tflops" in bench.report(_args())
+
+
+@pytest.mark.skipif(bench.torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_cuda_without_a_gpu_is_a_clear_error():
+    with pytest.raises(ValueError, match="no CUDA device"):
+        bench.report(_args("--device", "cuda"))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not bench.torch.cuda.is_available(), reason="needs a CUDA device")
+def test_on_cuda_the_bench_reports_mfu_for_a_known_gpu():
+    report = json.loads(bench.report(_args("--json", "--device", "cuda")))
+    assert report["settings"]["device"] == "cuda" and report["max_abs_logit_diff"] < 1e-2
+    assert report["mfu"]["achieved_tflops"]["ours"] > 0
