@@ -97,15 +97,15 @@ def read_history(path: Path) -> list[dict[str, float]]:
 
 def read_grad_norms(checkpoint_dir: Path) -> GradNorms | None:
     """The gradient-norm history kept in the newest step checkpoint (mmapped: the weights are not read)."""
-    import torch
+    from src.training.checkpoint import CheckpointError, load_checkpoint
 
     files = sorted((p for p in checkpoint_dir.glob("step_*.pt") if _CHECKPOINT.match(p.name)),
                    key=lambda p: int(_CHECKPOINT.match(p.name).group(1)))
     for path in reversed(files):
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except Exception as err:  # a damaged file: the one before may still hold the history
-            logger.warning("report: cannot read {} ({}: {})", path, type(err).__name__, err)
+            state = load_checkpoint(path, mmap=True)
+        except CheckpointError as err:  # a damaged file: the one before may still hold the history
+            logger.warning("report: {}", err)
             continue
         history, steps = state.get("grad_history") or {}, list(state.get("grad_steps") or [])
         if not history or not steps:

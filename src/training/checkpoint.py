@@ -40,12 +40,18 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
         raise
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Load one checkpoint safely; raise ``CheckpointError`` naming the file and the cause."""
+def load_checkpoint(path: Path, mmap: bool = False) -> dict[str, Any]:
+    """Load one checkpoint safely; raise ``CheckpointError`` naming the file and the cause.
+
+    Args:
+        path: a ``step_*.pt`` or ``best.pt`` file.
+        mmap: map the file instead of reading it: tensors are read only when touched (a reader that
+            wants the scalars and histories, not the weights).
+    """
     if not path.exists():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as err:  # truncated zip, bad pickle, wrong magic number ...
         raise CheckpointError(f"checkpoint {path} is damaged or truncated ({type(err).__name__}: {err})") from err
     if not isinstance(state, dict) or "model" not in state or "step" not in state:
