@@ -51,7 +51,10 @@ def create_app(predictor: Preprocess, source: dict[str, Any] | None = None) -> F
         return error(request, exc.status_code, str(message))
 
     @app.get("/health")
-    async def health() -> dict[str, str]:
+    async def health(request: Request) -> Any:
+        if batcher.failure is not None:  # the model can no longer be reached: a load balancer should stop sending
+            return JSONResponse({"status": "unavailable", "error": batcher.failure, "family": predictor.trained.family,
+                                 "request_id": getattr(request.state, "request_id", None)}, status_code=503)
         return {"status": "ok", "family": predictor.trained.family}
 
     @app.get("/v1/model")

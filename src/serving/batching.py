@@ -1,7 +1,7 @@
 """Micro-batching: concurrent requests are queued and run together in one model call.
 
 The first request to arrive opens a window of ``window_ms``; the jobs that can share its model
-call (same ``Job.key``: task and beam) and arrive before the window closes join it, up to
+call (same ``Job.key``: task and beam; generate jobs never share one) and arrive before the window closes join it, up to
 ``max_batch_size`` inputs. Sequential clients (the previous batch held one request and nobody
 else waits) skip the window: it would only add latency. While a batch runs in the worker thread, new requests wait in the
 queue, so under load the next batch fills at once: batch size, and throughput, grow with
@@ -9,7 +9,14 @@ concurrency (the way NVIDIA Triton's dynamic batcher and Ray Serve's ``@serve.ba
 
 The model runs in one worker thread: the event loop keeps accepting and answering requests, and
 the model is never used from two threads at once. A batch that fails is run again one job at a
-time, so an error reaches only the request that caused it.
+time, so an error reaches only the request that caused it. A job whose request has gone (its
+future cancelled: the client disconnected, or uvicorn's graceful timeout ran out) is dropped
+from the queue unrun.
+
+No request waits forever: a fault in the batcher's own bookkeeping fails that round's requests
+and the batcher goes on; if its task ends anyway (cancelled, or a ``BaseException``), every
+queued request gets ``ShuttingDown``, so does every later ``submit``, and ``failure`` says why
+(``/health`` answers 503 with it).
 """
 
 import asyncio
@@ -61,14 +68,24 @@ class MicroBatcher:
         self._task: asyncio.Task | None = None
         self._closing = False
         self._last_requests = 1  # requests in the previous batch: 1 means no load, so no window
+        self._failure: str | None = None
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._serve(), name="micro-batcher")
+        self._task.add_done_callback(self._stopped)
+
+    @property
+    def failure(self) -> str | None:
+        """Why the batcher stopped without being closed (it then takes no work); None while it serves."""
+        if self._failure is None and self._task is not None and self._task.done() and not self._closing:
+            return "the micro-batcher's task has ended"
+        return self._failure
 
     async def submit(self, job: Any) -> tuple[Any, BatchInfo]:
         """The result of ``job`` once its batch has run, and how that batch was made up."""
-        if self._closing or self._task is None:
-            raise ShuttingDown("the server is shutting down and takes no new requests")
+        if self._closing or self._task is None or self._task.done():
+            raise ShuttingDown(f"the server is shutting down and takes no new requests"
+                               f"{f' ({self.failure})' if self.failure else ''}")
         future = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(job, future, time.monotonic()))
         self._arrival.set()
@@ -79,18 +96,49 @@ class MicroBatcher:
         self._closing = True
         self._arrival.set()
         if self._task is not None:
-            await self._task
+            await asyncio.gather(self._task, return_exceptions=True)  # a task that died was logged by _stopped
         self._executor.shutdown(wait=True)
         logger.info("micro-batcher drained and stopped")
 
     async def _serve(self) -> None:
         while self._queue or not self._closing:
+            self._drop_gone()
             if not self._queue:
                 self._arrival.clear()
                 await self._arrival.wait()
                 continue
-            await self._fill_window(self._queue[0])
-            await self._run(self._take(self._queue[0].job.key))
+            batch: list[_Pending] = []
+            try:
+                await self._fill_window(self._queue[0])
+                self._drop_gone()  # requests cancelled during the window
+                if self._queue:
+                    batch = self._take(self._queue[0].job.key)
+                    await self._run(batch)
+            except Exception as err:  # noqa: BLE001 (our own bookkeeping failed: fail this round, keep serving)
+                failed = batch or ([self._queue.popleft()] if self._queue else [])  # always progress
+                logger.opt(exception=err).error("micro-batcher: a round of {} request(s) failed outside the model "
+                                                "call; failing them and going on", len(failed))
+                for pending in failed:
+                    _settle(pending.future, error=err)
+            except BaseException:  # cancelled, or worse: nobody in this batch may wait forever
+                for pending in batch:
+                    _settle(pending.future, error=ShuttingDown("the micro-batcher stopped while running this request"))
+                raise
+
+    def _stopped(self, task: asyncio.Task) -> None:
+        """Done-callback of the worker task: if it ended before a clean close, fail what is queued."""
+        error = None if task.cancelled() else task.exception()
+        if task.cancelled() or error is not None:
+            self._failure = f"the micro-batcher stopped: {'cancelled' if error is None else repr(error)}"
+            logger.opt(exception=error).error("{}; failing {} queued request(s)", self._failure, len(self._queue))
+        gone = ShuttingDown(f"the server is shutting down and takes no new requests ({self.failure or 'closed'})")
+        while self._queue:
+            _settle(self._queue.popleft().future, error=gone)
+
+    def _drop_gone(self) -> None:
+        """Forget queued jobs whose request has gone (future cancelled or settled): nobody waits for them."""
+        if any(p.future.done() for p in self._queue):
+            self._queue = deque(p for p in self._queue if not p.future.done())
 
     async def _fill_window(self, first: _Pending) -> None:
         """Wait until the window since ``first`` arrived closes or a full batch is queued.
@@ -111,12 +159,17 @@ class MicroBatcher:
                 return
 
     def _queued_inputs(self, key: Any) -> int:
-        return sum(p.job.size for p in self._queue if p.job.key == key)
+        return sum(p.job.size for p in self._queue if p.job.key == key and not p.future.done())
 
     def _take(self, key: Any) -> list[_Pending]:
-        """Queued jobs of ``key`` in arrival order, up to ``max_batch_size`` inputs (the first always); the rest stay."""
+        """Queued jobs of ``key`` in arrival order, up to ``max_batch_size`` inputs (the first always); the rest stay.
+
+        Jobs whose request has gone (future done) are dropped, not run.
+        """
         batch, kept, inputs = [], deque(), 0
         for pending in self._queue:
+            if pending.future.done():
+                continue
             if pending.job.key == key and (not batch or inputs + pending.job.size <= self.max_batch_size):
                 batch.append(pending)
                 inputs += pending.job.size
@@ -138,7 +191,8 @@ class MicroBatcher:
             logger.warning("a batch of {} requests failed ({}: {}); running them one by one", len(batch),
                            type(err).__name__, err)
             for pending in batch:
-                await self._run([pending])
+                if not pending.future.done():  # its request may have gone meanwhile
+                    await self._run([pending])
             return
         for pending, result in zip(batch, results, strict=True):
             _settle(pending.future, result=(result, info))

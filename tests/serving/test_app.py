@@ -1,5 +1,6 @@
 """The app in process (Starlette's TestClient): a failing model call is one request's JSON 500, logged with its id."""
 
+import asyncio
 from types import SimpleNamespace
 
 from fastapi.testclient import TestClient
@@ -44,3 +45,21 @@ def test_an_unsafe_client_request_id_is_replaced():
     with TestClient(create_app(Failing())) as client:
         answer = client.get("/health", headers={"X-Request-ID": "a b\tc" * 50})
     assert answer.status_code == 200 and len(answer.headers["X-Request-ID"]) == 32
+
+
+def test_health_is_503_with_the_reason_once_the_batcher_has_stopped():
+    app = create_app(Failing())
+    with TestClient(app) as client:
+        assert client.get("/health").json() == {"status": "ok", "family": "encoder_decoder"}
+        batcher = app.state.batcher
+
+        async def kill() -> None:  # in the server's event loop: the worker task dies, the app stays up
+            batcher._task.cancel()
+            await asyncio.sleep(0.01)
+
+        client.portal.call(kill)
+        health = client.get("/health")
+        refused = client.post("/v1/translate", json={"texts": ["ok"]})
+    assert health.status_code == 503
+    assert health.json()["status"] == "unavailable" and health.json()["error"] == "the micro-batcher stopped: cancelled"
+    assert refused.status_code == 503 and "shutting down" in refused.json()["error"]

@@ -148,3 +148,69 @@ def test_throughput_grows_with_concurrency():
     sequential, unbatched, batched = run(timed(False, 32)), run(timed(True, 1)), run(timed(True, 32))
     assert unbatched > 0.3 and sequential > 0.3  # 16 calls of 20 ms
     assert batched < sequential / 3 and batched < unbatched / 3
+
+
+class MiscountingRecorder(Recorder):
+    """``run_batch`` that drops the last result of a batch of several: the batcher's ``zip(strict=True)`` fails."""
+
+    def __call__(self, jobs: list[FakeJob]) -> list:
+        results = super().__call__(jobs)
+        return results[:-1] if len(results) > 1 else results
+
+
+def test_a_fault_outside_the_model_call_fails_that_round_and_the_batcher_keeps_serving():
+    recorder = MiscountingRecorder()
+
+    async def body(batcher):
+        first = await asyncio.wait_for(asyncio.gather(*(batcher.submit(FakeJob("t", (i,))) for i in range(3)),
+                                                      return_exceptions=True), timeout=5)
+        later = await asyncio.wait_for(batcher.submit(FakeJob("t", (7,))), timeout=5)
+        return first, later, batcher.failure
+
+    first, later, failure = run(with_batcher(recorder, body))
+    assert [r[0] for r in first[:2]] == [[0], [2]]  # settled before the fault
+    assert isinstance(first[2], ValueError) and "zip()" in str(first[2])  # the unanswered one fails, not hangs
+    assert later[0] == [14] and failure is None  # the batcher survived the round
+
+
+def test_a_dead_batcher_fails_queued_and_new_requests_and_reports_why():
+    recorder = Recorder(seconds=0.2)
+
+    async def body():
+        batcher = MicroBatcher(recorder, window_ms=0.0, max_batch_size=1)
+        batcher.start()
+        running = asyncio.ensure_future(batcher.submit(FakeJob("t", (1,))))
+        queued = asyncio.ensure_future(batcher.submit(FakeJob("t", (2,))))
+        await asyncio.sleep(0.05)  # the first is in the worker thread, the second queued
+        assert batcher.failure is None
+        batcher._task.cancel()  # the task dies (as any BaseException out of _serve would end it)
+        outcomes = await asyncio.wait_for(asyncio.gather(running, queued, return_exceptions=True), timeout=5)
+        with pytest.raises(ShuttingDown, match="cancelled"):
+            await batcher.submit(FakeJob("t", (3,)))
+        failure = batcher.failure
+        await batcher.close()
+        return outcomes, failure
+
+    outcomes, failure = run(body())
+    assert all(isinstance(o, ShuttingDown) for o in outcomes), outcomes
+    assert failure == "the micro-batcher stopped: cancelled"
+
+
+def test_requests_gone_before_their_batch_runs_are_not_computed():
+    recorder = Recorder(seconds=0.1)
+
+    async def body():
+        batcher = MicroBatcher(recorder, window_ms=0.0, max_batch_size=8)
+        batcher.start()
+        busy = asyncio.ensure_future(batcher.submit(FakeJob("t", (0,))))
+        await asyncio.sleep(0.02)  # the worker runs job 0; the next ones queue behind it
+        waiting = [asyncio.ensure_future(batcher.submit(FakeJob("t", (i,)))) for i in range(1, 6)]
+        await asyncio.sleep(0)
+        for i in (1, 3, 4):  # their clients disconnect
+            waiting[i - 1].cancel()
+        await batcher.close()
+        return busy.result()[0], [w.result()[0] for w in waiting if not w.cancelled()]
+
+    busy, kept = run(body())
+    assert busy == [0] and kept == [[4], [10]]
+    assert sorted(x for call in recorder.calls for job in call for x in job.inputs) == [0, 2, 5]  # 1, 3, 4 never ran
