@@ -17,9 +17,14 @@ from loguru import logger
 from src.tracking.protocol import TrackerLike
 
 
-def _free_port() -> int:
+def free_port(host: str = "") -> int:
+    """A TCP port free on ``host`` now (``""``: every interface, as another node connects to it).
+
+    The one helper of its kind: ``src.training.distributed`` imports it from here (training may
+    import tracking; tracking never imports training).
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("", 0))
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 
@@ -42,7 +47,7 @@ def launch_nodes(tracker: TrackerLike, nodes: int, nproc_per_node: int) -> dict[
 
     # The master's port: a free one here (several nodes may share a host); a clone reads the master's
     # from its runtime properties, the SDK preferring CLEARML_MULTI_NODE_MASTER_DEF_PORT / MASTER_PORT.
-    config = task.launch_multi_node(nodes, port=_free_port(), devices=nproc_per_node, wait=False)
+    config = task.launch_multi_node(nodes, port=free_port(), devices=nproc_per_node, wait=False)
     if Task.running_locally():
         logger.warning(f"training.nodes={nodes}: not running on a ClearML agent, so no nodes were launched; "
                        f"training on this machine with nproc_per_node={nproc_per_node}")

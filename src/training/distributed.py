@@ -24,7 +24,6 @@ same values in a fixed order; the micro-batches of a global batch are dealt roun
 import importlib
 import multiprocessing
 import os
-import socket
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -37,6 +36,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from loguru import logger
+
+from src.tracking.multi_node import free_port
 
 TIMEOUT = timedelta(minutes=30)  # a collective waits this long for a slow rank (rank 0 validating)
 
@@ -80,12 +81,6 @@ def backend_for(device_type: str) -> str:
     return "nccl" if device_type == "cuda" else "gloo"
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def rendezvous_from_env(nproc_per_node: int, env: Mapping[str, str] | None = None) -> Rendezvous:
     """The group this step joins: torchrun's or ClearML's variables when set, else a local one.
 
@@ -104,7 +99,7 @@ def rendezvous_from_env(nproc_per_node: int, env: Mapping[str, str] | None = Non
                              f"nproc_per_node={nproc_per_node}")
         return Rendezvous(env["MASTER_ADDR"], int(env["MASTER_PORT"]), world,
                           int(env["NODE_RANK"]) * nproc_per_node, nproc_per_node)
-    return Rendezvous("127.0.0.1", free_port(), nproc_per_node, 0, nproc_per_node)
+    return Rendezvous("127.0.0.1", free_port("127.0.0.1"), nproc_per_node, 0, nproc_per_node)
 
 
 def init(rendezvous: Rendezvous, rank: int, backend: str, workers: Sequence[BaseProcess] = ()) -> World:
