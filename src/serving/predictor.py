@@ -23,7 +23,6 @@ the clearml-serving version; this server answers 422). Micro-batching is this pr
 several requests into one ``process`` call; clearml-serving calls ``process`` per request.
 """
 
-import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -57,7 +56,14 @@ class Job:
 
     @property
     def key(self) -> tuple[str, int | None]:
-        """Jobs with equal keys can run in one model call."""
+        """Jobs with equal keys can run in one model call.
+
+        Every generate job has a key of its own: ``continue_text`` samples one prompt at a time, so a
+        merged "batch" would only run the prompts one after another, each request waiting for all
+        the others. Generation is not batched; ``id(self)`` is unique among the jobs queued together.
+        """
+        if self.task == "generate":
+            return self.task, id(self)
         return self.task, self.beam
 
     @property
@@ -86,13 +92,7 @@ class Preprocess:
         from src.inference.loader import load_for_inference
 
         backend = self.config.backend
-        if "backend" in inspect.signature(load_for_inference).parameters:
-            trained = load_for_inference(local_file_name, self.config.device, backend=backend)
-        elif backend == "torch":
-            trained = load_for_inference(local_file_name, self.config.device)
-        else:
-            raise ValueError(f"backend {backend!r} is not available: this version's load_for_inference "
-                             "has no backend parameter (expected backend 'torch')")
+        trained = load_for_inference(local_file_name, self.config.device, backend=backend)
         if trained.family not in TASKS:
             raise ValueError(f"{local_file_name} holds a {trained.family!r} model; the server serves "
                              f"{sorted(TASKS)} (images over HTTP are not served)")

@@ -1,7 +1,5 @@
 """The clearml-serving-shaped predictor in process: request checks, and outputs equal to the library's own."""
 
-import inspect
-
 import pytest
 
 from src.config.serving import ServingConfig
@@ -108,11 +106,32 @@ def test_describe_reports_family_labels_config_and_backend(predictors):
     assert described["config"]["model"]["d_model"] == 32 and described["backend"] == "torch"
 
 
-def test_a_backend_the_loader_lacks_is_refused_at_load(checkpoints):
-    if "backend" in inspect.signature(load_for_inference).parameters:
-        pytest.skip("load_for_inference takes a backend: the ONNX backend is tested in test_http.py")
-    with pytest.raises(ValueError, match="backend 'onnx' is not available"):
-        Preprocess(ServingConfig(backend="onnx")).load(str(checkpoints["translate"]))
+def test_concurrent_generate_requests_are_not_merged(predictors):
+    """Generation runs one prompt per call: merged, each request would wait for every other prompt's sampling."""
+    import asyncio
+
+    from src.serving.batching import MicroBatcher
+
+    predictor, calls = predictors["generate"], []
+
+    def run_batch(jobs):
+        calls.append(len(jobs))
+        return predictor.process_batch(jobs)
+
+    async def body():
+        batcher = MicroBatcher(run_batch, window_ms=200.0, max_batch_size=32)  # a long window: merging would happen
+        batcher.start()
+        try:
+            jobs = [predictor.preprocess({"prompt": "the cat", "max_new_tokens": 4, "seed": s}, {}) for s in (1, 1, 2)]
+            return await asyncio.gather(*(batcher.submit(job) for job in jobs))
+        finally:
+            await batcher.close()
+
+    answers = asyncio.run(body())
+    assert calls == [1, 1, 1] and [(info.requests, info.inputs) for _, info in answers] == [(1, 1)] * 3
+    assert answers[0][0] == answers[1][0]  # equal requests still get equal answers
+    translations = [predictors["translate"].preprocess({"texts": ["a"]}, {}) for _ in range(2)]
+    assert translations[0].key == translations[1].key  # translation still merges
 
 
 def test_statistics_hook_gets_the_text_count(predictors):
