@@ -33,22 +33,30 @@ def _sentence_embeddings(d_model: int) -> torch.Tensor:
 
 
 def qkv(query_position: int) -> StepResult:
-    """Q, K and V of a toy sentence through one real attention head; one query's weights in detail."""
+    """Q, K and V of a toy sentence through one real attention head; one query's weights in detail.
+
+    The layer's weights and output are checked against Eq. 1 written out by hand from its own
+    projections: softmax(Q K^T / sqrt(d_k)), then the weighted mean of V through the output projection.
+    """
     torch.manual_seed(0)
     attention = MultiHeadAttention(d_model=16, n_heads=1, backend="math").eval()
     x = _sentence_embeddings(16)
     with torch.no_grad():
-        _, weights = attention(x, need_weights=True)  # (1, 1, T, T)
+        output, weights = attention(x, need_weights=True)  # (1, T, C), (1, 1, T, T)
+        q, k, v = attention.in_proj(x)[0].chunk(3, dim=-1)  # (1, T, 3C) -> three (T, C): one head
+        by_hand = (q @ k.T / math.sqrt(q.size(-1))).softmax(-1)  # Eq. 1, (T, T)
+        output_by_hand = attention.out_proj(by_hand @ v)  # (T, C)
+    eq1_error = float((weights[0, 0] - by_hand).abs().max())
+    output_error = float((output[0] - output_by_hand).abs().max())
     row = weights[0, 0, query_position]
     rows = [[f"{i} {w}", float(row[i])] for i, w in enumerate(SENTENCE)]
     focus = int(row.argmax())
     figure = heatmap(weights[0, 0], SENTENCE, SENTENCE, "attention weights softmax(QK^T/sqrt(d_k)) of one head")
     return StepResult(
         outcome=f"query '{SENTENCE[query_position]}' (position {query_position}) puts most weight, "
-                f"{float(row.max()):.2f}, on '{SENTENCE[focus]}' (position {focus}); each row sums to "
-                f"{float(row.sum()):.3f}",
-        metrics={"row_sum": float(row.sum()), "max_weight": float(row.max()),
-                 "same_word_rows_equal": float(torch.allclose(weights[0, 0, 0], weights[0, 0, 4]))},
+                f"{float(row.max()):.2f}, on '{SENTENCE[focus]}' (position {focus}); the layer agrees with Eq. 1 "
+                f"computed by hand to {eq1_error:.1e} (weights) and {output_error:.1e} (output)",
+        metrics={"max_weight": float(row.max()), "eq1_weight_error": eq1_error, "eq1_output_error": output_error},
         columns=("key", f"weight from '{SENTENCE[query_position]}'"), rows=rows, figures={"heatmap": figure})
 
 
