@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from src.serving.batching import MicroBatcher, ShuttingDown
 from src.serving.predictor import FAMILIES_OF, Preprocess
-from src.serving.request_log import RequestLog
+from src.serving.request_log import DRAIN_LIMIT_BYTES, RequestLog
 from src.serving.validation import BadRequest
 
 ENDPOINTS = {"/v1/translate": "translate", "/v1/classify": "classify", "/v1/generate": "generate"}
@@ -90,12 +90,20 @@ def _endpoint(serve, task: str):
 
 
 async def read_json(request: Request, limit: int) -> Any:
-    """The body as parsed JSON; 413 over ``limit`` bytes (also when sent without a length), 400 if not UTF-8 JSON."""
-    body = bytearray()
+    """The body as parsed JSON; 413 over ``limit`` bytes (also when sent without a length), 400 if not UTF-8 JSON.
+
+    A body over the limit is still read to its end (up to ``DRAIN_LIMIT_BYTES``) and discarded, so
+    that the 413 is not lost to a connection reset (see ``src/serving/request_log.py``).
+    """
+    body, seen = bytearray(), 0
     async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise BadRequest(f"request body over the limit of {limit} bytes", status=413)
+        seen += len(chunk)
+        if seen <= limit:
+            body += chunk
+        elif seen > DRAIN_LIMIT_BYTES:
+            break
+    if seen > limit:
+        raise BadRequest(f"request body over the limit of {limit} bytes", status=413)
     try:
         text = bytes(body).decode("utf-8")
     except UnicodeDecodeError as err:

@@ -17,6 +17,9 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+# a refused body is still read (and discarded) up to this size before the answer: a server that answers and
+# closes with unread bytes in its receive buffer sends a TCP RST, and the client may lose the 413 to it
+DRAIN_LIMIT_BYTES = 32 * 1024 * 1024
 
 
 class RequestLog:
@@ -55,6 +58,7 @@ class RequestLog:
         declared = headers.get(b"content-length", b"")
         try:
             if declared.isdigit() and int(declared) > self.max_body_bytes:
+                await drain(receive, DRAIN_LIMIT_BYTES)
                 await send_json(send_with_headers, 413, f"request body of {int(declared)} bytes is over the limit "
                                 f"of {self.max_body_bytes} bytes", request_id)
             else:
@@ -67,6 +71,17 @@ class RequestLog:
                             request_id)
         finally:
             log(scope, state, status, start)
+
+
+async def drain(receive: Receive, limit: int, seen: int = 0) -> None:
+    """Read and discard the rest of a request body, up to ``limit`` bytes in all (``seen`` read already)."""
+    while seen <= limit:
+        message = await receive()
+        if message["type"] != "http.request":  # the client has gone
+            return
+        seen += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
 
 
 async def send_json(send: Send, status: int, message: str, request_id: str) -> None:
