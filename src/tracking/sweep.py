@@ -10,6 +10,7 @@ a server for ``Task.get_task``/``clone``/``enqueue`` and cannot run offline.
 
 import math
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -60,8 +61,22 @@ def task_parameter_name(key: str) -> str:
     return "/".join([CONFIG_SECTION, *key.split(".")])
 
 
+def refuse_log_integers(params: Sequence[SearchParameter]) -> None:
+    """Refuse ``{int: true, log: true}`` ranges on the queue path: ClearML has no log-integer range.
+
+    Its ``LogUniformParameterRange`` draws floats (``10**x``), which an int config field then rejects
+    in every trial; a log-int key must be searched locally (without ``--queue``) or given as choices.
+    """
+    bad = [p.name for p in params if p.log and p.integer and p.choices is None]
+    if bad:
+        raise ValueError(f"sweep --queue cannot search {', '.join(bad)} as a log-scaled int: ClearML's optimizer has "
+                         "no log-int range (expected `int: true` without `log: true`, or `choices: [...]`, "
+                         "or run the sweep without --queue)")
+
+
 def clearml_parameters(params: Sequence[SearchParameter]) -> list:
     """ClearML's parameter ranges for ``params`` (OptimizerOptuna turns them back into optuna draws)."""
+    refuse_log_integers(params)
     from clearml.automation import (
         DiscreteParameterRange,
         LogUniformParameterRange,
@@ -107,6 +122,25 @@ def find_base_task(project: str, task_name: str) -> str:
     return tasks[0].id
 
 
+def base_task_max_steps(task_id: str) -> int:
+    """``training.max_steps`` of the task to clone, as it holds it (``config/training/max_steps``).
+
+    The trials run the base task's config, not the local one: their length is the base task's.
+    """
+    from clearml import Task
+
+    name = task_parameter_name("training.max_steps")
+    value = Task.get_task(task_id=task_id).get_parameter(name)
+    try:
+        steps = int(float(value))
+    except (TypeError, ValueError):
+        raise LookupError(f"task {task_id} has no usable {name} (got {value!r}; expected the train step of a "
+                          "pipeline run, which connects its config as section 'config')") from None
+    if steps < 1:
+        raise ValueError(f"task {task_id} has {name}={steps}; expected at least 1")
+    return steps
+
+
 @dataclass(frozen=True)
 class OptimizerRun:
     """What the ClearML optimizer was asked to do; ``run_clearml_optimizer`` returns its trials."""
@@ -122,7 +156,6 @@ class OptimizerRun:
     queue: str
     trials: int
     concurrency: int
-    max_steps: int
     seed: int
     startup_trials: int
     time_limit_min: float | None
@@ -144,6 +177,7 @@ def run_clearml_optimizer(run: OptimizerRun) -> dict[str, Any]:
                                   output_dir=None, offline=False)
     try:
         base_id = run.base_task_id or find_base_task(run.tracking.project_name, run.base_task_name)
+        max_steps = base_task_max_steps(base_id)
         sign = "min_global" if run.direction == "minimize" else "max_global"  # the best validation, as locally
         optimizer = HyperParameterOptimizer(
             base_task_id=base_id, hyper_parameters=clearml_parameters(run.params),
@@ -152,18 +186,20 @@ def run_clearml_optimizer(run: OptimizerRun) -> dict[str, Any]:
             max_number_of_concurrent_tasks=run.concurrency, total_max_jobs=run.trials,
             optimization_time_limit=run.time_limit_min, pool_period_min=run.pool_period_min,
             spawn_project=sweep_project(run.tracking.project_name, run.study),
-            # the trainer validates last at max_steps; at max_iteration_per_job the optimizer aborts
-            # the job, so one step beyond lets the train step finish and register its model
-            max_iteration_per_job=run.max_steps + 1,
+            # the trainer validates last at the base task's max_steps; at max_iteration_per_job the
+            # optimizer aborts the job, so one step beyond lets the train step finish and register its model
+            max_iteration_per_job=max_steps + 1,
             optuna_sampler=optuna.samplers.TPESampler(seed=run.seed),
             optuna_pruner=optuna.pruners.MedianPruner(n_startup_trials=run.startup_trials),
         )
-        logger.info(f"sweep {run.study}: cloning task {base_id} for {run.trials} trials on queue {run.queue!r}")
+        logger.info(f"sweep {run.study}: cloning task {base_id} ({max_steps} steps) for {run.trials} trials "
+                    f"on queue {run.queue!r}")
+        before = set(threading.enumerate())  # the optimizer's threads are the ones started after this
         optimizer.start()
         optimizer.wait()
         optimizer.stop()
         stop_unstarted(optimizer.optimizer.get_created_jobs_tasks().values())
-        join_trial_threads(timeout_s=run.pool_period_min * 60 + 30)
+        join_trial_threads(before, timeout_s=run.pool_period_min * 60 + 30)
         top = optimizer.get_top_experiments_details(top_k=run.trials)
         return {"base_task_id": base_id, "task_id": tracker.task_id, "top": top}
     finally:
@@ -183,11 +219,18 @@ def stop_unstarted(jobs) -> None:
             logger.info(f"sweep: trial task {job.task_id()} never started; marked stopped")
 
 
-def join_trial_threads(timeout_s: float) -> None:
+def join_trial_threads(before: set[threading.Thread], timeout_s: float) -> None:
     """Wait for OptimizerOptuna's objective threads (optuna's ``n_jobs`` pool) to notice their stopped jobs.
 
-    They end within one pool period; joined here, their last console lines come before our output.
+    Only threads started since ``before`` (a ``threading.enumerate()`` snapshot taken just before
+    ``optimizer.start()``) and named as a ``ThreadPoolExecutor``'s are joined: another pool of this
+    process is not ours to wait for. They end within one pool period; joined here, their last
+    console lines come before our output. ``timeout_s`` bounds the whole wait, not each thread.
     """
+    deadline = time.monotonic() + timeout_s
     for thread in threading.enumerate():
-        if thread.name.startswith("ThreadPoolExecutor") and thread is not threading.current_thread():
-            thread.join(timeout_s)
+        if thread in before or thread is threading.current_thread() or not thread.name.startswith("ThreadPoolExecutor"):
+            continue
+        thread.join(max(deadline - time.monotonic(), 0.0))
+        if thread.is_alive():
+            logger.warning(f"sweep: the optimizer's thread {thread.name} still runs after {timeout_s:.0f} s; not waiting")

@@ -101,20 +101,22 @@ def _queue_sweep(args, cfg, space, study: str, direction: str) -> Outcome:
     from src.tracking.sweep import (
         OptimizerRun,
         SearchParameter,
+        refuse_log_integers,
         require_server,
         run_clearml_optimizer,
         task_parameter_name,
     )
 
-    require_server(cfg.tracking)
     params = tuple(SearchParameter(task_parameter_name(key), rng.low, rng.high, rng.log, rng.integer, rng.step,
                                    tuple(rng.choices) if rng.choices is not None else None)
                    for key, rng in space.params.items())
+    refuse_log_integers(params)  # before any server call: nothing is cloned for a space the queue cannot search
+    require_server(cfg.tracking)
     result = run_clearml_optimizer(OptimizerRun(
         tracking=cfg.tracking, study=study, base_task_id=args.base_task,
         base_task_name=f"{cfg.tracking.task_name}-train",
         params=params, metric_title="valid", metric_series=args.metric, direction=direction, queue=args.queue,
-        trials=args.trials, concurrency=args.concurrency, max_steps=cfg.training.max_steps, seed=args.seed,
+        trials=args.trials, concurrency=args.concurrency, seed=args.seed,  # trial length: the base task's max_steps
         startup_trials=args.startup_trials, time_limit_min=args.time_limit, pool_period_min=args.pool_period,
     ))
     return Outcome(json.dumps(result, indent=2, default=str), 0)  # base task, optimizer task, top trials

@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -22,9 +21,9 @@ SPACE = {"training.lr": {"low": 1e-4, "high": 3e-3, "log": True}, "model.n_heads
          "training.warmup_steps": {"low": 10, "high": 200, "int": True}}
 
 
-def base_train_task(stub: ClearMLStub, name: str) -> str:
+def base_train_task(stub: ClearMLStub, name: str, *overrides: str) -> str:
     """A train step's task on the stand-in: the tiny config connected as section ``config``, as the step does."""
-    config = json.dumps(config_to_dict(load_config(REPO_ROOT / "config" / "tiny.yaml")))
+    config = json.dumps(config_to_dict(load_config(REPO_ROOT / "config" / "tiny.yaml", list(overrides))))
     result = stub.run_python(
         "import json\nfrom src.tracking import Tracker\n"
         f"tracker = Tracker.start(project='stepwise-transformers', task_name={name!r}, offline=False)\n"
@@ -37,12 +36,14 @@ def base_train_task(stub: ClearMLStub, name: str) -> str:
 @pytest.mark.timeout(180)
 def test_queue_path_clones_the_base_task_and_enqueues_the_trials(clearml_stub: ClearMLStub, tmp_path):
     """About 35 s here: two candidate tasks; the optimizer finds the train step's (no --base-task), queues 2 clones
-    and stops at its 0.4-minute limit."""
+    and stops at its 0.4-minute limit. The base task trains 77 steps, the local --config 30: a trial's
+    iteration limit follows the task that is cloned (78, one beyond its last validation), not the local file."""
     import yaml
 
     clearml_stub.add_queue("trials")
     base_train_task(clearml_stub, "transformer-de-en-train-old")  # another name: not the one to clone
-    base_id = base_train_task(clearml_stub, "transformer-de-en-train")  # tiny's train step, as the pipeline names it
+    # tiny's train step, as the pipeline names it, run with a longer schedule than the local config/tiny.yaml
+    base_id = base_train_task(clearml_stub, "transformer-de-en-train", "training.max_steps=77")
     space = tmp_path / "space.yaml"
     space.write_text(yaml.safe_dump(SPACE))
     cmd = [sys.executable, "-m", "src.main", "sweep", "--config", "config/tiny.yaml", "--trials", "2", "--space",
@@ -78,6 +79,9 @@ def test_queue_path_clones_the_base_task_and_enqueues_the_trials(clearml_stub: C
         assert "queued" in history and history[-1] == "stopped"  # not started by the time limit: stopped
         assert {p["id"]: p["name"] for p in clearml_stub.projects}[task["project"]] == "stepwise-transformers/sweep-q"
     assert json.loads(stdout)["base_task_id"] == base_id
+    # the optimizer connects its arguments to its own task: the per-trial iteration limit is the base task's + 1
+    connected = clearml_stub.hyperparams(optimizer["id"])
+    assert connected["General/opt/optimizer_kwargs/max_iteration_per_job"] == "78", connected
     # the optimizer's reporter asks for the trials' scalar histograms, which the stand-in does not serve
     assert set(clearml_stub.unknown_calls) <= {"events.scalar_metrics_iter_histogram"}
 
@@ -90,4 +94,22 @@ def test_queue_path_refuses_to_run_offline(tmp_path):
                            "--output-dir", str(tmp_path / "sweeps")], env, timeout=50)
     assert result.returncode == 3, result.stderr[-2000:]
     assert "sweep --queue needs a ClearML server" in result.stderr and "without --queue" in result.stderr
+    assert result.stdout == "" and not (tmp_path / "sweeps").exists()
+
+
+@pytest.mark.timeout(60)
+def test_queue_path_refuses_a_log_int_range_before_any_server_call(tmp_path):
+    """ClearML has no log-int range (its log range draws floats the int field rejects): refused with the key
+    named, before the server check (none is configured here) and with nothing written."""
+    import yaml
+
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump({"training.warmup_steps": {"low": 10, "high": 200, "int": True, "log": True},
+                                     "training.lr": {"low": 1e-4, "high": 3e-3, "log": True}}))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLEARML_", "TRAINS_"))} | {"HOME": str(tmp_path)}
+    result = run_src_main(["sweep", "--config", "config/tiny.yaml", "--trials", "2", "--space", str(space),
+                           "--queue", "trials", "--output-dir", str(tmp_path / "sweeps")], env, timeout=50)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "cannot search config/training/warmup_steps as a log-scaled int" in result.stderr
+    assert "config/training/lr" not in result.stderr  # a float log range is fine
     assert result.stdout == "" and not (tmp_path / "sweeps").exists()
