@@ -115,7 +115,9 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     mode.add_argument("--queue", default=None, help="enqueue the pipeline; the queue set named in queues/ (e.g. gpu)")
     parser.add_argument("--dry-run", action="store_true", help="print the DAG, queues and parameters; run nothing")
     parser.add_argument("--nproc", type=int, default=1, metavar="N",
-                        help="data-parallel training on N local processes (gloo on CPU, NCCL on CUDA; default 1)")
+                        help="data-parallel training on N local processes (gloo on CPU, NCCL on CUDA; default 1); "
+                             "the global batch stays the config's grad_accum_steps micro-batches, dealt out to the "
+                             "ranks, so it must be a multiple of nodes x N: add training.grad_accum_steps=2 for --nproc 2")
     parser.add_argument("--resume", nargs="?", const="latest", default=None, metavar="RUN",
                         help="continue a run (default: the latest) from its last good checkpoint; without "
                              "--config its own config, plus any overrides that only change training")

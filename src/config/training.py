@@ -41,8 +41,9 @@ class TrainingConfig(FrozenConfig):
     def _global_batch_divides(self) -> "TrainingConfig":
         world = self.nodes * self.nproc_per_node
         if self.grad_accum_steps % world:
+            need = -(-self.grad_accum_steps // world) * world  # the next multiple of world
             raise ValueError(
                 f"grad_accum_steps={self.grad_accum_steps} is not divisible by nodes * nproc_per_node = {world}: "
                 "the global batch (grad_accum_steps micro-batches) is dealt out evenly to the ranks; "
-                f"set training.grad_accum_steps to a multiple of {world}")
+                f"add the override training.grad_accum_steps={need} (or another multiple of {world})")
         return self

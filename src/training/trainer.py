@@ -174,8 +174,11 @@ class Trainer:
         self.diagnostics = cfg.tracking.enabled and self.world.is_main
         self.device = resolve_device(self.tc.device, self.world.local_rank)
         if self.tc.grad_accum_steps % self.world.size:
+            need = -(-self.tc.grad_accum_steps // self.world.size) * self.world.size  # the next multiple
             raise ValueError(f"grad_accum_steps={self.tc.grad_accum_steps} is not divisible by the world size "
-                             f"{self.world.size}: the global batch's micro-batches are dealt out evenly to the ranks")
+                             f"{self.world.size}: the global batch's micro-batches are dealt out evenly to the ranks; "
+                             f"add the override training.grad_accum_steps={need} (or another multiple of "
+                             f"{self.world.size})")
         self.micro_per_rank = self.tc.grad_accum_steps // self.world.size
         if self.device.type == "cuda":  # TF32 tensor cores for float32 matmuls (bf16 autocast covers the rest)
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True

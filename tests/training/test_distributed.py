@@ -66,8 +66,14 @@ def test_alone_there_is_no_group_and_helpers_pass_values_through():
 
 
 def test_the_global_batch_must_split_evenly_over_the_ranks():
-    with pytest.raises(ConfigError, match=r"grad_accum_steps=3 is not divisible by nodes \* nproc_per_node = 2"):
+    with pytest.raises(ConfigError, match=r"grad_accum_steps=3 is not divisible by nodes \* nproc_per_node = 2"
+                                          r".*add the override training.grad_accum_steps=4 \(or another multiple of 2\)"):
         load_config("config/tiny.yaml", ["training.nproc_per_node=2", "training.grad_accum_steps=3"])
+    # every shipped config has grad_accum_steps=1: `train --nproc 2` says exactly what to add
+    with pytest.raises(ConfigError, match=r"add the override training.grad_accum_steps=2 "):
+        load_config("config/tiny.yaml", ["training.nproc_per_node=2"])
+    with pytest.raises(ConfigError, match=r"add the override training.grad_accum_steps=6 \(or another multiple of 6\)"):
+        load_config("config/tiny.yaml", ["training.nodes=3", "training.nproc_per_node=2"])
     cfg = load_config("config/tiny.yaml", ["training.nodes=2", "training.nproc_per_node=2", "training.grad_accum_steps=8"])
     assert (cfg.training.nodes, cfg.training.nproc_per_node) == (2, 2)
     with pytest.raises(ConfigError, match="nodes"):
@@ -76,6 +82,11 @@ def test_the_global_batch_must_split_evenly_over_the_ranks():
 
 def test_nproc_flag_sets_processes_per_node_and_one_leaves_the_config_alone():
     from pipelines.run import _overrides
+    from src.main import build_parser
+
+    nproc = next(a for a in build_parser(["train"])._subparsers._group_actions[0].choices["train"]._actions
+                 if "--nproc" in a.option_strings)
+    assert "add training.grad_accum_steps=2 for --nproc 2" in nproc.help  # the rule, in the flag's own help
 
     args = argparse.Namespace(overrides=["training.grad_accum_steps=2"], project_name=None, task_name=None, nproc=2)
     assert _overrides(args)[-1] == "training.nproc_per_node=2"
