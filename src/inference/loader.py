@@ -130,29 +130,80 @@ def _load_onnx(path: Path, device: str) -> InferenceModel:
                           path, list(manifest["labels"]), manifest["image_stats"])
 
 
-def _fresh_export(checkpoint: Path) -> Path:
+EXPORT_TIMEOUT_S = 600.0  # an on-demand export of any model here takes well under this (10-30 s per graph)
+
+
+def _fresh_export(checkpoint: Path, timeout_s: float = EXPORT_TIMEOUT_S) -> Path:
     """The export folder of ``checkpoint``, exporting it first (in a subprocess) if missing or of another file.
 
     The export runs as ``python -m src.main export``: the exporter (``src/export``) is built on this
-    package, so importing it here would make the two packages import each other.
+    package, so importing it here would make the two packages import each other. It writes into a
+    temporary sibling folder that is renamed into place once complete, so two servers starting on
+    one checkpoint never write into the same folder: the one that renames second finds the
+    winner's export and uses it.
     """
+    import shutil
     import subprocess
     import sys
-
-    from src.inference.onnx_backend import MANIFEST
+    import tempfile
 
     load_checkpoint(checkpoint)  # a clear CheckpointError for a file that is not a checkpoint, before exporting
     folder = default_export_dir(checkpoint)
-    manifest = folder / MANIFEST
-    if manifest.is_file() and json.loads(manifest.read_text(encoding="utf-8"))["checkpoint"]["sha256"] == file_sha256(checkpoint):
+    digest = file_sha256(checkpoint)
+    if _export_digest(folder) == digest:
         return folder
     logger.info("backend onnx: exporting {} to {} (about 10-30 s per graph)", checkpoint, folder)
-    root = Path(__file__).resolve().parents[2]
-    done = subprocess.run([sys.executable, "-m", "src.main", "export", str(checkpoint), "--out", str(folder)],
-                          cwd=root, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise CheckpointError(f"exporting {checkpoint} to ONNX failed: {done.stderr.strip().splitlines()[-1:]}")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-", dir=folder.parent))
+    try:
+        command = [sys.executable, "-m", "src.main", "export", str(checkpoint), "--out", str(staging)]
+        try:
+            done = subprocess.run(command, cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True,
+                                  timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            raise CheckpointError(f"exporting {checkpoint} to ONNX did not finish within {timeout_s:g} s and was "
+                                  f"stopped; run `python -m src.main export {checkpoint}` to see where it stalls, "
+                                  "or serve with --backend torch") from None
+        if done.returncode != 0:
+            tail = "\n".join(done.stderr.strip().splitlines()[-5:])
+            raise CheckpointError(f"exporting {checkpoint} to ONNX failed (exit code {done.returncode}):\n{tail}")
+        _move_into_place(staging, folder, digest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # gone already once renamed
     return folder
+
+
+def _export_digest(folder: Path) -> str | None:
+    """The SHA-256 of the checkpoint that ``folder`` is a complete export of; None if it is none."""
+    from src.inference.onnx_backend import MANIFEST
+
+    try:
+        return json.loads((folder / MANIFEST).read_text(encoding="utf-8"))["checkpoint"]["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _move_into_place(staging: Path, folder: Path, digest: str) -> None:
+    """Rename the complete export ``staging`` to ``folder`` (one atomic rename); keep an export of ``digest`` already there."""
+    import shutil
+    import uuid
+
+    if _export_digest(folder) == digest:  # another process exported the same checkpoint first
+        return
+    stale = None
+    if folder.exists():  # an export of another file, or a half-written one: set aside, removed afterwards
+        stale = folder.with_name(f".{folder.name}.stale-{uuid.uuid4().hex[:8]}")
+        try:
+            folder.rename(stale)
+        except FileNotFoundError:  # another process moved it meanwhile
+            stale = None
+    try:
+        staging.rename(folder)
+    except OSError:  # another process put its export in place between the check and the rename
+        if _export_digest(folder) != digest:
+            raise
+    if stale is not None:
+        shutil.rmtree(stale, ignore_errors=True)
 
 
 def file_sha256(path: Path) -> str:
