@@ -43,7 +43,8 @@ def trained(pooling: str, seed: int = 0) -> tuple[torch.nn.Module, list[float]]:
         tokens, labels = marker_batch(32, generator)
         return translation_loss(m(tokens)[:, None], labels[:, None], pad_id=-100)[0]  # (B, K) -> (B, 1, K)
 
-    log = toy.train(model, loss_of_batch, steps=TRAIN_STEPS, lr=3e-3, seed=seed, warmup_steps=20)
+    log = toy.train(model, loss_of_batch, steps=TRAIN_STEPS, lr=3e-3, seed=seed, warmup_steps=20,
+                    series=f"loss {pooling}")
     return model, log.losses
 
 

@@ -105,7 +105,7 @@ def trained_lm(causal: bool, seed: int = 0) -> tuple[EncoderStackLM, list[float]
     torch.manual_seed(seed)
     model = EncoderStackLM(toy.FIRST_SYMBOL + N_SYMBOLS, causal)
     log = toy.train(model, toy.lm_loss("walk", LENGTH, N_SYMBOLS), steps=TRAIN_STEPS, lr=1e-2, seed=seed,
-                    warmup_steps=20)
+                    warmup_steps=20, series="causal mask" if causal else "no mask")
     return model, log.losses
 
 

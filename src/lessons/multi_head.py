@@ -45,7 +45,7 @@ def trained(task: str, steps: int = STEPS_TRAINED, seed: int = 0) -> tuple[torch
     """A 1-layer, 2-head encoder-decoder trained on ``task`` ("copy" or "reverse"), and its losses."""
     model = toy.seq2seq_model(toy.tiny_config(), N_SYMBOLS, seed)
     log = toy.train(model, toy.seq2seq_loss(task, LENGTH, N_SYMBOLS), steps=steps, lr=3e-3, seed=seed,
-                    warmup_steps=20)
+                    warmup_steps=20, series=f"loss {task}")
     return model, log.losses
 
 

@@ -25,7 +25,7 @@ def layer_gradient_norms(norm_first: bool, depth: int, seed: int = 0) -> tuple[l
     cfg = toy.tiny_config(n_encoder_layers=depth, n_decoder_layers=depth, norm_first=norm_first)
     model = toy.seq2seq_model(cfg, N_SYMBOLS, seed)
     log = toy.train(model, toy.seq2seq_loss("reverse", LENGTH, N_SYMBOLS), steps=TRAIN_STEPS, lr=1e-3, seed=seed,
-                    record_grad_norms=True)
+                    record_grad_norms=True, series=f"loss {'pre-norm' if norm_first else 'post-norm'}")
     names = [f"{side}.layers.{i}" for side in ("encoder", "decoder") for i in range(depth)]
     norms = torch.tensor([[step[name] for name in names] for step in log.grad_norms])
     return names, norms, log.losses

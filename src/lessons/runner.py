@@ -5,7 +5,7 @@ of the step's knob after each result and sees the experiment again at once; an e
 to the next step, ``q`` ends the lesson.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from importlib import import_module
 from pathlib import Path
 from types import ModuleType
@@ -18,6 +18,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from src.lessons.live import reporting
 from src.lessons.step import Step, StepResult
 from src.tracking.protocol import TrackerLike
 
@@ -65,40 +66,61 @@ def run_lesson(name: str, *, tracker: TrackerLike, console: Console, interactive
     steps: list[Step] = lesson_module(name).STEPS
     tracker.connect_config(parameters(name), name="lesson")
     console.rule(f"[bold]lesson {name}[/bold]: {escape(summary(name))}")
-    results, changed = [], {}
+    results, changed, stopped = [], {}, False
     for index, step in enumerate(steps, start=1):
-        title = f"{index:02d} {step.title}"
-        heading = escape(f"step {index}/{len(steps)}: {step.title}")
-        console.print(Panel(escape(" ".join(step.explanation.split())), title=heading, expand=False))
-        value, attempt, result = step.knob.default, 0, None
-        while True:
-            try:
-                shown = step.run(value)
-            except ValueError as err:  # a value the knob's bounds let through but the experiment refuses
-                if result is None:
-                    raise
-                console.print(Text(str(err), style="red"))
-            else:
-                result = shown
-                show(result, console, f"{step.knob.name} = {value}")
-                record(result, tracker, title, attempt)
-            if not interactive:
-                break
-            value, stop = _next_value(step, console, ask)
-            if stop:
-                logger.info("lesson {} stopped at step {}", name, index)
-                if changed:
-                    tracker.connect_config(changed, name="interactive")
-                return [*results, result]
-            if value is None:
-                break
-            attempt += 1
-            changed[f"{title}/{step.knob.name}#{attempt}"] = value
+        console.print(Panel(escape(" ".join(step.explanation.split())), expand=False,
+                            title=escape(f"step {index}/{len(steps)}: {step.title}")))
+        result, stopped = _explore(step, f"{index:02d} {step.title}", tracker, console, changed,
+                                   ask if interactive else None)
         results.append(result)
+        if stopped:
+            logger.info("lesson {} stopped at step {}", name, index)
+            break
     if changed:
         tracker.connect_config(changed, name="interactive")
-    console.rule(f"lesson {name}: done")
+    if not stopped:
+        console.rule(f"lesson {name}: done")
     return results
+
+
+def _explore(step: Step, title: str, tracker: TrackerLike, console: Console, changed: dict[str, Any],
+             ask: Callable[[str], str] | None) -> tuple[StepResult, bool]:
+    """Run one step at its default, then (with ``ask``) at each value the learner types.
+
+    Returns the last result shown and whether the learner quit; each typed value is added to ``changed``.
+    """
+    value, attempt, result = step.knob.default, 0, None
+    while True:
+        try:
+            shown = _run_step(step, value, title, attempt, tracker)
+        except ValueError as err:  # a value the knob's bounds let through but the experiment refuses
+            if result is None:
+                raise
+            console.print(Text(str(err), style="red"))
+        else:
+            result = shown
+            show(result, console, f"{step.knob.name} = {value}")
+        if ask is None:
+            return result, False
+        value, stop = _next_value(step, console, ask)
+        if stop or value is None:
+            return result, stop
+        attempt += 1
+        changed[f"{title}/{step.knob.name}#{attempt}"] = value
+
+
+def _run_step(step: Step, value: Any, title: str, attempt: int, tracker: TrackerLike) -> StepResult:
+    """One run of the step's experiment, its curve points sent to the tracker as they are produced."""
+    live: set[str] = set()
+
+    def sink(series: str, point: float, iteration: int) -> None:
+        tracker.log_scalar(f"{title} (run {attempt})", series, point, iteration)
+        live.add(series)
+
+    with reporting(sink):
+        result = step.run(value)
+    record(result, tracker, title, attempt, already_logged=live)
+    return result
 
 
 def _next_value(step: Step, console: Console, ask: Callable[[str], str]) -> tuple[Any, bool]:
@@ -136,10 +158,13 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def record(result: StepResult, tracker: TrackerLike, title: str, attempt: int) -> None:
+def record(result: StepResult, tracker: TrackerLike, title: str, attempt: int,
+           already_logged: Collection[str] = ()) -> None:
     """Figures as plots and debug images (and PNGs), the table in Plots, curves as scalars, numbers as single values.
 
-    ``attempt`` is the iteration: the default run is 0, each interactive change the next one.
+    ``attempt`` is the iteration: the default run is 0, each interactive change the next one. Curves
+    in ``already_logged`` were sent point by point while the step ran; the others (e.g. a cached
+    model's) are logged here at once.
     """
     import pandas
 
@@ -150,6 +175,8 @@ def record(result: StepResult, tracker: TrackerLike, title: str, attempt: int) -
         frame = pandas.DataFrame([[_cell(v) for v in row] for row in result.rows], columns=list(result.columns))
         tracker.log_table(title, "table", frame, step=attempt)
     for series, values in result.curves.items():
+        if series in already_logged:
+            continue
         for i, value in enumerate(values):
             tracker.log_scalar(f"{title} (run {attempt})", series, value, i)
     for metric, value in result.metrics.items():

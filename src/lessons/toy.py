@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from src.config.model import ModelConfig
+from src.lessons import live
 from src.models.builders import build
 from src.training.loss import translation_loss
 from src.training.monitor import grouped_grad_norms
@@ -73,8 +74,8 @@ class TrainLog:
 
 
 def train(model: nn.Module, loss_of_batch: Callable[[nn.Module, torch.Generator], Tensor], *, steps: int,
-          lr: float, seed: int, warmup_steps: int = 0, clip: float = 1.0, record_grad_norms: bool = False
-          ) -> TrainLog:
+          lr: float, seed: int, warmup_steps: int = 0, clip: float = 1.0, record_grad_norms: bool = False,
+          series: str | None = None) -> TrainLog:
     """Adam (betas 0.9, 0.98, Sec. 5.3), linear warm-up then a cosine decay to 5% of ``lr``; one batch a step.
 
     Args:
@@ -86,6 +87,8 @@ def train(model: nn.Module, loss_of_batch: Callable[[nn.Module, torch.Generator]
         warmup_steps: 0 starts at the peak rate.
         clip: gradient-norm clipping threshold (0: off).
         record_grad_norms: keep ``grouped_grad_norms`` of every step (before clipping).
+        series: the curve's name: each step's loss goes to ``live.report`` as it is computed, so a
+            tracked lesson shows the curve growing (the same name as in the step's ``curves``).
     """
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.98), eps=1e-9)
@@ -93,7 +96,7 @@ def train(model: nn.Module, loss_of_batch: Callable[[nn.Module, torch.Generator]
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     log = TrainLog()
     model.train()
-    for _ in range(steps):
+    for step in range(steps):
         loss = loss_of_batch(model, generator)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -105,6 +108,8 @@ def train(model: nn.Module, loss_of_batch: Callable[[nn.Module, torch.Generator]
         optimizer.step()
         scheduler.step()
         log.losses.append(loss.item() if torch.isfinite(loss) else float("nan"))
+        if series is not None:
+            live.report(series, log.losses[-1], step)
     model.eval()
     return log
 

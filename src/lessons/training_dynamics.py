@@ -16,17 +16,19 @@ from src.lessons.step import Knob, Step, StepResult
 N_SYMBOLS, LENGTH, TRAIN_STEPS, WARMUP = 8, 6, 150, 50
 
 
-def _run(lr: float, warmup: int, label_smoothing: float = 0.0, layers: int = 2, steps: int = TRAIN_STEPS
-         ) -> tuple[torch.nn.Module, toy.TrainLog]:
+def _run(series: str, lr: float, warmup: int, label_smoothing: float = 0.0, layers: int = 2,
+         steps: int = TRAIN_STEPS) -> tuple[torch.nn.Module, toy.TrainLog]:
+    """Train a fresh model; its losses go live to the tracker as the curve ``series``."""
     model = toy.seq2seq_model(toy.tiny_config(n_encoder_layers=layers, n_decoder_layers=layers), N_SYMBOLS, 0)
     log = toy.train(model, toy.seq2seq_loss("reverse", LENGTH, N_SYMBOLS, label_smoothing=label_smoothing),
-                    steps=steps, lr=lr, seed=0, warmup_steps=warmup)
+                    steps=steps, lr=lr, seed=0, warmup_steps=warmup, series=series)
     return model, log
 
 
 def warmup(lr: float) -> StepResult:
     """The same post-norm model at the same peak rate, with and without a linear warm-up."""
-    runs = {"no warm-up": _run(lr, 0)[1], f"warm-up {WARMUP} steps": _run(lr, WARMUP)[1]}
+    schedules = {"no warm-up": 0, f"warm-up {WARMUP} steps": WARMUP}
+    runs = {name: _run(f"loss {name}", lr, steps)[1] for name, steps in schedules.items()}
     final = {name: log.final_loss() for name, log in runs.items()}
     names = list(runs)
     return StepResult(
@@ -51,7 +53,7 @@ def confidence(model: torch.nn.Module) -> float:
 
 def label_smoothing(epsilon: float) -> StepResult:
     """Smoothing the targets raises the training loss floor and lowers the model's confidence."""
-    runs = {eps: _run(5e-3, 20, eps, layers=1, steps=100) for eps in sorted({0.0, epsilon})}
+    runs = {eps: _run(f"loss epsilon {eps:g}", 5e-3, 20, eps, layers=1, steps=100) for eps in sorted({0.0, epsilon})}
     rows, metrics = [], {}
     vocab = toy.FIRST_SYMBOL + N_SYMBOLS
     for eps, (model, log) in runs.items():

@@ -88,7 +88,7 @@ def trained(seed: int = 0) -> tuple[torch.nn.Module, list[float]]:
         images, labels, _ = shapes(32, generator)
         return translation_loss(m(images)[:, None], labels[:, None], pad_id=-100)[0]  # (B, K) -> (B, 1, K)
 
-    log = toy.train(model, loss_of_batch, steps=TRAIN_STEPS, lr=1e-2, seed=seed, warmup_steps=20)
+    log = toy.train(model, loss_of_batch, steps=TRAIN_STEPS, lr=1e-2, seed=seed, warmup_steps=20, series="loss")
     return model, log.losses
 
 

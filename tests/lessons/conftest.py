@@ -3,6 +3,7 @@
 import io
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import torch
@@ -11,6 +12,9 @@ from rich.console import Console
 from src.lessons.runner import run_lesson
 from src.lessons.step import StepResult
 from src.tracking import NullTracker
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -22,6 +26,36 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+class RecordingTracker(NullTracker):
+    """``NullTracker`` that also keeps the order of what was logged: ``events`` of (kind, title, series, step)."""
+
+    def __init__(self, output_dir: Path | None = None):
+        super().__init__(output_dir=output_dir)
+        self.events: list[tuple[str, str, str, int]] = []
+
+    def log_scalar(self, title: str, series: str, value: float, step: int) -> None:
+        self.events.append(("scalar", title, series, step))
+        super().log_scalar(title, series, value, step)
+
+    def log_figure(self, title: str, series: str, figure: "Figure", step: int) -> None:
+        self.events.append(("figure", title, series, step))
+        super().log_figure(title, series, figure, step)
+
+
+TRACKERS: dict[str, RecordingTracker] = {}
+
+
+@pytest.fixture(scope="session")
+def lesson_tracker(lesson) -> Callable[[str], RecordingTracker]:
+    """``lesson_tracker(name)``: the tracker that recorded the session's run of lesson ``name``."""
+
+    def tracker(name: str) -> RecordingTracker:
+        lesson(name)
+        return TRACKERS[name]
+
+    return tracker
+
+
 @pytest.fixture(scope="session")
 def lesson(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], dict[str, StepResult]]:
     """``lesson(name)``: its results by step title (run once per session), its PNGs checked on disk."""
@@ -31,7 +65,8 @@ def lesson(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], dict[str
         if name not in done:
             output_dir = tmp_path_factory.mktemp(name)
             console = Console(file=io.StringIO(), width=120)
-            results = run_lesson(name, tracker=NullTracker(output_dir=output_dir), console=console)
+            TRACKERS[name] = RecordingTracker(output_dir=output_dir)
+            results = run_lesson(name, tracker=TRACKERS[name], console=console)
             from src.lessons.runner import lesson_module
 
             steps = lesson_module(name).STEPS
