@@ -9,9 +9,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="change each step's parameter at a prompt and see the effect (enter: next, q: quit)")
     parser.add_argument("--output-dir", default=None,
                         help="where figures and the offline session go (default: runs/lessons/NAME-TIME)")
-    parser.add_argument("--no-track", action="store_true", help="no ClearML task; figures are still saved")
-    parser.add_argument("--offline", action="store_true", help="force a ClearML offline session (the default "
-                                                                "without a configured server)")
+    tracking = parser.add_mutually_exclusive_group()
+    tracking.add_argument("--no-track", action="store_true", help="no ClearML task; figures are still saved")
+    tracking.add_argument("--offline", action="store_true", help="force a ClearML offline session (the default "
+                                                                  "without a configured server)")
     parser.add_argument("--project", default=None,
                         help="ClearML project; the task goes to its 'lessons' sub-project "
                              "(default: tracking.project_name)")

@@ -35,6 +35,13 @@ def test_an_unknown_name_is_an_error_listing_the_lessons(capsys):
     assert main(["lesson", "atention", "--no-track"]) == 1
 
 
+def test_offline_and_no_track_are_mutually_exclusive(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["lesson", "attention", "--offline", "--no-track"])
+    assert exit_info.value.code == 2
+    assert "argument --no-track: not allowed with argument --offline" in capsys.readouterr().err
+
+
 def _number(pattern: str, text: str) -> float:
     match = re.search(pattern, " ".join(ANSI.sub("", text).split()))
     assert match, f"{pattern!r} not in:\n{ANSI.sub('', text)[-2000:]}"
