@@ -159,7 +159,7 @@ def _fresh_export(checkpoint: Path, timeout_s: float = EXPORT_TIMEOUT_S) -> Path
         command = [sys.executable, "-m", "src.main", "export", str(checkpoint), "--out", str(staging)]
         try:
             done = subprocess.run(command, cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True,
-                                  timeout=timeout_s)
+                                  timeout=timeout_s, check=False)
         except subprocess.TimeoutExpired:
             raise CheckpointError(f"exporting {checkpoint} to ONNX did not finish within {timeout_s:g} s and was "
                                   f"stopped; run `python -m src.main export {checkpoint}` to see where it stalls, "
