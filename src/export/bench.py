@@ -2,8 +2,8 @@
 
     python -m src.export.bench RUN_OR_CHECKPOINT [--sentences 100] [--repeats 5] [--batch-sizes 1 32] [--json]
 
-Both backends decode the same sentences (the run's test split when the run folder has it, else
-a built-in handful repeated) with the same ``translate`` loop (length-sorted batches) and
+Both backends decode the same sentences (the run's test split, ``src/runs/folders.py::run_test_sentences``,
+when the run folder has it, else a built-in handful repeated) with the same ``translate`` loop (length-sorted batches) and
 ``greedy_decode``; each (backend, batch size) is timed ``--repeats`` times after one warm-up
 pass, and the median is reported with sentences/s. The table also says whether the two backends
 produced the same tokens for every sentence. The ONNX graphs are exported first if the
@@ -78,14 +78,11 @@ def _ratio(rows: list[dict], batch_size: int) -> float:
 def sentences_of_run(checkpoint: Path, n: int) -> tuple[list[str], str]:
     """The first ``n`` source sentences of the run's test split, else the built-in ones repeated to ``n``."""
     from src.runs import run_dir_of_checkpoint
+    from src.runs.folders import run_test_sentences
 
-    run_dir = run_dir_of_checkpoint(checkpoint)
-    encoded = run_dir / "tokenize" / "encoded" if run_dir is not None else None
-    if encoded is not None and encoded.is_dir():
-        from datasets import load_from_disk
-
-        test = load_from_disk(str(encoded))["test"]
-        return list(test.select(range(min(n, len(test))))["src"]), f"{encoded} (test split)"
+    texts, folder = run_test_sentences(run_dir_of_checkpoint(checkpoint), n)
+    if texts:
+        return texts, f"{folder} (test split)"
     return [FALLBACK_SENTENCES[i % len(FALLBACK_SENTENCES)] for i in range(n)], "built-in sentences"
 
 

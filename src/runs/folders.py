@@ -160,3 +160,30 @@ def run_dir_of_checkpoint(checkpoint: Path) -> Path | None:
     """The run folder a checkpoint sits in (``<run>/train/checkpoints/x.pt``), or None for a file moved elsewhere."""
     candidate = Path(checkpoint).resolve().parents[2] if len(Path(checkpoint).resolve().parents) > 2 else None
     return candidate if candidate is not None and is_run_dir(candidate) else None
+
+
+TEST_SOURCES = Path("data_prep") / "dataset"  # the prepared splits: raw texts, every text family
+
+
+def run_test_sentences(run_dir: Path | None, n: int) -> tuple[list[str], Path | None]:
+    """The first ``n`` non-blank source texts of a run's test split, and the folder they came from.
+
+    One reader for "a run's test sentences" (the ONNX bench, the serving bench): the run's prepared
+    dataset (``data_prep/dataset``), the rows the evaluate step encodes, column ``src`` (translation)
+    or ``text`` (classification, language modelling). ``([], None)`` when ``run_dir`` is None or
+    holds no such split; the caller then says which sentences it used instead.
+    """
+    folder = run_dir / TEST_SOURCES if run_dir is not None else None
+    if folder is None or not folder.is_dir():
+        return [], None
+    from datasets import load_from_disk
+
+    splits = load_from_disk(str(folder))
+    if "test" not in splits:
+        return [], None
+    test = splits["test"]
+    column = next((c for c in ("src", "text") if c in test.column_names), None)
+    if column is None:
+        return [], None
+    texts = [t for t in test.select(range(min(len(test), 4 * n)))[column] if isinstance(t, str) and t.strip()]
+    return texts[:n], folder

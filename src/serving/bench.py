@@ -8,7 +8,7 @@ and the speed-up of batching at the highest concurrency over sequential requests
 the faster of the two modes), the figure the issue's target (>= 3x at concurrency 16) is about.
 
 Sentences come from ``--texts FILE`` (one per line), else the run's own test split
-(``data_prep/dataset``), else a built-in list.
+(``src/runs/folders.py::run_test_sentences``), else a built-in list; the report says which.
 """
 
 import argparse
@@ -47,24 +47,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
 
 
-def sentences(args: argparse.Namespace) -> list[str]:
-    """``--texts``, else the run's test split, else ``FALLBACK``."""
+def sentences(args: argparse.Namespace) -> tuple[list[str], str]:
+    """``--texts``, else the run's test split (``src/runs/folders.py::run_test_sentences``), else ``FALLBACK``; and which."""
     if args.texts:
         lines = [line.strip() for line in Path(args.texts).read_text(encoding="utf-8").splitlines() if line.strip()]
         if not lines:
             raise ValueError(f"{args.texts} holds no sentences (expected one per line)")
-        return lines
+        return lines, args.texts
+    from src.runs import resolve_checkpoint, run_dir_of_checkpoint
+    from src.runs.folders import RunNotFoundError, run_test_sentences
+
     try:
-        from datasets import load_from_disk
-
-        from src.runs import resolve_run
-
-        test = load_from_disk(str(resolve_run(args.run, args.runs_dir) / "data_prep" / "dataset"))["test"]
-        column = "src" if "src" in test.column_names else "text"
-        texts = [t for t in test[column][:2000] if isinstance(t, str) and t.strip()]
-        return texts or FALLBACK
-    except (FileNotFoundError, KeyError, ValueError):
-        return FALLBACK
+        run_dir = run_dir_of_checkpoint(resolve_checkpoint(args.run, args.runs_dir))
+    except RunNotFoundError:  # a registered model: no run folder here
+        run_dir = None
+    texts, folder = run_test_sentences(run_dir, 2000)
+    return (texts, f"{folder} (test split)") if texts else (FALLBACK, "built-in sentences")
 
 
 def request_body(task: str, text: str, beam: int, i: int) -> dict[str, Any]:
@@ -105,7 +103,8 @@ class Server:
                 if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
                     return
             except httpx.TransportError:
-                time.sleep(0.3)
+                pass
+            time.sleep(0.3)  # between polls, whatever the answer (a 503 must not spin)
         raise RuntimeError(f"no /health answer within {timeout:g} s:\n{self.log.read_text()[-3000:]}")
 
     def stop(self) -> None:
@@ -155,7 +154,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
     from src.config.serving import SERVING_CONFIG_PATH
 
     base = read_config_file(args.config or SERVING_CONFIG_PATH)
-    texts = sentences(args)
+    texts, text_source = sentences(args)
     rows = []
     with tempfile.TemporaryDirectory(prefix="serving-bench-") as tmp:
         for mode, overrides in (("batching on", {}), ("batching off", {"max_batch_size": 1})):
@@ -176,14 +175,16 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
     sequential = max(ones, default=None)  # the better of the two modes, one client at a time
     speedup = round(rate[("batching on", top)] / sequential, 2) if sequential else None
     return {"model": args.run, "task": info["task"], "family": info["family"], "backend": args.backend,
-            "window_ms": base.get("batch_window_ms"), "max_batch_size": base.get("max_batch_size"), "rows": rows,
+            "sentence_source": text_source, "window_ms": base.get("batch_window_ms"),
+            "max_batch_size": base.get("max_batch_size"), "rows": rows,
             f"speedup_batching_c{top}_over_sequential": speedup,
             f"speedup_batching_on_over_off_c{top}": round(rate[("batching on", top)] / rate[("batching off", top)], 2)}
 
 
 def report(result: dict[str, Any]) -> str:
     lines = [(f"{result['model']} ({result['family']}, {result['backend']}), micro-batching window "
-              f"{result['window_ms']} ms, max batch {result['max_batch_size']}"),
+              f"{result['window_ms']} ms, max batch {result['max_batch_size']}, sentences from "
+              f"{result.get('sentence_source', 'built-in sentences')}"),
              f"{'mode':<14}{'clients':>8}{'requests':>10}{'errors':>8}{'sentences/s':>13}{'p50 ms':>9}{'p99 ms':>9}"]
     for r in result["rows"]:
         lines.append(f"{r['mode']:<14}{r['concurrency']:>8}{r['requests']:>10}{r['errors']:>8}"
