@@ -75,8 +75,8 @@ def teacher_forced_metrics(model: nn.Module, corpus: ParallelCorpus, max_tokens:
     for indices in sampler:
         src, tgt_in, labels = corpus.batch(indices, device)
         logits = model(src, tgt_in)
-        loss, n = translation_loss(logits, labels, PAD_ID)
-        hits, _ = token_accuracy(logits, labels, PAD_ID)
+        loss, _ = translation_loss(logits, labels, PAD_ID)
+        hits, n = token_accuracy(logits, labels, PAD_ID)  # n: the same count, read on the host
         loss_sum, correct, count = loss_sum + loss.item() * n, correct + hits, count + n
     model.train(was_training)
     loss = loss_sum / max(count, 1)
@@ -115,15 +115,19 @@ class TranslationTask:
         return self.train.batch(indices, device)
 
     def targets(self, batch: Batch) -> int:
-        """Loss terms in a batch (real target tokens): micro-batches are weighted by it."""
+        """Loss terms in a batch (real target tokens): micro-batches are weighted by it.
+
+        The trainer calls it on the host batch, before the copy to the device: no GPU sync per step.
+        """
         return int((batch[2] != PAD_ID).sum())
 
     def tokens(self, batch: Batch) -> int:
-        """Tokens read, source and target, for the throughput figure."""
+        """Tokens read, source and target, for the throughput figure (on the host batch, as ``targets``)."""
         return self.targets(batch) + int((batch[0] != PAD_ID).sum())
 
-    def loss(self, model: nn.Module, batch: Batch, label_smoothing: float) -> tuple[Tensor, int]:
-        """Mean label-smoothed cross-entropy over the batch's real target tokens, and their count."""
+    def loss(self, model: nn.Module, batch: Batch, label_smoothing: float) -> tuple[Tensor, Tensor]:
+        """Mean label-smoothed cross-entropy over the batch's real target tokens, and their count (a 0-dim
+        tensor on the batch's device, not read back: the trainer weighs by ``targets`` of the host batch)."""
         src, tgt_in, labels = batch
         return translation_loss(model(src, tgt_in), labels, PAD_ID, label_smoothing)
 

@@ -224,13 +224,14 @@ def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
     return values
 
 
-def any_rank(flag: bool, device: torch.device) -> bool:
-    """True on every rank when it is true on one (stop requests, time budgets): ranks must stop together."""
+def any_rank(flags: Sequence[bool], device: torch.device) -> tuple[bool, ...]:
+    """Each flag, true on every rank when it is true on one (stop requests, time budgets): ranks must stop
+    together. One all-reduce and one host read for all the flags (the trainer calls it every ``log_every`` steps)."""
     if not (dist.is_available() and dist.is_initialized()):
-        return flag
-    value = torch.tensor([1.0 if flag else 0.0], device=device)
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return bool(value.item())
+        return tuple(bool(f) for f in flags)
+    values = torch.tensor([1.0 if f else 0.0 for f in flags], device=device)
+    dist.all_reduce(values, op=dist.ReduceOp.MAX)
+    return tuple(v > 0 for v in values.tolist())
 
 
 def same_on_all_ranks(value: int, device: torch.device) -> bool:

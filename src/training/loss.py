@@ -13,8 +13,11 @@ def perplexity(loss: float) -> float:
 
 def translation_loss(
     logits: torch.Tensor, labels: torch.Tensor, pad_id: int, label_smoothing: float = 0.0
-) -> tuple[torch.Tensor, int]:
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean loss over real target tokens, and their count.
+
+    The count stays a 0-dim int64 tensor on the labels' device: turning it into a Python int would
+    wait for the GPU on every micro-batch (the trainer counts targets on the host batch instead).
 
     Shape:
         logits: (B, T, V); labels: (B, T), ``pad_id`` where there is no token.
@@ -26,11 +29,11 @@ def translation_loss(
         ignore_index=pad_id,
         label_smoothing=label_smoothing,
     )
-    return loss, int((labels != pad_id).sum())
+    return loss, (labels != pad_id).sum()
 
 
 def token_accuracy(logits: torch.Tensor, labels: torch.Tensor, pad_id: int) -> tuple[int, int]:
-    """(correct, total) argmax predictions over real target tokens."""
+    """(correct, total) argmax predictions over real target tokens (validation: reads them on the host)."""
     real = labels != pad_id
     correct = (logits.argmax(-1) == labels) & real
     return int(correct.sum()), int(real.sum())

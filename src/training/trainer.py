@@ -7,7 +7,9 @@ the same loss curve as a run that was never interrupted (CPU, same seed).
 Data parallel (``src/training/distributed.py``): when the process group is up, the model is wrapped
 in ``DistributedDataParallel`` for the training forward, each rank runs its share of the global
 batch's micro-batches (the sampler deals them out), and rank 0 alone validates, writes checkpoints
-and history and reports; every other rank gets a ``NullTracker``.
+and history and reports; every other rank gets a ``NullTracker``. A stop request (signal) or a
+spent time budget on one rank stops all of them at the same step; they compare at steps divisible
+by ``log_every`` (``_should_stop``), so that no step but a logging one waits for the device.
 """
 
 import json
@@ -274,12 +276,22 @@ class Trainer:
         })
 
     # --- one optimizer step --------------------------------------------------------------------
-    def _batch(self, indices: list[int]):
-        """A micro-batch on the device; on CUDA built on the host, pinned and copied without blocking."""
-        if self.device.type != "cuda":
-            return self.task.batch(indices, self.device)
+    def _batch(self, indices: list[int]) -> tuple[Any, int, int]:
+        """A micro-batch on the device, with its target and token counts taken on the host batch.
+
+        Counting on the device would make the host wait for the GPU on every micro-batch; on CUDA the
+        host batch is then pinned and copied without blocking.
+        """
+        if self.device.type == "cpu":
+            batch = self.task.batch(indices, self.device)
+            return batch, self.task.targets(batch), self.task.tokens(batch)
         host = self.task.batch(indices, torch.device("cpu"))
-        return tuple(t.pin_memory().to(self.device, non_blocking=True) for t in host)
+        return tuple(self._to_device(t) for t in host), self.task.targets(host), self.task.tokens(host)
+
+    def _to_device(self, host: torch.Tensor) -> torch.Tensor:
+        """A host tensor on the device; on CUDA from pinned memory without blocking (a plain copy waits)."""
+        cuda = self.device.type == "cuda"
+        return (host.pin_memory() if cuda else host).to(self.device, non_blocking=cuda)
 
     def train_step(self, batches) -> tuple[torch.Tensor, torch.Tensor, int]:
         """Forward/backward over this rank's micro-batches of the global batch (gradients not yet stepped).
@@ -289,25 +301,25 @@ class Trainer:
         Micro-batch ``j`` of the global batch (rank ``j % world``) draws its randomness (dropout,
         augmentation) from a seed of (seed, step, j). Returns the summed token loss of this rank (a
         tensor: no host sync here), the global batch's target count (a tensor) and this rank's token count.
+        Target and token counts come from the host batches (``_batch``), never read back from the device.
         """
         autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
         index = [self.world.rank + i * self.world.size for i in range(self.micro_per_rank)]  # in the global batch
-        micro = []
+        micro = []  # (batch on the device, its targets, its tokens)
         for j in index:
             torch.manual_seed(distributed.micro_batch_seed(self.tc.seed, self.step, j, 0))
             micro.append(self._batch(next(batches)))
-        n_local = sum(self.task.targets(batch) for batch in micro)
-        n_global = distributed.all_reduce_sum(torch.tensor([float(n_local)], device=self.device))[0]
+        n_global = distributed.all_reduce_sum(self._to_device(torch.tensor([float(sum(n for _, n, _ in micro))])))[0]
         loss_sum = torch.zeros((), device=self.device)
-        for i, (j, batch) in enumerate(zip(index, micro)):
+        for i, (j, (batch, n, _)) in enumerate(zip(index, micro)):
             torch.manual_seed(distributed.micro_batch_seed(self.tc.seed, self.step, j, 1))
             last = i == len(micro) - 1
             sync = self.train_model.no_sync() if self.world.size > 1 and not last else nullcontext()  # all-reduce once
             with sync, autocast:  # the loss itself is computed in float32 (src/training/loss.py)
-                loss, n = self.task.loss(self.train_model, batch, self.tc.label_smoothing)
+                loss, _ = self.task.loss(self.train_model, batch, self.tc.label_smoothing)  # its count is n
             (loss * (n * self.world.size) / n_global).backward()
             loss_sum += loss.detach() * n
-        return loss_sum, n_global, sum(self.task.tokens(batch) for batch in micro)
+        return loss_sum, n_global, sum(tokens for _, _, tokens in micro)
 
     def _log_gradients(self, total_norm: float) -> None:
         self.tracker.log_scalar("grad_norm", "total", total_norm, self.step)
@@ -331,11 +343,8 @@ class Trainer:
         stopped = False
         with stop_requests() as stop:
             while self.step < self.tc.max_steps:
-                # every rank stops at the same step, even when one alone got the signal or ran out of time
-                stopped = distributed.any_rank(stop.is_set(), self.device) if self.world.size > 1 else stop.is_set()
-                out_of_time = self.world.size > 1 and budget < math.inf
-                if stopped or (distributed.any_rank(self.elapsed >= budget, self.device) if out_of_time
-                               else self.elapsed >= budget):
+                stopped, out_of_time = self._should_stop(stop.is_set(), self.elapsed >= budget)
+                if stopped or out_of_time:
                     break
                 self._loop_step(batches, bar)
         bar.close()
@@ -343,6 +352,21 @@ class Trainer:
             path = self.save_checkpoint()
             raise KeyboardInterrupt(f"stopped by signal at step {self.step}; resume from {path} with --resume")
         return self._finish()
+
+    def _should_stop(self, stop_requested: bool, out_of_time: bool) -> tuple[bool, bool]:
+        """(a stop was requested, the time budget is spent), the same on every rank: ranks stop at one step.
+
+        Alone both are read at every step, for free. With several ranks agreeing costs an all-reduce
+        and a host read (a GPU sync), so the ranks compare only at steps divisible by ``log_every``
+        (the loss is read there anyway): a signal to one rank, or one rank's clock running out, takes
+        effect within ``log_every`` steps, and a run may overshoot ``max_minutes`` by as many steps.
+        """
+        if self.world.size == 1:
+            return stop_requested, out_of_time
+        if self.step % self.tc.log_every:
+            return False, False
+        stopped, spent = distributed.any_rank((stop_requested, out_of_time), self.device)
+        return stopped, spent
 
     def _loop_step(self, batches, bar: tqdm) -> None:
         """One optimizer step, then its logging and periodic work (all inside the time budget)."""
