@@ -153,10 +153,23 @@ class MultiHeadAttention(nn.Module):
         (q,) = self._split_heads(F.linear(x, weight[:c], bias[:c]), 1)
         if cache is not None and cache.key is not None:
             return q, cache.key, cache.value
-        k, v = self._split_heads(F.linear(memory, weight[c:], bias[c:]), 2)
+        k, v = self.memory_keys_values(memory)
         if cache is not None:
             cache.append(k, v)
         return q, k, v
+
+    def memory_keys_values(self, memory: Tensor) -> tuple[Tensor, Tensor]:
+        """Cross-attention's per-head keys and values of ``memory`` (its W^K, W^V projections, Sec. 3.2.2).
+
+        They depend on the encoder output only: decoding computes them once per source (the cross
+        cache, and the ONNX encoder graph, ``src/export/graphs.py``).
+
+        Shape:
+            memory: (B, S, C) -> keys, values: (B, H, S, C/H) each.
+        """
+        c, weight, bias = self.d_model, self.in_proj.weight, self.in_proj.bias
+        k, v = self._split_heads(F.linear(memory, weight[c:], bias[c:]), 2)
+        return k, v
 
     def _split_heads(self, projected: Tensor, n: int) -> tuple[Tensor, ...]:
         batch, length, _ = projected.shape

@@ -52,7 +52,9 @@ def bench(checkpoint: Path, n_sentences: int, repeats: int, batch_sizes: list[in
     for batch_size in batch_sizes:
         for name, trained in models.items():
             decode = decoder_for(trained, beam=1)
-            run = lambda: translate(trained.model, sources, decode, batch_size, trained.device, "bench", limit)  # noqa: E731
+            def run(trained=trained, decode=decode, batch_size=batch_size) -> list:
+                return translate(trained.model, sources, decode, batch_size, trained.device, "bench", limit)
+
             outputs[name, batch_size] = run()  # warm-up, and the tokens compared below
             times = []
             for _ in range(repeats):
@@ -87,8 +89,8 @@ def sentences_of_run(checkpoint: Path, n: int) -> tuple[list[str], str]:
 
 
 def table(result: dict) -> str:
-    lines = [f"greedy decoding, {result['sentences']} sentences from {result['sentence_source']}, "
-             f"median of {result['repeats']}, torch threads {result['torch_threads']}",
+    lines = [(f"greedy decoding, {result['sentences']} sentences from {result['sentence_source']}, "
+              f"median of {result['repeats']}, torch threads {result['torch_threads']}"),
              f"{'backend':<8} {'batch':>5} {'median s':>10} {'sent/s':>9}"]
     lines += [f"{r['backend']:<8} {r['batch_size']:>5} {r['median_s']:>10.3f} {r['sentences_per_s']:>9.1f}"
               for r in result["rows"]]

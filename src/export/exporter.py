@@ -7,7 +7,8 @@ an axis whose example size is 0 or 1; afterwards every axis declared dynamic is 
 stayed symbolic in the saved graph, so a model whose code fixes a length (a Python loop over time)
 is refused instead of exported with a silent limit.
 
-The export folder is usable alone (``src/export/runtime.py`` loads it without the checkpoint):
+The export folder is usable alone (``src/inference/onnx_backend.py`` runs it without the checkpoint;
+``load_for_inference(folder, backend="onnx")``):
 
     export.json              family, graphs with input/output names, dtypes and symbolic shapes,
                              opset, the checkpoint's path, step and SHA-256, special ids, labels, image stats
@@ -31,8 +32,8 @@ from torch import Tensor, nn
 
 from src.export.graphs import DecoderLMGraph, DecoderStepGraph, EncoderGraph, LogitsGraph
 from src.inference.loader import InferenceModel, default_export_dir, file_sha256
+from src.inference.onnx_backend import MANIFEST
 
-MANIFEST = "export.json"
 MANIFEST_FORMAT = 1
 EXAMPLE_BATCH, EXAMPLE_LENGTH, EXAMPLE_PAST = 3, 5, 2  # every dynamic axis traced at >= 2 (see module docstring)
 

@@ -51,19 +51,22 @@ class EncoderGraph(nn.Module):
     def forward(self, src: Tensor) -> tuple[Tensor, Tensor]:
         memory, src_mask = self.model.encode(src)
         cache = self.model.new_cache()
-        for layer, kv in zip(self.model.decoder.layers, cache.cross_attn):
-            # the layer's own W^K, W^V projection fills the empty cache (its one-position query is dropped):
-            # the same code as the first PyTorch decoding step, not a copy of it
-            layer.cross_attn._project(memory[:, :1], memory, kv)
+        for layer, kv in zip(self.model.decoder.layers, cache.cross_attn, strict=True):
+            # the layer's own W^K, W^V projection, the same method that fills the cross cache at the first
+            # PyTorch decoding step, not a copy of it
+            kv.append(*layer.cross_attn.memory_keys_values(memory))
         return stack_kv(cache.cross_attn), src_mask
 
 
 class DecoderStepGraph(nn.Module):
-    """``decoder_step.onnx``: new target tokens, the cross and past caches -> last-position logits, present cache.
+    """``decoder_step.onnx``: one new target token per row, the cross and past caches -> its logits, present cache.
+
+    Exported with one token per row (``exporter.graph_specs`` traces (B, 1) and declares only the batch
+    axis dynamic): decoding feeds one token per step.
 
     Shape:
-        tokens: (B, N); cross_kv: (B, 2L, H, S, D/H); src_mask: (B, 1, 1, S);
-        past_kv: (B, 2L, H, T, D/H), T = 0 on the first step -> logits (B, V), present_kv (B, 2L, H, T+N, D/H).
+        tokens: (B, 1); cross_kv: (B, 2L, H, S, D/H); src_mask: (B, 1, 1, S);
+        past_kv: (B, 2L, H, T, D/H), T = 0 on the first step -> logits (B, V), present_kv (B, 2L, H, T+1, D/H).
     """
 
     def __init__(self, model: EncoderDecoderTransformer) -> None:

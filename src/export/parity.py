@@ -87,8 +87,8 @@ def text(result: dict) -> str:
         f"{n} sentences from {result['sentence_source']}",
         f"greedy tokens identical: {result['greedy']}/{n}",
         f"{beam} tokens identical:  {result[beam]}/{n}",
-        f"largest |logit difference| over the first {result['logit_steps']} steps: {result['max_abs_logit_diff']:.2e} "
-        f"(allowed {result['atol']:.0e})",
+        (f"largest |logit difference| over the first {result['logit_steps']} steps: {result['max_abs_logit_diff']:.2e} "
+         f"(allowed {result['atol']:.0e})"),
         "parity: " + ("yes" if result["ok"] else "NO"),
     ])
 

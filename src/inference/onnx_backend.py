@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-MANIFEST = "export.json"  # written by src/export/exporter.py
+MANIFEST = "export.json"  # the export folder's manifest, written by src/export/exporter.py (which imports this)
 
 
 class StackedCache:

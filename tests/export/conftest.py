@@ -64,11 +64,11 @@ def read_pbtxt(path: Path) -> dict:
     import re
 
     text = path.read_text(encoding="utf-8")
-    config = {"name": re.search(r'^name: "([^"]+)"', text, re.M).group(1),
-              "platform": re.search(r'^platform: "([^"]+)"', text, re.M).group(1),
-              "max_batch_size": int(re.search(r"^max_batch_size: (\d+)", text, re.M).group(1))}
+    config = {"name": re.search(r'^name: "([^"]+)"', text, re.MULTILINE).group(1),
+              "platform": re.search(r'^platform: "([^"]+)"', text, re.MULTILINE).group(1),
+              "max_batch_size": int(re.search(r"^max_batch_size: (\d+)", text, re.MULTILINE).group(1))}
     for side in ("input", "output"):
-        block = re.search(rf"^{side} \[\n(.*?)\n\]", text, re.M | re.S).group(1)
+        block = re.search(rf"^{side} \[\n(.*?)\n\]", text, re.MULTILINE | re.DOTALL).group(1)
         config[side] = {name: (dtype, [int(d) for d in dims.split(",") if d.strip()])
                         for name, dtype, dims in re.findall(r'name: "([^"]+)"\s+data_type: (\w+)\s+dims: \[([^\]]*)\]', block)}
     return config

@@ -17,7 +17,6 @@ from src.inference import load_for_inference
 from src.inference.onnx_backend import OnnxEncoderDecoder
 from src.inference.translate import translate_texts
 from src.models.decoding import beam_search, greedy_decode
-
 from tests.export.conftest import check_triton_repository, make_checkpoint
 
 TEXTS = ["Das ist gut.", "Wir gehen nach Hause und ich habe keine Zeit.", "Er liest ein Buch.", "Ich.",
