@@ -15,9 +15,9 @@ class ServingConfig(FrozenConfig):
     """Limits and micro-batching of ``python -m src.main serve``; every request is checked against them."""
 
     host: str = "127.0.0.1"
-    port: conint(ge=0, le=65535) = 8000  # 0: any free port (uvicorn logs the one it took)
+    port: conint(ge=0, le=65535) = 8000  # 0: any free port (serve logs the one it took)
     backend: Literal["torch", "onnx"] = "torch"
-    device: str = "auto"  # auto: CUDA if present, else CPU
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA if present, else CPU
     max_texts_per_request: conint(ge=1) = 64
     max_chars_per_text: conint(ge=1) = 2000
     max_body_bytes: conint(ge=64) = 1_000_000

@@ -19,8 +19,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=None, help="port (default from the config: 8000; 0: any free port)")
     parser.add_argument("--backend", choices=["torch", "onnx"], default=None,
                         help="run the model on PyTorch or ONNX Runtime (default from the config: torch)")
-    parser.add_argument("--device", default=None, help="auto, cpu or cuda (default from the config: auto)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None,
+                        help="auto, cpu or cuda (default from the config: auto)")
     parser.add_argument("--tag", default=None, help="with a registered model's NAME: the tag to pick (e.g. production)")
+    parser.add_argument("--project", default=None,
+                        help="with a registered model's NAME: the ClearML project to look in (default: the default "
+                             "config's tracking.project_name; '' for every project)")
     parser.add_argument("--runs-dir", default="runs", help="where run ids and names are looked up (default: runs)")
     parser.add_argument("--config", default=None, help="serving config (default: config/serving.yaml)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
@@ -41,13 +45,45 @@ def command(args: argparse.Namespace) -> int:
 
     config = load_serving_config(args.config, host=args.host, port=args.port, backend=args.backend,
                                  device=args.device)
-    source = resolve_source(args.model, args.runs_dir, args.tag, config.model_fetch_timeout_s)
+    source = resolve_source(args.model, args.runs_dir, args.tag, config.model_fetch_timeout_s,
+                            project=registry_project(args.project))
     predictor = Preprocess(config)
     predictor.load(str(source.checkpoint))
     app = create_app(predictor, source.info)
-    logger.info("serving {} ({}) on http://{}:{}", source.checkpoint, predictor.trained.family, config.host,
-                config.port)
-    server = uvicorn.Server(uvicorn.Config(app, host=config.host, port=config.port, log_level=args.log_level,
-                                           timeout_graceful_shutdown=config.graceful_shutdown_s, access_log=False))
+    server = logging_server(uvicorn.Config(app, host=config.host, port=config.port, log_level=args.log_level,
+                                           timeout_graceful_shutdown=config.graceful_shutdown_s, access_log=False),
+                            f"{source.checkpoint} ({predictor.trained.family})")
     server.run()
     return 0 if server.started else 1
+
+
+def logging_server(config, what: str):
+    """A ``uvicorn.Server`` that logs the address it listens on once bound: the real port, also for ``--port 0``."""
+    import uvicorn
+
+    class LoggingServer(uvicorn.Server):
+        async def startup(self, sockets=None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started:
+                logger.info("serving {} on {}", what, ", ".join(bound_urls(self)))
+
+    return LoggingServer(config)
+
+
+def registry_project(given: str | None) -> str | None:
+    """The ClearML project a ``NAME:TAG`` lookup searches: ``--project``, else the default config's; '' means all."""
+    if given is not None:
+        return given or None
+    from src.config import load_config
+
+    return load_config().tracking.project_name
+
+
+def bound_urls(server) -> list[str]:
+    """``http://host:port`` of each socket uvicorn listens on: the real port, also when asked for port 0."""
+    urls = []
+    for listener in server.servers:
+        for sock in listener.sockets:
+            host, port = sock.getsockname()[:2]
+            urls.append(f"http://{f'[{host}]' if ':' in host else host}:{port}")
+    return urls

@@ -26,8 +26,11 @@ class ModelSource:
 
 
 def resolve_source(ref: str, runs_dir: str | Path = "runs", tag: str | None = None,
-                   timeout_s: float = 120.0) -> ModelSource:
+                   timeout_s: float = 120.0, project: str | None = None) -> ModelSource:
     """The checkpoint that ``ref`` names (see the module docstring), fetched if it is a registered model.
+
+    ``project`` narrows a ``NAME:TAG`` lookup to one ClearML project (None: every project); a model
+    id needs none.
 
     Raises:
         FileNotFoundError: nothing local matches and ``ref`` is neither ``NAME:TAG`` nor a model id.
@@ -40,7 +43,8 @@ def resolve_source(ref: str, runs_dir: str | Path = "runs", tag: str | None = No
             local_error = err
     name, sep, ref_tag = ref.rpartition(":")
     if tag is not None or (sep and name and ref_tag):
-        return registry_source(name=ref if tag is not None else name, tag=tag or ref_tag, timeout_s=timeout_s)
+        return registry_source(name=ref if tag is not None else name, tag=tag or ref_tag, timeout_s=timeout_s,
+                               project=project)
     if MODEL_ID.fullmatch(ref):
         return registry_source(model_id=ref, timeout_s=timeout_s)
     raise FileNotFoundError(f"{local_error}; nor is {ref!r} a registered model (expected NAME:TAG, NAME with "
@@ -57,11 +61,14 @@ def local_source(checkpoint: Path) -> ModelSource:
 
 
 def registry_source(model_id: str | None = None, name: str | None = None, tag: str | None = None,
-                    timeout_s: float = 120.0) -> ModelSource:
+                    timeout_s: float = 120.0, project: str | None = None) -> ModelSource:
     """A registered model, downloaded through ``src/tracking``; its metadata stands in for the run's metrics."""
     from src.tracking.model_store import fetch_model
 
-    model = fetch_model(model_id, name=name, tag=tag, timeout_s=timeout_s)
+    if model_id is not None:
+        model = fetch_model(model_id, timeout_s=timeout_s)
+    else:
+        model = fetch_model(name=name, tag=tag, project=project, timeout_s=timeout_s)
     clearml = {"model_id": model.id, "name": model.name, "tags": model.tags, "stage": model.stage,
                "published": model.published, "url": model.url}
     return ModelSource(model.local_path, {"source": "clearml", "checkpoint": str(model.local_path),

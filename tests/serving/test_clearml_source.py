@@ -36,11 +36,11 @@ def register(clearml_stub, checkpoint) -> str:
     return model_id
 
 
-def check_served(clearml_stub, ref: str, model_id: str, checkpoint, log) -> None:
+def check_served(clearml_stub, ref: str, model_id: str, checkpoint, log, *args: str) -> None:
     """``serve REF`` reports the registered model and translates with exactly its weights."""
     texts = ["Das ist gut.", "Wo ist der Bahnhof?"]
     expected = translate_texts(load_for_inference(checkpoint, "cpu"), texts)
-    server = ServerProcess([ref], log, env=clearml_stub.subprocess_env({"OMP_NUM_THREADS": "1"}))
+    server = ServerProcess([ref, *args], log, env=clearml_stub.subprocess_env({"OMP_NUM_THREADS": "1"}))
     try:
         info = httpx.get(f"{server.url}/v1/model", timeout=5).json()
         assert info["source"] == "clearml" and info["family"] == "encoder_decoder"
@@ -66,4 +66,9 @@ def test_serve_a_registered_model_by_id(clearml_stub, checkpoints, tmp_path, one
 def test_serve_a_registered_model_by_name_and_tag(clearml_stub, checkpoints, tmp_path, one_thread):
     checkpoint = shutil.copy(checkpoints["translate"], tmp_path / "best.pt")
     model_id = register(clearml_stub, checkpoint)
-    check_served(clearml_stub, "tiny-translator:production", model_id, checkpoint, tmp_path / "serve.log")
+    check_served(clearml_stub, "tiny-translator:production", model_id, checkpoint, tmp_path / "serve.log",
+                 "--project", "serving")  # the project it was registered in (the default is the config's)
+    with pytest.raises(AssertionError, match="server exited with 1 before /health") as err:
+        ServerProcess(["tiny-translator:production", "--project", "elsewhere"], tmp_path / "elsewhere.log",
+                      env=clearml_stub.subprocess_env())
+    assert "elsewhere" in str(err.value) and "Traceback" not in str(err.value)  # the SDK: no such project

@@ -36,24 +36,24 @@ def test_a_run_by_folder_id_name_or_latest_brings_its_metrics(run_dir, ref):
 
 
 def fake_fetch(calls):
-    def fetch(model_id=None, *, name=None, tag=None, timeout_s):
-        calls.append((model_id, name, tag, timeout_s))
+    def fetch(model_id=None, *, name=None, tag=None, project=None, timeout_s):
+        calls.append((model_id, name, tag, project, timeout_s))
         return RegisteredModel(id=model_id or "f" * 32, name=name or "m", project=None, tags=[tag or "candidate"],
                                published=True, metadata={"bleu": "3.2"}, local_path=Path("/models/best.pt"))
     return fetch
 
 
 @pytest.mark.parametrize(("ref", "tag", "expected"), [
-    ("translator:production", None, (None, "translator", "production")),
-    ("translator", "production", (None, "translator", "production")),
-    ("0123456789abcdef0123456789abcdef", None, ("0123456789abcdef0123456789abcdef", None, None)),
+    ("translator:production", None, (None, "translator", "production", "stepwise")),
+    ("translator", "production", (None, "translator", "production", "stepwise")),
+    ("0123456789abcdef0123456789abcdef", None, ("0123456789abcdef0123456789abcdef", None, None, None)),  # ids: any project
 ])
 def test_registered_models_by_name_and_tag_or_by_id(monkeypatch, tmp_path, ref, tag, expected):
     import src.tracking.model_store as store
 
     calls = []
     monkeypatch.setattr(store, "fetch_model", fake_fetch(calls))
-    source = resolve_source(ref, tmp_path, tag=tag, timeout_s=9.0)
+    source = resolve_source(ref, tmp_path, tag=tag, timeout_s=9.0, project="stepwise")
     assert calls == [(*expected, 9.0)]
     assert source.checkpoint == Path("/models/best.pt") and source.info["source"] == "clearml"
     assert source.info["clearml"]["model_id"] == (expected[0] or "f" * 32)
@@ -64,3 +64,11 @@ def test_something_that_is_nothing_says_what_was_expected(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"no run 'nothing'.*nor is 'nothing' a registered model \(expected "
                                                 r"NAME:TAG, NAME with --tag TAG, or a 32-hex-digit ClearML model id\)"):
         resolve_source("nothing", tmp_path)
+
+
+def test_a_name_lookup_searches_the_default_config_project_unless_told():
+    from src.config import load_config
+    from src.serving.cli import registry_project
+
+    assert registry_project(None) == load_config().tracking.project_name == "stepwise-transformers"
+    assert registry_project("other") == "other" and registry_project("") is None  # '': every project
