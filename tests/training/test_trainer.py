@@ -107,6 +107,11 @@ def run_until_killed(corpus_dir: Path, run_dir: Path, kill_at: int, sig: str = "
 
 
 def test_killed_run_resumes_on_the_uninterrupted_loss_curve(corpus_dir, tmp_path):
+    """A run SIGKILLed at step 14 resumes from checkpoint 12 onto the straight run's curve (1e-6).
+
+    ~19 s here (a straight 24-step run, a killed one in a fresh interpreter, the resumed rest): in the
+    default run, as the resume guarantee is the one every other feature relies on.
+    """
     reference = make_trainer(corpus_dir, tmp_path / "straight").fit()
     run_until_killed(corpus_dir, tmp_path / "killed", kill_at=14)  # last checkpoint: step 12
     resumed = make_trainer(corpus_dir, tmp_path / "killed")
@@ -118,7 +123,7 @@ def test_killed_run_resumes_on_the_uninterrupted_loss_curve(corpus_dir, tmp_path
 
 
 def test_sigterm_checkpoints_the_current_step_then_stops(corpus_dir, tmp_path):
-    """``kill`` (SIGTERM) finishes the step in flight, saves it, and exits; nothing is lost."""
+    """``kill`` (SIGTERM) finishes the step in flight, saves it, and exits; nothing is lost. ~18 s here."""
     reference = make_trainer(corpus_dir, tmp_path / "straight").fit()
     proc = run_until_killed(corpus_dir, tmp_path / "stopped", kill_at=14, sig="SIGTERM")
     assert proc.returncode == 1 and "stopped by signal at step 14" in proc.stderr
