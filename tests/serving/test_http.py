@@ -232,7 +232,7 @@ def test_a_model_that_cannot_load_stops_the_server_at_start_with_one_line(tmp_pa
     assert "ERROR" in str(err.value) and "Traceback" not in str(err.value)
 
 
-@pytest.mark.slow  # ~40 s here, most of it the ONNX export the loader runs first
+@pytest.mark.slow  # ~23 s here (over the ~20 s default-suite budget), most of it the ONNX export the loader runs first
 def test_the_onnx_backend_serves_the_same_translations(checkpoints, tmp_path, one_thread):
     checkpoint = shutil.copy(checkpoints["translate"], tmp_path / "translate.pt")  # its export lands in tmp_path
     texts = GERMAN[:4]
