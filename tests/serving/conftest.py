@@ -2,14 +2,14 @@
 
 The checkpoints are written as the trainer writes them (weights, config, tokenizers, special ids,
 family, class names), the pattern of tests/inference/test_loader.py. ``ServerProcess`` runs
-``python -m src.main serve ...`` in its own process group on a free loopback port and waits for
+``python -m src.main serve ... --port 0`` in its own process group (the port it logs once bound) and waits for
 ``/health`` under a hard deadline; whatever happens, the group is killed at the end.
 """
 
 import json
 import os
+import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -74,14 +74,13 @@ def checkpoints(tmp_path_factory) -> dict[str, Path]:
     }
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+BOUND = re.compile(r"serving .* on http://127\.0\.0\.1:(\d+)")
 
 
 class ServerProcess:
-    """``python -m src.main serve ARGS --port P`` in its own process group; ``url``, ``log()``, ``stop()``.
+    """``python -m src.main serve ARGS --port 0`` in its own process group; ``url``, ``log()``, ``stop()``.
+
+    The port is the one serve logs once bound: no race for a free port, and ``--port 0`` is tested by every server.
 
     Args:
         args: the serve arguments after ``serve`` (model first).
@@ -92,13 +91,13 @@ class ServerProcess:
 
     def __init__(self, args: list[str], log_path: Path, env: dict[str, str] | None = None,
                  start_timeout: float = 60.0) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.port: int | None = None  # asked for port 0: the port is read from serve's log line once bound
+        self.url = ""
         self.log_path = log_path
         # one intra-op thread: on a shared 2-core machine two threads spin against each other (0.5 s a call, not 30 ms)
         env = {**(env or os.environ), "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
         with open(log_path, "w") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "src.main", "serve", *args, "--port", str(self.port)],
+            self.proc = subprocess.Popen([sys.executable, "-m", "src.main", "serve", *args, "--port", "0"],
                                          cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, start_new_session=True)
         try:
@@ -112,8 +111,14 @@ class ServerProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(f"server exited with {self.proc.returncode} before /health:\n{self.log()[-4000:]}")
+            if self.port is None:
+                bound = BOUND.search(self.log())
+                if bound:  # serve logs the port it bound, not the 0 it was given
+                    self.port = int(bound.group(1))
+                    assert self.port != 0, self.log()[-2000:]
+                    self.url = f"http://127.0.0.1:{self.port}"
             try:
-                if httpx.get(f"{self.url}/health", timeout=1.0).status_code == 200:
+                if self.port is not None and httpx.get(f"{self.url}/health", timeout=1.0).status_code == 200:
                     return
             except httpx.TransportError:
                 pass
