@@ -36,3 +36,11 @@ def test_only_the_tracking_package_imports_clearml():
     importers = {path.relative_to(SRC).parts[0] for path in SRC.rglob("*.py")
                  if re.search(r"^\s*(?:from|import) clearml\b", path.read_text(encoding="utf-8"), re.MULTILINE)}
     assert importers == {"tracking"}
+
+
+def test_no_two_test_files_share_a_name():
+    """tests/ has no __init__.py files: pytest imports test modules by file name, so two of one name cannot both run."""
+    from collections import Counter
+
+    names = Counter(path.name for path in Path(__file__).parent.rglob("test_*.py"))
+    assert not [name for name, count in names.items() if count > 1]

@@ -1,7 +1,7 @@
 """The loader's on-demand export (``--backend onnx`` on a checkpoint): atomic, race-safe, bounded in time.
 
 The export subprocess is replaced by a fake that writes a manifest in a moment (the real export is
-tested in test_translation.py and test_families.py), so the race and the failures are tested fast.
+tested in test_export_translation.py and test_export_families.py), so the race and the failures are tested fast.
 """
 
 import json
