@@ -233,7 +233,8 @@ def test_rank_0_fails_at_once_when_a_local_worker_dies_before_joining():
     """Without the watch, rank 0 would wait the whole rendezvous timeout (30 min) for it."""
     import multiprocessing
 
-    worker = multiprocessing.get_context("spawn").Process(target=sys.exit, args=(3,), name="rank1")
+    # os._exit, not sys.exit: an in-process ClearML task earlier in the session replaces sys.exit with a hook
+    worker = multiprocessing.get_context("spawn").Process(target=os._exit, args=(3,), name="rank1")
     worker.start()
     rv = distributed.rendezvous_from_env(2, env={})
     start = time.monotonic()
