@@ -39,3 +39,11 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(_EXIT_STATUS[-1])
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(tmp_path_factory: pytest.TempPathFactory):
+    """Two ``train --config config/tiny.yaml`` runs, made once per session (tests/pipelines/conftest.py says more)."""
+    from tests.pipelines.conftest import make_tiny_runs
+
+    return make_tiny_runs(tmp_path_factory)

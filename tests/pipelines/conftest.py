@@ -1,4 +1,4 @@
-"""Two consecutive ``train --config config/tiny.yaml`` runs, made once per test session.
+"""Two consecutive ``train --config config/tiny.yaml`` runs, made once per test session (``tiny_runs``).
 
 Every test that needs a real run folder (offline sessions, run management, translate/evaluate,
 import into the ClearML stand-in) reads these two runs instead of training its own: they cost
@@ -59,8 +59,8 @@ def run_folder(stdout: str) -> Path:
     return Path(match.group(1))
 
 
-@pytest.fixture(scope="session")
-def tiny_runs(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+def make_tiny_runs(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    """The ``tiny_runs`` session fixture's body (tests/conftest.py): the report's tests read the same runs."""
     root = tmp_path_factory.mktemp("tiny_runs")
     env = clean_env(root / "home")
     runs_dir = root / "runs"

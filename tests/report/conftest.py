@@ -1,4 +1,4 @@
-"""One real ``train --config config/tiny.yaml`` run (about 45 s), shared by the report's tests.
+"""The report's tests read the session's shared tiny run (``tiny_runs``, tests/conftest.py).
 
 The run goes through the command line, as a user starts it, so the report it leaves is the one the
 pipeline's end writes, and its summary is the one a user reads.
@@ -31,9 +31,11 @@ def train(tmp_path_factory: pytest.TempPathFactory, config: str, name: str) -> S
 
 
 @pytest.fixture(scope="session")
-def report_run(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
-    """The tiny translation run and the report its summary names. Tests must not change the run folder."""
-    run = train(tmp_path_factory, "config/tiny.yaml", "report_run")
+def report_run(tiny_runs) -> SimpleNamespace:
+    """The first shared tiny translation run (``tiny_runs``) and the report its summary names.
+    Tests must not change the run folder."""
+    run = SimpleNamespace(proc=tiny_runs.procs[0], env=tiny_runs.env, runs_dir=tiny_runs.runs_dir,
+                          run_dir=tiny_runs.run_dirs[0])
     run.report = report_line(run.proc.stdout)
     run.html = run.report.read_text(encoding="utf-8") if run.report.is_file() else ""
     return run

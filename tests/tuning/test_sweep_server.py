@@ -33,6 +33,7 @@ def base_train_task(stub: ClearMLStub, name: str, *overrides: str) -> str:
     return next(line.split()[1] for line in result.stdout.splitlines() if line.startswith("TASK "))
 
 
+@pytest.mark.slow  # about 35 s: the optimizer's own polling, against the stand-in
 @pytest.mark.timeout(180)
 def test_queue_path_clones_the_base_task_and_enqueues_the_trials(clearml_stub: ClearMLStub, tmp_path):
     """About 35 s here: two candidate tasks; the optimizer finds the train step's (no --base-task), queues 2 clones
