@@ -37,7 +37,7 @@ def _run(settings: dict) -> dict:
 
 
 @pytest.fixture(scope="module")
-def tracked_run(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+def tracked_run(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:  # the tests using it are slow
     """``bench attention --json --track`` offline, as a command: every variant of the attention layer at n = 64, 128.
 
     In its own process, as a user runs it: ClearML's background threads end with it instead of
@@ -54,11 +54,13 @@ def tracked_run(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
                            stderr=proc.stderr)
 
 
+@pytest.mark.slow  # the tracked bench command runs once for these four, ~25-30 s
 def test_with_track_nothing_but_the_result_reaches_stdout(tracked_run):
     """``--json --track | jq`` works (``json.loads(stdout)`` above): ClearML's own lines go to stderr."""
     assert "ClearML" in tracked_run.stderr
 
 
+@pytest.mark.slow  # the tracked bench command runs once for these four, ~25-30 s
 def test_json_has_one_record_per_variant_and_length_and_the_slopes(tracked_run):
     result = tracked_run.result
     assert {(r["module"], r["variant"], r["n"]) for r in result["results"]} == {
@@ -77,12 +79,14 @@ def test_json_has_one_record_per_variant_and_length_and_the_slopes(tracked_run):
     assert result["settings"]["lengths"] == [64, 128] and result["settings"]["window"] == 16
 
 
+@pytest.mark.slow  # the tracked bench command runs once for these four, ~25-30 s
 def test_the_table_shows_every_variant_and_the_targets(tracked_run):
     text = summary.table(tracked_run.result)
     assert all(variant in text for variant in VARIANTS)
     assert "sliding_window_speedup_vs_full_sdpa" in text and "ratios at n=128" in text
 
 
+@pytest.mark.slow  # the tracked bench command runs once for these four, ~25-30 s
 def test_offline_tracking_holds_time_and_memory_against_n_a_figure_and_the_json(tracked_run):
     scalars = tracked_run.session.scalars
     for record in tracked_run.result["results"]:
@@ -97,6 +101,7 @@ def test_offline_tracking_holds_time_and_memory_against_n_a_figure_and_the_json(
     assert (tracked_run.root / "out" / "results.json").is_file()
 
 
+@pytest.mark.slow  # about 11 s
 def test_the_encoder_layer_runs_in_every_variant():
     result = _run(_settings("--lengths", "64", "--modules", "encoder_layer"))
     assert [(r["variant"], "skipped" in r) for r in result["results"]] == [(v, False) for v in VARIANTS]

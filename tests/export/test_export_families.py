@@ -1,6 +1,8 @@
 """The other families on ONNX Runtime: classifier and ViT logits, LM generation through the cache; refusals.
 
-Each family is exported once per module (10-20 s each on 2 shared cores).
+Each family is exported once per module (10-20 s each on 2 shared cores), so the module is slow;
+translation's parity (tests/export/test_export_translation.py, tests/pipelines/test_export_run.py)
+stays in the default run.
 """
 
 import json
@@ -14,6 +16,8 @@ from src.inference.onnx_backend import OnnxClassifier, OnnxDecoderLM
 from src.models.sampling import generate
 from src.training.checkpoint import CheckpointError
 from tests.export.conftest import check_triton_repository, make_checkpoint
+
+pytestmark = pytest.mark.slow
 
 
 def _export(tmp_path_factory, name, *args, **kwargs):

@@ -65,6 +65,7 @@ def test_the_listops_checkpoint_carries_its_word_tokenizer(listops_run):
         assert model.model(torch.tensor([ids])).shape == (1, 10)
 
 
+@pytest.mark.slow  # the byte-level IMDB tiny run costs ~15 s; ListOps keeps a long-document run in the default suite
 def test_byte_level_imdb_reads_bytes_and_cuts_at_max_tokens(imdb_long_run):
     report = tokenization_report(imdb_long_run)
     assert report["train"]["truncated"] > 0  # most reviews are longer than 255 bytes
@@ -75,6 +76,7 @@ def test_byte_level_imdb_reads_bytes_and_cuts_at_max_tokens(imdb_long_run):
     assert "attention/cls" in {image.title for image in session.images}
 
 
+@pytest.mark.slow  # the byte-level IMDB tiny run costs ~15 s; ListOps keeps a long-document run in the default suite
 def test_the_byte_level_checkpoint_decodes_what_it_encodes(imdb_long_run):
     from src.inference import load_for_inference
 

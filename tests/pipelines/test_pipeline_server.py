@@ -207,6 +207,7 @@ print("IDS", json.dumps({{**task_ids, "train": train.id}}))
 '''
 
 
+@pytest.mark.slow  # about 22 s: a real agent runs the step
 @pytest.mark.timeout(240)
 def test_a_gpu_agent_runs_our_train_step_to_completed(stub, enqueued, start_agent):
     """~50 s: data prep and tokenization here, then one agent spin-up and a 4-step training."""

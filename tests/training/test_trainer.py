@@ -122,6 +122,7 @@ def test_killed_run_resumes_on_the_uninterrupted_loss_curve(corpus_dir, tmp_path
         assert losses(result.history)[step] == pytest.approx(loss, abs=1e-6), f"step {step}"
 
 
+@pytest.mark.slow  # 15-40 s; the kill -9 resume test stays in the default run
 def test_sigterm_checkpoints_the_current_step_then_stops(corpus_dir, tmp_path):
     """``kill`` (SIGTERM) finishes the step in flight, saves it, and exits; nothing is lost. ~18 s here."""
     reference = make_trainer(corpus_dir, tmp_path / "straight").fit()
@@ -134,6 +135,7 @@ def test_sigterm_checkpoints_the_current_step_then_stops(corpus_dir, tmp_path):
         assert losses(result.history)[step] == pytest.approx(loss, abs=1e-6), f"step {step}"
 
 
+@pytest.mark.slow  # about 16 s
 def test_a_resume_with_a_new_learning_rate_and_length_uses_them(corpus_dir, tmp_path):
     """Allowed resume changes take effect: the checkpoint's lr does not come back with the optimizer state."""
     from src.training.schedule import make_schedule
@@ -148,6 +150,7 @@ def test_a_resume_with_a_new_learning_rate_and_length_uses_them(corpus_dir, tmp_
     assert result.steps == 16 and [row["step"] for row in result.history][-4:] == [13, 14, 15, 16]
 
 
+@pytest.mark.slow  # about 18 s; the kill/resume test stays in the default run
 def test_damaged_checkpoint_falls_back_to_the_previous_one(corpus_dir, tmp_path):
     reference = make_trainer(corpus_dir, tmp_path / "straight").fit()
     run_until_killed(corpus_dir, tmp_path / "killed", kill_at=14)
