@@ -179,14 +179,21 @@ def _add_queues_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _delegate(package: str) -> tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]:
-    """``add_arguments`` and ``command`` of ``src.<package>.cli``, imported only when that subcommand is chosen."""
+    """``add_arguments`` and ``command`` of ``src.<package>.cli``, imported only when that subcommand is chosen.
+
+    ``command(args)`` returns the exit status and the command's output, which is printed here, as
+    for the other subcommands (the library itself never prints).
+    """
     from importlib import import_module
 
     def add_arguments(parser: argparse.ArgumentParser) -> None:
         import_module(f"src.{package}.cli").add_arguments(parser)
 
     def command(args: argparse.Namespace) -> int:
-        return import_module(f"src.{package}.cli").command(args)
+        status, output = import_module(f"src.{package}.cli").command(args)
+        if output:
+            print(output)  # the command's output, for the reader or a pipe
+        return status
 
     return add_arguments, command
 

@@ -14,11 +14,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs-dir", default="runs", help="where run ids and names are looked up (default: runs)")
 
 
-def command(args: argparse.Namespace) -> int:
+def command(args: argparse.Namespace) -> tuple[int, str]:
     from src.export.exporter import export_checkpoint
     from src.runs import resolve_checkpoint
 
     out = export_checkpoint(resolve_checkpoint(args.run, args.runs_dir), Path(args.out) if args.out else None)
     logger.info("export: done; load it with --backend onnx, or serve {} with Triton", out / "triton")
-    print(out)  # the command's output: the export folder, for a pipe
-    return 0
+    return 0, str(out)  # the command's output: the export folder, for a pipe

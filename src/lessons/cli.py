@@ -18,12 +18,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: tracking.project_name)")
 
 
-def command(args: argparse.Namespace) -> int:
+def command(args: argparse.Namespace) -> tuple[int, str]:
     from src.lessons.runner import lesson_list, lesson_module, output_folder, run_lesson
 
     if args.name is None:
-        print(lesson_list())  # the command's output: the lessons and their summaries
-        return 0
+        return 0, lesson_list()  # the command's output: the lessons and their summaries
     lesson_module(args.name)  # an unknown name fails before any task is opened
     from rich.console import Console
     from rich.text import Text
@@ -48,4 +47,4 @@ def command(args: argparse.Namespace) -> int:
     console.print(f"figures: {output_dir / 'plots'}")
     if session is not None:
         console.print(f"offline session: {session}")
-    return 0
+    return 0, ""

@@ -13,7 +13,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None, help="the HTML file to write (default: <run folder>/report.html)")
 
 
-def command(args: argparse.Namespace) -> int:
+def command(args: argparse.Namespace) -> tuple[int, str]:
     """Resolve the run, write its report; the path is the command's output (for a reader or a pipe)."""
     from src.report import write_report
     from src.runs import RunNotFoundError, resolve_run
@@ -22,7 +22,6 @@ def command(args: argparse.Namespace) -> int:
         run_dir = resolve_run(args.run, args.runs_dir)
     except RunNotFoundError as err:
         logger.error("report: {}", err)
-        return 1
+        return 1, ""
     path = write_report(run_dir, Path(args.out) if args.out else None)
-    print(path)  # the command's output
-    return 0
+    return 0, str(path)  # the command's output

@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="uvicorn's own log level (default: info)")
 
 
-def command(args: argparse.Namespace) -> int:
+def command(args: argparse.Namespace) -> tuple[int, str]:
     import os
 
     import uvicorn
@@ -54,7 +54,7 @@ def command(args: argparse.Namespace) -> int:
                                            timeout_graceful_shutdown=config.graceful_shutdown_s, access_log=False),
                             f"{source.checkpoint} ({predictor.trained.family})")
     server.run()
-    return 0 if server.started else 1
+    return (0 if server.started else 1), ""  # the server logs; it has no output of its own
 
 
 def logging_server(config, what: str):

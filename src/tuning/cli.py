@@ -50,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("overrides", nargs="*", metavar="section.key=value", help="dotted overrides of the base config")
 
 
-def command(args: argparse.Namespace) -> int:
+def command(args: argparse.Namespace) -> tuple[int, str]:
     from src.config import load_config
     from src.tuning.space import load_space
     from src.tuning.trial import direction_of
@@ -66,8 +66,7 @@ def command(args: argparse.Namespace) -> int:
             result = _queue_sweep(args, cfg, space, study, direction)
         else:
             result = _local_sweep(args, cfg, space, study, direction)
-    print(result.text)  # the command's output: the trials and where the study and best config are
-    return result.code
+    return result.code, result.text  # the command's output: the trials and where the study and best config are
 
 
 @dataclass(frozen=True)

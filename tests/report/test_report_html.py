@@ -162,10 +162,9 @@ def test_the_command_writes_where_asked_and_refuses_an_unknown_run(report_run, t
     from src.report.cli import command
 
     out = tmp_path / "elsewhere" / "r.html"
-    assert command(SimpleNamespace(run="latest", runs_dir=str(report_run.runs_dir), out=str(out))) == 0
-    assert capsys.readouterr().out.strip() == str(out)
+    assert command(SimpleNamespace(run="latest", runs_dir=str(report_run.runs_dir), out=str(out))) == (0, str(out))
     assert '<section id="attention">' in out.read_text(encoding="utf-8")
-    assert command(SimpleNamespace(run="no-such-run", runs_dir=str(report_run.runs_dir), out=None)) == 1
+    assert command(SimpleNamespace(run="no-such-run", runs_dir=str(report_run.runs_dir), out=None)) == (1, "")
 
 
 def test_a_failing_report_is_a_warning_not_an_error(tmp_path):
