@@ -37,17 +37,11 @@ def bench(checkpoint: Path, n_sentences: int, repeats: int, batch_sizes: list[in
     import torch
 
     from src.evaluation.evaluate import translate
-    from src.inference.loader import load_for_inference
-    from src.inference.translate import decoder_for, encode_sources
+    from src.inference.translate import decoder_for
 
     if n_sentences < 1 or repeats < 1 or min(batch_sizes) < 1:
         raise ValueError(f"--sentences, --repeats and --batch-sizes must be >= 1, got {n_sentences}, {repeats}, {batch_sizes}")
-    models = {"torch": load_for_inference(checkpoint, "cpu"), "onnx": load_for_inference(checkpoint, backend="onnx")}
-    if models["torch"].family != "encoder_decoder":
-        raise ValueError(f"{checkpoint} holds a {models['torch'].family} model; the bench decodes translation models")
-    texts, source = sentences_of_run(checkpoint, n_sentences)
-    sources = encode_sources(models["torch"], texts)
-    limit = models["torch"].config.evaluation.max_new_tokens
+    models, sources, source, limit = both_backends(checkpoint, n_sentences, "the bench decodes")
     rows, outputs = [], {}
     for batch_size in batch_sizes:
         for name, trained in models.items():
@@ -70,6 +64,19 @@ def bench(checkpoint: Path, n_sentences: int, repeats: int, batch_sizes: list[in
             "max_new_tokens": limit, "torch_threads": torch.get_num_threads(), "rows": rows,
             "speedup_onnx_over_torch": {b: _ratio(rows, b) for b in batch_sizes},
             "identical_greedy_outputs": {b: f"{same[b]}/{len(sources)}" for b in batch_sizes}}
+
+
+def both_backends(checkpoint: Path, n_sentences: int, purpose: str) -> tuple[dict, list[list[int]], str, int]:
+    """The checkpoint on PyTorch and on ONNX Runtime, the run's first ``n_sentences`` test sources
+    encoded, where they came from, and the config's ``max_new_tokens``; translation models only."""
+    from src.inference.loader import load_for_inference
+    from src.inference.translate import encode_sources
+
+    models = {"torch": load_for_inference(checkpoint, "cpu"), "onnx": load_for_inference(checkpoint, backend="onnx")}
+    if models["torch"].family != "encoder_decoder":
+        raise ValueError(f"{checkpoint} holds a {models['torch'].family} model; {purpose} translation models")
+    texts, source = sentences_of_run(checkpoint, n_sentences)
+    return models, encode_sources(models["torch"], texts), source, models["torch"].config.evaluation.max_new_tokens
 
 
 def _ratio(rows: list[dict], batch_size: int) -> float:

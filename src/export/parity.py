@@ -47,20 +47,14 @@ def parity(checkpoint: Path, n_sentences: int, beam: int, steps: int, atol: floa
     import torch
 
     from src.evaluation.evaluate import pad_sources, translate
-    from src.export.bench import sentences_of_run
-    from src.inference.loader import load_for_inference
-    from src.inference.translate import decoder_for, encode_sources
+    from src.export.bench import both_backends
+    from src.inference.translate import decoder_for
     from src.models.decoding import greedy_decode
 
     if min(n_sentences, beam, steps, batch_size) < 1:
         raise ValueError(f"--sentences, --beam, --steps and --batch-size must be >= 1, "
                          f"got {n_sentences}, {beam}, {steps}, {batch_size}")
-    models = {"torch": load_for_inference(checkpoint, "cpu"), "onnx": load_for_inference(checkpoint, backend="onnx")}
-    if models["torch"].family != "encoder_decoder":
-        raise ValueError(f"{checkpoint} holds a {models['torch'].family} model; parity compares translation models")
-    texts, source = sentences_of_run(checkpoint, n_sentences)
-    sources = encode_sources(models["torch"], texts)
-    limit = models["torch"].config.evaluation.max_new_tokens
+    models, sources, source, limit = both_backends(checkpoint, n_sentences, "parity compares")
     result = {"checkpoint": str(checkpoint), "sentences": len(sources), "sentence_source": source}
     for name, width in (("greedy", 1), (f"beam{beam}", beam)):
         outputs = {b: translate(m.model, sources, decoder_for(m, width), batch_size, m.device, name, limit)
