@@ -1,8 +1,8 @@
 """One measurement, in a process of its own: median time and peak memory of forward + backward.
 
-    python -m src.bench_attention.measure '{"module": "attention", "variant": "full/sdpa", "n": 1024, ...}'
+    python -m src.bench_attention.measure '{"module": "attention", "variant": "full/sdpa", "n": 1024, ...}' RESULT.json
 
-prints one JSON line: ``time_ms`` (median), ``times_ms``, ``peak_mib``, ``baseline_mib``, or
+writes one JSON object to RESULT.json (and nothing to stdout that the parent reads): ``time_ms`` (median), ``times_ms``, ``peak_mib``, ``baseline_mib``, or
 ``skipped`` when an allocation failed. The parent (``runner.py``) starts one such process per
 (module, variant, n), so that what one measurement allocated cannot hide in the next one's peak.
 
