@@ -190,12 +190,30 @@ def _delegate(package: str) -> tuple[Callable[[argparse.ArgumentParser], None], 
         import_module(f"src.{package}.cli").add_arguments(parser)
 
     def command(args: argparse.Namespace) -> int:
-        status, output = import_module(f"src.{package}.cli").command(args)
-        if output:
-            print(output)  # the command's output, for the reader or a pipe
-        return status
+        return _emit(*import_module(f"src.{package}.cli").command(args))
 
     return add_arguments, command
+
+
+def _emit(status: int, output: str) -> int:
+    """Print a command's output (for the reader or a pipe) and pass its exit status on."""
+    if output:
+        print(output)  # the command's output, for the reader or a pipe
+    return status
+
+
+def run_module_command(
+    prog: str,
+    add_arguments: Callable[[argparse.ArgumentParser], None],
+    command: Callable[[argparse.Namespace], tuple[int, str]],
+    argv: Sequence[str] | None = None,
+    description: str | None = None,
+) -> int:
+    """A ``python -m src.<package>.<module>`` command (``src.export.parity``, the benches): parse ``argv``,
+    run ``command(args)`` -> (exit status, output) and print the output here, as for the subcommands."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    add_arguments(parser)
+    return _emit(*command(parser.parse_args(argv)))
 
 
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {

@@ -106,15 +106,18 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def command(args: argparse.Namespace) -> tuple[int, str]:
+    """Exit status and output (JSON or the table) of ``python -m src.export.bench``."""
     from src.runs import resolve_checkpoint
 
-    parser = argparse.ArgumentParser(prog="python -m src.export.bench", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    args = parser.parse_args(argv)
     result = bench(resolve_checkpoint(args.run, args.runs_dir), args.sentences, args.repeats, args.batch_sizes)
-    print(json.dumps(result, indent=2) if args.json else table(result))  # the command's output
-    return 0
+    return 0, json.dumps(result, indent=2) if args.json else table(result)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from src.main import run_module_command
+
+    return run_module_command("python -m src.export.bench", add_arguments, command, argv, __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":

@@ -87,16 +87,19 @@ def text(result: dict) -> str:
     ])
 
 
-def main(argv: list[str] | None = None) -> int:
+def command(args: argparse.Namespace) -> tuple[int, str]:
+    """Exit status (1 without parity) and output (JSON or text) of ``python -m src.export.parity``."""
     from src.runs import resolve_checkpoint
 
-    parser = argparse.ArgumentParser(prog="python -m src.export.parity", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    args = parser.parse_args(argv)
     result = parity(resolve_checkpoint(args.run, args.runs_dir), args.sentences, args.beam, args.steps, args.atol,
                     args.batch_size)
-    print(json.dumps(result, indent=2) if args.json else text(result))  # the command's output
-    return 0 if result["ok"] else 1
+    return 0 if result["ok"] else 1, json.dumps(result, indent=2) if args.json else text(result)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from src.main import run_module_command
+
+    return run_module_command("python -m src.export.parity", add_arguments, command, argv, __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":

@@ -193,13 +193,17 @@ def report(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m src.serving.bench", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    args = parser.parse_args(argv)
+def command(args: argparse.Namespace) -> tuple[int, str]:
+    """Exit status (1 if any request failed) and output (JSON or the table) of ``python -m src.serving.bench``."""
     result = bench(args)
-    print(json.dumps(result, indent=2) if args.json else report(result))  # the command's output
-    return 0 if not any(r["errors"] for r in result["rows"]) else 1
+    status = 0 if not any(r["errors"] for r in result["rows"]) else 1
+    return status, json.dumps(result, indent=2) if args.json else report(result)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from src.main import run_module_command
+
+    return run_module_command("python -m src.serving.bench", add_arguments, command, argv, __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":
