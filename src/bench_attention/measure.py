@@ -2,9 +2,10 @@
 
     python -m src.bench_attention.measure '{"module": "attention", "variant": "full/sdpa", "n": 1024, ...}' RESULT.json
 
-writes one JSON object to RESULT.json (and nothing to stdout that the parent reads): ``time_ms`` (median), ``times_ms``, ``peak_mib``, ``baseline_mib``, or
-``skipped`` when an allocation failed. The parent (``runner.py``) starts one such process per
-(module, variant, n), so that what one measurement allocated cannot hide in the next one's peak.
+writes one JSON object to RESULT.json (the parent reads nothing from stdout): ``time_ms`` (median),
+``times_ms``, ``peak_mib``, ``baseline_mib``, or ``skipped`` when an allocation failed. The parent
+(``runner.py``) starts one such process per (module, variant, n), so that what one measurement
+allocated cannot hide in the next one's peak.
 
 Peak memory is what one forward + backward adds to what the inputs, the weights and the
 warmed-up runtime already hold, measured in one pass before the timed ones. On CPU: resident
