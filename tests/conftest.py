@@ -1,6 +1,24 @@
-"""Shared fixtures: tiny model configurations that build and run in milliseconds on CPU."""
+"""Shared fixtures: tiny model configurations that build and run in milliseconds on CPU.
+
+The default run is spread over the machine's cores by pytest-xdist (``-n auto --dist loadfile`` in
+pyproject.toml): each test file runs whole on one worker, so its module fixtures are built once, and
+``once_per_session`` builds the costly session fixtures once for all workers.
+"""
+
+import os
+import pickle
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
 
 import pytest
+
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+    # One worker per core: each worker's torch (and every process it starts, which inherits the
+    # variable) computes on its own share of the cores instead of all of them fighting over all.
+    _share = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    os.environ.setdefault("OMP_NUM_THREADS", str(_share))
+    os.environ.setdefault("MKL_NUM_THREADS", str(_share))
 
 from src.config.model import ModelConfig
 
@@ -41,12 +59,41 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         os._exit(_EXIT_STATUS[-1])
 
 
+T = TypeVar("T")
+
+
+def once_per_session(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], T]) -> T:
+    """``build(folder)`` once per test session, shared by every pytest-xdist worker; its result must pickle.
+
+    Without xdist it simply runs in a fresh temporary folder. Under xdist the first worker to ask
+    builds under a file lock in the folder all workers share; the others wait for it and read its
+    pickled result. A build that fails leaves nothing behind, so the next asker tries again.
+    """
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return build(tmp_path_factory.mktemp(name))
+    from filelock import FileLock
+
+    shared = tmp_path_factory.getbasetemp().parent  # the run's base folder; each worker's lies below it
+    folder, result = shared / name, shared / f"{name}.pickle"
+    with FileLock(str(shared / f"{name}.lock")):
+        if result.is_file():
+            return pickle.loads(result.read_bytes())
+        if folder.exists():  # a worker's failed build
+            import shutil
+
+            shutil.rmtree(folder)
+        folder.mkdir()
+        value = build(folder)
+        result.write_bytes(pickle.dumps(value))
+        return value
+
+
 @pytest.fixture(scope="session")
 def tiny_runs(tmp_path_factory: pytest.TempPathFactory):
     """Two ``train --config config/tiny.yaml`` runs, made once per session (tests/pipelines/conftest.py says more)."""
     from tests.pipelines.conftest import make_tiny_runs
 
-    return make_tiny_runs(tmp_path_factory)
+    return once_per_session(tmp_path_factory, "tiny_runs", make_tiny_runs)
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -59,9 +59,9 @@ def run_folder(stdout: str) -> Path:
     return Path(match.group(1))
 
 
-def make_tiny_runs(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
-    """The ``tiny_runs`` session fixture's body (tests/conftest.py): the report's tests read the same runs."""
-    root = tmp_path_factory.mktemp("tiny_runs")
+def make_tiny_runs(root: Path) -> SimpleNamespace:
+    """The ``tiny_runs`` session fixture's body (tests/conftest.py), in the empty folder ``root``: the
+    report's tests read the same runs."""
     env = clean_env(root / "home")
     runs_dir = root / "runs"
     procs, seconds = [], []
