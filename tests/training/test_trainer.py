@@ -163,6 +163,16 @@ def test_damaged_checkpoint_falls_back_to_the_previous_one(corpus_dir, tmp_path)
         assert losses(result.history)[step] == pytest.approx(loss, abs=1e-6), f"step {step}"
 
 
+def test_a_checkpoint_with_flipped_weight_bytes_is_refused_and_resume_takes_the_previous_one(corpus_dir, tmp_path):
+    from tests.training.damage import flip_tensor_bytes
+
+    make_trainer(corpus_dir, tmp_path / "run", max_steps=8).fit()
+    latest = tmp_path / "run" / "checkpoints" / "step_00000008.pt"
+    flip_tensor_bytes(latest)
+    resumed = make_trainer(corpus_dir, tmp_path / "run", max_steps=8)
+    assert resumed.resume() and resumed.step == 4
+
+
 def test_offline_session_holds_scalars_heatmaps_and_model(corpus_dir, tmp_path):
     """Train a few dozen steps through the real train step, then read its offline session files."""
     from src.steps import train
