@@ -107,8 +107,9 @@ def raise_if_disk_full(err: BaseException, path: Path, what: str) -> None:
 
 def user_line(err: BaseException) -> str | None:
     """The one line for a filesystem failure the user can fix; None for any other error (a bug: traceback)."""
-    if isinstance(err, StorageError):
-        return str(err)
+    first = next((e for e in _chain(err) if isinstance(e, StorageError)), None)
+    if first is not None:  # also when recording the failure hit the same full disk
+        return str(first)
     if is_disk_full(err):
         filename = next((e.filename for e in _chain(err) if isinstance(e, OSError) and e.filename), None)
         return disk_full_message(Path(filename), "file") if filename else "disk full: No space left on device"

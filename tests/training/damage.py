@@ -1,5 +1,8 @@
-"""Damage a checkpoint the way a bad disk or a careless edit does: bytes flipped inside a tensor."""
+"""Damage a checkpoint the way a bad disk or a careless edit does (bytes flipped inside a tensor), and
+a disk that fills while a checkpoint is written."""
 
+import errno
+import os
 import struct
 import zipfile
 from pathlib import Path
@@ -23,3 +26,20 @@ def flip_tensor_bytes(path: Path, count: int = 200) -> str:
         f.seek(start)
         f.write(flipped)
     return info.filename
+
+
+class FullDiskFile:
+    """A file object on a disk that fills after ``room`` bytes: later writes raise ENOSPC, as the OS does."""
+
+    def __init__(self, file, room: int = 0) -> None:
+        self.file, self.room = file, room
+
+    def write(self, data) -> int:
+        size = memoryview(data).nbytes
+        if size > self.room:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.room -= size
+        return self.file.write(data)
+
+    def __getattr__(self, name: str):
+        return getattr(self.file, name)
