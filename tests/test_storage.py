@@ -9,6 +9,7 @@ import errno
 import os
 import re
 import tempfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -44,6 +45,17 @@ def test_a_folder_that_refuses_writes_is_named_before_any_work(tmp_path, monkeyp
     finally:
         folder.chmod(0o755)
     assert list(folder.iterdir()) == []
+
+
+def test_a_folder_the_kernel_refuses_even_to_root_is_named_without_any_patching():
+    """sysfs takes no new folders, not even from root: a real refusal where chmod cannot make one."""
+    folder = Path("/sys/stepwise-transformers-runs")
+    if not Path("/sys/kernel").is_dir():
+        pytest.skip("no sysfs at /sys on this machine")
+    with pytest.raises(StorageError) as caught:
+        ensure_writable(folder, "output_dir")
+    assert str(caught.value) in (f"output_dir {folder} is not writable (permission denied): choose a writable folder",
+                                 f"output_dir {folder} is on a read-only filesystem: choose a writable folder")
 
 
 def test_a_full_disk_is_found_at_the_start_by_writing_data_not_only_a_name(tmp_path, monkeypatch):
