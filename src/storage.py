@@ -14,6 +14,7 @@ from pathlib import Path
 
 DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 LOW_SPACE_BYTES = 1 << 20  # a failed write with less than this free is taken for a full disk
+_NO_SPACE = os.strerror(errno.ENOSPC)  # pyarrow (datasets) raises OSError with it in the text, errno unset
 
 
 class StorageError(OSError):
@@ -89,9 +90,9 @@ def is_disk_full(err: BaseException, path: Path | None = None) -> bool:
 
     PyTorch's zip writer reports a failed write as a RuntimeError; the OSError is its context when
     it wrote to a Python file, and nowhere when it wrote by name, so then the space left on
-    ``path``'s filesystem decides.
+    ``path``'s filesystem decides. pyarrow's OSError carries the cause only in its text.
     """
-    if any(isinstance(e, OSError) and e.errno in DISK_FULL for e in _chain(err)):
+    if any(isinstance(e, OSError) and (e.errno in DISK_FULL or _NO_SPACE in str(e)) for e in _chain(err)):
         return True
     if path is not None and isinstance(err, RuntimeError) and "inline_container" in str(err):
         folder = next((p for p in (path, *path.parents) if p.is_dir()), None)

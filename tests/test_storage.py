@@ -84,6 +84,8 @@ def test_pytorch_s_write_failure_is_recognised_as_a_full_disk_only_when_it_is_on
 def test_only_filesystem_errors_the_user_can_fix_become_one_line():
     assert user_line(OSError(errno.ENOSPC, "No space left on device", "/data/x")).startswith(
         "disk full: cannot write file /data/x (")
+    arrow = OSError("Error writing bytes to file. Detail: [errno 28] No space left on device")  # errno unset
+    assert user_line(arrow) == "disk full: No space left on device"
     assert user_line(PermissionError(errno.EACCES, "Permission denied", "/data/x")) == "/data/x: Permission denied"
     assert user_line(OSError(errno.ECONNREFUSED, "Connection refused")) is None  # a bug or a server: a traceback
     assert user_line(RuntimeError("boom")) is None
