@@ -9,6 +9,7 @@ from loguru import logger
 
 from src.config import ExperimentConfig, config_to_dict
 from src.steps.context import read_status, save_traceback, update_run, update_status
+from src.storage import user_line
 
 def reusable_steps() -> tuple[str, ...]:
     """The cached steps of the table: a resume keeps their output (check_resume refuses changes to them)."""
@@ -99,7 +100,8 @@ def run_steps(cfg: ExperimentConfig, *, offline: bool | None = True, resume: boo
             if not where:  # it failed before its tracked task was open (e.g. starting the tracker)
                 where = str(save_traceback(run_dir / name, err))
                 update_status(run_dir, name, "failed", reason=f"{type(err).__name__}: {err}", traceback=where)
-            raise PipelineError(f"step {name} failed: {type(err).__name__}: {err} (traceback: {where})") from err
+            cause = user_line(err) or f"{type(err).__name__}: {err}"  # "disk full: ..." says more than its type
+            raise PipelineError(f"step {name} failed: {cause} (traceback: {where})") from err
         update_status(run_dir, name, "completed", output=result)
         return result
 

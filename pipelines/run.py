@@ -157,7 +157,13 @@ def run_pipeline_from_cli(args: argparse.Namespace) -> int:
         return 0
     from pipelines.offline import PipelineError, run_steps
     from src.report import try_write_report
+    from src.storage import ensure_writable
 
+    # before any step: a read-only, misplaced or full folder fails now, in one line, not after data prep
+    if resume:
+        ensure_writable(cfg.run_dir, "run folder")
+    else:
+        ensure_writable(cfg.output_dir, "output_dir")
     if not resume and cfg.run_id is None:
         cfg = cfg.model_copy(update={"run_id": new_run_dir(cfg.output_dir, cfg.run_name).name})
     logger.info(f"running the pipeline {'offline' if mode == 'offline' else 'locally, tracked on the server'} "

@@ -271,6 +271,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, FileExistsError, ValueError) as err:  # a missing run or file, bad input: one line
         logger.error(f"{args.command}: {err}")
         return 1
+    except OSError as err:  # a read-only or misplaced folder, a full disk: one line; any other OSError is a bug
+        from src.storage import user_line
+
+        if (line := user_line(err)) is None:
+            raise
+        logger.error(f"{args.command}: {line}")
+        return 1
     except KeyboardInterrupt:
         logger.warning("interrupted; the last checkpoint is kept, continue with --resume")
         return 130

@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from src.export.graphs import DecoderLMGraph, DecoderStepGraph, EncoderGraph, LogitsGraph
 from src.inference.loader import InferenceModel, default_export_dir, file_sha256
 from src.inference.onnx_backend import MANIFEST
+from src.storage import ensure_writable, raise_if_disk_full
 
 MANIFEST_FORMAT = 1
 EXAMPLE_BATCH, EXAMPLE_LENGTH, EXAMPLE_PAST = 3, 5, 2  # every dynamic axis traced at >= 2 (see module docstring)
@@ -80,7 +81,7 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path | None = None)
     out = Path(out_dir) if out_dir is not None else default_export_dir(checkpoint)
     trained = load_for_inference(checkpoint, "cpu")
     specs = graph_specs(trained)
-    out.mkdir(parents=True, exist_ok=True)
+    ensure_writable(out, "export folder")  # read-only or full: say so before tracing anything
     (out / MANIFEST).unlink(missing_ok=True)  # until every graph is written, the folder is no export of anything
     graphs = {}
     for spec in specs:
@@ -160,6 +161,7 @@ def export_graph(spec: GraphSpec, path: Path, attention: str) -> dict[str, Any]:
                               dynamic_shapes=tuple(spec.dynamic.get(name) for name in spec.input_names),
                               external_data=False)
     except Exception as err:  # the exporter raises many types; name the cause and stop
+        raise_if_disk_full(err, path, "ONNX graph")  # a full disk is no fault of the model's axes
         raise ExportError(f"graph {spec.name} does not export with dynamic axes{hint}: {_cause(err)}") from err
     graph = onnx.load(str(path), load_external_data=False)
     described = describe_graph(graph)

@@ -62,6 +62,7 @@ def evaluate_command(args: argparse.Namespace) -> str:
     from src.inference.loader import load_for_inference
     from src.inference.translate import encoded_split, evaluate_split, read_pairs_file
     from src.runs import resolve_checkpoint, run_dir_of_checkpoint
+    from src.storage import ensure_writable
 
     checkpoint = resolve_checkpoint(args.run, args.runs_dir)
     trained = load_for_inference(checkpoint, args.device)
@@ -79,9 +80,10 @@ def evaluate_command(args: argparse.Namespace) -> str:
             raise FileNotFoundError(f"--split {args.split}: expected 'test', 'valid' or a file of sentence pairs")
         split = encoded_split(trained, *read_pairs_file(path, trained))
         default_out = path.with_name(f"{path.stem}.{checkpoint.stem}.metrics.json")
+    out = Path(args.output) if args.output else (default_out or checkpoint.with_suffix(f".{args.split}.metrics.json"))
+    ensure_writable(out.parent, "metrics folder")  # before the scoring, not after minutes of it
     result = evaluate_split(trained, split, args.max_sentences)
     metrics = result["metrics"] | {"checkpoint": str(checkpoint), "split": args.split, "step": trained.step}
-    out = Path(args.output) if args.output else (default_out or checkpoint.with_suffix(f".{args.split}.metrics.json"))
     save_metrics(metrics, out)
     logger.info("metrics written to {}", out)
     return _metrics_text(metrics, out)

@@ -3,7 +3,9 @@
 Since format 2 every checkpoint (``best.pt`` and the numbered ones) carries, besides the weights,
 the validated experiment config (JSON text), the tokenizers (``tokenizer.json`` text), the special
 token ids and the model family. All of it is strings, ints and tensors, so the file still loads
-with ``torch.load(weights_only=True)``: nothing is unpickled that could run code.
+with ``torch.load(weights_only=True)``: nothing is unpickled that could run code. Its tensors are
+checked against the SHA-256 the file carries (``src/training/checkpoint.py``): an altered file is
+refused, naming it.
 """
 
 import json

@@ -17,9 +17,11 @@ def run(config: ConfigLike, trained: dict[str, Any], evaluated: dict[str, Any], 
     with tracked_step("register", config, "custom", offline=offline) as step:
         cfg, tracker = step.cfg, step.tracker
         gate = for_task(cfg).gate(cfg, evaluated["metrics"])  # the task's metric: BLEU, accuracy, bpc
-        champion = published_model_metric(cfg.tracking.project_name, cfg.tracking.model_name, gate["metric"])
+        higher_is_better = gate.get("higher_is_better", True)  # bpc: lower is better
+        champion = published_model_metric(cfg.tracking.project_name, cfg.tracking.model_name, gate["metric"],
+                                          higher_is_better=higher_is_better)
         decision = quality_gate(gate["value"], gate["threshold"], champion, metric=gate["name"],
-                                higher_is_better=gate.get("higher_is_better", True))
+                                higher_is_better=higher_is_better)
         model_id = tracker.update_model(
             trained["model_id"], name=cfg.tracking.model_name, source_task_id=trained["task_id"],
             tags=[decision.stage, *cfg.tracking.tags],

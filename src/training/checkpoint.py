@@ -1,10 +1,16 @@
-"""Crash-safe checkpoints: atomic writes, ``weights_only`` loads, fallback to the last good file.
+"""Crash-safe checkpoints: atomic writes, ``weights_only`` loads, a digest of the tensors, fallback to
+the last good file.
 
 A checkpoint is a plain dict of tensors and Python scalars so that ``torch.load(weights_only=True)``
-can read it: no pickled classes, nothing executed on load.
+can read it: no pickled classes, nothing executed on load. It carries the SHA-256 of its tensors
+(``TENSOR_DIGEST``): PyTorch's zip reader does not check the archive's CRCs, so bytes flipped inside
+a weight tensor would otherwise load without a word and the model would answer garbage.
 """
 
+import errno
+import hashlib
 import os
+import pickle
 import re
 import tempfile
 from dataclasses import dataclass
@@ -14,18 +20,55 @@ from typing import Any
 import torch
 from loguru import logger
 
+from src.storage import StorageError, disk_full_message, is_disk_full
+
 _STEP_FILE = re.compile(r"^step_(\d{8})\.pt$")
+TENSOR_DIGEST = "tensor_sha256"  # the key of a checkpoint's digest of its own tensors
 
 
 class CheckpointError(ValueError):
-    """A checkpoint file is missing, truncated or not a checkpoint."""
+    """A checkpoint file is missing, truncated, altered or not a checkpoint."""
+
+
+def tensor_digest(state: Any) -> str:
+    """SHA-256 over every tensor in ``state`` (nested dicts and lists), in a canonical order.
+
+    Each tensor contributes its path of keys, dtype, shape and raw bytes, sorted by path: the
+    same tensors give the same digest whatever the dict order, device or storage sharing, and a
+    renamed, retyped or reshaped tensor changes it as surely as a changed byte.
+    """
+    digest = hashlib.sha256()
+    for name, tensor in sorted(_tensors(state, ""), key=lambda item: item[0]):
+        data = tensor.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8)  # bf16 has no numpy dtype
+        digest.update(f"{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0{data.numel()}\0".encode())
+        digest.update(data.numpy())
+    return digest.hexdigest()
+
+
+def _tensors(value: Any, prefix: str) -> list[tuple[str, torch.Tensor]]:
+    if isinstance(value, torch.Tensor):
+        return [(prefix, value)]
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, (list, tuple)):
+        items = enumerate(value)
+    else:
+        return []
+    # repr keeps the int key 0 of an optimizer's state apart from a string key "0"
+    return [pair for key, item in items for pair in _tensors(item, f"{prefix}/{key!r}")]
+
+
+def save_checkpoint(state: dict[str, Any], path: Path) -> None:
+    """``atomic_torch_save`` of ``state`` with the digest of its tensors under ``TENSOR_DIGEST``."""
+    atomic_torch_save({**state, TENSOR_DIGEST: tensor_digest(state)}, path)
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
     """Write to a temporary file in the same folder, fsync, then rename over ``path``.
 
     ``os.replace`` is atomic on POSIX, so a reader (or a crash) sees either the old file or the
-    complete new one, never a half-written file.
+    complete new one, never a half-written file. A full disk raises ``StorageError`` "disk full"
+    naming ``path`` (PyTorch's zip writer says only "enforce fail at inline_container.cc").
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -35,8 +78,11 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
+        full = isinstance(err, Exception) and is_disk_full(err, path)  # asked before the partial file frees space
         Path(tmp).unlink(missing_ok=True)
+        if full:
+            raise StorageError(disk_full_message(path, "checkpoint"), errno.ENOSPC, path) from err
         raise
 
 
@@ -50,13 +96,40 @@ def load_checkpoint(path: Path, mmap: bool = False) -> dict[str, Any]:
     """
     if not path.exists():
         raise CheckpointError(f"checkpoint not found: {path}")
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a folder, not a file")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-    except Exception as err:  # truncated zip, bad pickle, wrong magic number ...
-        raise CheckpointError(f"checkpoint {path} is damaged or truncated ({type(err).__name__}: {err})") from err
+    except pickle.UnpicklingError as err:
+        # PyTorch's own message advises re-running with weights_only=False: for a file of unknown origin
+        # that means running whatever code it holds, so its text is not passed on
+        raise CheckpointError(f"not a checkpoint (or damaged): {path}") from err
+    except Exception as err:  # truncated zip, wrong magic number ...
+        raise CheckpointError(f"not a checkpoint (or damaged): {path} ({_cause(err)})") from err
     if not isinstance(state, dict) or "model" not in state or "step" not in state:
         raise CheckpointError(f"{path} is not a training checkpoint (expected keys 'model' and 'step')")
+    if not mmap:  # a mapped read wants the scalars, not every byte of the weights
+        verify_digest(state, path)
     return state
+
+
+def verify_digest(state: dict[str, Any], path: Path) -> None:
+    """Refuse ``state`` if its tensors are not the ones it was saved with; warn if it predates digests."""
+    recorded = state.get(TENSOR_DIGEST)
+    if recorded is None:
+        logger.warning("{} carries no digest of its tensors (written before checkpoints had one): "
+                       "loaded without an integrity check", path)
+        return
+    actual = tensor_digest(state)
+    if actual != recorded:
+        raise CheckpointError(f"checkpoint {path} is damaged: the SHA-256 of its tensors is {actual[:16]}..., "
+                              f"the file records {str(recorded)[:16]}...; it changed after it was written")
+
+
+def _cause(err: Exception) -> str:
+    """The error's type and first line, unless that line carries PyTorch's advice to drop ``weights_only``."""
+    line = (str(err).strip().splitlines() or [""])[0]
+    return type(err).__name__ if not line or "weights_only" in line.lower() else f"{type(err).__name__}: {line}"
 
 
 @dataclass
@@ -71,13 +144,13 @@ class CheckpointManager:
 
     def save(self, state: dict[str, Any]) -> Path:
         path = self.path_for(int(state["step"]))
-        atomic_torch_save(state, path)
+        save_checkpoint(state, path)
         self._prune()
         return path
 
     def save_best(self, state: dict[str, Any]) -> Path:
         path = self.directory / "best.pt"
-        atomic_torch_save(state, path)
+        save_checkpoint(state, path)
         return path
 
     def step_files(self) -> list[Path]:

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from src.tracking import published_model_metric, resolve_input
+from src.tracking.registry import best_value
 
 
 def test_local_output_of_the_previous_step_is_used(tmp_path: Path):
@@ -26,4 +27,11 @@ def test_missing_output_without_a_server_task_is_explained(tmp_path: Path, task_
 
 
 def test_no_champion_without_a_server(no_clearml_config):
-    assert published_model_metric("p", "m", "bleu") is None
+    assert published_model_metric("p", "m", "bleu", higher_is_better=True) is None
+
+
+def test_the_champion_is_the_best_value_in_the_metric_s_own_direction():
+    assert best_value([21.0, 27.5, 19.0], higher_is_better=True) == 27.5  # BLEU, accuracy
+    assert best_value([2.1, 1.7, 2.6], higher_is_better=False) == 1.7  # bits per character, loss
+    assert best_value([float("nan"), 1.9, float("inf")], higher_is_better=False) == 1.9  # never a NaN champion
+    assert best_value([], higher_is_better=True) is None

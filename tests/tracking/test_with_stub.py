@@ -14,7 +14,7 @@ pytestmark = pytest.mark.timeout(180, method="thread")
 IMPORT = """
 from src.tracking import import_offline, published_model_metric
 print("IDS", import_offline({run_dir!r}))
-print("CHAMPION", published_model_metric("unit-tests", "tiny-model", "valid_loss"))
+print("CHAMPION", published_model_metric("unit-tests", "tiny-model", "valid_loss", higher_is_better=False))
 """
 
 
@@ -67,3 +67,29 @@ def test_online_task_model_and_failure_status(clearml_stub):  # noqa: F811
     assert clearml_stub.file_for_url(model["uri"]) is not None  # uploaded to the files host
     assert model["metadata"]["bleu"]["value"] == "3.5" and model["framework"] == "PyTorch"
     assert "m-weights" in clearml_stub.artifacts(online["id"])
+
+
+CHAMPIONS = """
+from pathlib import Path
+import torch
+from src.tracking import Tracker, published_model_metric
+checkpoint = Path("best.pt")
+torch.save({"w": torch.ones(3)}, checkpoint)
+models = [("lm", {"bpc": 1.8}, True), ("lm", {"bpc": 2.6}, True), ("lm", {"bpc": 1.2}, False),
+          ("clf", {"accuracy": 0.64}, True), ("clf", {"accuracy": 0.71}, True), ("clf", {"accuracy": 0.9}, False)]
+with Tracker.start(project="p", task_name="registry", output_dir=Path("out")) as tracker:
+    for name, metadata, publish in models:
+        tracker.register_model(checkpoint, name=name, tags=[], config={}, metadata=metadata, publish=publish)
+print("BPC", published_model_metric("p", "lm", "bpc", higher_is_better=False))
+print("ACCURACY", published_model_metric("p", "clf", "accuracy", higher_is_better=True))
+"""
+
+
+def test_the_champion_is_the_best_published_model_in_the_metric_s_direction(clearml_stub):  # noqa: F811
+    """Issue 26: the champion was max(values) whatever the metric, so for bits per character the worst
+    published LM; a new LM was promoted for beating it. Unpublished models never count."""
+    result = clearml_stub.run_python(CHAMPIONS, timeout=120)
+    assert result.returncode == 0, result.output
+    assert sum(model["ready"] for model in clearml_stub.models) == 4  # published: two of each name
+    assert "BPC 1.8" in result.stdout  # the lowest published bpc, not 2.6 (the worst) nor 1.2 (unpublished)
+    assert "ACCURACY 0.71" in result.stdout

@@ -163,6 +163,38 @@ def test_damaged_checkpoint_falls_back_to_the_previous_one(corpus_dir, tmp_path)
         assert losses(result.history)[step] == pytest.approx(loss, abs=1e-6), f"step {step}"
 
 
+def test_a_checkpoint_with_flipped_weight_bytes_is_refused_and_resume_takes_the_previous_one(corpus_dir, tmp_path):
+    from tests.training.damage import flip_tensor_bytes
+
+    make_trainer(corpus_dir, tmp_path / "run", max_steps=8).fit()
+    latest = tmp_path / "run" / "checkpoints" / "step_00000008.pt"
+    flip_tensor_bytes(latest)
+    resumed = make_trainer(corpus_dir, tmp_path / "run", max_steps=8)
+    assert resumed.resume() and resumed.step == 4
+
+
+def test_a_disk_that_fills_while_checkpointing_is_disk_full_naming_the_file_and_keeps_the_last_one(
+        corpus_dir, tmp_path, monkeypatch):
+    """The disk fills after step 4's checkpoint: PyTorch says only "enforce fail at inline_container.cc"."""
+    from src.storage import StorageError
+    from src.training.checkpoint import load_checkpoint
+    from tests.training.damage import FullDiskFile
+
+    real_save = torch.save
+
+    def save(obj, f, *args, **kwargs):
+        return real_save(obj, FullDiskFile(f, room=4096) if obj.get("step", 0) > 4 else f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save)
+    with pytest.raises(StorageError, match=r"^disk full: cannot write checkpoint \S+/checkpoints/"
+                                           r"(step_00000008|best)\.pt \(") as caught:
+        make_trainer(corpus_dir, tmp_path / "run", max_steps=8).fit()
+    assert "inline_container" in str(caught.value.__cause__)  # what PyTorch alone would have said
+    checkpoints = tmp_path / "run" / "checkpoints"
+    assert not list(checkpoints.glob(".*.tmp"))  # no partial file left to fill the disk further
+    assert load_checkpoint(checkpoints / "step_00000004.pt")["step"] == 4
+
+
 def test_offline_session_holds_scalars_heatmaps_and_model(corpus_dir, tmp_path):
     """Train a few dozen steps through the real train step, then read its offline session files."""
     from src.steps import train
