@@ -37,7 +37,8 @@ def _font_size(n_tokens: int) -> float:
     return min(8.0, max(MIN_FONT_POINTS, 200.0 / max(n_tokens, 1)))
 
 
-def _layout(n_panels: int, n_cols: int, panel: tuple[float, float], extra_height: float) -> tuple[int, int, float, float]:
+def _layout(n_panels: int, n_cols: int, panel: tuple[float, float],
+            extra_height: float) -> tuple[int, int, float, float]:
     """Grid rows and columns, and figure width and height in inches, with width / height <= ``MAX_ASPECT``.
 
     Few query rows against many keys (a [CLS] row over 48 subwords) make wide, flat panels: the
