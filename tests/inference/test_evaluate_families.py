@@ -74,6 +74,17 @@ def test_a_language_model_is_scored_on_plain_text_in_bits_per_character(tmp_path
     only_the_data(data, {"play.txt"})
     _, _, first = evaluate(capsys, checkpoint, data / "play.txt", "--max-sentences", "1")
     assert first["n_characters"] == len(documents[0])
+    # the run's own test stream, as its tokenize step stores it, scores what the same text as a file does
+    from src.data.tokenizer import load_tokenizer
+    from src.tasks.language_modeling import SEPARATOR, encode_stream
+
+    tokenize = checkpoint.parents[2] / "tokenize"
+    tokenize.mkdir()
+    ids, characters = encode_stream(load_tokenizer(tmp_path / "lm" / "tokenizer.json"), SEPARATOR.join(documents))
+    np.save(tokenize / "test_ids.npy", np.asarray(ids, dtype=np.int32))
+    (tokenize / "stream.json").write_text(json.dumps({"test": {"characters": characters}}), encoding="utf-8")
+    assert main(["evaluate", str(checkpoint), "--device", "cpu"]) == 0
+    assert f"bpc:         {metrics['bpc']:.4f}" in capsys.readouterr().out
 
 
 def test_a_text_classifier_is_scored_on_labelled_texts(tmp_path, capsys, errors):
