@@ -250,10 +250,11 @@ def prepare_prose(documents: list[Document], out_dir: Path, data: DataConfig) ->
 def card_markdown(card: dict) -> str:
     """The data card as a short markdown table, words and characters per corpus and split."""
     lines = [f"# Language-modelling corpus ({', '.join(card['corpora'])})", "", card["why"], ""]
-    setting = "data.join_lines unset: each source's default" if card.get("join_lines") is None else \
-        f"data.join_lines={str(card['join_lines']).lower()}"
-    lines += [f"Line breaks inside a document: {', '.join(f'{c} {how}' for c, how in card['line_breaks'].items())} "
-              f"({setting}).", ""] if "line_breaks" in card else []
+    if "line_breaks" in card:  # cards written before data.join_lines have none
+        setting = ("data.join_lines unset: each source's default" if card["join_lines"] is None
+                   else f"data.join_lines={str(card['join_lines']).lower()}")
+        kept = ", ".join(f"{corpus} {how}" for corpus, how in card["line_breaks"].items())
+        lines += [f"Line breaks inside a document: {kept} ({setting}).", ""]
     lines += ["| corpus | split | documents | words | characters |", "|---|---|---:|---:|---:|"]
     for corpus, splits in card["per_corpus"].items():
         for name, f in splits.items():
