@@ -164,3 +164,14 @@ def test_the_real_cache_holds_over_a_million_words():
         pytest.skip(str(err))
     words = {c: sum(len(d.text.split()) for d in docs if d.corpus == c) for c in ("austen", "brown")}
     assert 700_000 < words["austen"] < 740_000 and words["brown"] > 950_000
+
+
+def test_hugging_face_rows_are_joined_unless_join_lines_is_false(monkeypatch):
+    import datasets
+
+    rows = datasets.Dataset.from_dict({"text": ["Roses are red,\n  violets are blue.  \n", "  \n", "One line."]})
+    monkeypatch.setattr(datasets, "load_dataset", lambda *args, **kwargs: rows)
+    joined = prose.read_prose(DataConfig(source="hf", hf_name="any/poems"))
+    assert [d.text for d in joined] == ["Roses are red, violets are blue.", "One line."]  # as documented before
+    kept = prose.read_prose(DataConfig(source="hf", hf_name="any/poems", join_lines=False))
+    assert [d.text for d in kept] == ["Roses are red,\n  violets are blue.", "One line."]
