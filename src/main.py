@@ -220,7 +220,7 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callab
     "train": ("run the whole pipeline: data prep, tokenize, train, evaluate, register", _add_train_arguments, _cmd_train),
     "translate": ("translate sentences with a trained run or checkpoint", _add_translate_arguments, _cmd_translate),
     "generate": ("continue a prompt with a trained language model", _add_generate_arguments, _cmd_generate),
-    "evaluate": ("score a translation run or checkpoint on its test/valid split or a file", _add_evaluate_arguments, _cmd_evaluate),
+    "evaluate": ("score a run or checkpoint on its test/valid split or a file of its kind", _add_evaluate_arguments, _cmd_evaluate),
     "runs": ("list the runs, or compare runs side by side", _add_runs_arguments, _cmd_runs),
     "bench": ("benchmark our Transformer against torch.nn.Transformer; `bench attention`: attention scaling",
               _add_bench_arguments, _cmd_bench),

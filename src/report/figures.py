@@ -34,7 +34,10 @@ def curve_figures(history: Sequence[dict]) -> dict[str, go.Figure]:
             mode = "lines+markers" if len(steps) < 50 else "lines"
             loss.add_trace(go.Scatter(x=steps, y=values, name=name, mode=mode))
     if loss.data:
-        figures["loss"] = loss.update_layout(title="loss (cross-entropy)", xaxis_title="step", **_LAYOUT)
+        # the legend above the plot, right-aligned with it: beside it, it takes width from a half-page cell
+        figures["loss"] = loss.update_layout(title="loss (cross-entropy)", xaxis_title="step", **_LAYOUT,
+                                             legend={"orientation": "h", "x": 1, "xanchor": "right", "y": 1.02,
+                                                     "yanchor": "bottom"})
     for name, key, title in (("learning rate", "lr", "learning rate"), ("throughput", "tokens_per_s", "tokens / s")):
         steps, values = _series(history, key)
         if steps:

@@ -31,8 +31,11 @@ th, td { border: 1px solid var(--line); padding: 3px 8px; text-align: left; vert
 th { background: #f0f4f8; }
 table.samples td { white-space: pre-wrap; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
-.grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(460px, 1fr)); gap: 12px; }
-.grid > * { min-width: 0; }  /* a plot shrinks to its cell instead of overflowing it */
+/* auto-fill, not auto-fit: each plot's inline script draws it while the page is still being parsed,
+   when the grid holds only the cells before it; auto-fit would give the first one the whole row, and
+   it kept that width (drawn past its cell's right edge, legend and all) once its neighbours arrived */
+.grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(460px, 1fr)); gap: 12px; }
+.grid > * { min-width: 0; overflow: hidden; }  /* a plot shrinks to its cell instead of overflowing it */
 .scroll { overflow-x: auto; max-width: 100%; }
 details { margin: 4px 0; }
 summary { cursor: pointer; font-weight: 600; }
@@ -74,6 +77,20 @@ PAGE_JS = """
   slider.addEventListener("input", show);
   show();
 })();
+// Plotly sizes a figure to its box once, when its script runs, and again only on a window resize
+// ("responsive"); a box that changes without one (a grid reflowing as the page finishes, a
+// scrollbar appearing, a folded section opened) leaves the figure at its old width: redraw it.
+if (window.Plotly && window.ResizeObserver) {
+  var redraw = new ResizeObserver(function (entries) {
+    entries.forEach(function (entry) {
+      var plot = entry.target.querySelector(".js-plotly-plot");
+      if (plot && plot._fullLayout && Math.abs(plot._fullLayout.width - entry.contentRect.width) > 1) {
+        Plotly.Plots.resize(plot);
+      }
+    });
+  });
+  document.querySelectorAll(".js-plotly-plot").forEach(function (plot) { redraw.observe(plot.parentElement); });
+}
 document.querySelectorAll("figure img, .viewer img").forEach(function (img) {
   img.title = "click: actual size / fit to the page";
   img.addEventListener("click", function () { img.classList.toggle("actual"); });

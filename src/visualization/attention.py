@@ -13,6 +13,7 @@ from src.visualization.figure import new_figure
 MAX_COLUMNS = 4
 MIN_CELL_INCHES = 0.2  # 7 pt labels need a cell of ~0.1 in; 0.2 in keeps colours readable too
 MIN_FONT_POINTS = 7.0
+MAX_ASPECT = 4.0  # width / height: wider, and the colorbar (one panel's height) is squashed to a sliver
 
 
 def to_numpy(array: Any) -> np.ndarray:
@@ -34,6 +35,22 @@ def _cell_inches(n_tokens: int) -> float:
 def _font_size(n_tokens: int) -> float:
     """Tick label size in points: 8 up to 25 tokens, never under ``MIN_FONT_POINTS``."""
     return min(8.0, max(MIN_FONT_POINTS, 200.0 / max(n_tokens, 1)))
+
+
+def _layout(n_panels: int, n_cols: int, panel: tuple[float, float],
+            extra_height: float) -> tuple[int, int, float, float]:
+    """Grid rows and columns, and figure width and height in inches, with width / height <= ``MAX_ASPECT``.
+
+    Few query rows against many keys (a [CLS] row over 48 subwords) make wide, flat panels: the
+    columns are folded into more rows first (down to one column), then the panels are made taller.
+    """
+    n_cols = min(n_cols, n_panels)
+    while n_cols > 1 and n_cols * panel[0] > MAX_ASPECT * (math.ceil(n_panels / n_cols) * panel[1] + extra_height):
+        n_cols -= 1
+    n_rows = math.ceil(n_panels / n_cols)
+    width = n_cols * panel[0]
+    height = max(n_rows * panel[1] + extra_height, width / MAX_ASPECT)
+    return n_rows, n_cols, width, height
 
 
 def plot_attention(
@@ -69,17 +86,17 @@ def plot_attention(
             f"{len(query_tokens)} query tokens, {len(key_tokens)} key tokens"
         )
     if weights.ndim == 4:
-        n_rows, n_cols = weights.shape[:2]
-        panels = [(weights[layer, head], f"layer {layer} head {head}") for layer in range(n_rows) for head in range(n_cols)]
+        n_cols = weights.shape[1]
+        panels = [(weights[layer, head], f"layer {layer} head {head}")
+                  for layer in range(weights.shape[0]) for head in range(n_cols)]
     else:
-        n_heads = weights.shape[0]
-        n_cols = min(n_heads, MAX_COLUMNS)
-        n_rows = math.ceil(n_heads / n_cols)
-        panels = [(weights[head], f"head {head}") for head in range(n_heads)]
+        n_cols = min(weights.shape[0], MAX_COLUMNS)
+        panels = [(weights[head], f"head {head}") for head in range(weights.shape[0])]
     cell = _cell_inches(max(n_queries, n_keys))
     title_inches = 0.4 + 0.25 * title.count("\n")  # above the panels
-    height = n_rows * (cell * n_queries + 1.4) + 0.1 + title_inches
-    figure = new_figure(n_cols * (cell * n_keys + 1.6), height)
+    n_rows, n_cols, width, height = _layout(len(panels), n_cols, (cell * n_keys + 1.6, cell * n_queries + 1.4),
+                                            0.1 + title_inches)
+    figure = new_figure(width, height)
     axes = figure.subplots(n_rows, n_cols, squeeze=False)
     font = _font_size(max(n_queries, n_keys))
     vmax = float(np.nanmax(weights)) if weights.size else 1.0  # one colour scale for all heads
@@ -91,8 +108,7 @@ def plot_attention(
     for index, ((panel, _), ax) in enumerate(zip(panels, axes.flat)):
         ax.set_visible(True)
         sns.heatmap(
-            panel, ax=ax, vmin=0.0, vmax=vmax, cmap="viridis",
-            xticklabels=False, yticklabels=False, cbar=index == len(panels) - 1,
+            panel, ax=ax, vmin=0.0, vmax=vmax, cmap="viridis", xticklabels=False, yticklabels=False, cbar=False,
         )  # fmt: skip
         ax.set_visible(False)
     for index, ((_, name), ax) in enumerate(zip(panels, axes.flat)):  # grid cells past the panels stay hidden
@@ -113,5 +129,11 @@ def plot_attention(
             ax.set_yticklabels([])
         ax.set_title(name, fontsize=9)
     figure.suptitle(title)
-    figure.tight_layout(rect=(0.0, 0.0, 1.0, 1.0 - title_inches / figure.get_figheight()))
+    bar_inches = 0.9  # the colorbar, its ticks and their labels, right of the grid
+    figure.tight_layout(rect=(0.0, 0.0, 1.0 - bar_inches / width, 1.0 - title_inches / figure.get_figheight()))
+    # one colorbar for the whole grid, spanning every row however flat one row is
+    boxes = [ax.get_position() for ax in axes.flat if ax.get_visible()]
+    bottom, top = min(b.y0 for b in boxes), max(b.y1 for b in boxes)
+    bar = figure.add_axes((max(b.x1 for b in boxes) + 0.15 / width, bottom, 0.15 / width, top - bottom))
+    figure.colorbar(axes.flat[0].collections[0], cax=bar)
     return figure

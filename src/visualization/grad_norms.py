@@ -8,7 +8,7 @@ import seaborn as sns
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
-from src.visualization.attention import to_numpy
+from src.visualization.attention import MAX_ASPECT, to_numpy
 from src.visualization.figure import new_figure
 
 MAX_STEP_LABELS = 20
@@ -32,7 +32,8 @@ def plot_grad_norm_heatmap(group_names: Sequence[str], steps: Sequence[int], nor
     colour = LogNorm(vmin=positive.min(), vmax=positive.max()) if positive.size else None
     # every k-th step label, so long runs stay readable
     stride = max(1, -(-len(steps) // MAX_STEP_LABELS))
-    figure = new_figure(min(16.0, 3.0 + 0.25 * len(steps)), 1.5 + 0.3 * len(group_names))
+    width = min(16.0, 3.0 + 0.25 * len(steps))
+    figure = new_figure(width, max(1.5 + 0.3 * len(group_names), width / MAX_ASPECT))  # few groups: no flat strip
     ax = figure.subplots()
     sns.heatmap(
         shown, ax=ax, norm=colour, cmap="magma", xticklabels=False, yticklabels=False,

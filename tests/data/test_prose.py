@@ -94,9 +94,67 @@ def test_local_text_folder(tmp_path):
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "b.txt").write_text("Third.", encoding="utf-8")
     docs = prose.read_prose(DataConfig(source="local", local_path=str(tmp_path)))
-    assert [d.text for d in docs] == ["One line of a paragraph.", "Another.", "Third."]
+    assert [d.text for d in docs] == ["One line\nof a paragraph.", "Another.", "Third."]  # line breaks kept
+    joined = prose.read_prose(DataConfig(source="local", local_path=str(tmp_path), join_lines=True))
+    assert [d.text for d in joined] == ["One line of a paragraph.", "Another.", "Third."]
     with pytest.raises(FileNotFoundError, match="local_path"):
         prose.read_local_text(tmp_path / "missing.txt")
+
+
+VERSE = """First Citizen:
+Before we proceed any further, hear me speak.
+
+All:
+Speak, speak.
+
+def f(x):
+    return x  \n
+    
+MENENIUS:
+    Either you must
+Confess yourselves wondrous malicious,
+"""
+
+
+def test_local_text_keeps_every_line_break_through_data_prep(tmp_path):
+    """Issue 26: data_prep joined each paragraph's lines of a local .txt (tiny Shakespeare kept
+    12,240 of its 40,000 newlines). Now every line of the file, indentation included, is a line of
+    the prepared splits, and the data card says the line breaks were kept."""
+    (tmp_path / "play.txt").write_text(VERSE, encoding="utf-8")
+    data = DataConfig(source="local", local_path=str(tmp_path / "play.txt"), valid_fraction=0.3, test_fraction=0.3)
+    card = prose.prepare_prose(prose.read_prose(data), tmp_path / "out", data)
+    out = "\n".join((tmp_path / "out" / f"{name}.txt").read_text(encoding="utf-8") for name in card["counts"])
+    lines = [line.rstrip() for line in VERSE.splitlines() if line.strip()]
+    assert sorted(line for line in out.splitlines() if line.strip()) == sorted(lines)
+    assert "    return x" in out.splitlines() and "    Either you must" in out.splitlines()
+    assert sum(card["counts"].values()) == 4  # four paragraphs, whatever the split
+    assert card["line_breaks"] == {"local": "kept"}
+    assert "local kept (data.join_lines unset" in (tmp_path / "out" / "data_card.md").read_text(encoding="utf-8")
+    joined = DataConfig(source="local", local_path=str(tmp_path / "play.txt"), join_lines=True)
+    card = prose.prepare_prose(prose.read_prose(joined), tmp_path / "joined", joined)
+    assert card["line_breaks"] == {"local": "joined"}
+    assert "Confess yourselves wondrous malicious," not in (tmp_path / "joined" / "train.txt").read_text().splitlines()
+    assert "local joined (data.join_lines=true)" in (tmp_path / "joined" / "data_card.md").read_text(encoding="utf-8")
+
+
+def test_the_built_in_corpora_keep_their_documented_joining(cache, tmp_path):
+    """The default LM corpus is unchanged (its README figures stay valid): Austen's printed lines
+    are joined, Brown's sentences too; ``join_lines=false`` keeps Austen's lines, and the card says which."""
+    docs = prose.read_prose(DataConfig(source="prose"))
+    assert "Emma Woodhouse, handsome, clever, and rich, seemed to unite" in [d.text for d in docs]
+    assert not any("\n" in d.text for d in docs)
+    card = prose.prepare_prose(docs, tmp_path / "out", DataConfig(source="prose"))
+    assert card["line_breaks"] == {"austen": "joined", "brown": "joined"}
+    kept = prose.read_prose(DataConfig(source="prose", join_lines=False))
+    assert "Emma Woodhouse, handsome, clever,\nand rich, seemed to unite" in [d.text for d in kept]
+    assert all("\n" not in d.text for d in kept if d.corpus == "brown")  # Brown has no lines to keep
+
+
+def test_a_local_text_that_is_not_utf8_names_the_file_and_line(tmp_path):
+    """Issue 26: a latin-1 .txt gave a bare UnicodeDecodeError, no file named."""
+    (tmp_path / "book.txt").write_bytes("First line\nSecond line\nCaf\u00e9 au lait\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"book\.txt: line 3 is not UTF-8 \(byte e9 at byte 4 of the line\)"):
+        prose.read_prose(DataConfig(source="local", local_path=str(tmp_path / "book.txt")))
 
 
 def test_the_real_cache_holds_over_a_million_words():
@@ -106,3 +164,14 @@ def test_the_real_cache_holds_over_a_million_words():
         pytest.skip(str(err))
     words = {c: sum(len(d.text.split()) for d in docs if d.corpus == c) for c in ("austen", "brown")}
     assert 700_000 < words["austen"] < 740_000 and words["brown"] > 950_000
+
+
+def test_hugging_face_rows_are_joined_unless_join_lines_is_false(monkeypatch):
+    import datasets
+
+    rows = datasets.Dataset.from_dict({"text": ["Roses are red,\n  violets are blue.  \n", "  \n", "One line."]})
+    monkeypatch.setattr(datasets, "load_dataset", lambda *args, **kwargs: rows)
+    joined = prose.read_prose(DataConfig(source="hf", hf_name="any/poems"))
+    assert [d.text for d in joined] == ["Roses are red, violets are blue.", "One line."]  # as documented before
+    kept = prose.read_prose(DataConfig(source="hf", hf_name="any/poems", join_lines=False))
+    assert [d.text for d in kept] == ["Roses are red,\n  violets are blue.", "One line."]

@@ -53,3 +53,25 @@ def test_the_checkpoint_carries_its_classes_and_tokenizer(imdb_run):
     ids = model.tokenizers["text"].encode("A wonderful film.").ids
     with torch.no_grad():
         assert model.model(torch.tensor([[1, *ids]])).shape == (1, 2)
+
+
+def test_evaluate_scores_the_run_and_a_file_of_its_test_texts_as_the_pipeline_did(imdb_run, tmp_path, capsys):
+    """Issue 26: ``evaluate`` refused every family but translation. The run's own test split, and its
+    texts and labels written to a .jsonl file, score the accuracy of the run's evaluate step."""
+    from datasets import load_from_disk
+
+    from src.main import main
+
+    _, run_dir = imdb_run
+    expected = json.loads((run_dir / "evaluate" / "metrics.json").read_text())
+    assert main(["evaluate", str(run_dir), "--device", "cpu"]) == 0
+    assert f"accuracy:    {expected['accuracy']:.4f}" in capsys.readouterr().out
+    test = load_from_disk(str(run_dir / "data_prep" / "dataset"))["test"]
+    names = test.features["label"].names
+    rows = [json.dumps({"review": text, "sentiment": names[label]}) for text, label in zip(test["text"], test["label"])]
+    (tmp_path / "test.jsonl").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    assert main(["evaluate", str(run_dir), "--device", "cpu", "--split", str(tmp_path / "test.jsonl")]) == 0
+    written = json.loads(next((run_dir / "evaluate").glob("metrics_file-test.jsonl_*.json")).read_text())
+    assert (written["accuracy"], written["confusion"]) == (expected["accuracy"], expected["confusion"])
+    assert written["loss"] == pytest.approx(expected["loss"], rel=1e-5)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["test.jsonl"]

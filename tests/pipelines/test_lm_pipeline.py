@@ -70,3 +70,18 @@ def test_runs_list_shows_bpc(lm_run):
     _, run_dir, env = lm_run
     proc = run_src_main(["runs", "list", "--runs-dir", str(run_dir.parent)], env, timeout=60)
     assert proc.returncode == 0 and "bpc " in proc.stdout
+
+
+def test_evaluate_scores_the_test_text_as_the_pipeline_did(lm_run, capsys):
+    """Issue 26: ``evaluate`` refused every family but translation. The run's test text, given as a
+    plain .txt file, scores the bpc of the run's evaluate step; the metrics go into the run folder.
+    (tests/inference/test_evaluate_families.py checks that the run's own stream scores the same as its file.)"""
+    from src.main import main
+
+    _, run_dir, _ = lm_run
+    expected = json.loads((run_dir / "evaluate" / "metrics.json").read_text())
+    assert main(["evaluate", str(run_dir), "--device", "cpu", "--split", str(run_dir / "tokenize" / "test.txt")]) == 0
+    written = json.loads(next((run_dir / "evaluate").glob("metrics_file-test.txt_*.json")).read_text())
+    assert written["bpc"] == pytest.approx(expected["bpc"], rel=1e-6)
+    assert written["n_characters"] == expected["n_characters"]
+    assert f"bpc:         {expected['bpc']:.4f}" in capsys.readouterr().out

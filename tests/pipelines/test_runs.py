@@ -92,8 +92,11 @@ def test_evaluate_on_a_file_of_pairs(tiny_runs, tmp_path):
     pairs.write_text("de\ten\nIch habe keine Zeit.\tI have no time.\nDas ist gut.\tThat is good.\n", encoding="utf-8")
     proc = cli(tiny_runs, "evaluate", str(tiny_runs.run_dirs[0]), "--split", str(pairs))
     assert proc.returncode == 0, proc.stderr[-2000:]
-    written = json.loads(next(tmp_path.glob("pairs.*.metrics.json")).read_text())
-    assert written["n_sentences"] == 2 and written["split"] == str(pairs)
+    assert list(tmp_path.iterdir()) == [pairs]  # issue 26: the metrics went beside the user's data file
+    path = next((tiny_runs.run_dirs[0] / "evaluate").glob("metrics_file-pairs.tsv_*.json"))
+    written = json.loads(path.read_text())
+    path.unlink()  # the shared run stays as it was
+    assert written["n_sentences"] == 2 and written["split"] == str(pairs) and f"written to:  {path}" in proc.stdout
 
 
 def test_resume_with_a_changed_model_width_fails_in_one_line_naming_the_key(tiny_runs):

@@ -75,3 +75,26 @@ def test_the_checkpoint_rebuilds_the_model_with_its_classes_and_stats(vit_run):
     assert 0.2 < stats["mean"][0] < 0.4 and 0.25 < stats["std"][0] < 0.45  # Fashion-MNIST: about 0.29 and 0.35
     with torch.no_grad():
         assert model.model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_evaluate_scores_the_run_and_idx_files_of_its_test_images_as_the_pipeline_did(vit_run, tmp_path, capsys):
+    """Issue 26: ``evaluate`` refused every family but translation. The run's own test split, and the
+    same test images as IDX files, score the accuracy of the run's evaluate step."""
+    import gzip
+
+    from src.data.fashion_mnist import IMAGE_MAGIC, LABEL_MAGIC, read_idx
+    from src.main import main
+
+    _, run_dir = vit_run
+    expected = json.loads((run_dir / "evaluate" / "metrics.json").read_text())
+    assert main(["evaluate", str(run_dir), "--device", "cpu"]) == 0
+    assert f"accuracy:    {expected['accuracy']:.4f}" in capsys.readouterr().out
+    cfg = load_config("config/vit_tiny.yaml").data
+    for name, magic in zip(FILES["test"], (IMAGE_MAGIC, LABEL_MAGIC)):  # the run's test split: the first max_rows
+        array = read_idx(Path(cfg.fashion_mnist_path) / name, magic, cfg.max_rows)
+        header = magic.to_bytes(4, "big") + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+        (tmp_path / name).write_bytes(gzip.compress(header + array.tobytes()))
+    assert main(["evaluate", str(run_dir), "--device", "cpu", "--split", str(tmp_path / FILES["test"][0])]) == 0
+    written = json.loads(next((run_dir / "evaluate").glob("metrics_file-*idx3*.json")).read_text())
+    assert (written["accuracy"], written["confusion"], written["n_images"]) == \
+        (expected["accuracy"], expected["confusion"], expected["n_images"])

@@ -99,3 +99,51 @@ def test_a_screenshot_of_each_section(opened, tmp_path_factory):
         target.mkdir(parents=True, exist_ok=True)
         for png in folder.glob("*.png"):
             shutil.copy(png, target / png.name)
+
+
+FIT_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(plot => {
+  const rect = element => { const r = element.getBoundingClientRect(); return [r.left, r.right, r.top, r.bottom]; };
+  const legend = plot.querySelector('.legend');
+  return {id: plot.id, box: rect(plot.closest('.plot') || plot.closest('section')), svg: rect(plot.querySelector('.main-svg')),
+          area: Array.from(plot.querySelectorAll('.nsewdrag')).map(rect),
+          lines: Array.from(plot.querySelectorAll('.scatterlayer .trace path.js-line')).map(rect),
+          traces: plot.data.length, legend: legend ? rect(legend) : null,
+          legend_items: plot.querySelectorAll('.legend .traces').length};
+})"""
+
+
+@pytest.mark.parametrize("width", [1400, 1920])
+def test_the_charts_fit_their_box_with_their_legend(browser, report_run, width, tmp_path_factory):
+    """Issue 26: at 1,400 and 1,920 px the loss chart was drawn past its grid cell (its lines ran off
+    the right edge at step 16 of 30) and its legend was cut off. Every chart's drawing, plot area and
+    lines, and the legend of a chart with several lines, now lie inside the chart's own box."""
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    try:
+        page.goto(report_run.report.resolve().as_uri(), wait_until="load")
+        page.wait_for_function("document.querySelectorAll('.plotly-graph-div .main-svg').length >= 5", timeout=30_000)
+        page.wait_for_timeout(500)  # plotly's last resize pass
+        charts = page.evaluate(FIT_JS)
+        folder = tmp_path_factory.mktemp(f"report_{width}")
+        page.locator("section#curves").screenshot(path=str(folder / f"curves_{width}.png"))
+        if os.environ.get("REPORT_SCREENSHOTS"):
+            shutil.copy(folder / f"curves_{width}.png", Path(os.environ["REPORT_SCREENSHOTS"]) / f"curves_{width}.png")
+    finally:
+        page.close()
+    assert {chart["id"] for chart in charts} >= set(PLOTS)
+
+    def inside(inner, outer, what):
+        left, right, top, bottom = outer
+        assert inner[0] >= left - 1 and inner[1] <= right + 1 and inner[2] >= top - 1 and inner[3] <= bottom + 1, \
+            f"{what} {inner} is not inside its box {outer} at {width} px"
+
+    for chart in charts:
+        inside(chart["svg"], chart["box"], f"{chart['id']}: the drawing")
+        assert chart["area"], f"{chart['id']}: no plot area"
+        for area in chart["area"]:
+            inside(area, chart["svg"], f"{chart['id']}: the plot area")
+        for line in chart["lines"]:  # a line's whole extent, first step to last, inside the plot area
+            assert any(area[0] - 1 <= line[0] and line[1] <= area[1] + 1 for area in chart["area"]), \
+                f"{chart['id']}: a line spans x {line[:2]}, outside the plot areas {chart['area']} at {width} px"
+    loss = next(chart for chart in charts if chart["id"] == "curve-loss")
+    assert loss["traces"] == 2 and loss["legend_items"] == 2  # train and valid, both named
+    inside(loss["legend"], loss["box"], "curve-loss: the legend")

@@ -101,3 +101,26 @@ def test_a_two_line_title_sits_above_the_panels():
     title_bottom = figure.texts[0].get_window_extent(renderer).y0
     panel_top = max(ax.get_tightbbox(renderer).y1 for ax in _head_axes(figure))
     assert title_bottom >= panel_top
+
+
+@pytest.mark.parametrize("shape", [(1, 2, 1, 48), (2, 4, 1, 48), (4, 1, 48), (1, 1, 48)],
+                         ids=["cls-1x2", "cls-2x4", "one-layer-4-heads", "one-head"])
+def test_a_wide_heatmap_png_keeps_a_readable_aspect(tmp_path, shape):
+    """Issue 26: the [CLS] probe's heatmap (one query row over 48 subwords, 1 layer x 2 heads) was a
+    2,240 x 210 px PNG whose colorbar was a sliver. Saved as the tracker saves it, it is at most 4:1,
+    and every head is still drawn with its 48 key tokens."""
+    from PIL import Image
+
+    from src.tracking.local_plots import save_png
+
+    keys = [f"t{i}" for i in range(48)]
+    weights = torch.softmax(torch.randn(*shape), dim=-1)
+    figure = plot_attention(weights, keys[:1], keys, '[CLS] attention · step 5 · "a review"', label_every_head=False)
+    width, height = Image.open(save_png(figure, tmp_path, "attention/cls", "text 0", 5)).size
+    assert width / height <= 4.01, (width, height)
+    assert height >= 280  # the 210 px of the squashed figure, and more
+    panels = _head_axes(figure)
+    assert len(panels) == int(np.prod(shape[:-2]))
+    assert all(len(ax.get_xticks()) == 48 for ax in panels)
+    colorbar = [ax for ax in figure.axes if ax.get_visible() and ax not in panels]
+    assert len(colorbar) == 1 and colorbar[0].get_position().height * height >= 50  # pixels: a readable bar

@@ -30,6 +30,17 @@ def test_long_runs_show_a_subset_of_step_labels():
     assert 10 <= len(labels) <= 20 and labels[0] == "0" and set(labels) <= {str(s) for s in steps}
 
 
+def test_a_long_run_of_few_groups_keeps_a_readable_aspect(tmp_path):
+    """Issue 26 (heatmaps keep a readable aspect): 100 steps of 3 groups was a 16 x 2.4 in strip."""
+    from PIL import Image
+
+    from src.tracking.local_plots import save_png
+
+    figure = plot_grad_norm_heatmap(GROUPS, list(range(0, 1000, 10)), np.ones((3, 100)))
+    width, height = Image.open(save_png(figure, tmp_path, "grad_norm_by_layer", "heatmap", 1000)).size
+    assert width >= 1500 and width / height <= 4.01, (width, height)
+
+
 def test_shape_mismatch_is_reported():
     with pytest.raises(ValueError, match=r"\(groups, steps\)=\(3, 2\), got \(2, 2\)"):
         plot_grad_norm_heatmap(GROUPS, [1, 2], np.ones((2, 2)))
