@@ -38,6 +38,7 @@ from src.serving.validation import (
     check_number,
     check_prompt,
     check_texts,
+    check_unicode,
 )
 
 TASKS = {"encoder_decoder": "translate", "encoder_classifier": "classify", "lstm_classifier": "classify",
@@ -67,6 +68,8 @@ class FiniteOutputs:
         self.model = model
 
     def __getattr__(self, name: str) -> Any:
+        if name == "model":  # not set yet (copy, pickle): no endless recursion through self.model
+            raise AttributeError(name)
         return getattr(self.model, name)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -147,6 +150,7 @@ class Preprocess:
 
     def preprocess(self, body: Any, state: dict, collect_custom_statistics_fn: Statistics = None) -> Job:
         """Check ``body`` against the loaded family's request shape and the limits; raise ``BadRequest`` if it fails."""
+        check_unicode(body)  # the app's parse_json did; clearml-serving hands its own parsed dict
         job = {"translate": self._translate_job, "classify": self._classify_job, "generate": self._generate_job}[
             self.task](body)
         state.update(task=job.task, n_texts=job.size)
