@@ -32,7 +32,7 @@ class ServingConfig(FrozenConfig):
     model_fetch_timeout_s: confloat(gt=0.0) = 120.0  # a ClearML model: lookup and download, all of it
     graceful_shutdown_s: confloat(gt=0.0) = 30.0  # SIGTERM: how long requests in flight may still take
     # slow clients: each request (headers and body) must arrive within request_timeout_s (else 408, closed); an idle
-    # keep-alive connection is closed after keep_alive_s; request line and headers larger than max_header_bytes: 400
+    # keep-alive connection is closed after keep_alive_s; request line and headers over max_header_bytes: 431 (or 400)
     request_timeout_s: confloat(gt=0.0, le=3600.0) = 15.0
     keep_alive_s: confloat(gt=0.0, le=3600.0) = 5.0
     max_header_bytes: conint(ge=1024) = 16384

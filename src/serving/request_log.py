@@ -114,8 +114,8 @@ async def send_json(send: Send, status: int, message: str, request_id: str) -> N
 
 
 def bounded_traceback(err: BaseException) -> str:
-    """``err`` and the last ``TRACEBACK_FRAMES`` frames that led to it, without local variables."""
-    lines = traceback.format_exception(err, limit=-TRACEBACK_FRAMES, chain=False)
+    """``err`` (and its causes) with the last ``TRACEBACK_FRAMES`` frames that led to each, without local variables."""
+    lines = traceback.format_exception(err, limit=-TRACEBACK_FRAMES)  # each chained cause bounded alike
     return "".join(lines).rstrip()
 
 
