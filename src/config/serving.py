@@ -3,7 +3,7 @@
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import ValidationError, confloat, conint, model_validator
+from pydantic import ConfigDict, ValidationError, confloat, conint, model_validator
 
 from src.config.base import FrozenConfig
 from src.config.experiment import CONFIG_DIR, ConfigError, read_config_file
@@ -14,6 +14,7 @@ SERVING_CONFIG_PATH = CONFIG_DIR / "serving.yaml"
 class ServingConfig(FrozenConfig):
     """Limits and micro-batching of ``python -m src.main serve``; every request is checked against them."""
 
+    model_config = ConfigDict(allow_inf_nan=False)  # a NaN or infinite timeout or window is a mistake, not a setting
     host: str = "127.0.0.1"
     port: conint(ge=0, le=65535) = 8000  # 0: any free port (serve logs the one it took)
     backend: Literal["torch", "onnx"] = "torch"
@@ -30,6 +31,11 @@ class ServingConfig(FrozenConfig):
     max_new_tokens: conint(ge=1) = 512
     model_fetch_timeout_s: confloat(gt=0.0) = 120.0  # a ClearML model: lookup and download, all of it
     graceful_shutdown_s: confloat(gt=0.0) = 30.0  # SIGTERM: how long requests in flight may still take
+    # slow clients: each request (headers and body) must arrive within request_timeout_s (else 408, closed); an idle
+    # keep-alive connection is closed after keep_alive_s; request line and headers over max_header_bytes: 431 (or 400)
+    request_timeout_s: confloat(gt=0.0, le=3600.0) = 15.0
+    keep_alive_s: confloat(gt=0.0, le=3600.0) = 5.0
+    max_header_bytes: conint(ge=1024) = 16384
 
     @model_validator(mode="after")
     def _defaults_within_limits(self) -> "ServingConfig":

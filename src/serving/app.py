@@ -2,20 +2,25 @@
 
 Every request gets an ``X-Request-ID`` (the client's, if it sent one) and one structured log
 line (``src/serving/request_log.py``). Every error body is JSON ``{"error": message, "request_id": id}``.
+Bad input of any kind is a 4xx (``src/serving/validation.py``); a client that disconnects is one
+INFO line; a model output that is not finite is a 500 naming it, never NaN in an answer.
 """
 
 import json
+import math
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from loguru import logger
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from src.serving.batching import MicroBatcher, ShuttingDown
-from src.serving.predictor import FAMILIES_OF, Preprocess
-from src.serving.request_log import DRAIN_LIMIT_BYTES, RequestLog
-from src.serving.validation import BadRequest
+from src.serving.predictor import FAMILIES_OF, NonFiniteOutput, Preprocess
+from src.serving.request_log import CLIENT_GONE, DRAIN_LIMIT_BYTES, RequestLog
+from src.serving.validation import BadRequest, parse_json
 
 ENDPOINTS = {"/v1/translate": "translate", "/v1/classify": "classify", "/v1/generate": "generate"}
 
@@ -39,10 +44,10 @@ def create_app(predictor: Preprocess, source: dict[str, Any] | None = None) -> F
     app = FastAPI(title="stepwise-transformers", lifespan=lifespan)
     app.state.batcher = batcher
 
-    app.add_middleware(RequestLog, max_body_bytes=config.max_body_bytes)
+    app.add_middleware(RequestLog, max_body_bytes=config.max_body_bytes, max_header_bytes=config.max_header_bytes)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         message = exc.detail
         if exc.status_code == 404:
             message = f"no endpoint {request.method} {request.url.path}; expected one of {endpoint_list()}"
@@ -61,22 +66,34 @@ def create_app(predictor: Preprocess, source: dict[str, Any] | None = None) -> F
     async def model_info() -> dict[str, Any]:
         return {**predictor.describe(), **(source or {}), "serving": config.model_dump()}
 
-    async def serve(request: Request, task: str) -> JSONResponse:
-        if predictor.task != task:
-            return error(request, 409, f"the loaded model is of family {predictor.trained.family}, served at "
-                                       f"/v1/{predictor.task}; /v1/{task} needs a model of family "
-                                       f"{' or '.join(FAMILIES_OF[task])}")
+    async def serve(request: Request, task: str) -> Response:
         try:
+            # the body is read before anything is answered, also a 409: an answer that leaves bytes unread
+            # can be lost to a TCP reset (see request_log.py)
             body = await read_json(request, config.max_body_bytes)
+            if predictor.task != task:
+                return error(request, 409, f"the loaded model is of family {predictor.trained.family}, served at "
+                                           f"/v1/{predictor.task}; /v1/{task} needs a model of family "
+                                           f"{' or '.join(FAMILIES_OF[task])}")
             state: dict[str, Any] = {}
             job = predictor.preprocess(body, state)
             request.state.n_texts = job.size
             outputs, request.state.batch = await batcher.submit(job)
+            answer = predictor.postprocess(outputs, state)
+            check_answer(answer)
         except BadRequest as err:
             return error(request, err.status, str(err))
         except ShuttingDown as err:
             return error(request, 503, str(err))
-        return JSONResponse(predictor.postprocess(outputs, state))
+        except ClientDisconnect:  # gone while sending its body: nobody to answer (request_log logs one line)
+            request.state.disconnected = True
+            return Response(status_code=CLIENT_GONE)
+        except NonFiniteOutput as err:  # a broken model or export: the cause, once, without a traceback
+            logger.error("request {}: {}; answered 500", request.state.request_id, err)
+            return error(request, 500, f"{err}; the server logged it under this request id")
+        if await request.is_disconnected():  # gone while its model call ran: the answer reaches nobody
+            request.state.disconnected = True
+        return JSONResponse(answer)
 
     for path, task in ENDPOINTS.items():
         app.add_api_route(path, _endpoint(serve, task), methods=["POST"], name=task)
@@ -109,15 +126,29 @@ async def read_json(request: Request, limit: int) -> Any:
     except UnicodeDecodeError as err:
         raise BadRequest(f"request body is not UTF-8 ({err.reason} at byte {err.start}); expected UTF-8 JSON",
                          status=400) from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as err:
-        raise BadRequest(f"request body is not JSON ({err.msg} at line {err.lineno} column {err.colno}); "
-                         'expected a JSON object such as {"texts": ["Das ist gut."]}', status=400) from None
+    return parse_json(text)
 
 
-def error(request: Request, status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message, "request_id": getattr(request.state, "request_id", None)}, status_code=status)
+def check_answer(answer: Any, path: str = "$") -> None:
+    """Raise ``NonFiniteOutput`` at the first NaN or infinity in ``answer`` (JSON has neither).
+
+    The model's outputs are checked already (``FiniteOutputs``); this guards the answer itself, so
+    that a non-finite number is named, not Starlette's ``Out of range float values are not JSON compliant``.
+    """
+    if isinstance(answer, float) and not math.isfinite(answer):
+        raise NonFiniteOutput(f"model output is not finite ({answer}) at {path} of the answer")
+    if isinstance(answer, dict):
+        for key, value in answer.items():
+            check_answer(value, f"{path}.{key}")
+    elif isinstance(answer, list):
+        for i, value in enumerate(answer):
+            check_answer(value, f"{path}[{i}]")
+
+
+def error(request: Request, status: int, message: str) -> Response:
+    """The JSON error answer; ASCII-escaped, so that no message can fail to encode."""
+    body = {"error": message, "request_id": getattr(request.state, "request_id", None)}
+    return Response(json.dumps(body), status_code=status, media_type="application/json")
 
 
 def endpoint_list() -> list[str]:

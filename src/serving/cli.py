@@ -41,7 +41,10 @@ def command(args: argparse.Namespace) -> tuple[int, str]:
     from src.config.serving import load_serving_config
     from src.serving.app import create_app
     from src.serving.predictor import Preprocess
+    from src.serving.protocol import deadline_protocol
     from src.serving.sources import resolve_source
+
+    bounded_log()
 
     config = load_serving_config(args.config, host=args.host, port=args.port, backend=args.backend,
                                  device=args.device)
@@ -51,10 +54,26 @@ def command(args: argparse.Namespace) -> tuple[int, str]:
     predictor.load(str(source.checkpoint))
     app = create_app(predictor, source.info)
     server = logging_server(uvicorn.Config(app, host=config.host, port=config.port, log_level=args.log_level,
-                                           timeout_graceful_shutdown=config.graceful_shutdown_s, access_log=False),
+                                           timeout_graceful_shutdown=config.graceful_shutdown_s, access_log=False,
+                                           http=deadline_protocol(config.request_timeout_s),
+                                           timeout_keep_alive=config.keep_alive_s,
+                                           h11_max_incomplete_event_size=config.max_header_bytes),
                             f"{source.checkpoint} ({predictor.trained.family})")
     server.run()
     return (0 if server.started else 1), ""  # the server logs; it has no output of its own
+
+
+def bounded_log() -> None:
+    """loguru to stderr without its defaults ``diagnose=True`` and ``backtrace=True``.
+
+    Those print every frame's local variables and the frames above the catch: about 230 lines per
+    failed request, and the values of request bodies in the log. A server logs tracebacks bounded
+    (``src/serving/request_log.py``), without variables.
+    """
+    import sys
+
+    logger.remove()
+    logger.add(sys.stderr, level="DEBUG", backtrace=False, diagnose=False)  # loguru's default level
 
 
 def logging_server(config, what: str):

@@ -38,12 +38,58 @@ from src.serving.validation import (
     check_number,
     check_prompt,
     check_texts,
+    check_unicode,
 )
 
 TASKS = {"encoder_decoder": "translate", "encoder_classifier": "classify", "lstm_classifier": "classify",
          "gru_classifier": "classify", "decoder_lm": "generate"}
 FAMILIES_OF = {task: sorted(f for f, t in TASKS.items() if t == task) for task in set(TASKS.values())}
 Statistics = Callable[[dict], None] | None
+# /v1/generate: 0 is greedy; a positive temperature this small already is (logits / T then overflow to inf and
+# the softmax gives NaN), and one this large already samples uniformly
+TEMPERATURE_RANGE = (1e-3, 100.0)
+
+
+class NonFiniteOutput(RuntimeError):
+    """The model produced NaN or infinity: its answer would be wrong (or, as JSON, not serialisable)."""
+
+
+class FiniteOutputs:
+    """The model, with every output its callers decode checked: NaN or infinity raises ``NonFiniteOutput``.
+
+    Wraps the PyTorch model or its ONNX Runtime twin alike: a graph exported wrongly (e.g. NaN for
+    padded rows) must give an error, never an argmax over NaN (a wrong translation) or a NaN
+    probability. Checked are the methods decoding, sampling and classifying take logits from:
+    ``step_logits`` (translation) and calling the model (language model, classifiers).
+    Everything else (``encode``, ``new_cache``, ``parameters``, ``pad_id``...) passes through.
+    """
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "model":  # not set yet (copy, pickle): no endless recursion through self.model
+            raise AttributeError(name)
+        return getattr(self.model, name)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return check_finite(self.model(*args, **kwargs), "forward")
+
+    def step_logits(self, *args: Any, **kwargs: Any) -> Any:
+        return check_finite(self.model.step_logits(*args, **kwargs), "step_logits")
+
+
+def check_finite(logits: Any, call: str) -> Any:
+    """``logits`` (B, ...) unchanged if finite; else ``NonFiniteOutput`` naming the rows (batch positions)."""
+    import torch
+
+    if isinstance(logits, torch.Tensor) and logits.dim() > 0 and not bool(torch.isfinite(logits).all()):
+        rows = (~torch.isfinite(logits.float())).flatten(1).any(1) if logits.dim() > 1 else ~torch.isfinite(logits)
+        bad = rows.nonzero().flatten().tolist()
+        raise NonFiniteOutput(f"model output is not finite (NaN or infinity) for row{'s' * (len(bad) > 1)} "
+                              f"{', '.join(map(str, bad[:10]))}{' ...' if len(bad) > 10 else ''} of a model call of "
+                              f"{rows.numel()} row(s) ({call}, logits of shape {tuple(logits.shape)})")
+    return logits
 
 
 @dataclass(frozen=True)
@@ -96,6 +142,7 @@ class Preprocess:
         if trained.family not in TASKS:
             raise ValueError(f"{local_file_name} holds a {trained.family!r} model; the server serves "
                              f"{sorted(TASKS)} (images over HTTP are not served)")
+        trained.model = FiniteOutputs(trained.model)
         self.trained = trained
         logger.info("loaded {} ({}, step {}) on {} with backend {}", local_file_name, trained.family, trained.step,
                     trained.device, backend)
@@ -103,6 +150,7 @@ class Preprocess:
 
     def preprocess(self, body: Any, state: dict, collect_custom_statistics_fn: Statistics = None) -> Job:
         """Check ``body`` against the loaded family's request shape and the limits; raise ``BadRequest`` if it fails."""
+        check_unicode(body)  # the app's parse_json did; clearml-serving hands its own parsed dict
         job = {"translate": self._translate_job, "classify": self._classify_job, "generate": self._generate_job}[
             self.task](body)
         state.update(task=job.task, n_texts=job.size)
@@ -177,11 +225,14 @@ class Preprocess:
             "prompt": check_prompt(body["prompt"], self.config),
             "max_new_tokens": check_int(body, "max_new_tokens", self.config.default_new_tokens, 1,
                                         self.config.max_new_tokens),
-            "temperature": check_number(body, "temperature", 0.8),
+            "temperature": check_number(body, "temperature", 0.8, 0.0, TEMPERATURE_RANGE[1]),
             "top_k": check_int(body, "top_k", None, 1, None),
             "top_p": check_number(body, "top_p", None),
             "seed": check_int(body, "seed", None, 0, 2**63 - 1),
         }
+        if 0 < settings["temperature"] < TEMPERATURE_RANGE[0]:
+            raise BadRequest(f'"temperature" must be 0 (greedy) or between {TEMPERATURE_RANGE[0]:g} and '
+                             f'{TEMPERATURE_RANGE[1]:g}, got {body["temperature"]!r}')
         try:
             check_sampling(settings["temperature"], settings["top_k"], settings["top_p"])
         except ValueError as err:

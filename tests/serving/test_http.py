@@ -190,8 +190,14 @@ def test_a_language_model_server_generates_reproducibly(checkpoints, tmp_path):
         request = {"prompt": "the cat", "max_new_tokens": 10, "temperature": 1.0, "seed": 3}
         first, again = (httpx.post(f"{server.url}/v1/generate", json=request, timeout=30).json() for _ in range(2))
         assert first == again and first["text"].startswith("the cat") and len(first["continuation"]) <= 10
-        bad = httpx.post(f"{server.url}/v1/generate", json={"prompt": "a", "temperature": -1}, timeout=10)
-        assert bad.status_code == 422 and "temperature must be >= 0" in bad.json()["error"]
+        # out of range: negative; so large it samples uniformly; so small that logits / T overflow to NaN (a 500 before)
+        for temperature, message in [(-1, "between 0 and 100, got -1"), (1e308, "between 0 and 100, got 1e+308"),
+                                      (1e-300, "0 (greedy) or between 0.001 and 100, got 1e-300")]:
+            bad = httpx.post(f"{server.url}/v1/generate", json={"prompt": "a", "temperature": temperature}, timeout=10)
+            assert bad.status_code == 422 and message in bad.json()["error"], bad.text
+        greedy = httpx.post(f"{server.url}/v1/generate", json={"prompt": "a", "temperature": 0, "max_new_tokens": 3},
+                            timeout=30)
+        assert greedy.status_code == 200, greedy.text
     finally:
         server.stop()
 

@@ -45,7 +45,12 @@ def test_translate_requests_are_checked_with_what_was_expected(predictors, body,
 @pytest.mark.parametrize(("body", "message"), [
     ({"prompt": 3}, '"prompt" must be a string, got integer'),
     ({"prompt": "x" * 21}, '"prompt" has 21 characters; at most 20'),
-    ({"prompt": "ab", "temperature": -1}, "temperature must be >= 0 (0 = greedy), got -1.0"),
+    ({"prompt": "ab", "temperature": -1}, '"temperature" must be a number between 0 and 100, got -1'),
+    # a dict from clearml-serving need not come from a strict JSON parser: non-finite numbers are refused here too
+    ({"prompt": "ab", "temperature": float("nan")}, '"temperature" must be a finite number, got nan'),
+    ({"prompt": "ab", "temperature": float("inf")}, '"temperature" must be a finite number, got inf'),
+    ({"prompt": "ab", "top_p": float("nan")}, '"top_p" must be a finite number, got nan'),
+    ({"prompt": "ab\ud800"}, "invalid Unicode in $.prompt: a lone surrogate \\ud800 at character 2"),
     ({"prompt": "ab", "top_p": 1.5}, "top_p must be in (0, 1]"),
     ({"prompt": "ab", "max_new_tokens": 0}, '"max_new_tokens" must be between 1 and 512, got 0'),
     ({"prompt": "ab", "seed": 1.5}, '"seed" must be an integer, got number 1.5'),
@@ -138,3 +143,25 @@ def test_statistics_hook_gets_the_text_count(predictors):
     seen = []
     predictors["translate"].preprocess({"texts": ["a", "b"]}, {}, seen.append)
     assert seen == [{"n_texts": 2}]
+
+
+@pytest.mark.parametrize(("task", "request_body", "call"), [
+    ("translate", {"texts": ["Das ist gut.", "Es regnet heute."]}, "step_logits"),
+    ("translate", {"texts": ["Das ist gut."], "beam": 3}, "step_logits"),
+    ("generate", {"prompt": "the cat", "max_new_tokens": 3}, "forward"),
+])
+def test_a_model_that_outputs_nan_raises_naming_it_instead_of_decoding_it(checkpoints, task, request_body, call):
+    """argmax over NaN logits picks a token all the same: without the check, a broken model (or a wrong ONNX
+    export) translates and generates garbage silently. The classifier's case runs over HTTP (test_http_hardening)."""
+    import math
+
+    import torch
+
+    from src.serving.predictor import NonFiniteOutput
+
+    predictor = Preprocess(LIMITS)
+    predictor.load(str(checkpoints[task]))
+    with torch.no_grad():
+        next(p for name, p in predictor.trained.model.named_parameters() if "norm" in name).fill_(math.nan)
+    with pytest.raises(NonFiniteOutput, match=rf"model output is not finite \(NaN or infinity\) for row.* \({call},"):
+        predictor.process_batch([predictor.preprocess(request_body, {})])

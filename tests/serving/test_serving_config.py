@@ -29,6 +29,10 @@ def test_flags_override_the_file_and_none_keeps_it(tmp_path):
     ("default_new_tokens: 600\n", "default_new_tokens=600 exceeds max_new_tokens=512"),
     ("max_chars_per_text: 5000\nmax_body_bytes: 4000\n", "max_chars_per_text=5000 cannot fit in max_body_bytes=4000"),
     ("batch_window_ms: -1\n", "batch_window_ms: Input should be greater than or equal to 0"),
+    ("graceful_shutdown_s: .inf\n", "graceful_shutdown_s: Input should be a finite number (got inf)"),
+    ("batch_window_ms: .nan\n", "batch_window_ms: Input should be a finite number (got nan)"),
+    ("request_timeout_s: 0\n", "request_timeout_s: Input should be greater than 0"),
+    ("max_header_bytes: 10\n", "max_header_bytes: Input should be greater than or equal to 1024"),
 ])
 def test_bad_values_name_the_key_and_what_was_expected(tmp_path, text, message):
     path = tmp_path / "serving.yaml"
