@@ -60,7 +60,7 @@ def test_an_unknown_run_names_the_runs_that_exist(tmp_path):
 
 def test_checkpoint_of_a_run_and_a_lone_file(tmp_path):
     run = make_run(tmp_path, "tiny", created=1.0)
-    with pytest.raises(RunNotFoundError, match="has no checkpoint yet"):
+    with pytest.raises(RunNotFoundError, match="has no checkpoint"):
         resolve_checkpoint(run.name, tmp_path)
     best = run / "train" / "checkpoints" / "best.pt"
     best.parent.mkdir(parents=True)
