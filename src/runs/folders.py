@@ -152,7 +152,13 @@ class RunInfo:
 
     @property
     def created(self) -> float:
-        return float(self.status.get("created") or self.path.stat().st_mtime)
+        if self.status.get("created"):
+            return float(self.status["created"])
+        stamp = RUN_ID_SUFFIX.search(self.path.name)  # a damaged status: the time its folder was named after
+        try:
+            return time.mktime(time.strptime(stamp.group(0)[1:16], "%Y%m%d-%H%M%S")) if stamp else self.path.stat().st_mtime
+        except ValueError:
+            return self.path.stat().st_mtime
 
     @property
     def config(self) -> dict[str, Any]:
