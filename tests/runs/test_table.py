@@ -90,7 +90,8 @@ def test_a_damaged_or_interrupted_run_is_listed_as_such_with_what_to_do(tmp_path
     lines = runs_list(tmp_path).splitlines()
     rows = {line.split()[0]: " ".join(line.split()[1:3]) for line in lines[2:5]}
     assert rows == {"tiny-a": "completed 1/5", "tiny-b": f"damaged ({damaged / 'status.json'})", "tiny-c": "interrupted (train)"}
-    assert f"tiny-b: {damaged / 'status.json'} is damaged (Unterminated string" in lines[-2]
-    assert lines[-1].endswith("continue it with: python -m src.main train --resume tiny-c")
+    notes = sorted(lines[-2:])
+    assert notes[0].startswith(f"tiny-b: {damaged / 'status.json'} is damaged (Unterminated string")
+    assert notes[1].endswith("continue it with: python -m src.main train --resume tiny-c")
     compared = runs_compare([str(damaged), "tiny-a"], tmp_path)
     assert f"damaged ({damaged / 'status.json'})" in compared and "3.25" in compared
