@@ -157,7 +157,9 @@ def run_pipeline_from_cli(args: argparse.Namespace) -> int:
         return 0
     from pipelines.offline import PipelineError, run_steps
     from src.report import try_write_report
+    from src.training.trainer import resolve_device
 
+    resolve_device(cfg.training.device)  # refused here, before the run folder is made or a resume rewrites it
     if not resume and cfg.run_id is None:
         cfg = cfg.model_copy(update={"run_id": new_run_dir(cfg.output_dir, cfg.run_name).name})
     logger.info(f"running the pipeline {'offline' if mode == 'offline' else 'locally, tracked on the server'} "

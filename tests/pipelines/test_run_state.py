@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from src.runs import point_latest
 from src.runs.folders import process_start
@@ -138,6 +139,16 @@ def test_a_resume_after_a_kill_in_evaluate_keeps_the_trained_model(tiny_runs, tm
                                  "reused": ["data_prep", "tokenize", "train"]}]
     assert best.read_bytes() == weights
     assert json.loads((run_dir / "config.json").read_text()) == config | {"output_dir": str(run_dir.parent)}  # moved
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA, where training.device=cuda is refused")
+def test_a_resume_refused_at_its_start_leaves_config_and_status_as_they_were(tiny_runs, tmp_path):
+    run_dir = copy_run(tiny_runs.run_dirs[0], tmp_path / "runs")
+    before = {name: (run_dir / name).read_bytes() for name in ("config.json", "status.json")}
+    proc = run_src_main(["train", "--resume", str(run_dir), "training.device=cuda", "training.max_steps=40"],
+                        tiny_runs.env, 120)
+    assert proc.returncode == 1 and "device 'cuda' asked for, but no CUDA device is available" in proc.stderr
+    assert {name: (run_dir / name).read_bytes() for name in before} == before
 
 
 def test_a_resume_reuses_every_completed_step_its_changes_do_not_touch():
