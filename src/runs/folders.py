@@ -59,19 +59,25 @@ def point_latest(run_dir: Path) -> None:
     os.replace(tmp, link)
 
 
-def process_start(pid: int) -> str | None:
-    """When process ``pid`` started, as ``<boot id>:<clock ticks since boot>``; None where ``/proc`` cannot tell.
-
-    A pid alone does not name a process: after a ``kill -9`` the kernel hands the same number to the
-    next process, so a dead run would look alive. The pair (pid, start time) names one process.
-    """
+def _proc_stat(pid: int) -> tuple[str, str] | None:
+    """Process ``pid``'s state letter and ``<boot id>:<start time in clock ticks>``; None where ``/proc`` cannot tell."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
         boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     except OSError:
         return None
     fields = stat[stat.rindex(")") + 2:].split()  # the command name in () may hold spaces
-    return f"{boot}:{fields[19]}"  # field 22 of proc(5), starttime; fields[0] is field 3
+    return fields[0], f"{boot}:{fields[19]}"  # fields 3 (state) and 22 (starttime) of proc(5)
+
+
+def process_start(pid: int) -> str | None:
+    """When process ``pid`` started, as ``<boot id>:<clock ticks since boot>``; None where ``/proc`` cannot tell.
+
+    A pid alone does not name a process: after a ``kill -9`` the kernel hands the same number to the
+    next process, so a dead run would look alive. The pair (pid, start time) names one process.
+    """
+    stat = _proc_stat(pid)
+    return stat[1] if stat else None
 
 
 def owner() -> dict[str, Any]:
@@ -92,8 +98,13 @@ def owner_alive(status: dict[str, Any]) -> bool | None:
         return False
     except PermissionError:  # alive, someone else's
         pass
-    started = process_start(pid)
-    return not (who.get("started") and started and started != who["started"])  # else: the pid was reused
+    stat = _proc_stat(pid)
+    if stat is None:
+        return True
+    state, started = stat
+    if state in ("Z", "X"):  # killed, not yet reaped by its parent: it runs nothing more
+        return False
+    return not (who.get("started") and started != who["started"])  # else: the pid was reused
 
 
 def live_owner(status: dict[str, Any]) -> str | None:

@@ -113,6 +113,7 @@ def test_a_reused_pid_is_not_mistaken_for_the_run_owner(tmp_path):
     import socket
     import subprocess
     import sys
+    import time
 
     from src.runs.folders import owner_alive, process_start
 
@@ -122,6 +123,12 @@ def test_a_reused_pid_is_not_mistaken_for_the_run_owner(tmp_path):
         assert who["started"] is not None  # Linux: /proc tells
         assert owner_alive({"status": "running", "owner": who}) is True
         assert owner_alive({"status": "running", "owner": who | {"started": "another-boot:1"}}) is False
+        child.kill()  # not waited for yet: a zombie, as a killed run is until its parent reaps it
+        for _ in range(100):
+            if Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                break
+            time.sleep(0.05)
+        assert owner_alive({"status": "running", "owner": who}) is False
     finally:
         child.kill()
         child.wait()
