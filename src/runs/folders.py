@@ -202,9 +202,9 @@ class RunInfo:
         return best if best.is_file() else None
 
     def describe(self) -> str:
-        """``failed in data_prep``, ``interrupted in train``, ``running``, ``damaged (...)``: for one-line messages."""
+        """``failed in data_prep``, ``interrupted in train``, ``running``, ``PATH is damaged (...)``: for one-line messages."""
         if self.damaged:
-            return f"damaged ({self.damaged})"
+            return self.damaged
         return f"{self.state} in {self.step}" if self.step else self.state
 
 

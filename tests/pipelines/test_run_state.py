@@ -106,7 +106,7 @@ def test_a_damaged_status_json_is_named_and_every_other_run_still_works(tiny_run
     assert compared.returncode == 0 and f"damaged ({status_file})" in compared.stdout, compared.stderr[-3000:]
     translated = cli("translate", "latest", "Das ist gut.", "--runs-dir", str(runs_dir), "--max-len", "8")
     assert translated.returncode == 0 and translated.stdout.strip(), translated.stderr[-3000:]
-    assert f"passed over the newer {damaged.name} (damaged ({status_file} is damaged" in translated.stderr
+    assert f"passed over the newer {damaged.name} ({status_file} is damaged (Expecting value" in translated.stderr
     resumed = cli("train", "--resume", "latest", f"output_dir={runs_dir}")  # latest still means the newest run
     errors = [line for line in resumed.stderr.splitlines() if "ERROR" in line]
     assert resumed.returncode == 1 and len(errors) == 1 and f"{status_file} is damaged" in errors[0], resumed.stderr
