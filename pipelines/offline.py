@@ -11,20 +11,48 @@ from src.config import ExperimentConfig, config_to_dict
 from src.steps.context import read_status, save_traceback, update_run, update_status
 from src.storage import user_line
 
-def reusable_steps() -> tuple[str, ...]:
-    """The cached steps of the table: a resume keeps their output (check_resume refuses changes to them)."""
-    from src.steps import STEPS
-
-    return tuple(spec.name for spec in STEPS if spec.cache)
-
 
 class PipelineError(RuntimeError):
     """A step failed; the message is the one line for the console (reason, where the traceback is)."""
 
 
-def start_run(cfg: ExperimentConfig, resume: bool, changes: dict[str, tuple]) -> dict[str, Any]:
-    """Write the run's config and identity into its folder; on resume, reset every step that runs again.
+def _train_reads(key: str) -> bool:
+    """Training reads the model, training and batching settings, augmentation and its validation budget."""
+    if key == "evaluation.valid_max_tokens":
+        return True
+    return not key.startswith(("evaluation.", "tracking.")) and key != "data.min_eval_pairs"
 
+
+# What a completed step read from the config, beyond its parents' outputs: a resume that changes none
+# of it reuses the step's output instead of running it again (a second train task, a second model).
+# data_prep and tokenize read data/tokenizer, which check_resume refuses to change.
+STEP_READS = {
+    "train": _train_reads,
+    "evaluate": lambda key: key.startswith("evaluation.") or key == "training.device",
+    "register": lambda key: key.startswith(("evaluation.", "tracking.")),
+}
+
+
+def reusable(state: dict[str, Any], changes: dict[str, tuple]) -> list[str]:
+    """The completed steps a resume keeps, in order: a step is kept when it completed, no change touches
+    what it read, and every step it takes input from is kept too."""
+    from src.steps import STEPS
+
+    kept: list[str] = []
+    for spec in STEPS:
+        step = state["steps"].get(spec.name, {})
+        reads = STEP_READS.get(spec.name, lambda key: False)
+        if (step.get("status") == "completed" and "output" in step and all(p in kept for p in spec.parents)
+                and not any(reads(key) for key in changes)):
+            kept.append(spec.name)
+    return kept
+
+
+def start_run(cfg: ExperimentConfig, resume: bool, changes: dict[str, tuple]) -> dict[str, Any]:
+    """Write the run's config and status into its folder; on resume, reset every step that runs again.
+
+    Called once every check has passed, and the only writer of ``config.json``: a run's folder changes
+    when it actually starts, and a resume records there what it changed and which steps it reused.
     A new run refuses a folder that already holds one: two runs never mix. A resume marks the
     steps it re-runs ``pending``, so ``status.json`` never shows a step completed by an earlier
     attempt after a later step has failed.
@@ -40,28 +68,38 @@ def start_run(cfg: ExperimentConfig, resume: bool, changes: dict[str, tuple]) ->
                               "give a new run_id, or continue it with --resume")
     if resume:
         recover_offline_sessions(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / CONFIG_FILE).write_text(json.dumps(config_to_dict(cfg), indent=2) + "\n", encoding="utf-8")
-    done = {name: step | {"output": rebased(name, step["output"], run_dir)} for name, step in state["steps"].items()
-            if resume and name in reusable_steps() and step.get("status") == "completed" and "output" in step}
-    steps = {name: done[name] if name in done else {"status": "pending", "time": time.time()}
-             for name, step in state["steps"].items()}  # a re-run step keeps nothing of its last attempt
-    update_run(run_dir, steps=steps, failed_step=None, reason=None, owner=owner())
-    update_status(run_dir, "pipeline", "running")
+    kept = reusable(state, changes) if resume else []
+    done = {name: state["steps"][name] | {"output": rebased(name, state["steps"][name]["output"], run_dir)}
+            for name in kept}
+    now = time.time()
+    steps = {name: done[name] if name in done else {"status": "pending", "time": now}
+             for name in state["steps"]}  # a re-run step keeps nothing of its last attempt
+    steps["pipeline"] = {"status": "running", "time": now}
+    fields = {"status": "running", "steps": steps, "owner": owner()}
     if not resume:
-        update_run(run_dir, run_id=run_dir.name, run_name=cfg.run_name, created=time.time())
+        fields |= {"run_id": run_dir.name, "run_name": cfg.run_name, "created": now}
     else:
-        resumes = read_status(run_dir).get("resumes", [])
-        update_run(run_dir, resumes=[*resumes, {"time": time.time(), "changes": {k: list(v) for k, v in changes.items()}}])
+        fields["resumes"] = [*state.get("resumes", []), {"time": now, "changes": {k: list(v) for k, v in changes.items()},
+                                                         "reused": kept}]
         if changes:
             logger.info("resuming {} with changed settings: {}", run_dir, ", ".join(
                 f"{k} {old!r} -> {new!r}" for k, (old, new) in changes.items()))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_atomically(run_dir / CONFIG_FILE, json.dumps(config_to_dict(cfg), indent=2) + "\n")
+    update_run(run_dir, **fields, failed_step=None, reason=None)
     point_latest(run_dir)
     return done
 
 
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file: a kill leaves the old file or the new, never half."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
 def rebased(name: str, output: dict[str, Any], run_dir: Path) -> dict[str, Any]:
-    """A reused data step's output with its paths in ``run_dir`` as it is now (the run may have moved,
+    """A reused step's output with its paths in ``run_dir`` as it is now (the run may have moved,
     or have been started from another working directory with a relative ``output_dir``)."""
     step_dir, moved = run_dir / name, dict(output)
     for key in ("data_dir", "tokenized_dir"):
@@ -69,6 +107,10 @@ def rebased(name: str, output: dict[str, Any], run_dir: Path) -> dict[str, Any]:
             moved[key] = str(step_dir)
     if "tokenizers" in moved:
         moved["tokenizers"] = {side: str(step_dir / Path(p).name) for side, p in moved["tokenizers"].items()}
+    if "checkpoint" in moved:  # <run>/train/checkpoints/best.pt
+        moved["checkpoint"] = str(step_dir / Path(moved["checkpoint"]).parent.name / Path(moved["checkpoint"]).name)
+    if "metrics_path" in moved:
+        moved["metrics_path"] = str(step_dir / Path(moved["metrics_path"]).name)
     return moved
 
 

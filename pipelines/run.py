@@ -158,7 +158,9 @@ def run_pipeline_from_cli(args: argparse.Namespace) -> int:
     from pipelines.offline import PipelineError, run_steps
     from src.report import try_write_report
     from src.storage import ensure_writable
+    from src.training.trainer import resolve_device
 
+    resolve_device(cfg.training.device)  # refused here, before the run folder is made or a resume rewrites it
     # before any step: a read-only, misplaced or full folder fails now, in one line, not after data prep
     if resume:
         ensure_writable(cfg.run_dir, "run folder")

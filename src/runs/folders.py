@@ -7,16 +7,20 @@ A new ``train`` always gets a new folder, as an experiment tracker gives each ru
 
 import json
 import os
+import re
 import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from loguru import logger
+
 LATEST = "latest"
 STATUS_FILE = "status.json"
 CONFIG_FILE = "config.json"
 BEST_CHECKPOINT = Path("train") / "checkpoints" / "best.pt"
+RUN_ID_SUFFIX = re.compile(r"-\d{8}-\d{6}(-\d+)?$")  # what new_run_id appends to the run name
 
 
 class RunNotFoundError(FileNotFoundError):
@@ -55,24 +59,59 @@ def point_latest(run_dir: Path) -> None:
     os.replace(tmp, link)
 
 
+def _proc_stat(pid: int) -> tuple[str, str] | None:
+    """Process ``pid``'s state letter and ``<boot id>:<start time in clock ticks>``; None where ``/proc`` cannot tell."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()  # the command name in () may hold spaces
+    return fields[0], f"{boot}:{fields[19]}"  # fields 3 (state) and 22 (starttime) of proc(5)
+
+
+def process_start(pid: int) -> str | None:
+    """When process ``pid`` started, as ``<boot id>:<clock ticks since boot>``; None where ``/proc`` cannot tell.
+
+    A pid alone does not name a process: after a ``kill -9`` the kernel hands the same number to the
+    next process, so a dead run would look alive. The pair (pid, start time) names one process.
+    """
+    stat = _proc_stat(pid)
+    return stat[1] if stat else None
+
+
 def owner() -> dict[str, Any]:
     """Who is running a run now: ``status.json`` keeps it so a second process can tell a live run from a dead one."""
-    return {"pid": os.getpid(), "host": socket.gethostname()}
+    return {"pid": os.getpid(), "host": socket.gethostname(), "started": process_start(os.getpid())}
 
 
-def live_owner(status: dict[str, Any]) -> str | None:
-    """``"pid N on HOST"`` if the process running this run is alive on this machine, else None."""
+def owner_alive(status: dict[str, Any]) -> bool | None:
+    """Whether the process recorded as running this run still runs: None when this machine cannot tell
+    (the run is not running, has no owner, or runs on another host)."""
     who = status.get("owner") or {}
     if status.get("status") != "running" or who.get("host") != socket.gethostname() or not who.get("pid"):
         return None
-    if int(who["pid"]) == os.getpid():
-        return None
+    pid = int(who["pid"])
     try:
-        os.kill(int(who["pid"]), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
-        return None
+        return False
     except PermissionError:  # alive, someone else's
         pass
+    stat = _proc_stat(pid)
+    if stat is None:
+        return True
+    state, started = stat
+    if state in ("Z", "X"):  # killed, not yet reaped by its parent: it runs nothing more
+        return False
+    return not (who.get("started") and started != who["started"])  # else: the pid was reused
+
+
+def live_owner(status: dict[str, Any]) -> str | None:
+    """``"pid N on HOST"`` if another process on this machine is running this run now, else None."""
+    who = status.get("owner") or {}
+    if not owner_alive(status) or int(who["pid"]) == os.getpid():
+        return None
     return f"pid {who['pid']} on {who['host']}"
 
 
@@ -80,16 +119,37 @@ def is_run_dir(path: Path) -> bool:
     return path.is_dir() and (path / STATUS_FILE).is_file()
 
 
+class DamagedFileError(ValueError):
+    """A run's JSON file that does not parse; the message names the file."""
+
+
 def read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    """A run's JSON file (``{}`` when missing); ``DamagedFileError`` naming the file when it does not parse."""
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DamagedFileError(f"{path} is damaged ({err})") from err
+    if not isinstance(data, dict):
+        raise DamagedFileError(f"{path} is damaged (expected a JSON object, found {type(data).__name__})")
+    return data
 
 
 @dataclass(frozen=True)
 class RunInfo:
-    """What ``runs list`` shows of one run folder."""
+    """What ``runs list`` shows of one run folder; ``damaged`` says why its ``status.json`` could not be read."""
 
     path: Path
     status: dict[str, Any]
+    damaged: str | None = None
+
+    @classmethod
+    def load(cls, path: Path) -> "RunInfo":
+        try:
+            return cls(path, read_json(path / STATUS_FILE))
+        except DamagedFileError as err:
+            return cls(path, {}, damaged=str(err))
 
     @property
     def run_id(self) -> str:
@@ -97,11 +157,19 @@ class RunInfo:
 
     @property
     def run_name(self) -> str:
+        if self.damaged:  # the name the folder was made from: ``<run_name>-<YYYYmmdd-HHMMSS>[-N]``
+            return RUN_ID_SUFFIX.sub("", self.path.name)
         return self.status.get("run_name") or self.path.name
 
     @property
     def created(self) -> float:
-        return float(self.status.get("created") or self.path.stat().st_mtime)
+        if self.status.get("created"):
+            return float(self.status["created"])
+        stamp = RUN_ID_SUFFIX.search(self.path.name)  # a damaged status: the time its folder was named after
+        try:
+            return time.mktime(time.strptime(stamp.group(0)[1:16], "%Y%m%d-%H%M%S")) if stamp else self.path.stat().st_mtime
+        except ValueError:
+            return self.path.stat().st_mtime
 
     @property
     def config(self) -> dict[str, Any]:
@@ -111,49 +179,127 @@ class RunInfo:
     def metrics(self) -> dict[str, Any]:
         return read_json(self.path / "evaluate" / "metrics.json")
 
+    @property
+    def state(self) -> str:
+        """``completed``, ``failed``, ``running``, ``interrupted`` (its process is gone) or ``damaged``."""
+        if self.damaged:
+            return "damaged"
+        status = self.status.get("status", "?")
+        return "interrupted" if status == "running" and owner_alive(self.status) is False else status
+
+    @property
+    def step(self) -> str | None:
+        """The step a failed run failed in, or a running or interrupted run was in."""
+        if self.state == "failed":
+            return self.status.get("failed_step")
+        running = [name for name, step in self.status.get("steps", {}).items()
+                   if step.get("status") == "running" and name != "pipeline"]
+        return running[-1] if running else None
+
+    @property
+    def checkpoint(self) -> Path | None:
+        best = self.path / BEST_CHECKPOINT
+        return best if best.is_file() else None
+
+    def describe(self) -> str:
+        """``failed in data_prep``, ``interrupted in train``, ``running``, ``PATH is damaged (...)``: for one-line messages."""
+        if self.damaged:
+            return self.damaged
+        return f"{self.state} in {self.step}" if self.step else self.state
+
+
 
 def list_runs(output_dir: str | Path = "runs") -> list[RunInfo]:
-    """Every run folder under ``output_dir``, oldest first (``latest`` is a pointer, not a run)."""
+    """Every run folder under ``output_dir``, oldest first (``latest`` is a pointer, not a run).
+
+    A run whose ``status.json`` does not parse is listed as damaged; it never hides the others.
+    """
     output_dir = Path(output_dir)
     if not output_dir.is_dir():
         return []
-    runs = [RunInfo(p, read_json(p / STATUS_FILE)) for p in output_dir.iterdir()
-            if not p.is_symlink() and is_run_dir(p)]
+    runs = [RunInfo.load(p) for p in output_dir.iterdir() if not p.is_symlink() and is_run_dir(p)]
     return sorted(runs, key=lambda r: (r.created, r.run_id))
 
 
-def resolve_run(ref: str | Path | None, output_dir: str | Path = "runs") -> Path:
-    """A run folder from a path, a run id under ``output_dir``, a run name (its newest run) or ``latest``/None."""
-    output_dir = Path(output_dir)
-    ref = LATEST if ref is None else str(ref)
+def _named_run(ref: str, output_dir: Path) -> Path | None:
+    """The folder ``ref`` names as a path or a run id (the ``latest`` link included), else None."""
     for candidate in (Path(ref), output_dir / ref):
         if is_run_dir(candidate):
             return candidate.resolve() if candidate.is_symlink() else candidate
+    return None
+
+
+def _not_found(ref: str, output_dir: Path, runs: list[RunInfo]) -> RunNotFoundError:
+    known = ", ".join(r.run_id for r in runs[-10:]) or "none"
+    return RunNotFoundError(
+        f"no run {ref!r}: expected a run folder, a run id or run name under {output_dir}/, or 'latest' "
+        f"(runs there: {known}; runs trained with another output_dir: pass --runs-dir DIR)"
+    )
+
+
+def resolve_run(ref: str | Path | None, output_dir: str | Path = "runs") -> Path:
+    """A run folder from a path, a run id under ``output_dir``, a run name (its newest run) or ``latest``/None.
+
+    The newest run whatever its state: what ``--resume``, ``report`` and ``runs compare`` mean.
+    Commands that need a trained model use ``resolve_checkpoint``, which skips unfinished runs.
+    """
+    output_dir = Path(output_dir)
+    ref = LATEST if ref is None else str(ref)
+    if (found := _named_run(ref, output_dir)) is not None:
+        return found
     runs = list_runs(output_dir)
     named = [r for r in runs if r.run_name == ref]
     if named:
         return named[-1].path
     if ref == LATEST and runs:  # the link is missing or points at a deleted run: the newest left
         return runs[-1].path
-    known = ", ".join(r.run_id for r in runs[-10:]) or "none"
-    raise RunNotFoundError(
-        f"no run {ref!r}: expected a run folder, a run id or run name under {output_dir}/, or 'latest' "
-        f"(runs there: {known}; runs trained with another output_dir: pass --runs-dir DIR)"
-    )
+    raise _not_found(ref, output_dir, runs)
+
+
+def resolve_trained_run(ref: str | Path | None, output_dir: str | Path = "runs") -> RunInfo:
+    """The run an inference command uses: a run named by path or id as it is; a run name or ``latest``
+    means the newest COMPLETED run with a checkpoint, and one log line names any newer run passed over.
+
+    A newer run that failed in data_prep or is still training has no model to offer; answering
+    "no checkpoint yet" while a completed run of the same name sits beside it would send the user
+    looking for a problem that is not there.
+    """
+    output_dir = Path(output_dir)
+    ref = LATEST if ref is None else str(ref)
+    is_latest_link = Path(ref).name == LATEST and Path(ref).is_symlink()
+    if ref != LATEST and not is_latest_link and (found := _named_run(ref, output_dir)) is not None:
+        return RunInfo.load(found)
+    folder = Path(ref).parent if is_latest_link else output_dir
+    runs = list_runs(folder)
+    candidates = runs if ref == LATEST or is_latest_link else [r for r in runs if r.run_name == ref]
+    if not candidates:
+        raise _not_found(ref, folder, runs)
+    trained = [r for r in candidates if r.state == "completed" and r.checkpoint is not None]
+    if not trained:
+        tried = ", ".join(f"{r.run_id} ({r.describe()})" for r in candidates[-5:])
+        raise RunNotFoundError(f"no completed run {ref!r} with a checkpoint under {folder}/ (newest: {tried}); "
+                               "name an unfinished run by its id to use its best checkpoint so far")
+    chosen = trained[-1]
+    if newer := candidates[candidates.index(chosen) + 1:]:
+        logger.info("{}: using {}, the newest completed run; passed over the newer {}", ref, chosen.run_id,
+                    ", ".join(f"{r.run_id} ({r.describe()})" for r in newer))
+    return chosen
 
 
 def resolve_checkpoint(ref: str | Path, output_dir: str | Path = "runs") -> Path:
-    """A checkpoint file given directly, or the best checkpoint of a run (see ``resolve_run``)."""
+    """A checkpoint file given directly, or the best checkpoint of a run (see ``resolve_trained_run``)."""
     path = Path(ref)
     if path.is_file():
         return path
     if path.suffix == ".pt":
         raise RunNotFoundError(f"checkpoint file not found: {path}")
-    run_dir = resolve_run(ref, output_dir)
-    best = run_dir / BEST_CHECKPOINT
-    if not best.is_file():
-        raise RunNotFoundError(f"run {run_dir} has no checkpoint yet ({best} does not exist): did training start?")
-    return best
+    run = resolve_trained_run(ref, output_dir)
+    if run.checkpoint is None:
+        raise RunNotFoundError(f"run {run.path} has no checkpoint ({run.path / BEST_CHECKPOINT} does not exist; "
+                               f"the run is {run.describe()})")
+    if run.state != "completed":  # named by its id: the user asked for this one
+        logger.warning("{} is {}: using its best checkpoint so far", run.run_id, run.describe())
+    return run.checkpoint
 
 
 def run_dir_of_checkpoint(checkpoint: Path) -> Path | None:

@@ -4,7 +4,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from src.runs.folders import STATUS_FILE, RunInfo, list_runs, read_json, resolve_run
+from src.runs.folders import STATUS_FILE, DamagedFileError, RunInfo, list_runs, resolve_run
 from src.runs.resume import flatten
 
 IDENTITY_KEYS = ("run_id", "run_name", "output_dir")
@@ -33,31 +33,72 @@ def test_metric(metrics: dict) -> str:
     return f"BLEU {bleu:.2f}" if isinstance(bleu, (int, float)) else "-"
 
 
+FIGURES = ("test loss", "test perplexity", "bpc", "accuracy", "macro-F1", "BLEU beam", "BLEU greedy", "chrF beam",
+           "token accuracy")
+
+
+def family_metrics(metrics: dict) -> dict[str, str]:
+    """Every test figure the run's own family reports, by row name: BLEU and chrF for translation,
+    accuracy and macro-F1 for classification, bits per character for language modelling."""
+    test = metrics.get("test", {})
+    rows = {
+        "test loss": _number(test.get("loss", metrics.get("loss")), 4),
+        "test perplexity": _number(test.get("perplexity", metrics.get("perplexity"))),
+        "bpc": _number(metrics.get("bpc"), 4),
+        "accuracy": _number(metrics.get("accuracy"), 4),
+        "macro-F1": _number(metrics.get("macro_f1"), 4),
+        "BLEU beam": _number(metrics.get("beam", {}).get("bleu")),
+        "BLEU greedy": _number(metrics.get("greedy", {}).get("bleu")),
+        "chrF beam": _number(metrics.get("beam", {}).get("chrf")),
+        "token accuracy": _number(test.get("token_accuracy"), 4),
+    }
+    return {name: value for name, value in rows.items() if value != "-"}
+
+
+def _readable(read, fallback: dict) -> dict:
+    """A run's config or metrics; a damaged file shows as missing here (``runs list`` names it once)."""
+    try:
+        return read()
+    except DamagedFileError:
+        return fallback
+
+
+def status_cell(run: RunInfo) -> str:
+    """``completed``, ``failed (data_prep)``, ``running (train)``, ``interrupted (train)``, ``damaged (PATH)``."""
+    if run.damaged:
+        return f"damaged ({run.path / STATUS_FILE})"
+    return f"{run.state} ({run.step})" if run.step else run.state
+
+
 def run_summary(run: RunInfo) -> dict[str, str]:
     """The figures ``runs list`` and ``runs compare`` show for one run."""
     steps = run.status.get("steps", {})
     completed = [s for s in ("data_prep", "tokenize", "train", "evaluate", "register")
                  if steps.get(s, {}).get("status") == "completed"]
-    status = run.status.get("status", "?")
-    if status == "failed":
-        status = f"failed ({run.status.get('failed_step', '?')})"
     train = steps.get("train", {}).get("output") or {}
-    metrics = run.metrics
+    metrics = _readable(lambda: run.metrics, {})
     register = steps.get("register", {}).get("output") or {}
     return {
-        "status": status,
-        "steps done": f"{len(completed)}/5",
+        "status": status_cell(run),
+        "steps done": f"{len(completed)}/5" if not run.damaged else "-",
         "train steps": str(train.get("steps", "-")),
         "best valid loss": _number(train.get("best_valid_loss"), 4),
         "test metric": test_metric(metrics),
-        "test loss": _number(metrics.get("test", {}).get("loss", metrics.get("loss")), 4),
-        "accuracy": _number(metrics.get("accuracy"), 4),
-        "BLEU beam": _number(metrics.get("beam", {}).get("bleu")),
-        "BLEU greedy": _number(metrics.get("greedy", {}).get("bleu")),
-        "chrF": _number(metrics.get("beam", {}).get("chrf")),
         "model": register.get("stage", "-"),
         "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(run.created)),
     }
+
+
+def hints(runs: Sequence[RunInfo]) -> list[str]:
+    """One line per run that needs the user: an interrupted run to resume, a damaged file to look at."""
+    lines = []
+    for run in runs:
+        if run.damaged:
+            lines.append(f"{run.run_id}: {run.damaged}; the other runs are unaffected")
+        elif run.state == "interrupted":
+            lines.append(f"{run.run_id}: its process is gone (interrupted in {run.step or 'the pipeline'}); "
+                         f"continue it with: python -m src.main train --resume {run.run_id}")
+    return lines
 
 
 def runs_list(output_dir: str | Path = "runs") -> str:
@@ -66,22 +107,28 @@ def runs_list(output_dir: str | Path = "runs") -> str:
         return f"no runs in {output_dir}/ (start one with: python -m src.main train)"
     columns = ("status", "steps done", "train steps", "best valid loss", "test metric", "model", "created")
     rows = [[run.run_id, *(run_summary(run)[c] for c in columns)] for run in runs]
-    return format_table(["run", *columns], rows)
+    notes = hints(runs)
+    return "\n".join([format_table(["run", *columns], rows), *([""] + notes if notes else [])])
 
 
 def runs_compare(refs: Sequence[str], output_dir: str | Path = "runs") -> str:
-    """Config keys that differ between the runs, then their metrics, one column per run."""
+    """Config keys that differ between the runs, then their results, one column per run.
+
+    Runs of different families sit side by side: each shows its own family's test figures (bpc for
+    a language model, BLEU for translation, accuracy for a classifier), and a row no run has is left out.
+    """
     if len(refs) < 2:
         raise ValueError(f"runs compare needs at least two runs, got {len(refs)}")
-    runs = [RunInfo(p, read_json(p / STATUS_FILE)) for p in (resolve_run(ref, output_dir) for ref in refs)]
-    configs = [flatten(run.config) for run in runs]
+    runs = [RunInfo.load(resolve_run(ref, output_dir)) for ref in refs]
+    configs = [flatten(_readable(lambda run=run: run.config, {})) for run in runs]
     keys = sorted({k for c in configs for k in c if k not in IDENTITY_KEYS})
     differing = [k for k in keys if len({repr(c.get(k)) for c in configs}) > 1]
     header = ["", *(run.run_id for run in runs)]
     config_rows = [[key, *(str(c.get(key, "-")) for c in configs)] for key in differing]
-    summaries = [run_summary(run) for run in runs]
-    metric_rows = [[name, *(s[name] for s in summaries)] for name in summaries[0]]
+    summaries = [{"task": c.get("task", "-")} | run_summary(run) for c, run in zip(configs, runs)]
+    figures = [family_metrics(_readable(lambda run=run: run.metrics, {})) for run in runs]
+    names = [*summaries[0], *(name for name in FIGURES if any(name in f for f in figures))]
+    metric_rows = [[name, *((s | f).get(name, "-") for s, f in zip(summaries, figures))] for name in names]
     parts = ["config differences:", format_table(header, config_rows) if config_rows else "  (none: same config)",
-             "", "results:", format_table(header, metric_rows)]
+             "", "results:", format_table(header, metric_rows), *[f"  {line}" for line in hints(runs)]]
     return "\n".join(parts)
-

@@ -27,8 +27,10 @@ def as_config(config: ConfigLike, source: str = "step parameters") -> Experiment
 
 
 def read_status(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / "status.json"
-    return json.loads(path.read_text()) if path.exists() else {"status": "new", "steps": {}}
+    """The run's ``status.json``; a damaged one raises ``DamagedFileError`` naming it (never silently replaced)."""
+    from src.runs.folders import STATUS_FILE, read_json
+
+    return read_json(run_dir / STATUS_FILE) or {"status": "new", "steps": {}}
 
 
 def update_status(run_dir: Path, step: str, status: str, **details: Any) -> dict[str, Any]:

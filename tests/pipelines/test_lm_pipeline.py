@@ -1,6 +1,7 @@
 """``train --config config/lm_tiny.yaml``: the five steps, offline, for a character-level GPT on Austen + Brown."""
 
 import json
+import re
 
 import pytest
 
@@ -85,3 +86,16 @@ def test_evaluate_scores_the_test_text_as_the_pipeline_did(lm_run, capsys):
     assert written["bpc"] == pytest.approx(expected["bpc"], rel=1e-6)
     assert written["n_characters"] == expected["n_characters"]
     assert f"bpc:         {expected['bpc']:.4f}" in capsys.readouterr().out
+
+
+def test_runs_compare_across_families_shows_each_its_own_metrics(lm_run, tiny_runs):
+    _, run_dir, env = lm_run
+    proc = run_src_main(["runs", "compare", str(run_dir), str(tiny_runs.run_dirs[0])], env, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = proc.stdout.split("results:")[1]
+    row = {cells[0]: cells[1:] for cells in (re.split(r"\s{2,}", line) for line in results.splitlines())}
+    lm_metrics = json.loads((run_dir / "evaluate" / "metrics.json").read_text())
+    mt_metrics = json.loads((tiny_runs.run_dirs[0] / "evaluate" / "metrics.json").read_text())
+    assert row["task"] == ["language_modeling", "translation"]
+    assert row["bpc"] == [f"{lm_metrics['bpc']:.4f}", "-"]
+    assert row["BLEU beam"] == ["-", f"{mt_metrics['beam']['bleu']:.2f}"]

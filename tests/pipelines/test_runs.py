@@ -101,13 +101,14 @@ def test_evaluate_on_a_file_of_pairs(tiny_runs, tmp_path):
 
 def test_resume_with_a_changed_model_width_fails_in_one_line_naming_the_key(tiny_runs):
     run_dir = tiny_runs.run_dirs[1]
-    before = (run_dir / "status.json").read_text()
+    before, config = (run_dir / "status.json").read_text(), (run_dir / "config.json").read_text()
     proc = cli(tiny_runs, "train", "--resume", str(run_dir), "model.d_model=64")
     assert proc.returncode == 2
     errors = [line for line in proc.stderr.splitlines() if "ERROR" in line]
     assert len(errors) == 1 and "checkpoint has model.d_model=32, config asks 64" in errors[0], proc.stderr[-2000:]
     assert "size mismatch" not in proc.stderr and "Traceback" not in proc.stderr
     assert (run_dir / "status.json").read_text() == before  # refused before anything ran
+    assert (run_dir / "config.json").read_text() == config
 
 
 def test_resume_with_a_changed_vocabulary_does_not_reuse_the_old_one(tiny_runs):
@@ -155,8 +156,10 @@ def test_a_resume_continues_the_run_reusing_its_data_steps(tiny_runs, tmp_path):
     runs_dir = tmp_path / "moved"
     run_dir = runs_dir / tiny_runs.run_dirs[0].name
     shutil.copytree(tiny_runs.run_dirs[0], run_dir, symlinks=True)
+    config = (run_dir / "config.json").read_text()
     refused = cli(tiny_runs, "train", "--resume", str(run_dir))
     assert refused.returncode == 2 and "is complete: nothing to resume" in refused.stderr
+    assert (run_dir / "config.json").read_text() == config  # a refused resume leaves the run as it was
     proc = cli(tiny_runs, "train", "training.max_steps=40", "--resume", run_dir.name, "training.eval_every=5",
                f"output_dir={runs_dir}", timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -165,6 +168,7 @@ def test_a_resume_continues_the_run_reusing_its_data_steps(tiny_runs, tmp_path):
     assert status["status"] == "completed" and status["steps"]["train"]["output"]["steps"] == 40
     assert status["steps"]["tokenize"]["output"]["tokenized_dir"] == str(run_dir / "tokenize")  # not the original's
     assert status["resumes"][-1]["changes"] == {"training.max_steps": [30, 40], "training.eval_every": [15, 5]}
+    assert status["resumes"][-1]["reused"] == ["data_prep", "tokenize"]  # training changed: train and after run again
     rows = [json.loads(line) for line in (run_dir / "train" / "train_history.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if "valid_loss" in r] == [15, 30, 35, 40]  # continued, not restarted
     assert (runs_dir / "latest").resolve() == run_dir.resolve()

@@ -50,3 +50,48 @@ def test_compare_shows_only_the_differing_config_keys_and_the_metrics(tmp_path):
 
 def test_columns_are_aligned():
     assert format_table(["a", "bb"], [["xxx", "y"]]).splitlines() == ["a    bb", "---  --", "xxx  y"]
+
+
+def test_compare_across_families_shows_each_family_its_own_metrics(tmp_path):
+    mt = fake_run(tmp_path, "tiny-a", "completed", 0.003, 3.25)
+    lm = fake_run(tmp_path, "lm-b", "completed", 0.001, None)
+    (lm / "evaluate" / "metrics.json").write_text(json.dumps({"loss": 1.7, "perplexity": 5.47, "bpc": 2.4526}))
+    clf = fake_run(tmp_path, "imdb-c", "completed", 0.001, None)
+    (clf / "evaluate" / "metrics.json").write_text(json.dumps({"accuracy": 0.8716, "macro_f1": 0.8702, "loss": 0.31}))
+    for run, task in ((mt, "translation"), (lm, "language_modeling"), (clf, "classification")):
+        (run / "config.json").write_text(json.dumps({"task": task, "training": {"lr": 0.001}}))
+    rows = {line.split("  ")[0]: line.split()[-3:] for line in runs_compare([str(mt), str(lm), str(clf)], tmp_path)
+            .split("results:")[1].splitlines()[3:]}
+    assert rows["task"] == ["translation", "language_modeling", "classification"]
+    assert rows["bpc"] == ["-", "2.4526", "-"] and rows["test perplexity"] == ["-", "5.47", "-"]
+    assert rows["accuracy"] == ["-", "-", "0.8716"] and rows["macro-F1"] == ["-", "-", "0.8702"]
+    assert rows["BLEU beam"] == ["3.25", "-", "-"] and rows["test loss"] == ["-", "1.7000", "0.3100"]
+    assert "token accuracy" not in rows  # no run has it: no row of dashes
+
+
+def test_a_damaged_or_interrupted_run_is_listed_as_such_with_what_to_do(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    from src.runs.folders import process_start
+
+    fake_run(tmp_path, "tiny-a", "completed", 0.003, 3.25)
+    damaged = fake_run(tmp_path, "tiny-b", "completed", 0.003, 3.25)
+    (damaged / "status.json").write_text('{"status": "comp')
+    killed = fake_run(tmp_path, "tiny-c", "running", 0.003, None)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    started = process_start(gone.pid)
+    gone.wait()
+    state = json.loads((killed / "status.json").read_text())
+    state["steps"]["train"]["status"] = "running"
+    state["owner"] = {"pid": gone.pid, "host": socket.gethostname(), "started": started}
+    (killed / "status.json").write_text(json.dumps(state))
+    lines = runs_list(tmp_path).splitlines()
+    rows = {line.split()[0]: " ".join(line.split()[1:3]) for line in lines[2:5]}
+    assert rows == {"tiny-a": "completed 1/5", "tiny-b": f"damaged ({damaged / 'status.json'})", "tiny-c": "interrupted (train)"}
+    notes = sorted(lines[-2:])
+    assert notes[0].startswith(f"tiny-b: {damaged / 'status.json'} is damaged (Unterminated string")
+    assert notes[1].endswith("continue it with: python -m src.main train --resume tiny-c")
+    compared = runs_compare([str(damaged), "tiny-a"], tmp_path)
+    assert f"damaged ({damaged / 'status.json'})" in compared and "3.25" in compared
