@@ -12,8 +12,10 @@ without slowing ``--help`` down.
 
 import argparse
 import math
+import os
 import re
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 # reStructuredText inline markup a docstring may carry: ``literal``, `title` and :role:`target`
 _INLINE_MARKUP = re.compile(r"(?::[\w.-]+:)?``?([^`]+?)``?")
@@ -98,6 +100,20 @@ def _range_text(kind: str, low: float | None, high: float | None, *, low_open: b
     if low is not None:
         return f"{kind} {'>' if low_open else '>='} {low}"
     return f"{kind} <= {high}" if high is not None else kind
+
+
+def output_file(text: str) -> str:
+    """An argparse type: a file the command will write, refused at parse time (before any work) when it
+    is a folder, or when its nearest existing folder is a file or read-only."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder; expected a file to write")
+    ancestor = next(parent for parent in path.absolute().parents if parent.exists())  # "/" at the latest
+    if not ancestor.is_dir():
+        raise argparse.ArgumentTypeError(f"cannot write {text}: {ancestor} is a file, not a folder")
+    if not os.access(ancestor, os.W_OK):
+        raise argparse.ArgumentTypeError(f"cannot write {text}: {ancestor} is read-only")
+    return text
 
 
 POSITIVE_INT = integer(1)

@@ -248,3 +248,19 @@ def test_train_with_a_folder_or_an_empty_file_as_config_is_one_line_and_exit_2(t
         assert proc.returncode == 2, proc.stderr[-2000:]
         assert message in proc.stderr and "Traceback" not in proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_an_output_file_that_cannot_be_written_is_a_usage_error_before_any_work(tmp_path, capsys, monkeypatch):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x", encoding="utf-8")
+    err = _usage_error(["evaluate", "r1", "--output", str(tmp_path)], capsys)
+    assert f"error: argument --output: {tmp_path} is a folder; expected a file to write" in err
+    err = _usage_error(["report", "r1", "--out", str(a_file / "sub" / "r.html")], capsys)
+    assert f"error: argument --out: cannot write {a_file / 'sub' / 'r.html'}: {a_file} is a file, not a folder" in err
+    new = tmp_path / "new" / "m.json"  # a folder still to be made is fine
+    assert _parse(["evaluate", "r1", "--output", str(new)]).output == str(new)
+    import os
+
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != tmp_path)  # as a read-only folder answers
+    err = _usage_error(["evaluate", "r1", "--output", str(new)], capsys)
+    assert f"error: argument --output: cannot write {new}: {tmp_path} is read-only" in err

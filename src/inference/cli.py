@@ -9,7 +9,7 @@ from typing import BinaryIO
 
 from loguru import logger
 
-from src.arguments import POSITIVE_INT
+from src.arguments import POSITIVE_INT, output_file
 
 SPLITS = {"test": "test", "valid": "validation"}
 
@@ -42,7 +42,7 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="test",
                         help="test or valid (the run's own held-out split), or a .tsv/.csv/.jsonl/.parquet file of pairs")
     parser.add_argument("--max-sentences", type=POSITIVE_INT, default=None, metavar="N", help="score only the first N pairs")
-    parser.add_argument("--output", default=None, help="metrics JSON to write (default: beside the run or checkpoint)")
+    parser.add_argument("--output", type=output_file, default=None, help="metrics JSON to write (default: beside the run or checkpoint)")
 
 
 def translate_command(args: argparse.Namespace) -> Iterator[str]:
