@@ -22,7 +22,8 @@ _INLINE_MARKUP = re.compile(r"(?::[\w.-]+:)?``?([^`]+?)``?")
 
 
 def plain(text: str | None) -> str | None:
-    """``text`` without reStructuredText inline markup, as a terminal should show it (help texts come from docstrings)."""
+    """``text`` without reStructuredText inline markup, as a terminal should show it (descriptions come from
+    docstrings)."""
     return _INLINE_MARKUP.sub(r"\1", text) if text else text
 
 
@@ -76,8 +77,10 @@ def integer(low: int | None = None, high: int | None = None) -> Callable[[str], 
     return parse
 
 
-def number(low: float | None = None, high: float | None = None, *, low_open: bool = False) -> Callable[[str], float]:
-    """An argparse type: a finite number in ``[low, high]`` (``(low, high]`` with ``low_open``); nan and inf are refused."""
+def number(low: float | None = None, high: float | None = None, *,
+           low_open: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite number in ``[low, high]`` (``(low, high]`` with ``low_open``); nan and inf are
+    refused."""
     expected = _range_text("a finite number", low, high, low_open=low_open)
 
     def parse(text: str) -> float:

@@ -1,4 +1,5 @@
-"""``bench``'s arguments, apart from ``src/bench.py`` (which imports torch), so that ``bench --help`` is instant."""
+"""``bench``'s arguments, apart from ``src/bench.py`` (which imports torch), so that ``bench --help`` is
+instant."""
 
 import argparse
 

@@ -23,6 +23,7 @@ from src.arguments import POSITIVE_INT, CommandParser
 DESCRIPTION = ("stepwise-transformers: train a Transformer through a ClearML pipeline, then translate, generate, "
                "evaluate, export and serve with the trained run. Each command has its own --help.")
 
+
 def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=None, help="YAML/JSON config (default: config/default_config.*)")
     parser.add_argument(

@@ -1,4 +1,5 @@
-"""``translate`` and ``evaluate`` subcommands: each returns its output (translate: line by line); ``src.main`` prints it."""
+"""``translate`` and ``evaluate`` subcommands: each returns its output (translate: line by line);
+``src.main`` prints it."""
 
 import argparse
 import sys
@@ -41,12 +42,14 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser)
     parser.add_argument("--split", default="test",
                         help="test or valid (the run's own held-out split), or a .tsv/.csv/.jsonl/.parquet file of pairs")
-    parser.add_argument("--max-sentences", type=POSITIVE_INT, default=None, metavar="N", help="score only the first N pairs")
-    parser.add_argument("--output", type=output_file, default=None, help="metrics JSON to write (default: beside the run or checkpoint)")
+    parser.add_argument("--max-sentences", type=POSITIVE_INT, default=None, metavar="N",
+                        help="score only the first N pairs")
+    parser.add_argument("--output", type=output_file, default=None,
+                        help="metrics JSON to write (default: beside the run or checkpoint)")
 
 
 def translate_command(args: argparse.Namespace) -> Iterator[str]:
-    """One translation per sentence given, or per line of standard input as the lines arrive (``src.main`` prints each).
+    """One translation per sentence given, or per line of standard input as the lines arrive (printed by ``src.main``).
 
     A line of standard input that is not UTF-8 is named on stderr and gets an empty line, so that
     output line N still answers input line N; the valid lines are translated, and a ValueError

@@ -15,7 +15,8 @@ def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
     add_backend_argument(parser)
     parser.add_argument("prompt", nargs="?", default=None, help="text to continue; none: all of standard input is the prompt; an empty prompt starts a new document")
     parser.add_argument("--max-new-tokens", type=NON_NEGATIVE_INT, default=200, help="most tokens added (default 200)")
-    parser.add_argument("--temperature", type=NON_NEGATIVE_NUMBER, default=0.8, help="softmax temperature; 0 is greedy (default 0.8)")
+    parser.add_argument("--temperature", type=NON_NEGATIVE_NUMBER, default=0.8,
+                        help="softmax temperature; 0 is greedy (default 0.8)")
     parser.add_argument("--top-k", type=POSITIVE_INT, default=None, help="sample among the k most probable tokens only")
     parser.add_argument("--top-p", type=PROBABILITY, default=None,
                         help="nucleus sampling: the smallest set of tokens of probability mass p, 0 < p <= 1")

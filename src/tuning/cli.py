@@ -25,7 +25,8 @@ from src.arguments import NON_NEGATIVE_INT, POSITIVE_INT, POSITIVE_NUMBER, SEED
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=None, help="base config, YAML/JSON (default: config/default_config.*)")
-    parser.add_argument("--trials", type=POSITIVE_INT, required=True, help="trials to run (added to the study if it exists)")
+    parser.add_argument("--trials", type=POSITIVE_INT, required=True,
+                        help="trials to run (added to the study if it exists)")
     parser.add_argument("--space", default=None, help="search space YAML (default: config/sweep_space.yaml)")
     parser.add_argument("--queue", default=None,
                         help="run the trials on this agent queue with ClearML's optimizer (needs a server)")
@@ -44,7 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=POSITIVE_INT, default=None, help="torch threads for local trials")
     parser.add_argument("--base-task", default=None,
                         help="with --queue: the task to clone (default: the newest <task_name>-train in the project)")
-    parser.add_argument("--concurrency", type=POSITIVE_INT, default=2, help="with --queue: trials queued at once (default: 2)")
+    parser.add_argument("--concurrency", type=POSITIVE_INT, default=2,
+                        help="with --queue: trials queued at once (default: 2)")
     parser.add_argument("--time-limit", type=POSITIVE_NUMBER, default=None,
                         help="with --queue: minutes before the optimizer stops and aborts what still runs")
     parser.add_argument("--pool-period", type=POSITIVE_NUMBER, default=0.5,
