@@ -8,6 +8,7 @@ arguments, and its usage errors print its own usage.
 """
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -282,6 +283,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         logger.warning("interrupted; the last checkpoint is kept, continue with --resume")
         return 130
+    except BrokenPipeError:
+        if not _reader_left(sys.stdout):
+            raise  # another pipe (a socket, a child process): not ours to hide
+        # our reader left (`translate ... | head -1`): stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the flush at exit must not fail again
+        return 141  # 128 + SIGPIPE: what a shell shows for a tool stopped by a closed pipe
+
+
+def _reader_left(stream) -> bool:
+    """Whether ``stream`` is a pipe whose reading end is closed (poll reports an error on its writing end)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(stream.fileno(), select.POLLOUT)
+        return any(event & select.POLLERR for _, event in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no file descriptor (a test's capture), no poll on this system
+        return False
 
 
 if __name__ == "__main__":

@@ -264,3 +264,12 @@ def test_an_output_file_that_cannot_be_written_is_a_usage_error_before_any_work(
     monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != tmp_path)  # as a read-only folder answers
     err = _usage_error(["evaluate", "r1", "--output", str(new)], capsys)
     assert f"error: argument --output: cannot write {new}: {tmp_path} is read-only" in err
+
+
+def test_a_reader_that_leaves_early_stops_the_command_quietly(tmp_path):
+    """``... | head -1``: the pipe's reader is gone before the output is printed; no traceback, the shell's 141."""
+    proc = subprocess.Popen([sys.executable, "-m", "src.main", "runs", "list", "--runs-dir", str(tmp_path)], cwd=REPO,
+                            env=clean_env(tmp_path / "home"), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # long before the interpreter is up and prints
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141 and stderr == "", stderr
