@@ -108,10 +108,22 @@ def _range_text(kind: str, low: float | None, high: float | None, *, low_open: b
 def output_file(text: str) -> str:
     """An argparse type: a file the command will write, refused at parse time (before any work) when it
     is a folder, or when its nearest existing folder is a file or read-only."""
-    path = Path(text)
-    if path.is_dir():
+    if Path(text).is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a folder; expected a file to write")
-    ancestor = next(parent for parent in path.absolute().parents if parent.exists())  # "/" at the latest
+    return _writable(text)
+
+
+def output_folder(text: str) -> str:
+    """An argparse type: a folder the command will write into (made if missing), refused at parse time when
+    it is a file, or when its nearest existing folder is a file or read-only."""
+    if Path(text).exists() and not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file; expected a folder to write into")
+    return _writable(text)
+
+
+def _writable(text: str) -> str:
+    path = Path(text).absolute()
+    ancestor = next(folder for folder in (path, *path.parents) if folder.exists())  # "/" at the latest
     if not ancestor.is_dir():
         raise argparse.ArgumentTypeError(f"cannot write {text}: {ancestor} is a file, not a folder")
     if not os.access(ancestor, os.W_OK):

@@ -257,8 +257,13 @@ def test_an_output_file_that_cannot_be_written_is_a_usage_error_before_any_work(
     assert f"error: argument --output: {tmp_path} is a folder; expected a file to write" in err
     err = _usage_error(["report", "r1", "--out", str(a_file / "sub" / "r.html")], capsys)
     assert f"error: argument --out: cannot write {a_file / 'sub' / 'r.html'}: {a_file} is a file, not a folder" in err
+    err = _usage_error(["data", "--out-dir", str(a_file)], capsys)
+    assert f"error: argument --out-dir: {a_file} is a file; expected a folder to write into" in err
+    err = _usage_error(["lesson", "attention", "--output-dir", str(a_file / "sub")], capsys)
+    assert f"error: argument --output-dir: cannot write {a_file / 'sub'}: {a_file} is a file, not a folder" in err
     new = tmp_path / "new" / "m.json"  # a folder still to be made is fine
     assert _parse(["evaluate", "r1", "--output", str(new)]).output == str(new)
+    assert _parse(["sweep", "--trials", "1", "--output-dir", str(new.parent)]).output_dir == str(new.parent)
     import os
 
     monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != tmp_path)  # as a read-only folder answers

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from loguru import logger
 
-from src.arguments import NON_NEGATIVE_INT, POSITIVE_INT, POSITIVE_NUMBER, SEED
+from src.arguments import NON_NEGATIVE_INT, POSITIVE_INT, POSITIVE_NUMBER, SEED, output_folder
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--queue", default=None,
                         help="run the trials on this agent queue with ClearML's optimizer (needs a server)")
     parser.add_argument("--study-name", default=None, help="the study's name (default: the config's run_name)")
-    parser.add_argument("--output-dir", default=None,
+    parser.add_argument("--output-dir", type=output_folder, default=None,
                         help="where the sweep folder <study>/ goes (default: <output_dir>/sweeps)")
     parser.add_argument("--metric", default="loss",
                         help="validation series to optimise (default: loss; accuracy-like metrics are maximised)")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from src.inference.cli import stdin_lines, utf8_text
-from tests.clearml_stub.stub import kill_process_group, run_src_main
+from tests.clearml_stub.stub import kill_process_group
 
 REPO = Path(__file__).resolve().parents[2]
 
