@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from loguru import logger
 from torch import Tensor, nn
 
+from src.bench_cli import add_arguments  # noqa: F401  (bench.add_arguments, as before; defined without torch)
 from src.config.model import ModelConfig
 from src.models.decoding import greedy_decode
 from src.models.torch_compat import load_from_torch_transformer
@@ -47,33 +48,6 @@ TARGETS = {"training": 1.0, "decoding": 3.0}  # ours/torch and cached/uncached r
 MFU_TARGET = 0.40
 # Dense bf16 tensor-core peaks from NVIDIA's datasheets (SXM parts), TFLOP/s; other devices need --peak-tflops
 PEAK_BF16_TFLOPS = {"H200": 989.4, "H100": 989.4, "A100": 312.0}
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    parser.add_argument(
-        "--repeats", type=int, default=5, help="timed repeats per contestant (median reported)"
-    )
-    parser.add_argument("--steps", type=int, default=5, help="training steps per timed repeat")
-    parser.add_argument(
-        "--norm-first", action="store_true", help="pre-norm (default: post-norm, the paper's)"
-    )
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--seq-len", type=int, default=64, help="source and target length (tokens)")
-    parser.add_argument(
-        "--new-tokens", type=int, default=64, help="tokens generated per sentence when decoding"
-    )
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
-    parser.add_argument("--vocab-size", type=int, default=8000)
-    parser.add_argument("--d-model", type=int, default=256)
-    parser.add_argument("--n-heads", type=int, default=4)
-    parser.add_argument("--layers", type=int, default=3, help="encoder and decoder layers each")
-    parser.add_argument("--d-ff", type=int, default=1024)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
-                        help="where both contestants run (cuda: bf16 autocast for training, and MFU)")
-    parser.add_argument("--peak-tflops", type=float, default=None,
-                        help="the device's peak dense FLOP/s in TFLOP/s, for MFU (default: known GPUs only)")
 
 
 class TorchReference(nn.Module):

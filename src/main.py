@@ -2,10 +2,13 @@
 
 This module only parses arguments and dispatches; each subcommand calls one function that tests
 can call directly. Heavy imports (torch, clearml) happen inside the subcommands, and only the
-chosen subcommand's arguments are built, so ``--help`` is instant.
+chosen subcommand's arguments are built, so ``--help`` is instant. Every subcommand's parser is a
+``CommandParser`` (``src/arguments.py``): options may come before, between or after its positional
+arguments, and its usage errors print its own usage.
 """
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -14,6 +17,12 @@ if not __package__:  # run as a script (as clearml-agent does): make `src` and `
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from loguru import logger
+
+from src.arguments import POSITIVE_INT, CommandParser
+
+# The top-level --help's description: plain text, as a terminal shows it (the module docstring is reStructuredText)
+DESCRIPTION = ("stepwise-transformers: train a Transformer through a ClearML pipeline, then translate, generate, "
+               "evaluate, export and serve with the trained run. Each command has its own --help.")
 
 
 def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -72,7 +81,8 @@ def _cmd_import_offline(args: argparse.Namespace) -> int:
 def _cmd_translate(args: argparse.Namespace) -> int:
     from src.inference.cli import translate_command
 
-    print(translate_command(args))  # the command's output: one translation per line
+    for line in translate_command(args):  # one translation per line, each as soon as it is made (for a pipe)
+        print(line, flush=True)  # the command's output
     return 0
 
 
@@ -114,7 +124,7 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     mode.add_argument("--local", action="store_true", help="run steps as local processes tracked on the server")
     mode.add_argument("--queue", default=None, help="enqueue the pipeline; the queue set named in queues/ (e.g. gpu)")
     parser.add_argument("--dry-run", action="store_true", help="print the DAG, queues and parameters; run nothing")
-    parser.add_argument("--nproc", type=int, default=1, metavar="N",
+    parser.add_argument("--nproc", type=POSITIVE_INT, default=1, metavar="N",
                         help="data-parallel training on N local processes (gloo on CPU, NCCL on CUDA; default 1); "
                              "the global batch stays the config's grad_accum_steps micro-batches, dealt out to the "
                              "ranks, so it must be a multiple of nodes x N: add training.grad_accum_steps=2 for --nproc 2")
@@ -125,9 +135,9 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     """``bench [flags]``: our Transformer against nn.Transformer; ``bench attention [flags]``: attention scaling."""
-    from src import bench, bench_attention
+    from src import bench_attention, bench_cli
 
-    bench.add_arguments(parser)
+    bench_cli.add_arguments(parser)
     benchmarks = parser.add_subparsers(dest="benchmark", metavar="{attention}", required=False,
                                        help="a sub-benchmark (default: the Transformer against nn.Transformer)")
     help_text = "time and peak memory of attention variants against sequence length, with log-log slopes"
@@ -211,7 +221,7 @@ def run_module_command(
 ) -> int:
     """A ``python -m src.<package>.<module>`` command (``src.export.parity``, the benches): parse ``argv``,
     run ``command(args)`` -> (exit status, output) and print the output here, as for the subcommands."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser = CommandParser(prog=prog, description=description)
     add_arguments(parser)
     return _emit(*command(parser.parse_args(argv)))
 
@@ -222,7 +232,7 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callab
     "generate": ("continue a prompt with a trained language model", _add_generate_arguments, _cmd_generate),
     "evaluate": ("score a run or checkpoint on its test/valid split or a file of its kind", _add_evaluate_arguments, _cmd_evaluate),
     "runs": ("list the runs, or compare runs side by side", _add_runs_arguments, _cmd_runs),
-    "bench": ("benchmark our Transformer against torch.nn.Transformer; `bench attention`: attention scaling",
+    "bench": ("benchmark our Transformer against torch.nn.Transformer; bench attention: attention scaling",
               _add_bench_arguments, _cmd_bench),
     "data": ("prepare and tokenize the corpus, print its figures", _add_data_arguments, _cmd_data),
     "import-offline": ("upload a run's offline ClearML sessions to the server", _add_import_arguments, _cmd_import_offline),
@@ -237,9 +247,13 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callab
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
-    """The parser; with ``argv``, only the subcommand it names gets its arguments (they may import torch)."""
-    parser = argparse.ArgumentParser(prog="python -m src.main", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    """The parser; with ``argv``, only the subcommand it names gets its arguments (they may import torch).
+
+    Each subcommand's parser is a ``CommandParser``: its options may come before, between or after
+    its positional arguments, and a usage error prints that subcommand's usage, not this one's.
+    """
+    parser = CommandParser(prog="python -m src.main", description=DESCRIPTION)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands")
     chosen = next((a for a in argv if not a.startswith("-")), None) if argv is not None else None
     for name, (help_text, add_arguments, handler) in COMMANDS.items():
         command = sub.add_parser(name, help=help_text, description=help_text)
@@ -251,12 +265,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(argv)
-    args, extra = parser.parse_known_args(argv)
-    if extra and getattr(args, "overrides", None) is not None and all("=" in e and not e.startswith("-") for e in extra):
-        args.overrides = [*args.overrides, *extra]  # overrides on both sides of an option: `a=1 --resume R b=2`
-    elif extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args = build_parser(argv).parse_args(argv)
     from src.config import ConfigError
     from src.tracking.server import ServerError
 
@@ -281,6 +290,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         logger.warning("interrupted; the last checkpoint is kept, continue with --resume")
         return 130
+    except BrokenPipeError:
+        if not _reader_left(sys.stdout):
+            raise  # another pipe (a socket, a child process): not ours to hide
+        # our reader left (`translate ... | head -1`): stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the flush at exit must not fail again
+        return 141  # 128 + SIGPIPE: what a shell shows for a tool stopped by a closed pipe
+
+
+def _reader_left(stream) -> bool:
+    """Whether ``stream`` is a pipe whose reading end is closed (poll reports an error on its writing end)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(stream.fileno(), select.POLLOUT)
+        return any(event & select.POLLERR for _, event in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no file descriptor (a test's capture), no poll on this system
+        return False
 
 
 if __name__ == "__main__":

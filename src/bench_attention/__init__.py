@@ -22,6 +22,8 @@ import sys
 from importlib.metadata import version
 from pathlib import Path
 
+from src.arguments import NON_NEGATIVE_NUMBER, POSITIVE_INT, POSITIVE_NUMBER, SEED
+
 MIB = 2**20
 # attention pattern and SDPA backend of each variant (the windowed ones also take --window)
 VARIANTS: dict[str, dict] = {
@@ -61,19 +63,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--lengths", type=_lengths, default=list(LENGTHS), help="sequence lengths n, comma-separated")
     add("--variants", type=_names(tuple(VARIANTS)), default=list(VARIANTS), help="comma-separated")
     add("--modules", type=_names(MODULES), default=list(MODULES), help="comma-separated")
-    add("--d-model", type=int, default=256)
-    add("--heads", "--n-heads", dest="n_heads", type=int, default=4)
-    add("--window", type=int, default=256, help="tokens seen on each side (windowed variants)")
-    add("--d-ff", type=int, default=1024, help="feed-forward width of the encoder layer")
-    add("--repeats", type=int, default=3, help="timed passes per point (the median is reported)")
-    add("--warmup-s", type=float, default=0.5,
+    add("--d-model", type=POSITIVE_INT, default=256)
+    add("--heads", "--n-heads", dest="n_heads", type=POSITIVE_INT, default=4)
+    add("--window", type=POSITIVE_INT, default=256, help="tokens seen on each side (windowed variants)")
+    add("--d-ff", type=POSITIVE_INT, default=1024, help="feed-forward width of the encoder layer")
+    add("--repeats", type=POSITIVE_INT, default=3, help="timed passes per point (the median is reported)")
+    add("--warmup-s", type=NON_NEGATIVE_NUMBER, default=0.5,
         help="seconds of untimed passes (at least one) before the memory pass and before the timed ones")
-    add("--threads", type=int, default=2, help="torch intra-op threads")
+    add("--threads", type=POSITIVE_INT, default=2, help="torch intra-op threads")
     add("--device", default="cpu", help="cpu or cuda[:i]")
-    add("--seed", type=int, default=0)
-    add("--max-memory-mib", type=float, default=None,
+    add("--seed", type=SEED, default=0)
+    add("--max-memory-mib", type=POSITIVE_NUMBER, default=None,
         help="skip points predicted to add more (default on CPU: 80%% of MemAvailable less 512 MiB)")
-    add("--timeout-s", type=float, default=1800.0, help="per point; a point over it is skipped")
+    add("--timeout-s", type=POSITIVE_NUMBER, default=1800.0, help="per point; a point over it is skipped")
     add("--track", action="store_true", help="record the run as a ClearML task (offline without a server)")
     add("--offline", action="store_true", help="with --track: force ClearML offline mode")
     add("--project-name", default="stepwise-transformers", help="ClearML project (with --track)")

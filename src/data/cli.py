@@ -16,6 +16,7 @@ from pathlib import Path
 
 from loguru import logger
 
+from src.arguments import output_folder
 from src.config import ConfigError, ExperimentConfig, apply_overrides, load_config, validate_config
 from src.config.experiment import default_config_path
 
@@ -23,7 +24,7 @@ from src.config.experiment import default_config_path
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=None, help="YAML/JSON config (default: config/default_config.*)")
     parser.add_argument(
-        "--out-dir", default=None, help="output folder (default: <output_dir>/<run_name>/data)"
+        "--out-dir", type=output_folder, default=None, help="output folder (default: <output_dir>/<run_name>/data)"
     )
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. data.max_rows=1000")
 

@@ -1,5 +1,13 @@
 """Using a trained model: rebuild it from its checkpoint alone, translate text, score a split."""
 
-from src.inference.loader import CHECKPOINT_FORMAT, InferenceModel, inference_fields, load_for_inference
-
 __all__ = ["CHECKPOINT_FORMAT", "InferenceModel", "inference_fields", "load_for_inference"]
+
+
+def __getattr__(name: str):
+    # The loader imports torch: it is imported on first use of one of its names, not with the package,
+    # so that `translate --help` and `generate --help` (whose arguments live in this package) stay instant.
+    if name in __all__:
+        from src.inference import loader
+
+        return getattr(loader, name)
+    raise AttributeError(f"module 'src.inference' has no attribute {name!r}")

@@ -1,12 +1,17 @@
-"""``translate`` and ``evaluate`` subcommands: each returns its output text; ``src.main`` prints it."""
+"""``translate`` and ``evaluate`` subcommands: each returns its output (translate: line by line);
+``src.main`` prints it."""
 
 import argparse
 import re
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from loguru import logger
+
+from src.arguments import POSITIVE_INT, output_file
 
 SPLITS = {"test": "test", "valid": "validation"}
 
@@ -28,9 +33,9 @@ def add_backend_argument(parser: argparse.ArgumentParser) -> None:
 def add_translate_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser)
     parser.add_argument("text", nargs="*", help="sentences to translate; none: read standard input, one per line")
-    parser.add_argument("--beam", type=int, default=1, help="beam size (1: greedy, the default)")
-    parser.add_argument("--max-len", type=int, default=None, help="most tokens generated per sentence")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--beam", type=POSITIVE_INT, default=1, help="beam size (1: greedy, the default)")
+    parser.add_argument("--max-len", type=POSITIVE_INT, default=None, help="most tokens generated per sentence")
+    parser.add_argument("--batch-size", type=POSITIVE_INT, default=32, help="sentences decoded together (default 32)")
     add_backend_argument(parser)
 
 
@@ -41,12 +46,19 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
                              "sentence pairs (.tsv/.csv/.jsonl/.parquet) for translation, labelled texts (the same "
                              "kinds) for a text classifier, plain text (.txt) for a language model, an image folder "
                              "(one subfolder per class) or an IDX images file for a ViT")
-    parser.add_argument("--max-sentences", type=int, default=None, help="score only the first N pairs")
-    parser.add_argument("--output", default=None,
+    parser.add_argument("--max-sentences", type=POSITIVE_INT, default=None, metavar="N",
+                        help="score only the first N pairs")
+    parser.add_argument("--output", type=output_file, default=None,
                         help="metrics JSON to write (default: the run folder's evaluate/, else beside the checkpoint)")
 
 
-def translate_command(args: argparse.Namespace) -> str:
+def translate_command(args: argparse.Namespace) -> Iterator[str]:
+    """One translation per sentence given, or per line of standard input as the lines arrive (printed by ``src.main``).
+
+    A line of standard input that is not UTF-8 is named on stderr and gets an empty line, so that
+    output line N still answers input line N; the valid lines are translated, and a ValueError
+    naming the bad lines ends the command (exit status 1) once all are read.
+    """
     from src.inference.loader import load_for_inference
     from src.inference.translate import translate_texts
     from src.runs import resolve_checkpoint
@@ -54,11 +66,61 @@ def translate_command(args: argparse.Namespace) -> str:
     trained = load_for_inference(resolve_checkpoint(args.run, args.runs_dir), args.device, backend=args.backend)
     if trained.family != "encoder_decoder":
         raise ValueError(f"{trained.path} holds a {trained.family} model; translate needs a translation model")
-    if not args.text and sys.stdin.isatty():
+
+    def translated(texts: list[str]) -> list[str]:
+        return translate_texts(trained, texts, beam=args.beam, max_len=args.max_len, batch_size=args.batch_size)
+
+    if args.text:
+        yield from translated(list(args.text))
+        return
+    if sys.stdin.isatty():
         logger.info("reading sentences from standard input, one per line; end with Ctrl-D")
-    texts = list(args.text) if args.text else [line.rstrip("\n") for line in sys.stdin]
-    outputs = translate_texts(trained, texts, beam=args.beam, max_len=args.max_len, batch_size=args.batch_size)
-    return "\n".join(outputs)
+    bad = []
+    for batch in stdin_lines(sys.stdin.buffer, args.batch_size):
+        texts = []
+        for number, line in batch:
+            try:
+                texts.append(utf8_text(line, "standard input", first_line=number))
+            except ValueError as err:
+                logger.error(f"{err}; its output line is left empty")
+                bad.append(number)
+                texts.append("")
+        yield from translated(texts)
+    if bad:
+        shown = ", ".join(map(str, bad[:10])) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
+        raise ValueError(f"standard input: {len(bad)} line(s) not UTF-8 (line {shown}), left empty in the output; "
+                         "the other lines are translated")
+
+
+def stdin_lines(stream: BinaryIO, batch_size: int) -> Iterator[list[tuple[int, bytes]]]:
+    """The lines of ``stream`` as they arrive, numbered from 1, without their line ending: every complete
+    line read so far, at most ``batch_size`` at a time.
+
+    ``read1`` returns what one read of the pipe or terminal gives, without waiting for a full buffer
+    (as iterating a text stream does): a typed line is translated as soon as its Enter arrives, and a
+    file piped in still comes in full batches. The bytes are decoded by the caller, line by line, so
+    that one line that is not UTF-8 spoils only itself.
+    """
+    pending, number = b"", 0
+    while chunk := stream.read1(1 << 16):
+        *lines, pending = (pending + chunk).split(b"\n")
+        for start in range(0, len(lines), batch_size):
+            batch = lines[start:start + batch_size]
+            yield [(number + i + 1, line.removesuffix(b"\r")) for i, line in enumerate(batch)]
+            number += len(batch)
+    if pending:  # a last line without its newline
+        yield [(number + 1, pending.removesuffix(b"\r"))]
+
+
+def utf8_text(data: bytes, what: str, first_line: int = 1) -> str:
+    """``data`` decoded as UTF-8, else a ValueError naming ``what``, the line (``data`` starts at
+    ``first_line``), the column and the byte."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = first_line + data.count(b"\n", 0, err.start)
+        column = err.start - data.rfind(b"\n", 0, err.start)  # 1-based: rfind gives -1 on the first line
+        raise ValueError(f"{what}, line {line}: not UTF-8 (byte {data[err.start]:#04x} at column {column})") from None
 
 
 def evaluate_command(args: argparse.Namespace) -> str:

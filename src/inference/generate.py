@@ -5,6 +5,8 @@ import sys
 
 from loguru import logger
 
+from src.arguments import NON_NEGATIVE_INT, NON_NEGATIVE_NUMBER, POSITIVE_INT, PROBABILITY, SEED
+
 
 def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
     from src.inference.cli import add_backend_argument, add_common_arguments
@@ -12,11 +14,13 @@ def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser)
     add_backend_argument(parser)
     parser.add_argument("prompt", nargs="?", default=None, help="text to continue; none: all of standard input is the prompt; an empty prompt starts a new document")
-    parser.add_argument("--max-new-tokens", type=int, default=200, help="most tokens added (default 200)")
-    parser.add_argument("--temperature", type=float, default=0.8, help="softmax temperature; 0 is greedy (default 0.8)")
-    parser.add_argument("--top-k", type=int, default=None, help="sample among the k most probable tokens only")
-    parser.add_argument("--top-p", type=float, default=None, help="nucleus sampling: the smallest set of mass p")
-    parser.add_argument("--seed", type=int, default=None, help="random seed, for a reproducible sample")
+    parser.add_argument("--max-new-tokens", type=NON_NEGATIVE_INT, default=200, help="most tokens added (default 200)")
+    parser.add_argument("--temperature", type=NON_NEGATIVE_NUMBER, default=0.8,
+                        help="softmax temperature; 0 is greedy (default 0.8)")
+    parser.add_argument("--top-k", type=POSITIVE_INT, default=None, help="sample among the k most probable tokens only")
+    parser.add_argument("--top-p", type=PROBABILITY, default=None,
+                        help="nucleus sampling: the smallest set of tokens of probability mass p, 0 < p <= 1")
+    parser.add_argument("--seed", type=SEED, default=None, help="random seed, for a reproducible sample")
 
 
 def continue_text(trained, prompt: str, *, max_new_tokens: int, temperature: float, top_k: int | None = None,
@@ -45,6 +49,7 @@ def continue_text(trained, prompt: str, *, max_new_tokens: int, temperature: flo
 
 
 def generate_command(args: argparse.Namespace) -> str:
+    from src.inference.cli import utf8_text
     from src.inference.loader import load_for_inference
     from src.runs import resolve_checkpoint
 
@@ -55,6 +60,8 @@ def generate_command(args: argparse.Namespace) -> str:
     if args.prompt is None:
         if sys.stdin.isatty():
             logger.info("reading the prompt from standard input; end with Ctrl-D")
-        args.prompt = sys.stdin.read().rstrip("\n")
+        # bytes, decoded here: a byte that is not UTF-8 is named with its line, not a TypeError deep in the tokenizer
+        text = utf8_text(sys.stdin.buffer.read(), "standard input")
+        args.prompt = text.replace("\r\n", "\n").rstrip("\n")  # universal newlines, as text-mode reading gave
     return continue_text(trained, args.prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                          top_k=args.top_k, top_p=args.top_p, seed=args.seed)

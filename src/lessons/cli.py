@@ -2,12 +2,14 @@
 
 import argparse
 
+from src.arguments import output_folder
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", nargs="?", default=None, metavar="NAME", help="the lesson to run; none: list them")
     parser.add_argument("--interactive", action="store_true",
                         help="change each step's parameter at a prompt and see the effect (enter: next, q: quit)")
-    parser.add_argument("--output-dir", default=None,
+    parser.add_argument("--output-dir", type=output_folder, default=None,
                         help="where figures and the offline session go (default: runs/lessons/NAME-TIME)")
     tracking = parser.add_mutually_exclusive_group()
     tracking.add_argument("--no-track", action="store_true", help="no ClearML task; figures are still saved")

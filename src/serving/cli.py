@@ -10,13 +10,15 @@ import argparse
 
 from loguru import logger
 
+from src.arguments import PORT
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", metavar="RUN_OR_CHECKPOINT_OR_MODEL",
                         help="a run folder, run id or name, 'latest', a checkpoint file, a registered model "
                              "NAME:TAG (or NAME with --tag), or a ClearML model id")
     parser.add_argument("--host", default=None, help="address to listen on (default from the config: 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=None, help="port (default from the config: 8000; 0: any free port)")
+    parser.add_argument("--port", type=PORT, default=None, help="port (default from the config: 8000; 0: any free port)")
     parser.add_argument("--backend", choices=["torch", "onnx"], default=None,
                         help="run the model on PyTorch or ONNX Runtime (default from the config: torch)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None,

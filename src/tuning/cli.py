@@ -20,32 +20,36 @@ from pathlib import Path
 
 from loguru import logger
 
+from src.arguments import NON_NEGATIVE_INT, POSITIVE_INT, POSITIVE_NUMBER, SEED, output_folder
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=None, help="base config, YAML/JSON (default: config/default_config.*)")
-    parser.add_argument("--trials", type=int, required=True, help="trials to run (added to the study if it exists)")
+    parser.add_argument("--trials", type=POSITIVE_INT, required=True,
+                        help="trials to run (added to the study if it exists)")
     parser.add_argument("--space", default=None, help="search space YAML (default: config/sweep_space.yaml)")
     parser.add_argument("--queue", default=None,
                         help="run the trials on this agent queue with ClearML's optimizer (needs a server)")
     parser.add_argument("--study-name", default=None, help="the study's name (default: the config's run_name)")
-    parser.add_argument("--output-dir", default=None,
+    parser.add_argument("--output-dir", type=output_folder, default=None,
                         help="where the sweep folder <study>/ goes (default: <output_dir>/sweeps)")
     parser.add_argument("--metric", default="loss",
                         help="validation series to optimise (default: loss; accuracy-like metrics are maximised)")
-    parser.add_argument("--seed", type=int, default=0, help="the TPE sampler's seed (default: 0)")
-    parser.add_argument("--startup-trials", type=int, default=2,
+    parser.add_argument("--seed", type=SEED, default=0, help="the TPE sampler's seed (default: 0)")
+    parser.add_argument("--startup-trials", type=NON_NEGATIVE_INT, default=2,
                         help="trials that complete before the median pruner prunes (default: 2)")
     parser.add_argument("--no-baseline", action="store_true",
                         help="do not run the base config's own values as the study's first trial")
     parser.add_argument("--offline", action="store_true", default=None,
                         help="record the local trials as offline sessions even with a server configured")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads for local trials")
+    parser.add_argument("--threads", type=POSITIVE_INT, default=None, help="torch threads for local trials")
     parser.add_argument("--base-task", default=None,
                         help="with --queue: the task to clone (default: the newest <task_name>-train in the project)")
-    parser.add_argument("--concurrency", type=int, default=2, help="with --queue: trials queued at once (default: 2)")
-    parser.add_argument("--time-limit", type=float, default=None,
+    parser.add_argument("--concurrency", type=POSITIVE_INT, default=2,
+                        help="with --queue: trials queued at once (default: 2)")
+    parser.add_argument("--time-limit", type=POSITIVE_NUMBER, default=None,
                         help="with --queue: minutes before the optimizer stops and aborts what still runs")
-    parser.add_argument("--pool-period", type=float, default=0.5,
+    parser.add_argument("--pool-period", type=POSITIVE_NUMBER, default=0.5,
                         help="with --queue: minutes between the optimizer's looks at its trials (default: 0.5)")
     parser.add_argument("overrides", nargs="*", metavar="section.key=value", help="dotted overrides of the base config")
 
@@ -55,8 +59,6 @@ def command(args: argparse.Namespace) -> tuple[int, str]:
     from src.tuning.space import load_space
     from src.tuning.trial import direction_of
 
-    if args.trials < 1:
-        raise ValueError(f"--trials must be at least 1, got {args.trials}")
     cfg = load_config(args.config, args.overrides)
     space = load_space(args.space, cfg)
     study = args.study_name or cfg.run_name

@@ -11,7 +11,6 @@ The default window is ``heatmap_every`` steps, so it holds the same share of hea
 full run.
 """
 
-import argparse
 import json
 import statistics
 import sys
@@ -82,10 +81,12 @@ def measure(cfg, steps: int, repeats: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     from src.config import load_config
 
-    parser = argparse.ArgumentParser(prog="python -m src.tuning.overhead", description=__doc__.splitlines()[0])
+    from src.arguments import POSITIVE_INT, CommandParser
+
+    parser = CommandParser(prog="python -m src.tuning.overhead", description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=None)
-    parser.add_argument("--steps", type=int, default=None, help="steps per run (default: tracking.heatmap_every)")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--steps", type=POSITIVE_INT, default=None, help="steps per run (default: tracking.heatmap_every)")
+    parser.add_argument("--repeats", type=POSITIVE_INT, default=3)
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args(argv)
     cfg = load_config(args.config, args.overrides)

@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from src.config import ConfigError, ExperimentConfig, FrozenConfig, config_to_dict, validate_config
+from src.config.experiment import read_config_text
 
 DEFAULT_SPACE = Path(__file__).resolve().parents[2] / "config" / "sweep_space.yaml"
 _BOUNDS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
@@ -188,10 +189,9 @@ def parse_space(data: Any, cfg: ExperimentConfig, source: str = "search space") 
 def load_space(path: str | Path | None, cfg: ExperimentConfig) -> SearchSpace:
     """Read a space file (default ``config/sweep_space.yaml``) and check it against ``cfg``."""
     path = Path(path) if path is not None else DEFAULT_SPACE
-    if not path.is_file():
-        raise ConfigError(f"search space file not found: {path}")
+    text = read_config_text(path, "search space file")  # missing, a folder, unreadable, not UTF-8: one line
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise ConfigError(f"{path} is not valid YAML: {err}") from err
     return parse_space(data, cfg, source=f"search space {path}")
