@@ -105,12 +105,13 @@ def test_a_text_classifier_is_scored_on_labelled_texts(tmp_path, capsys, errors)
     (data / "other.csv").write_text('review,sentiment\n"Great.",neutral\n', encoding="utf-8")
     assert main(["evaluate", str(checkpoint), "--split", str(data / "other.csv"), "--device", "cpu"]) == 1
     assert errors[-1].startswith("evaluate: ") and "['neutral'] are not classes of the model" in errors[-1]
-    # an output that cannot be written is refused before the model is loaded, naming the path
+    # an output that cannot be written is a usage error (exit 2) before the model is loaded, naming the path
     blocked = data / "reviews.csv" / "m.json"  # under a file: no folder can be made there
-    assert main(["evaluate", str(checkpoint), "--split", str(data / "reviews.csv"), "--output", str(blocked)]) == 1
-    assert errors[-1].startswith(f"evaluate: cannot write the metrics to {blocked}: ")
-    assert main(["evaluate", str(checkpoint), "--split", str(data / "reviews.csv"), "--output", str(data)]) == 1
-    assert errors[-1] == f"evaluate: --output {data} is a folder; expected the path of the metrics JSON"
+    for output, reason in ((blocked, f"cannot write {blocked}: {data / 'reviews.csv'} is a file, not a folder"),
+                           (data, f"{data} is a folder; expected a file to write")):
+        with pytest.raises(SystemExit) as exited:
+            main(["evaluate", str(checkpoint), "--split", str(data / "reviews.csv"), "--output", str(output)])
+        assert exited.value.code == 2 and f"argument --output: {reason}" in capsys.readouterr().err
 
 
 def write_idx(path: Path, array: np.ndarray, magic: int) -> None:

@@ -45,8 +45,8 @@ def test_evaluate_checks_where_it_writes_before_scoring(tiny_runs, tmp_path):
     out = blocker / "valid.json"
     proc = run_src_main(["evaluate", str(tiny_runs.run_dirs[0]), "--split", "valid", "--output", str(out)],
                         tiny_runs.env, timeout=120)
-    assert proc.returncode == 1
-    assert f"evaluate: metrics folder {blocker} cannot be a folder: {blocker} is a file" in proc.stderr
+    assert proc.returncode == 2  # a usage error, found while parsing the options
+    assert f"argument --output: cannot write {out}: {blocker} is a file, not a folder" in proc.stderr
     assert "Traceback" not in proc.stderr and "BLEU" not in proc.stdout + proc.stderr  # nothing was scored
 
 
