@@ -280,6 +280,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, FileExistsError, ValueError) as err:  # a missing run or file, bad input: one line
         logger.error(f"{args.command}: {err}")
         return 1
+    except BrokenPipeError:  # an OSError: before the handler below
+        if not _reader_left(sys.stdout):
+            raise  # another pipe (a socket, a child process): not ours to hide
+        # our reader left (`translate ... | head -1`): stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the flush at exit must not fail again
+        return 141  # 128 + SIGPIPE: what a shell shows for a tool stopped by a closed pipe
     except OSError as err:  # a read-only or misplaced folder, a full disk: one line; any other OSError is a bug
         from src.storage import user_line
 
@@ -290,12 +296,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         logger.warning("interrupted; the last checkpoint is kept, continue with --resume")
         return 130
-    except BrokenPipeError:
-        if not _reader_left(sys.stdout):
-            raise  # another pipe (a socket, a child process): not ours to hide
-        # our reader left (`translate ... | head -1`): stop quietly, as Unix tools do
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the flush at exit must not fail again
-        return 141  # 128 + SIGPIPE: what a shell shows for a tool stopped by a closed pipe
 
 
 def _reader_left(stream) -> bool:

@@ -126,7 +126,7 @@ def utf8_text(data: bytes, what: str, first_line: int = 1) -> str:
 def evaluate_command(args: argparse.Namespace) -> str:
     """Score a checkpoint of any family on its run's test/valid split or on a file; print and write the metrics."""
     from src.evaluation.evaluate import save_metrics
-    from src.evaluation.splits import score_split
+    from src.inference.splits import score_split
     from src.inference.loader import load_for_inference
     from src.runs import resolve_checkpoint, run_dir_of_checkpoint
     from src.storage import ensure_writable

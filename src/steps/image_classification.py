@@ -79,16 +79,10 @@ def tokenize(step: StepContext, data: dict[str, Any]) -> dict[str, Any]:
 
 def load_encoded(tokenized: dict[str, Any]):
     """The tokenize step's tensors per split and the training split's ``ImageStats``."""
-    import torch
-
-    from src.tasks.image_classification import ImageSplit, ImageStats
+    from src.tasks.image_classification import read_encoded
     from src.tracking import resolve_input
 
-    tok_dir = resolve_input(tokenized, "tokenized_dir", artifact="tokenized")
-    encoded = torch.load(tok_dir / "encoded.pt", weights_only=True)
-    stats = json.loads((tok_dir / "image_stats.json").read_text(encoding="utf-8"))
-    return ({name: ImageSplit(split["images"], split["labels"]) for name, split in encoded.items()},
-            ImageStats.from_dict(stats))
+    return read_encoded(resolve_input(tokenized, "tokenized_dir", artifact="tokenized"))
 
 
 def train(step: StepContext, tokenized: dict[str, Any], resume: bool) -> dict[str, Any]:

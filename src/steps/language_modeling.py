@@ -73,16 +73,6 @@ def tokenize(step: StepContext, data: dict[str, Any]) -> dict[str, Any]:
             "vocab_size": tokenizer.get_vocab_size()}
 
 
-def load_stream(tok_dir: Path, name: str, size: int):
-    import numpy as np
-    import torch
-
-    from src.tasks.language_modeling import TokenStream
-
-    characters = json.loads((tok_dir / "stream.json").read_text())[name]["characters"]
-    return TokenStream(torch.from_numpy(np.load(tok_dir / f"{name}_ids.npy")).long(), characters, size)
-
-
 def probe_for(cfg, tokenizer, text: str):
     from src.tasks.language_modeling import LanguageModelProbe
 
@@ -94,14 +84,14 @@ def probe_for(cfg, tokenizer, text: str):
 def train(step: StepContext, tokenized: dict[str, Any], resume: bool) -> dict[str, Any]:
     from src.data.tokenizer import load_tokenizer
     from src.inference import inference_fields
-    from src.tasks.language_modeling import LanguageModelingTask
+    from src.tasks.language_modeling import LanguageModelingTask, read_stream
     from src.tracking import resolve_input
 
     cfg = step.cfg
     tok_dir = resolve_input(tokenized, "tokenized_dir", artifact="tokenized")
     tokenizer = load_tokenizer(tok_dir / "tokenizer.json")
     size = block_size(cfg)
-    task = LanguageModelingTask(load_stream(tok_dir, "train", size), load_stream(tok_dir, "validation", size),
+    task = LanguageModelingTask(read_stream(tok_dir, "train", size), read_stream(tok_dir, "validation", size),
                                 tokenizer.get_vocab_size(), cfg.batching.batch_size, cfg.evaluation.valid_max_tokens,
                                 probe_for(cfg, tokenizer, (tok_dir / "validation.txt").read_text(encoding="utf-8")))
     return train_and_register(step, task, inference_fields({"text": tokenizer}, "decoder_lm"), resume)
@@ -110,14 +100,14 @@ def train(step: StepContext, tokenized: dict[str, Any], resume: bool) -> dict[st
 def evaluate(step: StepContext, tokenized: dict[str, Any], trained: dict[str, Any]) -> dict[str, Any]:
     from src.evaluation.evaluate import save_metrics
     from src.inference import load_for_inference
-    from src.tasks.language_modeling import score_stream
+    from src.tasks.language_modeling import read_stream, score_stream
     from src.tracking import resolve_input
 
     cfg, tracker = step.cfg, step.tracker
     tok_dir = resolve_input(tokenized, "tokenized_dir", artifact="tokenized")
     checkpoint = resolve_input(trained, "checkpoint", artifact=f"{cfg.tracking.model_name}-weights")
     model = load_for_inference(checkpoint, cfg.training.device)
-    test = load_stream(tok_dir, "test", block_size(cfg))
+    test = read_stream(tok_dir, "test", block_size(cfg))
     scores = score_stream(model.model, test, cfg.evaluation.batch_size, model.device)  # no gradients: bigger batches
     metrics = {**scores, "n_tokens": int(test.ids.numel()), "n_characters": test.characters, "step": model.step}
     path = save_metrics(metrics, step.step_dir / "metrics.json")

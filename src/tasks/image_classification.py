@@ -8,7 +8,9 @@ batch holds ``batching.batch_size`` images; it costs N + 1 tokens per image in t
 step gates on accuracy; the probe draws what the [class] token attends to.
 """
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -64,6 +66,14 @@ class ImageSplit:
         """Shape: -> (B, C, H, W) float in [0, 1]."""
         return self.images[torch.as_tensor(indices, dtype=torch.long)].to(device).float() / 255.0
 
+
+
+def read_encoded(tok_dir: Path) -> tuple[dict[str, ImageSplit], ImageStats]:
+    """The tokenize step's tensors per split (``encoded.pt``) and the training split's ``ImageStats``."""
+    encoded = torch.load(tok_dir / "encoded.pt", weights_only=True)
+    stats = json.loads((tok_dir / "image_stats.json").read_text(encoding="utf-8"))
+    return ({name: ImageSplit(split["images"], split["labels"]) for name, split in encoded.items()},
+            ImageStats.from_dict(stats))
 
 @torch.no_grad()
 def predict_images(model: nn.Module, split: ImageSplit, stats: ImageStats, device: torch.device,

@@ -9,8 +9,10 @@ character, bpc = total nats / characters of the text / ln 2, which compares toke
 character level it is loss / ln 2. The register step gates on test bpc, lower being better.
 """
 
+import json
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import ClassVar
 
 import torch
@@ -86,6 +88,14 @@ class TokenStream:
         characters = round(self.characters * (n_tokens - 1) / max(self.ids.numel() - 1, 1))
         return TokenStream(self.ids[:n_tokens], characters, self.block_size)
 
+
+
+def read_stream(tok_dir: Path, name: str, size: int) -> TokenStream:
+    """Split ``name`` as the tokenize step saved it in ``tok_dir``: ``<name>_ids.npy`` and ``stream.json``."""
+    import numpy as np
+
+    characters = json.loads((tok_dir / "stream.json").read_text(encoding="utf-8"))[name]["characters"]
+    return TokenStream(torch.from_numpy(np.load(tok_dir / f"{name}_ids.npy")).long(), characters, size)
 
 @torch.no_grad()
 def score_stream(model: nn.Module, stream: TokenStream, batch_size: int, device: torch.device) -> dict[str, float]:

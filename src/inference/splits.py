@@ -64,17 +64,17 @@ def _run_split(run_dir: Path | None, trained: InferenceModel, name: str) -> Any:
                                 f"pass --split with {kind}")
     folder = run_dir / "tokenize"
     if trained.family == "decoder_lm":
-        from src.steps.language_modeling import load_stream
+        from src.tasks.language_modeling import read_stream
 
         if not (folder / f"{name}_ids.npy").is_file():
             raise FileNotFoundError(f"run {run_dir} has no {name} stream at {folder}; pass --split with {kind}")
-        return load_stream(folder, name, _block_size(trained))
+        return read_stream(folder, name, _block_size(trained))
     if trained.family == "vit":
-        from src.steps.image_classification import load_encoded
+        from src.tasks.image_classification import read_encoded
 
         if not (folder / "encoded.pt").is_file():
             raise FileNotFoundError(f"run {run_dir} has no encoded images at {folder}; pass --split with {kind}")
-        return load_encoded({"tokenized_dir": str(folder)})[0][name]
+        return read_encoded(folder)[0][name]
     from datasets import load_from_disk
 
     if not (folder / "encoded").is_dir():
