@@ -5,13 +5,18 @@ TorchScript exporter bakes the example's shapes into the attention layers' resha
 traced with example sizes of 2 or more on every dynamic axis, because ``torch.export`` specialises
 an axis whose example size is 0 or 1; afterwards every axis declared dynamic is checked to have
 stayed symbolic in the saved graph, so a model whose code fixes a length (a Python loop over time)
-is refused instead of exported with a silent limit.
+is refused instead of exported with a silent limit, and so is one whose axis range the trace
+narrowed (``narrowed_axes``). Then the graphs run against the PyTorch model on inputs they were not
+traced at, padded rows and mixed lengths included (``check_graphs``, ``parity.check_export``); a
+graph that differs is deleted and the export refused with the failing case, before ``export.json``
+(which the loader requires, with that check's record) is written.
 
 The export folder is usable alone (``src/inference/onnx_backend.py`` runs it without the checkpoint;
 ``load_for_inference(folder, backend="onnx")``):
 
     export.json              family, graphs with input/output names, dtypes and symbolic shapes,
-                             opset, the checkpoint's path, step and SHA-256, special ids, labels, image stats
+                             opset, the checkpoint's path, step and SHA-256, special ids, labels, image stats,
+                             the check against PyTorch it passed ("checked": cases, largest difference)
     config.json              the experiment config the model was trained with
     tokenizer_<side>.json    the tokenizers (``tokenizers.Tokenizer`` files)
     <graph>.onnx             encoder.onnx + decoder_step.onnx (translation), decoder_lm.onnx, classifier.onnx, vit.onnx

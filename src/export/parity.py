@@ -88,8 +88,12 @@ def _compare(name: str, expected, actual) -> str | None:
 
     if actual.shape != expected.shape:
         return f"{name}: ONNX Runtime gives shape {tuple(actual.shape)}, PyTorch {tuple(expected.shape)}"
+
+    def rows(bad) -> list[int]:
+        """The batch rows (first axis) where ``bad`` holds, the first ten."""
+        return sorted({int(i) for i in bad.nonzero()[:, 0]})[:10]
+
     finite = torch.isfinite(expected)
-    rows = lambda bad: sorted({int(i) for i in bad.nonzero()[:, 0]})[:10]  # noqa: E731 - the batch rows named
     if not finite.all():
         return f"{name}: PyTorch's own outputs are not finite in rows {rows(~finite)}; the model itself is broken"
     nonfinite = ~torch.isfinite(actual)
@@ -117,7 +121,7 @@ def _check_cases(trained, onnx_model):
         """Random ids above the special ones, right-padded: row i holds ``lengths[i]`` tokens."""
         out = torch.full((len(lengths), max(lengths)), trained.special_ids["pad"], dtype=torch.long)
         for row, n in enumerate(lengths):
-            out[row, :n] = torch.randint(4, vocab, (n,), generator=generator)
+            out[row, :n] = torch.randint(4, max(vocab, 5), (n,), generator=generator)
             if first is not None:
                 out[row, 0] = first
         return out
