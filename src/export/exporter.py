@@ -194,7 +194,7 @@ def export_graph(spec: GraphSpec, path: Path, attention: str) -> dict[str, Any]:
         path.unlink(missing_ok=True)
         raise ExportError(f"graph {spec.name}: the exporter narrowed axes declared dynamic to the example's side of a "
                           f"branch in the model's code: {', '.join(narrowed)}{hint}; the graph would give wrong "
-                          "answers outside that range")
+                          "answers outside that range; serve this model with --backend torch")
     graph = onnx.load(str(path), load_external_data=False)
     described = describe_graph(graph)
     fixed = [f"{name} axis {axis} (fixed at {described['inputs'][name]['shape'][axis]})"
