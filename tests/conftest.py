@@ -96,6 +96,23 @@ def tiny_runs(tmp_path_factory: pytest.TempPathFactory):
     return once_per_session(tmp_path_factory, "tiny_runs", make_tiny_runs)
 
 
+@pytest.fixture(scope="session")
+def listops_run(tmp_path_factory: pytest.TempPathFactory):
+    """A completed ``train --config config/listops_tiny.yaml`` run (sliding-window attention), made once per session."""
+    from tests.pipelines.conftest import train_completed
+
+    return train_completed("config/listops_tiny.yaml", tmp_path_factory.mktemp("listops"))
+
+
+@pytest.fixture(scope="session")
+def imdb_long_run(tmp_path_factory: pytest.TempPathFactory):
+    """A completed ``train --config config/imdb_long_tiny.yaml`` run (Longformer attention), made once per session."""
+    from tests.pipelines.conftest import imdb_data_dir, train_completed
+
+    return train_completed("config/imdb_long_tiny.yaml", tmp_path_factory.mktemp("imdb_long"),
+                           STEPWISE_DATA_DIR=imdb_data_dir())
+
+
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     """Run tests/tracking last. One of its in-process offline ClearML tasks leaves a reporter thread
     that, once a later test points the SDK at the stand-in, retries forever (the "Retrying ...

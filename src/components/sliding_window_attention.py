@@ -152,7 +152,10 @@ def banded_blocks(length: int, window: int, key_mask: Tensor | None, causal: boo
 
     Shape: key_mask: (B, T) or None.
     """
-    if length <= window + 1:  # every pair is within the window: one block, no look-around
+    # every pair is within the window: one block, no look-around. While exporting, one block always
+    # (a dense band, O(n^2)): a branch on the length would narrow the graph's length axis to the
+    # example's side of it, and the block count of the blocked layout is compared with 1 by torch.export
+    if torch.compiler.is_exporting() or length <= window + 1:
         size, back, ahead = length, 0, 0
     else:
         size, back, ahead = window, 1, (0 if causal else 1)
@@ -185,7 +188,9 @@ def attend_blocks(blocks: BandedBlocks, query: Tensor, key: Tensor, value: Tenso
         q, k, v, mask = blocks.blocks(query, key, value)
         out, weights = scaled_dot_product_attention(q, k, v, mask, dropout_p)
         return blocks.unblock(out), (blocks.dense_weights(weights) if need_weights else None)
-    if query.device.type == "cpu" and dropout_p == 0.0:
+    # not while exporting: the group loop's size is a Python int of the length, and the CPU flash kernel
+    # decomposes into a softmax that gives NaN, not zeros, for a query whose window is all padding
+    if query.device.type == "cpu" and dropout_p == 0.0 and not torch.compiler.is_exporting():
         return _GroupedFlashAttention.apply(query, key, value, blocks), None
     q, k, v, mask = blocks.blocks(query, key, value)
     # a query whose window holds no real key (padding past a text's end) gets one harmless key and a

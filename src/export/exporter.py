@@ -5,13 +5,18 @@ TorchScript exporter bakes the example's shapes into the attention layers' resha
 traced with example sizes of 2 or more on every dynamic axis, because ``torch.export`` specialises
 an axis whose example size is 0 or 1; afterwards every axis declared dynamic is checked to have
 stayed symbolic in the saved graph, so a model whose code fixes a length (a Python loop over time)
-is refused instead of exported with a silent limit.
+is refused instead of exported with a silent limit, and so is one whose axis range the trace
+narrowed (``narrowed_axes``). Then the graphs run against the PyTorch model on inputs they were not
+traced at, padded rows and mixed lengths included (``check_graphs``, ``parity.check_export``); a
+graph that differs is deleted and the export refused with the failing case, before ``export.json``
+(which the loader requires, with that check's record) is written.
 
 The export folder is usable alone (``src/inference/onnx_backend.py`` runs it without the checkpoint;
 ``load_for_inference(folder, backend="onnx")``):
 
     export.json              family, graphs with input/output names, dtypes and symbolic shapes,
-                             opset, the checkpoint's path, step and SHA-256, special ids, labels, image stats
+                             opset, the checkpoint's path, step and SHA-256, special ids, labels, image stats,
+                             the check against PyTorch it passed ("checked": cases, largest difference)
     config.json              the experiment config the model was trained with
     tokenizer_<side>.json    the tokenizers (``tokenizers.Tokenizer`` files)
     <graph>.onnx             encoder.onnx + decoder_step.onnx (translation), decoder_lm.onnx, classifier.onnx, vit.onnx
@@ -32,10 +37,8 @@ from torch import Tensor, nn
 
 from src.export.graphs import DecoderLMGraph, DecoderStepGraph, EncoderGraph, LogitsGraph
 from src.inference.loader import InferenceModel, default_export_dir, file_sha256
-from src.inference.onnx_backend import MANIFEST
+from src.inference.onnx_backend import MANIFEST, MANIFEST_FORMAT
 from src.storage import ensure_writable, raise_if_disk_full
-
-MANIFEST_FORMAT = 1
 EXAMPLE_BATCH, EXAMPLE_LENGTH, EXAMPLE_PAST = 3, 5, 2  # every dynamic axis traced at >= 2 (see module docstring)
 
 
@@ -89,10 +92,35 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path | None = None)
         logger.info("export: {} graph {}.onnx ...", trained.family, spec.name)
         graphs[spec.name] = export_graph(spec, out / f"{spec.name}.onnx", trained.config.model.attention)
         logger.info("export: {}.onnx written in {:.1f} s", spec.name, time.perf_counter() - started)
-    manifest = write_manifest(trained, graphs, out, file_sha256(checkpoint))
+    checked = check_graphs(trained, graphs, out)
+    manifest = write_manifest(trained, graphs, out, file_sha256(checkpoint), checked)
     write_triton_repository(out, manifest)
     logger.info("export: {} graph(s), manifest and Triton repository in {}", len(graphs), out)
     return out
+
+
+def check_graphs(trained: InferenceModel, graphs: dict[str, Any], out: Path) -> dict[str, Any]:
+    """Run the written graphs against PyTorch (``parity.check_export``); refuse them, removed, if they differ.
+
+    Raises:
+        ExportError: naming the failing case and the difference.
+    """
+    from src.export.parity import check_export
+    from src.inference.onnx_backend import load_onnx_model
+
+    started = time.perf_counter()
+    onnx_model = load_onnx_model(out, {"family": trained.family, "graphs": graphs}, trained.special_ids["pad"],
+                                 trained.config.model.max_positions)
+    result = check_export(trained, onnx_model)
+    if not result["ok"]:
+        for graph in graphs.values():
+            (out / graph["file"]).unlink(missing_ok=True)  # a graph that gives other answers is no export
+        hint = (f" (model.attention={trained.config.model.attention!r})" if trained.config.model.attention != "full"
+                else "")
+        raise ExportError(f"the exported graphs do not match PyTorch{hint}, so the export is refused: "
+                          f"{result['failure']}; serve this model with --backend torch")
+    logger.info("export: checked against PyTorch in {:.1f} s", time.perf_counter() - started)
+    return {"cases": result["cases"], "max_abs_diff": result["max_abs_diff"]}
 
 
 def graph_specs(trained: InferenceModel) -> list[GraphSpec]:
@@ -153,16 +181,22 @@ def export_graph(spec: GraphSpec, path: Path, attention: str) -> dict[str, Any]:
     import onnx
 
     spec.module.eval()
-    hint = f" (model.attention={attention!r}: only 'full' attention is known to export)" if attention != "full" else ""
+    hint = f" (model.attention={attention!r})" if attention != "full" else ""
     try:
         with torch.no_grad():
-            torch.onnx.export(spec.module, spec.inputs, str(path), dynamo=True, input_names=list(spec.input_names),
-                              output_names=list(spec.output_names), verbose=False,
-                              dynamic_shapes=tuple(spec.dynamic.get(name) for name in spec.input_names),
-                              external_data=False)
+            program = torch.onnx.export(spec.module, spec.inputs, str(path), dynamo=True,
+                                        input_names=list(spec.input_names), output_names=list(spec.output_names),
+                                        verbose=False, external_data=False,
+                                        dynamic_shapes=tuple(spec.dynamic.get(name) for name in spec.input_names))
     except Exception as err:  # the exporter raises many types; name the cause and stop
         raise_if_disk_full(err, path, "ONNX graph")  # a full disk is no fault of the model's axes
         raise ExportError(f"graph {spec.name} does not export with dynamic axes{hint}: {_cause(err)}") from err
+    narrowed = narrowed_axes(program.exported_program, spec)
+    if narrowed:
+        path.unlink(missing_ok=True)
+        raise ExportError(f"graph {spec.name}: the exporter narrowed axes declared dynamic to the example's side of a "
+                          f"branch in the model's code: {', '.join(narrowed)}{hint}; the graph would give wrong "
+                          "answers outside that range; serve this model with --backend torch")
     graph = onnx.load(str(path), load_external_data=False)
     described = describe_graph(graph)
     fixed = [f"{name} axis {axis} (fixed at {described['inputs'][name]['shape'][axis]})"
@@ -174,6 +208,39 @@ def export_graph(spec: GraphSpec, path: Path, attention: str) -> dict[str, Any]:
                           "the model's code branches or loops on these lengths in Python, so the graph would accept "
                           "only the example's shape")
     return {"file": path.name, "opset": _opset(graph), **described}
+
+
+def narrowed_axes(program: Any, spec: GraphSpec) -> list[str]:
+    """The dynamic axes of ``spec`` whose range the trace narrowed, as "input axis i (lo..hi, declared ..max)".
+
+    ``torch.onnx.export`` retries a trace that fails on a guard (a Python branch on a length) with the
+    range torch.export suggests, e.g. ``length <= 9``; the ONNX graph keeps a symbolic axis but is only
+    valid inside that range, and nothing in ONNX Runtime enforces it. The exported program's range
+    constraints say which range the graph was traced for.
+    """
+    import sympy
+    from torch.utils._sympy.numbers import int_oo
+
+    placeholders = {node.name: node for node in program.graph.nodes if node.op == "placeholder"}
+    narrowed = []
+    for name, user_input in zip(spec.input_names, program.graph_signature.user_inputs, strict=True):
+        shape = placeholders[user_input].meta["val"].shape
+        for axis, dim in spec.dynamic.get(name, {}).items():
+            size = shape[axis]
+            if isinstance(size, int):
+                narrowed.append(f"{name} axis {axis} (fixed at {size})")
+                continue
+            bounds = program.range_constraints.get(size.node.expr)
+            declared_max = dim.max if isinstance(dim.max, int) and dim.max < 2**62 else None
+            if bounds is None:
+                continue
+            upper = None if bounds.upper in (int_oo, sympy.oo) else int(bounds.upper)  # int_oo.is_finite is True
+            lower = int(bounds.lower)
+            if lower > 1 or (declared_max is not None and (upper is None or upper < declared_max)) or (
+                    declared_max is None and upper is not None):
+                narrowed.append(f"{name} axis {axis} ({lower}..{upper if upper is not None else 'any'}, "
+                                f"declared 1..{declared_max if declared_max is not None else 'any'})")
+    return narrowed
 
 
 def _cause(err: Exception) -> str:
@@ -204,8 +271,13 @@ def _opset(graph: Any) -> int:
     return next(op.version for op in graph.opset_import if op.domain in ("", "ai.onnx"))
 
 
-def write_manifest(trained: InferenceModel, graphs: dict[str, Any], out: Path, digest: str) -> dict[str, Any]:
-    """``export.json``, ``config.json`` and the tokenizer files: everything needed to use the graphs alone."""
+def write_manifest(trained: InferenceModel, graphs: dict[str, Any], out: Path, digest: str,
+                   checked: dict[str, Any]) -> dict[str, Any]:
+    """``export.json``, ``config.json`` and the tokenizer files: everything needed to use the graphs alone.
+
+    ``checked``: the cases the graphs passed against PyTorch (``check_graphs``); the loader takes no
+    export without it.
+    """
     from src.config import config_to_dict
 
     (out / "config.json").write_text(json.dumps(config_to_dict(trained.config), indent=2), encoding="utf-8")
@@ -217,6 +289,7 @@ def write_manifest(trained: InferenceModel, graphs: dict[str, Any], out: Path, d
         "format": MANIFEST_FORMAT,
         "family": trained.family,
         "graphs": graphs,
+        "checked": checked,
         "opset": next(iter(graphs.values()))["opset"],
         "checkpoint": {"path": str(Path(trained.path).resolve()), "step": trained.step, "sha256": digest},
         "config": "config.json",

@@ -1,4 +1,12 @@
-"""Does the ONNX export decode as PyTorch does? Greedy and beam tokens, and the first steps' logits.
+"""Does the ONNX export compute what PyTorch does? The check every export passes, and the translation parity command.
+
+``check_export`` runs at the end of every export (``exporter.export_checkpoint``), before the
+manifest that makes the folder usable is written: each family's graphs against the PyTorch model on
+inputs the graphs were not traced at (batch 1, length 1, the longest length, the past length 0),
+with padded rows and mixed lengths in one batch. A graph that differs by more than ``allowed``, or
+gives a non-finite output where PyTorch gives a finite one, is refused with that case named.
+
+The command below compares translation decoding on the run's test sentences:
 
     python -m src.export.parity RUN_OR_CHECKPOINT [--sentences 100] [--beam 4] [--steps 5] [--json]
 
@@ -41,6 +49,110 @@ def logits_along(model, src, path, bos_id: int):
     tokens = torch.cat([torch.full_like(path[:, :1], bos_id), path[:, :-1]], dim=1)  # (B, K): BOS, then the path
     return torch.stack([model.step_logits(tokens[:, t : t + 1], memory, src_mask, cache)
                         for t in range(tokens.size(1))], dim=1)  # K x (B, V) -> (B, K, V)
+
+
+CHECK_ATOL, CHECK_RTOL = 1e-4, 1e-5  # allowed |difference|: CHECK_ATOL + CHECK_RTOL * the case's largest |PyTorch output|
+MIXED_MAX_LENGTH = 256  # the mixed-length batch's longest row (the longest length itself is checked at batch 1)
+
+
+def allowed(expected) -> float:
+    """The largest |ONNX - PyTorch| accepted for outputs ``expected``: float32 rounding, scaled to their size."""
+    return CHECK_ATOL + CHECK_RTOL * float(expected.abs().max()) if expected.numel() else CHECK_ATOL
+
+
+def check_export(trained, onnx_model) -> dict:
+    """Every check case of ``trained.family`` on PyTorch (``trained.model``) and on ``onnx_model``.
+
+    Returns:
+        ``{"cases": [names], "max_abs_diff", "ok", "failure"}``; ``failure`` is one line naming the
+        failing case and the difference (None when ``ok``).
+    """
+    import torch
+
+    worst, names = 0.0, []
+    with torch.no_grad():
+        for name, run_torch, run_onnx in _check_cases(trained, onnx_model):
+            expected, actual = run_torch(), run_onnx()
+            names.append(name)
+            failure = _compare(name, expected, actual)
+            if failure is not None:
+                return {"cases": names, "max_abs_diff": None, "ok": False, "failure": failure}
+            worst = max(worst, float((expected - actual).abs().max()))
+    logger.info("export check: {} case(s) against PyTorch, largest |difference| {:.2e}", len(names), worst)
+    return {"cases": names, "max_abs_diff": worst, "ok": True, "failure": None}
+
+
+def _compare(name: str, expected, actual) -> str | None:
+    """None if ``actual`` (ONNX Runtime) matches ``expected`` (PyTorch); else one line saying how it does not."""
+    import torch
+
+    if actual.shape != expected.shape:
+        return f"{name}: ONNX Runtime gives shape {tuple(actual.shape)}, PyTorch {tuple(expected.shape)}"
+
+    def rows(bad) -> list[int]:
+        """The batch rows (first axis) where ``bad`` holds, the first ten."""
+        return sorted({int(i) for i in bad.nonzero()[:, 0]})[:10]
+
+    finite = torch.isfinite(expected)
+    if not finite.all():
+        return f"{name}: PyTorch's own outputs are not finite in rows {rows(~finite)}; the model itself is broken"
+    nonfinite = ~torch.isfinite(actual)
+    if nonfinite.any():
+        return (f"{name}: ONNX Runtime gives non-finite outputs (NaN or inf) in rows {rows(nonfinite)}, "
+                "where PyTorch's are finite")
+    diff, limit = (expected - actual).abs(), allowed(expected)
+    if diff.max() > limit:
+        return (f"{name}: largest |ONNX Runtime - PyTorch| {float(diff.max()):.3g} in rows "
+                f"{rows(diff > limit)} (allowed {limit:.1e})")
+    return None
+
+
+def _check_cases(trained, onnx_model):
+    """(name, PyTorch output thunk, ONNX Runtime output thunk) for ``trained.family``."""
+    import torch
+
+    family, cfg, model = trained.family, trained.config.model, trained.model
+    generator = torch.Generator().manual_seed(0)
+    longest = cfg.max_positions
+    mixed = min(longest, MIXED_MAX_LENGTH)
+    mixed_lengths = sorted({mixed, 1, 2, 3, mixed // 2 + 1, mixed - 1} - {0}, reverse=True)
+
+    def tokens(lengths: list[int], vocab: int, first: int | None = None) -> torch.Tensor:
+        """Random ids above the special ones, right-padded: row i holds ``lengths[i]`` tokens."""
+        out = torch.full((len(lengths), max(lengths)), trained.special_ids["pad"], dtype=torch.long)
+        for row, n in enumerate(lengths):
+            out[row, :n] = torch.randint(4, max(vocab, 5), (n,), generator=generator)
+            if first is not None:
+                out[row, 0] = first
+        return out
+
+    if family == "vit":
+        for batch in (1, 5):
+            images = torch.randn(batch, model.in_channels, model.image_size, model.image_size, generator=generator)
+            yield f"{batch} image(s)", lambda x=images: model(x), lambda x=images: onnx_model(x)
+        return
+    if family == "decoder_lm":
+        vocab = trained.tokenizers["text"].get_vocab_size()
+        for lengths in ([min(longest, 48)] * 2, [3]):
+            x = tokens(lengths, vocab)
+            yield (f"batch {len(lengths)}, {lengths[0]} tokens fed one at a time from an empty cache",
+                   lambda x=x: model(x), lambda x=x: onnx_model(x))
+        return
+    if family == "encoder_decoder":
+        vocab = min(trained.tokenizers["src"].get_vocab_size(), trained.tokenizers["tgt"].get_vocab_size())
+        bos = trained.special_ids["bos"]
+        for lengths, steps in ((mixed_lengths, min(longest, 24)), ([longest], 2), ([1], 3)):
+            src, path = tokens(lengths, vocab), tokens([steps] * len(lengths), vocab)
+            name = f"source lengths {lengths} padded in one batch, {steps} decoding steps from an empty cache"
+            yield (name, lambda s=src, p=path: logits_along(model, s, p, bos),
+                   lambda s=src, p=path: logits_along(onnx_model, s, p, bos))
+        return
+    vocab = trained.tokenizers["text"].get_vocab_size()
+    cls = trained.special_ids["bos"]  # a text classifier reads [CLS] (the BOS id) first
+    for lengths in (mixed_lengths, [longest], [1]):
+        x = tokens(lengths, vocab, first=cls)
+        name = f"lengths {lengths} padded in one batch" if len(lengths) > 1 else f"batch 1, length {lengths[0]}"
+        yield name, lambda x=x: model(x), lambda x=x: onnx_model(x)
 
 
 def parity(checkpoint: Path, n_sentences: int, beam: int, steps: int, atol: float, batch_size: int) -> dict:

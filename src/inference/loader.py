@@ -167,6 +167,9 @@ def _fresh_export(checkpoint: Path, timeout_s: float = EXPORT_TIMEOUT_S) -> Path
                                   f"stopped; run `python -m src.main export {checkpoint}` to see where it stalls, "
                                   "or serve with --backend torch") from None
         if done.returncode != 0:
+            refusal = _logged_error(done.stderr)
+            if refusal is not None:  # the export command's own one-line error: the reason, as the user would see it
+                raise CheckpointError(f"exporting {checkpoint} to ONNX failed: {refusal}")
             tail = "\n".join(done.stderr.strip().splitlines()[-5:])
             raise CheckpointError(f"exporting {checkpoint} to ONNX failed (exit code {done.returncode}):\n{tail}")
         _move_into_place(staging, folder, digest)
@@ -176,13 +179,26 @@ def _fresh_export(checkpoint: Path, timeout_s: float = EXPORT_TIMEOUT_S) -> Path
 
 
 def _export_digest(folder: Path) -> str | None:
-    """The SHA-256 of the checkpoint that ``folder`` is a complete export of; None if it is none."""
-    from src.inference.onnx_backend import MANIFEST
+    """The SHA-256 of the checkpoint that ``folder`` is a complete, checked export of; None if it is none.
+
+    An export made before exports were checked against PyTorch (manifest format 1) counts as none, so
+    it is exported again, and checked, before it is used.
+    """
+    from src.inference.onnx_backend import MANIFEST, is_checked
 
     try:
-        return json.loads((folder / MANIFEST).read_text(encoding="utf-8"))["checkpoint"]["sha256"]
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+        return manifest["checkpoint"]["sha256"] if is_checked(manifest) else None
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def _logged_error(stderr: str) -> str | None:
+    """The message of the last ERROR line loguru wrote to ``stderr`` (``... | ERROR | where - message``), if any."""
+    import re
+
+    errors = re.findall(r"^\S+ \S+ \| ERROR\s+\| \S+ - (.+)$", stderr, re.MULTILINE)
+    return errors[-1].removeprefix("export: ") if errors else None
 
 
 def _move_into_place(staging: Path, folder: Path, digest: str) -> None:

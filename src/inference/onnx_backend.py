@@ -23,6 +23,9 @@ import torch
 from torch import Tensor, nn
 
 MANIFEST = "export.json"  # the export folder's manifest, written by src/export/exporter.py (which imports this)
+# format 2: the graphs were checked against PyTorch at export (the manifest's "checked"); an export of
+# format 1 was not, and may give other answers (NaN for padded rows of a sliding-window model)
+MANIFEST_FORMAT = 2
 
 
 class StackedCache:
@@ -164,7 +167,17 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"{folder} is not an export folder: {MANIFEST} is missing "
                                 "(write one with: python -m src.main export RUN_OR_CHECKPOINT)")
-    return json.loads(path.read_text(encoding="utf-8"))
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    if not is_checked(manifest):
+        raise ValueError(f"{path} is an export of format {manifest.get('format')!r}, made before exports were checked "
+                         f"against PyTorch (expected format {MANIFEST_FORMAT} with a 'checked' record); export again: "
+                         "python -m src.main export RUN_OR_CHECKPOINT")
+    return manifest
+
+
+def is_checked(manifest: dict[str, Any]) -> bool:
+    """Whether the export of ``manifest`` passed the exporter's check against PyTorch (format 2 and on)."""
+    return isinstance(manifest, dict) and manifest.get("format") == MANIFEST_FORMAT and "checked" in manifest
 
 
 def load_onnx_model(folder: Path, manifest: dict[str, Any], pad_id: int, max_positions: int,

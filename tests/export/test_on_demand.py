@@ -14,8 +14,13 @@ import pytest
 import torch
 
 from src.inference import loader
-from src.inference.onnx_backend import MANIFEST
+from src.inference.onnx_backend import MANIFEST, MANIFEST_FORMAT
 from src.training.checkpoint import CheckpointError, atomic_torch_save
+
+
+def checked_manifest(digest: str) -> dict:
+    """The manifest of a complete export that passed the check against PyTorch, for the checkpoint of ``digest``."""
+    return {"format": MANIFEST_FORMAT, "checked": {"cases": [], "max_abs_diff": 0.0}, "checkpoint": {"sha256": digest}}
 
 
 @pytest.fixture
@@ -39,7 +44,7 @@ class FakeExport:
         for name in ("encoder.onnx", "decoder_step.onnx"):
             (out / name).write_bytes(b"graph of " + str(out).encode())
             time.sleep(self.seconds / 2)  # the other export writes meanwhile
-        (out / MANIFEST).write_text(json.dumps({"checkpoint": {"sha256": loader.file_sha256(checkpoint)}}))
+        (out / MANIFEST).write_text(json.dumps(checked_manifest(loader.file_sha256(checkpoint))))
         assert kwargs["timeout"] == loader.EXPORT_TIMEOUT_S
         return subprocess.CompletedProcess(command, 0, "", "")
 

@@ -52,6 +52,16 @@ def train_offline(config: str, root: Path, **env: str):
     return proc, run_folder(proc.stdout)
 
 
+def train_completed(config: str, root: Path, **env: str) -> Path:
+    """``train_offline``, asserting that every step completed; the run folder."""
+    import json
+
+    _, run_dir = train_offline(config, root, **env)
+    status = json.loads((run_dir / "status.json").read_text())
+    assert all(status["steps"][s]["status"] == "completed" for s in STEPS), status
+    return run_dir
+
+
 def run_folder(stdout: str) -> Path:
     """The ``run folder:`` line of a train summary."""
     match = re.search(r"^run folder:\s+(\S+)$", stdout, re.MULTILINE)

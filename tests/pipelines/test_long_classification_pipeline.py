@@ -10,16 +10,8 @@ from datasets import load_from_disk
 from src.data.listops import evaluate_listops
 from src.tasks.classification import CLS_ID, ClassificationProbe
 from src.tracking import read_offline_session
-from tests.pipelines.conftest import STEPS, imdb_data_dir, train_offline
 
 pytestmark = pytest.mark.timeout(300)
-
-
-def train(config: str, root, **env: str):
-    _, run_dir = train_offline(config, root, **env)
-    status = json.loads((run_dir / "status.json").read_text())
-    assert all(status["steps"][s]["status"] == "completed" for s in STEPS)
-    return run_dir
 
 
 def tokenization_report(run_dir) -> dict:
@@ -27,14 +19,7 @@ def tokenization_report(run_dir) -> dict:
     return json.loads(session.read_bytes(session.artifacts["tokenization_report"]))
 
 
-@pytest.fixture(scope="module")
-def listops_run(tmp_path_factory):
-    return train("config/listops_tiny.yaml", tmp_path_factory.mktemp("listops"))
-
-
-@pytest.fixture(scope="module")
-def imdb_long_run(tmp_path_factory):
-    return train("config/imdb_long_tiny.yaml", tmp_path_factory.mktemp("imdb_long"), STEPWISE_DATA_DIR=imdb_data_dir())
+# listops_run and imdb_long_run: session fixtures in tests/conftest.py (the ONNX serving test reads them too)
 
 
 def test_listops_keeps_every_expression_whole_and_labels_it_with_its_value(listops_run):
