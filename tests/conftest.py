@@ -101,7 +101,8 @@ def listops_run(tmp_path_factory: pytest.TempPathFactory):
     """A completed ``train --config config/listops_tiny.yaml`` run (sliding-window attention), made once per session."""
     from tests.pipelines.conftest import train_completed
 
-    return train_completed("config/listops_tiny.yaml", tmp_path_factory.mktemp("listops"))
+    return once_per_session(tmp_path_factory, "listops_run",
+                            lambda root: train_completed("config/listops_tiny.yaml", root))
 
 
 @pytest.fixture(scope="session")
@@ -109,8 +110,9 @@ def imdb_long_run(tmp_path_factory: pytest.TempPathFactory):
     """A completed ``train --config config/imdb_long_tiny.yaml`` run (Longformer attention), made once per session."""
     from tests.pipelines.conftest import imdb_data_dir, train_completed
 
-    return train_completed("config/imdb_long_tiny.yaml", tmp_path_factory.mktemp("imdb_long"),
-                           STEPWISE_DATA_DIR=imdb_data_dir())
+    data_dir = imdb_data_dir()  # skips (or fails in CI) before any worker builds, when the CSV is missing
+    return once_per_session(tmp_path_factory, "imdb_long_run", lambda root: train_completed(
+        "config/imdb_long_tiny.yaml", root, STEPWISE_DATA_DIR=data_dir))
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
