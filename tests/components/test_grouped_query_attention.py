@@ -134,3 +134,24 @@ def test_heads_that_do_not_divide_are_refused():
         MultiHeadAttention(16, 4, n_kv_heads=3)
     with pytest.raises(ValueError, match=r"n_kv_heads=0 must divide n_heads=4"):
         MultiHeadAttention(16, 4, n_kv_heads=0)
+
+
+@pytest.mark.parametrize("pattern", [{}, {"attention": "sliding_window", "window": 2}], ids=["full", "sliding"])
+def test_equals_multi_head_attention_with_each_shared_head_copied_into_its_group(pattern):
+    """GQA is MHA whose key/value projections are tied within each group (Sec. 2.2), on every pattern."""
+    torch.manual_seed(0)
+    heads, groups, dim = 6, 2, 3
+    grouped = MultiHeadAttention(heads * dim, heads, n_kv_heads=groups, **pattern)
+    full = MultiHeadAttention(heads * dim, heads, **pattern)
+    q, k, v = grouped.in_proj.weight.split([heads * dim, groups * dim, groups * dim])
+    q_bias, k_bias, v_bias = grouped.in_proj.bias.split([heads * dim, groups * dim, groups * dim])
+
+    def copied(rows: torch.Tensor) -> torch.Tensor:  # (G*D, ...) -> (H*D, ...): group g's rows for its H/G heads
+        return rows.unflatten(0, (groups, dim)).repeat_interleave(heads // groups, dim=0).flatten(0, 1)
+
+    with torch.no_grad():
+        full.in_proj.weight.copy_(torch.cat([q, copied(k), copied(v)]))
+        full.in_proj.bias.copy_(torch.cat([q_bias, copied(k_bias), copied(v_bias)]))
+        full.out_proj.load_state_dict(grouped.out_proj.state_dict())
+    x = torch.randn(2, 7, heads * dim)
+    torch.testing.assert_close(grouped(x, is_causal=True)[0], full(x, is_causal=True)[0], atol=1e-6, rtol=0)
