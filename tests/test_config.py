@@ -92,7 +92,7 @@ def test_json_and_yaml_load_the_same(tmp_path):
 
 @pytest.mark.parametrize(("overrides", "message"), [
     (["task=classification"], "task='classification' needs model.family in ['encoder_classifier', 'gru_classifier', "
-                              "'lstm_classifier'], got 'encoder_decoder'"),
+                              "'lstm_classifier', 'rnn_classifier'], got 'encoder_decoder'"),
     (["model.family=lstm_classifier"], "task='translation' needs model.family in ['encoder_decoder']"),
     (["task=classification", "model.family=encoder_classifier"],
      "task='classification' reads data.source in ['hf', 'imdb', 'listops', 'local'], got 'ding'"),

@@ -1,5 +1,7 @@
-"""Building blocks of the Transformer, named after the paper's nouns (Vaswani et al. 2017)."""
+"""Building blocks of the Transformer, named after the paper's nouns (Vaswani et al. 2017), and the later
+blocks of today's models (rotary positions, ALiBi, RMSNorm, grouped-query attention)."""
 
+from src.components.alibi import alibi_bias, alibi_slopes
 from src.components.attention import MultiHeadAttention, scaled_dot_product_attention
 from src.components.embeddings import Embeddings
 from src.components.feed_forward import PositionwiseFeedForward
@@ -10,7 +12,9 @@ from src.components.positional_encoding import (
     SinusoidalPositionalEncoding,
     sinusoidal_table,
 )
-from src.components.recurrent import GRU, LSTM, GRUCell, LSTMCell
+from src.components.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
+from src.components.rms_norm import RMSNorm
+from src.components.rotary_position_embedding import RotaryPositionEmbedding
 
 __all__ = [
     "DecoderCache",
@@ -23,7 +27,13 @@ __all__ = [
     "LearnedPositionalEncoding",
     "MultiHeadAttention",
     "PositionwiseFeedForward",
+    "RMSNorm",
+    "RNN",
+    "RNNCell",
+    "RotaryPositionEmbedding",
     "SinusoidalPositionalEncoding",
+    "alibi_bias",
+    "alibi_slopes",
     "causal_mask",
     "padding_mask",
     "scaled_dot_product_attention",

@@ -2,6 +2,11 @@
 ``src/components/scaled_dot_product_attention.py``).
 
 Masks follow the one convention of ``src/components/masks.py``: boolean, True = may attend.
+
+Today's models change three things here, each optional: rotary positions applied to queries and
+keys (``rotary``, ``src/components/rotary_position_embedding.py``), ALiBi's linear bias on the scores
+(``alibi``, ``src/components/alibi.py``), and fewer key/value heads than query heads (``n_kv_heads``,
+grouped-query attention below).
 """
 
 from typing import Literal
@@ -10,9 +15,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from src.components.alibi import alibi_bias, alibi_slopes
 from src.components.kv_cache import KVCache
 from src.components.longformer_attention import longformer_attention
 from src.components.masks import causal_mask
+from src.components.rotary_position_embedding import RotaryPositionEmbedding
 from src.components.scaled_dot_product_attention import scaled_dot_product_attention
 from src.components.sliding_window_attention import sliding_window_attention
 
@@ -32,6 +39,13 @@ class MultiHeadAttention(nn.Module):
     one matmul, cross-attention projects Q from the target and K, V from ``memory`` in one matmul
     each.
 
+    Grouped-query attention (Ainslie et al. 2023, Sec. 2.2) gives the H query heads only
+    ``n_kv_heads`` = G key/value heads, each shared by a group of H/G consecutive query heads;
+    G = 1 is multi-query attention (Shazeer 2019), G = H the paper's multi-head attention.
+    ``in_proj`` is then (C + 2 G D, C), D = C/H, and a cache holds the G key/value heads: the
+    cache, which dominates decoding memory, shrinks by H/G. They are repeated to H heads only at
+    attention time, after the cache.
+
     Two backends compute Eq. 1: "sdpa" calls ``F.scaled_dot_product_attention`` (fused, never
     materialises the (T, S) weights); "math" calls ``scaled_dot_product_attention`` above. Weights
     are returned only when asked for (``need_weights=True``), which always takes the math path, so
@@ -50,11 +64,17 @@ class MultiHeadAttention(nn.Module):
         attention: "full" (default), "sliding_window" or "longformer".
         window: one-sided window w of the sliding variants.
         global_tokens: longformer's global positions (those beyond a sequence's length are skipped).
+        n_kv_heads: key/value heads G (grouped-query attention); must divide ``n_heads``; None = H.
+        bias: biases in the projections (Llama has none).
+        rotary: rotate self-attention's queries and keys by position (RoPE); cross-attention never.
+        alibi: add ALiBi's linear distance bias to the scores (full self-attention only).
     """
 
     def __init__(
         self, d_model: int, n_heads: int, dropout: float = 0.0, backend: AttentionBackend = "sdpa",
         attention: AttentionPattern = "full", window: int | None = None, global_tokens: tuple[int, ...] = (0,),
+        n_kv_heads: int | None = None, bias: bool = True, rotary: RotaryPositionEmbedding | None = None,
+        alibi: bool = False,
     ) -> None:
         super().__init__()
         if attention not in ("full", "sliding_window", "longformer"):
@@ -72,13 +92,19 @@ class MultiHeadAttention(nn.Module):
             )
         if backend not in ("sdpa", "math"):
             raise ValueError(f"attention backend must be 'sdpa' or 'math', got {backend!r}")
+        n_kv_heads = n_heads if n_kv_heads is None else n_kv_heads
+        _check_modern_options(d_model, n_heads, n_kv_heads, attention, rotary, alibi)
         self.d_model, self.n_heads, self.head_dim = d_model, n_heads, d_model // n_heads
+        self.n_kv_heads, self.kv_width = n_kv_heads, n_kv_heads * self.head_dim
         self.dropout_p, self.backend = dropout, backend
         self.attention, self.window, self.global_tokens = attention, window, tuple(global_tokens)
-        self.in_proj = nn.Linear(d_model, 3 * d_model)
+        self.in_proj = nn.Linear(d_model, d_model + 2 * self.kv_width, bias=bias)
         if attention == "longformer":  # Q_g, K_g, V_g (Longformer Sec. 3.1), laid out as in_proj
             self.global_in_proj = nn.Linear(d_model, 3 * d_model)
-        self.out_proj = nn.Linear(d_model, d_model)
+        self.out_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.rotary, self.alibi = rotary, alibi
+        if alibi:
+            self.register_buffer("alibi_slopes", alibi_slopes(n_heads), persistent=False)
 
     def forward(
         self,
@@ -108,21 +134,29 @@ class MultiHeadAttention(nn.Module):
         if self.attention == "longformer" and memory is None and (is_causal or cache is not None):
             raise ValueError("attention='longformer' is bidirectional: it takes no causal mask and no cache")
         q, k, v = self._project(x, memory, cache)
+        k, v = self._repeat_kv(k), self._repeat_kv(v)
         if self.attention != "full" and memory is None:
             out, weights = self._banded(x, q, k, v, mask, is_causal, cache, need_weights)
             return self.out_proj(out.transpose(1, 2).reshape(x.shape)), weights
-        fused = self.backend == "sdpa" and not need_weights
-        mask, is_causal = self._attention_mask(mask, is_causal, q, k, fused)
-        dropout_p = self.dropout_p if self.training else 0.0
-        if fused:
-            out = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal
-            )
-            weights = None
-        else:
-            out, weights = scaled_dot_product_attention(q, k, v, mask, dropout_p)
+        out, weights = self._full(q, k, v, mask, is_causal, need_weights, self.alibi and memory is None)
         out = out.transpose(1, 2).reshape(x.shape)  # (B, H, T, D) -> (B, T, H, D) -> (B, T, C)
         return self.out_proj(out), (weights if need_weights else None)
+
+    def _full(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, is_causal: bool, need_weights: bool,
+              alibi: bool) -> tuple[Tensor, Tensor | None]:
+        """Eq. 1 over every key, plus ALiBi's bias if asked; (B, H, T, D) and the weights (math path)."""
+        fused = self.backend == "sdpa" and not need_weights
+        mask, is_causal = self._attention_mask(mask, is_causal, q, k, fused and not alibi)
+        bias = alibi_bias(self.alibi_slopes, q.size(2), k.size(2), q.device).to(q.dtype) if alibi else None
+        dropout_p = self.dropout_p if self.training else 0.0
+        if not fused:
+            return scaled_dot_product_attention(q, k, v, mask, dropout_p, bias)
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=_float_mask(mask, bias), dropout_p=dropout_p, is_causal=is_causal
+        )
+        if bias is not None and mask is not None:  # a float mask cannot zero a row with no key allowed
+            out = out.masked_fill(~mask.any(dim=-1, keepdim=True), 0.0)
+        return out, None
 
     def _banded(self, x: Tensor, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, is_causal: bool,
                 cache: KVCache | None, need_weights: bool) -> tuple[Tensor, Tensor | None]:
@@ -135,22 +169,29 @@ class MultiHeadAttention(nn.Module):
         length = x.size(1)
         index = torch.tensor([p for p in self.global_tokens if p < length], dtype=torch.long, device=x.device)
         c, weight, bias = self.d_model, self.global_in_proj.weight, self.global_in_proj.bias
-        (global_q,) = self._split_heads(F.linear(x[:, index], weight[:c], bias[:c]), 1)
-        global_k, global_v = self._split_heads(F.linear(x, weight[c:], bias[c:]), 2)
+        (global_q,) = self._split_heads(F.linear(x[:, index], weight[:c], bias[:c]), self.n_heads)
+        global_k, global_v = self._split_heads(F.linear(x, weight[c:], bias[c:]), self.n_heads, self.n_heads)
         return longformer_attention(q, k, v, global_q, global_k, global_v, index, self.window, key_mask,
                                     self.backend, dropout_p, need_weights)
 
     def _project(
         self, x: Tensor, memory: Tensor | None, cache: KVCache | None
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """Per-head queries, keys and values, (B, H, L, D) each, using and updating ``cache``."""
+        """Queries (B, H, T, D), keys and values (B, G, L, D), using and updating ``cache``.
+
+        Self-attention rotates the new queries and keys at positions cached .. cached + T - 1
+        before the keys enter the cache, so the cache holds rotated keys (RoFormer Eq. 34).
+        """
         if memory is None:
-            q, k, v = self._split_heads(self.in_proj(x), 3)
+            q, k, v = self._split_heads(self.in_proj(x), self.n_heads, self.n_kv_heads, self.n_kv_heads)
+            if self.rotary is not None:
+                start = 0 if cache is None else cache.length
+                q, k = self.rotary(q, start), self.rotary(k, start)
             if cache is not None:
                 k, v = cache.append(k, v)
             return q, k, v
         c, weight, bias = self.d_model, self.in_proj.weight, self.in_proj.bias
-        (q,) = self._split_heads(F.linear(x, weight[:c], bias[:c]), 1)
+        (q,) = self._split_heads(F.linear(x, weight[:c], None if bias is None else bias[:c]), self.n_heads)
         if cache is not None and cache.key is not None:
             return q, cache.key, cache.value
         k, v = self.memory_keys_values(memory)
@@ -165,17 +206,30 @@ class MultiHeadAttention(nn.Module):
         cache, and the ONNX encoder graph, ``src/export/graphs.py``).
 
         Shape:
-            memory: (B, S, C) -> keys, values: (B, H, S, C/H) each.
+            memory: (B, S, C) -> keys, values: (B, G, S, C/H) each (G = H without grouped-query attention).
         """
         c, weight, bias = self.d_model, self.in_proj.weight, self.in_proj.bias
-        k, v = self._split_heads(F.linear(memory, weight[c:], bias[c:]), 2)
+        projected = F.linear(memory, weight[c:], None if bias is None else bias[c:])
+        k, v = self._split_heads(projected, self.n_kv_heads, self.n_kv_heads)
         return k, v
 
-    def _split_heads(self, projected: Tensor, n: int) -> tuple[Tensor, ...]:
+    def _split_heads(self, projected: Tensor, *heads: int) -> tuple[Tensor, ...]:
+        """One (B, h, L, D) tensor per head count h in ``heads``, read left to right from the last dim."""
         batch, length, _ = projected.shape
-        # (B, L, n*C) -> (B, L, n, H, D) -> (n, B, H, L, D), views only: SDPA accepts the strides
-        heads = projected.view(batch, length, n, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        return heads.unbind(0)
+        parts = projected.split([h * self.head_dim for h in heads], dim=-1)
+        # (B, L, h*D) -> (B, L, h, D) -> (B, h, L, D), views only: SDPA accepts the strides
+        return tuple(p.view(batch, length, h, self.head_dim).transpose(1, 2)
+                     for p, h in zip(parts, heads, strict=True))
+
+    def _repeat_kv(self, x: Tensor) -> Tensor:
+        """Share each key/value head with its group of H/G query heads (Ainslie et al. 2023, Sec. 2.2)."""
+        batch, groups, length, dim = x.shape
+        if groups == self.n_heads:
+            return x
+        repeats = self.n_heads // groups
+        # (B, G, L, D) -> (B, G, H/G, L, D) -> (B, H, L, D): head h reads key/value head h // (H/G)
+        expanded = x[:, :, None].expand(batch, groups, repeats, length, dim)
+        return expanded.reshape(batch, self.n_heads, length, dim)
 
     def _attention_mask(
         self, mask: Tensor | None, is_causal: bool, q: Tensor, k: Tensor, fused: bool
@@ -190,6 +244,30 @@ class MultiHeadAttention(nn.Module):
             causal = causal_mask(query_len, key_len, q.device)
             mask = causal if mask is None else mask & causal
         return mask, fused_causal
+
+
+def _check_modern_options(d_model: int, n_heads: int, n_kv_heads: int, attention: str,
+                          rotary: RotaryPositionEmbedding | None, alibi: bool) -> None:
+    if n_kv_heads < 1 or n_heads % n_kv_heads != 0:
+        raise ValueError(f"n_kv_heads={n_kv_heads} must divide n_heads={n_heads} "
+                         f"(expected a divisor of {n_heads}, got remainder {n_heads % max(n_kv_heads, 1)})")
+    if rotary is not None and rotary.head_dim != d_model // n_heads:
+        raise ValueError(f"rotary embedding of head_dim={rotary.head_dim} does not fit heads of "
+                         f"d_model/n_heads = {d_model // n_heads}")
+    if rotary is not None and attention == "longformer":
+        raise ValueError("attention='longformer' takes no rotary embedding: "
+                         "its global projections are not rotated")
+    if alibi and attention != "full":
+        raise ValueError(f"alibi biases full attention scores; attention={attention!r} builds its own band")
+    if alibi and rotary is not None:
+        raise ValueError("alibi and rotary are two ways to encode positions: choose one")
+
+
+def _float_mask(mask: Tensor | None, bias: Tensor | None) -> Tensor | None:
+    """SDPA's additive mask: the bias, with the dtype's minimum where ``mask`` forbids (finite in fp16)."""
+    if bias is None or mask is None:
+        return mask if bias is None else bias
+    return bias.masked_fill(~mask, torch.finfo(bias.dtype).min)
 
 
 def _key_padding_mask(mask: Tensor | None, batch: int, key_len: int, attention: str) -> Tensor | None:

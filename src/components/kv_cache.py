@@ -11,7 +11,10 @@ from torch import Tensor
 
 
 class KVCache:
-    """Keys and values of one attention layer, shape (B, H, L, C/H), L positions cached so far.
+    """Keys and values of one attention layer, shape (B, G, L, C/H), L positions cached so far.
+
+    G is the number of key/value heads: H for multi-head attention, fewer for grouped-query
+    attention, whose cache therefore takes H/G times less memory per token.
 
     Appending concatenates, which copies the cache at every step (O(L^2) over L steps). A
     preallocated buffer avoids that but measured only ~3% faster greedy decoding at 64 new tokens
@@ -30,10 +33,15 @@ class KVCache:
         """Positions cached so far; unlike ``len()`` it stays symbolic while ``torch.export`` traces (ONNX export)."""
         return 0 if self.key is None else self.key.size(2)
 
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the cached keys and values (grouped-query attention caches G heads, not H)."""
+        return 0 if self.key is None else self.key.nbytes + self.value.nbytes
+
     def append(self, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor]:
-        """Add the new positions (B, H, T, C/H) and return keys and values of all positions so far."""
+        """Add the new positions (B, G, T, C/H) and return keys and values of all positions so far."""
         if self.key is not None:
-            key = torch.cat([self.key, key], dim=2)  # (B, H, L, C/H) + (B, H, T, C/H) -> (B, H, L+T, C/H)
+            key = torch.cat([self.key, key], dim=2)  # (B, G, L, C/H) + (B, G, T, C/H) -> (B, G, L+T, C/H)
             value = torch.cat([self.value, value], dim=2)
         self.key, self.value = key, value
         return key, value

@@ -1,4 +1,11 @@
-"""LSTM and GRU written from their equations, with PyTorch's parameter layout.
+"""The Elman RNN, LSTM and GRU written from their equations, with PyTorch's parameter layout.
+
+Elman RNN (Elman 1990, "Finding Structure in Time"; the recurrence the LSTM was invented to fix):
+    (E1) h_t = tanh(W x_t + U h_{t-1} + b)
+
+Its gradient through time is a product of tanh'(.) U factors, one per step, so it shrinks (or
+grows) geometrically with distance (Bengio et al. 1994; Hochreiter & Schmidhuber 1997, Sec. 3):
+the LSTM's additive cell (L5) and the GRU's interpolation (G4) give it a path that does not.
 
 LSTM (Hochreiter & Schmidhuber 1997, with the forget gate of Gers et al. 2000):
     (L1) f_t = σ(W_f x_t + U_f h_{t-1} + b_f)       forget gate
@@ -20,7 +27,8 @@ lets U h_{t-1} of all three gates be one matmul before r_t is known. The two are
 models: weights trained with one placement do not transfer to the other.
 
 Parameters follow PyTorch so weights copy 1:1: ``weight_ih`` stacks the W of every gate, (4H, I)
-in the order i, f, g (= c̃), o for LSTM and (3H, I) in the order r, z, n (= h̃) for GRU;
+in the order i, f, g (= c̃), o for LSTM and (3H, I) in the order r, z, n (= h̃) for GRU, and is
+the single (H, I) W of the Elman RNN;
 ``weight_hh`` stacks the U; each gate's b is ``bias_ih + bias_hh``, two biases as in cuDNN.
 
 Sequences are right-padded and described by ``lengths`` (B,) or by a boolean ``mask`` (B, T),
@@ -40,9 +48,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-State = tuple[Tensor, ...]  # (h, c) for LSTM, (h,) for GRU
+State = tuple[Tensor, ...]  # (h, c) for LSTM, (h,) for GRU and the Elman RNN
 Step = Callable[[Tensor, State, Tensor, Tensor], State]
 _WEIGHT_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")  # + "_l{layer}" [+ "_reverse"] in nn.LSTM
+
+
+def elman_step(projected: Tensor, h: Tensor, weight_hh: Tensor, bias_hh: Tensor) -> Tensor:
+    """One Elman RNN time step, Eq. (E1), given its input half W x_t + b_ih.
+
+    Shape:
+        projected: (B, H); h: h_{t-1}, (B, H); weight_hh: U, (H, H). output: h_t, (B, H).
+    """
+    return (projected + F.linear(h, weight_hh, bias_hh)).tanh()  # (E1), b = b_ih + b_hh
 
 
 def lstm_step(
@@ -78,6 +95,27 @@ def gru_step(projected: Tensor, h: Tensor, weight_hh: Tensor, bias_hh: Tensor) -
     reset = (x_r + h_r).sigmoid()  # (G2)
     candidate = (x_n + reset * h_n).tanh()  # (G3), reset after U_h h_{t-1} as in PyTorch
     return (1 - update) * candidate + update * h  # (G4)
+
+
+class RNNCell(nn.Module):
+    """One Elman RNN time step, Eq. (E1), with the parameters and init of ``torch.nn.RNNCell`` (tanh).
+
+    Args:
+        input_size: I.
+        hidden_size: H.
+
+    Shape:
+        x: (B, I); h: (B, H) or None for zeros. output: h_t, (B, H).
+    """
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.input_size, self.hidden_size = input_size, hidden_size
+        _add_gate_parameters(self, 1)
+
+    def forward(self, x: Tensor, h: Tensor | None = None) -> Tensor:
+        (h,) = _cell_state(self, x, None if h is None else (h,), 1)
+        return elman_step(F.linear(x, self.weight_ih, self.bias_ih), h, self.weight_hh, self.bias_hh)
 
 
 class LSTMCell(nn.Module):
@@ -284,6 +322,74 @@ class GRU(nn.Module):
         if self.fast:
             return _packed_forward(self.rnn, x, lengths, h_0)
         outputs, (h,) = _stacked_scan(self.rnn, _gru_step, x, lengths, (h_0,), self.training)
+        return outputs, h
+
+
+def _elman_step(projected: Tensor, state: State, weight_hh: Tensor, bias_hh: Tensor) -> State:
+    return (elman_step(projected, state[0], weight_hh, bias_hh),)
+
+
+class RNN(nn.Module):
+    """A stack of Elman RNN layers over padded batches, Eq. (E1), with ``torch.nn.RNN``'s weights (tanh).
+
+    Built like ``LSTM`` (see its docstring for ``fast`` and the weights in ``self.rnn``), with one
+    state h and no gates.
+
+    Args:
+        input_size: I.
+        hidden_size: H.
+        num_layers: L, layers stacked; layer l > 0 reads the (B, T, D*H) output of layer l-1.
+        bidirectional: add a backward direction (D = 2) whose outputs are concatenated.
+        dropout: dropout probability between layers (training only).
+        fast: use PyTorch's kernel instead of the equation.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        fast: bool = False,
+    ) -> None:
+        super().__init__()
+        self.input_size, self.hidden_size, self.fast = input_size, hidden_size, fast
+        self.rnn = nn.RNN(
+            input_size,
+            hidden_size,
+            num_layers,
+            nonlinearity="tanh",
+            batch_first=True,
+            dropout=dropout,
+            bidirectional=bidirectional,
+        )
+
+    def forward(
+        self,
+        x: Tensor,
+        lengths: Tensor | None = None,
+        *,
+        mask: Tensor | None = None,
+        state: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Run every layer and direction over right-padded sequences.
+
+        Args:
+            x: input sequences, batch first.
+            lengths: number of real tokens of each sequence, 1 <= lengths[b] <= T; None = all T.
+            mask: alternative to ``lengths``: boolean, True = real token, right-padded.
+            state: initial h_0; None for zeros.
+
+        Shape:
+            x: (B, T, I); lengths: (B,); mask: (B, T); state: (L*D, B, H).
+            output: (B, T, D*H), zero at padded positions; final h: (L*D, B, H).
+        """
+        lengths = _check_lengths(self, x, lengths, mask)
+        (h_0,) = _initial_state(self.rnn, x, None if state is None else (state,), 1)
+        if self.fast:
+            return _packed_forward(self.rnn, x, lengths, h_0)
+        outputs, (h,) = _stacked_scan(self.rnn, _elman_step, x, lengths, (h_0,), self.training)
         return outputs, h
 
 

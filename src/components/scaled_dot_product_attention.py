@@ -14,7 +14,8 @@ Backend = Literal["sdpa", "math"]
 
 
 def scaled_dot_product_attention(
-    query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = None, dropout_p: float = 0.0
+    query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = None, dropout_p: float = 0.0,
+    bias: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Attention(Q, K, V) = softmax(Q K^T / sqrt(d_k)) V (Eq. 1), returning the weights as well.
 
@@ -27,13 +28,16 @@ def scaled_dot_product_attention(
         mask: boolean, True = may attend; ``None`` attends everywhere.
         dropout_p: dropout on the weights (Sec. 5.4 applies dropout to sublayer outputs; attention
             dropout is the common extension used by ``torch.nn.MultiheadAttention``).
+        bias: added to the scores before the softmax (ALiBi, ``src/components/alibi.py``).
 
     Shape:
-        query: (B, H, T, D); key, value: (B, H, S, D); mask: broadcastable to (B, H, T, S).
+        query: (B, H, T, D); key, value: (B, H, S, D); mask, bias: broadcastable to (B, H, T, S).
         output: (B, H, T, D); weights: (B, H, T, S), before dropout.
     """
     # (B, H, T, D) @ (B, H, D, S) -> (B, H, T, S)
     scores = query @ key.transpose(-2, -1) / math.sqrt(query.size(-1))
+    if bias is not None:
+        scores = scores + bias
     if mask is not None:
         scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
     weights = scores.softmax(dim=-1)

@@ -52,7 +52,7 @@ class ExperimentConfig(FrozenConfig):
     @model_validator(mode="after")
     def _family_fits_the_task(self) -> "ExperimentConfig":
         fits = {"translation": {"encoder_decoder"},
-                "classification": {"encoder_classifier", "lstm_classifier", "gru_classifier"},
+                "classification": {"encoder_classifier", "lstm_classifier", "gru_classifier", "rnn_classifier"},
                 "language_modeling": {"decoder_lm"}, "image_classification": {"vit"}}[self.task]
         if self.model.family not in fits:
             raise ValueError(f"task={self.task!r} needs model.family in {sorted(fits)}, got {self.model.family!r}")

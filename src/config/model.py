@@ -16,14 +16,15 @@ class ModelConfig(FrozenConfig):
     """
 
     # encoder_decoder: translation (Vaswani et al. 2017); encoder_classifier: BERT-like text classifier;
-    # lstm_classifier / gru_classifier: recurrent baselines (d_model wide, n_encoder_layers deep);
+    # lstm_classifier / gru_classifier / rnn_classifier: recurrent baselines, the last the plain Elman RNN
+    # (d_model wide, n_encoder_layers deep);
     # decoder_lm: GPT-like language model (n_decoder_layers deep); vit: Vision Transformer
     # (Dosovitskiy et al. 2021, n_encoder_layers deep)
     family: Literal["encoder_decoder", "encoder_classifier", "lstm_classifier", "gru_classifier",
-                    "decoder_lm", "vit"] = "encoder_decoder"
+                    "rnn_classifier", "decoder_lm", "vit"] = "encoder_decoder"
     pooling: Literal["cls", "mean"] = "cls"  # encoder_classifier: [CLS] state or mean of the real tokens
-    rnn_bidirectional: bool = True  # lstm/gru_classifier: read the text both ways
-    rnn_fast: bool = True  # lstm/gru_classifier: PyTorch's kernel on the same weights (False: the equations)
+    rnn_bidirectional: bool = True  # lstm/gru/rnn_classifier: read the text both ways
+    rnn_fast: bool = True  # lstm/gru/rnn_classifier: PyTorch's kernel on the same weights (False: the equations)
     d_model: PositiveInt = 256
     n_heads: PositiveInt = 4
     n_encoder_layers: PositiveInt = 3

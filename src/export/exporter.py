@@ -126,7 +126,7 @@ def check_graphs(trained: InferenceModel, graphs: dict[str, Any], out: Path) -> 
 def graph_specs(trained: InferenceModel) -> list[GraphSpec]:
     """The graphs of ``trained.family``, with example inputs and dynamic axes."""
     family, model, cfg = trained.family, trained.model, trained.config.model
-    if family in ("lstm_classifier", "gru_classifier"):
+    if family in ("lstm_classifier", "gru_classifier", "rnn_classifier"):
         raise ExportError(RECURRENT_REFUSAL.format(family=family))
     Dim = torch.export.Dim
     batch, length = Dim("batch"), Dim("length", max=cfg.max_positions)

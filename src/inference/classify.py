@@ -1,4 +1,4 @@
-"""Classify texts with a text classifier rebuilt by ``load_for_inference`` (encoder, LSTM or GRU).
+"""Classify texts with a text classifier rebuilt by ``load_for_inference`` (encoder, LSTM, GRU or Elman RNN).
 
 A text reaches the model as a training text did: HTML cleaned and normalised (``clean_html``, as
 the data step), then ``[CLS] + tokens`` cut to ``tokenizer.max_tokens_per_sentence``
@@ -10,7 +10,7 @@ import torch
 
 from src.inference.loader import InferenceModel
 
-TEXT_CLASSIFIERS = frozenset({"encoder_classifier", "lstm_classifier", "gru_classifier"})
+TEXT_CLASSIFIERS = frozenset({"encoder_classifier", "lstm_classifier", "gru_classifier", "rnn_classifier"})
 
 
 @torch.no_grad()

@@ -22,7 +22,8 @@ from src.training.checkpoint import CheckpointError, load_checkpoint
 
 CHECKPOINT_FORMAT = 2
 FAMILY = "encoder_decoder"  # translation; the classifiers also store their class names ("labels")
-FAMILIES = frozenset({"encoder_decoder", "encoder_classifier", "lstm_classifier", "gru_classifier", "decoder_lm", "vit"})
+FAMILIES = frozenset({"encoder_decoder", "encoder_classifier", "lstm_classifier", "gru_classifier", "rnn_classifier",
+                      "decoder_lm", "vit"})
 INFERENCE_KEYS = ("format", "family", "config", "tokenizers", "special_ids")
 
 

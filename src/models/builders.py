@@ -26,6 +26,8 @@ def build(cfg: ModelConfig, **sizes: Any) -> nn.Module:
                                                         sizes["pad_id"]),
         "gru_classifier": lambda: build_rnn_classifier(cfg, "gru", sizes["vocab_size"], sizes["n_classes"],
                                                        sizes["pad_id"]),
+        "rnn_classifier": lambda: build_rnn_classifier(cfg, "rnn", sizes["vocab_size"], sizes["n_classes"],
+                                                       sizes["pad_id"]),
         "decoder_lm": lambda: build_decoder_lm(cfg, sizes["vocab_size"], sizes["pad_id"]),
         "vit": lambda: build_vit(cfg, sizes["n_classes"]),
     }

@@ -82,17 +82,20 @@ class DecoderLM(nn.Module):
         layer_norm_eps: epsilon of the final LayerNorm.
         pad_id: padding token id (kept for the loaders and decoders; windows of running text have none).
         tie_output: ``lm_head`` shares the token embedding's weight (GPT-2; Press & Wolf 2017).
+        final_norm: the norm after the stack; None = LayerNorm (GPT-2). The Llama-shaped model
+            (``src/models/llama.py``) passes an RMSNorm.
     """
 
-    def __init__(self, vocab_size: int, positional: nn.Module, blocks: list[DecoderBlock], d_model: int,
-                 dropout: float, layer_norm_eps: float, pad_id: int, tie_output: bool) -> None:
+    def __init__(self, vocab_size: int, positional: nn.Module, blocks: list[nn.Module], d_model: int,
+                 dropout: float, layer_norm_eps: float, pad_id: int, tie_output: bool,
+                 final_norm: nn.Module | None = None) -> None:
         super().__init__()
         self.token_embedding = nn.Embedding(vocab_size, d_model)
         self.positional = positional
         self.dropout = nn.Dropout(dropout)
         self.decoder = nn.Module()
         self.decoder.layers = nn.ModuleList(blocks)
-        self.norm = nn.LayerNorm(d_model, eps=layer_norm_eps)
+        self.norm = nn.LayerNorm(d_model, eps=layer_norm_eps) if final_norm is None else final_norm
         self.lm_head = nn.Linear(d_model, vocab_size, bias=False)
         self.pad_id, self.max_positions = pad_id, positional.max_positions
         init_gpt2_weights(self, len(blocks))

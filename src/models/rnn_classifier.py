@@ -1,6 +1,6 @@
-"""LSTM and GRU text classifiers: the recurrent baselines the Transformer classifier is compared with.
+"""LSTM, GRU and Elman RNN text classifiers: the recurrent baselines of the Transformer classifier.
 
-Reading order: token embeddings -> a (bidirectional) ``LSTM``/``GRU`` from ``src/components/recurrent.py``
+Reading order: token embeddings -> a (bidirectional) ``LSTM``/``GRU``/``RNN`` (``src/components/recurrent.py``)
 -> the final hidden state of each direction's last layer, concatenated -> the same classification head
 as the encoder classifier. The recurrence stops at each text's own last real token, so padding a
 batch does not change a text's logits.
@@ -10,12 +10,12 @@ from typing import Literal
 
 from torch import Tensor, nn
 
-from src.components.recurrent import GRU, LSTM
+from src.components.recurrent import GRU, LSTM, RNN
 from src.config.model import ModelConfig
 from src.models.encoder_classifier import ClassificationHead
 from src.models.inputs import check_token_ids
 
-Cell = Literal["lstm", "gru"]
+Cell = Literal["lstm", "gru", "rnn"]
 
 
 class RNNClassifier(nn.Module):
@@ -25,13 +25,13 @@ class RNNClassifier(nn.Module):
 
     Args:
         embedding: token table (padding row kept at zero).
-        rnn: an ``LSTM`` or ``GRU`` layer stack, batch first.
+        rnn: an ``LSTM``, ``GRU`` or (Elman) ``RNN`` layer stack, batch first.
         head: the final-state vector (D*H) -> class logits.
         pad_id: padding token id; lengths are derived from it (right-padded input).
         dropout: dropout on the embeddings.
     """
 
-    def __init__(self, embedding: nn.Embedding, rnn: LSTM | GRU, head: ClassificationHead, pad_id: int,
+    def __init__(self, embedding: nn.Embedding, rnn: LSTM | GRU | RNN, head: ClassificationHead, pad_id: int,
                  dropout: float) -> None:
         super().__init__()
         self.embeddings, self.rnn, self.head = embedding, rnn, head
@@ -60,7 +60,7 @@ def build_rnn_classifier(cfg: ModelConfig, cell: Cell, vocab_size: int, n_classe
     ``cfg.rnn_bidirectional`` adds a backward direction; ``cfg.rnn_fast`` runs PyTorch's kernel on the
     same weights instead of the equations (see ``src/components/recurrent.py``).
     """
-    layers = {"lstm": LSTM, "gru": GRU}[cell]
+    layers = {"lstm": LSTM, "gru": GRU, "rnn": RNN}[cell]
     rnn = layers(cfg.d_model, cfg.d_model, cfg.n_encoder_layers, bidirectional=cfg.rnn_bidirectional,
                  dropout=cfg.dropout if cfg.n_encoder_layers > 1 else 0.0, fast=cfg.rnn_fast)
     directions = 2 if cfg.rnn_bidirectional else 1

@@ -4,7 +4,7 @@ The FastAPI app (``src/serving/app.py``) drives this class, and so can clearml-s
 its custom engine imports a file defining ``Preprocess``, calls ``load`` with the local copy of
 the registered model's weights, then per request ``preprocess(body) -> process -> postprocess``.
 One ``Preprocess`` serves the family of the checkpoint it loads: translation (encoder_decoder),
-text classification (encoder, LSTM, GRU) or generation (decoder_lm).
+text classification (encoder, LSTM, GRU, Elman RNN) or generation (decoder_lm).
 
 Deploying it where a ClearML server and clearml-serving run (the project must be importable in
 the inference container, e.g. ``CLEARML_EXTRA_PYTHON_PACKAGES`` plus this repository on
@@ -42,7 +42,7 @@ from src.serving.validation import (
 )
 
 TASKS = {"encoder_decoder": "translate", "encoder_classifier": "classify", "lstm_classifier": "classify",
-         "gru_classifier": "classify", "decoder_lm": "generate"}
+         "gru_classifier": "classify", "rnn_classifier": "classify", "decoder_lm": "generate"}
 FAMILIES_OF = {task: sorted(f for f, t in TASKS.items() if t == task) for task in set(TASKS.values())}
 Statistics = Callable[[dict], None] | None
 # /v1/generate: 0 is greedy; a positive temperature this small already is (logits / T then overflow to inf and

@@ -1,6 +1,8 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from transformers import LlamaConfig
+from transformers.models.llama.modeling_llama import LlamaMLP
 
 from src.components.feed_forward import PositionwiseFeedForward
 
@@ -34,3 +36,27 @@ def test_swiglu_gates_one_half_with_swish_of_the_other():
 def test_unknown_activation_is_rejected():
     with pytest.raises(ValueError, match="'tanh'"):
         PositionwiseFeedForward(8, 32, activation="tanh")
+
+
+def test_swiglu_without_biases_matches_hugging_face_llama_mlp_with_gradients():
+    torch.manual_seed(0)
+    config = LlamaConfig(hidden_size=12, intermediate_size=20, num_attention_heads=2, num_key_value_heads=2,
+                         hidden_act="silu", mlp_bias=False)
+    llama = LlamaMLP(config)
+    ffn = PositionwiseFeedForward(12, 20, activation="swiglu", bias=False)
+    assert ffn.linear1.bias is None and ffn.linear2.bias is None
+    with torch.no_grad():  # linear1's rows are W (gate) then V (up), Shazeer's Eq. 6
+        ffn.linear1.weight.copy_(torch.cat([llama.gate_proj.weight, llama.up_proj.weight]))
+        ffn.linear2.weight.copy_(llama.down_proj.weight)
+    x = torch.randn(3, 5, 12, requires_grad=True)
+    out, expected = ffn(x), llama(x)
+    torch.testing.assert_close(out, expected, atol=1e-6, rtol=1e-5)
+    upstream = torch.randn_like(out)
+    (grad,) = torch.autograd.grad(out, x, upstream)
+    (expected_grad,) = torch.autograd.grad(expected, x, upstream)
+    torch.testing.assert_close(grad, expected_grad, atol=1e-6, rtol=1e-5)
+    weight_grads = torch.autograd.grad(ffn(x), [ffn.linear1.weight, ffn.linear2.weight], upstream)
+    expected_grads = torch.autograd.grad(llama(x), [llama.gate_proj.weight, llama.up_proj.weight,
+                                                    llama.down_proj.weight], upstream)
+    torch.testing.assert_close(weight_grads[0], torch.cat(expected_grads[:2]), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(weight_grads[1], expected_grads[2], atol=1e-6, rtol=1e-5)

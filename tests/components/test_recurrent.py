@@ -5,12 +5,12 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from src.components.recurrent import GRU, LSTM, GRUCell, LSTMCell
+from src.components.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 
 B, T, I, H = 4, 7, 3, 5
 LENGTHS = torch.tensor([5, 2, 7, 1])  # unsorted, one full-length, one of a single token
-LAYERS = {"lstm": (LSTM, nn.LSTM), "gru": (GRU, nn.GRU)}
-CELLS = {"lstm": (LSTMCell, nn.LSTMCell), "gru": (GRUCell, nn.GRUCell)}
+LAYERS = {"lstm": (LSTM, nn.LSTM), "gru": (GRU, nn.GRU), "rnn": (RNN, nn.RNN)}
+CELLS = {"lstm": (LSTMCell, nn.LSTMCell), "gru": (GRUCell, nn.GRUCell), "rnn": (RNNCell, nn.RNNCell)}
 
 
 def _layer(kind: str, **kwargs) -> nn.Module:
@@ -51,7 +51,7 @@ def _assert_all_close(actual, expected) -> None:
         torch.testing.assert_close(a, e, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
 def test_cell_matches_torch_cell(kind):
     ours_cls, theirs_cls = CELLS[kind]
     torch.manual_seed(0)
@@ -69,11 +69,11 @@ def test_cell_matches_torch_cell(kind):
         _assert_all_close(a, e)
 
 
-@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
 def test_cell_init_is_uniform_within_one_over_sqrt_hidden(kind):
     torch.manual_seed(0)
     cell = CELLS[kind][0](16, 64)
-    gates = 4 if kind == "lstm" else 3
+    gates = {"lstm": 4, "gru": 3, "rnn": 1}[kind]
     assert cell.weight_ih.shape == (gates * 64, 16) and cell.weight_hh.shape == (gates * 64, 64)
     assert cell.bias_ih.shape == cell.bias_hh.shape == (gates * 64,)
     weights = torch.cat([p.flatten() for p in cell.parameters()])
@@ -83,7 +83,7 @@ def test_cell_init_is_uniform_within_one_over_sqrt_hidden(kind):
 
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
 @pytest.mark.parametrize("num_layers", [1, 2])
-@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
 def test_equations_match_torch_on_packed_sequences(kind, num_layers, bidirectional):
     ours = _layer(kind, num_layers=num_layers, bidirectional=bidirectional)
     theirs = LAYERS[kind][1](I, H, num_layers, batch_first=True, bidirectional=bidirectional)
@@ -96,7 +96,24 @@ def test_equations_match_torch_on_packed_sequences(kind, num_layers, bidirection
         _assert_all_close(a if isinstance(a, tuple) else [a], e if isinstance(e, tuple) else [e])
 
 
-@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_elman_layer_is_equation_e1_written_out():
+    """h_t = tanh(W x_t + U h_{t-1} + b) step by step; padded rows keep h and output zeros."""
+    rnn = _layer("rnn")
+    w, u = rnn.rnn.weight_ih_l0, rnn.rnn.weight_hh_l0
+    b = rnn.rnn.bias_ih_l0 + rnn.rnn.bias_hh_l0
+    x = torch.randn(B, T, I)
+    outputs, final = rnn(x, LENGTHS)
+    for row, length in enumerate(LENGTHS.tolist()):
+        h = torch.zeros(H)
+        for t in range(length):
+            h = torch.tanh(w @ x[row, t] + u @ h + b)
+            torch.testing.assert_close(outputs[row, t], h, atol=1e-6, rtol=0)
+        torch.testing.assert_close(final[0, row], h, atol=1e-6, rtol=0)
+    real = torch.arange(T) < LENGTHS[:, None]  # (B, T)
+    assert outputs[~real].abs().max() == 0
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
 def test_initial_state_matches_torch(kind):
     ours = _layer(kind, num_layers=2, bidirectional=True)
     theirs = LAYERS[kind][1](I, H, 2, batch_first=True, bidirectional=True)
@@ -110,7 +127,7 @@ def test_initial_state_matches_torch(kind):
     _assert_all_close(_states(final), _states(expected_final))
 
 
-@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
 def test_extra_padding_changes_nothing_and_padded_outputs_are_zero(kind):
     model = _layer(kind, num_layers=2, bidirectional=True)
     x = torch.randn(B, T, I)
@@ -123,7 +140,7 @@ def test_extra_padding_changes_nothing_and_padded_outputs_are_zero(kind):
     assert outputs[~real].abs().max() == 0 and longer_outputs[:, T:].abs().max() == 0
 
 
-@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
 def test_each_sequence_of_a_batch_equals_running_it_alone(kind):
     """The backward direction starts at each sequence's own last real token, not at T-1."""
     model = _layer(kind, bidirectional=True)
@@ -135,7 +152,7 @@ def test_each_sequence_of_a_batch_equals_running_it_alone(kind):
         _assert_all_close([s[:, b] for s in _states(final)], [s[:, 0] for s in _states(alone_final)])
 
 
-@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
 def test_fast_path_equals_equations_path_on_the_same_parameters(kind):
     model = _layer(kind, num_layers=2, bidirectional=True)
     assert {n for n, _ in model.named_parameters()} == {f"rnn.{n}" for n, _ in model.rnn.named_parameters()}
@@ -151,7 +168,7 @@ def test_fast_path_equals_equations_path_on_the_same_parameters(kind):
 
 
 @pytest.mark.parametrize("fast", [False, True], ids=["equations", "fast"])
-@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
 def test_mask_is_the_same_as_lengths(kind, fast):
     model = _layer(kind, bidirectional=True, fast=fast)
     x = torch.randn(B, T, I)
@@ -179,7 +196,7 @@ def test_mask_is_the_same_as_lengths(kind, fast):
         ((B, T, I), {"state": torch.zeros(1, B + 1, H)}, r"\(L\*D, B, H\) = \(2, 4, 5\), got \(1, 5, 5\)"),
     ],
 )
-@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
 def test_bad_inputs_raise_value_errors_with_expected_and_actual(kind, x_shape, kwargs, message):
     model = _layer(kind, bidirectional=True)
     if "state" in kwargs and kind == "lstm":
@@ -188,7 +205,7 @@ def test_bad_inputs_raise_value_errors_with_expected_and_actual(kind, x_shape, k
         model(torch.randn(x_shape), **kwargs)
 
 
-@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
 def test_bad_cell_inputs_raise_value_errors(kind):
     cell = CELLS[kind][0](I, H)
     with pytest.raises(ValueError, match=r"\(B, I=3\), got \(4, 7, 3\)"):

@@ -95,7 +95,7 @@ def test_triton_repositories_match_their_graphs(classifier, language_model, vit)
     assert list(manifest["graphs"]["decoder_lm"]["inputs"]) == ["tokens", "past_kv"]
 
 
-@pytest.mark.parametrize("config", ["config/imdb_lstm.yaml", "config/imdb_gru.yaml"])
+@pytest.mark.parametrize("config", ["config/imdb_lstm.yaml", "config/imdb_gru.yaml", "config/imdb_rnn.yaml"])
 def test_recurrent_classifiers_are_refused_with_the_reason(tmp_path, config):
     checkpoint = make_checkpoint(tmp_path, config, ("text",), labels=["neg", "pos"], model={"d_model": 16})
     with pytest.raises(ExportError, match="does not export to ONNX with a dynamic length: .* Python loop over the time steps"):

@@ -9,14 +9,14 @@ from src.models.rnn_classifier import RNNClassifier
 from src.models.transformer import EncoderDecoderTransformer
 from tests.models.token_texts import fit_accuracy
 
-CLASSIFIERS = ["encoder_classifier", "lstm_classifier", "gru_classifier"]
+CLASSIFIERS = ["encoder_classifier", "lstm_classifier", "gru_classifier", "rnn_classifier"]
 SIZES = {"vocab_size": 20, "n_classes": 3, "pad_id": 0}
 
 
 def test_each_family_builds_its_model(tiny_config):
     assert isinstance(build(tiny_config, src_vocab_size=20, tgt_vocab_size=20, pad_id=0), EncoderDecoderTransformer)
     assert isinstance(build(tiny_config.model_copy(update={"family": "encoder_classifier"}), **SIZES), EncoderClassifier)
-    for family in ("lstm_classifier", "gru_classifier"):
+    for family in ("lstm_classifier", "gru_classifier", "rnn_classifier"):
         assert isinstance(build(tiny_config.model_copy(update={"family": family}), **SIZES), RNNClassifier)
 
 
@@ -38,7 +38,7 @@ def test_padding_does_not_change_a_classifiers_logits(tiny_config, family, fast)
         assert torch.allclose(model(tokens)[:1], model(tokens[:1, :4]), atol=1e-5)
 
 
-@pytest.mark.parametrize("family", ["lstm_classifier", "gru_classifier"])
+@pytest.mark.parametrize("family", ["lstm_classifier", "gru_classifier", "rnn_classifier"])
 def test_the_recurrent_classifiers_learn_whether_a_token_occurs(tiny_config, family):
     torch.manual_seed(0)
     model = build(tiny_config.model_copy(update={"family": family}), vocab_size=20, n_classes=2, pad_id=0)

@@ -54,7 +54,7 @@ def test_texts_start_with_cls_and_are_cut_to_the_budget(tokenizer):
     assert truncated == 1
 
 
-@pytest.mark.parametrize("family", ["encoder_classifier", "lstm_classifier"])
+@pytest.mark.parametrize("family", ["encoder_classifier", "lstm_classifier", "rnn_classifier"])
 def test_the_shared_loop_trains_a_classifier(tokenizer, tmp_path, family):
     """good/bad reviews: the one training loop, checkpoints and heatmaps, unchanged, for a classifier."""
     torch.manual_seed(0)
