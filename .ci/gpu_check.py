@@ -132,7 +132,8 @@ def environment(ctx: dict):
     def parse(returncode: int, stdout: str):
         result = json_of(stdout, "environment")
         result["nvidia_smi"] = _nvidia_smi()
-        result["commit"] = _git("rev-parse", "HEAD")
+        # A copy of the tree without .git (as some GPU machines get) is named by GPU_CHECK_COMMIT instead.
+        result["commit"] = _git("rev-parse", "HEAD") or os.environ.get("GPU_CHECK_COMMIT")
         status = _git("status", "--porcelain", "--untracked-files=no")
         result["worktree_changed"] = None if status is None else bool(status)
         result["cpu_count"] = os.cpu_count()
