@@ -174,7 +174,10 @@ def gpu_tests(ctx: dict):
                   "outcomes": outcomes, "exit_status": returncode}
         if not files or counts["tests"] == 0:
             raise StageError(f"no gpu-marked test was collected from {files}")
-        return ("ok" if counts["failures"] + counts["errors"] == 0 and returncode == 0 else "failed"), result
+        if counts["failures"] + counts["errors"] or returncode:
+            failed = [name for name, outcome in outcomes.items() if outcome.startswith("failed")]
+            return "failed", result | {"error": f"pytest exit {returncode}; failed: {failed}"}
+        return "ok", result
 
     return command, parse
 
@@ -253,7 +256,11 @@ def parity(ctx: dict):
                   "beam_identical": report[beam], "max_abs_logit_diff": report["max_abs_logit_diff"],
                   "atol": report["atol"], "parity": report["ok"],
                   "note": "both sides on the CPU: the export check runs PyTorch and ONNX Runtime (CPU build) there"}
-        return ("ok" if report["ok"] and returncode == 0 else "failed"), result
+        if not report["ok"] or returncode:
+            return "failed", result | {"error": (
+                f"no parity: greedy {report['greedy']}/{report['sentences']}, {beam} {report[beam]}/{report['sentences']} "
+                f"identical, logits {report['max_abs_logit_diff']:.2e} (allowed {report['atol']:.0e})")}
+        return "ok", result
 
     return command, parse
 
@@ -279,7 +286,9 @@ def serving(ctx: dict):
                   "window_ms": report["window_ms"], "max_batch_size": report["max_batch_size"],
                   "rows": rows, **speedups}
         errors = sum(row["errors"] for row in rows)
-        return ("ok" if returncode == 0 and not errors else "failed"), result
+        if errors or returncode:
+            return "failed", result | {"error": f"{errors} request(s) failed (exit {returncode})"}
+        return "ok", result
 
     return command, parse
 
@@ -327,6 +336,8 @@ def run_stage(name: str, ctx: dict, deadline: float) -> dict:
         returncode, stdout = run_command(command, limit, log)
         record["exit_status"] = returncode
         record["status"], record["result"] = parse(returncode, stdout)
+        if "error" in record["result"]:  # a stage that ran and failed: the reason, beside the status
+            record["error"] = record["result"].pop("error")
     except subprocess.TimeoutExpired:
         record |= {"status": "timeout", "error": f"stopped after its limit of {limit:.0f} s"}
     except Exception as err:  # a stage's failure is a result: record it and go on with the next stage

@@ -34,14 +34,13 @@ def gpu_marked_tests() -> int:
 
 
 @pytest.fixture(scope="module")
-def dry_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, dict, float]:
+def dry_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, dict]:
     if not Path("/usr/share/trans/de-en").exists():
         missing_data("the Ding corpus (Debian's trans-de-en) is not installed; config/gpu.yaml trains on it")
     tmp = tmp_path_factory.mktemp("gpu_check")
     env = {k: v for k, v in clean_env(tmp / "home").items() if not k.startswith("PYTEST_")}  # not a pytest worker
     env["PYTHON"] = sys.executable
     out = tmp / "result" / "gpu-check.json"
-    start = time.monotonic()
     proc = subprocess.Popen([str(SCRIPT), "--dry-run", "--out", str(out), "--work-dir", str(tmp / "work")],
                             cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
@@ -50,12 +49,11 @@ def dry_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, dict, float]
     finally:
         kill_process_group(proc)
     assert proc.returncode == 0, f"{stdout[-2000:]}\n{stderr[-5000:]}\n{out.read_text() if out.exists() else ''}"
-    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr), json.loads(out.read_text()), \
-        time.monotonic() - start
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr), json.loads(out.read_text())
 
 
 def test_the_dry_run_passes_every_stage_and_fills_the_fields_the_gpu_run_reports(dry_run):
-    proc, report, seconds = dry_run
+    proc, report = dry_run
     stages = report["stages"]
     assert report["dry_run"] is True and report["all_ok"] is True
     assert list(stages) == list(gpu_check.STAGES), list(stages)
@@ -92,7 +90,6 @@ def test_the_dry_run_passes_every_stage_and_fills_the_fields_the_gpu_run_reports
     assert all(r["errors"] == 0 and r["sentences_per_s"] > 0 and r["p99_ms"] >= r["p50_ms"] for r in serving["rows"])
     assert sorted(k for k in serving if k.startswith("speedup")) == [
         "speedup_batching_c2_over_sequential", "speedup_batching_on_over_off_c2"]
-    print(f"dry run: {seconds:.0f} s")  # noqa: T201  (the wall time, for -s)
 
 
 def option_names(command: list[str]) -> set[str]:
@@ -155,3 +152,18 @@ def test_a_stage_whose_input_stage_failed_is_skipped_with_the_reason(tmp_path, m
     assert stages["train"]["status"] == "error" and "run folder:" in stages["train"]["error"]
     assert stages["export"] == {"status": "skipped", "error": "needs the train stage, which ended error"}
     assert stages["parity"] == {"status": "skipped", "error": "needs the export stage, which ended skipped"}
+
+
+def test_a_failing_gpu_test_fails_its_stage_with_the_test_named(tmp_path, monkeypatch):
+    junit = ('<testsuites><testsuite tests="2" failures="1" errors="0" skipped="0">'
+             '<testcase classname="tests.test_x" name="test_ok"/><testcase classname="tests.test_x" name="test_bf16">'
+             '<failure message="assert 0.3 &lt; 0.01"/></testcase></testsuite></testsuites>')
+    write = f"import pathlib, sys; pathlib.Path(sys.argv[1]).write_text({junit!r}); sys.exit(1)"
+    monkeypatch.setitem(gpu_check.STAGES, "gpu_tests", lambda ctx: (
+        [sys.executable, "-c", write, str(ctx["work"] / "gpu-tests.xml")], gpu_check.gpu_tests(ctx)[1]))
+    out = tmp_path / "result.json"
+    assert gpu_check.main(["--stages", "gpu_tests", "--out", str(out), "--work-dir", str(tmp_path)]) == 1
+    stage = json.loads(out.read_text())["stages"]["gpu_tests"]
+    assert stage["status"] == "failed" and "tests.test_x::test_bf16" in stage["error"]
+    assert {k: stage["result"][k] for k in ("selected", "passed", "failed")} == {"selected": 2, "passed": 1, "failed": 1}
+    assert stage["result"]["outcomes"]["tests.test_x::test_bf16"] == "failed: assert 0.3 < 0.01"
