@@ -137,6 +137,7 @@ def environment(ctx: dict):
         status = _git("status", "--porcelain", "--untracked-files=no")
         result["worktree_changed"] = None if status is None else bool(status)
         result["cpu_count"] = os.cpu_count()
+        result["packages_off_pin"] = _packages_off_pin()
         if not ctx["dry_run"] and not result["cuda_available"]:
             return "failed", result | {"error": "PyTorch sees no CUDA device (torch " + result["torch"] + ")"}
         return ("ok" if returncode == 0 else "error"), result
@@ -306,6 +307,27 @@ def _nvidia_smi() -> dict:
         return {"error": f"{type(err).__name__}: {err}"}
     return {"gpus": [dict(zip(query.split(","), (v.strip() for v in line.split(","))))
                      for line in out.strip().splitlines()]}
+
+
+def _packages_off_pin() -> dict[str, str | None]:
+    """The requirements.txt pins this interpreter does not hold: {name: installed version, None if missing}.
+
+    A GPU machine often brings its own torch; the figures then belong to that version, not the pin.
+    """
+    from importlib import metadata
+
+    off = {}
+    for line in (REPO / "requirements.txt").read_text().splitlines():
+        name, _, pinned = line.split("#")[0].strip().partition("==")
+        if not pinned:
+            continue
+        try:
+            installed = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            installed = None
+        if installed is None or installed.split("+")[0] != pinned:  # 2.13.0+cu130 meets the pin 2.13.0
+            off[name] = installed
+    return off
 
 
 def _git(*args: str) -> str | None:

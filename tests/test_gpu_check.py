@@ -62,6 +62,7 @@ def test_the_dry_run_passes_every_stage_and_fills_the_fields_the_gpu_run_reports
 
     env = report["environment"]
     assert env["torch"] and len(env["commit"]) == 40 and "nvidia_smi" in env and env["cuda_available"] is False
+    assert "packages_off_pin" in env
 
     tests = stages["gpu_tests"]["result"]
     assert tests["selected"] == gpu_marked_tests() >= 5  # -m gpu reached every marked test
@@ -167,3 +168,19 @@ def test_a_failing_gpu_test_fails_its_stage_with_the_test_named(tmp_path, monkey
     assert stage["status"] == "failed" and "tests.test_x::test_bf16" in stage["error"]
     assert {k: stage["result"][k] for k in ("selected", "passed", "failed")} == {"selected": 2, "passed": 1, "failed": 1}
     assert stage["result"]["outcomes"]["tests.test_x::test_bf16"] == "failed: assert 0.3 < 0.01"
+
+
+def test_the_environment_names_the_packages_that_differ_from_their_pins(monkeypatch):
+    from importlib import metadata
+
+    pins = dict(line.split("#")[0].strip().split("==") for line in (REPO / "requirements.txt").read_text().splitlines()
+                if "==" in line.split("#")[0])
+    installed = {**pins, "torch": "2.11.0+cu130", "onnxruntime": pins["onnxruntime"] + "+cu", "loguru": None}
+
+    def version(name: str) -> str:
+        if installed[name] is None:
+            raise metadata.PackageNotFoundError(name)
+        return installed[name]
+
+    monkeypatch.setattr(metadata, "version", version)
+    assert gpu_check._packages_off_pin() == {"torch": "2.11.0+cu130", "loguru": None}
