@@ -29,6 +29,7 @@ def test_no_gpu_keys_without_cuda():
 
 
 @pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_gpu_memory_follows_allocations():
     before = resource_usage()["gpu0_memory_allocated_mb"]
     block = torch.empty(64 * 2**20, dtype=torch.uint8, device="cuda")  # 64 MiB
