@@ -115,9 +115,23 @@ def imdb_long_run(tmp_path_factory: pytest.TempPathFactory):
         "config/imdb_long_tiny.yaml", root, STEPWISE_DATA_DIR=data_dir))
 
 
+# Files whose tests take longest (they train or serve runs), in the order the workers should start
+# them: xdist hands out test files in collection order, so the longest go first and the short ones
+# fill the gaps at the end, instead of one long file starting last and running alone.
+LONGEST_FIRST = ("tests/test_gpu_check.py", "tests/export/test_serving_banded.py", "tests/pipelines/",
+                 "tests/report/", "tests/lessons/", "tests/export/", "tests/serving/", "tests/training/")
+
+
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Run tests/tracking last. One of its in-process offline ClearML tasks leaves a reporter thread
-    that, once a later test points the SDK at the stand-in, retries forever (the "Retrying ...
-    _TokenManager__token" lines); the in-process training tests that used to follow it ran 2-4x
-    slower beside it. Last, it costs nothing, and pytest_sessionfinish ends the process."""
-    items.sort(key=lambda item: "tests/tracking/" in item.nodeid.replace("\\", "/"))
+    """Longest files first (``LONGEST_FIRST``), and tests/tracking last. One of its in-process offline
+    ClearML tasks leaves a reporter thread that, once a later test points the SDK at the stand-in,
+    retries forever (the "Retrying ... _TokenManager__token" lines); the in-process training tests
+    that used to follow it ran 2-4x slower beside it. Last, it costs nothing, and
+    pytest_sessionfinish ends the process."""
+
+    def rank(item: pytest.Item) -> tuple[bool, int]:
+        path = item.nodeid.replace("\\", "/")
+        longest = next((i for i, prefix in enumerate(LONGEST_FIRST) if path.startswith(prefix)), len(LONGEST_FIRST))
+        return path.startswith("tests/tracking/"), longest
+
+    items.sort(key=rank)  # stable: the order inside each file and each rank is kept
