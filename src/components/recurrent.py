@@ -298,31 +298,10 @@ class GRU(nn.Module):
         )
 
     def forward(
-        self,
-        x: Tensor,
-        lengths: Tensor | None = None,
-        *,
-        mask: Tensor | None = None,
-        state: Tensor | None = None,
+        self, x: Tensor, lengths: Tensor | None = None, *, mask: Tensor | None = None, state: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
-        """Run every layer and direction over right-padded sequences.
-
-        Args:
-            x: input sequences, batch first.
-            lengths: number of real tokens of each sequence, 1 <= lengths[b] <= T; None = all T.
-            mask: alternative to ``lengths``: boolean, True = real token, right-padded.
-            state: initial h_0; None for zeros.
-
-        Shape:
-            x: (B, T, I); lengths: (B,); mask: (B, T); state: (L*D, B, H).
-            output: (B, T, D*H), zero at padded positions; final h: (L*D, B, H).
-        """
-        lengths = _check_lengths(self, x, lengths, mask)
-        (h_0,) = _initial_state(self.rnn, x, None if state is None else (state,), 1)
-        if self.fast:
-            return _packed_forward(self.rnn, x, lengths, h_0)
-        outputs, (h,) = _stacked_scan(self.rnn, _gru_step, x, lengths, (h_0,), self.training)
-        return outputs, h
+        """See ``one_state_forward``."""
+        return one_state_forward(self, _gru_step, x, lengths, mask, state)
 
 
 def _elman_step(projected: Tensor, state: State, weight_hh: Tensor, bias_hh: Tensor) -> State:
@@ -366,31 +345,35 @@ class RNN(nn.Module):
         )
 
     def forward(
-        self,
-        x: Tensor,
-        lengths: Tensor | None = None,
-        *,
-        mask: Tensor | None = None,
-        state: Tensor | None = None,
+        self, x: Tensor, lengths: Tensor | None = None, *, mask: Tensor | None = None, state: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
-        """Run every layer and direction over right-padded sequences.
+        """See ``one_state_forward``."""
+        return one_state_forward(self, _elman_step, x, lengths, mask, state)
 
-        Args:
-            x: input sequences, batch first.
-            lengths: number of real tokens of each sequence, 1 <= lengths[b] <= T; None = all T.
-            mask: alternative to ``lengths``: boolean, True = real token, right-padded.
-            state: initial h_0; None for zeros.
 
-        Shape:
-            x: (B, T, I); lengths: (B,); mask: (B, T); state: (L*D, B, H).
-            output: (B, T, D*H), zero at padded positions; final h: (L*D, B, H).
-        """
-        lengths = _check_lengths(self, x, lengths, mask)
-        (h_0,) = _initial_state(self.rnn, x, None if state is None else (state,), 1)
-        if self.fast:
-            return _packed_forward(self.rnn, x, lengths, h_0)
-        outputs, (h,) = _stacked_scan(self.rnn, _elman_step, x, lengths, (h_0,), self.training)
-        return outputs, h
+def one_state_forward(
+    stack: "GRU | RNN", step: Step, x: Tensor, lengths: Tensor | None, mask: Tensor | None, state: Tensor | None
+) -> tuple[Tensor, Tensor]:
+    """``GRU.forward`` and ``RNN.forward``: every layer and direction over right-padded sequences.
+
+    Args:
+        stack: the module, whose weights are ``stack.rnn``'s.
+        step: one time step of its equations on the input projection and the state (h,).
+        x: input sequences, batch first.
+        lengths: number of real tokens of each sequence, 1 <= lengths[b] <= T; None = all T.
+        mask: alternative to ``lengths``: boolean, True = real token, right-padded.
+        state: initial h_0; None for zeros.
+
+    Shape:
+        x: (B, T, I); lengths: (B,); mask: (B, T); state: (L*D, B, H).
+        output: (B, T, D*H), zero at padded positions; final h: (L*D, B, H).
+    """
+    lengths = _check_lengths(stack, x, lengths, mask)
+    (h_0,) = _initial_state(stack.rnn, x, None if state is None else (state,), 1)
+    if stack.fast:
+        return _packed_forward(stack.rnn, x, lengths, h_0)
+    outputs, (h,) = _stacked_scan(stack.rnn, step, x, lengths, (h_0,), stack.training)
+    return outputs, h
 
 
 def _stacked_scan(
