@@ -92,7 +92,10 @@ def test_triton_repositories_match_their_graphs(classifier, language_model, vit)
     for folder, _, _ in (classifier, language_model, vit):
         assert check_triton_repository(folder) == 1
     manifest = json.loads((language_model[0] / "export.json").read_text())
-    assert list(manifest["graphs"]["decoder_lm"]["inputs"]) == ["tokens", "past_kv"]
+    # one key and one value tensor per layer (lm_tiny.yaml: 2 layers), in and out (issue 30)
+    graph = manifest["graphs"]["decoder_lm"]
+    assert list(graph["inputs"]) == ["tokens", "past_key_0", "past_value_0", "past_key_1", "past_value_1"]
+    assert list(graph["outputs"]) == ["logits", "present_key_0", "present_value_0", "present_key_1", "present_value_1"]
 
 
 @pytest.mark.parametrize("config", ["config/imdb_lstm.yaml", "config/imdb_gru.yaml"])
