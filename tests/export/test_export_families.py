@@ -12,7 +12,7 @@ import torch
 
 from src.export.exporter import EXAMPLE_BATCH, EXAMPLE_LENGTH, ExportError, export_checkpoint
 from src.inference import load_for_inference
-from src.inference.onnx_backend import OnnxClassifier, OnnxDecoderLM
+from src.inference.onnx_backend import OnnxClassifier, OnnxDecoderLM, load_onnx_model
 from src.models.sampling import generate
 from src.training.checkpoint import CheckpointError
 from tests.export.conftest import check_triton_repository, make_checkpoint
@@ -86,6 +86,17 @@ def test_lm_cached_greedy_generation_equals_pytorch(language_model):
     # past max_positions=64 the context is cropped and the cache rebuilt, on either backend
     assert torch.equal(generate(onnx.model, prompts[:1], 70, temperature=0.0),
                        generate(torch_model.model, prompts[:1], 70, temperature=0.0))
+
+
+def test_lm_io_bound_generation_equals_the_plain_loop(language_model):
+    # the language model's cache through I/O binding (OrtValues between steps) gives the default loop's answers
+    folder, _, onnx = language_model
+    manifest = json.loads((folder / "export.json").read_text())
+    bound = load_onnx_model(folder, manifest, onnx.model.pad_id, onnx.model.max_positions, io_binding=True)
+    prompts = torch.tensor([[1, 5, 6, 7], [1, 9, 8, 4]])
+    with torch.no_grad():
+        torch.testing.assert_close(bound(prompts), onnx.model(prompts), rtol=0, atol=0)
+    assert torch.equal(generate(bound, prompts, 20, temperature=0.0), generate(onnx.model, prompts, 20, temperature=0.0))
 
 
 def test_triton_repositories_match_their_graphs(classifier, language_model, vit):

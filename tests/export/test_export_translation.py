@@ -98,23 +98,24 @@ def test_the_decoder_step_graph_starts_from_an_empty_cache(exported):
 
 def test_the_io_bound_loop_keeps_the_cache_in_ort_and_equals_the_plain_loop(exported):
     # I/O binding hands each step's present_* OrtValues to the next step without a copy; the plain
-    # loop (InferenceSession.run with numpy) must give the very same tokens and logits
+    # loop (InferenceSession.run with numpy, the default) must give the very same tokens and logits
     _, folder, _, onnx = exported
     manifest = json.loads((folder / "export.json").read_text())
-    plain = load_onnx_model(folder, manifest, PAD_ID, onnx.model.max_positions, io_binding=False)
+    plain = onnx.model
+    bound = load_onnx_model(folder, manifest, PAD_ID, plain.max_positions, io_binding=True)
     src = _sources(6, 10)
     with torch.no_grad():
-        memory, src_mask = onnx.model.encode(src)
-        cache = onnx.model.new_cache()
-        bound_logits = [onnx.model.step_logits(torch.full((6, 1), BOS_ID), memory, src_mask, cache)]
+        memory, src_mask = bound.encode(src)
+        cache = bound.new_cache()
+        first = bound.step_logits(torch.full((6, 1), BOS_ID), memory, src_mask, cache)
         assert all(isinstance(v, ort.OrtValue) for v in cache.values + memory.values) and len(cache) == 1
-        path = greedy_decode(onnx.model, src, bos_id=BOS_ID, eos_id=EOS_ID, max_new_tokens=8)
+        path = greedy_decode(bound, src, bos_id=BOS_ID, eos_id=EOS_ID, max_new_tokens=8)
         expected = logits_along(plain, src, path, BOS_ID)
-        torch.testing.assert_close(logits_along(onnx.model, src, path, BOS_ID), expected, rtol=0, atol=0)
-        torch.testing.assert_close(bound_logits[0], expected[:, 0], rtol=0, atol=0)
+        torch.testing.assert_close(logits_along(bound, src, path, BOS_ID), expected, rtol=0, atol=0)
+        torch.testing.assert_close(first, expected[:, 0], rtol=0, atol=0)
     kwargs = {"bos_id": BOS_ID, "eos_id": EOS_ID, "max_new_tokens": 12}
-    assert torch.equal(greedy_decode(onnx.model, src, **kwargs), greedy_decode(plain, src, **kwargs))
-    assert torch.equal(beam_search(onnx.model, src, beam_size=3, length_penalty=0.6, **kwargs),
+    assert torch.equal(greedy_decode(bound, src, **kwargs), greedy_decode(plain, src, **kwargs))
+    assert torch.equal(beam_search(bound, src, beam_size=3, length_penalty=0.6, **kwargs),
                        beam_search(plain, src, beam_size=3, length_penalty=0.6, **kwargs))
 
 
