@@ -5,13 +5,15 @@
 Both backends decode the same sentences (the run's test split, ``src/runs/folders.py::run_test_sentences``,
 when the run folder has it, else a built-in handful repeated) with the same ``translate`` loop (length-sorted batches) and
 ``greedy_decode``; each (backend, batch size) is timed ``--repeats`` times after one warm-up
-pass, and the median is reported with sentences/s. The table also says whether the two backends
+pass, the backends taking turns (paired: a burst of load on a shared machine hits both), and the median
+is reported with sentences/s, with the machine's load average before and after. The table also says whether the two backends
 produced the same tokens for every sentence. The ONNX graphs are exported first if the
 checkpoint has no up-to-date export (``load_for_inference(backend="onnx")``).
 """
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -43,25 +45,32 @@ def bench(checkpoint: Path, n_sentences: int, repeats: int, batch_sizes: list[in
         raise ValueError(f"--sentences, --repeats and --batch-sizes must be >= 1, got {n_sentences}, {repeats}, {batch_sizes}")
     models, sources, source, limit = both_backends(checkpoint, n_sentences, "the bench decodes")
     rows, outputs = [], {}
+    load_before = os.getloadavg()
     for batch_size in batch_sizes:
+        runs = {}
         for name, trained in models.items():
             decode = decoder_for(trained, beam=1)
             def run(trained=trained, decode=decode, batch_size=batch_size) -> list:
                 return translate(trained.model, sources, decode, batch_size, trained.device, "bench", limit)
 
+            runs[name] = run
             outputs[name, batch_size] = run()  # warm-up, and the tokens compared below
-            times = []
-            for _ in range(repeats):
+        times = {name: [] for name in runs}
+        for _ in range(repeats):
+            for name, run in runs.items():  # in turns, so that both backends see the same load
                 started = time.perf_counter()
                 run()
-                times.append(time.perf_counter() - started)
-            median = statistics.median(times)
+                times[name].append(time.perf_counter() - started)
+        for name in runs:
+            median = statistics.median(times[name])
             rows.append({"backend": name, "batch_size": batch_size, "median_s": round(median, 4),
                          "sentences_per_s": round(len(sources) / median, 1)})
             logger.info("bench: {} batch {}: {:.3f} s median of {}", name, batch_size, median, repeats)
     same = {b: sum(outputs["torch", b][i] == outputs["onnx", b][i] for i in range(len(sources))) for b in batch_sizes}
     return {"checkpoint": str(checkpoint), "sentences": len(sources), "sentence_source": source, "repeats": repeats,
             "max_new_tokens": limit, "torch_threads": torch.get_num_threads(), "rows": rows,
+            "load_average": {"before": [round(x, 2) for x in load_before],
+                             "after": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count()},
             "speedup_onnx_over_torch": {b: _ratio(rows, b) for b in batch_sizes},
             "identical_greedy_outputs": {b: f"{same[b]}/{len(sources)}" for b in batch_sizes}}
 
@@ -98,6 +107,8 @@ def sentences_of_run(checkpoint: Path, n: int) -> tuple[list[str], str]:
 def table(result: dict) -> str:
     lines = [(f"greedy decoding, {result['sentences']} sentences from {result['sentence_source']}, "
               f"median of {result['repeats']}, torch threads {result['torch_threads']}"),
+             (f"load average (1, 5, 15 min) before {result['load_average']['before']}, after "
+              f"{result['load_average']['after']}, on {result['load_average']['cpus']} CPUs"),
              f"{'backend':<8} {'batch':>5} {'median s':>10} {'sent/s':>9}"]
     lines += [f"{r['backend']:<8} {r['batch_size']:>5} {r['median_s']:>10.3f} {r['sentences_per_s']:>9.1f}"
               for r in result["rows"]]

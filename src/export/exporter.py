@@ -22,7 +22,9 @@ The export folder is usable alone (``src/inference/onnx_backend.py`` runs it wit
     <graph>.onnx             encoder.onnx + decoder_step.onnx (translation), decoder_lm.onnx, classifier.onnx, vit.onnx
     triton/                  a Triton model repository over the same graphs (``src/export/triton.py``)
 
-Stacked key/value caches, batch first: (B, 2L, H, T, D/H) (``src/export/graphs.py``).
+Key/value caches, one (B, H, T, D/H) tensor per decoder layer and side: ``past_key_i``, ``past_value_i``
+(``src/export/graphs.py``). The graphs are saved as the exporter wrote them; ONNX Runtime's graph
+optimisations run when a session loads them (``src/inference/onnx_backend.py``).
 """
 
 import json
@@ -35,11 +37,18 @@ import torch
 from loguru import logger
 from torch import Tensor, nn
 
-from src.export.graphs import DecoderLMGraph, DecoderStepGraph, EncoderGraph, LogitsGraph
+from src.export.graphs import DecoderLMGraph, DecoderStepGraph, EncoderGraph, LogitsGraph, kv_names
 from src.inference.loader import InferenceModel, default_export_dir, file_sha256
 from src.inference.onnx_backend import MANIFEST, MANIFEST_FORMAT
 from src.storage import ensure_writable, raise_if_disk_full
 EXAMPLE_BATCH, EXAMPLE_LENGTH, EXAMPLE_PAST = 3, 5, 2  # every dynamic axis traced at >= 2 (see module docstring)
+# The decoder-step graphs use opset 23, which has the ONNX Attention operator: the exporter writes
+# scaled_dot_product_attention as one node that ONNX Runtime runs as one kernel, instead of MatMul/Softmax
+# with a Reshape-Transpose-Reshape copy of every key tensor (past and cross) at every decoding step, which
+# ORT cannot fold into its MatMul (issue 30). The other graphs keep opset 20: ORT 1.23's Attention kernel
+# refuses a padding mask (B, 1, 1, S) broadcast over several queries ("inconsistent q_sequence_length"),
+# which every encoder and classifier passes; a decoding step has one query, so its mask fits.
+DEFAULT_OPSET, STEP_OPSET = 20, 23
 
 
 RECURRENT_REFUSAL = (
@@ -64,6 +73,7 @@ class GraphSpec:
     input_names: tuple[str, ...]
     output_names: tuple[str, ...]
     dynamic: dict[str, dict[int, Any]]  # input name -> {axis: torch.export.Dim}
+    opset: int = DEFAULT_OPSET
 
 
 def export_checkpoint(checkpoint: str | Path, out_dir: str | Path | None = None) -> Path:
@@ -130,30 +140,36 @@ def graph_specs(trained: InferenceModel) -> list[GraphSpec]:
         raise ExportError(RECURRENT_REFUSAL.format(family=family))
     Dim = torch.export.Dim
     batch, length = Dim("batch"), Dim("length", max=cfg.max_positions)
-    past = Dim("past_length", max=cfg.max_positions - 1)
+    past_length = Dim("past_length", max=cfg.max_positions - 1)
     example = _example_tokens(trained)
     if family == "encoder_decoder":
         with torch.no_grad():
-            cross_kv, src_mask = EncoderGraph(model)(example)
-        past_kv = _example_past(cross_kv)
+            src_mask, *cross = EncoderGraph(model)(example)
+        n_layers = len(model.decoder.layers)
+        past = [torch.zeros(*t.shape[:2], EXAMPLE_PAST, t.shape[3]) for t in cross]  # (B, H, T, D/H) per layer
         step = torch.full((EXAMPLE_BATCH, 1), trained.special_ids["bos"], dtype=torch.long)
         source = Dim("src_length", max=cfg.max_positions)
-        src_axes = {0: batch, 3: source}
+        cross_names, past_names = kv_names("cross", n_layers), kv_names("past", n_layers)
         return [
-            GraphSpec("encoder", EncoderGraph(model), (example,), ("src",), ("cross_kv", "src_mask"),
+            GraphSpec("encoder", EncoderGraph(model), (example,), ("src",), ("src_mask", *cross_names),
                       {"src": {0: batch, 1: source}}),
-            GraphSpec("decoder_step", DecoderStepGraph(model), (step, cross_kv, src_mask, past_kv),
-                      ("tokens", "cross_kv", "src_mask", "past_kv"), ("logits", "present_kv"),
-                      {"tokens": {0: batch}, "cross_kv": src_axes, "src_mask": src_axes, "past_kv": {0: batch, 3: past}}),
+            GraphSpec("decoder_step", DecoderStepGraph(model), (step, src_mask, *cross, *past),
+                      ("tokens", "src_mask", *cross_names, *past_names), ("logits", *kv_names("present", n_layers)),
+                      {"tokens": {0: batch}, "src_mask": {0: batch, 3: source},
+                       **{name: {0: batch, 2: source} for name in cross_names},
+                       **{name: {0: batch, 2: past_length} for name in past_names}}, STEP_OPSET),
         ]
     if family == "decoder_lm":
         blocks = model.decoder.layers
         heads = blocks[0].self_attn.n_heads
-        past_kv = torch.zeros(EXAMPLE_BATCH, 2 * len(blocks), heads, EXAMPLE_PAST, cfg.d_model // heads)
+        past = [torch.zeros(EXAMPLE_BATCH, heads, EXAMPLE_PAST, cfg.d_model // heads) for _ in range(2 * len(blocks))]
+        past_names = kv_names("past", len(blocks))
         # one new token per call: with several, attention's fused-causal switch (query length == key
         # length) is a symbolic bool that SDPA refuses; a prompt is fed one token at a time instead
-        return [GraphSpec("decoder_lm", DecoderLMGraph(model), (example[:, :1], past_kv), ("tokens", "past_kv"),
-                          ("logits", "present_kv"), {"tokens": {0: batch}, "past_kv": {0: batch, 3: past}})]
+        return [GraphSpec("decoder_lm", DecoderLMGraph(model), (example[:, :1], *past), ("tokens", *past_names),
+                          ("logits", *kv_names("present", len(blocks))),
+                          {"tokens": {0: batch}, **{name: {0: batch, 2: past_length} for name in past_names}},
+                          STEP_OPSET)]
     if family == "vit":
         images = torch.randn(EXAMPLE_BATCH, model.in_channels, model.image_size, model.image_size)
         return [GraphSpec("vit", LogitsGraph(model), (images,), ("images",), ("logits",), {"images": {0: batch}})]
@@ -169,13 +185,6 @@ def _example_tokens(trained: InferenceModel) -> Tensor:
     return tokens
 
 
-def _example_past(cross_kv: Tensor) -> Tensor:
-    """A past self-attention cache shaped like ``cross_kv`` with EXAMPLE_PAST positions."""
-    shape = list(cross_kv.shape)
-    shape[3] = EXAMPLE_PAST  # (B, 2L, H, S, D/H) -> (B, 2L, H, T, D/H)
-    return torch.zeros(shape)
-
-
 def export_graph(spec: GraphSpec, path: Path, attention: str) -> dict[str, Any]:
     """Write one graph; return its inputs and outputs as the manifest lists them. Refuse fixed dynamic axes."""
     import onnx
@@ -184,10 +193,10 @@ def export_graph(spec: GraphSpec, path: Path, attention: str) -> dict[str, Any]:
     hint = f" (model.attention={attention!r})" if attention != "full" else ""
     try:
         with torch.no_grad():
-            program = torch.onnx.export(spec.module, spec.inputs, str(path), dynamo=True,
+            program = torch.onnx.export(spec.module, spec.inputs, str(path), dynamo=True, opset_version=spec.opset,
                                         input_names=list(spec.input_names), output_names=list(spec.output_names),
                                         verbose=False, external_data=False,
-                                        dynamic_shapes=tuple(spec.dynamic.get(name) for name in spec.input_names))
+                                        dynamic_shapes=_dynamic_shapes(spec))
     except Exception as err:  # the exporter raises many types; name the cause and stop
         raise_if_disk_full(err, path, "ONNX graph")  # a full disk is no fault of the model's axes
         raise ExportError(f"graph {spec.name} does not export with dynamic axes{hint}: {_cause(err)}") from err
@@ -208,6 +217,19 @@ def export_graph(spec: GraphSpec, path: Path, attention: str) -> dict[str, Any]:
                           "the model's code branches or loops on these lengths in Python, so the graph would accept "
                           "only the example's shape")
     return {"file": path.name, "opset": _opset(graph), **described}
+
+
+def _dynamic_shapes(spec: GraphSpec) -> tuple:
+    """``spec.dynamic`` shaped as ``torch.export`` matches it to ``forward``'s arguments: the inputs that a
+    ``*caches`` parameter takes (one per cache tensor, ``graphs.py``) go in one nested tuple."""
+    import inspect
+
+    shapes = tuple(spec.dynamic.get(name) for name in spec.input_names)
+    parameters = inspect.signature(spec.module.forward).parameters.values()
+    if not any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters):
+        return shapes
+    named = sum(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in parameters)
+    return (*shapes[:named], shapes[named:])
 
 
 def narrowed_axes(program: Any, spec: GraphSpec) -> list[str]:

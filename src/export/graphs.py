@@ -1,14 +1,18 @@
 """Exportable wrappers: each model family as a module whose inputs and outputs are plain tensors.
 
 The PyTorch decoders keep their key/value caches as Python lists of ``KVCache`` objects
-(``src/components/kv_cache.py``), which an ONNX graph cannot take. The wrappers here turn one
-stacked tensor into that cache, call the model's own ``encode`` / ``decode`` / ``forward``, and
-stack the result back; none of the model's maths is written twice.
+(``src/components/kv_cache.py``), which an ONNX graph cannot take. The wrappers here take one
+keys tensor and one values tensor per decoder layer as graph inputs, put them in that cache, call
+the model's own ``encode`` / ``decode`` / ``forward``, and return the grown caches as outputs;
+none of the model's maths is written twice.
 
-Stacked cache layout, batch first so that beam search's ``repeat_interleave(k, dim=0)`` and
-``index_select(0, ...)`` work on it unchanged:
+Cache layout, one tensor per layer and side, as Hugging Face optimum lays out its decoders:
 
-    kv: (B, 2L, H, T, D/H), row 2i the keys and row 2i+1 the values of decoder layer i.
+    past_key_i, past_value_i: (B, H, T, D/H) for decoder layer i (inputs ``past_key_0``, ``past_value_0``, ...)
+
+A single stacked (B, 2L, H, T, D/H) tensor, the layout before export format 3, cost a Split of the
+whole cache on the way in and a Concat of it on the way out at every step: at batch 32 ORT's profiler
+put most of a decoder step in those copies (issue 30).
 
 Letters: B batch, S source length, T cached target positions, N new tokens, L decoder layers,
 H heads, D d_model, V vocabulary, K classes.
@@ -22,64 +26,74 @@ from src.models.decoder_lm import DecoderLM
 from src.models.transformer import EncoderDecoderTransformer
 
 
-def stack_kv(caches: list[KVCache]) -> Tensor:
-    """Shape: L caches of (B, H, T, D/H) keys and values -> (B, 2L, H, T, D/H)."""
-    return torch.stack([t for cache in caches for t in (cache.key, cache.value)], dim=1)
+def kv_names(prefix: str, n_layers: int) -> tuple[str, ...]:
+    """Graph input/output names of ``n_layers`` caches: ``prefix_key_0, prefix_value_0, prefix_key_1, ...``."""
+    return tuple(f"{prefix}_{side}_{i}" for i in range(n_layers) for side in ("key", "value"))
 
 
-def fill_kv(caches: list[KVCache], stacked: Tensor) -> None:
-    """Set each cache's keys and values from a stacked (B, 2L, H, T, D/H) tensor (the inverse of ``stack_kv``)."""
+def flat_kv(caches: list[KVCache]) -> tuple[Tensor, ...]:
+    """L caches -> their 2L tensors (B, H, T, D/H) in ``kv_names`` order: keys 0, values 0, keys 1, ..."""
+    return tuple(t for cache in caches for t in (cache.key, cache.value))
+
+
+def fill_kv(caches: list[KVCache], tensors: tuple[Tensor, ...]) -> None:
+    """Set each cache's keys and values from 2L tensors in ``kv_names`` order (the inverse of ``flat_kv``)."""
+    if len(tensors) != 2 * len(caches):
+        raise ValueError(f"expected {2 * len(caches)} cache tensors (keys and values of {len(caches)} layers), "
+                         f"got {len(tensors)}")
     for i, cache in enumerate(caches):
-        cache.key, cache.value = stacked[:, 2 * i], stacked[:, 2 * i + 1]  # (B, H, T, D/H) each
+        cache.key, cache.value = tensors[2 * i], tensors[2 * i + 1]
 
 
 class EncoderGraph(nn.Module):
-    """``encoder.onnx``: source ids -> every decoder layer's cross-attention keys/values, and the source mask.
+    """``encoder.onnx``: source ids -> the source mask and every decoder layer's cross-attention keys/values.
 
     The cross-attention keys and values depend on the encoder output only, so they are computed
     once per source here (the decoder layers' own projection fills an empty cache) instead of at
     every decoding step.
 
     Shape:
-        src: (B, S) -> cross_kv: (B, 2L, H, S, D/H), src_mask: (B, 1, 1, S) boolean.
+        src: (B, S) -> src_mask: (B, 1, 1, S) boolean, then cross_key_i, cross_value_i: (B, H, S, D/H) per layer.
     """
 
     def __init__(self, model: EncoderDecoderTransformer) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, src: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, src: Tensor) -> tuple[Tensor, ...]:
         memory, src_mask = self.model.encode(src)
         cache = self.model.new_cache()
         for layer, kv in zip(self.model.decoder.layers, cache.cross_attn, strict=True):
             # the layer's own W^K, W^V projection, the same method that fills the cross cache at the first
             # PyTorch decoding step, not a copy of it
             kv.append(*layer.cross_attn.memory_keys_values(memory))
-        return stack_kv(cache.cross_attn), src_mask
+        return src_mask, *flat_kv(cache.cross_attn)
 
 
 class DecoderStepGraph(nn.Module):
-    """``decoder_step.onnx``: one new target token per row, the cross and past caches -> its logits, present cache.
+    """``decoder_step.onnx``: one new target token per row, the cross and past caches -> its logits, present caches.
 
     Exported with one token per row (``exporter.graph_specs`` traces (B, 1) and declares only the batch
     axis dynamic): decoding feeds one token per step.
 
     Shape:
-        tokens: (B, 1); cross_kv: (B, 2L, H, S, D/H); src_mask: (B, 1, 1, S);
-        past_kv: (B, 2L, H, T, D/H), T = 0 on the first step -> logits (B, V), present_kv (B, 2L, H, T+1, D/H).
+        tokens: (B, 1); src_mask: (B, 1, 1, S); then 2L cross_key_i, cross_value_i (B, H, S, D/H), then 2L
+        past_key_i, past_value_i (B, H, T, D/H), T = 0 on the first step
+        -> logits (B, V), then 2L present_key_i, present_value_i (B, H, T+1, D/H).
     """
 
     def __init__(self, model: EncoderDecoderTransformer) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, tokens: Tensor, cross_kv: Tensor, src_mask: Tensor, past_kv: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, tokens: Tensor, src_mask: Tensor, *kv: Tensor) -> tuple[Tensor, ...]:
         cache = self.model.new_cache()
-        fill_kv(cache.cross_attn, cross_kv)
-        fill_kv(cache.self_attn, past_kv)
-        # memory is only read to fill an empty cross-attention cache; this one is full, so cross_kv stands in
-        logits = self.model.step_logits(tokens, cross_kv, src_mask, cache)
-        return logits, stack_kv(cache.self_attn)
+        n = 2 * len(cache.cross_attn)
+        fill_kv(cache.cross_attn, kv[:n])
+        fill_kv(cache.self_attn, kv[n:])
+        # memory is only read to fill an empty cross-attention cache; this one is full, so a key tensor stands in
+        logits = self.model.step_logits(tokens, kv[0], src_mask, cache)
+        return logits, *flat_kv(cache.self_attn)
 
 
 class DecoderLMGraph(nn.Module):
@@ -88,18 +102,19 @@ class DecoderLMGraph(nn.Module):
     Exported with N = 1 (see ``exporter.graph_specs``); the ONNX Runtime model feeds a prompt token by token.
 
     Shape:
-        tokens: (B, N); past_kv: (B, 2L, H, T, D/H), T = 0 at the start -> logits (B, N, V), present_kv (B, 2L, H, T+N, D/H).
+        tokens: (B, N); 2L past_key_i, past_value_i (B, H, T, D/H), T = 0 at the start
+        -> logits (B, N, V), then 2L present_key_i, present_value_i (B, H, T+N, D/H).
     """
 
     def __init__(self, model: DecoderLM) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, tokens: Tensor, past_kv: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, tokens: Tensor, *past: Tensor) -> tuple[Tensor, ...]:
         cache = self.model.new_cache()
-        fill_kv(cache, past_kv)
+        fill_kv(cache, past)
         logits = self.model(tokens, cache)
-        return logits, stack_kv(cache)
+        return logits, *flat_kv(cache)
 
 
 class LogitsGraph(nn.Module):

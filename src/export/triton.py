@@ -20,7 +20,8 @@ batch first) and give -1 for each other dynamic axis. Serve with::
         nvcr.io/nvidia/tritonserver:<yy.mm>-py3 tritonserver --model-repository=/models
 
 Translation with Triton takes a client-side loop (call ``encoder`` once, then ``decoder_step``
-per token, feeding ``present_kv`` back as ``past_kv``), which is what
+per token, feeding each ``present_key_i`` / ``present_value_i`` back as ``past_key_i`` / ``past_value_i``),
+which is what
 ``src/inference/onnx_backend.py`` does with ONNX Runtime.
 """
 

@@ -4,14 +4,21 @@
 serving needs onnxruntime and not the exporter. Each class mirrors the PyTorch model the decoding
 code drives, and takes and returns torch tensors (on the CPU):
 
-- ``OnnxEncoderDecoder``: ``encode`` (where ``memory`` is the stacked cross-attention cache
-  ``cross_kv`` (B, 2L, H, S, D/H)), ``step_logits``, ``new_cache``, ``pad_id``, ``max_positions``:
-  ``greedy_decode`` and ``beam_search`` (``src/models/decoding.py``) run on it unchanged.
+- ``OnnxEncoderDecoder``: ``encode`` (where ``memory`` is a ``CrossMemory``, the cross-attention
+  keys and values of every decoder layer), ``step_logits``, ``new_cache``, ``pad_id``,
+  ``max_positions``: ``greedy_decode`` and ``beam_search`` (``src/models/decoding.py``) run on it unchanged.
 - ``OnnxDecoderLM``: ``forward(tokens, cache)``, ``new_cache``, for ``src/models/sampling.py``.
 - ``OnnxClassifier``: ``forward(tokens or images)`` -> logits.
 
 They are ``nn.Module`` subclasses without parameters, so ``.eval()`` and ``.parameters()`` work as
 callers expect; ``InferenceModel.device`` is then the CPU.
+
+Between decoding steps each step's ``present_*`` outputs are fed back as the next step's ``past_*``
+inputs unchanged (numpy arrays, which ``InferenceSession.run`` takes without a copy). ``io_binding=True``
+keeps them as ``OrtValue`` objects in ORT's own buffers instead (I/O binding), with only the logits copied
+out: the same answers (the tests compare the two), but on the CPU it measured slower (about 0.15 ms more
+Python per step at batch 1, equal at batch 32), so it is off by default; it is the path that saves
+host-device copies on a GPU provider.
 """
 
 import json
@@ -24,53 +31,126 @@ from torch import Tensor, nn
 
 MANIFEST = "export.json"  # the export folder's manifest, written by src/export/exporter.py (which imports this)
 # format 2: the graphs were checked against PyTorch at export (the manifest's "checked"); an export of
-# format 1 was not, and may give other answers (NaN for padded rows of a sliding-window model)
-MANIFEST_FORMAT = 2
+# format 1 was not, and may give other answers (NaN for padded rows of a sliding-window model).
+# format 3: one key and one value tensor per decoder layer (past_key_i, ...) instead of one stacked
+# (B, 2L, H, T, D/H) cache, whose Split and Concat dominated a batched decoding step
+MANIFEST_FORMAT = 3
+
+Value = Any  # an onnxruntime.OrtValue (I/O binding) or a numpy array (plain ``run``)
 
 
-class StackedCache:
-    """The self-attention key/value cache as one (B, 2L, H, T, D/H) tensor, empty until the first step.
+def _numpy(value: Value) -> np.ndarray:
+    return value if isinstance(value, np.ndarray) else value.numpy()
 
-    Beam search reorders its rows with ``reorder_beams``, as it does a ``DecoderCache``.
+
+class _Graph:
+    """One ONNX Runtime session: named inputs in, outputs out, as torch tensors or as ORT's own values.
+
+    Sessions run sequentially (one graph at a time: decoding has no parallel branches) with every graph
+    optimisation ORT has (``ORT_ENABLE_ALL``: constant folding, LayerNorm/GELU/MatMul fusions).
     """
 
-    def __init__(self, n_rows: int, n_heads: int, head_dim: int) -> None:
-        self.n_rows, self.n_heads, self.head_dim = n_rows, n_heads, head_dim
-        self.kv: Tensor | None = None
+    def __init__(self, path: Path, threads: int | None, io_binding: bool = False) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        if threads:
+            options.intra_op_num_threads = threads
+        # ORT's threads spin for a while after each run by default; between two decoding steps PyTorch picks
+        # the next tokens (argmax, beam bookkeeping) on the same cores, and its OpenMP threads then wait for the
+        # spinning ones: a (32, 4000) argmax took 17 ms instead of well under 1 ms (issue 30)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.io_binding = io_binding
+
+    def __call__(self, **inputs: Tensor) -> list[Tensor]:
+        """Torch tensors in and out (the classifiers, and tests)."""
+        feed = {name: np.ascontiguousarray(inputs[name].detach().cpu().numpy()) for name in self.input_names}
+        return [torch.from_numpy(out) for out in self.session.run(None, feed)]
+
+    def run(self, inputs: dict[str, Value]) -> list[Value]:
+        """Outputs for ``inputs`` (OrtValues or numpy arrays): OrtValues left in ORT's buffers with I/O
+        binding, numpy arrays without."""
+        if not self.io_binding:
+            return self.session.run(None, {name: _numpy(inputs[name]) for name in self.input_names})
+        binding = self.session.io_binding()
+        for name in self.input_names:
+            value = inputs[name]
+            if isinstance(value, np.ndarray):
+                binding.bind_cpu_input(name, value)
+            else:
+                binding.bind_ortvalue_input(name, value)
+        for name in self.output_names:
+            binding.bind_output(name, "cpu")  # ORT allocates it; the OrtValue below owns that buffer
+        self.session.run_with_iobinding(binding)
+        return binding.get_outputs()
+
+
+def _rows(values: list[Value], index: np.ndarray, io_binding: bool) -> list[Value]:
+    """Batch rows ``index`` of each value, as the same kind of value (a copy: beam search reorders rarely)."""
+    import onnxruntime as ort
+
+    taken = [np.ascontiguousarray(np.take(_numpy(v), index, axis=0)) for v in values]
+    return [ort.OrtValue.ortvalue_from_numpy(t) for t in taken] if io_binding else taken
+
+
+class LayerCache:
+    """The self-attention keys and values of every decoder layer, (B, H, T, D/H) each, empty until the first step.
+
+    The values are the graph's last ``present_*`` outputs (numpy arrays, or OrtValues with I/O binding),
+    fed back as ``past_*``. Beam search
+    reorders their rows with ``reorder_beams``, as it does a ``DecoderCache``'s.
+    """
+
+    def __init__(self, n_layers: int, n_heads: int, head_dim: int, io_binding: bool = False) -> None:
+        self.n_layers, self.n_heads, self.head_dim, self.io_binding = n_layers, n_heads, head_dim, io_binding
+        self.values: list[Value] | None = None
 
     def __len__(self) -> int:
-        return 0 if self.kv is None else self.kv.size(3)
+        return 0 if self.values is None else int(self.values[0].shape()[2] if self.io_binding else
+                                                 self.values[0].shape[2])
 
     @property
     def length(self) -> int:
         return len(self)
 
-    def past(self, batch: int) -> Tensor:
-        """The cache to feed a graph; an empty (B, 2L, H, 0, D/H) tensor before the first step."""
-        if self.kv is None:
-            return torch.zeros(batch, self.n_rows, self.n_heads, 0, self.head_dim)
-        return self.kv
+    def past(self, batch: int) -> list[Value]:
+        """The 2L cache tensors to feed a graph; empty (B, H, 0, D/H) arrays before the first step."""
+        if self.values is None:
+            empty = np.zeros((batch, self.n_heads, 0, self.head_dim), dtype=np.float32)
+            return [empty] * (2 * self.n_layers)
+        return self.values
 
     def reorder_beams(self, index: Tensor) -> None:
         """Keep rows ``index`` (beam search picking surviving beams)."""
-        self.kv = self.kv.index_select(0, index)
+        self.values = _rows(self.values, index.cpu().numpy(), self.io_binding)
 
 
-class _Graph:
-    """One ONNX Runtime session: named torch inputs in, torch outputs out."""
+class CrossMemory:
+    """The encoder's output as decoding uses it: every decoder layer's cross-attention keys and values,
+    (B, H, S, D/H) each, kept as the encoder graph gave them (numpy arrays, or OrtValues with I/O binding)
+    for all the steps of a batch.
 
-    def __init__(self, path: Path, threads: int | None) -> None:
-        import onnxruntime as ort
+    Beam search calls ``repeat_interleave(k, dim=0)`` on its memory, as on a tensor.
+    """
 
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.input_names = [i.name for i in self.session.get_inputs()]
+    def __init__(self, values: list[Value], io_binding: bool) -> None:
+        self.values, self.io_binding = values, io_binding
 
-    def __call__(self, **inputs: Tensor) -> list[Tensor]:
-        feed = {name: np.ascontiguousarray(inputs[name].detach().cpu().numpy()) for name in self.input_names}
-        return [torch.from_numpy(out) for out in self.session.run(None, feed)]
+    def repeat_interleave(self, repeats: int, dim: int = 0) -> "CrossMemory":
+        if dim != 0:
+            raise ValueError(f"the cross-attention memory repeats along the batch axis (dim=0), got dim={dim}")
+        first = _numpy(self.values[0])
+        index = np.repeat(np.arange(first.shape[0]), repeats)
+        return CrossMemory(_rows(self.values, index, self.io_binding), self.io_binding)
+
+
+def _torch(value: Value) -> Tensor:
+    return torch.from_numpy(_numpy(value))
 
 
 class OnnxEncoderDecoder(nn.Module):
@@ -81,21 +161,23 @@ class OnnxEncoderDecoder(nn.Module):
         super().__init__()
         self.encoder_graph, self.step_graph = encoder, decoder_step
         self.pad_id, self.max_positions, self.cache_shape = pad_id, max_positions, cache_shape
+        self.cross_names = [n for n in decoder_step.input_names if n.startswith("cross_")]
+        self.past_names = [n for n in decoder_step.input_names if n.startswith("past_")]
         self.eval()
 
-    def encode(self, src: Tensor) -> tuple[Tensor, Tensor]:
-        """Shape: src (B, S) -> cross_kv (B, 2L, H, S, D/H) (the "memory" of decoding), src_mask (B, 1, 1, S)."""
+    def encode(self, src: Tensor) -> tuple[CrossMemory, Tensor]:
+        """Shape: src (B, S) -> the cross caches (2L of (B, H, S, D/H), the "memory" of decoding), src_mask (B, 1, 1, S)."""
         from src.models.inputs import check_token_ids
 
         check_token_ids("src", src)
-        cross_kv, src_mask = self.encoder_graph(src=src.long())
-        return cross_kv, src_mask
+        src_mask, *cross = self.encoder_graph.run({"src": np.ascontiguousarray(src.long().cpu().numpy())})
+        return CrossMemory(cross, self.encoder_graph.io_binding), _torch(src_mask)
 
-    def step_logits(self, tgt: Tensor, memory: Tensor, src_mask: Tensor, cache: StackedCache | None) -> Tensor:
+    def step_logits(self, tgt: Tensor, memory: CrossMemory, src_mask: Tensor, cache: LayerCache | None) -> Tensor:
         """One decoding step on the new token; ``cache`` grows by one position.
 
         Shape:
-            tgt: (B, 1); memory: cross_kv (B, 2L, H, S, D/H); src_mask: (B, 1, 1, S) -> logits (B, V).
+            tgt: (B, 1); memory: 2L cross caches (B, H, S, D/H); src_mask: (B, 1, 1, S) -> logits (B, V).
         """
         if cache is None or tgt.size(1) != 1:
             raise ValueError(f"the ONNX decoder step takes one new token per row and a cache (use_cache=True), "
@@ -103,12 +185,15 @@ class OnnxEncoderDecoder(nn.Module):
         if len(cache) + 1 > self.max_positions:
             raise ValueError(f"decoding needs position {len(cache) + 1}, beyond the model's "
                              f"max_positions={self.max_positions} (expected max_new_tokens <= {self.max_positions})")
-        logits, cache.kv = self.step_graph(tokens=tgt.long(), cross_kv=memory, src_mask=src_mask,
-                                           past_kv=cache.past(tgt.size(0)))
-        return logits
+        feed = {"tokens": np.ascontiguousarray(tgt.long().cpu().numpy()),
+                "src_mask": np.ascontiguousarray(src_mask.cpu().numpy()),
+                **dict(zip(self.cross_names, memory.values, strict=True)),
+                **dict(zip(self.past_names, cache.past(tgt.size(0)), strict=True))}
+        logits, *cache.values = self.step_graph.run(feed)
+        return _torch(logits)
 
-    def new_cache(self) -> StackedCache:
-        return StackedCache(*self.cache_shape)
+    def new_cache(self) -> LayerCache:
+        return LayerCache(*self.cache_shape, io_binding=self.step_graph.io_binding)
 
 
 class OnnxDecoderLM(nn.Module):
@@ -121,9 +206,10 @@ class OnnxDecoderLM(nn.Module):
     def __init__(self, graph: _Graph, pad_id: int, max_positions: int, cache_shape: tuple[int, int, int]) -> None:
         super().__init__()
         self.graph, self.pad_id, self.max_positions, self.cache_shape = graph, pad_id, max_positions, cache_shape
+        self.past_names = [n for n in graph.input_names if n.startswith("past_")]
         self.eval()
 
-    def forward(self, tokens: Tensor, cache: StackedCache | None = None, return_attention: bool = False) -> Tensor:
+    def forward(self, tokens: Tensor, cache: LayerCache | None = None, return_attention: bool = False) -> Tensor:
         """Shape: tokens (B, N), continuing ``cache`` (empty: a prompt) -> logits (B, N, V)."""
         from src.models.inputs import check_token_ids
 
@@ -134,14 +220,17 @@ class OnnxDecoderLM(nn.Module):
         if len(cache) + tokens.size(1) > self.max_positions:
             raise ValueError(f"sequence needs positions up to {len(cache) + tokens.size(1)}, longer than "
                              f"max_positions={self.max_positions}")
+        ids = tokens.long().cpu().numpy()
         steps = []
         for t in range(tokens.size(1)):  # the graph takes one token per row (src/export/exporter.py says why)
-            logits, cache.kv = self.graph(tokens=tokens[:, t : t + 1].long(), past_kv=cache.past(tokens.size(0)))
-            steps.append(logits)
+            feed = {"tokens": np.ascontiguousarray(ids[:, t : t + 1]),
+                    **dict(zip(self.past_names, cache.past(tokens.size(0)), strict=True))}
+            logits, *cache.values = self.graph.run(feed)
+            steps.append(_torch(logits))
         return torch.cat(steps, dim=1)  # N x (B, 1, V) -> (B, N, V)
 
-    def new_cache(self) -> StackedCache:
-        return StackedCache(*self.cache_shape)
+    def new_cache(self) -> LayerCache:
+        return LayerCache(*self.cache_shape, io_binding=self.graph.io_binding)
 
 
 class OnnxClassifier(nn.Module):
@@ -169,21 +258,26 @@ def read_manifest(folder: Path) -> dict[str, Any]:
                                 "(write one with: python -m src.main export RUN_OR_CHECKPOINT)")
     manifest = json.loads(path.read_text(encoding="utf-8"))
     if not is_checked(manifest):
-        raise ValueError(f"{path} is an export of format {manifest.get('format')!r}, made before exports were checked "
-                         f"against PyTorch (expected format {MANIFEST_FORMAT} with a 'checked' record); export again: "
-                         "python -m src.main export RUN_OR_CHECKPOINT")
+        raise ValueError(f"{path} is an export of format {manifest.get('format')!r}, written by an older version "
+                         f"(expected format {MANIFEST_FORMAT}: graphs with one cache tensor per layer, checked against "
+                         "PyTorch, with a 'checked' record); export again: python -m src.main export RUN_OR_CHECKPOINT")
     return manifest
 
 
 def is_checked(manifest: dict[str, Any]) -> bool:
-    """Whether the export of ``manifest`` passed the exporter's check against PyTorch (format 2 and on)."""
+    """Whether ``manifest`` is of this format (per-layer caches) and passed the exporter's check against PyTorch."""
     return isinstance(manifest, dict) and manifest.get("format") == MANIFEST_FORMAT and "checked" in manifest
 
 
 def load_onnx_model(folder: Path, manifest: dict[str, Any], pad_id: int, max_positions: int,
-                    threads: int | None = None) -> nn.Module:
-    """The ONNX Runtime model of the export ``folder`` for ``manifest["family"]``."""
-    graphs = {name: _Graph(folder / spec["file"], threads) for name, spec in manifest["graphs"].items()}
+                    threads: int | None = None, io_binding: bool = False) -> nn.Module:
+    """The ONNX Runtime model of the export ``folder`` for ``manifest["family"]``.
+
+    ``io_binding``: keep the decoders' caches in ORT's buffers between steps as OrtValues (I/O binding);
+    the default feeds numpy arrays through ``InferenceSession.run``, the same answers and faster on the
+    CPU (see the module docstring).
+    """
+    graphs = {name: _Graph(folder / spec["file"], threads, io_binding) for name, spec in manifest["graphs"].items()}
     family = manifest["family"]
     if family == "encoder_decoder":
         return OnnxEncoderDecoder(graphs["encoder"], graphs["decoder_step"], pad_id, max_positions,
@@ -195,6 +289,7 @@ def load_onnx_model(folder: Path, manifest: dict[str, Any], pad_id: int, max_pos
 
 
 def _cache_shape(graph: dict[str, Any]) -> tuple[int, int, int]:
-    """(2L, H, D/H) of a graph's ``past_kv`` input, shape (B, 2L, H, T, D/H)."""
-    _, rows, heads, _, head_dim = graph["inputs"]["past_kv"]["shape"]
-    return rows, heads, head_dim
+    """(L, H, D/H) of a graph's ``past_key_i`` / ``past_value_i`` inputs, each of shape (B, H, T, D/H)."""
+    past = [spec["shape"] for name, spec in graph["inputs"].items() if name.startswith("past_")]
+    _, heads, _, head_dim = past[0]
+    return len(past) // 2, heads, head_dim

@@ -7,8 +7,8 @@ kept and everything after it is ``model.pad_id``. Neither switches the model's m
 
 The model is driven through ``encode``, ``step_logits``, ``new_cache`` (whose cache has
 ``reorder_beams``), ``pad_id`` and ``max_positions`` only, so the ONNX Runtime backend
-(``src/inference/onnx_backend.py``, where ``memory`` is the stacked cross-attention cache) runs
-the same code.
+(``src/inference/onnx_backend.py``, where ``memory`` is a ``CrossMemory`` of per-layer cross-attention
+caches with ``repeat_interleave``) runs the same code.
 """
 
 import torch

@@ -109,5 +109,5 @@ def generate(model: DecoderLM, prompt_ids: Tensor | list[int], max_new_tokens: i
 
 
 def _cached(cache) -> int:
-    """Positions in a cache: a list of per-block ``KVCache`` (PyTorch) or one ``StackedCache`` (ONNX Runtime)."""
+    """Positions in a cache: a list of per-block ``KVCache`` (PyTorch) or one ``LayerCache`` (ONNX Runtime)."""
     return len(cache[0]) if isinstance(cache, list) else len(cache)

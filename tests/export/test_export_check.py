@@ -85,13 +85,17 @@ def test_the_check_refuses_a_difference_beyond_float_rounding_naming_its_size(sl
                                "batch 1, length 1"]
 
 
-def test_an_export_made_before_exports_were_checked_is_not_used(tmp_path):
+@pytest.mark.parametrize("old", [{"format": 1}, {"format": 2, "checked": {"cases": [], "max_abs_diff": 0.0}}],
+                         ids=["unchecked", "stacked-cache"])
+def test_an_export_of_an_older_format_is_not_used(tmp_path, old):
+    # format 1 was never checked against PyTorch; format 2 was, but its decoders take one stacked cache
+    # tensor that the runtime no longer feeds: both are exported again on demand
     folder = tmp_path / "export"
     folder.mkdir()
-    (folder / MANIFEST).write_text(json.dumps({"format": 1, "family": "encoder_classifier", "graphs": {},
+    (folder / MANIFEST).write_text(json.dumps({**old, "family": "encoder_classifier", "graphs": {},
                                                "checkpoint": {"sha256": "abc"}}))
-    with pytest.raises(ValueError, match=r"export.json is an export of format 1, made before exports were checked "
-                                         r"against PyTorch .* export again"):
+    with pytest.raises(ValueError, match=rf"export.json is an export of format {old['format']}, written by an older "
+                                         r"version \(expected format 3: .* export again"):
         load_for_inference(folder, backend="onnx")
     assert loader_module._export_digest(folder) is None  # on demand, it is exported (and checked) again
 

@@ -12,7 +12,7 @@ import torch
 
 from src.export.exporter import EXAMPLE_BATCH, EXAMPLE_LENGTH, ExportError, export_checkpoint
 from src.inference import load_for_inference
-from src.inference.onnx_backend import OnnxClassifier, OnnxDecoderLM
+from src.inference.onnx_backend import OnnxClassifier, OnnxDecoderLM, load_onnx_model
 from src.models.sampling import generate
 from src.training.checkpoint import CheckpointError
 from tests.export.conftest import check_triton_repository, make_checkpoint
@@ -88,11 +88,25 @@ def test_lm_cached_greedy_generation_equals_pytorch(language_model):
                        generate(torch_model.model, prompts[:1], 70, temperature=0.0))
 
 
+def test_lm_io_bound_generation_equals_the_plain_loop(language_model):
+    # the language model's cache through I/O binding (OrtValues between steps) gives the default loop's answers
+    folder, _, onnx = language_model
+    manifest = json.loads((folder / "export.json").read_text())
+    bound = load_onnx_model(folder, manifest, onnx.model.pad_id, onnx.model.max_positions, io_binding=True)
+    prompts = torch.tensor([[1, 5, 6, 7], [1, 9, 8, 4]])
+    with torch.no_grad():
+        torch.testing.assert_close(bound(prompts), onnx.model(prompts), rtol=0, atol=0)
+    assert torch.equal(generate(bound, prompts, 20, temperature=0.0), generate(onnx.model, prompts, 20, temperature=0.0))
+
+
 def test_triton_repositories_match_their_graphs(classifier, language_model, vit):
     for folder, _, _ in (classifier, language_model, vit):
         assert check_triton_repository(folder) == 1
     manifest = json.loads((language_model[0] / "export.json").read_text())
-    assert list(manifest["graphs"]["decoder_lm"]["inputs"]) == ["tokens", "past_kv"]
+    # one key and one value tensor per layer (lm_tiny.yaml: 2 layers), in and out (issue 30)
+    graph = manifest["graphs"]["decoder_lm"]
+    assert list(graph["inputs"]) == ["tokens", "past_key_0", "past_value_0", "past_key_1", "past_value_1"]
+    assert list(graph["outputs"]) == ["logits", "present_key_0", "present_value_0", "present_key_1", "present_value_1"]
 
 
 @pytest.mark.parametrize("config", ["config/imdb_lstm.yaml", "config/imdb_gru.yaml", "config/imdb_rnn.yaml"])

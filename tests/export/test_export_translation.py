@@ -14,7 +14,8 @@ import torch
 from src.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
 from src.export.exporter import EXAMPLE_BATCH, EXAMPLE_LENGTH, export_checkpoint
 from src.inference import load_for_inference
-from src.inference.onnx_backend import OnnxEncoderDecoder
+from src.export.parity import logits_along
+from src.inference.onnx_backend import OnnxEncoderDecoder, load_onnx_model
 from src.inference.translate import translate_texts
 from src.models.decoding import beam_search, greedy_decode
 from tests.export.conftest import check_triton_repository, make_checkpoint
@@ -84,14 +85,38 @@ def test_the_decoder_step_graph_starts_from_an_empty_cache(exported):
     _, folder, torch_model, _ = exported
     encoder = ort.InferenceSession(str(folder / "encoder.onnx"))
     step = ort.InferenceSession(str(folder / "decoder_step.onnx"))
-    cross_kv, src_mask = encoder.run(None, {"src": _sources(2, 6).numpy()})
-    past = np.zeros((2, *cross_kv.shape[1:3], 0, cross_kv.shape[4]), dtype=np.float32)  # T = 0
-    logits, present = step.run(None, {"tokens": np.full((2, 1), BOS_ID), "cross_kv": cross_kv, "src_mask": src_mask,
-                                      "past_kv": past})
-    assert logits.shape == (2, 300) and present.shape == (*past.shape[:3], 1, past.shape[4])
-    _, present2 = step.run(None, {"tokens": logits.argmax(-1)[:, None], "cross_kv": cross_kv, "src_mask": src_mask,
-                                  "past_kv": present})
-    assert present2.shape[3] == 2 and np.array_equal(present2[:, :, :, :1], present)  # the past is kept, one appended
+    src_mask, cross_key, cross_value = encoder.run(None, {"src": _sources(2, 6).numpy()})  # tiny.yaml: 1 decoder layer
+    past = np.zeros((*cross_key.shape[:2], 0, cross_key.shape[3]), dtype=np.float32)  # (B, H, T = 0, D/H)
+    feed = {"tokens": np.full((2, 1), BOS_ID), "src_mask": src_mask, "cross_key_0": cross_key,
+            "cross_value_0": cross_value, "past_key_0": past, "past_value_0": past}
+    logits, key, value = step.run(None, feed)
+    assert logits.shape == (2, 300) and key.shape == value.shape == (*past.shape[:2], 1, past.shape[3])
+    _, key2, value2 = step.run(None, feed | {"tokens": logits.argmax(-1)[:, None], "past_key_0": key,
+                                             "past_value_0": value})
+    assert key2.shape[2] == 2 and np.array_equal(key2[:, :, :1], key) and np.array_equal(value2[:, :, :1], value)
+
+
+def test_the_io_bound_loop_keeps_the_cache_in_ort_and_equals_the_plain_loop(exported):
+    # I/O binding hands each step's present_* OrtValues to the next step without a copy; the plain
+    # loop (InferenceSession.run with numpy, the default) must give the very same tokens and logits
+    _, folder, _, onnx = exported
+    manifest = json.loads((folder / "export.json").read_text())
+    plain = onnx.model
+    bound = load_onnx_model(folder, manifest, PAD_ID, plain.max_positions, io_binding=True)
+    src = _sources(6, 10)
+    with torch.no_grad():
+        memory, src_mask = bound.encode(src)
+        cache = bound.new_cache()
+        first = bound.step_logits(torch.full((6, 1), BOS_ID), memory, src_mask, cache)
+        assert all(isinstance(v, ort.OrtValue) for v in cache.values + memory.values) and len(cache) == 1
+        path = greedy_decode(bound, src, bos_id=BOS_ID, eos_id=EOS_ID, max_new_tokens=8)
+        expected = logits_along(plain, src, path, BOS_ID)
+        torch.testing.assert_close(logits_along(bound, src, path, BOS_ID), expected, rtol=0, atol=0)
+        torch.testing.assert_close(first, expected[:, 0], rtol=0, atol=0)
+    kwargs = {"bos_id": BOS_ID, "eos_id": EOS_ID, "max_new_tokens": 12}
+    assert torch.equal(greedy_decode(bound, src, **kwargs), greedy_decode(plain, src, **kwargs))
+    assert torch.equal(beam_search(bound, src, beam_size=3, length_penalty=0.6, **kwargs),
+                       beam_search(plain, src, beam_size=3, length_penalty=0.6, **kwargs))
 
 
 def test_translate_texts_gives_the_same_text_on_both_backends(exported):
@@ -107,11 +132,14 @@ def test_the_manifest_describes_the_graphs_and_the_folder_works_alone(exported, 
     assert manifest["family"] == "encoder_decoder" and manifest["opset"] >= 17
     assert manifest["checkpoint"]["step"] == 11 and manifest["checkpoint"]["path"] == str(checkpoint.resolve())
     step = manifest["graphs"]["decoder_step"]
-    assert list(step["inputs"]) == ["tokens", "cross_kv", "src_mask", "past_kv"]
-    assert list(step["outputs"]) == ["logits", "present_kv"]
-    batch, rows, heads, past, head_dim = step["inputs"]["past_kv"]["shape"]
-    assert isinstance(batch, str) and isinstance(past, str) and (rows, heads, head_dim) == (2, 2, 16)
-    assert step["outputs"]["present_kv"]["shape"][3] == f"{past} + 1"
+    # one tensor per decoder layer and side (tiny.yaml: 1 layer), not one stacked cache (issue 30)
+    assert manifest["format"] == 3 and list(manifest["graphs"]["encoder"]["outputs"]) == [
+        "src_mask", "cross_key_0", "cross_value_0"]
+    assert list(step["inputs"]) == ["tokens", "src_mask", "cross_key_0", "cross_value_0", "past_key_0", "past_value_0"]
+    assert list(step["outputs"]) == ["logits", "present_key_0", "present_value_0"]
+    batch, heads, past, head_dim = step["inputs"]["past_key_0"]["shape"]
+    assert isinstance(batch, str) and isinstance(past, str) and (heads, head_dim) == (2, 16)
+    assert step["outputs"]["present_value_0"]["shape"][2] == f"{past} + 1"
     alone = shutil.copytree(folder, tmp_path / "moved")  # no checkpoint beside it
     moved = load_for_inference(alone, backend="onnx")
     assert moved.special_ids == torch_model.special_ids and moved.config == torch_model.config

@@ -4,7 +4,7 @@ import torch
 
 from src.components.attention import MultiHeadAttention
 from src.config import load_config
-from src.export.graphs import EncoderGraph, stack_kv
+from src.export.graphs import EncoderGraph, flat_kv
 from src.models.builders import build
 
 
@@ -27,9 +27,11 @@ def test_the_encoder_graph_cross_cache_equals_the_first_decoding_step_cache():
     src = torch.randint(4, 40, (3, 7))
     src[0, -2:] = 0  # padding
     with torch.no_grad():
-        cross_kv, src_mask = EncoderGraph(model)(src)
+        src_mask, *cross = EncoderGraph(model)(src)
         memory, mask = model.encode(src)
         cache = model.new_cache()
         model.step_logits(torch.full((3, 1), 1), memory, mask, cache)  # fills the cross cache from memory
-    torch.testing.assert_close(cross_kv, stack_kv(cache.cross_attn), rtol=0, atol=0)
+    assert len(cross) == 2 * len(model.decoder.layers)  # one key and one value tensor per layer
+    for actual, expected in zip(cross, flat_kv(cache.cross_attn), strict=True):
+        torch.testing.assert_close(actual, expected, rtol=0, atol=0)
     assert torch.equal(src_mask, mask)
