@@ -181,16 +181,20 @@ class RunInfo:
 
     @property
     def state(self) -> str:
-        """``completed``, ``failed``, ``running``, ``interrupted`` (its process is gone) or ``damaged``."""
+        """``completed``, ``failed``, ``running``, ``interrupted`` (its process is gone, or a step was
+        stopped by Ctrl-C or a signal) or ``damaged``."""
         if self.damaged:
             return "damaged"
         status = self.status.get("status", "?")
-        return "interrupted" if status == "running" and owner_alive(self.status) is False else status
+        if status == "running" and owner_alive(self.status) is False:
+            return "interrupted"
+        failed = self.status.get("steps", {}).get(self.status.get("failed_step") or "", {})
+        return "interrupted" if status == "failed" and failed.get("stopped") else status
 
     @property
     def step(self) -> str | None:
         """The step a failed run failed in, or a running or interrupted run was in."""
-        if self.state == "failed":
+        if self.status.get("status") == "failed":  # failed, or interrupted by a stop request
             return self.status.get("failed_step")
         running = [name for name, step in self.status.get("steps", {}).items()
                    if step.get("status") == "running" and name != "pipeline"]

@@ -111,7 +111,9 @@ def tracked_step(name: str, config: ConfigLike, task_type: str, *, offline: bool
     except BaseException as err:
         reason = f"{type(err).__name__}: {err}"
         details: dict[str, Any] = {"reason": reason, "task_id": tracker.task_id}
-        if isinstance(err, Exception):  # not for a stop request (KeyboardInterrupt) or exit
+        if not isinstance(err, Exception):  # a stop request (Ctrl-C, SIGTERM) or exit: not the step's fault
+            details["stopped"] = True
+        else:
             path = save_traceback(context.step_dir, err)
             tracker.log_text(f"step {name} failed:\n{path.read_text(encoding='utf-8')}", console=False)  # the step's ClearML log
             details["traceback"] = str(path)

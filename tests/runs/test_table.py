@@ -95,3 +95,20 @@ def test_a_damaged_or_interrupted_run_is_listed_as_such_with_what_to_do(tmp_path
     assert notes[1].endswith("continue it with: python -m src.main train --resume tiny-c")
     compared = runs_compare([str(damaged), "tiny-a"], tmp_path)
     assert f"damaged ({damaged / 'status.json'})" in compared and "3.25" in compared
+
+
+def test_a_run_stopped_by_ctrl_c_is_interrupted_with_the_resume_hint_not_failed(tmp_path):
+    """A step stopped by a stop request (Ctrl-C, SIGTERM) records ``stopped``: not a failure of the run's own."""
+    stopped = fake_run(tmp_path, "tiny-d", "failed", 0.003, None)
+    state = json.loads((stopped / "status.json").read_text())
+    state["failed_step"] = "train"
+    state["steps"]["train"] = {"status": "failed", "stopped": True,
+                               "reason": "KeyboardInterrupt: stopped by signal at step 544; resume from ..."}
+    (stopped / "status.json").write_text(json.dumps(state))
+    failed = fake_run(tmp_path, "tiny-e", "failed", 0.003, None)
+    state["steps"]["train"] = {"status": "failed", "reason": "RuntimeError: diverged"}
+    (failed / "status.json").write_text(json.dumps(state))
+    lines = runs_list(tmp_path).splitlines()
+    rows = {line.split()[0]: " ".join(line.split()[1:3]) for line in lines[2:4]}
+    assert rows == {"tiny-d": "interrupted (train)", "tiny-e": "failed (train)"}
+    assert lines[-1].endswith("continue it with: python -m src.main train --resume tiny-d")
