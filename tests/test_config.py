@@ -5,7 +5,7 @@ import json
 import pytest
 
 from src.config import ConfigError, ExperimentConfig, config_to_dict, load_config, validate_config
-from src.config.experiment import CONFIG_DIR
+from src.config.files import CONFIG_DIR
 
 
 # config/ also holds the server's settings and the sweep's search space, each with its own schema

@@ -1,16 +1,9 @@
 """Frozen, strict configuration models; one module per section, composed in ``experiment``."""
 
-from src.config.base import FrozenConfig
+from src.config.base import ConfigError, FrozenConfig, config_to_dict
 from src.config.data import BatchingConfig, DataConfig, TokenizerConfig
 from src.config.evaluation import EvaluationConfig
-from src.config.experiment import (
-    ConfigError,
-    ExperimentConfig,
-    apply_overrides,
-    config_to_dict,
-    load_config,
-    validate_config,
-)
+from src.config.experiment import ExperimentConfig, apply_overrides, load_config, validate_config
 from src.config.model import ModelConfig
 from src.config.serving import ServingConfig, load_serving_config
 from src.config.tracking import TrackingConfig

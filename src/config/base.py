@@ -1,5 +1,6 @@
-"""The one base class every configuration section derives from."""
+"""The one base class every configuration section derives from, its error, and its plain-dict form."""
 
+import json
 import types
 import typing
 from typing import Any
@@ -36,3 +37,12 @@ class FrozenConfig(BaseModel):
             if isinstance(value, str) and value in _NULL_STRINGS and _allows_none(field.annotation):
                 fixed[name] = None
         return fixed
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is invalid; the message says which key and why."""
+
+
+def config_to_dict(cfg: FrozenConfig) -> dict[str, Any]:
+    """Plain JSON-safe dict (tuples become lists), for YAML dumps and ClearML."""
+    return json.loads(cfg.model_dump_json())

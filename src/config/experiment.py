@@ -9,25 +9,19 @@ from typing import Literal
 
 from pydantic import Field, ValidationError, model_validator
 
-from src.config.base import FrozenConfig
+from src.config.base import ConfigError, FrozenConfig
 from src.config.data import BatchingConfig, DataConfig, TokenizerConfig
 from src.config.evaluation import EvaluationConfig
+from src.config.files import default_config_path, read_config_file
 from src.config.model import ModelConfig
 from src.config.tracking import TrackingConfig
 from src.config.training import TrainingConfig
-
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
-
 
 # the tokenizer kinds each task's tokenize step knows (images have none: the default stands)
 TOKENIZER_KINDS = {"language_modeling": ("bpe", "char"), "classification": ("bpe", "byte", "word", "char"),
                    "translation": ("bpe",), "image_classification": ("bpe",)}
 TASK_NAMES = {"language_modeling": "language modelling", "classification": "text classification",
               "translation": "translation", "image_classification": "image classification"}
-
-
-class ConfigError(ValueError):
-    """A configuration file or override is invalid; the message says which key and why."""
 
 
 class ExperimentConfig(FrozenConfig):
@@ -99,54 +93,6 @@ class ExperimentConfig(FrozenConfig):
     @property
     def run_dir(self) -> Path:
         return Path(self.output_dir) / (self.run_id or self.run_name)
-
-
-def default_config_path() -> Path:
-    """``config/default_config.yaml``, or ``.json`` if only that exists."""
-    for suffix in (".yaml", ".yml", ".json"):
-        path = CONFIG_DIR / f"default_config{suffix}"
-        if path.exists():
-            return path
-    raise ConfigError(f"no default config found in {CONFIG_DIR} (expected default_config.yaml or .json)")
-
-
-def read_config_text(path: Path, what: str = "config file") -> str:
-    """The UTF-8 text of ``path``; a ConfigError naming it (and ``what`` it is) when it is missing, a
-    folder, unreadable, or not UTF-8 (with the line of the first bad byte)."""
-    if not path.exists():
-        raise ConfigError(f"{what} not found: {path}")
-    if path.is_dir():
-        raise ConfigError(f"{what} {path} is a folder; expected a YAML or JSON file")
-    try:
-        raw = path.read_bytes()
-    except OSError as err:  # permissions, a broken mount, a special file
-        raise ConfigError(f"{what} {path} cannot be read: {err.strerror or err}") from None
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = raw.count(b"\n", 0, err.start) + 1
-        raise ConfigError(f"{what} {path} is not UTF-8: byte {raw[err.start]:#04x} on line {line}") from None
-
-
-def read_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a YAML or JSON mapping; every error is a ConfigError naming the file.
-
-    Refused: a path that is missing, a folder or unreadable; text that is not UTF-8 (the line is
-    named); and a file without any setting (empty, or only comments), which would otherwise
-    silently mean "the whole default config".
-    """
-    path = Path(path)
-    text = read_config_text(path)
-    try:
-        data = (json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)) if text.strip() else None
-    except (json.JSONDecodeError, yaml.YAMLError) as err:
-        raise ConfigError(f"{path} is not valid {path.suffix.lstrip('.').upper()}: {err}") from err
-    if data is None:
-        raise ConfigError(f"config file {path} holds no settings (it is empty or only comments); "
-                          "expected a mapping such as 'model: {d_model: 64}', or leave --config out for the default")
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a mapping at the top level, got {type(data).__name__}")
-    return data
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
@@ -246,8 +192,3 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     path = Path(path) if path is not None else default_config_path()
     data = apply_overrides(read_config_file(path), overrides or [])
     return validate_config(data, source=f"config {path}")
-
-
-def config_to_dict(cfg: FrozenConfig) -> dict[str, Any]:
-    """Plain JSON-safe dict (tuples become lists), for YAML dumps and ClearML."""
-    return json.loads(cfg.model_dump_json())

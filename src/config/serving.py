@@ -6,7 +6,8 @@ from typing import Any, Literal
 from pydantic import ConfigDict, ValidationError, confloat, conint, model_validator
 
 from src.config.base import FrozenConfig
-from src.config.experiment import CONFIG_DIR, ConfigError, read_config_file
+from src.config.base import ConfigError
+from src.config.files import CONFIG_DIR, read_config_file
 
 SERVING_CONFIG_PATH = CONFIG_DIR / "serving.yaml"
 

@@ -18,7 +18,7 @@ from loguru import logger
 
 from src.arguments import output_folder
 from src.config import ConfigError, ExperimentConfig, apply_overrides, load_config, validate_config
-from src.config.experiment import default_config_path
+from src.config.files import default_config_path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -4,18 +4,20 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sacrebleu
 import torch
 from loguru import logger
 from tqdm import tqdm
 
-from src.config import EvaluationConfig, ExperimentConfig
 from src.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, decode_ids
 from src.models.decoding import beam_search, greedy_decode
 from src.models.transformer import EncoderDecoderTransformer
 from src.tasks.translation import ParallelCorpus, teacher_forced_metrics
+
+if TYPE_CHECKING:  # a type only: the experiment config's module reads the task table, which reaches this one
+    from src.config import EvaluationConfig, ExperimentConfig
 
 
 def length_budget(src_len: int, max_new_tokens: int) -> int:
@@ -63,13 +65,13 @@ def score(hypotheses: list[str], references: list[str]) -> dict[str, float]:
     }
 
 
-def evaluate(model: EncoderDecoderTransformer, test_split, tgt_tokenizer, cfg: ExperimentConfig,
+def evaluate(model: EncoderDecoderTransformer, test_split, tgt_tokenizer, cfg: "ExperimentConfig",
              device: torch.device) -> dict[str, Any]:
     """All test metrics, and the decoded text for the sample table.
 
     ``test_split`` is the encoded test split with columns src, tgt, src_ids, tgt_ids.
     """
-    ecfg: EvaluationConfig = cfg.evaluation
+    ecfg: "EvaluationConfig" = cfg.evaluation
     if ecfg.max_test_sentences is not None and len(test_split) > ecfg.max_test_sentences:
         test_split = test_split.select(range(ecfg.max_test_sentences))
     corpus = ParallelCorpus.from_dataset(test_split)

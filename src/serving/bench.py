@@ -150,7 +150,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
     """Both modes at every concurrency; the batching speed-up at the highest one."""
     import httpx
 
-    from src.config.experiment import read_config_file
+    from src.config.files import read_config_file
     from src.config.serving import SERVING_CONFIG_PATH
 
     base = read_config_file(args.config or SERVING_CONFIG_PATH)

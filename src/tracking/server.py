@@ -15,7 +15,7 @@ import yaml
 from loguru import logger
 from pydantic import Field, ValidationError, model_validator
 
-from src.config import ConfigError
+from src.config.base import ConfigError
 from src.config.base import FrozenConfig
 
 QUEUE_CONFIG_PATH = Path(__file__).resolve().parents[2] / "queues" / "queues.yaml"

@@ -22,13 +22,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from loguru import logger
 from tqdm import tqdm
 
-from src.config import ExperimentConfig, config_to_dict
+from src.config.base import config_to_dict
 from src.data.batching import TokenBudgetBatchSampler
 from src.models.builders import build
 from src.tracking.null_tracker import NullTracker
@@ -39,6 +39,9 @@ from src.training.checkpoint import CheckpointManager
 from src.training.loss import perplexity
 from src.training.monitor import UpdateRatio, grouped_grad_norms, parameter_norm
 from src.training.schedule import make_schedule
+
+if TYPE_CHECKING:  # a type only: the experiment config's module reads the task table, which reaches the loop
+    from src.config import ExperimentConfig
 
 
 @dataclass
@@ -137,7 +140,7 @@ def regroup_optimizer_state(stored: dict[str, Any], model: torch.nn.Module, opti
 
 def check_same_shape(stored: dict[str, Any], requested: dict[str, Any]) -> None:
     """One line naming the first model key whose change makes the checkpoint's weights not fit."""
-    from src.config import ModelConfig
+    from src.config.model import ModelConfig
     from src.runs.resume import MODEL_KEYS_ALLOWED, ResumeError
 
     stored = config_to_dict(ModelConfig.model_validate(stored))  # keys added since it was written: defaults
@@ -164,7 +167,7 @@ class Trainer:
             special ids, family; ``src.inference.inference_fields``).
     """
 
-    def __init__(self, cfg: ExperimentConfig, task: Any, run_dir: Path, tracker: TrackerLike,
+    def __init__(self, cfg: "ExperimentConfig", task: Any, run_dir: Path, tracker: TrackerLike,
                  inference: dict[str, Any] | None = None) -> None:
         self.cfg, self.task = cfg, task
         self.inference = inference or {}

@@ -20,7 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from src.config import ConfigError, ExperimentConfig, FrozenConfig, config_to_dict, validate_config
-from src.config.experiment import read_config_text
+from src.config.files import read_config_text
 
 DEFAULT_SPACE = Path(__file__).resolve().parents[2] / "config" / "sweep_space.yaml"
 _BOUNDS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}

@@ -7,7 +7,7 @@ from src.config.serving import SERVING_CONFIG_PATH, ServingConfig, load_serving_
 
 
 def test_the_documented_file_states_exactly_the_defaults():
-    from src.config.experiment import read_config_file
+    from src.config.files import read_config_file
 
     assert set(read_config_file(SERVING_CONFIG_PATH)) == set(ServingConfig.model_fields)  # every key documented
     assert load_serving_config() == ServingConfig()
