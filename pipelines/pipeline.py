@@ -1,59 +1,24 @@
-"""The ClearML pipeline: five function steps, an execution queue and docker image per step, caching.
+"""The ClearML pipeline: one function step per entry of ``STEPS``, each with its queue, docker image and cache rule.
 
-This file only wires: each step function imports inside (ClearML packages every step alone) and
-calls one ``src.steps`` function, which opens the step's task through ``src.tracking`` and
-re-validates the parameters (they arrive as strings, clearml #1668).
+This file only wires. Every step's task runs ``src.steps.run_pipeline_step`` (ClearML copies its
+source into the step's script) with the step's name, the pipeline's config and its parents'
+outputs; it runs the step as ``train`` does offline, validating the config it receives (the
+parameters arrive as strings, clearml #1668).
 """
 
 import json
 from pathlib import Path
 from typing import Any
 
-from src.config import ExperimentConfig, config_to_dict
-from src.steps import STEPS
+from src.config import config_to_dict
+from src.experiment import ExperimentConfig
+from src.steps import STEPS, run_pipeline_step
 
 QUEUES_FILE = "queues/queues.yaml"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REQUIREMENTS = REPO_ROOT / "requirements.txt"
 # What the controller imports (src.main -> pipelines -> src.config, src.tracking.server): no torch.
 CONTROLLER_PACKAGES = ("clearml", "loguru", "pydantic", "PyYAML")
-
-
-# --- step functions: what runs inside each step's task on an agent --------------------------------
-def data_prep_step(config: str) -> dict:
-    from src.steps import data_prep
-
-    return data_prep.run(config, offline=False)
-
-
-def tokenize_step(config: str, data: dict) -> dict:
-    from src.steps import tokenize
-
-    return tokenize.run(config, data, offline=False)
-
-
-def train_step(config: str, tokenized: dict) -> dict:
-    from src.steps import train
-
-    return train.run(config, tokenized, offline=False)
-
-
-def evaluate_step(config: str, tokenized: dict, trained: dict) -> dict:
-    from src.steps import evaluate
-
-    return evaluate.run(config, tokenized, trained, offline=False)
-
-
-def register_step(config: str, trained: dict, evaluated: dict) -> dict:
-    from src.steps import register
-
-    return register.run(config, trained, evaluated, offline=False)
-
-
-STEP_FUNCTIONS = {
-    "data_prep": data_prep_step, "tokenize": tokenize_step, "train": train_step,
-    "evaluate": evaluate_step, "register": register_step,
-}
 
 
 def pinned_requirements(names: tuple[str, ...]) -> list[str]:
@@ -87,7 +52,7 @@ def pipeline_plan(cfg: ExperimentConfig, queue: str | None, queues_file: str = Q
         plan_steps.append({
             "name": spec.name, "parents": list(spec.parents), "queue": name, "docker": target.docker_image,
             "docker_args": " ".join(target.docker_args) or None, "docker_setup": target.docker_setup_script or None,
-            "cache": spec.cache, "kwargs": {"config": "${pipeline.config}", **spec.inputs},
+            "cache": spec.cache, "kwargs": {"step": spec.name, "config": "${pipeline.config}", **spec.inputs},
         })
     return {
         "pipeline": f"{cfg.tracking.task_name}-pipeline", "project": cfg.tracking.project_name,
@@ -122,7 +87,7 @@ def build_pipeline(cfg: ExperimentConfig, queue: str | None, queues_file: str = 
     pipe.add_parameter("config", json.dumps(plan["parameters"]["config"]), "the whole ExperimentConfig as JSON")
     for step, spec in zip(plan["steps"], STEPS):
         pipe.add_function_step(
-            name=spec.name, function=STEP_FUNCTIONS[spec.name], function_kwargs=step["kwargs"],
+            name=spec.name, function=run_pipeline_step, function_kwargs=step["kwargs"],
             function_return=["output"], parents=list(spec.parents) or None, task_type=spec.task_type,
             execution_queue=step["queue"], docker=step["docker"], docker_args=step["docker_args"],
             docker_bash_setup_script=step["docker_setup"],

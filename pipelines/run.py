@@ -10,7 +10,7 @@ from typing import Any
 
 from loguru import logger
 
-from src.config import ExperimentConfig, apply_overrides, load_config, validate_config
+from src.experiment import ExperimentConfig, apply_overrides, load_config, validate_config
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:
@@ -35,7 +35,7 @@ def resumed_config(args: argparse.Namespace) -> tuple[ExperimentConfig, dict[str
     run as it was and ``--resume RUN training.max_steps=5000`` trains it longer.
     """
     from src.runs import CONFIG_FILE, ResumeError, check_resume, resolve_run
-    from src.runs.folders import live_owner, read_json
+    from src.runs import live_owner, read_json
 
     output_dir = _output_dir(args)
     run_dir = resolve_run(args.resume, output_dir)
@@ -81,9 +81,9 @@ def choose_mode(args: argparse.Namespace) -> str:
 
 
 def print_summary(cfg: ExperimentConfig, outputs: dict[str, Any], mode: str, report: Path | None = None) -> None:
-    from src.steps.context import for_task
+    from src.tasks import TASKS
 
-    lines = ["", f"run folder:      {cfg.run_dir}", *for_task(cfg).summary(cfg, outputs)]
+    lines = ["", f"run folder:      {cfg.run_dir}", *TASKS[cfg.task].summary(cfg, outputs)]
     if report is not None:
         lines.append(f"report:          {report}")
     if mode == "offline":
@@ -112,13 +112,13 @@ def torchrun_worker_rank() -> int | None:
 
 def serve_torchrun_worker(args: argparse.Namespace) -> int:
     """A torchrun rank other than 0: no pipeline of its own; it joins rank 0's train step and trains."""
-    from src.steps.train import WORKER
+    from src.steps import train_worker
     from src.training.distributed import serve_as_worker
     from src.training.trainer import resolve_device
 
     device = "auto" if args.resume is not None and args.config is None else config_from_args(args).training.device
     logger.info(f"torchrun rank {torchrun_worker_rank()}: waiting for rank 0's train step")
-    serve_as_worker(WORKER, resolve_device(device).type)
+    serve_as_worker(train_worker, resolve_device(device).type)
     return 0
 
 
@@ -155,7 +155,7 @@ def run_pipeline_from_cli(args: argparse.Namespace) -> int:
         # parameters would change the cache key of the data steps on every enqueue
         enqueue_pipeline(cfg, queue=args.queue)
         return 0
-    from pipelines.offline import PipelineError, run_steps
+    from pipelines.in_process import PipelineError, run_steps
     from src.report import try_write_report
     from src.storage import ensure_writable
     from src.training.trainer import resolve_device

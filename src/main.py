@@ -57,7 +57,7 @@ def _cmd_bench_attention(args: argparse.Namespace) -> int:
 
 def _cmd_data(args: argparse.Namespace) -> int:
     from src.config import ConfigError
-    from src.data import cli
+    from src import data_cli as cli
 
     try:
         text = cli.report(args)
@@ -147,7 +147,7 @@ def _add_bench_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    from src.data import cli
+    from src import data_cli as cli
 
     cli.add_arguments(parser)
 

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from src.config import ConfigError, ExperimentConfig, config_to_dict, load_config, validate_config
+from src.config import ConfigError, config_to_dict
+from src.experiment import ExperimentConfig, load_config, validate_config
 from src.config.files import CONFIG_DIR
 
 

@@ -209,7 +209,8 @@ def test_help_text_is_plain_text_without_restructuredtext_markup(argv, capsys):
 
 
 def test_a_config_path_that_cannot_be_used_is_one_config_error_naming_it(tmp_path, monkeypatch):
-    from src.config import ConfigError, load_config, load_serving_config
+    from src.config import ConfigError, load_serving_config
+    from src.experiment import load_config
 
     folder, latin = tmp_path / "configs", tmp_path / "latin1.yaml"
     folder.mkdir()
@@ -230,7 +231,8 @@ def test_a_config_path_that_cannot_be_used_is_one_config_error_naming_it(tmp_pat
 @pytest.mark.parametrize(("suffix", "text"), [(".yaml", ""), (".yaml", "\n  \n"), (".json", ""), (".json", "\n  \n"),
                                              (".yaml", "# every line a comment\n# model: {d_model: 64}\n")])
 def test_an_empty_config_file_is_refused_not_taken_for_the_whole_default(tmp_path, suffix, text):
-    from src.config import ConfigError, load_config
+    from src.config import ConfigError
+    from src.experiment import load_config
 
     path = tmp_path / f"empty{suffix}"
     path.write_text(text, encoding="utf-8")

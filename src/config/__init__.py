@@ -1,9 +1,9 @@
-"""Frozen, strict configuration models; one module per section, composed in ``experiment``."""
+"""Frozen, strict configuration sections, one module each; ``src/experiment.py`` composes them into a run's config
+(and checks them against the task it names)."""
 
 from src.config.base import ConfigError, FrozenConfig, config_to_dict
 from src.config.data import BatchingConfig, DataConfig, TokenizerConfig
 from src.config.evaluation import EvaluationConfig
-from src.config.experiment import ExperimentConfig, apply_overrides, load_config, validate_config
 from src.config.model import ModelConfig
 from src.config.serving import ServingConfig, load_serving_config
 from src.config.tracking import TrackingConfig
@@ -14,16 +14,12 @@ __all__ = [
     "ConfigError",
     "DataConfig",
     "EvaluationConfig",
-    "ExperimentConfig",
     "FrozenConfig",
     "ModelConfig",
     "ServingConfig",
     "TokenizerConfig",
     "TrackingConfig",
     "TrainingConfig",
-    "apply_overrides",
     "config_to_dict",
     "load_serving_config",
-    "load_config",
-    "validate_config",
 ]

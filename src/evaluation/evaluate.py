@@ -1,23 +1,18 @@
-"""Test-set evaluation: loss, perplexity, token accuracy, and sacrebleu BLEU/chrF of decoded text."""
+"""Decoding a test split in batches, and scoring translations with sacrebleu (BLEU, chrF); saving metrics and samples."""
 
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sacrebleu
 import torch
-from loguru import logger
 from tqdm import tqdm
 
-from src.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, decode_ids
-from src.models.decoding import beam_search, greedy_decode
+from src.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
+from src.models.decoding import greedy_decode
 from src.models.transformer import EncoderDecoderTransformer
-from src.tasks.translation import ParallelCorpus, teacher_forced_metrics
 
-if TYPE_CHECKING:  # a type only: the experiment config's module reads the task table, which reaches this one
-    from src.config import EvaluationConfig, ExperimentConfig
 
 
 def length_budget(src_len: int, max_new_tokens: int) -> int:
@@ -63,39 +58,6 @@ def score(hypotheses: list[str], references: list[str]) -> dict[str, float]:
         "bleu": sacrebleu.corpus_bleu(hypotheses, [references]).score,
         "chrf": sacrebleu.corpus_chrf(hypotheses, [references]).score,
     }
-
-
-def evaluate(model: EncoderDecoderTransformer, test_split, tgt_tokenizer, cfg: "ExperimentConfig",
-             device: torch.device) -> dict[str, Any]:
-    """All test metrics, and the decoded text for the sample table.
-
-    ``test_split`` is the encoded test split with columns src, tgt, src_ids, tgt_ids.
-    """
-    ecfg: "EvaluationConfig" = cfg.evaluation
-    if ecfg.max_test_sentences is not None and len(test_split) > ecfg.max_test_sentences:
-        test_split = test_split.select(range(ecfg.max_test_sentences))
-    corpus = ParallelCorpus.from_dataset(test_split)
-    references = list(test_split["tgt"])
-    metrics: dict[str, Any] = {"test": teacher_forced_metrics(model, corpus, cfg.batching.max_tokens, device)}
-    decoders = {
-        "greedy": decode_greedy,
-        "beam": lambda m, s, n: beam_search(m, s, bos_id=BOS_ID, eos_id=EOS_ID, beam_size=ecfg.beam_size,
-                                            length_penalty=ecfg.length_penalty, max_new_tokens=n),
-    }
-    outputs: dict[str, list[str]] = {}
-    for name, decode in decoders.items():
-        start = time.perf_counter()
-        ids = translate(model, corpus.src, decode, ecfg.batch_size, device, f"decode {name}", ecfg.max_new_tokens)
-        outputs[name] = [decode_ids(tgt_tokenizer, row) for row in ids]
-        metrics[name] = score(outputs[name], references) | {"seconds": time.perf_counter() - start}
-        logger.info(f"{name}: BLEU {metrics[name]['bleu']:.2f}, chrF {metrics[name]['chrf']:.2f}")
-    metrics["n_sentences"] = len(references)
-    translations = [
-        {"source": s, "reference": r, "greedy": g, "beam": b}
-        for s, r, g, b in zip(test_split["src"], references, outputs["greedy"], outputs["beam"])
-    ]
-    return {"metrics": metrics, "samples": translations[: ecfg.n_samples], "translations": translations,
-            "outputs": outputs}
 
 
 def save_samples(samples: list[dict[str, str]], path: Path) -> Path:

@@ -23,7 +23,7 @@ def classify_texts(trained: InferenceModel, texts: list[str], batch_size: int = 
         batch_size: texts per forward pass.
     """
     from src.data.text_classification import clean_html
-    from src.tasks.classification import encode_texts
+    from src.tasks.classification.task import encode_texts
 
     if trained.family not in TEXT_CLASSIFIERS:
         raise ValueError(f"{trained.path} holds a {trained.family} model; classify needs one of {sorted(TEXT_CLASSIFIERS)}")

@@ -30,7 +30,7 @@ def continue_text(trained, prompt: str, *, max_new_tokens: int, temperature: flo
 
     from src.models.sampling import generate
 
-    from src.tasks.language_modeling import decode_stream
+    from src.tasks.language_modeling.task import decode_stream
 
     tokenizer = trained.tokenizers["text"]
     encoding = tokenizer.encode(prompt)

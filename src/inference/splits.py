@@ -64,13 +64,13 @@ def _run_split(run_dir: Path | None, trained: InferenceModel, name: str) -> Any:
                                 f"pass --split with {kind}")
     folder = run_dir / "tokenize"
     if trained.family == "decoder_lm":
-        from src.tasks.language_modeling import read_stream
+        from src.tasks.language_modeling.task import read_stream
 
         if not (folder / f"{name}_ids.npy").is_file():
             raise FileNotFoundError(f"run {run_dir} has no {name} stream at {folder}; pass --split with {kind}")
         return read_stream(folder, name, _block_size(trained))
     if trained.family == "vit":
-        from src.tasks.image_classification import read_encoded
+        from src.tasks.image_classification.task import read_encoded
 
         if not (folder / "encoded.pt").is_file():
             raise FileNotFoundError(f"run {run_dir} has no encoded images at {folder}; pass --split with {kind}")
@@ -94,7 +94,7 @@ def _translation(trained: InferenceModel, split: Any, max_items: int | None) -> 
 
 # --- text classification --------------------------------------------------------------------------
 def _classifier(trained: InferenceModel, split: Any, max_items: int | None) -> dict[str, Any]:
-    from src.tasks.classification import LabelledCorpus, classification_metrics, encode_texts, predict
+    from src.tasks.classification.task import LabelledCorpus, classification_metrics, encode_texts, predict
 
     if isinstance(split, Path):
         _check_text_file(split, KINDS["classifier"])
@@ -161,7 +161,7 @@ def _language_model(trained: InferenceModel, split: Any, max_items: int | None) 
     import torch
 
     from src.data.prose import line_breaks_kept, read_local_text
-    from src.tasks.language_modeling import SEPARATOR, TokenStream, encode_stream, score_stream
+    from src.tasks.language_modeling.task import SEPARATOR, TokenStream, encode_stream, score_stream
 
     if isinstance(split, Path):
         if split.is_dir() or split.suffix.lower() != ".txt":
@@ -180,8 +180,8 @@ def _language_model(trained: InferenceModel, split: Any, max_items: int | None) 
 
 # --- images ---------------------------------------------------------------------------------------
 def _images(trained: InferenceModel, split: Any, max_items: int | None) -> dict[str, Any]:
-    from src.tasks.classification import classification_metrics
-    from src.tasks.image_classification import ImageSplit, ImageStats, predict_images
+    from src.tasks.classification.task import classification_metrics
+    from src.tasks.image_classification.task import ImageSplit, ImageStats, predict_images
 
     if isinstance(split, Path):
         split = read_images(split, trained)
@@ -195,7 +195,7 @@ def _images(trained: InferenceModel, split: Any, max_items: int | None) -> dict[
 
 def read_images(path: Path, trained: InferenceModel):
     """An ``ImageSplit`` from IDX files (an images file, its labels file beside it) or an image folder."""
-    from src.tasks.image_classification import ImageSplit
+    from src.tasks.image_classification.task import ImageSplit
 
     idx = [path] if path.is_file() else sorted(p for p in path.iterdir() if IDX_IMAGES.search(p.name))
     if path.is_file() and not IDX_IMAGES.search(path.name):

@@ -104,8 +104,8 @@ def encoded_split(trained: InferenceModel, sources: list[str], references: list[
 
 def evaluate_split(trained: InferenceModel, split: Any, max_sentences: int | None) -> dict[str, Any]:
     """Teacher-forced loss, BLEU and chrF (greedy and beam) of ``split``, as the evaluate step scores."""
-    from src.evaluation.evaluate import evaluate
+    from src.tasks.translation.scoring import score_test_split
 
     evaluation = trained.config.evaluation.model_copy(update={"max_test_sentences": max_sentences})
     cfg = trained.config.model_copy(update={"evaluation": evaluation})
-    return evaluate(trained.model, split, trained.tokenizers["tgt"], cfg, trained.device)
+    return score_test_split(trained.model, split, trained.tokenizers["tgt"], cfg, trained.device)

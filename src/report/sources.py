@@ -23,7 +23,7 @@ from typing import Any
 from loguru import logger
 
 from src.runs import CONFIG_FILE
-from src.runs.folders import STATUS_FILE, read_json
+from src.runs import STATUS_FILE, read_json
 
 _STEP_PNG = re.compile(r"^(?P<series>.+)_step(?P<step>\d+)\.png$")
 _CHECKPOINT = re.compile(r"^step_(\d+)\.pt$")

@@ -1,5 +1,6 @@
 """Run folders: one per ``train``, found again by path, id, name or ``latest``; guarded resume; listing."""
 
+from src.runs.files import DamagedFileError, read_json, write_atomically
 from src.runs.folders import (
     BEST_CHECKPOINT,
     CONFIG_FILE,
@@ -7,19 +8,24 @@ from src.runs.folders import (
     RunInfo,
     RunNotFoundError,
     list_runs,
+    live_owner,
     new_run_dir,
     new_run_id,
+    owner,
     point_latest,
     resolve_checkpoint,
     resolve_run,
     run_dir_of_checkpoint,
 )
 from src.runs.resume import ResumeError, check_resume, config_differences, flatten
+from src.runs.status import STATUS_FILE, read_status, save_traceback, update_run, update_status
 
 __all__ = [
     "BEST_CHECKPOINT",
     "CONFIG_FILE",
+    "DamagedFileError",
     "LATEST",
+    "STATUS_FILE",
     "ResumeError",
     "RunInfo",
     "RunNotFoundError",
@@ -27,10 +33,18 @@ __all__ = [
     "config_differences",
     "flatten",
     "list_runs",
+    "live_owner",
     "new_run_dir",
     "new_run_id",
+    "owner",
     "point_latest",
+    "read_json",
+    "read_status",
     "resolve_checkpoint",
     "resolve_run",
     "run_dir_of_checkpoint",
+    "save_traceback",
+    "update_run",
+    "update_status",
+    "write_atomically",
 ]

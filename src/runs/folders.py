@@ -16,8 +16,10 @@ from typing import Any
 
 from loguru import logger
 
+from src.runs.files import DamagedFileError, read_json
+from src.runs.status import STATUS_FILE
+
 LATEST = "latest"
-STATUS_FILE = "status.json"
 CONFIG_FILE = "config.json"
 BEST_CHECKPOINT = Path("train") / "checkpoints" / "best.pt"
 RUN_ID_SUFFIX = re.compile(r"-\d{8}-\d{6}(-\d+)?$")  # what new_run_id appends to the run name
@@ -117,23 +119,6 @@ def live_owner(status: dict[str, Any]) -> str | None:
 
 def is_run_dir(path: Path) -> bool:
     return path.is_dir() and (path / STATUS_FILE).is_file()
-
-
-class DamagedFileError(ValueError):
-    """A run's JSON file that does not parse; the message names the file."""
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    """A run's JSON file (``{}`` when missing); ``DamagedFileError`` naming the file when it does not parse."""
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise DamagedFileError(f"{path} is damaged ({err})") from err
-    if not isinstance(data, dict):
-        raise DamagedFileError(f"{path} is damaged (expected a JSON object, found {type(data).__name__})")
-    return data
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,8 @@ A checkpoint is only meaningful with the data, vocabulary and model shape it was
 
 from typing import Any
 
-from src.config import ConfigError, ExperimentConfig, config_to_dict
+from src.config import ConfigError, config_to_dict
+from src.experiment import ExperimentConfig
 
 # keys that change no weight shape: a checkpoint loads into the new model unchanged
 MODEL_KEYS_ALLOWED = frozenset({"dropout", "attention_dropout", "attention_backend", "rnn_fast"})

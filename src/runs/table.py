@@ -4,7 +4,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from src.runs.folders import STATUS_FILE, DamagedFileError, RunInfo, list_runs, resolve_run
+from src.runs.files import DamagedFileError
+from src.runs.folders import RunInfo, list_runs, resolve_run
+from src.runs.status import STATUS_FILE
 from src.runs.resume import flatten
 
 IDENTITY_KEYS = ("run_id", "run_name", "output_dir")

@@ -95,7 +95,7 @@ def registry_project(given: str | None) -> str | None:
     """The ClearML project a ``NAME:TAG`` lookup searches: ``--project``, else the default config's; '' means all."""
     if given is not None:
         return given or None
-    from src.config import load_config
+    from src.experiment import load_config
 
     return load_config().tracking.project_name
 

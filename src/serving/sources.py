@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from src.runs import resolve_checkpoint
-from src.runs.folders import RunNotFoundError, read_json, run_dir_of_checkpoint
+from src.runs import RunNotFoundError, read_json, run_dir_of_checkpoint
 
 MODEL_ID = re.compile(r"[0-9a-f]{32}")
 

@@ -1,7 +1,17 @@
-"""One small module per task: what the shared training loop needs to know about it.
+"""The tasks, one package each (``src/tasks/spec.py`` says what a package holds), and their one table.
 
-Each task gives the loop its batches (``lengths``, ``batch``), its loss (``targets``, ``tokens``,
-``loss``), its validation metrics (``validate``, whose ``loss`` picks the best checkpoint), the
-attention ``probe`` drawn during training, the ``model_sizes`` the model builder needs, and the
-``gate_metric`` the register step promotes on. Translation: ``translation.py``.
+Adding a task: a package ``src/tasks/<task>/`` with its ``TASK`` record, and its line below
+(CONTRIBUTING.md shows the whole change for the masked-LM pretraining task).
 """
+
+from src.tasks.classification import TASK as CLASSIFICATION
+from src.tasks.image_classification import TASK as IMAGE_CLASSIFICATION
+from src.tasks.language_modeling import TASK as LANGUAGE_MODELING
+from src.tasks.spec import StepContext, TaskSpec
+from src.tasks.translation import TASK as TRANSLATION
+
+# the order is the config's: `task` lists them so in its errors
+TASKS: dict[str, TaskSpec] = {task.name: task for task in (TRANSLATION, CLASSIFICATION, LANGUAGE_MODELING,
+                                                           IMAGE_CLASSIFICATION)}
+
+__all__ = ["TASKS", "StepContext", "TaskSpec"]

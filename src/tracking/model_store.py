@@ -18,7 +18,7 @@ from src.tracking.connection import clearml_configured
 from src.tracking.server import ServerMisconfiguredError, ServerUnreachableError, check_server
 
 T = TypeVar("T")
-STAGES = ("production", "candidate")  # the tags the register step gives (src/steps/register.py)
+STAGES = ("production", "candidate")  # the tags the register step gives (src/steps/table.py: register)
 
 
 class ModelNotFoundError(FileNotFoundError):

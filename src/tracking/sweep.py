@@ -23,7 +23,7 @@ from src.tracking.null_tracker import NullTracker
 from src.tracking.server import ServerError
 from src.tracking.tracker import Tracker
 
-CONFIG_SECTION = "config"  # the train step connects its config under this name (src/steps/context.py)
+CONFIG_SECTION = "config"  # the train step connects its config under this name (src/steps/runner.py)
 
 
 def sweep_project(project_name: str, study: str) -> str:

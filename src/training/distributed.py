@@ -21,11 +21,10 @@ same values in a fixed order; the micro-batches of a global batch are dealt roun
 (``TokenBudgetBatchSampler.stream``) and the loss is normalised by the global batch's target count.
 """
 
-import importlib
 import multiprocessing
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -153,30 +152,31 @@ def broadcast_inputs(inputs: dict[str, Any] | None) -> dict[str, Any]:
     return box[0]
 
 
-def _worker(rendezvous: Rendezvous, rank: int, backend: str, target: str) -> None:
+def _worker(rendezvous: Rendezvous, rank: int, backend: str, target: Callable[[dict[str, Any]], None]) -> None:
     """A spawned (or torchrun) rank: join, take the step's inputs, run ``target(inputs)``, leave."""
     init(rendezvous, rank, backend)
     try:
         inputs = broadcast_inputs(None)
-        module, _, name = target.partition(":")
-        getattr(importlib.import_module(module), name)(inputs)
+        target(inputs)
         dist.barrier()  # leave together: rank 0 hosts the rendezvous store
     finally:
         teardown()
 
 
-def serve_as_worker(target: str, device_type: str = "cpu") -> None:
+def serve_as_worker(target: Callable[[dict[str, Any]], None], device_type: str = "cpu") -> None:
     """Under torchrun, a rank other than 0: wait for rank 0's train step, train, return."""
     rendezvous = rendezvous_from_env(1)
     _worker(rendezvous, rendezvous.first_rank, backend_for(device_type), target)
 
 
 @contextmanager
-def data_parallel(nproc_per_node: int, device_type: str, target: str, inputs: dict[str, Any]) -> Iterator[World]:
+def data_parallel(nproc_per_node: int, device_type: str, target: Callable[[dict[str, Any]], None],
+                  inputs: dict[str, Any]) -> Iterator[World]:
     """Run the body as one rank of the step's group: spawn this machine's other ranks, join, share inputs.
 
-    With one process in all this does nothing (``World()``). Spawned workers import ``target``
-    (``"module:function"``) and call it with ``inputs``; it must run the same training loop.
+    With one process in all this does nothing (``World()``). Spawned workers call ``target`` (a
+    module-level function: a spawned process imports it by its qualified name) with ``inputs``; it
+    must run the same training loop.
 
     Args:
         nproc_per_node: processes on this machine.

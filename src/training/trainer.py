@@ -41,7 +41,7 @@ from src.training.monitor import UpdateRatio, grouped_grad_norms, parameter_norm
 from src.training.schedule import make_schedule
 
 if TYPE_CHECKING:  # a type only: the experiment config's module reads the task table, which reaches the loop
-    from src.config import ExperimentConfig
+    from src.experiment import ExperimentConfig
 
 
 @dataclass

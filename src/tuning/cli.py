@@ -55,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def command(args: argparse.Namespace) -> tuple[int, str]:
-    from src.config import load_config
+    from src.experiment import load_config
     from src.tuning.space import load_space
     from src.tuning.trial import direction_of
 

@@ -36,9 +36,9 @@ def prepare(cfg, work: Path) -> Path:
 def timed_fit(cfg, work: Path, run_dir: Path, tracking: bool) -> float:
     from datasets import load_from_disk
 
-    from src.config import validate_config
+    from src.experiment import validate_config
     from src.data.tokenizer import load_tokenizer
-    from src.tasks.translation import TranslationTask
+    from src.tasks.translation.task import TranslationTask
     from src.tracking import NullTracker, Tracker
     from src.training.trainer import Trainer
 
@@ -60,7 +60,7 @@ def timed_fit(cfg, work: Path, run_dir: Path, tracking: bool) -> float:
 
 
 def measure(cfg, steps: int, repeats: int) -> dict:
-    from src.config import validate_config
+    from src.experiment import validate_config
 
     data = cfg.model_dump(mode="json")
     data["training"].update(max_steps=steps, max_minutes=None, checkpoint_every=steps)
@@ -79,7 +79,7 @@ def measure(cfg, steps: int, repeats: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from src.config import load_config
+    from src.experiment import load_config
 
     from src.arguments import POSITIVE_INT, CommandParser
 

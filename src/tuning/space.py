@@ -19,7 +19,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from src.config import ConfigError, ExperimentConfig, FrozenConfig, config_to_dict, validate_config
+from src.config import ConfigError, FrozenConfig, config_to_dict
+from src.experiment import ExperimentConfig, validate_config
 from src.config.files import read_config_text
 
 DEFAULT_SPACE = Path(__file__).resolve().parents[2] / "config" / "sweep_space.yaml"

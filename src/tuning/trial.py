@@ -15,7 +15,8 @@ from typing import Any
 
 from loguru import logger
 
-from src.config import ExperimentConfig, config_to_dict
+from src.config import config_to_dict
+from src.experiment import ExperimentConfig
 from src.tuning.space import SearchSpace, apply_params
 
 MAXIMIZED = ("accuracy", "bleu", "chrf", "f1", "macro_f1")  # every other validation metric is minimised
@@ -92,7 +93,7 @@ def prepare_data(cfg: ExperimentConfig, work: Path) -> dict[str, Any]:
     Returns the tokenize step's output, as the train step receives it. A later sweep over the same
     data (or a trial whose searched keys leave these sections alone) reuses the folder.
     """
-    from src.steps.context import StepContext, for_task
+    from src.tasks import TASKS, StepContext
     from src.tracking import NullTracker
 
     key = json.dumps([cfg.task, config_to_dict(cfg.data), config_to_dict(cfg.tokenizer)], sort_keys=True)
@@ -101,7 +102,7 @@ def prepare_data(cfg: ExperimentConfig, work: Path) -> dict[str, Any]:
     if done.is_file():
         logger.info(f"sweep: prepared data reused from {out}")
         return json.loads(done.read_text(encoding="utf-8"))
-    steps = for_task(cfg)
+    steps = TASKS[cfg.task]
     data = steps.data_prep(StepContext("data_prep", cfg, out, NullTracker(output_dir=out / "data_prep")))
     tokenized = steps.tokenize(StepContext("tokenize", cfg, out, NullTracker(output_dir=out / "tokenize")), data)
     done.write_text(json.dumps(tokenized, indent=2), encoding="utf-8")
@@ -123,7 +124,7 @@ def run_trial(trial: Any, settings: TrialSettings) -> float:
     """
     import optuna
 
-    from src.steps.context import StepContext, for_task
+    from src.tasks import TASKS, StepContext
     from src.tracking.sweep import start_sweep_tracker
 
     params = settings.space.suggest(trial)
@@ -139,7 +140,7 @@ def run_trial(trial: Any, settings: TrialSettings) -> float:
     logger.info(f"sweep {settings.study}: trial {trial.number} {params}")
     start = time.perf_counter()
     try:
-        for_task(cfg).train(StepContext("train", cfg, trial_dir, pruning), tokenized, False)
+        TASKS[cfg.task].train(StepContext("train", cfg, trial_dir, pruning), tokenized, False)
         value = pruning.best(settings.direction)
         tracker.log_single_value(f"sweep objective (valid {settings.metric})", value)
         session = tracker.close()

@@ -6,7 +6,8 @@ task's queued parameters reach the code (``Args/run_name``), and results go back
 
 from clearml import Task
 
-from src.config import ExperimentConfig, config_to_dict
+from src.config import config_to_dict
+from src.experiment import ExperimentConfig
 
 task = Task.init()  # on an agent this attaches to the task it pulled (CLEARML_TASK_ID)
 args = task.connect({"run_name": "local"}, name="Args")

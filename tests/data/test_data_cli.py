@@ -5,7 +5,7 @@ import json
 import pytest
 
 from src.config import ConfigError
-from src.data import cli
+from src import data_cli as cli
 
 
 def data_command(argv: list[str]) -> int:

@@ -5,7 +5,7 @@ from datasets import Dataset
 
 from src.config.data import TokenizerConfig
 from src.data.tokenizer import UNK_ID, load_tokenizer, train_text_tokenizer
-from src.tasks.classification import CLS_ID, encode_texts
+from src.tasks.classification.task import CLS_ID, encode_texts
 
 TRAIN = Dataset.from_dict({"text": ["a good film", "a bad film", "naïve plot", "the film was good"] * 3})
 

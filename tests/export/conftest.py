@@ -6,7 +6,8 @@ from pathlib import Path
 import torch
 from datasets import Dataset
 
-from src.config import config_to_dict, load_config, validate_config
+from src.config import config_to_dict
+from src.experiment import load_config, validate_config
 from src.data.tokenizer import PAD_ID, TokenizerConfig, load_tokenizer, train_one
 from src.inference import inference_fields
 from src.inference.loader import model_sizes

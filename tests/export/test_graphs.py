@@ -3,7 +3,7 @@
 import torch
 
 from src.components.attention import MultiHeadAttention
-from src.config import load_config
+from src.experiment import load_config
 from src.export.graphs import EncoderGraph, flat_kv
 from src.models.builders import build
 

@@ -76,7 +76,7 @@ def test_a_language_model_is_scored_on_plain_text_in_bits_per_character(tmp_path
     assert first["n_characters"] == len(documents[0])
     # the run's own test stream, as its tokenize step stores it, scores what the same text as a file does
     from src.data.tokenizer import load_tokenizer
-    from src.tasks.language_modeling import SEPARATOR, encode_stream
+    from src.tasks.language_modeling.task import SEPARATOR, encode_stream
 
     tokenize = checkpoint.parents[2] / "tokenize"
     tokenize.mkdir()
@@ -123,7 +123,7 @@ def test_a_vit_is_scored_on_an_image_folder_and_on_idx_files_alike(tmp_path, cap
     from PIL import Image
 
     from src.inference import load_for_inference
-    from src.tasks.image_classification import ImageStats
+    from src.tasks.image_classification.task import ImageStats
 
     checkpoint = in_run(tmp_path / "vit", "config/vit_tiny.yaml", (), labels=list(CLASS_NAMES), image_stats=IMAGE_STATS)
     images = np.random.default_rng(0).integers(0, 256, (12, 28, 28), dtype=np.uint8)

@@ -8,7 +8,7 @@ import torch
 from datasets import load_from_disk
 
 from src.data.listops import evaluate_listops
-from src.tasks.classification import CLS_ID, ClassificationProbe
+from src.tasks.classification.task import CLS_ID, ClassificationProbe
 from src.tracking import read_offline_session
 
 pytestmark = pytest.mark.timeout(300)

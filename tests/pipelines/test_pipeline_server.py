@@ -150,6 +150,7 @@ def test_the_stored_dag_puts_each_step_on_its_queue_and_container(enqueued):
         assert node["parents"] == list(spec.parents), spec.name
         assert node["cache_executed_step"] is (spec.name in ("data_prep", "tokenize")), spec.name
         assert node["parameters"]["kwargs/config"] == "${pipeline.config}", spec.name
+        assert node["parameters"]["kwargs/step"] == spec.name, spec.name
         for argument, reference in spec.inputs.items():  # "${tokenize.output}" -> the parent's artifact "output"
             parent = reference.strip("${}").split(".")[0]
             assert node["parameters"][f"kwargs_artifacts/{argument}"] == f"${{{parent}.id}}.output", spec.name
@@ -159,8 +160,8 @@ def test_the_stored_dag_puts_each_step_on_its_queue_and_container(enqueued):
                                      "setup_shell_script": target.docker_setup_script or ""}, spec.name
         assert (task["name"], task["type"]) == (f"{TASK}-{spec.name}", spec.task_type)
         script = task["script"]
-        assert script["entry_point"] == f"{spec.name}_step.py"
-        assert f"from src.steps import {spec.name}" in script["diff"]
+        assert script["entry_point"] == "run_pipeline_step.py"  # one entry for every step: its name is a parameter
+        assert "from src.steps.runner import run_step" in script["diff"]
         assert "auto_connect_frameworks=False" in script["diff"]  # no torch.save hooks: models registered once
         torch_pin = next(line for line in REQUIREMENTS.read_text().splitlines() if line.startswith("torch=="))
         assert torch_pin in script["requirements"]["pip"]  # requirements.txt, not the script's imports
@@ -185,15 +186,15 @@ update_task), given the parameters it would resolve, and put on the queue of the
 """
 import json
 from clearml import Task
-from pipelines.pipeline import data_prep_step, tokenize_step
+from src.steps import run_pipeline_step
 
 plan = json.loads(open({plan_file!r}).read())
 outputs, task_ids = {{}}, {{}}
-for name, function, parents in (("data_prep", data_prep_step, ()), ("tokenize", tokenize_step, ("data_prep",))):
+for name, inputs in (("data_prep", {{}}), ("tokenize", {{"data": "data_prep"}})):
     definition = plan["definitions"][name]
     task = Task.init(project_name=plan["project"], task_name=definition["name"], task_type=definition["type"],
                      auto_connect_frameworks=False, output_uri=True)
-    outputs[name] = function(plan["config"], *(outputs[p] for p in parents))
+    outputs[name] = run_pipeline_step(name, plan["config"], **{{arg: outputs[p] for arg, p in inputs.items()}})
     task.upload_artifact("output", artifact_object=outputs[name], extension_name=".pkl", wait_on_upload=True)
     task_ids[name] = task.id
     task.close()

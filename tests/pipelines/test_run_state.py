@@ -152,7 +152,7 @@ def test_a_resume_refused_at_its_start_leaves_config_and_status_as_they_were(tin
 
 
 def test_a_resume_reuses_every_completed_step_its_changes_do_not_touch():
-    from pipelines.offline import reusable
+    from pipelines.in_process import reusable
 
     done = {"status": "completed", "output": {}}
     killed_in_evaluate = {"steps": {"data_prep": done, "tokenize": done, "train": done, "evaluate": {"status": "running"}}}

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from src.config import load_config
+from src.experiment import load_config
 from src.data.fashion_mnist import CLASS_NAMES, FILES
 from src.tracking import read_offline_session
 from tests.clearml_stub.stub import run_src_main

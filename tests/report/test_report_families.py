@@ -22,7 +22,7 @@ def data_env(config: str) -> dict[str, str]:
         if not (data_root() / "austen").is_dir() or not (data_root() / "brown").is_dir():
             missing_data(f"Austen/Brown not cached under {data_root()}: run bash .ci/install")
         return {"STEPWISE_DATA_DIR": str(data_root())}
-    from src.config import load_config
+    from src.experiment import load_config
 
     root = Path(load_config(config).data.fashion_mnist_path)
     if not (root / "train-images-idx3-ubyte.gz").is_file():

@@ -171,8 +171,7 @@ def test_no_completed_run_is_refused_naming_the_state_of_each(tmp_path):
 
 
 def test_a_damaged_status_names_its_file_and_hides_no_other_run(tmp_path):
-    from src.runs.folders import DamagedFileError
-    from src.steps.context import read_status
+    from src.runs import DamagedFileError, read_status
 
     good = write_run(tmp_path, "tiny", 100.0, "completed", checkpoint=True)
     bad = write_run(tmp_path, "tiny", 200.0, "completed", checkpoint=True)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from src.config import load_config
+from src.experiment import load_config
 from src.runs import ResumeError, check_resume, config_differences
 
 TINY = "config/tiny.yaml"

@@ -20,7 +20,8 @@ import pytest
 import torch
 from datasets import Dataset
 
-from src.config import config_to_dict, load_config
+from src.config import config_to_dict
+from src.experiment import load_config
 from src.data.tokenizer import PAD_ID, TokenizerConfig, load_tokenizer, train_one
 from src.inference import inference_fields
 from src.inference.loader import model_sizes

@@ -67,7 +67,7 @@ def test_something_that_is_nothing_says_what_was_expected(tmp_path):
 
 
 def test_a_name_lookup_searches_the_default_config_project_unless_told():
-    from src.config import load_config
+    from src.experiment import load_config
     from src.serving.cli import registry_project
 
     assert registry_project(None) == load_config().tracking.project_name == "stepwise-transformers"

@@ -6,9 +6,9 @@ import pytest
 import torch
 from datasets import Dataset
 
-from src.config import load_config
+from src.experiment import load_config
 from src.data.tokenizer import PAD_ID, TokenizerConfig, load_tokenizer, train_one
-from src.tasks.classification import (
+from src.tasks.classification.task import (
     CLS_ID,
     ClassificationProbe,
     ClassificationTask,

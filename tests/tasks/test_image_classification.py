@@ -5,7 +5,7 @@ import torch
 
 from src.config.model import ModelConfig
 from src.models.vit import build_vit
-from src.tasks.image_classification import (
+from src.tasks.image_classification.task import (
     ImageAttentionProbe,
     ImageClassificationTask,
     ImageSplit,
@@ -102,7 +102,7 @@ def test_probe_draws_each_layer_and_head_and_the_rollout():
 
 def test_a_resumed_run_with_augmentation_follows_the_uninterrupted_loss_curve(tmp_path):
     """Crops and flips come from torch's RNG, whose state the checkpoint carries: resume is exact."""
-    from src.config import validate_config
+    from src.experiment import validate_config
     from src.tracking import NullTracker
     from src.training.trainer import Trainer
 

@@ -8,7 +8,7 @@ from torch import nn
 
 from src.data.char_tokenizer import char_tokenizer
 from src.data.tokenizer import BOS_ID
-from src.tasks.language_modeling import (LanguageModelingTask, LanguageModelProbe, TokenStream, decode_stream,
+from src.tasks.language_modeling.task import (LanguageModelingTask, LanguageModelProbe, TokenStream, decode_stream,
                                          encode_stream, lm_metrics, score_stream)
 
 

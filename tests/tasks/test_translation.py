@@ -4,10 +4,10 @@ import pytest
 import torch
 from datasets import Dataset
 
-from src.config import load_config
+from src.experiment import load_config
 from src.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
 from src.models.builders import build
-from src.tasks.translation import ParallelCorpus, TranslationTask, teacher_forced_metrics
+from src.tasks.translation.task import ParallelCorpus, TranslationTask, teacher_forced_metrics
 from src.training.loss import translation_loss
 
 PAIRS = {"src_ids": [[5, 6, 7, EOS_ID], [8, EOS_ID], [9, 10, EOS_ID]],

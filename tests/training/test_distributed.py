@@ -20,7 +20,8 @@ from typing import ClassVar
 
 import pytest
 
-from src.config import ConfigError, load_config
+from src.config import ConfigError
+from src.experiment import load_config
 from src.training import distributed
 from tests.tracking.conftest import isolated_offline_clearml
 from tests.training.test_trainer import REPO, corpus_dir, tiny_config  # noqa: F401 (corpus_dir: a fixture)
@@ -139,10 +140,11 @@ def history(run_dir: Path) -> tuple[dict[int, float], dict[int, float]]:
 
 
 def run_step(corpus: Path, run_dir: Path, nproc: int, resume: bool = False, tracking: bool = True) -> dict:
-    from src.steps import train
+    from src.steps import STEP, run_step
 
     with isolated_offline_clearml(run_dir.parent / f"clearml-{run_dir.name}"):
-        return train.run(step_config(run_dir, nproc, tracking), tokenized(corpus), resume=resume, offline=True)
+        return run_step(STEP["train"], step_config(run_dir, nproc, tracking), tokenized=tokenized(corpus), resume=resume,
+                        offline=True)
 
 
 def assert_same_curve(run_dir: Path, reference: Path) -> None:
@@ -186,10 +188,10 @@ KILLED = textwrap.dedent("""
     import sys
     from pathlib import Path
     sys.path.insert(0, {repo!r})
-    from src.steps import train
+    from src.steps import STEP, run_step
     from tests.training.test_distributed import step_config, tokenized
 
-    train.run(step_config(Path({run!r}), 2, tracking=False), tokenized(Path({corpus!r})), offline=True)
+    run_step(STEP["train"], step_config(Path({run!r}), 2, tracking=False), tokenized=tokenized(Path({corpus!r})), offline=True)
 """)
 
 
@@ -304,13 +306,13 @@ def test_the_cuda_path_uses_fused_adamw_tf32_and_bf16_and_the_loss_falls(corpus_
 @pytest.mark.timeout(300)
 def test_two_gpus_over_nccl_follow_the_one_gpu_curve(corpus_dir, tmp_path):  # noqa: F811
     """bf16 autocast is not bitwise reproducible across reduction orders: a looser bound than on CPU."""
-    from src.steps import train
+    from src.steps import STEP, run_step
 
     curves = {}
     for nproc in (1, 2):
         cfg = step_config(tmp_path / f"gpu{nproc}", nproc, tracking=False)
         cfg = cfg.model_copy(update={"training": cfg.training.model_copy(update={"device": "cuda"})})
-        train.run(cfg, tokenized(corpus_dir), offline=True)
+        run_step(STEP["train"], cfg, tokenized=tokenized(corpus_dir), offline=True)
         curves[nproc] = history(tmp_path / f"gpu{nproc}")[0]
     assert curves[1].keys() == curves[2].keys()
     assert max(abs(curves[1][s] - curves[2][s]) for s in curves[1]) < 2e-2, curves

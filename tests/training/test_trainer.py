@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from src.config import validate_config
+from src.experiment import validate_config
 from src.data.prepare import prepare_corpus
 from src.data.tokenizer import encode_corpus, load_tokenizer, train_tokenizer
 from src.tracking import NullTracker, read_offline_session
-from src.tasks.translation import TranslationTask
+from src.tasks.translation.task import TranslationTask
 from src.training.trainer import Trainer
 from tests.tracking.conftest import isolated_offline_clearml
 
@@ -197,13 +197,13 @@ def test_a_disk_that_fills_while_checkpointing_is_disk_full_naming_the_file_and_
 
 def test_offline_session_holds_scalars_heatmaps_and_model(corpus_dir, tmp_path):
     """Train a few dozen steps through the real train step, then read its offline session files."""
-    from src.steps import train
+    from src.steps import STEP, run_step
 
     cfg = tiny_config(tmp_path / "run", max_steps=24)
     tokenized = {"tokenized_dir": str(corpus_dir), "task_id": "offline-none",
                  "tokenizers": {"src": "tokenizer.json", "tgt": "tokenizer.json"}}
     with isolated_offline_clearml(tmp_path):
-        out = train.run(cfg, tokenized, offline=True)
+        out = run_step(STEP["train"], cfg, tokenized=tokenized, offline=True)
     zips = list((tmp_path / "run" / "train" / "clearml_offline").glob("*.zip"))
     assert len(zips) == 1
     session = read_offline_session(zips[0])

@@ -5,7 +5,7 @@ import json
 import optuna
 import pytest
 
-from src.config import load_config
+from src.experiment import load_config
 from src.tracking import NullTracker
 from src.tuning.space import parse_space
 from src.tuning.study import run_local_sweep

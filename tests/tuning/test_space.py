@@ -3,7 +3,8 @@
 import optuna
 import pytest
 
-from src.config import ConfigError, load_config
+from src.config import ConfigError
+from src.experiment import load_config
 from src.tuning.space import DEFAULT_SPACE, apply_params, describe_field, load_space, parse_space
 
 

@@ -8,7 +8,7 @@ import optuna
 import pytest
 import yaml
 
-from src.config import load_config
+from src.experiment import load_config
 from src.tracking import read_offline_session
 from src.tuning.space import apply_params
 from tests.clearml_stub.stub import run_src_main

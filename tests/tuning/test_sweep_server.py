@@ -12,7 +12,8 @@ import sys
 
 import pytest
 
-from src.config import config_to_dict, load_config
+from src.config import config_to_dict
+from src.experiment import load_config
 from tests.clearml_stub import fixture as stub_fixtures
 from tests.clearml_stub.stub import REPO_ROOT, ClearMLStub, kill_process_group, run_src_main
 

@@ -1,6 +1,6 @@
 """What each pipeline step does for text classification (IMDB sentiment by default).
 
-The same five steps as translation (``src/steps/translation.py``): labelled text (IMDB, generated
+The same five steps as translation (``src/tasks/translation/steps.py``): labelled text (IMDB, generated
 ListOps, a local file or a Hugging Face dataset) is cleaned and split with a data card; the
 ``tokenizer.kind`` tokenizer (BPE, bytes, characters or words) is made from the training texts;
 the one training loop trains the ``model.family`` classifier; the test split is scored (accuracy,
@@ -9,9 +9,13 @@ macro-F1, per-class precision and recall, a confusion matrix, the most confident
 """
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from src.steps.context import StepContext, load_tokenized, train_and_register
+from src.tasks.common import load_tokenized, train_and_register
+from src.tasks.spec import StepContext
+
+if TYPE_CHECKING:
+    from src.inference import InferenceModel
 
 
 def read_rows(data):
@@ -56,7 +60,7 @@ def tokenize(step: StepContext, data: dict[str, Any]) -> dict[str, Any]:
     from datasets import Dataset, DatasetDict, load_from_disk
 
     from src.data.tokenizer import load_tokenizer, train_text_tokenizer
-    from src.tasks.classification import encode_texts
+    from src.tasks.classification.task import encode_texts
     from src.tracking import resolve_input
 
     cfg, out_dir, tracker = step.cfg, step.step_dir, step.tracker
@@ -79,8 +83,8 @@ def tokenize(step: StepContext, data: dict[str, Any]) -> dict[str, Any]:
 
 
 def train(step: StepContext, tokenized: dict[str, Any], resume: bool) -> dict[str, Any]:
-    from src.inference import inference_fields
-    from src.tasks.classification import ClassificationProbe, ClassificationTask, LabelledCorpus
+    from src.inference.loader import inference_fields
+    from src.tasks.classification.task import ClassificationProbe, ClassificationTask, LabelledCorpus
 
     cfg = step.cfg
     encoded, tokenizers = load_tokenized(tokenized)
@@ -98,18 +102,15 @@ def label_names(mapping: dict[str, int]) -> list[str]:
     return [name for name, _ in sorted(mapping.items(), key=lambda item: item[1])]
 
 
-def evaluate(step: StepContext, tokenized: dict[str, Any], trained: dict[str, Any]) -> dict[str, Any]:
+def evaluate(step: StepContext, tokenized: dict[str, Any], model: "InferenceModel") -> dict[str, Any]:
     from datasets import load_from_disk
 
-    from src.inference import load_for_inference
-    from src.tasks.classification import ClassificationProbe, LabelledCorpus, classification_metrics, predict
+    from src.tasks.classification.task import ClassificationProbe, LabelledCorpus, classification_metrics, predict
     from src.tracking import resolve_input
 
     cfg, tracker = step.cfg, step.tracker
     tok_dir = resolve_input(tokenized, "tokenized_dir", artifact="tokenized")
-    checkpoint = resolve_input(trained, "checkpoint", artifact=f"{cfg.tracking.model_name}-weights")
     test = load_from_disk(str(tok_dir / "encoded"))["test"]
-    model = load_for_inference(checkpoint, cfg.training.device)
     names = model.labels
     probabilities, loss = predict(model.model, LabelledCorpus.from_dataset(test), cfg.batching.max_tokens, model.device)
     scores = classification_metrics(probabilities.argmax(-1).tolist(), [int(x) for x in test["label"]], len(names))

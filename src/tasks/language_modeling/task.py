@@ -13,7 +13,6 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -126,7 +125,6 @@ class LanguageModelingTask:
     batch_size: int
     valid_max_tokens: int | None = None
     probe: object | None = field(default=None)
-    gate_metric: ClassVar[str] = "bpc"
 
     def model_sizes(self) -> dict[str, int]:
         return {"vocab_size": self.vocab_size, "pad_id": PAD_ID}

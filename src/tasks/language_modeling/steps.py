@@ -10,9 +10,13 @@ registry, lower being better.
 import json
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from src.steps.context import StepContext, train_and_register
+from src.tasks.common import train_and_register
+from src.tasks.spec import StepContext
+
+if TYPE_CHECKING:
+    from src.inference import InferenceModel
 
 SPLIT_NAMES = ("train", "validation", "test")
 
@@ -45,7 +49,7 @@ def tokenize(step: StepContext, data: dict[str, Any]) -> dict[str, Any]:
 
     from src.data.char_tokenizer import train_char
     from src.data.tokenizer import load_tokenizer, train_one
-    from src.tasks.language_modeling import SEPARATOR, encode_stream
+    from src.tasks.language_modeling.task import SEPARATOR, encode_stream
     from src.tracking import resolve_input
 
     cfg, out_dir, tracker = step.cfg, step.step_dir, step.tracker
@@ -74,7 +78,7 @@ def tokenize(step: StepContext, data: dict[str, Any]) -> dict[str, Any]:
 
 
 def probe_for(cfg, tokenizer, text: str):
-    from src.tasks.language_modeling import LanguageModelProbe
+    from src.tasks.language_modeling.task import LanguageModelProbe
 
     n = cfg.tracking.probe_sentences
     return LanguageModelProbe.from_text(text, tokenizer, cfg.tokenizer.kind == "char", n,
@@ -83,8 +87,8 @@ def probe_for(cfg, tokenizer, text: str):
 
 def train(step: StepContext, tokenized: dict[str, Any], resume: bool) -> dict[str, Any]:
     from src.data.tokenizer import load_tokenizer
-    from src.inference import inference_fields
-    from src.tasks.language_modeling import LanguageModelingTask, read_stream
+    from src.inference.loader import inference_fields
+    from src.tasks.language_modeling.task import LanguageModelingTask, read_stream
     from src.tracking import resolve_input
 
     cfg = step.cfg
@@ -97,16 +101,13 @@ def train(step: StepContext, tokenized: dict[str, Any], resume: bool) -> dict[st
     return train_and_register(step, task, inference_fields({"text": tokenizer}, "decoder_lm"), resume)
 
 
-def evaluate(step: StepContext, tokenized: dict[str, Any], trained: dict[str, Any]) -> dict[str, Any]:
+def evaluate(step: StepContext, tokenized: dict[str, Any], model: "InferenceModel") -> dict[str, Any]:
     from src.evaluation.evaluate import save_metrics
-    from src.inference import load_for_inference
-    from src.tasks.language_modeling import read_stream, score_stream
+    from src.tasks.language_modeling.task import read_stream, score_stream
     from src.tracking import resolve_input
 
     cfg, tracker = step.cfg, step.tracker
     tok_dir = resolve_input(tokenized, "tokenized_dir", artifact="tokenized")
-    checkpoint = resolve_input(trained, "checkpoint", artifact=f"{cfg.tracking.model_name}-weights")
-    model = load_for_inference(checkpoint, cfg.training.device)
     test = read_stream(tok_dir, "test", block_size(cfg))
     scores = score_stream(model.model, test, cfg.evaluation.batch_size, model.device)  # no gradients: bigger batches
     metrics = {**scores, "n_tokens": int(test.ids.numel()), "n_characters": test.characters, "step": model.step}

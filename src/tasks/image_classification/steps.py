@@ -9,10 +9,13 @@ mistakes, [CLS] attention and rollout, the patch-embedding filters); accuracy ga
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from src.steps.classification import gate  # noqa: F401 (the register step's gate: test accuracy, as for texts)
-from src.steps.context import StepContext, train_and_register
+from src.tasks.common import train_and_register
+from src.tasks.spec import StepContext
+
+if TYPE_CHECKING:
+    from src.inference import InferenceModel
 
 EXAMPLES_PER_CLASS = 6
 
@@ -49,7 +52,7 @@ def tokenize(step: StepContext, data: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from src.data.fashion_mnist import load_splits
-    from src.tasks.image_classification import ImageStats
+    from src.tasks.image_classification.task import ImageStats
     from src.tracking import resolve_input
 
     cfg, out_dir, tracker = step.cfg, step.step_dir, step.tracker
@@ -79,15 +82,15 @@ def tokenize(step: StepContext, data: dict[str, Any]) -> dict[str, Any]:
 
 def load_encoded(tokenized: dict[str, Any]):
     """The tokenize step's tensors per split and the training split's ``ImageStats``."""
-    from src.tasks.image_classification import read_encoded
+    from src.tasks.image_classification.task import read_encoded
     from src.tracking import resolve_input
 
     return read_encoded(resolve_input(tokenized, "tokenized_dir", artifact="tokenized"))
 
 
 def train(step: StepContext, tokenized: dict[str, Any], resume: bool) -> dict[str, Any]:
-    from src.inference import inference_fields
-    from src.tasks.image_classification import ImageAttentionProbe, ImageClassificationTask, ImageSplit
+    from src.inference.loader import inference_fields
+    from src.tasks.image_classification.task import ImageAttentionProbe, ImageClassificationTask, ImageSplit
 
     cfg = step.cfg
     splits, stats = load_encoded(tokenized)
@@ -101,17 +104,14 @@ def train(step: StepContext, tokenized: dict[str, Any], resume: bool) -> dict[st
     return train_and_register(step, task, inference, resume)
 
 
-def evaluate(step: StepContext, tokenized: dict[str, Any], trained: dict[str, Any]) -> dict[str, Any]:
-    from src.inference import load_for_inference
-    from src.steps.classification import report_test_scores
-    from src.tasks.classification import classification_metrics
-    from src.tasks.image_classification import ImageAttentionProbe, ImageSplit, ImageStats, predict_images
-    from src.tracking import resolve_input
+def evaluate(step: StepContext, tokenized: dict[str, Any], model: "InferenceModel") -> dict[str, Any]:
+    from src.tasks.classification.steps import report_test_scores
+    from src.tasks.classification.task import classification_metrics
+    from src.tasks.image_classification.task import ImageAttentionProbe, ImageSplit, ImageStats, predict_images
     from src.visualization.images import plot_patch_filters
 
     cfg, tracker = step.cfg, step.tracker
-    checkpoint = resolve_input(trained, "checkpoint", artifact=f"{cfg.tracking.model_name}-weights")
-    model, test = load_for_inference(checkpoint, cfg.training.device), load_encoded(tokenized)[0]["test"]
+    test = load_encoded(tokenized)[0]["test"]
     stats, names = ImageStats.from_dict(model.image_stats), model.labels  # the training split's, from the checkpoint
     probabilities, loss = predict_images(model.model, test, stats, model.device)
     scores = classification_metrics(probabilities.argmax(-1).tolist(), test.labels.tolist(), len(names))

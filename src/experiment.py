@@ -2,11 +2,9 @@
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from typing import Literal
-
 from pydantic import Field, ValidationError, model_validator
 
 from src.config.base import ConfigError, FrozenConfig
@@ -16,12 +14,7 @@ from src.config.files import default_config_path, read_config_file
 from src.config.model import ModelConfig
 from src.config.tracking import TrackingConfig
 from src.config.training import TrainingConfig
-
-# the tokenizer kinds each task's tokenize step knows (images have none: the default stands)
-TOKENIZER_KINDS = {"language_modeling": ("bpe", "char"), "classification": ("bpe", "byte", "word", "char"),
-                   "translation": ("bpe",), "image_classification": ("bpe",)}
-TASK_NAMES = {"language_modeling": "language modelling", "classification": "text classification",
-              "translation": "translation", "image_classification": "image classification"}
+from src.tasks import TASKS
 
 
 class ExperimentConfig(FrozenConfig):
@@ -29,7 +22,7 @@ class ExperimentConfig(FrozenConfig):
 
     # what is learned: translation (encoder_decoder), text classification (the classifier families),
     # language modelling (decoder_lm) or image classification (vit)
-    task: Literal["translation", "classification", "language_modeling", "image_classification"] = "translation"
+    task: Literal[tuple(TASKS)] = "translation"  # a name in src.tasks.TASKS
     run_name: str = "default"
     output_dir: str = "runs"
     # the run's own folder under output_dir: set by ``train`` (run_name plus a timestamp, see
@@ -44,51 +37,31 @@ class ExperimentConfig(FrozenConfig):
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
     @model_validator(mode="after")
-    def _family_fits_the_task(self) -> "ExperimentConfig":
-        fits = {"translation": {"encoder_decoder"},
-                "classification": {"encoder_classifier", "lstm_classifier", "gru_classifier", "rnn_classifier"},
-                "language_modeling": {"decoder_lm"}, "image_classification": {"vit"}}[self.task]
-        if self.model.family not in fits:
-            raise ValueError(f"task={self.task!r} needs model.family in {sorted(fits)}, got {self.model.family!r}")
-        sources = {"translation": {"ding", "hf", "local"}, "classification": {"imdb", "listops", "hf", "local"},
-                   "language_modeling": {"prose", "hf", "local"}, "image_classification": {"fashion_mnist"}}[self.task]
-        if self.data.source not in sources:
-            raise ValueError(f"task={self.task!r} reads data.source in {sorted(sources)}, got {self.data.source!r}")
-        fixed_size = self.task in ("language_modeling", "image_classification")
-        if fixed_size and self.batching.batch_size is None:
+    def _settings_fit_the_task(self) -> "ExperimentConfig":
+        """The task's record (``src.tasks.TASKS``) says which families, sources, tokenizers and batching it takes."""
+        task = TASKS[self.task]
+        if self.model.family not in task.families:
+            raise ValueError(f"task={self.task!r} needs model.family in {sorted(task.families)}, "
+                             f"got {self.model.family!r}")
+        if self.data.source not in task.sources:
+            raise ValueError(f"task={self.task!r} reads data.source in {sorted(task.sources)}, got {self.data.source!r}")
+        if task.batches == "items" and self.batching.batch_size is None:
             raise ValueError(f"task={self.task!r} batches fixed-size items: set batching.batch_size")
-        if not fixed_size and self.batching.batch_size is not None:
+        if task.batches == "tokens" and self.batching.batch_size is not None:
             raise ValueError(f"task={self.task!r} batches by tokens (batching.max_tokens); batching.batch_size is "
                              f"for language modelling and images (got batch_size={self.batching.batch_size})")
-        if self.task != "language_modeling" and self.batching.block_size is not None:
+        if not task.windows and self.batching.block_size is not None:
             raise ValueError(f"batching.block_size is the language model's window; task={self.task!r} has none")
         block = self.batching.block_size or self.model.max_positions
         if block > self.model.max_positions:
             raise ValueError(f"batching.block_size={block} exceeds model.max_positions={self.model.max_positions}: "
                              "the model has no position for the later tokens of a window")
-        kinds = TOKENIZER_KINDS[self.task]
-        if self.tokenizer.kind not in kinds:
-            uses = [TASK_NAMES[task] for task, allowed in TOKENIZER_KINDS.items() if self.tokenizer.kind in allowed]
+        if self.tokenizer.kind not in task.tokenizer_kinds:
+            uses = sorted(other.title for other in TASKS.values() if self.tokenizer.kind in other.tokenizer_kinds)
             raise ValueError(f"tokenizer.kind={self.tokenizer.kind!r} is for {' and '.join(uses)}, not "
-                             f"task={self.task!r} (it takes tokenizer.kind in {sorted(kinds)})")
-        if self.task == "classification":
-            self._texts_fit_the_model()
+                             f"task={self.task!r} (it takes tokenizer.kind in {sorted(task.tokenizer_kinds)})")
+        task.check(self)
         return self
-
-    def _texts_fit_the_model(self) -> None:
-        """A classified text has a position for each of its tokens, and a ListOps expression is never cut."""
-        longest = self.tokenizer.max_tokens_per_sentence
-        if self.model.family == "encoder_classifier" and longest > self.model.max_positions:
-            raise ValueError(f"tokenizer.max_tokens_per_sentence={longest} exceeds model.max_positions="
-                             f"{self.model.max_positions}: the model has no position for a text's later tokens")
-        if self.data.source == "listops" and self.tokenizer.kind == "word":
-            n = self.data.listops_max_length
-            words = 3 * n - 2 if self.data.listops_parentheses else n  # one "( ... )" pair per token but one
-            if longest < words + 1:
-                raise ValueError(f"tokenizer.max_tokens_per_sentence={longest} would cut ListOps expressions, whose "
-                                 f"value needs every token: [CLS] + up to {words} words (data.listops_max_length={n}"
-                                 f"{', with parentheses' if self.data.listops_parentheses else ''}); expected >= "
-                                 f"{words + 1}")
 
     @property
     def run_dir(self) -> Path:

@@ -10,7 +10,7 @@ BLEU for the gate.
 """
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from loguru import logger
@@ -91,7 +91,6 @@ class TranslationTask:
     valid: ParallelCorpus
     vocab_sizes: tuple[int, int]  # (source, target)
     probe: AttentionProbe | None = None
-    gate_metric: ClassVar[str] = "bleu"
 
     @classmethod
     def from_encoded(cls, encoded, tokenizers: dict[str, Any], upsample_primary: int = 1,

@@ -1,7 +1,7 @@
 """``data`` command: prepare the corpus, train and apply the tokenizer, print the figures.
 
-    python -m src.data.cli [--config FILE] [--out-dir DIR] [section.key=value ...]
-    python -m src.data.cli data.ding_extra_train_phrases=true
+    python -m src.data_cli [--config FILE] [--out-dir DIR] [section.key=value ...]
+    python -m src.data_cli data.ding_extra_train_phrases=true
 
 Figures: pairs per split, drops by reason, tokenisation seconds (BPE training + encoding +
 saving), and padding efficiency of the token-budget sampler against random batches with the
@@ -17,7 +17,8 @@ from pathlib import Path
 from loguru import logger
 
 from src.arguments import output_folder
-from src.config import ConfigError, ExperimentConfig, apply_overrides, load_config, validate_config
+from src.config import ConfigError
+from src.experiment import ExperimentConfig, apply_overrides, load_config, validate_config
 from src.config.files import default_config_path
 
 

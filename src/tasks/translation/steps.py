@@ -1,13 +1,17 @@
-"""What each pipeline step does for translation; ``src/steps/<step>.py`` opens the task and calls these.
+"""What each pipeline step does for translation; ``src/steps`` opens the step's task and calls these.
 
 Each function takes the open ``StepContext`` (config, tracker, folders) and the upstream steps'
 outputs, does the step's work, reports to the tracker and returns the step's small output dict.
 """
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from src.steps.context import StepContext, load_tokenized, train_and_register
+from src.tasks.common import load_tokenized, train_and_register
+from src.tasks.spec import StepContext
+
+if TYPE_CHECKING:
+    from src.inference import InferenceModel
 
 
 def data_prep(step: StepContext) -> dict[str, Any]:
@@ -54,8 +58,8 @@ def tokenize(step: StepContext, data: dict[str, Any]) -> dict[str, Any]:
 
 def train(step: StepContext, tokenized: dict[str, Any], resume: bool) -> dict[str, Any]:
     """Train the Transformer; the best checkpoint becomes an output model of the step's task."""
-    from src.inference import inference_fields
-    from src.tasks.translation import TranslationTask
+    from src.inference.loader import inference_fields
+    from src.tasks.translation.task import TranslationTask
     from src.training.loss import perplexity
 
     cfg = step.cfg
@@ -65,23 +69,20 @@ def train(step: StepContext, tokenized: dict[str, Any], resume: bool) -> dict[st
                               lambda loss: {"valid_perplexity": perplexity(loss)})
 
 
-def evaluate(step: StepContext, tokenized: dict[str, Any], trained: dict[str, Any]) -> dict[str, Any]:
+def evaluate(step: StepContext, tokenized: dict[str, Any], trained_model: "InferenceModel") -> dict[str, Any]:
     """Score the best checkpoint on the held-out test split: loss, BLEU/chrF, samples, heatmaps."""
     import pandas as pd
     from datasets import load_from_disk
 
     from src.data.tokenizer import BOS_ID, EOS_ID
-    from src.evaluation.evaluate import evaluate as score_test_split
+    from src.tasks.translation.scoring import score_test_split
     from src.evaluation.evaluate import save_metrics, save_samples
-    from src.inference import load_for_inference
     from src.tracking import resolve_input
     from src.training.probe import AttentionProbe
 
     cfg, tracker = step.cfg, step.tracker
     tok_dir = resolve_input(tokenized, "tokenized_dir", artifact="tokenized")
-    checkpoint = resolve_input(trained, "checkpoint", artifact=f"{cfg.tracking.model_name}-weights")
     test = load_from_disk(str(tok_dir / "encoded"))["test"]
-    trained_model = load_for_inference(checkpoint, cfg.training.device)  # the checkpoint alone: model + tokenizers
     model, tokenizers, device = trained_model.model, trained_model.tokenizers, trained_model.device
     result = score_test_split(model, test, tokenizers["tgt"], cfg, device)
     metrics = result["metrics"]

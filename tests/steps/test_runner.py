@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.offline import start_run
-from src.config import load_config
-from src.steps.context import read_status, tracked_step, update_status
+from pipelines.in_process import start_run
+from src.experiment import load_config
+from src.runs import read_status, update_status
+from src.steps import tracked_step
 from src.tracking import read_offline_session
 from src.tracking.recovery import recover_offline_sessions
 from tests.tracking.conftest import isolated_offline_clearml, subprocess_env
@@ -75,8 +76,8 @@ def test_a_new_run_never_writes_into_a_folder_that_holds_one(tmp_path):
 
 KILLED_STEP = textwrap.dedent("""
     import os, signal, sys
-    from src.config import load_config
-    from src.steps.context import tracked_step
+    from src.experiment import load_config
+    from src.steps import tracked_step
     cfg = load_config("config/tiny.yaml", [f"output_dir={sys.argv[1]}", "run_id=r1"])
     with tracked_step("train", cfg, "training", offline=True) as step:
         for i in range(5):

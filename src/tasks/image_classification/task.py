@@ -11,7 +11,7 @@ step gates on accuracy; the probe draws what the [class] token attends to.
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from src.data.augmentation import Augmentation, augment
 from src.models.vit import attention_rollout
-from src.tasks.classification import classification_metrics
+from src.tasks.classification.task import classification_metrics
 
 Batch = tuple[Tensor, Tensor]  # (images (B, C, H, W) float, labels (B,))
 EVAL_BATCH = 1000  # images per forward pass when scoring: no gradients, so memory allows many
@@ -143,7 +143,6 @@ class ImageClassificationTask:
     augmentation: Augmentation = "none"
     probe: ImageAttentionProbe | None = None
     eval_batch_size: int = EVAL_BATCH
-    gate_metric: ClassVar[str] = "accuracy"
     _lengths: list[int] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:

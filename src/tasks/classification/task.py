@@ -7,7 +7,7 @@ register step gates on accuracy; the probe draws what the pooled query attends t
 """
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -139,7 +139,6 @@ class ClassificationTask:
     vocab_size: int
     n_classes: int
     probe: ClassificationProbe | None = None
-    gate_metric: ClassVar[str] = "accuracy"
 
     def model_sizes(self) -> dict[str, int]:
         return {"vocab_size": self.vocab_size, "n_classes": self.n_classes, "pad_id": PAD_ID}

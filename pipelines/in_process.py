@@ -1,4 +1,5 @@
-"""Run the five steps in order in this process, one ClearML task (offline session) per step."""
+"""Run the five steps in order in this process, one ClearML task per step: an offline session each
+(``train`` with no server, or ``--offline``), or a task on the server (``train --local``)."""
 
 import json
 import time
@@ -7,8 +8,10 @@ from typing import Any
 
 from loguru import logger
 
-from src.config import ExperimentConfig, config_to_dict
-from src.steps.context import read_status, save_traceback, update_run, update_status
+from src.config import config_to_dict
+from src.experiment import ExperimentConfig
+from src.runs import read_status, save_traceback, update_run, update_status, write_atomically
+from src.steps import STEPS, run_step
 from src.storage import user_line
 
 
@@ -16,34 +19,14 @@ class PipelineError(RuntimeError):
     """A step failed; the message is the one line for the console (reason, where the traceback is)."""
 
 
-def _train_reads(key: str) -> bool:
-    """Training reads the model, training and batching settings, augmentation and its validation budget."""
-    if key == "evaluation.valid_max_tokens":
-        return True
-    return not key.startswith(("evaluation.", "tracking.")) and key != "data.min_eval_pairs"
-
-
-# What a completed step read from the config, beyond its parents' outputs: a resume that changes none
-# of it reuses the step's output instead of running it again (a second train task, a second model).
-# data_prep and tokenize read data/tokenizer, which check_resume refuses to change.
-STEP_READS = {
-    "train": _train_reads,
-    "evaluate": lambda key: key.startswith("evaluation.") or key == "training.device",
-    "register": lambda key: key.startswith(("evaluation.", "tracking.")),
-}
-
-
 def reusable(state: dict[str, Any], changes: dict[str, tuple]) -> list[str]:
     """The completed steps a resume keeps, in order: a step is kept when it completed, no change touches
     what it read, and every step it takes input from is kept too."""
-    from src.steps import STEPS
-
     kept: list[str] = []
     for spec in STEPS:
         step = state["steps"].get(spec.name, {})
-        reads = STEP_READS.get(spec.name, lambda key: False)
         if (step.get("status") == "completed" and "output" in step and all(p in kept for p in spec.parents)
-                and not any(reads(key) for key in changes)):
+                and not any(spec.reads(key) for key in changes)):
             kept.append(spec.name)
     return kept
 
@@ -57,8 +40,7 @@ def start_run(cfg: ExperimentConfig, resume: bool, changes: dict[str, tuple]) ->
     steps it re-runs ``pending``, so ``status.json`` never shows a step completed by an earlier
     attempt after a later step has failed.
     """
-    from src.runs import CONFIG_FILE, point_latest
-    from src.runs.folders import owner
+    from src.runs import CONFIG_FILE, owner, point_latest
     from src.tracking.recovery import recover_offline_sessions
 
     run_dir = cfg.run_dir
@@ -91,13 +73,6 @@ def start_run(cfg: ExperimentConfig, resume: bool, changes: dict[str, tuple]) ->
     return done
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file: a kill leaves the old file or the new, never half."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-
-
 def rebased(name: str, output: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     """A reused step's output with its paths in ``run_dir`` as it is now (the run may have moved,
     or have been started from another working directory with a relative ``output_dir``)."""
@@ -122,20 +97,17 @@ def run_steps(cfg: ExperimentConfig, *, offline: bool | None = True, resume: boo
     outputs are read back from ``status.json``) and training continues from its last good
     checkpoint. A failing step raises ``PipelineError`` with one line for the console.
     """
-    import importlib
-
-    from src.steps import STEPS
-
     run_dir = cfg.run_dir
     done = start_run(cfg, resume, changes or {})
     outputs: dict[str, Any] = {}
 
-    def step(name: str, fn, *args, **kwargs) -> dict[str, Any]:
+    def step(spec, **inputs) -> dict[str, Any]:
+        name = spec.name
         if name in done:
             logger.info(f"step {name}: reusing the completed output in {run_dir}")
             return done[name]["output"]
         try:
-            result = fn(cfg, *args, offline=offline, **kwargs)
+            result = run_step(spec, cfg, offline=offline, **inputs)
         except Exception as err:
             failed = read_status(run_dir)["steps"].get(name, {})
             where = failed.get("traceback")
@@ -148,9 +120,8 @@ def run_steps(cfg: ExperimentConfig, *, offline: bool | None = True, resume: boo
         return result
 
     for spec in STEPS:  # the pipeline's one table, in order; each step gets its parents' outputs
-        run = importlib.import_module(f"src.steps.{spec.name}").run
         inputs = {argument: outputs[parent] for argument, parent in spec.upstream().items()}
-        outputs[spec.name] = step(spec.name, run, **inputs, **({"resume": resume} if spec.name == "train" else {}))
+        outputs[spec.name] = step(spec, **inputs, **({"resume": resume} if spec.resumable else {}))
     state = update_status(run_dir, "pipeline", "completed")
     (run_dir / "pipeline_outputs.json").write_text(json.dumps(outputs, indent=2, default=str) + "\n")
     return outputs | {"status": state}

@@ -1,0 +1,90 @@
+"""One way to run a step: ``run_step`` opens its tracked task, calls its function, records the outcome.
+
+The offline runner (``pipelines/in_process.py``) calls ``run_step`` for each entry of ``STEPS`` in
+this process; on a ClearML agent, each pipeline step's script calls ``run_pipeline_step``, which
+ClearML copies into the step's task (``pipelines/pipeline.py``).
+"""
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from loguru import logger
+
+from src.config import config_to_dict
+from src.experiment import ExperimentConfig, validate_config
+from src.runs import save_traceback, update_status
+from src.steps.table import StepSpec
+from src.tasks import StepContext
+
+ConfigLike = ExperimentConfig | dict[str, Any] | str
+
+
+def as_config(config: ConfigLike, source: str = "step parameters") -> ExperimentConfig:
+    """The config of a step: as it is when already validated in this process; validated once when it
+    crosses into it (a dict, or the JSON string ClearML passes to an agent's step)."""
+    if isinstance(config, ExperimentConfig):
+        return config
+    if isinstance(config, str):
+        config = json.loads(config)
+    return validate_config(config, source=source)
+
+
+def run_step(spec: StepSpec, config: ConfigLike, *, offline: bool | None = None, **inputs: Any) -> dict[str, Any]:
+    """Run ``spec``'s function on its parents' outputs inside the step's tracked task; its output."""
+    with tracked_step(spec.name, config, spec.task_type, offline=offline) as step:
+        return spec.function(step, **inputs)
+
+
+def run_pipeline_step(step: str, config: str, **inputs: Any) -> dict[str, Any]:
+    """What a ClearML agent runs for every step of the pipeline (ClearML copies this function's source
+    into the step's script, which the agent runs from this repository's root at the pipeline's commit)."""
+    from src.steps.runner import run_step
+    from src.steps.table import STEP
+
+    return run_step(STEP[step], config, offline=False, **inputs)
+
+
+@contextmanager
+def tracked_step(name: str, config: ConfigLike, task_type: str, *,
+                 offline: bool | None = None) -> Iterator[StepContext]:
+    """Open the step's task, hand back the config, mark the run folder's ``status.json`` on failure.
+
+    The config the task connects may come back changed: edited in the web UI before an agent ran the
+    step, or as strings. Only then is it validated again.
+    """
+    from src.tracking import start_tracker
+
+    cfg = as_config(config)
+    run_dir = cfg.run_dir
+    tracker = start_tracker(cfg.tracking, step_name=name, task_type=task_type, output_dir=run_dir / name,
+                            enabled=cfg.tracking.enabled, offline=offline)
+    sent = config_to_dict(cfg)
+    received = tracker.connect_config(sent, name="config")
+    if received != sent:
+        cfg = validate_config(received, source=f"{name} parameters")
+    update_status(run_dir, name, "running", task_id=tracker.task_id, offline_folder=tracker.offline_folder)
+    logger.info(f"step {name}: task {tracker.task_id}")
+    context = StepContext(name, cfg, run_dir, tracker)
+    try:
+        yield context
+    except BaseException as err:
+        reason = f"{type(err).__name__}: {err}"
+        details: dict[str, Any] = {"reason": reason, "task_id": tracker.task_id}
+        if not isinstance(err, Exception):  # a stop request (Ctrl-C, SIGTERM) or exit: not the step's fault
+            details["stopped"] = True
+        else:
+            path = save_traceback(context.step_dir, err)
+            tracker.log_text(f"step {name} failed:\n{path.read_text(encoding='utf-8')}", console=False)  # the step's ClearML log
+            details["traceback"] = str(path)
+        try:
+            session = tracker.close(failed=True, reason=reason)
+        except Exception as close_err:  # keep the step's own error; the session stays in the cache
+            logger.warning(f"step {name}: closing its ClearML task failed too ({close_err})")
+            session = None
+        update_status(run_dir, name, "failed", **details, offline_session=str(session) if session else None)
+        raise
+    session = tracker.close()
+    update_status(run_dir, name, "completed", task_id=tracker.task_id,
+                  offline_session=str(session) if session else None)

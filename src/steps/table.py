@@ -1,0 +1,144 @@
+"""The pipeline's five steps, in order: what each does, what it takes, its ClearML task type and cache rule.
+
+Each function takes the open ``StepContext`` (``src/tasks/spec.py``) and its parents' outputs, and
+calls the configured task's body for the step (``src.tasks.TASKS[cfg.task]``); ``run_step``
+(``src/steps/runner.py``) opens the step's tracked task around it.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from src.tasks import TASKS, StepContext
+
+Output = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """One step of the DAG.
+
+    ``inputs`` maps a function argument to the step whose output it is, in ClearML's reference syntax
+    (``{"data": "${data_prep.output}"}``). ``cache``: ClearML may reuse the step's earlier result for
+    equal inputs. ``reads``: whether the step's output depends on a config key (beyond its parents'
+    outputs); a resume that changes none of its keys reuses its completed output instead of running it
+    again (a second train task, a second model). ``resumable``: a resume that does run it continues its
+    own work (training from its last checkpoint) instead of starting it again.
+    """
+
+    name: str
+    function: Callable[..., Output]
+    inputs: dict[str, str]
+    task_type: str  # ClearML's: data_processing, training, testing, custom
+    cache: bool = False
+    reads: Callable[[str], bool] = lambda key: False  # data_prep, tokenize: check_resume refuses data changes
+    resumable: bool = False
+
+    def upstream(self) -> dict[str, str]:
+        """Function argument -> the step whose output it is: ``{"data": "data_prep"}``."""
+        return {argument: reference.strip("${}").split(".")[0] for argument, reference in self.inputs.items()}
+
+    @property
+    def parents(self) -> tuple[str, ...]:
+        """The steps it takes input from, in argument order: its parents in the DAG."""
+        return tuple(dict.fromkeys(self.upstream().values()))
+
+
+def data_prep(step: StepContext) -> Output:
+    """Read the raw data, clean, split, and save the dataset with its data card."""
+    return TASKS[step.cfg.task].data_prep(step)
+
+
+def tokenize(step: StepContext, data: Output) -> Output:
+    """Make the tokenizer from the training split and encode every split."""
+    return TASKS[step.cfg.task].tokenize(step, data)
+
+
+def train(step: StepContext, tokenized: Output, resume: bool = False) -> Output:
+    """Train the model; the best checkpoint becomes an output model of the step's task.
+
+    With ``training.nproc_per_node > 1``, ``training.nodes > 1`` (on ClearML agents) or under
+    ``torchrun`` the step runs data-parallel (``src/training/distributed.py``): this process is rank 0
+    of its machine and the other ranks run ``train_worker`` with the same inputs.
+    """
+    from src.config import config_to_dict
+    from src.tracking.multi_node import launch_nodes
+    from src.training.distributed import data_parallel
+    from src.training.trainer import resolve_device
+
+    tc = step.cfg.training
+    launch_nodes(step.tracker, tc.nodes, tc.nproc_per_node)  # on an agent: the other nodes' tasks
+    inputs = {"config": config_to_dict(step.cfg), "tokenized": tokenized, "resume": resume,
+              "run_dir": str(step.run_dir)}
+    with data_parallel(tc.nproc_per_node, resolve_device(tc.device).type, train_worker, inputs):
+        return TASKS[step.cfg.task].train(step, tokenized, resume)
+
+
+def train_worker(inputs: dict[str, Any]) -> None:
+    """A data-parallel rank other than 0: the same training body, untracked (rank 0 reports)."""
+    from src.experiment import validate_config
+    from src.tracking import NullTracker
+
+    cfg = validate_config(inputs["config"], source="train step inputs from rank 0")  # a new process
+    step = StepContext("train", cfg, Path(inputs["run_dir"]), NullTracker())
+    TASKS[cfg.task].train(step, inputs["tokenized"], inputs["resume"])
+
+
+def evaluate(step: StepContext, tokenized: Output, trained: Output) -> Output:
+    """Score the best checkpoint, rebuilt from the checkpoint alone, on the held-out test split."""
+    from src.inference import load_for_inference
+    from src.tracking import resolve_input
+
+    checkpoint = resolve_input(trained, "checkpoint", artifact=f"{step.cfg.tracking.model_name}-weights")
+    model = load_for_inference(checkpoint, step.cfg.training.device)  # model, tokenizers, labels
+    return TASKS[step.cfg.task].evaluate(step, tokenized, model)
+
+
+def register(step: StepContext, trained: Output, evaluated: Output) -> Output:
+    """Tag the train step's model production (and publish it) only when it passes the quality gate.
+
+    The model was registered once, by the train step; this step finds it by id and adds its stage,
+    test metrics and the gate's reason, so the registry holds one model per trained checkpoint.
+    """
+    from src.evaluation.gate import quality_gate
+    from src.tracking import published_model_metric
+
+    cfg, tracker = step.cfg, step.tracker
+    gate = TASKS[cfg.task].gate(cfg, evaluated["metrics"])  # the task's metric: BLEU, accuracy, bpc
+    higher_is_better = gate.get("higher_is_better", True)  # bpc: lower is better
+    champion = published_model_metric(cfg.tracking.project_name, cfg.tracking.model_name, gate["metric"],
+                                      higher_is_better=higher_is_better)
+    decision = quality_gate(gate["value"], gate["threshold"], champion, metric=gate["name"],
+                            higher_is_better=higher_is_better)
+    model_id = tracker.update_model(
+        trained["model_id"], name=cfg.tracking.model_name, source_task_id=trained["task_id"],
+        tags=[decision.stage, *cfg.tracking.tags],
+        metadata={**gate["metadata"], "stage": decision.stage, "reason": decision.reason},
+        publish=decision.promote,
+    )
+    record = {"model_id": model_id, "stage": decision.stage, "reason": decision.reason, gate["metric"]: gate["value"],
+              f"champion_{gate['metric']}": champion, "threshold": gate["threshold"]}
+    tracker.upload_artifact("registration", record)
+    tracker.log_text(f"registration: {decision.stage} ({decision.reason})")
+    return record | {"task_id": tracker.task_id}
+
+
+def _train_reads(key: str) -> bool:
+    """Training reads the model, training and batching settings, augmentation and its validation budget."""
+    if key == "evaluation.valid_max_tokens":
+        return True
+    return not key.startswith(("evaluation.", "tracking.")) and key != "data.min_eval_pairs"
+
+
+STEPS = (
+    StepSpec("data_prep", data_prep, {}, "data_processing", cache=True),
+    StepSpec("tokenize", tokenize, {"data": "${data_prep.output}"}, "data_processing", cache=True),
+    StepSpec("train", train, {"tokenized": "${tokenize.output}"}, "training",
+             reads=_train_reads, resumable=True),
+    StepSpec("evaluate", evaluate, {"tokenized": "${tokenize.output}", "trained": "${train.output}"}, "testing",
+             reads=lambda key: key.startswith("evaluation.") or key == "training.device"),
+    StepSpec("register", register, {"trained": "${train.output}", "evaluated": "${evaluate.output}"}, "custom",
+             reads=lambda key: key.startswith(("evaluation.", "tracking."))),
+)
+STEP = {spec.name: spec for spec in STEPS}  # by name, as an agent's pipeline step names its own

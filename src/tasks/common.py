@@ -1,0 +1,42 @@
+"""What the tasks' step bodies share: reading the tokenize step's output, training and registering."""
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from src.tasks.spec import StepContext
+    from src.training.task import Task
+
+
+def load_tokenized(tokenized: dict[str, Any]):
+    """The tokenize step's encoded splits and tokenizers (``{"src": ..., "tgt": ...}`` or ``{"text": ...}``)."""
+    from datasets import load_from_disk
+
+    from src.data.tokenizer import load_tokenizer
+    from src.tracking import resolve_input
+
+    tok_dir = resolve_input(tokenized, "tokenized_dir", artifact="tokenized")
+    tokenizers = {side: load_tokenizer(tok_dir / Path(path).name) for side, path in tokenized["tokenizers"].items()}
+    return load_from_disk(str(tok_dir / "encoded")), tokenizers
+
+
+def train_and_register(step: "StepContext", task: "Task", inference: dict[str, Any], resume: bool,
+                       extra_metadata=lambda loss: {}) -> dict[str, Any]:
+    """The one training loop on ``task``, then the best checkpoint registered as the step's model."""
+    from src.training.trainer import Trainer
+
+    cfg, tracker = step.cfg, step.tracker
+    trainer = Trainer(cfg, task, step.step_dir, tracker, inference=inference)
+    if resume:
+        trainer.resume()
+    result = trainer.fit()
+    if not trainer.world.is_main:  # a data-parallel rank other than 0: rank 0 registers the model
+        return {"rank": trainer.world.rank, "steps": result.steps, "task_id": tracker.task_id}
+    tracker.upload_artifact("train_history", step.step_dir / "train_history.jsonl")
+    model_id = tracker.register_model(
+        result.best_checkpoint, name=cfg.tracking.model_name, tags=["best-valid", *cfg.tracking.tags],
+        config=cfg.model_dump(mode="json"),
+        metadata={"valid_loss": result.best_valid_loss, **extra_metadata(result.best_valid_loss), "steps": result.steps},
+    )
+    return {"checkpoint": str(result.best_checkpoint), "model_id": model_id, "task_id": tracker.task_id,
+            "steps": result.steps, "best_valid_loss": result.best_valid_loss}
