@@ -44,19 +44,20 @@ def imdb_data_dir() -> str:
         missing_data(f"IMDB CSV not cached: {err}")
 
 
-def train_offline(config: str, root: Path, **env: str):
-    """``train --config CONFIG`` under ``root`` with no ClearML server; the finished process and its run folder."""
-    proc = run_src_main(["train", "--config", config, f"output_dir={root / 'runs'}"], clean_env(root / "home", **env),
-                        timeout=240)
+def train_offline(config: str, root: Path, *overrides: str, **env: str):
+    """``train --config CONFIG [OVERRIDES]`` under ``root`` with no ClearML server; the finished process and its
+    run folder."""
+    proc = run_src_main(["train", "--config", config, *overrides, f"output_dir={root / 'runs'}"],
+                        clean_env(root / "home", **env), timeout=240)
     assert proc.returncode == 0, proc.stderr[-5000:]
     return proc, run_folder(proc.stdout)
 
 
-def train_completed(config: str, root: Path, **env: str) -> Path:
+def train_completed(config: str, root: Path, *overrides: str, **env: str) -> Path:
     """``train_offline``, asserting that every step completed; the run folder."""
     import json
 
-    _, run_dir = train_offline(config, root, **env)
+    _, run_dir = train_offline(config, root, *overrides, **env)
     status = json.loads((run_dir / "status.json").read_text())
     assert all(status["steps"][s]["status"] == "completed" for s in STEPS), status
     return run_dir
@@ -82,3 +83,25 @@ def make_tiny_runs(root: Path) -> SimpleNamespace:
         assert procs[-1].returncode == 0, procs[-1].stderr[-5000:]
     return SimpleNamespace(root=root, env=env, runs_dir=runs_dir, procs=procs, seconds=seconds,
                            run_dirs=[run_folder(p.stdout) for p in procs])
+
+
+LOSS_CURVES = Path(__file__).parent / "fixtures" / "loss_curves.json"
+
+
+def recorded_curve(key: str) -> dict:
+    """The fixture of ``key`` in loss_curves.json: config, overrides and ``loss`` by step."""
+    import json
+
+    return json.loads(LOSS_CURVES.read_text())["curves"][key]
+
+
+def assert_recorded_loss_curve(run_dir: Path, key: str) -> None:
+    """The run's train loss equals the recorded curve of ``key`` at every logged step, to 1e-6."""
+    import json
+
+    recorded = recorded_curve(key)["loss"]
+    rows = [json.loads(line) for line in (run_dir / "train" / "train_history.jsonl").read_text().splitlines()]
+    curve = {str(row["step"]): row["loss"] for row in rows if "loss" in row}
+    assert curve.keys() == recorded.keys()
+    for step, loss in recorded.items():
+        assert curve[step] == pytest.approx(loss, abs=1e-6), f"{key}: step {step}"

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from src.tracking import read_offline_session
-from tests.pipelines.conftest import STEPS, imdb_data_dir, train_offline
+from tests.pipelines.conftest import STEPS, assert_recorded_loss_curve, imdb_data_dir, train_offline
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -75,3 +75,8 @@ def test_evaluate_scores_the_run_and_a_file_of_its_test_texts_as_the_pipeline_di
     assert (written["accuracy"], written["confusion"]) == (expected["accuracy"], expected["confusion"])
     assert written["loss"] == pytest.approx(expected["loss"], rel=1e-5)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["test.jsonl"]
+
+
+def test_the_loss_curve_is_the_recorded_one(imdb_run):
+    """No silent change to the training arithmetic of this family (tests/pipelines/fixtures/loss_curves.json)."""
+    assert_recorded_loss_curve(imdb_run[1], "imdb_tiny")

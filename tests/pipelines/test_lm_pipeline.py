@@ -8,7 +8,7 @@ import pytest
 from src.data.prose import data_root
 from src.tracking import read_offline_session
 from tests.clearml_stub.stub import run_src_main
-from tests.pipelines.conftest import STEPS, clean_env, missing_data, run_folder
+from tests.pipelines.conftest import STEPS, assert_recorded_loss_curve, clean_env, missing_data, run_folder
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -99,3 +99,8 @@ def test_runs_compare_across_families_shows_each_its_own_metrics(lm_run, tiny_ru
     assert row["task"] == ["language_modeling", "translation"]
     assert row["bpc"] == [f"{lm_metrics['bpc']:.4f}", "-"]
     assert row["BLEU beam"] == ["-", f"{mt_metrics['beam']['bleu']:.2f}"]
+
+
+def test_the_loss_curve_is_the_recorded_one(lm_run):
+    """No silent change to the training arithmetic of this family (tests/pipelines/fixtures/loss_curves.json)."""
+    assert_recorded_loss_curve(lm_run[1], "lm_tiny")

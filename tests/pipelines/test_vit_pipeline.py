@@ -10,7 +10,7 @@ from src.experiment import load_config
 from src.data.fashion_mnist import CLASS_NAMES, FILES
 from src.tracking import read_offline_session
 from tests.clearml_stub.stub import run_src_main
-from tests.pipelines.conftest import STEPS, clean_env, missing_data, run_folder
+from tests.pipelines.conftest import STEPS, assert_recorded_loss_curve, clean_env, missing_data, run_folder
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -98,3 +98,8 @@ def test_evaluate_scores_the_run_and_idx_files_of_its_test_images_as_the_pipelin
     written = json.loads(next((run_dir / "evaluate").glob("metrics_file-*idx3*.json")).read_text())
     assert (written["accuracy"], written["confusion"], written["n_images"]) == \
         (expected["accuracy"], expected["confusion"], expected["n_images"])
+
+
+def test_the_loss_curve_is_the_recorded_one(vit_run):
+    """No silent change to the training arithmetic of this family (tests/pipelines/fixtures/loss_curves.json)."""
+    assert_recorded_loss_curve(vit_run[1], "vit_tiny")
