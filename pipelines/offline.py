@@ -59,7 +59,7 @@ def start_run(cfg: ExperimentConfig, resume: bool, changes: dict[str, tuple]) ->
     """
     from src.runs import CONFIG_FILE, point_latest
     from src.runs.folders import owner
-    from src.tracking.recovery import recover_offline_sessions
+    from src.runs import recover_offline_sessions
 
     run_dir = cfg.run_dir
     state = read_status(run_dir)

@@ -15,6 +15,7 @@ from src.runs.folders import (
     run_dir_of_checkpoint,
 )
 from src.runs.resume import ResumeError, check_resume, config_differences, flatten
+from src.runs.sessions import import_offline_cli, recover_offline_sessions
 
 __all__ = [
     "BEST_CHECKPOINT",
@@ -26,10 +27,12 @@ __all__ = [
     "check_resume",
     "config_differences",
     "flatten",
+    "import_offline_cli",
     "list_runs",
     "new_run_dir",
     "new_run_id",
     "point_latest",
+    "recover_offline_sessions",
     "resolve_checkpoint",
     "resolve_run",
     "run_dir_of_checkpoint",

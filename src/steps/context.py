@@ -12,7 +12,7 @@ from typing import Any
 from loguru import logger
 
 from src.config import ExperimentConfig, config_to_dict, validate_config
-from src.tracking.protocol import TrackerLike
+from src.tracking import TrackerLike
 
 ConfigLike = ExperimentConfig | dict[str, Any] | str
 

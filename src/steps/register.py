@@ -12,7 +12,7 @@ from src.steps.context import ConfigLike, for_task, tracked_step
 def run(config: ConfigLike, trained: dict[str, Any], evaluated: dict[str, Any], *,
         offline: bool | None = None) -> dict[str, Any]:
     from src.evaluation.gate import quality_gate
-    from src.tracking import published_model_metric
+    from src.orchestration import published_model_metric
 
     with tracked_step("register", config, "custom", offline=offline) as step:
         cfg, tracker = step.cfg, step.tracker

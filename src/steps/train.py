@@ -15,7 +15,7 @@ WORKER = "src.steps.train:worker"
 
 def run(config: ConfigLike, tokenized: dict[str, Any], *, resume: bool = False,
         offline: bool | None = None) -> dict[str, Any]:
-    from src.tracking.multi_node import launch_nodes
+    from src.orchestration import launch_nodes
     from src.training.distributed import data_parallel
     from src.training.trainer import resolve_device
 

@@ -124,7 +124,7 @@ def run_trial(trial: Any, settings: TrialSettings) -> float:
     import optuna
 
     from src.steps.context import StepContext, for_task
-    from src.tracking.sweep import start_sweep_tracker
+    from src.orchestration import start_sweep_tracker
 
     params = settings.space.suggest(trial)
     cfg = trial_config(settings, params, trial.number)

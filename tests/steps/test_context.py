@@ -13,8 +13,8 @@ import pytest
 from pipelines.offline import start_run
 from src.config import load_config
 from src.steps.context import read_status, tracked_step, update_status
-from src.tracking import read_offline_session
-from src.tracking.recovery import recover_offline_sessions
+from tests.clearml_session import read_offline_session
+from src.runs import recover_offline_sessions
 from tests.tracking.conftest import isolated_offline_clearml, subprocess_env
 
 pytestmark = pytest.mark.timeout(120, method="thread")

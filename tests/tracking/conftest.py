@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from src.config import TrackingConfig
-from src.tracking import read_offline_session, start_tracker
+from src.tracking import start_tracker
+from tests.clearml_session import read_offline_session
 from src.visualization import plot_attention, plot_grad_norm_heatmap
 
 SERVER_VARIABLES = (
