@@ -55,7 +55,8 @@ class OfflineSession(SessionRecord):
 def read_offline_session(path: str | Path) -> OfflineSession:
     """Parse a session zip (as ``Tracker.close()`` returns) or an unzipped session folder."""
     record = read_session_record(path)
-    session = OfflineSession(root=record.root, task=record.task, artifacts=record.artifacts, models=record.models)
+    session = OfflineSession(root=record.root, task=record.task, artifacts=record.artifacts,
+                             models=record.models)
     for event in _events(session, "metrics.jsonl"):
         kind, title, series = event.get("type"), event.get("metric", ""), event.get("variant", "")
         if kind == "training_stats_scalar":

@@ -26,7 +26,8 @@ def launch_nodes(tracker: TrackerLike, nodes: int, nproc_per_node: int) -> dict[
     """
     if nodes == 1:
         return None
-    from src.training.distributed import free_port  # here, not at the top: importing the package stays torch-free
+    # imported here, not at the top: importing src.orchestration stays torch-free
+    from src.training.distributed import free_port
 
     # The master's port: a free one here (several nodes may share a host); a clone reads the master's
     # from its runtime properties, the SDK preferring CLEARML_MULTI_NODE_MASTER_DEF_PORT / MASTER_PORT.

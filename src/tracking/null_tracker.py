@@ -1,7 +1,7 @@
 """Tracking off: the ``Tracker`` interface without ClearML (overhead measurements, unit tests).
 
-Scalars are kept in memory (``scalars``, same shape as the scalars that tests read from an offline session) so tests of the
-trainer can assert what it logged; figures are still saved as PNG when ``output_dir`` is set.
+Scalars are kept in memory (``scalars``, shaped as the tests read an offline session's scalars) so
+tests of the trainer can assert what it logged; figures are still saved as PNG when ``output_dir`` is set.
 """
 
 from collections.abc import Mapping, Sequence

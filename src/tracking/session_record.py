@@ -1,4 +1,4 @@
-"""What an offline session's ``task.json`` records, as the import needs it: the task, its artifacts, its models.
+"""What an offline session's ``task.json`` records, as importing it needs: the task, artifacts, models.
 
 Layout written by clearml 2.1.12 (checked by running offline tasks; paths relative to the session):
   task.json       the task: name, type, project_name, hyperparams, execution.artifacts (absolute
