@@ -440,8 +440,8 @@ class Trainer:
 
     def _save_curves(self, history: list[dict[str, float]]) -> None:
         """Loss (train and valid) and learning-rate curves as PNG in the run folder, for offline readers."""
-        from src.visualization.local_plots import close_figure, save_png
         from src.visualization import training_curve_figures
+        from src.visualization.local_plots import close_figure, save_png
 
         for name, figure in training_curve_figures(history).items():
             try:

@@ -123,8 +123,8 @@ def run_trial(trial: Any, settings: TrialSettings) -> float:
     """
     import optuna
 
-    from src.steps.context import StepContext, for_task
     from src.orchestration import start_sweep_tracker
+    from src.steps.context import StepContext, for_task
 
     params = settings.space.suggest(trial)
     cfg = trial_config(settings, params, trial.number)

@@ -12,9 +12,9 @@ import pytest
 
 from pipelines.offline import start_run
 from src.config import load_config
+from src.runs import recover_offline_sessions
 from src.steps.context import read_status, tracked_step, update_status
 from tests.clearml_session import read_offline_session
-from src.runs import recover_offline_sessions
 from tests.tracking.conftest import isolated_offline_clearml, subprocess_env
 
 pytestmark = pytest.mark.timeout(120, method="thread")

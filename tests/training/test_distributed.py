@@ -108,7 +108,7 @@ def test_launch_nodes_calls_the_sdk_only_for_a_tracked_task_and_more_than_one_no
             self.calls.append((total_num_nodes, kwargs))
             return {"node_rank": 0, "total_num_nodes": total_num_nodes}
 
-    def Tracked():  # noqa: N802 (the online tracker of a task, the SDK's task faked)
+    def Tracked():  # an online tracker whose SDK task is faked (the name the assertions below use)
         return Tracker(FakeTask(), offline=False)
 
     assert launch_nodes(NullTracker(), 2, 1) is None  # tracking off: nothing to clone
