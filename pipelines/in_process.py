@@ -40,8 +40,7 @@ def start_run(cfg: ExperimentConfig, resume: bool, changes: dict[str, tuple]) ->
     steps it re-runs ``pending``, so ``status.json`` never shows a step completed by an earlier
     attempt after a later step has failed.
     """
-    from src.runs import CONFIG_FILE, owner, point_latest
-    from src.tracking.recovery import recover_offline_sessions
+    from src.runs import CONFIG_FILE, owner, point_latest, recover_offline_sessions
 
     run_dir = cfg.run_dir
     state = read_status(run_dir)

@@ -17,7 +17,7 @@ from src.steps import STEPS, run_pipeline_step
 QUEUES_FILE = "queues/queues.yaml"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REQUIREMENTS = REPO_ROOT / "requirements.txt"
-# What the controller imports (src.main -> pipelines -> src.config, src.tracking.server): no torch.
+# What the controller imports (src.main -> pipelines -> src.config, src.orchestration): no torch.
 CONTROLLER_PACKAGES = ("clearml", "loguru", "pydantic", "PyYAML")
 
 
@@ -34,7 +34,7 @@ def pipeline_plan(cfg: ExperimentConfig, queue: str | None, queues_file: str = Q
     ``queue`` (``--queue NAME``) must be defined in ``queues/queues.yaml``; the steps that the file
     puts on the training queue (train, evaluate) go to it, the others stay where the file says.
     """
-    from src.tracking.server import load_queue_config
+    from src.config.queues import load_queue_config
 
     queues = load_queue_config(queues_file)
     training_queue = queues.queue_for("train")
@@ -77,8 +77,8 @@ def describe_pipeline(cfg: ExperimentConfig, queue: str | None, queues_file: str
 
 
 def build_pipeline(cfg: ExperimentConfig, queue: str | None, queues_file: str = QUEUES_FILE):
-    """A ``clearml.PipelineController`` for the plan (built through src.tracking's import of clearml)."""
-    from src.tracking.pipeline import new_pipeline_controller, step_checkout
+    """A ``clearml.PipelineController`` for the plan (built through src.orchestration's import of clearml)."""
+    from src.orchestration import new_pipeline_controller, step_checkout
 
     plan = pipeline_plan(cfg, queue, queues_file)
     checkout = step_checkout(REPO_ROOT)  # the agent clones this remote at this commit and runs the step from its root
@@ -105,7 +105,7 @@ def enqueue_pipeline(cfg: ExperimentConfig, queue: str | None, queues_file: str 
     Locally ``start`` stores the pipeline, enqueues the controller and ends this process
     (ClearML's ``execute_remotely``), so the web UI link is printed before it.
     """
-    from src.tracking.pipeline import pipeline_web_url
+    from src.orchestration import pipeline_web_url
 
     pipe, plan = build_pipeline(cfg, queue, queues_file)
     print(f"pipeline {plan['pipeline']!r}: controller on queue {plan['controller_queue']!r}, "

@@ -130,7 +130,7 @@ def run_pipeline_from_cli(args: argparse.Namespace) -> int:
     if torchrun_worker_rank() is not None:
         return serve_torchrun_worker(args)
     if args.queue:  # an unknown queue is a usage error, before any server is asked
-        from src.tracking.server import load_queue_config
+        from src.config.queues import load_queue_config
 
         load_queue_config().queue(args.queue)
         if args.resume is not None:
@@ -145,7 +145,7 @@ def run_pipeline_from_cli(args: argparse.Namespace) -> int:
         print(describe_pipeline(cfg, queue=args.queue))
         return 0
     if mode != "offline":
-        from src.tracking.server import check_server
+        from src.orchestration import check_server
 
         check_server()
     if mode == "queue":
@@ -182,7 +182,8 @@ def run_pipeline_from_cli(args: argparse.Namespace) -> int:
 
 
 def create_queues_cli(args: argparse.Namespace) -> int:
-    from src.tracking.server import ensure_queues, load_queue_config
+    from src.config.queues import load_queue_config
+    from src.orchestration import ensure_queues
 
     queues = load_queue_config(args.file)
     if args.action == "show":

@@ -69,8 +69,7 @@ def _cmd_data(args: argparse.Namespace) -> int:
 
 
 def _cmd_import_offline(args: argparse.Namespace) -> int:
-    from src.runs import resolve_run
-    from src.tracking.offline import import_offline_cli
+    from src.runs import import_offline_cli, resolve_run
 
     run = args.run_dir
     if not Path(run).exists():  # a run id, a run name or 'latest'; a folder or session zip is taken as it is
@@ -267,7 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(argv).parse_args(argv)
     from src.config import ConfigError
-    from src.tracking.server import ServerError
+    from src.orchestration import ServerError
 
     try:
         return args.handler(args)

@@ -11,7 +11,7 @@ import pytest
 from src import bench_attention
 from src.bench_attention import VARIANTS, runner, summary
 from src.main import build_parser
-from src.tracking import read_offline_session
+from tests.clearml_session import read_offline_session
 from tests.clearml_stub.stub import run_src_main
 from tests.pipelines.conftest import clean_env
 

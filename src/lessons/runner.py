@@ -20,7 +20,7 @@ from rich.text import Text
 
 from src.lessons.live import reporting
 from src.lessons.step import Step, StepResult
-from src.tracking.protocol import TrackerLike
+from src.tracking import TrackerLike
 
 LESSONS = ("attention", "multi_head", "positions", "masking", "residuals", "training_dynamics", "decoding",
            "heads", "encoder_only", "decoder_only", "vit", "efficient_attention")

@@ -18,6 +18,7 @@ from src.runs.folders import (
     run_dir_of_checkpoint,
 )
 from src.runs.resume import ResumeError, check_resume, config_differences, flatten
+from src.runs.sessions import import_offline_cli, recover_offline_sessions
 from src.runs.status import STATUS_FILE, read_status, save_traceback, update_run, update_status
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "check_resume",
     "config_differences",
     "flatten",
+    "import_offline_cli",
     "list_runs",
     "live_owner",
     "new_run_dir",
@@ -40,6 +42,7 @@ __all__ = [
     "point_latest",
     "read_json",
     "read_status",
+    "recover_offline_sessions",
     "resolve_checkpoint",
     "resolve_run",
     "run_dir_of_checkpoint",

@@ -34,7 +34,7 @@ def resolve_source(ref: str, runs_dir: str | Path = "runs", tag: str | None = No
 
     Raises:
         FileNotFoundError: nothing local matches and ``ref`` is neither ``NAME:TAG`` nor a model id.
-        src.tracking.server.ServerError: a registered model was asked for and the server cannot be used.
+        src.orchestration.ServerError: a registered model was asked for and the server cannot be used.
     """
     if tag is None:
         try:
@@ -63,7 +63,7 @@ def local_source(checkpoint: Path) -> ModelSource:
 def registry_source(model_id: str | None = None, name: str | None = None, tag: str | None = None,
                     timeout_s: float = 120.0, project: str | None = None) -> ModelSource:
     """A registered model, downloaded through ``src/tracking``; its metadata stands in for the run's metrics."""
-    from src.tracking.model_store import fetch_model
+    from src.orchestration import fetch_model
 
     if model_id is not None:
         model = fetch_model(model_id, timeout_s=timeout_s)

@@ -63,7 +63,7 @@ def train(step: StepContext, tokenized: Output, resume: bool = False) -> Output:
     of its machine and the other ranks run ``train_worker`` with the same inputs.
     """
     from src.config import config_to_dict
-    from src.tracking.multi_node import launch_nodes
+    from src.orchestration import launch_nodes
     from src.training.distributed import data_parallel
     from src.training.trainer import resolve_device
 
@@ -102,7 +102,7 @@ def register(step: StepContext, trained: Output, evaluated: Output) -> Output:
     test metrics and the gate's reason, so the registry holds one model per trained checkpoint.
     """
     from src.evaluation.gate import quality_gate
-    from src.tracking import published_model_metric
+    from src.orchestration import published_model_metric
 
     cfg, tracker = step.cfg, step.tracker
     gate = TASKS[cfg.task].gate(cfg, evaluated["metrics"])  # the task's metric: BLEU, accuracy, bpc

@@ -1,32 +1,40 @@
-"""The experiment-tracking adapter: the only package that imports clearml (and only on use).
+"""The experiment-tracking adapter: with ``src.orchestration``, the only package that imports clearml
+(and only on use: importing this surface needs neither clearml nor a server).
 
-One ``Tracker`` per pipeline step (one ClearML task); ``NullTracker`` when tracking is off.
-Offline by default without a configured server; ``import_offline`` uploads the sessions later.
+One ``Tracker`` per pipeline step (one ClearML task); ``NullTracker`` when tracking is off; both
+implement ``TrackerLike``. Offline by default without a configured server; ``import_offline``
+uploads the sessions later, ``keep_interrupted_sessions`` zips those a killed step left open.
 """
 
-from src.tracking.connection import clearml_configured, resolve_offline
+from src.tracking.connection import (
+    check_server_reachable,
+    clearml_configured,
+    offline_forced_by_env,
+    resolve_offline,
+)
 from src.tracking.inputs import resolve_input
 from src.tracking.null_tracker import NullTracker
-from src.tracking.offline import find_offline_sessions, import_offline, import_offline_cli
-from src.tracking.offline_session import OfflineSession, SessionImage, SessionModel, read_offline_session
-from src.tracking.registry import published_model_metric
-from src.tracking.resources import resource_usage
+from src.tracking.offline import find_offline_sessions, import_offline
+from src.tracking.protocol import TrackerLike
+from src.tracking.recovery import keep_interrupted_sessions
+from src.tracking.session_record import SessionModel, SessionRecord, is_offline_session, read_session_record
 from src.tracking.tracker import Tracker, start_tracker
 
 __all__ = [
     "NullTracker",
-    "OfflineSession",
-    "SessionImage",
     "SessionModel",
+    "SessionRecord",
     "Tracker",
+    "TrackerLike",
+    "check_server_reachable",
     "clearml_configured",
     "find_offline_sessions",
     "import_offline",
-    "import_offline_cli",
-    "published_model_metric",
-    "read_offline_session",
+    "is_offline_session",
+    "keep_interrupted_sessions",
+    "offline_forced_by_env",
+    "read_session_record",
     "resolve_input",
     "resolve_offline",
-    "resource_usage",
     "start_tracker",
 ]

@@ -1,14 +1,12 @@
 """Tracking off: the ``Tracker`` interface without ClearML (overhead measurements, unit tests).
 
-Scalars are kept in memory (``scalars``, same shape as ``OfflineSession.scalars``) so tests of the
-trainer can assert what it logged; figures are still saved as PNG when ``output_dir`` is set.
+Scalars are kept in memory (``scalars``, shaped as the tests read an offline session's scalars) so
+tests of the trainer can assert what it logged; figures are still saved as PNG when ``output_dir`` is set.
 """
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
-
-from src.tracking.local_plots import close_figure, save_png
 
 if TYPE_CHECKING:
     import numpy as np
@@ -54,6 +52,8 @@ class NullTracker:
         pass
 
     def log_figure(self, title: str, series: str, figure: "Figure", step: int) -> None:
+        from src.visualization.local_plots import close_figure, save_png  # matplotlib: only with a figure
+
         try:
             if self.save_plots and self.output_dir is not None:
                 save_png(figure, self.output_dir, title, series, step)
@@ -94,6 +94,9 @@ class NullTracker:
     def update_model(self, model_id: str, *, name: str, source_task_id: str, tags: Sequence[str],
                      metadata: Mapping[str, float | str], publish: bool = False) -> str:
         return model_id
+
+    def launch_multi_node(self, nodes: int, *, port: int, devices: int) -> dict[str, Any] | None:
+        return None  # no task to clone
 
     def flush(self) -> None:
         pass

@@ -21,7 +21,7 @@ from typing import Any
 from loguru import logger
 
 from src.tracking.connection import check_server_reachable, clearml_configured
-from src.tracking.offline_session import TASK_FILE, OfflineSession, is_offline_session, read_offline_session
+from src.tracking.session_record import TASK_FILE, SessionRecord, is_offline_session, read_session_record
 from src.tracking.tracker import MODEL_UPDATE_ARTIFACT, apply_model_update, typed_metadata
 
 PathLike = str | Path
@@ -54,7 +54,7 @@ def prepare_session_for_import(session_path: Path, work_dir: Path, upload_uri: s
             zf.extractall(folder)
     task_file = folder / TASK_FILE
     task = json.loads(task_file.read_text(encoding="utf-8"))
-    session = read_offline_session(folder)
+    session = read_session_record(folder)
     from src.tracking import sdk_compat
 
     records = [sdk_compat.importable_model_record(r) for r in task.get("offline_output_models") or []]
@@ -73,7 +73,7 @@ def prepare_session_for_import(session_path: Path, work_dir: Path, upload_uri: s
     return folder
 
 
-def _local_weights(folder: Path, session: OfflineSession, name: str, weights_file: str | None) -> Path | None:
+def _local_weights(folder: Path, session: SessionRecord, name: str, weights_file: str | None) -> Path | None:
     candidates = [weights_file, session.artifacts.get(f"{name}-weights")]
     return next((folder / c for c in candidates if c and (folder / c).is_file()), None)
 
@@ -86,13 +86,10 @@ def import_offline(
 ) -> list[str]:
     """Import every offline session of a run into the configured server; returns the new task ids.
 
-    Model weights are uploaded to ``output_uri`` (default: the ClearML files server).
+    Model weights are uploaded to ``output_uri`` (default: the ClearML files server). Sessions a
+    killed step left open are imported once zipped into the run (``src.runs.import_offline_cli``
+    does that first, as ``src.runs`` knows whether the run still runs).
     """
-    from src.tracking.recovery import recover_offline_sessions
-
-    for item in [run_dir_or_zips] if isinstance(run_dir_or_zips, (str, Path)) else list(run_dir_or_zips):
-        if Path(item).is_dir() and not is_offline_session(Path(item)):
-            recover_offline_sessions(Path(item))  # sessions a killed step left in the cache
     sessions = find_offline_sessions(run_dir_or_zips)
     if not sessions:
         raise FileNotFoundError(f"no ClearML offline sessions found in {run_dir_or_zips}")
@@ -116,7 +113,7 @@ def import_offline(
         for path in sessions:
             folder = prepare_session_for_import(path, Path(work_dir), upload_uri)
             task_id = Task.import_offline_session(folder.as_posix())
-            session = read_offline_session(folder)
+            session = read_session_record(folder)
             _apply_registrations(task_id, session)
             updates += pending_model_updates(session)
             logger.info("imported {} as task {}", path, task_id)
@@ -126,7 +123,7 @@ def import_offline(
     return list(task_ids.values())
 
 
-def pending_registrations(session: OfflineSession) -> dict[str, dict[str, Any]]:
+def pending_registrations(session: SessionRecord) -> dict[str, dict[str, Any]]:
     """``{model name: {"metadata": ..., "publish": ...}}`` that ``Tracker.register_model`` left for the server."""
     return {
         model.name: json.loads(session.read_bytes(session.artifacts[f"{model.name}-registration"]))
@@ -135,7 +132,7 @@ def pending_registrations(session: OfflineSession) -> dict[str, dict[str, Any]]:
     }
 
 
-def pending_model_updates(session: OfflineSession) -> list[dict[str, Any]]:
+def pending_model_updates(session: SessionRecord) -> list[dict[str, Any]]:
     """What ``Tracker.update_model`` left offline for another task's model (register -> train)."""
     path = session.artifacts.get(MODEL_UPDATE_ARTIFACT)
     return [json.loads(session.read_bytes(path))] if path else []
@@ -158,7 +155,7 @@ def _apply_model_update(update: dict[str, Any], task_ids: dict[str, str]) -> Non
     logger.info("model {} ({}) tagged {}", update["name"], models[-1].id, update["tags"])
 
 
-def _apply_registrations(task_id: str, session: OfflineSession) -> None:
+def _apply_registrations(task_id: str, session: SessionRecord) -> None:
     registrations = pending_registrations(session)
     if not registrations:
         return
@@ -174,13 +171,3 @@ def _apply_registrations(task_id: str, session: OfflineSession) -> None:
         if registration.get("publish"):
             model.publish()
 
-
-def import_offline_cli(run_dir: str) -> int:
-    """``python -m src.main import-offline RUN_DIR``: exit code 0 on success, 1 with an explanation otherwise."""
-    try:
-        task_ids = import_offline(run_dir)
-    except (FileNotFoundError, RuntimeError, ConnectionError) as err:
-        logger.error(str(err))
-        return 1
-    logger.info("imported {} session(s): {}", len(task_ids), ", ".join(task_ids))
-    return 0

@@ -6,7 +6,7 @@ test double) only has to provide these methods.
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     import numpy as np
@@ -14,7 +14,6 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 
-@runtime_checkable
 class TrackerLike(Protocol):
     @property
     def task_id(self) -> str: ...
@@ -50,6 +49,11 @@ class TrackerLike(Protocol):
 
     def update_model(self, model_id: str, *, name: str, source_task_id: str, tags: Sequence[str],
                      metadata: Mapping[str, float | str], publish: bool = False) -> str: ...
+
+    def launch_multi_node(self, nodes: int, *, port: int, devices: int) -> dict[str, Any] | None:
+        """Run this task on ``nodes`` ClearML agents (``Task.launch_multi_node``); this node's settings, or
+        None when the task cannot be cloned onto agents (tracking off, offline)."""
+        ...
 
     def flush(self) -> None: ...
 

@@ -1,35 +1,32 @@
-"""Nothing recorded before a kill is lost: zip the offline sessions that a killed run left open.
+"""Nothing recorded before a kill is lost: zip the offline sessions that a killed step left open.
 
 An offline task writes into ``<CLEARML_CACHE_DIR>/offline/<id>/`` and only ``close()`` zips that
 folder into the run folder. After ``kill -9`` the folder stays in the cache, where nobody looks.
-Each step records its folder in ``status.json`` when it starts (``offline_folder``); this module
-zips every such folder whose step never stored a session, into the step's ``clearml_offline/``,
-so ``import-offline`` and ``--resume`` find it like any other session.
+Each step records its folder in ``status.json`` when it starts (``offline_folder``); given those
+records, this module zips every such folder whose step never stored a session, into the step's
+``clearml_offline/``, so ``import-offline`` and ``--resume`` find it like any other session.
+Reading ``status.json`` and telling a live run from a killed one is ``src.runs``' part
+(``src.runs.recover_offline_sessions``).
 """
 
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from loguru import logger
 
-from src.runs.folders import live_owner
-from src.tracking.offline_session import TASK_FILE
+from src.tracking.session_record import TASK_FILE
 from src.tracking.tracker import OFFLINE_DIR_NAME
 
 
-def recover_offline_sessions(run_dir: Path) -> list[Path]:
-    """Zip the left-open sessions of ``run_dir``'s steps; returns the zips written."""
-    import json
+def keep_interrupted_sessions(run_dir: Path, steps: Mapping[str, Mapping[str, Any]]) -> list[Path]:
+    """Zip the left-open sessions of ``steps`` (``{step name: its status record}``) into ``run_dir``.
 
-    status_path = Path(run_dir) / "status.json"
-    if not status_path.is_file():
-        return []
-    status = json.loads(status_path.read_text(encoding="utf-8"))
-    running = live_owner(status)
-    if running:  # its sessions are open because it is still writing them
-        logger.info("{} is still running ({}); its open offline sessions are left alone", run_dir, running)
-        return []
-    steps = status.get("steps", {})
+    A step's record names its session folder (``offline_folder``) and, once closed, its zip
+    (``offline_session``). Returns the zips written; a session closed normally or recovered
+    already is left alone.
+    """
     recovered = []
     for name, step in steps.items():
         folder = Path(step["offline_folder"]) if step.get("offline_folder") else None

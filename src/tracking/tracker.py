@@ -14,7 +14,6 @@ from loguru import logger
 
 from src.config.tracking import TrackingConfig
 from src.tracking.connection import check_server_reachable, resolve_offline
-from src.tracking.local_plots import close_figure, save_png
 from src.tracking.null_tracker import NullTracker, plain_dict
 
 if TYPE_CHECKING:
@@ -163,6 +162,8 @@ class Tracker:
 
     def log_figure(self, title: str, series: str, figure: "Figure", step: int) -> None:
         """A debug image (not an interactive plot); also a PNG under ``output_dir/plots``. Closes ``figure``."""
+        from src.visualization.local_plots import close_figure, save_png  # matplotlib: only with a figure
+
         try:
             if self.save_plots and self.output_dir is not None:
                 # render once: the PNG on disk is also the debug image (a second rendering by
@@ -288,6 +289,16 @@ class Tracker:
         apply_model_update(Model(model_id=model_id), update)
         logger.info("model {} ({}): tags {} added{}", name, model_id, list(tags), ", published" if publish else "")
         return model_id
+
+    def launch_multi_node(self, nodes: int, *, port: int, devices: int) -> dict[str, Any] | None:
+        """``Task.launch_multi_node`` on this task: on an agent, clone it onto ``nodes - 1`` more agents.
+
+        Returns this node's settings (``node_rank``, ``total_num_nodes``, ...); outside an agent the SDK
+        returns rank 0's and launches nothing. None offline: an offline task cannot be cloned.
+        """
+        if self.offline:
+            return None
+        return dict(self._task.launch_multi_node(nodes, port=port, devices=devices, wait=False))
 
     def flush(self) -> None:
         """Write what was reported so far (offline: into the session folder), so a kill loses little."""

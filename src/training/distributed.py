@@ -6,7 +6,7 @@ Three ways a train step runs on several processes, one TCP rendezvous underneath
   ranks 1..N-1 on this machine, with ``MASTER_ADDR=127.0.0.1`` and a free port.
 - ``torchrun``: every process already has ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``; rank 0 runs the
   pipeline, the others wait in ``serve_as_worker`` for the train step.
-- ClearML agents (``training.nodes > 1``): ``Task.launch_multi_node`` (``src/tracking/multi_node.py``)
+- ClearML agents (``training.nodes > 1``): ``Task.launch_multi_node`` (``src/orchestration/multi_node.py``)
   sets ``MASTER_ADDR``, ``MASTER_PORT``, ``NODE_RANK``, ``RANK``, ``WORLD_SIZE`` on each node's copy of
   the step; each node then spawns its ``nproc_per_node - 1`` local workers as above.
 
@@ -23,6 +23,7 @@ same values in a fixed order; the micro-batches of a global batch are dealt roun
 
 import multiprocessing
 import os
+import socket
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -36,9 +37,17 @@ import torch
 import torch.distributed as dist
 from loguru import logger
 
-from src.tracking.multi_node import free_port
-
 TIMEOUT = timedelta(minutes=30)  # a collective waits this long for a slow rank (rank 0 validating)
+
+
+def free_port(host: str = "") -> int:
+    """A TCP port free on ``host`` now (``""``: every interface, as another node connects to it).
+
+    Used here for a local rendezvous, and by ``src.orchestration.launch_nodes`` for the master's port.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
 
 
 @dataclass(frozen=True)

@@ -31,13 +31,12 @@ from tqdm import tqdm
 from src.config.base import config_to_dict
 from src.data.batching import TokenBudgetBatchSampler
 from src.models.builders import build
-from src.tracking.null_tracker import NullTracker
-from src.tracking.protocol import TrackerLike
-from src.tracking.resources import resource_usage
+from src.tracking import NullTracker, TrackerLike
 from src.training import distributed
 from src.training.checkpoint import CheckpointManager
 from src.training.loss import perplexity
 from src.training.monitor import UpdateRatio, grouped_grad_norms, parameter_norm
+from src.training.resources import resource_usage
 from src.training.schedule import make_schedule
 
 if TYPE_CHECKING:  # a type only: the experiment config's module reads the task table, which reaches the loop
@@ -441,8 +440,8 @@ class Trainer:
 
     def _save_curves(self, history: list[dict[str, float]]) -> None:
         """Loss (train and valid) and learning-rate curves as PNG in the run folder, for offline readers."""
-        from src.tracking.local_plots import close_figure, save_png
         from src.visualization import training_curve_figures
+        from src.visualization.local_plots import close_figure, save_png
 
         for name, figure in training_curve_figures(history).items():
             try:

@@ -99,7 +99,7 @@ def _local_sweep(args, cfg, space, study: str, direction: str) -> Outcome:
 
 
 def _queue_sweep(args, cfg, space, study: str, direction: str) -> Outcome:
-    from src.tracking.sweep import (
+    from src.orchestration import (
         OptimizerRun,
         SearchParameter,
         refuse_log_integers,

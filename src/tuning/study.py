@@ -122,7 +122,7 @@ def close_parent(settings: TrialSettings, study_file: Path, trials_csv: Path, tr
     """The sweep's parent task: its settings, the study file, the trials table and the best config."""
     import pandas as pd
 
-    from src.tracking.sweep import start_sweep_tracker
+    from src.orchestration import start_sweep_tracker
 
     tracker = start_sweep_tracker(settings.base.tracking, study=settings.study, task_name=settings.study,
                                   task_type="optimizer", output_dir=settings.sweep_dir, offline=settings.offline)

@@ -124,8 +124,8 @@ def run_trial(trial: Any, settings: TrialSettings) -> float:
     """
     import optuna
 
+    from src.orchestration import start_sweep_tracker
     from src.tasks import TASKS, StepContext
-    from src.tracking.sweep import start_sweep_tracker
 
     params = settings.space.suggest(trial)
     cfg = trial_config(settings, params, trial.number)

@@ -11,7 +11,7 @@ import pytest
 
 from src.lessons.runner import LESSONS
 from src.main import main
-from src.tracking import read_offline_session
+from tests.clearml_session import read_offline_session
 from tests.clearml_stub.stub import run_src_main
 from tests.pipelines.conftest import clean_env
 

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from src.tracking import read_offline_session
+from tests.clearml_session import read_offline_session
 from tests.pipelines.conftest import STEPS, assert_recorded_loss_curve, imdb_data_dir, train_offline
 
 pytestmark = pytest.mark.timeout(300)

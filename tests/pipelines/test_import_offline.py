@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from src.tracking import read_offline_session
+from tests.clearml_session import read_offline_session
 from tests.clearml_stub.stub import ClearMLStub, run_src_main
 
 REPO = Path(__file__).resolve().parents[2]

@@ -6,7 +6,7 @@ import re
 import pytest
 
 from src.data.prose import data_root
-from src.tracking import read_offline_session
+from tests.clearml_session import read_offline_session
 from tests.clearml_stub.stub import run_src_main
 from tests.pipelines.conftest import STEPS, assert_recorded_loss_curve, clean_env, missing_data, run_folder
 

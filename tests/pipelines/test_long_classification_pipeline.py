@@ -9,7 +9,7 @@ from datasets import load_from_disk
 
 from src.data.listops import evaluate_listops
 from src.tasks.classification.task import CLS_ID, ClassificationProbe
-from src.tracking import read_offline_session
+from tests.clearml_session import read_offline_session
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from src.tracking import read_offline_session
+from tests.clearml_session import read_offline_session
 from tests.clearml_stub.stub import run_src_main
 from tests.pipelines.conftest import STEPS, clean_env
 

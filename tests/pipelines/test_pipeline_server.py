@@ -25,8 +25,8 @@ from types import SimpleNamespace
 import pytest
 
 from pipelines.pipeline import CONTROLLER_PACKAGES, REQUIREMENTS, STEPS
-from src.tracking.pipeline import STEP_REPO_ENV, step_checkout
-from src.tracking.server import load_queue_config
+from src.config.queues import load_queue_config
+from src.orchestration import STEP_REPO_ENV, step_checkout
 from tests.clearml_stub import fixture as stub_fixtures
 from tests.clearml_stub.stub import ClearMLStub, kill_process_group, run_src_main
 

@@ -8,7 +8,7 @@ import torch
 
 from src.experiment import load_config
 from src.data.fashion_mnist import CLASS_NAMES, FILES
-from src.tracking import read_offline_session
+from tests.clearml_session import read_offline_session
 from tests.clearml_stub.stub import run_src_main
 from tests.pipelines.conftest import STEPS, assert_recorded_loss_curve, clean_env, missing_data, run_folder
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from src.serving.sources import resolve_source
-from src.tracking.model_store import RegisteredModel
+from src.orchestration import RegisteredModel
 
 
 @pytest.fixture
@@ -49,7 +49,7 @@ def fake_fetch(calls):
     ("0123456789abcdef0123456789abcdef", None, ("0123456789abcdef0123456789abcdef", None, None, None)),  # ids: any project
 ])
 def test_registered_models_by_name_and_tag_or_by_id(monkeypatch, tmp_path, ref, tag, expected):
-    import src.tracking.model_store as store
+    import src.orchestration as store
 
     calls = []
     monkeypatch.setattr(store, "fetch_model", fake_fetch(calls))

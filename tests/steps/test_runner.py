@@ -12,10 +12,9 @@ import pytest
 
 from pipelines.in_process import start_run
 from src.experiment import load_config
-from src.runs import read_status, update_status
+from src.runs import read_status, recover_offline_sessions, update_status
 from src.steps import tracked_step
-from src.tracking import read_offline_session
-from src.tracking.recovery import recover_offline_sessions
+from tests.clearml_session import read_offline_session
 from tests.tracking.conftest import isolated_offline_clearml, subprocess_env
 
 pytestmark = pytest.mark.timeout(120, method="thread")

@@ -16,8 +16,9 @@ import pytest
 import torch
 
 from src.config import TrackingConfig
-from src.tracking import read_offline_session, start_tracker
+from src.tracking import start_tracker
 from src.visualization import plot_attention, plot_grad_norm_heatmap
+from tests.clearml_session import read_offline_session
 
 SERVER_VARIABLES = (
     "API_HOST",

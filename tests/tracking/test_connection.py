@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from src.tracking.connection import check_server_reachable, clearml_configured, resolve_offline
+from src.tracking import check_server_reachable, clearml_configured, resolve_offline
 from tests.tracking.conftest import subprocess_env
 
 

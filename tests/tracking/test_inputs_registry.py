@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from src.tracking import published_model_metric, resolve_input
-from src.tracking.registry import best_value
+from src.orchestration import best_value, published_model_metric
+from src.tracking import resolve_input
 
 
 def test_local_output_of_the_previous_step_is_used(tmp_path: Path):

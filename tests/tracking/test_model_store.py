@@ -1,12 +1,11 @@
-"""src.tracking.model_store: registered models by id or name and tag, with fast, explained failures."""
+"""src.orchestration.model_store: registered models by id or name and tag, with fast, explained failures."""
 
 import socket
 import time
 
 import pytest
 
-from src.tracking.model_store import RegisteredModel, fetch_model
-from src.tracking.server import ServerMisconfiguredError, ServerUnreachableError
+from src.orchestration import RegisteredModel, ServerMisconfiguredError, ServerUnreachableError, fetch_model
 from tests.clearml_stub import fixture as stub_fixtures
 
 clearml_stub = stub_fixtures.clearml_stub
@@ -52,7 +51,7 @@ def test_stage_comes_from_the_tags_then_the_metadata(tmp_path):
 
 
 FETCH = """
-from src.tracking.model_store import fetch_model, ModelNotFoundError
+from src.orchestration import fetch_model, ModelNotFoundError
 for kwargs in ({{"model_id": {model_id!r}}}, {{"name": "tiny", "tag": "production"}}, {{"name": "tiny", "tag": "candidate"}}):
     m = fetch_model(**kwargs, timeout_s=60)
     print("FOUND", m.id, m.stage, m.published, open(m.local_path, "rb").read().decode())

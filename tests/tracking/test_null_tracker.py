@@ -9,8 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from src.config import TrackingConfig
-from src.tracking import NullTracker, start_tracker
-from src.tracking.tracker import Tracker
+from src.tracking import NullTracker, Tracker, start_tracker
 from tests.tracking.conftest import subprocess_env
 
 
@@ -63,7 +62,8 @@ NO_CLEARML_IMPORT = textwrap.dedent(
     import sys
     from pathlib import Path
     from src.config import TrackingConfig
-    from src.tracking import read_offline_session, resource_usage, start_tracker
+    from src.tracking import read_session_record, start_tracker
+    from src.training.resources import resource_usage
     import src.visualization
     tracker = start_tracker(TrackingConfig(enabled=False), step_name="s", task_type="training", output_dir=Path("."))
     tracker.log_scalar("a", "b", 1.0, 0)

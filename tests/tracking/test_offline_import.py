@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from src.tracking import find_offline_sessions, import_offline, read_offline_session
+from src.tracking import find_offline_sessions, import_offline
 from src.tracking.offline import pending_registrations, prepare_session_for_import
+from tests.clearml_session import read_offline_session
 
 
 def _copy_with_mtime(source: Path, target: Path, mtime: int) -> Path:

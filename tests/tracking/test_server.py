@@ -1,4 +1,4 @@
-"""src.tracking.server: the fast connectivity check, idempotent queue creation, the queue config."""
+"""src.orchestration.server and src.config.queues: the fast connectivity check, idempotent queue creation, the queue config."""
 
 import socket
 import time
@@ -9,14 +9,8 @@ import pytest
 import yaml
 
 from src.config import ConfigError
-from src.tracking.server import (
-    QUEUE_CONFIG_PATH,
-    ServerMisconfiguredError,
-    ServerUnreachableError,
-    check_server,
-    ensure_queues,
-    load_queue_config,
-)
+from src.config.queues import QUEUE_CONFIG_PATH, load_queue_config
+from src.orchestration import ServerMisconfiguredError, ServerUnreachableError, check_server, ensure_queues
 from tests.clearml_stub import fixture as stub_fixtures
 from tests.clearml_stub.stub import ClearMLStub
 

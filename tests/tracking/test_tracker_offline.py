@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from src.tracking import Tracker, read_offline_session
+from src.tracking import Tracker
+from tests.clearml_session import read_offline_session
 from tests.tracking.conftest import CONFIG, LOSSES
 
 pytestmark = pytest.mark.timeout(120, method="thread")  # a hung SDK thread must not hang the suite

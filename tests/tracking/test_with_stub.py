@@ -12,7 +12,8 @@ from tests.clearml_stub.fixture import clearml_stub  # noqa: F401 (fixture)
 pytestmark = pytest.mark.timeout(180, method="thread")
 
 IMPORT = """
-from src.tracking import import_offline, published_model_metric
+from src.orchestration import published_model_metric
+from src.tracking import import_offline
 print("IDS", import_offline({run_dir!r}))
 print("CHAMPION", published_model_metric("unit-tests", "tiny-model", "valid_loss", higher_is_better=False))
 """
@@ -72,7 +73,8 @@ def test_online_task_model_and_failure_status(clearml_stub):  # noqa: F811
 CHAMPIONS = """
 from pathlib import Path
 import torch
-from src.tracking import Tracker, published_model_metric
+from src.orchestration import published_model_metric
+from src.tracking import Tracker
 checkpoint = Path("best.pt")
 torch.save({"w": torch.ones(3)}, checkpoint)
 models = [("lm", {"bpc": 1.8}, True), ("lm", {"bpc": 2.6}, True), ("lm", {"bpc": 1.2}, False),

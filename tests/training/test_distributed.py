@@ -96,19 +96,21 @@ def test_nproc_flag_sets_processes_per_node_and_one_leaves_the_config_alone():
 
 
 def test_launch_nodes_calls_the_sdk_only_for_a_tracked_task_and_more_than_one_node():
-    from src.tracking import NullTracker
-    from src.tracking.multi_node import launch_nodes
+    from src.orchestration import launch_nodes
+    from src.tracking import NullTracker, Tracker
 
     class FakeTask:
         calls: ClassVar[list] = []
+
+        def get_logger(self):
+            return None
 
         def launch_multi_node(self, total_num_nodes, **kwargs):
             self.calls.append((total_num_nodes, kwargs))
             return {"node_rank": 0, "total_num_nodes": total_num_nodes}
 
-    class Tracked:
-        offline = False
-        _task = FakeTask()
+    def Tracked():  # an online tracker whose SDK task is faked (the name the assertions below use)
+        return Tracker(FakeTask(), offline=False)
 
     assert launch_nodes(NullTracker(), 2, 1) is None  # tracking off: nothing to clone
     assert launch_nodes(Tracked(), 1, 2) is None and FakeTask.calls == []

@@ -15,8 +15,9 @@ import torch
 from src.experiment import validate_config
 from src.data.prepare import prepare_corpus
 from src.data.tokenizer import encode_corpus, load_tokenizer, train_tokenizer
-from src.tracking import NullTracker, read_offline_session
 from src.tasks.translation.task import TranslationTask
+from src.tracking import NullTracker
+from tests.clearml_session import read_offline_session
 from src.training.trainer import Trainer
 from tests.tracking.conftest import isolated_offline_clearml
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from src.experiment import load_config
-from src.tracking import read_offline_session
+from tests.clearml_session import read_offline_session
 from src.tuning.space import apply_params
 from tests.clearml_stub.stub import run_src_main
 

@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from src.tracking.sweep import SearchParameter, clearml_parameters, join_trial_threads, refuse_log_integers
+from src.orchestration import SearchParameter, clearml_parameters, join_trial_threads, refuse_log_integers
 
 
 def test_log_int_ranges_are_refused_and_the_others_map_to_their_clearml_range():

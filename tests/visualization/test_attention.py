@@ -111,7 +111,7 @@ def test_a_wide_heatmap_png_keeps_a_readable_aspect(tmp_path, shape):
     and every head is still drawn with its 48 key tokens."""
     from PIL import Image
 
-    from src.tracking.local_plots import save_png
+    from src.visualization.local_plots import save_png
 
     keys = [f"t{i}" for i in range(48)]
     weights = torch.softmax(torch.randn(*shape), dim=-1)

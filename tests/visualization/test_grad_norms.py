@@ -34,7 +34,7 @@ def test_a_long_run_of_few_groups_keeps_a_readable_aspect(tmp_path):
     """Issue 26 (heatmaps keep a readable aspect): 100 steps of 3 groups was a 16 x 2.4 in strip."""
     from PIL import Image
 
-    from src.tracking.local_plots import save_png
+    from src.visualization.local_plots import save_png
 
     figure = plot_grad_norm_heatmap(GROUPS, list(range(0, 1000, 10)), np.ones((3, 100)))
     width, height = Image.open(save_png(figure, tmp_path, "grad_norm_by_layer", "heatmap", 1000)).size

@@ -18,10 +18,8 @@ from typing import Any
 from loguru import logger
 
 from src.config.tracking import TrackingConfig
-from src.tracking.connection import resolve_offline
-from src.tracking.null_tracker import NullTracker
-from src.tracking.server import ServerError
-from src.tracking.tracker import Tracker
+from src.orchestration.server import ServerError
+from src.tracking import NullTracker, Tracker, resolve_offline
 
 CONFIG_SECTION = "config"  # the train step connects its config under this name (src/steps/runner.py)
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from src.tracking import resource_usage
+from src.training.resources import resource_usage
 
 
 def test_cpu_figures_are_present_and_plausible():

@@ -14,8 +14,8 @@ from typing import Any, TypeVar
 
 from loguru import logger
 
-from src.tracking.connection import clearml_configured
-from src.tracking.server import ServerMisconfiguredError, ServerUnreachableError, check_server
+from src.orchestration.server import ServerMisconfiguredError, ServerUnreachableError, check_server
+from src.tracking import clearml_configured
 
 T = TypeVar("T")
 STAGES = ("production", "candidate")  # the tags the register step gives (src/steps/table.py: register)

@@ -5,7 +5,7 @@ from collections.abc import Iterable
 
 from loguru import logger
 
-from src.tracking.connection import check_server_reachable, clearml_configured, offline_forced_by_env
+from src.tracking import check_server_reachable, clearml_configured, offline_forced_by_env
 
 
 def published_model_metric(

@@ -9,23 +9,11 @@ rank 0's settings and sets nothing: training stays on this machine.
 """
 
 import os
-import socket
 from typing import Any
 
 from loguru import logger
 
-from src.tracking.protocol import TrackerLike
-
-
-def free_port(host: str = "") -> int:
-    """A TCP port free on ``host`` now (``""``: every interface, as another node connects to it).
-
-    The one helper of its kind: ``src.training.distributed`` imports it from here (training may
-    import tracking; tracking never imports training).
-    """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+from src.tracking import TrackerLike
 
 
 def launch_nodes(tracker: TrackerLike, nodes: int, nproc_per_node: int) -> dict[str, Any] | None:
@@ -38,16 +26,18 @@ def launch_nodes(tracker: TrackerLike, nodes: int, nproc_per_node: int) -> dict[
     """
     if nodes == 1:
         return None
-    task = getattr(tracker, "_task", None)
-    if task is None or getattr(tracker, "offline", True):
+    # imported here, not at the top: importing src.orchestration stays torch-free
+    from src.training.distributed import free_port
+
+    # The master's port: a free one here (several nodes may share a host); a clone reads the master's
+    # from its runtime properties, the SDK preferring CLEARML_MULTI_NODE_MASTER_DEF_PORT / MASTER_PORT.
+    config = tracker.launch_multi_node(nodes, port=free_port(), devices=nproc_per_node)
+    if config is None:  # tracking off, or an offline task: no agent can clone it
         logger.warning(f"training.nodes={nodes} takes effect on ClearML agents only; this run trains on this "
                        f"machine with nproc_per_node={nproc_per_node} process(es)")
         return None
     from clearml import Task
 
-    # The master's port: a free one here (several nodes may share a host); a clone reads the master's
-    # from its runtime properties, the SDK preferring CLEARML_MULTI_NODE_MASTER_DEF_PORT / MASTER_PORT.
-    config = task.launch_multi_node(nodes, port=free_port(), devices=nproc_per_node, wait=False)
     if Task.running_locally():
         logger.warning(f"training.nodes={nodes}: not running on a ClearML agent, so no nodes were launched; "
                        f"training on this machine with nproc_per_node={nproc_per_node}")
@@ -55,4 +45,4 @@ def launch_nodes(tracker: TrackerLike, nodes: int, nproc_per_node: int) -> dict[
     logger.info("multi-node training: node {} of {}, master {}:{}, WORLD_SIZE={}", config.get("node_rank"),
                 config.get("total_num_nodes"), os.environ.get("MASTER_ADDR"), os.environ.get("MASTER_PORT"),
                 os.environ.get("WORLD_SIZE"))
-    return dict(config)
+    return config

@@ -1,4 +1,4 @@
-"""The ClearML server as seen from this project: a fast connectivity check, queues, queue config.
+"""The ClearML server as seen from this project: a fast login check, and the agents' queues.
 
 ``check_server`` runs before anything else touches the server. The SDK, given keys and an
 unreachable host, retries silently for many minutes; this check answers within seconds with
@@ -7,18 +7,10 @@ what to fix instead.
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import jwt
 import requests
-import yaml
 from loguru import logger
-from pydantic import Field, ValidationError, model_validator
-
-from src.config.base import ConfigError
-from src.config.base import FrozenConfig
-
-QUEUE_CONFIG_PATH = Path(__file__).resolve().parents[2] / "queues" / "queues.yaml"
 
 _SETUP_HINT = (
     "Run `clearml-init` (writes ~/clearml.conf), or set CLEARML_API_HOST, CLEARML_WEB_HOST, "
@@ -195,54 +187,3 @@ def ensure_queues(names: list[str], timeout: float = 5.0) -> dict[str, str]:
         ids[name] = client.queues.create(name=name).id
         logger.info("created ClearML queue {} ({})", name, ids[name])
     return ids
-
-
-class QueueSpec(FrozenConfig):
-    """One agent queue and the container its tasks run in."""
-
-    description: str = ""
-    docker_image: str
-    docker_args: tuple[str, ...] = ()
-    docker_setup_script: str = ""  # shell run in the container before the task (agent: setup_shell_script)
-
-
-class QueueConfig(FrozenConfig):
-    """``queues/queues.yaml``: the queues, and which pipeline step runs on which."""
-
-    queues: dict[str, QueueSpec] = Field(min_length=1)
-    steps: dict[str, str]
-
-    @model_validator(mode="after")
-    def _steps_use_defined_queues(self) -> "QueueConfig":
-        for step, queue in self.steps.items():
-            if queue not in self.queues:
-                raise ValueError(f"step {step!r} uses queue {queue!r}, expected one of {sorted(self.queues)}")
-        return self
-
-    @property
-    def queue_names(self) -> list[str]:
-        return list(self.queues)
-
-    def queue(self, name: str) -> QueueSpec:
-        if name not in self.queues:
-            raise ConfigError(f"unknown queue {name!r}, expected one of {sorted(self.queues)}")
-        return self.queues[name]
-
-    def queue_for(self, step: str) -> str:
-        """Name of the queue ``step`` runs on (``controller`` is the pipeline controller itself)."""
-        if step not in self.steps:
-            raise ConfigError(f"unknown pipeline step {step!r}, expected one of {sorted(self.steps)}")
-        return self.steps[step]
-
-
-def load_queue_config(path: str | Path = QUEUE_CONFIG_PATH) -> QueueConfig:
-    """Read and validate a queue definition file; errors name the file and the offending key."""
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"queue config not found: {path}")
-    try:
-        return QueueConfig.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path} is not valid YAML: {err}") from err
-    except ValidationError as err:
-        raise ConfigError(f"{path}: {err}") from err

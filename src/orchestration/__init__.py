@@ -1,0 +1,70 @@
+"""ClearML orchestration: the pipeline controller, the agents' queues, the model registry, the
+hyperparameter sweep's optimizer and multi-node training.
+
+With ``src.tracking`` (the adapter that records one step as one task), the only package that
+imports clearml, and only on use: importing this surface needs neither clearml nor a server.
+Offline mode covers tracking, not this: everything here but the pipeline's construction and the
+local sweep's trackers needs a server (``check_server`` says within seconds what to fix).
+"""
+
+from src.orchestration.model_store import STAGES, ModelNotFoundError, RegisteredModel, fetch_model
+from src.orchestration.multi_node import launch_nodes
+from src.orchestration.pipeline import (
+    STEP_REPO_ENV,
+    init_controller_task,
+    new_pipeline_controller,
+    pipeline_web_url,
+    step_checkout,
+)
+from src.orchestration.registry import best_value, published_model_metric
+from src.orchestration.server import (
+    ServerError,
+    ServerInfo,
+    ServerMisconfiguredError,
+    ServerUnreachableError,
+    check_server,
+    ensure_queues,
+)
+from src.orchestration.sweep import (
+    OptimizerRun,
+    SearchParameter,
+    clearml_parameters,
+    join_trial_threads,
+    refuse_log_integers,
+    require_server,
+    run_clearml_optimizer,
+    start_sweep_tracker,
+    sweep_project,
+    task_parameter_name,
+)
+
+__all__ = [
+    "STAGES",
+    "STEP_REPO_ENV",
+    "ModelNotFoundError",
+    "OptimizerRun",
+    "RegisteredModel",
+    "SearchParameter",
+    "ServerError",
+    "ServerInfo",
+    "ServerMisconfiguredError",
+    "ServerUnreachableError",
+    "best_value",
+    "check_server",
+    "clearml_parameters",
+    "ensure_queues",
+    "fetch_model",
+    "init_controller_task",
+    "join_trial_threads",
+    "launch_nodes",
+    "new_pipeline_controller",
+    "pipeline_web_url",
+    "published_model_metric",
+    "refuse_log_integers",
+    "require_server",
+    "run_clearml_optimizer",
+    "start_sweep_tracker",
+    "step_checkout",
+    "sweep_project",
+    "task_parameter_name",
+]
