@@ -12,7 +12,7 @@ import torch
 from loguru import logger
 from torch.utils.data import Sampler
 
-from src.data.tokenizer import PAD_ID
+from src.data.special_tokens import PAD_ID
 
 
 class TokenBudgetBatchSampler(Sampler[list[int]]):

@@ -20,10 +20,9 @@ from pathlib import Path
 from loguru import logger
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
-from src.data.tokenizer import SPECIAL_TOKENS, UNK
+from src.data.special_tokens import SPECIAL_TOKENS, UNK
 
 N_BYTES = 256
-BYTE_VOCAB_SIZE = len(SPECIAL_TOKENS) + N_BYTES
 
 
 def byte_symbols() -> list[str]:

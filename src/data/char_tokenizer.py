@@ -15,7 +15,7 @@ from pathlib import Path
 from loguru import logger
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
 
-from src.data.tokenizer import SPECIAL_TOKENS, UNK
+from src.data.special_tokens import SPECIAL_TOKENS, UNK
 
 VISIBLE = {" ": "▁", "\n": "↵", "\t": "⇥"}  # how whitespace is drawn on heatmap axes
 

@@ -54,7 +54,6 @@ MIN, MAX, MED, SUM_MOD, END = "[MIN", "[MAX", "[MED", "[SM", "]"
 OPERATORS = [MIN, MAX, MED, SUM_MOD]  # LRA's order: rng.choice over this list picks the operator
 VALUES = range(10)
 VALUE_P = 0.25  # chance that a node above the maximum depth is an operator (LRA: r <= VALUE_P)
-N_CLASSES = len(VALUES)
 LRA_MIN_LENGTH, LRA_MAX_LENGTH = 501, 1999  # LRA keeps 500 < length < 2000
 LRA_MAX_DEPTH, LRA_MAX_ARGS = 10, 10
 LONGEST_TOKEN = max(map(len, [*OPERATORS, END, *map(str, VALUES)]))  # "[MAX": 4 characters

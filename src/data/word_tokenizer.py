@@ -15,7 +15,7 @@ from pathlib import Path
 from loguru import logger
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 
-from src.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, UNK, UNK_ID
+from src.data.special_tokens import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, UNK, UNK_ID
 
 
 def new_word_tokenizer() -> Tokenizer:

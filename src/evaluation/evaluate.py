@@ -11,7 +11,8 @@ import torch
 from loguru import logger
 from tqdm import tqdm
 
-from src.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, decode_ids
+from src.data.special_tokens import BOS_ID, EOS_ID, PAD_ID
+from src.data.tokenizer import decode_ids
 from src.models.decoding import beam_search, greedy_decode
 from src.models.transformer import EncoderDecoderTransformer
 from src.tasks.translation import ParallelCorpus, teacher_forced_metrics

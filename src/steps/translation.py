@@ -70,7 +70,7 @@ def evaluate(step: StepContext, tokenized: dict[str, Any], trained: dict[str, An
     import pandas as pd
     from datasets import load_from_disk
 
-    from src.data.tokenizer import BOS_ID, EOS_ID
+    from src.data.special_tokens import BOS_ID, EOS_ID
     from src.evaluation.evaluate import evaluate as score_test_split
     from src.evaluation.evaluate import save_metrics, save_samples
     from src.inference import load_for_inference

@@ -5,8 +5,9 @@ import random
 import pytest
 from tokenizers import Tokenizer
 
-from src.data.byte_tokenizer import BYTE_VOCAB_SIZE, byte_symbols, byte_tokenizer, save_byte_tokenizer
-from src.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, UNK_ID, load_tokenizer
+from src.data.byte_tokenizer import N_BYTES, byte_symbols, byte_tokenizer, save_byte_tokenizer
+from src.data.special_tokens import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, UNK_ID
+from src.data.tokenizer import load_tokenizer
 from src.training.probe import BYTE_OF_CHAR, readable_labels
 
 TEXTS = [
@@ -46,7 +47,7 @@ def test_random_unicode_round_trips(tokenizer):
 
 
 def test_fixed_vocabulary_with_the_special_ids_first(tokenizer):
-    assert tokenizer.get_vocab_size() == BYTE_VOCAB_SIZE == 260
+    assert tokenizer.get_vocab_size() == len(SPECIAL_TOKENS) + N_BYTES == 260
     assert [tokenizer.token_to_id(t) for t in SPECIAL_TOKENS] == [PAD_ID, BOS_ID, EOS_ID, UNK_ID]
     assert sorted(tokenizer.get_vocab().values()) == list(range(260))
     assert [BYTE_OF_CHAR[s] for s in byte_symbols()] == list(range(256))  # GPT-2's alphabet, byte order

@@ -3,7 +3,7 @@
 from tokenizers import Tokenizer
 
 from src.data.char_tokenizer import char_labels, train_char
-from src.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID
+from src.data.special_tokens import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 
 TRAIN = ["It is a truth universally acknowledged,\n\nthat a single man", "naïve café  — ok?"]
 

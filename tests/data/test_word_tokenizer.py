@@ -3,7 +3,8 @@
 import pytest
 
 from src.data.listops import END, OPERATORS, generate_listops
-from src.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, UNK_ID, load_tokenizer
+from src.data.special_tokens import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, UNK_ID
+from src.data.tokenizer import load_tokenizer
 from src.data.word_tokenizer import train_word
 from src.training.probe import readable_labels
 

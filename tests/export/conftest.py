@@ -7,7 +7,8 @@ import torch
 from datasets import Dataset
 
 from src.config import config_to_dict, load_config, validate_config
-from src.data.tokenizer import PAD_ID, TokenizerConfig, load_tokenizer, train_one
+from src.data.special_tokens import PAD_ID
+from src.data.tokenizer import TokenizerConfig, load_tokenizer, train_one
 from src.inference import inference_fields
 from src.inference.loader import model_sizes
 from src.models.builders import build
@@ -43,7 +44,7 @@ def make_checkpoint(root: Path, config_file: str, sides: tuple[str, ...], model:
 def teach_to_copy(model: torch.nn.Module, steps: int = 60) -> None:
     """A few Adam steps on copying random token strings (~2 s): an untrained model repeats one token
     whatever the source, which would make token-for-token parity a weak check."""
-    from src.data.tokenizer import BOS_ID, EOS_ID
+    from src.data.special_tokens import BOS_ID, EOS_ID
 
     generator = torch.Generator().manual_seed(0)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)

@@ -11,7 +11,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from src.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
+from src.data.special_tokens import BOS_ID, EOS_ID, PAD_ID
 from src.export.exporter import EXAMPLE_BATCH, EXAMPLE_LENGTH, export_checkpoint
 from src.inference import load_for_inference
 from src.export.parity import logits_along

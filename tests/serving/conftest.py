@@ -21,7 +21,8 @@ import torch
 from datasets import Dataset
 
 from src.config import config_to_dict, load_config
-from src.data.tokenizer import PAD_ID, TokenizerConfig, load_tokenizer, train_one
+from src.data.special_tokens import PAD_ID
+from src.data.tokenizer import TokenizerConfig, load_tokenizer, train_one
 from src.inference import inference_fields
 from src.inference.loader import model_sizes
 from src.models.builders import build

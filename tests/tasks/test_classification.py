@@ -7,7 +7,8 @@ import torch
 from datasets import Dataset
 
 from src.config import load_config
-from src.data.tokenizer import PAD_ID, TokenizerConfig, load_tokenizer, train_one
+from src.data.special_tokens import PAD_ID
+from src.data.tokenizer import TokenizerConfig, load_tokenizer, train_one
 from src.tasks.classification import (
     CLS_ID,
     ClassificationProbe,

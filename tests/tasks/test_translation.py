@@ -5,7 +5,7 @@ import torch
 from datasets import Dataset
 
 from src.config import load_config
-from src.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
+from src.data.special_tokens import BOS_ID, EOS_ID, PAD_ID
 from src.models.builders import build
 from src.tasks.translation import ParallelCorpus, TranslationTask, teacher_forced_metrics
 from src.training.loss import translation_loss
