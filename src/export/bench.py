@@ -21,6 +21,8 @@ from pathlib import Path
 
 from loguru import logger
 
+from src.cli_runner import run_module_command
+
 FALLBACK_SENTENCES = ["Ich habe keine Zeit.", "Das ist ein gutes Buch.", "Wir gehen heute Abend nach Hause.",
                       "Der Zug kommt um acht Uhr an.", "Sie hat mir gestern einen langen Brief geschrieben."]
 
@@ -126,8 +128,6 @@ def command(args: argparse.Namespace) -> tuple[int, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from src.main import run_module_command
-
     return run_module_command("python -m src.export.bench", add_arguments, command, argv, __doc__.splitlines()[0])
 
 

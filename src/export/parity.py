@@ -24,6 +24,8 @@ from pathlib import Path
 
 from loguru import logger
 
+from src.cli_runner import run_module_command
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", metavar="RUN_OR_CHECKPOINT", help="a checkpoint, a run folder, id or name, or 'latest'")
@@ -209,8 +211,6 @@ def command(args: argparse.Namespace) -> tuple[int, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from src.main import run_module_command
-
     return run_module_command("python -m src.export.parity", add_arguments, command, argv, __doc__.splitlines()[0])
 
 

@@ -27,6 +27,8 @@ from typing import Any
 
 import yaml
 
+from src.cli_runner import run_module_command
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FALLBACK = ["Ich habe keine Zeit.", "Das ist gut.", "Wir gehen nach Hause.", "Er liest ein Buch.",
             "Wo ist der Bahnhof?", "Die Katze schläft auf dem Sofa.", "Es regnet seit gestern Abend.",
@@ -201,8 +203,6 @@ def command(args: argparse.Namespace) -> tuple[int, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from src.main import run_module_command
-
     return run_module_command("python -m src.serving.bench", add_arguments, command, argv, __doc__.splitlines()[0])
 
 
