@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from src.bench_attention import MIB, VARIANTS
+from src.bench_attention.grid import MIB, VARIANTS
 
 if TYPE_CHECKING:
     from torch import nn

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from loguru import logger
 
-from src.bench_attention import MIB
+from src.bench_attention.grid import MIB
 
 REPO = Path(__file__).resolve().parents[2]
 CHILD_RUNTIME_BYTES = 512 * MIB  # torch's own resident memory in a child, beyond the measurement
