@@ -44,7 +44,8 @@ class CommandParser(argparse.ArgumentParser):
         super().__init__(*args, description=plain(description), epilog=plain(epilog), **kwargs)
         self._in_intermixed_pass = False
 
-    def parse_known_args(self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None):
+    def parse_known_args(self, args: Sequence[str] | None = None,
+                         namespace: argparse.Namespace | None = None):
         if self._in_intermixed_pass or any(action.nargs == argparse.PARSER for action in self._actions):
             namespace, extras = super().parse_known_args(args, namespace)
         else:

@@ -143,7 +143,8 @@ def train_steps(
         optimizer.zero_grad(set_to_none=True)
 
 
-def step_flops(model: nn.Module, optimizer: torch.optim.Optimizer, batch: tuple[Tensor, Tensor, Tensor]) -> int:
+def step_flops(model: nn.Module, optimizer: torch.optim.Optimizer, batch: tuple[Tensor, Tensor,
+                                                                                Tensor]) -> int:
     """FLOPs of one training step (forward and backward) on ``batch``, as PyTorch's FlopCounterMode counts them."""
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -210,7 +211,8 @@ def report(args: argparse.Namespace) -> str:
         name: torch.optim.AdamW(m.parameters(), lr=1e-4) for name, m in (("ours", ours), ("torch", reference))
     }
     tokens = (batch[2] != PAD_ID).sum().item() * args.steps
-    flops = {name: step_flops(m, optimizers[name], batch) for name, m in (("ours", ours), ("torch", reference))}
+    flops = {name: step_flops(m, optimizers[name], batch) for name, m in (("ours", ours),
+                                                                          ("torch", reference))}
     logger.info(f"training: {args.repeats} x {args.steps} steps per contestant")
     training = interleaved_medians(
         {
@@ -312,5 +314,6 @@ def _table(result: dict) -> str:
         lines.append(f"training TFLOP/s: {achieved} (MFU needs --peak-tflops on this device)")
     else:
         shares = ", ".join(f"{name} {u:.3f}" for name, u in mfu["utilisation"].items())
-        lines.append(f"training TFLOP/s: {achieved}; MFU of {mfu['peak_tflops']:.0f}: {shares} (target {MFU_TARGET})")
+        lines.append(f"training TFLOP/s: {achieved}; MFU of {mfu['peak_tflops']:.0f}: {shares} (target "
+                     f"{MFU_TARGET})")
     return "\n".join(lines)

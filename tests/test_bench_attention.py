@@ -50,7 +50,8 @@ def tracked_run(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:  #
     proc = run_src_main(argv, clean_env(root / "home"), timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (session_zip,) = (root / "out" / "clearml_offline").glob("*.zip")
-    return SimpleNamespace(result=json.loads(proc.stdout), root=root, session=read_offline_session(session_zip),
+    return SimpleNamespace(result=json.loads(proc.stdout), root=root,
+                           session=read_offline_session(session_zip),
                            stderr=proc.stderr)
 
 

@@ -106,6 +106,7 @@ def report(args: argparse.Namespace) -> str:
         from src.bench_attention.track import track
 
         with contextlib.redirect_stdout(sys.stderr):  # ClearML prints its own lines; stdout is the result's
-            track(result, project=args.project_name, task_name=args.task_name, output_dir=Path(args.output_dir),
+            track(result, project=args.project_name, task_name=args.task_name,
+                  output_dir=Path(args.output_dir),
                   offline=True if args.offline else None)  # fmt: skip
     return json.dumps(result, indent=2) if args.json else table(result)

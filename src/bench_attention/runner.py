@@ -87,7 +87,8 @@ def run_child(job: dict, timeout_s: float) -> dict:
         result = Path(folder) / "result.json"  # the child writes its record here, and nothing else
         command = [sys.executable, "-m", "src.bench_attention.measure", json.dumps(job), str(result)]
         try:
-            proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout_s)
+            proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
+                                  timeout=timeout_s)
         except subprocess.TimeoutExpired:
             return {"skipped": f"timed out after {timeout_s:.0f} s"}
         written = result.read_text(encoding="utf-8") if result.is_file() else None

@@ -28,7 +28,8 @@ N_BYTES = 256
 def byte_symbols() -> list[str]:
     """GPT-2's printable stand-in for each byte 0-255, in byte order (``bytes_to_unicode``): printable
     Latin-1 bytes stand for themselves, the others for the code points from 256 on."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
+                 *range(ord("®"), ord("ÿ") + 1)]
     symbols, extra = [], 0
     for byte in range(N_BYTES):
         if byte in printable:

@@ -42,7 +42,8 @@ def train_char(texts: Iterable[str], path: Path, min_frequency: int = 1) -> Path
         counts.update(unicodedata.normalize("NFC", text))
     tokenizer = char_tokenizer(ch for ch, n in counts.items() if n >= min_frequency)
     tokenizer.save(str(path))
-    logger.info("character tokenizer: {} characters + {} special tokens -> {}", tokenizer.get_vocab_size() - 4, 4, path)
+    logger.info("character tokenizer: {} characters + {} special tokens -> {}",
+                tokenizer.get_vocab_size() - 4, 4, path)
     return path
 
 

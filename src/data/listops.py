@@ -113,7 +113,8 @@ def tree_tokens(tree: Tree, parentheses: bool) -> Iterator[str]:
         yield str(tree)
         return
     op, args = tree
-    if parentheses:  # (op, a0), then ((op, a0), a1), ..., then (..., "]"): one pair per argument and one for "]"
+    # (op, a0), then ((op, a0), a1), ..., then (..., "]"): one pair per argument and one for "]"
+    if parentheses:
         yield from ["("] * (len(args) + 1)
     yield op
     for arg in args:
@@ -147,14 +148,15 @@ def check_listops_settings(min_length: int, max_length: int, max_depth: int, max
     """ValueError, naming expected and actual values, unless trees of the asked lengths can be drawn
     (``DataConfig`` restates these rules for the ``data.listops_*`` keys)."""
     if max_args < 2:
-        raise ValueError(f"an operator takes 2 to max_args arguments (expected max_args >= 2, got {max_args})")
+        raise ValueError(
+            f"an operator takes 2 to max_args arguments (expected max_args >= 2, got {max_args})")
     if not 1 <= min_length <= max_length:
         raise ValueError(f"expected 1 <= min_length <= max_length, got min_length={min_length}, "
                          f"max_length={max_length}")
     longest = longest_listops(max_depth, max_args)
     if min_length > longest:
-        raise ValueError(f"trees of depth <= {max_depth} with <= {max_args} arguments are at most {longest} tokens "
-                         f"long (expected min_length <= {longest}, got {min_length})")
+        raise ValueError(f"trees of depth <= {max_depth} with <= {max_args} arguments are at most {longest} "
+                         f"tokens long (expected min_length <= {longest}, got {min_length})")
 
 
 def generate_listops(
@@ -179,8 +181,9 @@ def generate_listops(
     draws, budget = 0, max_draws_per_example * n
     while len(examples) < n:
         if draws >= budget:
-            raise RuntimeError(f"drew {draws} trees and kept {len(examples)} of {n}: lengths {min_length}-{max_length} "
-                               f"are too rare at max_depth={max_depth}, max_args={max_args}; widen them")
+            raise RuntimeError(f"drew {draws} trees and kept {len(examples)} of {n}: lengths "
+                               f"{min_length}-{max_length} are too rare at max_depth={max_depth}, "
+                               f"max_args={max_args}; widen them")
         tree, length = draw_tree(rng, 1, max_depth, max_args)
         draws += 1
         if not min_length <= length <= max_length:
@@ -214,7 +217,8 @@ def evaluate_listops(text: str) -> int:
         elif token.isdigit() and len(token) == 1:
             value = _hand_up(stack, int(token))
         else:
-            raise ValueError(f"token {position} is {token!r}; expected an operator {OPERATORS}, ']' or a digit 0-9")
+            raise ValueError(f"token {position} is {token!r}; expected an operator {OPERATORS}, ']' or a "
+                             "digit 0-9")
     if stack or value is None:
         raise ValueError(f"the expression is incomplete: {len(stack)} operator(s) left open")
     return value
@@ -248,8 +252,10 @@ def read_listops(data) -> "LabelledRows":
                                 max_length=data.listops_max_length, max_depth=data.listops_max_depth,
                                 max_args=data.listops_max_args, seed=data.listops_seed,
                                 parentheses=data.listops_parentheses)
-    logger.info("generated {} ListOps expressions ({}-{} tokens, seed {}) in {:.1f} s; values {}", len(examples),
-                data.listops_min_length, data.listops_max_length, data.listops_seed, time.perf_counter() - start,
+    logger.info("generated {} ListOps expressions ({}-{} tokens, seed {}) in {:.1f} s; values {}",
+                len(examples),
+                data.listops_min_length, data.listops_max_length, data.listops_seed,
+                time.perf_counter() - start,
                 class_counts(examples))
     description = (f"ListOps as the Long Range Arena generates it: {len(examples)} expressions of "
                    f"{data.listops_min_length}-{data.listops_max_length} tokens, depth <= {data.listops_max_depth}, "

@@ -36,6 +36,7 @@ def train_word(texts: Iterable[str], path: Path, vocab_size: int, min_frequency:
     if ids != [PAD_ID, BOS_ID, EOS_ID, UNK_ID]:
         raise RuntimeError(f"special token ids: expected {[PAD_ID, BOS_ID, EOS_ID, UNK_ID]}, got {ids}")
     tokenizer.save(str(path))
-    logger.info("word tokenizer: {} words + {} special tokens -> {}", tokenizer.get_vocab_size() - len(SPECIAL_TOKENS),
+    logger.info("word tokenizer: {} words + {} special tokens -> {}",
+                tokenizer.get_vocab_size() - len(SPECIAL_TOKENS),
                 len(SPECIAL_TOKENS), path)
     return path

@@ -10,8 +10,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", metavar="RUN_OR_CHECKPOINT",
                         help="a checkpoint file, a run folder, a run id or name under --runs-dir, or 'latest'")
     parser.add_argument("--out", default=None,
-                        help="folder for the graphs (default: <run>/export, or <checkpoint>.export beside a loose file)")
-    parser.add_argument("--runs-dir", default="runs", help="where run ids and names are looked up (default: runs)")
+                        help="folder for the graphs (default: <run>/export, or <checkpoint>.export beside a "
+                             "loose file)")
+    parser.add_argument("--runs-dir", default="runs",
+                        help="where run ids and names are looked up (default: runs)")
 
 
 def command(args: argparse.Namespace) -> tuple[int, str]:

@@ -39,8 +39,8 @@ def flat_kv(caches: list[KVCache]) -> tuple[Tensor, ...]:
 def fill_kv(caches: list[KVCache], tensors: tuple[Tensor, ...]) -> None:
     """Set each cache's keys and values from 2L tensors in ``kv_names`` order (the inverse of ``flat_kv``)."""
     if len(tensors) != 2 * len(caches):
-        raise ValueError(f"expected {2 * len(caches)} cache tensors (keys and values of {len(caches)} layers), "
-                         f"got {len(tensors)}")
+        raise ValueError(f"expected {2 * len(caches)} cache tensors (keys and values of {len(caches)} "
+                         f"layers), got {len(tensors)}")
     for i, cache in enumerate(caches):
         cache.key, cache.value = tensors[2 * i], tensors[2 * i + 1]
 
@@ -91,7 +91,8 @@ class DecoderStepGraph(nn.Module):
         n = 2 * len(cache.cross_attn)
         fill_kv(cache.cross_attn, kv[:n])
         fill_kv(cache.self_attn, kv[n:])
-        # memory is only read to fill an empty cross-attention cache; this one is full, so a key tensor stands in
+        # memory is only read to fill an empty cross-attention cache; this one is full, so a key tensor stands
+        # in
         logits = self.model.step_logits(tokens, kv[0], src_mask, cache)
         return logits, *flat_kv(cache.self_attn)
 

@@ -29,9 +29,11 @@ def sinusoids(d_model: int) -> StepResult:
     return StepResult(
         outcome=f"d_model={d_model}: {N_POSITIONS} x {d_model} table, max |table - formula| = {error:.1e}; "
                 f"wavelengths from {wavelengths[0]:.1f} to {wavelengths[-1]:.0f} positions",
-        metrics={"formula_error": error, "shortest_wavelength": wavelengths[0], "longest_wavelength": wavelengths[-1]},
+        metrics={"formula_error": error, "shortest_wavelength": wavelengths[0],
+                 "longest_wavelength": wavelengths[-1]},
         columns=("dimension pair", "wavelength (positions)"),
-        rows=[[f"2i={2 * k}", w] for k, w in zip((0, d_model // 4, d_model // 2 - 1), wavelengths, strict=True)],
+        rows=[[f"2i={2 * k}", w] for k, w in zip((0, d_model // 4, d_model // 2 - 1), wavelengths,
+                                                 strict=True)],
         figures={"sinusoids": heatmap(table, [str(p) if p % 8 == 0 else "" for p in range(N_POSITIONS)],
                                       [str(c) if c % 8 == 0 else "" for c in range(d_model)],
                                       f"sinusoidal positional encoding, d_model={d_model}", cmap="RdBu",
@@ -50,15 +52,17 @@ def dot_products(position: int) -> StepResult:
     spread = max(r[2] for r in rows)
     return StepResult(
         outcome=f"from position {position}: dot product {dots[0]:.1f} at offset 0, {dots[1]:.1f} at 1, "
-                f"{dots[3]:.1f} at 4, {dots[-1]:.1f} at 16; for a fixed offset it varies by at most {spread:.1e} "
-                "over the positions",
-        metrics={**{f"dot_offset_{k}": d for k, d in zip(OFFSETS, dots, strict=True)}, "offset_spread": spread},
+                f"{dots[3]:.1f} at 4, {dots[-1]:.1f} at 16; for a fixed offset it varies by at most "
+                f"{spread:.1e} over the positions",
+        metrics={**{f"dot_offset_{k}": d for k, d in zip(OFFSETS, dots, strict=True)},
+                 "offset_spread": spread},
         columns=("offset k", f"PE({position}) . PE({position}+k)", "spread over p"), rows=rows,
         figures={"dot_products": heatmap(gram[:N_POSITIONS, :N_POSITIONS],
                                          [str(p) if p % 8 == 0 else "" for p in range(N_POSITIONS)],
                                          [str(p) if p % 8 == 0 else "" for p in range(N_POSITIONS)],
                                          "PE(p) . PE(q), d_model=64", xlabel="q", ylabel="p"),
-                 "by_offset": line_plot(list(range(N_POSITIONS)), {"PE(p).PE(p+k)": gram[position, position:position
+                 "by_offset": line_plot(list(range(N_POSITIONS)),
+                                        {"PE(p).PE(p+k)": gram[position, position:position
                                                                                          + N_POSITIONS].tolist()},
                                         "offset k", "dot product", f"from position {position}")})
 

@@ -19,7 +19,8 @@ def build(cfg: ModelConfig, **sizes: Any) -> nn.Module:
     from src.models.vit import build_vit
 
     builders = {
-        "encoder_decoder": lambda: build_model(cfg, sizes["src_vocab_size"], sizes["tgt_vocab_size"], sizes["pad_id"]),
+        "encoder_decoder": lambda: build_model(cfg, sizes["src_vocab_size"], sizes["tgt_vocab_size"],
+                                               sizes["pad_id"]),
         "encoder_classifier": lambda: build_encoder_classifier(cfg, sizes["vocab_size"], sizes["n_classes"],
                                                                sizes["pad_id"], cfg.pooling),
         "lstm_classifier": lambda: build_rnn_classifier(cfg, "lstm", sizes["vocab_size"], sizes["n_classes"],

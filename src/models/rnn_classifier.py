@@ -54,7 +54,8 @@ class RNNClassifier(nn.Module):
         return (logits, []) if return_attention else logits
 
 
-def build_rnn_classifier(cfg: ModelConfig, cell: Cell, vocab_size: int, n_classes: int, pad_id: int) -> RNNClassifier:
+def build_rnn_classifier(cfg: ModelConfig, cell: Cell, vocab_size: int, n_classes: int,
+                         pad_id: int) -> RNNClassifier:
     """``d_model`` is the embedding and hidden width, ``n_encoder_layers`` the number of recurrent layers.
 
     ``cfg.rnn_bidirectional`` adds a backward direction; ``cfg.rnn_fast`` runs PyTorch's kernel on the

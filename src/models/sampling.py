@@ -84,7 +84,8 @@ def generate(model: DecoderLM, prompt_ids: Tensor | list[int], max_new_tokens: i
     """
     check_sampling(temperature, top_k, top_p)
     first = next(model.parameters(), None)  # none in the ONNX Runtime backend, which runs on the CPU
-    tokens = torch.as_tensor(prompt_ids, dtype=torch.long, device=first.device if first is not None else "cpu")
+    tokens = torch.as_tensor(prompt_ids, dtype=torch.long,
+                             device=first.device if first is not None else "cpu")
     tokens = tokens[None] if tokens.dim() == 1 else tokens
     if tokens.dim() != 2 or tokens.size(1) == 0:
         raise ValueError(f"prompt_ids must hold at least one token, got shape {tuple(tokens.shape)}")

@@ -69,7 +69,8 @@ class RunContents:
     history: list[dict[str, float]] = field(default_factory=list)
     grad_norms: GradNorms | None = None
     heatmaps: list[Heatmaps] = field(default_factory=list)
-    figures: list[tuple[str, Path]] = field(default_factory=list)  # (caption, PNG): evaluation and data figures
+    # (caption, PNG): evaluation and data figures
+    figures: list[tuple[str, Path]] = field(default_factory=list)
     tables: list[Table] = field(default_factory=list)
     metrics: dict[str, Any] = field(default_factory=dict)
     data_card: str | None = None
@@ -111,7 +112,8 @@ def read_grad_norms(checkpoint_dir: Path) -> GradNorms | None:
         if not history or not steps:
             return None
         groups = tuple(history)
-        return GradNorms(groups, tuple(int(s) for s in steps), tuple(tuple(float(v) for v in history[g]) for g in groups))
+        return GradNorms(groups, tuple(int(s) for s in steps),
+                         tuple(tuple(float(v) for v in history[g]) for g in groups))
     return None
 
 
@@ -125,7 +127,8 @@ def step_pngs(plots_dir: Path, prefix: str = "") -> list[Heatmaps]:
             match = _STEP_PNG.match(png.name)
             if match:
                 groups.setdefault((folder.name, match["series"]), []).append((int(match["step"]), png))
-    return [Heatmaps(title, series, tuple(sorted(frames))) for (title, series), frames in sorted(groups.items())]
+    return [Heatmaps(title, series, tuple(sorted(frames))) for (title, series), frames in sorted(
+        groups.items())]
 
 
 def _cell(value: Any) -> str:
@@ -165,12 +168,15 @@ def _table_of(event: dict[str, Any]) -> Table | None:
     traces = json.loads(event["plot_str"]).get("data") or []
     if len(traces) != 1 or traces[0].get("type") != "table":
         return None
-    header = [value[0] if isinstance(value, list) and value else value for value in traces[0]["header"]["values"]]
+    header = [
+        value[0] if isinstance(value, list) and value else value for value in traces[0]["header"]["values"]]
     columns = traces[0]["cells"]["values"]
     n_rows = max((len(col) for col in columns), default=0)
-    rows = tuple(tuple(_cell(col[i]) if i < len(col) else "" for col in columns) for i in range(min(n_rows, MAX_ROWS)))
+    rows = tuple(
+        tuple(_cell(col[i]) if i < len(col) else "" for col in columns) for i in range(min(n_rows, MAX_ROWS)))
     note = f"first {MAX_ROWS} of {n_rows} rows" if n_rows > MAX_ROWS else ""
-    return Table(f"{event.get('metric', '')} · {event.get('variant', '')}", tuple(map(str, header)), rows, note)
+    return Table(f"{event.get('metric', '')} · {event.get('variant', '')}", tuple(map(str, header)), rows,
+                 note)
 
 
 def read_tsv(path: Path, title: str, max_rows: int | None = MAX_ROWS) -> Table | None:
@@ -184,7 +190,8 @@ def read_tsv(path: Path, title: str, max_rows: int | None = MAX_ROWS) -> Table |
     if header is None:
         return None
     if max_rows is not None and len(rows) > max_rows:
-        return Table(title, tuple(header), tuple(rows[:max_rows]), f"first {max_rows} of {len(rows)} rows of {path.name}")
+        return Table(title, tuple(header), tuple(rows[:max_rows]),
+                     f"first {max_rows} of {len(rows)} rows of {path.name}")
     return Table(title, tuple(header), tuple(rows), f"from {path.name}")
 
 
@@ -199,7 +206,8 @@ def read_mistakes(path: Path, n: int = 20) -> Table | None:
     if table is None or not {"label", "predicted", "confidence"} <= set(table.columns):
         return table
     label, predicted, confidence = (table.columns.index(c) for c in ("label", "predicted", "confidence"))
-    wrong = sorted((row for row in table.rows if row[label] != row[predicted]), key=lambda row: -float(row[confidence]))
+    wrong = sorted((row for row in table.rows if row[label] != row[predicted]),
+                   key=lambda row: -float(row[confidence]))
     return Table("most confident mistakes", table.columns, tuple(wrong[:n]),
                  f"{len(wrong)} wrong of {len(table.rows)} in {path.name}")
 
@@ -222,7 +230,8 @@ def read_run(run_dir: Path) -> RunContents:
     figures += [(f"data · {png.stem.replace('_', ' ')}", png) for png in sorted(data.glob("*.png"))]
     return RunContents(
         run_dir=run_dir, config=read_json(run_dir / CONFIG_FILE), status=status,
-        history=read_history(train / "train_history.jsonl"), grad_norms=read_grad_norms(train / "checkpoints"),
+        history=read_history(train / "train_history.jsonl"),
+                       grad_norms=read_grad_norms(train / "checkpoints"),
         heatmaps=step_pngs(train / "plots", prefix="attention"), figures=figures, tables=tables,
         metrics=read_json(evaluate / "metrics.json"),
         data_card=card.read_text(encoding="utf-8") if card.is_file() else None,

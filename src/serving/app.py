@@ -44,7 +44,8 @@ def create_app(predictor: Preprocess, source: dict[str, Any] | None = None) -> F
     app = FastAPI(title="stepwise-transformers", lifespan=lifespan)
     app.state.batcher = batcher
 
-    app.add_middleware(RequestLog, max_body_bytes=config.max_body_bytes, max_header_bytes=config.max_header_bytes)
+    app.add_middleware(RequestLog, max_body_bytes=config.max_body_bytes,
+                       max_header_bytes=config.max_header_bytes)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -57,8 +58,10 @@ def create_app(predictor: Preprocess, source: dict[str, Any] | None = None) -> F
 
     @app.get("/health")
     async def health(request: Request) -> Any:
-        if batcher.failure is not None:  # the model can no longer be reached: a load balancer should stop sending
-            return JSONResponse({"status": "unavailable", "error": batcher.failure, "family": predictor.trained.family,
+        # the model can no longer be reached: a load balancer should stop sending
+        if batcher.failure is not None:
+            return JSONResponse({"status": "unavailable", "error": batcher.failure,
+                                 "family": predictor.trained.family,
                                  "request_id": getattr(request.state, "request_id", None)}, status_code=503)
         return {"status": "ok", "family": predictor.trained.family}
 
@@ -72,7 +75,8 @@ def create_app(predictor: Preprocess, source: dict[str, Any] | None = None) -> F
             # can be lost to a TCP reset (see request_log.py)
             body = await read_json(request, config.max_body_bytes)
             if predictor.task != task:
-                return error(request, 409, f"the loaded model is of family {predictor.trained.family}, served at "
+                return error(request, 409,
+                             f"the loaded model is of family {predictor.trained.family}, served at "
                                            f"/v1/{predictor.task}; /v1/{task} needs a model of family "
                                            f"{' or '.join(FAMILIES_OF[task])}")
             state: dict[str, Any] = {}

@@ -96,7 +96,8 @@ class MicroBatcher:
         self._closing = True
         self._arrival.set()
         if self._task is not None:
-            await asyncio.gather(self._task, return_exceptions=True)  # a task that died was logged by _stopped
+            # a task that died was logged by _stopped
+            await asyncio.gather(self._task, return_exceptions=True)
         self._executor.shutdown(wait=True)
         logger.info("micro-batcher drained and stopped")
 
@@ -116,13 +117,14 @@ class MicroBatcher:
                     await self._run(batch)
             except Exception as err:  # noqa: BLE001 (our own bookkeeping failed: fail this round, keep serving)
                 failed = batch or ([self._queue.popleft()] if self._queue else [])  # always progress
-                logger.opt(exception=err).error("micro-batcher: a round of {} request(s) failed outside the model "
-                                                "call; failing them and going on", len(failed))
+                logger.opt(exception=err).error("micro-batcher: a round of {} request(s) failed outside the "
+                                                "model call; failing them and going on", len(failed))
                 for pending in failed:
                     _settle(pending.future, error=err)
             except BaseException:  # cancelled, or worse: nobody in this batch may wait forever
                 for pending in batch:
-                    _settle(pending.future, error=ShuttingDown("the micro-batcher stopped while running this request"))
+                    _settle(pending.future,
+                            error=ShuttingDown("the micro-batcher stopped while running this request"))
                 raise
 
     def _stopped(self, task: asyncio.Task) -> None:
@@ -130,8 +132,10 @@ class MicroBatcher:
         error = None if task.cancelled() else task.exception()
         if task.cancelled() or error is not None:
             self._failure = f"the micro-batcher stopped: {'cancelled' if error is None else repr(error)}"
-            logger.opt(exception=error).error("{}; failing {} queued request(s)", self._failure, len(self._queue))
-        gone = ShuttingDown(f"the server is shutting down and takes no new requests ({self.failure or 'closed'})")
+            logger.opt(exception=error).error("{}; failing {} queued request(s)", self._failure,
+                                              len(self._queue))
+        gone = ShuttingDown("the server is shutting down and takes no new requests "
+                            f"({self.failure or 'closed'})")
         while self._queue:
             _settle(self._queue.popleft().future, error=gone)
 

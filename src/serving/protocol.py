@@ -53,8 +53,9 @@ def deadline_protocol(request_timeout_s: float) -> type[H11Protocol]:
         def send_400_response(self, msg: str) -> None:
             """h11 refused the bytes (malformed, or headers over ``h11_max_incomplete_event_size``): JSON, as every error."""
             limit = self.config.h11_max_incomplete_event_size
-            self.transport.write(raw_json_response(400, f"invalid HTTP request: malformed, or its request line and "
-                                                        f"headers are over the limit of {limit} bytes"))
+            self.transport.write(raw_json_response(400, "invalid HTTP request: malformed, or its request "
+                                                        f"line and headers are over the limit of {limit} "
+                                                        "bytes"))
             self.transport.close()
 
         def _arm(self) -> None:

@@ -35,12 +35,14 @@ def test_one_id_per_byte_and_the_exact_text_back(tokenizer, text):
 
 def test_random_unicode_round_trips(tokenizer):
     rng = random.Random(0)
-    planes = [(0x20, 0x7F), (0xA0, 0x2FF), (0x370, 0x52F), (0x4E00, 0x9FFF), (0x1F300, 0x1FAFF), (0, 0x10FFFF)]
+    planes = [(0x20, 0x7F), (0xA0, 0x2FF), (0x370, 0x52F), (0x4E00, 0x9FFF), (0x1F300, 0x1FAFF),
+              (0, 0x10FFFF)]
     texts = []
     for _ in range(300):
         low, high = rng.choice(planes)
         chars = (chr(rng.randint(low, high)) for _ in range(rng.randint(1, 40)))
-        texts.append("".join(c for c in chars if not 0xD800 <= ord(c) <= 0xDFFF))  # no lone surrogates in UTF-8
+        # no lone surrogates in UTF-8
+        texts.append("".join(c for c in chars if not 0xD800 <= ord(c) <= 0xDFFF))
     encoded = tokenizer.encode_batch_fast(texts)
     assert [tokenizer.decode(e.ids) for e in encoded] == texts
     assert [len(e.ids) for e in encoded] == [len(t.encode("utf-8")) for t in texts]

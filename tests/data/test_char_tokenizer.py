@@ -14,7 +14,8 @@ def test_round_trip_of_seen_characters_with_spaces_and_newlines(tmp_path):
     ids = tokenizer.encode(text).ids
     assert len(ids) == len(text) and UNK_ID not in ids
     assert tokenizer.decode(ids) == text
-    assert [tokenizer.token_to_id(t) for t in ("<pad>", "<s>", "</s>", "<unk>")] == [PAD_ID, BOS_ID, EOS_ID, UNK_ID]
+    assert [tokenizer.token_to_id(t) for t in ("<pad>", "<s>", "</s>", "<unk>")] == [PAD_ID, BOS_ID, EOS_ID,
+                                                                                     UNK_ID]
     assert tokenizer.get_vocab_size() == 4 + len(set("".join(TRAIN)))
 
 

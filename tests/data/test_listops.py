@@ -61,7 +61,8 @@ def test_malformed_expressions_are_errors(text, message):
 
 
 def test_the_same_trees_as_lra_for_the_same_seed():
-    examples = generate_listops(3, min_length=6, max_length=29, max_depth=3, max_args=3, seed=0, parentheses=True)
+    examples = generate_listops(3, min_length=6, max_length=29, max_depth=3, max_args=3, seed=0,
+                                parentheses=True)
     assert [(e.text, e.label) for e in examples] == LRA_SEED_0
 
 
@@ -126,7 +127,8 @@ def test_data_config_defaults_and_rules_are_the_generators():
 
 
 def test_data_config_checks_the_generator_knobs_and_max_chars():
-    with pytest.raises(ValueError, match="max_chars=300 would drop ListOps expressions as too_long.*max_chars >= 9994"):
+    with pytest.raises(ValueError,
+                       match="max_chars=300 would drop ListOps expressions as too_long.*max_chars >= 9994"):
         DataConfig(source="listops")
     with pytest.raises(ValueError, match=r"expected max_chars >= 17986"):
         DataConfig(source="listops", max_chars=9994, listops_parentheses=True)

@@ -51,7 +51,8 @@ def test_austen_lines_become_paragraphs(cache):
     lines = prose.read_austen_novel(cache / prose.AUSTEN_DIR, "emma")
     assert lines == NOVEL
     assert prose.paragraphs(lines) == ["EMMA", "By Jane Austen", "CHAPTER I",
-                                       "Emma Woodhouse, handsome, clever, and rich, seemed to unite", "She was the youngest"]
+                                       "Emma Woodhouse, handsome, clever, and rich, seemed to unite",
+                                       "She was the youngest"]
     assert len(prose.read_austen(cache)) == 6 * 5
 
 
@@ -82,10 +83,12 @@ def test_split_depends_only_on_the_text_and_card_counts_add_up(cache, tmp_path):
         == sum(len(d.text.split()) for d in docs)
     for name, docs_in_split in prose.split_documents(docs, data).items():
         for doc in docs_in_split:  # every copy of a paragraph is in one split: no leak from train to test
-            assert all(other.text != doc.text for n, ds in prose.split_documents(docs, data).items() if n != name for other in ds)
+            assert all(
+                other.text != doc.text for n, ds in prose.split_documents(docs, data).items() if n != name for other in ds)
     text = (tmp_path / "out" / "train.txt").read_text()
     assert len(text) == max(card["splits"]["train"]["characters"] + 2 * (card["counts"]["train"] - 1), 0)
-    assert json.loads((tmp_path / "out" / "data_card.json").read_text())["per_corpus"].keys() == {"austen", "brown"}
+    assert json.loads((tmp_path / "out" / "data_card.json").read_text())["per_corpus"].keys() == {"austen",
+                                                                                                  "brown"}
     assert "Brown corpus" in card["why"] and "| brown | train |" in (tmp_path / "out" / "data_card.md").read_text()
 
 
@@ -121,7 +124,8 @@ def test_local_text_keeps_every_line_break_through_data_prep(tmp_path):
     12,240 of its 40,000 newlines). Now every line of the file, indentation included, is a line of
     the prepared splits, and the data card says the line breaks were kept."""
     (tmp_path / "play.txt").write_text(VERSE, encoding="utf-8")
-    data = DataConfig(source="local", local_path=str(tmp_path / "play.txt"), valid_fraction=0.3, test_fraction=0.3)
+    data = DataConfig(source="local", local_path=str(tmp_path / "play.txt"), valid_fraction=0.3,
+                      test_fraction=0.3)
     card = prose.prepare_prose(prose.read_prose(data), tmp_path / "out", data)
     out = "\n".join((tmp_path / "out" / f"{name}.txt").read_text(encoding="utf-8") for name in card["counts"])
     lines = [line.rstrip() for line in VERSE.splitlines() if line.strip()]
@@ -129,12 +133,14 @@ def test_local_text_keeps_every_line_break_through_data_prep(tmp_path):
     assert "    return x" in out.splitlines() and "    Either you must" in out.splitlines()
     assert sum(card["counts"].values()) == 4  # four paragraphs, whatever the split
     assert card["line_breaks"] == {"local": "kept"}
-    assert "local kept (data.join_lines unset" in (tmp_path / "out" / "data_card.md").read_text(encoding="utf-8")
+    assert "local kept (data.join_lines unset" in (tmp_path / "out" / "data_card.md").read_text(
+        encoding="utf-8")
     joined = DataConfig(source="local", local_path=str(tmp_path / "play.txt"), join_lines=True)
     card = prose.prepare_prose(prose.read_prose(joined), tmp_path / "joined", joined)
     assert card["line_breaks"] == {"local": "joined"}
     assert "Confess yourselves wondrous malicious," not in (tmp_path / "joined" / "train.txt").read_text().splitlines()
-    assert "local joined (data.join_lines=true)" in (tmp_path / "joined" / "data_card.md").read_text(encoding="utf-8")
+    assert "local joined (data.join_lines=true)" in (tmp_path / "joined" / "data_card.md").read_text(
+        encoding="utf-8")
 
 
 def test_the_built_in_corpora_keep_their_documented_joining(cache, tmp_path):
@@ -169,9 +175,11 @@ def test_the_real_cache_holds_over_a_million_words():
 def test_hugging_face_rows_are_joined_unless_join_lines_is_false(monkeypatch):
     import datasets
 
-    rows = datasets.Dataset.from_dict({"text": ["Roses are red,\n  violets are blue.  \n", "  \n", "One line."]})
+    rows = datasets.Dataset.from_dict({"text": ["Roses are red,\n  violets are blue.  \n", "  \n",
+                                                "One line."]})
     monkeypatch.setattr(datasets, "load_dataset", lambda *args, **kwargs: rows)
     joined = prose.read_prose(DataConfig(source="hf", hf_name="any/poems"))
-    assert [d.text for d in joined] == ["Roses are red, violets are blue.", "One line."]  # as documented before
+    # as documented before
+    assert [d.text for d in joined] == ["Roses are red, violets are blue.", "One line."]
     kept = prose.read_prose(DataConfig(source="hf", hf_name="any/poems", join_lines=False))
     assert [d.text for d in kept] == ["Roses are red,\n  violets are blue.", "One line."]

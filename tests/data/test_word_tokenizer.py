@@ -13,7 +13,8 @@ LISTOPS = [e.text for e in generate_listops(200, min_length=20, max_length=100, 
 
 @pytest.fixture(scope="module")
 def listops_tokenizer(tmp_path_factory):
-    return load_tokenizer(train_word(LISTOPS, tmp_path_factory.mktemp("word") / "tokenizer.json", vocab_size=100))
+    return load_tokenizer(train_word(LISTOPS, tmp_path_factory.mktemp("word") / "tokenizer.json",
+                                     vocab_size=100))
 
 
 def test_listops_vocabulary_is_its_symbols_after_the_specials(listops_tokenizer):

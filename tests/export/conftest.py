@@ -36,7 +36,8 @@ def make_checkpoint(root: Path, config_file: str, sides: tuple[str, ...], model:
     if family == "encoder_decoder":
         teach_to_copy(net)
     state = {"step": 11, "model": net.state_dict(), "config": json.dumps(config_to_dict(cfg)),
-             **inference_fields(tokenizers, family), "labels": labels or [], **({"image_stats": image_stats} if image_stats else {})}
+             **inference_fields(tokenizers, family), "labels": labels or [],
+             **({"image_stats": image_stats} if image_stats else {})}
     atomic_torch_save(state, root / "run" / "best.pt")
     return root / "run" / "best.pt"
 
@@ -71,7 +72,8 @@ def read_pbtxt(path: Path) -> dict:
     for side in ("input", "output"):
         block = re.search(rf"^{side} \[\n(.*?)\n\]", text, re.MULTILINE | re.DOTALL).group(1)
         config[side] = {name: (dtype, [int(d) for d in dims.split(",") if d.strip()])
-                        for name, dtype, dims in re.findall(r'name: "([^"]+)"\s+data_type: (\w+)\s+dims: \[([^\]]*)\]', block)}
+                        for name, dtype, dims in re.findall(r'name: "([^"]+)"\s+data_type: (\w+)\s+dims: '
+                                                            r'\[([^\]]*)\]', block)}
     return config
 
 

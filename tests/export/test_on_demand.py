@@ -20,7 +20,8 @@ from src.training.checkpoint import CheckpointError, atomic_torch_save
 
 def checked_manifest(digest: str) -> dict:
     """The manifest of a complete export that passed the check against PyTorch, for the checkpoint of ``digest``."""
-    return {"format": MANIFEST_FORMAT, "checked": {"cases": [], "max_abs_diff": 0.0}, "checkpoint": {"sha256": digest}}
+    return {"format": MANIFEST_FORMAT, "checked": {"cases": [], "max_abs_diff": 0.0},
+            "checkpoint": {"sha256": digest}}
 
 
 @pytest.fixture
@@ -94,7 +95,8 @@ def test_an_export_that_hangs_is_stopped_with_a_clear_message(checkpoint, monkey
 
 def test_a_failed_export_reports_the_last_lines_of_its_error_as_text(checkpoint, monkeypatch):
     stderr = "Traceback (most recent call last):\n  File x\nExportError: graph encoder does not export\n"
-    monkeypatch.setattr(subprocess, "run", lambda command, **kwargs: subprocess.CompletedProcess(command, 1, "", stderr))
+    monkeypatch.setattr(subprocess, "run",
+                        lambda command, **kwargs: subprocess.CompletedProcess(command, 1, "", stderr))
     with pytest.raises(CheckpointError) as err:
         loader._fresh_export(checkpoint)
     message = str(err.value)

@@ -32,7 +32,8 @@ def test_every_loss_is_a_scalar_at_its_step_logged_before_the_steps_figures(less
         points = tracker.scalars[(f"{title} (run 0)", series)]
         assert points == [(i, loss) for i, loss in enumerate(losses)], series  # once each, step = iteration
     first_figure = next(i for i, e in enumerate(tracker.events) if e[0] == "figure" and e[1] == title)
-    curve_events = [i for i, e in enumerate(tracker.events) if e[0] == "scalar" and e[1] == f"{title} (run 0)"]
+    curve_events = [
+        i for i, e in enumerate(tracker.events) if e[0] == "scalar" and e[1] == f"{title} (run 0)"]
     assert len(curve_events) == sum(map(len, result.curves.values())) and max(curve_events) < first_figure
 
 

@@ -15,7 +15,8 @@ def texts(lengths: list[int], width: int, seed: int = 1) -> torch.Tensor:
     return tokens
 
 
-def fit_accuracy(model: torch.nn.Module, tokens: torch.Tensor, labels: torch.Tensor, steps: int, lr: float) -> float:
+def fit_accuracy(model: torch.nn.Module, tokens: torch.Tensor, labels: torch.Tensor, steps: int,
+                 lr: float) -> float:
     """Full-batch AdamW on cross-entropy for ``steps`` steps; the training accuracy afterwards, in eval mode."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
     for _ in range(steps):

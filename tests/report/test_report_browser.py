@@ -16,7 +16,8 @@ from tests.pipelines.conftest import missing_data
 pytestmark = pytest.mark.timeout(300)
 CHROMIUM = Path("/usr/bin/chromium")
 SECTIONS = ("overview", "config", "curves", "gradients", "attention", "samples", "metrics", "registry")
-PLOTS = ("curve-loss", "curve-learning-rate", "curve-throughput", "curve-validation-metrics", "grad-norm-heatmap")
+PLOTS = ("curve-loss", "curve-learning-rate", "curve-throughput", "curve-validation-metrics",
+         "grad-norm-heatmap")
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +42,8 @@ def opened(browser, report_run):
     page.on("request", lambda request: requests.append(request.url))
     url = report_run.report.resolve().as_uri()
     page.goto(url, wait_until="load")
-    page.wait_for_function("document.querySelectorAll('.plotly-graph-div .main-svg').length >= 5", timeout=30_000)
+    page.wait_for_function("document.querySelectorAll('.plotly-graph-div .main-svg').length >= 5",
+                           timeout=30_000)
     page.wait_for_timeout(500)  # plotly's last resize pass
     yield page, url, console, errors, requests
     page.close()
@@ -69,7 +71,8 @@ def test_every_plot_renders_with_a_nonzero_size(opened):
 
 def test_the_iteration_slider_changes_the_heatmap(opened):
     page = opened[0]
-    image, slider, label = page.locator("#heatmap-image"), page.locator("#heatmap-slider"), page.locator("#heatmap-step")
+    image, slider, label = page.locator("#heatmap-image"), page.locator("#heatmap-slider"), page.locator(
+        "#heatmap-step")
     assert label.inner_text() == "step 30 (2 of 2)"
     assert page.evaluate("document.getElementById('heatmap-image').naturalWidth") > 100  # the PNG decoded
     before = image.get_attribute("src")
@@ -120,13 +123,15 @@ def test_the_charts_fit_their_box_with_their_legend(browser, report_run, width, 
     page = browser.new_page(viewport={"width": width, "height": 900})
     try:
         page.goto(report_run.report.resolve().as_uri(), wait_until="load")
-        page.wait_for_function("document.querySelectorAll('.plotly-graph-div .main-svg').length >= 5", timeout=30_000)
+        page.wait_for_function("document.querySelectorAll('.plotly-graph-div .main-svg').length >= 5",
+                               timeout=30_000)
         page.wait_for_timeout(500)  # plotly's last resize pass
         charts = page.evaluate(FIT_JS)
         folder = tmp_path_factory.mktemp(f"report_{width}")
         page.locator("section#curves").screenshot(path=str(folder / f"curves_{width}.png"))
         if os.environ.get("REPORT_SCREENSHOTS"):
-            shutil.copy(folder / f"curves_{width}.png", Path(os.environ["REPORT_SCREENSHOTS"]) / f"curves_{width}.png")
+            shutil.copy(folder / f"curves_{width}.png",
+                        Path(os.environ["REPORT_SCREENSHOTS"]) / f"curves_{width}.png")
     finally:
         page.close()
     assert {chart["id"] for chart in charts} >= set(PLOTS)

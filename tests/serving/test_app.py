@@ -34,10 +34,12 @@ def test_a_failing_model_call_is_a_json_500_for_that_request_only():
     finally:
         logger.remove(handle)
     assert failed.status_code == 500 and failed.headers["X-Request-ID"] == "r-1"
-    assert failed.json() == {"error": "internal error; the server logged it under this request id", "request_id": "r-1"}
+    assert failed.json() == {"error": "internal error; the server logged it under this request id",
+                             "request_id": "r-1"}
     assert fine.status_code == 200 and fine.json() == {"translations": ["OK"]} and fine.headers["X-Batch"] == "1/1"
     logged = [r["extra"] for r in lines if r["extra"].get("request_id") == "r-1" and "status" in r["extra"]]
-    assert logged == [{"request_id": "r-1", "method": "POST", "path": "/v1/translate", "status": 500, "n_texts": 1,
+    assert logged == [{"request_id": "r-1", "method": "POST", "path": "/v1/translate", "status": 500,
+                       "n_texts": 1,
                        "latency_ms": logged[0]["latency_ms"], "batch_requests": None, "batch_inputs": None}]
 
 

@@ -62,7 +62,8 @@ def test_serve_a_registered_model_by_id(clearml_stub, checkpoints, tmp_path, one
     assert f"no model with id '{'0' * 32}' on the ClearML server" in str(err.value)
 
 
-@pytest.mark.slow  # ~20 s: registration and a second server; the lookup itself is in tests/tracking/test_model_store.py
+# ~20 s: registration and a second server; the lookup itself is in tests/tracking/test_model_store.py
+@pytest.mark.slow
 def test_serve_a_registered_model_by_name_and_tag(clearml_stub, checkpoints, tmp_path, one_thread):
     checkpoint = shutil.copy(checkpoints["translate"], tmp_path / "best.pt")
     model_id = register(clearml_stub, checkpoint)

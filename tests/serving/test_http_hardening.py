@@ -70,8 +70,8 @@ def server(checkpoints, tmp_path_factory):
     root = tmp_path_factory.mktemp("hardening")
     checkpoint = nan_word_checkpoint(checkpoints["classify"], root / "classify_nan.pt", "dull", CLEAN)
     config = root / "serving.yaml"
-    config.write_text(f"request_timeout_s: {TIMEOUT_S}\nkeep_alive_s: {KEEP_ALIVE_S}\nmax_header_bytes: 8192\n"
-                      "batch_window_ms: 100\n")
+    config.write_text(f"request_timeout_s: {TIMEOUT_S}\nkeep_alive_s: {KEEP_ALIVE_S}\nmax_header_bytes: "
+                      "8192\nbatch_window_ms: 100\n")
     faults = root / "faults"
     faults.mkdir()
     (faults / "sitecustomize.py").write_text(FAULT_INJECTION)
@@ -108,12 +108,14 @@ HOSTILE = [  # (body, status, part of the message); sent to every endpoint
     (b"[" * 100_000, 400, "nested over 32 levels deep"),
     (b'{"texts": ["a"], "beam": ' + b"9" * 5000 + b"}", 422, "an integer of 5000 digits is out of range"),
     (b'{"prompt": "a", "seed": -' + b"1" * 5000 + b"}", 422, "an integer of 5000 digits is out of range"),
-    (b'{"texts": ["\\ud800"]}', 400, "invalid Unicode in $.texts[0]: a lone surrogate \\ud800 at character 0"),
+    (b'{"texts": ["\\ud800"]}', 400,
+     "invalid Unicode in $.texts[0]: a lone surrogate \\ud800 at character 0"),
     (b'{"texts": ["ok", "fine \\udfff"]}', 400, "$.texts[1]: a lone surrogate \\udfff at character 5"),
     (b'{"prompt": "\\udc80"}', 400, "invalid Unicode in $.prompt"),
     (b'{"\\ud800": ["a"]}', 400, "invalid Unicode in a key of $"),
     (b'{"texts": ["a"]', 400, "request body is not JSON"),
-    (b'{"texts": ["a"], "beam": 1e308}', 422, None),  # finite and valid JSON, then refused by its field's check
+    # finite and valid JSON, then refused by its field's check
+    (b'{"texts": ["a"], "beam": 1e308}', 422, None),
 ]
 
 
@@ -139,7 +141,8 @@ def test_every_hostile_body_gets_a_json_4xx_on_every_endpoint(server):
 def test_a_non_finite_model_output_is_a_500_naming_it_and_never_leaks_into_other_answers(server):
     offset = len(server.log())
     alone = httpx.post(f"{server.url}/v1/classify", json={"texts": [CLEAN]}, timeout=30)
-    assert alone.status_code == 200 and all(math.isfinite(p) for p in alone.json()["predictions"][0]["probabilities"].values())
+    assert alone.status_code == 200 and all(
+        math.isfinite(p) for p in alone.json()["predictions"][0]["probabilities"].values())
 
     mixed = httpx.post(f"{server.url}/v1/classify", json={"texts": [CLEAN, POISONED]}, timeout=30,
                        headers={"X-Request-ID": "nan-mixed"})
@@ -170,7 +173,8 @@ def test_an_unexpected_error_is_a_json_500_with_a_bounded_traceback_and_no_varia
     last = next(i for i, line in enumerate(log) if "id=fault-1" in line)
     traceback = log[first:last]
     assert "ZeroDivisionError: injected" in traceback[-1] and "deeper" in "\n".join(traceback)
-    # a header line, then each frame's file line, code line and (Python 3.11) caret line at most, of 60+ frames
+    # a header line, then each frame's file line, code line and (Python 3.11) caret line at most, of 60+
+    # frames
     assert len(traceback) <= 2 + 3 * TRACEBACK_FRAMES, "\n".join(traceback)
     assert "LOCAL-VALUE" not in server.log() and "│" not in server.log()  # loguru's diagnose dump is off
 
@@ -185,10 +189,12 @@ def test_a_client_that_disconnects_is_one_info_line(server):
     offset = len(server.log())
     body = json.dumps({"texts": [CLEAN]}).encode()
     for i in range(5):  # gone while sending its body
-        send_and_close(server.url, b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        send_and_close(server.url,
+                       b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                        b"X-Request-ID: gone-%d\r\nContent-Length: 100\r\n\r\n{\"texts\": [" % i)
     for i in range(5):  # gone as soon as its whole request is sent
-        send_and_close(server.url, b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        send_and_close(server.url,
+                       b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                        b"X-Request-ID: sent-%d\r\nContent-Length: %d\r\n\r\n%s" % (i, len(body), body))
     ids = [f"gone-{i}" for i in range(5)] + [f"sent-{i}" for i in range(5)]
     log_since(server, offset, lambda log: all(f"id={rid} " in log for rid in ids))
@@ -253,7 +259,8 @@ def test_slow_clients_get_a_408_and_are_closed_after_the_deadline(server):
     log = log_since(server, offset, lambda log: "slow-body" in log)
     assert log.count("timed out: no complete request within 1.5 s") == 3, log  # one INFO line per connection
     assert [line for line in log.splitlines() if "slow-body" in line] == [
-        next(line for line in log.splitlines() if "POST /v1/classify 408 request not received in time" in line)]
+        next(
+            line for line in log.splitlines() if "POST /v1/classify 408 request not received in time" in line)]
     assert "Traceback" not in log and "ERROR" not in log
 
 
