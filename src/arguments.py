@@ -80,8 +80,8 @@ def integer(low: int | None = None, high: int | None = None) -> Callable[[str], 
 
 def number(low: float | None = None, high: float | None = None, *,
            low_open: bool = False) -> Callable[[str], float]:
-    """An argparse type: a finite number in ``[low, high]`` (``(low, high]`` with ``low_open``); nan and inf are
-    refused."""
+    """An argparse type: a finite number in ``[low, high]`` (``(low, high]`` with ``low_open``); nan and inf
+    are refused."""
     expected = _range_text("a finite number", low, high, low_open=low_open)
 
     def parse(text: str) -> float:

@@ -145,7 +145,8 @@ def train_steps(
 
 def step_flops(model: nn.Module, optimizer: torch.optim.Optimizer, batch: tuple[Tensor, Tensor,
                                                                                 Tensor]) -> int:
-    """FLOPs of one training step (forward and backward) on ``batch``, as PyTorch's FlopCounterMode counts them."""
+    """FLOPs of one training step (forward and backward) on ``batch``, as PyTorch's FlopCounterMode counts
+    them."""
     from torch.utils.flop_counter import FlopCounterMode
 
     with FlopCounterMode(display=False) as counter:
@@ -244,7 +245,8 @@ def report(args: argparse.Namespace) -> str:
 
 
 def _mfu(args: argparse.Namespace, flops: dict[str, int], training: dict, tokens_per_call: int) -> dict:
-    """Model FLOPs utilisation of each contestant: step FLOPs x median steps/s over the peak (None: no peak known)."""
+    """Model FLOPs utilisation of each contestant: step FLOPs x median steps/s over the peak (None: no peak
+    known)."""
     peak = peak_flops(args)
     steps_per_s = {name: training[name]["median"] / tokens_per_call * args.steps for name in flops}
     achieved = {name: flops[name] * steps_per_s[name] for name in flops}

@@ -294,7 +294,8 @@ def test_an_output_file_that_cannot_be_written_is_a_usage_error_before_any_work(
 
 
 def test_a_reader_that_leaves_early_stops_the_command_quietly(tmp_path):
-    """``... | head -1``: the pipe's reader is gone before the output is printed; no traceback, the shell's 141."""
+    """``... | head -1``: the pipe's reader is gone before the output is printed; no traceback, the shell's
+    141."""
     proc = subprocess.Popen([sys.executable, "-m", "src.main", "runs", "list", "--runs-dir", str(tmp_path)],
                             cwd=REPO,
                             env=clean_env(tmp_path / "home"), stdout=subprocess.PIPE, stderr=subprocess.PIPE)

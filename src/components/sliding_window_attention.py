@@ -107,7 +107,8 @@ class BandedBlocks:
         return self.key_index.size(0)
 
     def append_keys(self, index: Tensor, key_mask: Tensor) -> None:
-        """Let every query also see the keys at positions ``index`` (after its window), where ``key_mask`` allows.
+        """Let every query also see the keys at positions ``index`` (after its window), where ``key_mask``
+        allows.
 
         Shape: index: (E,); key_mask: (B, E).
         """
@@ -138,7 +139,8 @@ class BandedBlocks:
         return blocked.flatten(2, 3)[:, :, : self.length]
 
     def dense_weights(self, weights: Tensor) -> Tensor:
-        """Scatter block weights (B*N, H, b, K) into the (B, H, T, T) matrix they stand for (heatmaps only)."""
+        """Scatter block weights (B*N, H, b, K) into the (B, H, T, T) matrix they stand for (heatmaps
+        only)."""
         _, heads, size, keys = weights.shape
         weights = weights.view(-1, self.n_blocks, heads, size, keys).transpose(1, 2)  # (B, H, N, b, K)
         index = self.key_index[None, None, :, None, :].expand_as(weights)

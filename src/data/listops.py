@@ -127,7 +127,8 @@ def tree_tokens(tree: Tree, parentheses: bool) -> Iterator[str]:
 
 
 def longest_listops(max_depth: int, max_args: int) -> int:
-    """The greatest length a tree can reach: every node above ``max_depth`` an operator with ``max_args`` arguments."""
+    """The greatest length a tree can reach: every node above ``max_depth`` an operator with ``max_args``
+    arguments."""
     length = 1  # a node at max_depth is a digit
     for _ in range(max_depth - 1):
         length = 2 + max_args * length
@@ -170,7 +171,8 @@ def generate_listops(
     parentheses: bool = False,
     max_draws_per_example: int = 200,
 ) -> list[ListOpsExample]:
-    """``n`` distinct expressions of ``min_length`` to ``max_length`` tokens (inclusive), labelled with their value.
+    """``n`` distinct expressions of ``min_length`` to ``max_length`` tokens (inclusive), labelled with their
+    value.
 
     Deterministic given the arguments. Trees are drawn with LRA's rule until ``n`` distinct ones
     fit the lengths; more than ``max_draws_per_example * n`` draws is an error (lengths that the

@@ -120,7 +120,8 @@ def _rdx_index(data_dir: Path) -> dict[str, tuple[int, int]]:
 
 
 def read_austen(root: Path, max_documents: int | None = None, join_lines: bool = True) -> list[Document]:
-    """The six novels' paragraphs, novel by novel in alphabetical order; the printed lines joined by default."""
+    """The six novels' paragraphs, novel by novel in alphabetical order; the printed lines joined by
+    default."""
     docs = [Document("austen", p) for novel in AUSTEN_NOVELS
             for p in paragraphs(read_austen_novel(root / AUSTEN_DIR, novel), join_lines)]
     return docs[:max_documents]

@@ -77,7 +77,8 @@ def train_one(dataset, columns: list[str], cfg: TokenizerConfig, path: Path) -> 
 
 
 def train_text_tokenizer(train_split, cfg: TokenizerConfig, path: Path) -> Path:
-    """Write the ``cfg.kind`` tokenizer of a split's ``text`` column to ``path``: BPE, characters, words, or bytes."""
+    """Write the ``cfg.kind`` tokenizer of a split's ``text`` column to ``path``: BPE, characters, words, or
+    bytes."""
     if cfg.kind == "byte":
         return save_byte_tokenizer(path)
     if cfg.kind == "char":

@@ -3,11 +3,11 @@
     python -m src.export.bench RUN_OR_CHECKPOINT [--sentences 100] [--repeats 5] [--batch-sizes 1 32] [--json]
 
 Both backends decode the same sentences (the run's test split, ``src/runs/folders.py::run_test_sentences``,
-when the run folder has it, else a built-in handful repeated) with the same ``translate`` loop (length-sorted batches) and
-``greedy_decode``; each (backend, batch size) is timed ``--repeats`` times after one warm-up
+when the run folder has it, else a built-in handful repeated) with the same ``translate`` loop (length-sorted
+batches) and ``greedy_decode``; each (backend, batch size) is timed ``--repeats`` times after one warm-up
 pass, the backends taking turns (paired: a burst of load on a shared machine hits both), and the median
-is reported with sentences/s, with the machine's load average before and after. The table also says whether the two backends
-produced the same tokens for every sentence. The ONNX graphs are exported first if the
+is reported with sentences/s, with the machine's load average before and after. The table also says whether
+the two backends produced the same tokens for every sentence. The ONNX graphs are exported first if the
 checkpoint has no up-to-date export (``load_for_inference(backend="onnx")``).
 """
 

@@ -19,8 +19,9 @@ The export folder is usable alone (``src/inference/onnx_backend.py`` runs it wit
                              the check against PyTorch it passed ("checked": cases, largest difference)
     config.json              the experiment config the model was trained with
     tokenizer_<side>.json    the tokenizers (``tokenizers.Tokenizer`` files)
-    <graph>.onnx             encoder.onnx + decoder_step.onnx (translation), decoder_lm.onnx, classifier.onnx, vit.onnx
-    triton/                  a Triton model repository over the same graphs (``src/export/triton.py``)
+    <graph>.onnx             encoder.onnx + decoder_step.onnx (translation), decoder_lm.onnx,
+    classifier.onnx, vit.onnx triton/                  a Triton model repository over the same graphs
+    (``src/export/triton.py``)
 
 Key/value caches, one (B, H, T, D/H) tensor per decoder layer and side: ``past_key_i``, ``past_value_i``
 (``src/export/graphs.py``). The graphs are saved as the exporter wrote them; ONNX Runtime's graph
@@ -194,7 +195,8 @@ def _example_tokens(trained: InferenceModel) -> Tensor:
 
 
 def export_graph(spec: GraphSpec, path: Path, attention: str) -> dict[str, Any]:
-    """Write one graph; return its inputs and outputs as the manifest lists them. Refuse fixed dynamic axes."""
+    """Write one graph; return its inputs and outputs as the manifest lists them. Refuse fixed dynamic
+    axes."""
     import onnx
 
     spec.module.eval()
@@ -243,7 +245,8 @@ def _dynamic_shapes(spec: GraphSpec) -> tuple:
 
 
 def narrowed_axes(program: Any, spec: GraphSpec) -> list[str]:
-    """The dynamic axes of ``spec`` whose range the trace narrowed, as "input axis i (lo..hi, declared ..max)".
+    """The dynamic axes of ``spec`` whose range the trace narrowed, as "input axis i (lo..hi, declared
+    ..max)".
 
     ``torch.onnx.export`` retries a trace that fails on a guard (a Python branch on a length) with the
     range torch.export suggests, e.g. ``length <= 9``; the ONNX graph keeps a symbolic axis but is only
@@ -277,7 +280,8 @@ def narrowed_axes(program: Any, spec: GraphSpec) -> list[str]:
 
 
 def _cause(err: Exception) -> str:
-    """The one line of an exporter error that names the cause (its "Exception summary"), else its first line."""
+    """The one line of an exporter error that names the cause (its "Exception summary"), else its first
+    line."""
     text = str(err.__cause__ or err)
     summary = [line for line in text.splitlines() if line.startswith("<class ")]
     lines = [line for line in text.splitlines() if line.strip()]
@@ -285,7 +289,8 @@ def _cause(err: Exception) -> str:
 
 
 def describe_graph(graph: Any) -> dict[str, Any]:
-    """Inputs and outputs of an ``onnx.ModelProto``: name -> dtype and shape (ints, or names of symbolic axes)."""
+    """Inputs and outputs of an ``onnx.ModelProto``: name -> dtype and shape (ints, or names of symbolic
+    axes)."""
     import onnx
 
     def side(values) -> dict[str, Any]:

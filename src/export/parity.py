@@ -65,7 +65,8 @@ MIXED_MAX_LENGTH = 256
 
 
 def allowed(expected) -> float:
-    """The largest |ONNX - PyTorch| accepted for outputs ``expected``: float32 rounding, scaled to their size."""
+    """The largest |ONNX - PyTorch| accepted for outputs ``expected``: float32 rounding, scaled to their
+    size."""
     return CHECK_ATOL + CHECK_RTOL * float(expected.abs().max()) if expected.numel() else CHECK_ATOL
 
 
@@ -92,7 +93,8 @@ def check_export(trained, onnx_model) -> dict:
 
 
 def _compare(name: str, expected, actual) -> str | None:
-    """None if ``actual`` (ONNX Runtime) matches ``expected`` (PyTorch); else one line saying how it does not."""
+    """None if ``actual`` (ONNX Runtime) matches ``expected`` (PyTorch); else one line saying how it does
+    not."""
     import torch
 
     if actual.shape != expected.shape:

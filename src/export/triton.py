@@ -37,7 +37,8 @@ TRITON_DTYPES = {"int64": "TYPE_INT64", "int32": "TYPE_INT32", "float32": "TYPE_
 
 def write_triton_repository(export_dir: Path, manifest: dict[str, Any],
                             max_batch_size: int = MAX_BATCH_SIZE) -> Path:
-    """``<export_dir>/triton/<graph>/{config.pbtxt,1/model.onnx}`` for every graph of ``manifest``; return the root."""
+    """``<export_dir>/triton/<graph>/{config.pbtxt,1/model.onnx}`` for every graph of ``manifest``; return
+    the root."""
     root = export_dir / "triton"
     for name, graph in manifest["graphs"].items():
         version = root / name / "1"

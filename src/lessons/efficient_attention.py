@@ -105,7 +105,8 @@ def attention_flops(length: int, window: int | None) -> int:
 
 
 def cost(window: int) -> StepResult:
-    """Attention FLOPs against length: full attention grows as n^2, the sliding window as n; wall time alongside."""
+    """Attention FLOPs against length: full attention grows as n^2, the sliding window as n; wall time
+    alongside."""
     sliding, full = _pair(window)
     rows, flops, times = [], {"full": [], "sliding window": []}, {"full": [], "sliding window": []}
     for n in LENGTHS:

@@ -82,7 +82,8 @@ def previous_token(n_heads: int) -> StepResult:
 
 
 def alignment(task: str) -> StepResult:
-    """Cross-attention heads of the trained toy translator: entropy and how often each reads the aligned source."""
+    """Cross-attention heads of the trained toy translator: entropy and how often each reads the aligned
+    source."""
     model, _ = trained(task)
     scores = pattern_scores(model, task)
     src, tgt_in, _ = toy.reverse_batch(64, 6, SEQ2SEQ_SYMBOLS, task, torch.Generator().manual_seed(123))

@@ -18,7 +18,8 @@ OFFSETS = (0, 1, 2, 4, 8, 16)
 
 
 def sinusoids(d_model: int) -> StepResult:
-    """The table PE(pos, 2i) = sin(pos / 10000^(2i/d)), PE(pos, 2i+1) = cos(...), checked against the formula."""
+    """The table PE(pos, 2i) = sin(pos / 10000^(2i/d)), PE(pos, 2i+1) = cos(...), checked against the
+    formula."""
     table = sinusoidal_table(N_POSITIONS, d_model)
     pos = torch.arange(N_POSITIONS, dtype=torch.float64)[:, None]
     i = torch.arange(d_model, dtype=torch.float64)[None]
@@ -68,7 +69,8 @@ def dot_products(position: int) -> StepResult:
 
 
 def permutation(positions: bool) -> StepResult:
-    """Permute the tokens: without positions the encoder layer's outputs are permuted the same way, exactly."""
+    """Permute the tokens: without positions the encoder layer's outputs are permuted the same way,
+    exactly."""
     torch.manual_seed(0)
     layer = EncoderLayer(32, 4, 64, 0.0, 0.0, "relu", False, 1e-5, "math").eval()
     encoding = SinusoidalPositionalEncoding(32, 16)

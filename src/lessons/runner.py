@@ -161,7 +161,8 @@ def _cell(value: Any) -> str:
 
 def record(result: StepResult, tracker: TrackerLike, title: str, attempt: int,
            already_logged: Collection[str] = ()) -> None:
-    """Figures as plots and debug images (and PNGs), the table in Plots, curves as scalars, numbers as single values.
+    """Figures as plots and debug images (and PNGs), the table in Plots, curves as scalars, numbers as single
+    values.
 
     ``attempt`` is the iteration: the default run is 0, each interactive change the next one. Curves
     in ``already_logged`` were sent point by point while the step ran; the others (e.g. a cached

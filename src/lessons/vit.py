@@ -48,7 +48,8 @@ def shapes(batch: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.
 
 
 def patches(patch_size: int) -> StepResult:
-    """Cutting an image into patches: N = (28/P)^2 tokens; the strided convolution is exactly a matmul per patch."""
+    """Cutting an image into patches: N = (28/P)^2 tokens; the strided convolution is exactly a matmul per
+    patch."""
     if SIDE % patch_size:
         raise ValueError(f"patch_size must divide {SIDE} (1, 2, 4, 7, 14, 28), got {patch_size}")
     torch.manual_seed(0)
@@ -96,7 +97,8 @@ def trained(seed: int = 0) -> tuple[torch.nn.Module, list[float]]:
 
 
 def rollout(image: int) -> StepResult:
-    """Train a tiny ViT; the [class] token's attention rollout concentrates on the patches holding the shape."""
+    """Train a tiny ViT; the [class] token's attention rollout concentrates on the patches holding the
+    shape."""
     model, losses = trained()
     images, labels, masks = shapes(128, torch.Generator().manual_seed(9))
     with torch.no_grad():

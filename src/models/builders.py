@@ -11,7 +11,8 @@ from src.config.model import ModelConfig
 
 
 def build(cfg: ModelConfig, **sizes: Any) -> nn.Module:
-    """The model of ``cfg.family``; ``sizes`` come from the task (``task.model_sizes()``: vocabularies, classes, pad id)."""
+    """The model of ``cfg.family``; ``sizes`` come from the task (``task.model_sizes()``: vocabularies,
+    classes, pad id)."""
     from src.models.decoder_lm import build_decoder_lm
     from src.models.encoder_classifier import build_encoder_classifier
     from src.models.rnn_classifier import build_rnn_classifier

@@ -136,7 +136,8 @@ class DecoderLM(nn.Module):
 
 
 def init_gpt2_weights(model: nn.Module, n_layers: int) -> None:
-    """N(0, 0.02) weights, zero biases, residual projections N(0, 0.02 / sqrt(2 n_layers)) (module docstring)."""
+    """N(0, 0.02) weights, zero biases, residual projections N(0, 0.02 / sqrt(2 n_layers)) (module
+    docstring)."""
     for module in model.modules():
         if isinstance(module, (nn.Linear, nn.Embedding)):
             nn.init.normal_(module.weight, mean=0.0, std=INIT_STD)

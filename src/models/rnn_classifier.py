@@ -1,6 +1,7 @@
 """LSTM, GRU and Elman RNN text classifiers: the recurrent baselines of the Transformer classifier.
 
-Reading order: token embeddings -> a (bidirectional) ``LSTM``/``GRU``/``RNN`` (``src/components/recurrent.py``)
+Reading order: token embeddings -> a (bidirectional) ``LSTM``/``GRU``/``RNN``
+(``src/components/recurrent.py``)
 -> the final hidden state of each direction's last layer, concatenated -> the same classification head
 as the encoder classifier. The recurrence stops at each text's own last real token, so padding a
 batch does not change a text's logits.

@@ -132,13 +132,15 @@ def step_pngs(plots_dir: Path, prefix: str = "") -> list[Heatmaps]:
 
 
 def _cell(value: Any) -> str:
-    """A table cell as logged (whitespace kept: a continuation of spaces and newlines is what the model wrote), cut."""
+    """A table cell as logged (whitespace kept: a continuation of spaces and newlines is what the model
+    wrote), cut."""
     text = str(value)
     return text if len(text) <= MAX_CELL_CHARS else text[: MAX_CELL_CHARS - 1] + "…"
 
 
 def read_session_tables(step_dir: Path) -> list[Table]:
-    """The tables a step logged to its offline ClearML session (the newest iteration of each), as the UI shows them.
+    """The tables a step logged to its offline ClearML session (the newest iteration of each), as the UI
+    shows them.
 
     ClearML stores a table as a plotly ``table`` trace in ``metrics.jsonl``: header values are one
     list per column, cell values one list per column.
@@ -201,7 +203,8 @@ def newest_figures(plots_dir: Path, caption: str) -> list[tuple[str, Path]]:
 
 
 def read_mistakes(path: Path, n: int = 20) -> Table | None:
-    """The ``n`` most confident wrong rows of a classifier's ``predictions.tsv`` (label, predicted, confidence)."""
+    """The ``n`` most confident wrong rows of a classifier's ``predictions.tsv`` (label, predicted,
+    confidence)."""
     table = read_tsv(path, "", max_rows=None)
     if table is None or not {"label", "predicted", "confidence"} <= set(table.columns):
         return table

@@ -111,7 +111,8 @@ def _endpoint(serve, task: str):
 
 
 async def read_json(request: Request, limit: int) -> Any:
-    """The body as parsed JSON; 413 over ``limit`` bytes (also when sent without a length), 400 if not UTF-8 JSON.
+    """The body as parsed JSON; 413 over ``limit`` bytes (also when sent without a length), 400 if not UTF-8
+    JSON.
 
     A body over the limit is still read to its end (up to ``DRAIN_LIMIT_BYTES``) and discarded, so
     that the 413 is not lost to a connection reset (see ``src/serving/request_log.py``).

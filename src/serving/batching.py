@@ -1,10 +1,10 @@
 """Micro-batching: concurrent requests are queued and run together in one model call.
 
 The first request to arrive opens a window of ``window_ms``; the jobs that can share its model
-call (same ``Job.key``: task and beam; generate jobs never share one) and arrive before the window closes join it, up to
-``max_batch_size`` inputs. Sequential clients (the previous batch held one request and nobody
-else waits) skip the window: it would only add latency. While a batch runs in the worker thread, new requests wait in the
-queue, so under load the next batch fills at once: batch size, and throughput, grow with
+call (same ``Job.key``: task and beam; generate jobs never share one) and arrive before the window closes
+join it, up to ``max_batch_size`` inputs. Sequential clients (the previous batch held one request and nobody
+else waits) skip the window: it would only add latency. While a batch runs in the worker thread, new requests
+wait in the queue, so under load the next batch fills at once: batch size, and throughput, grow with
 concurrency (the way NVIDIA Triton's dynamic batcher and Ray Serve's ``@serve.batch`` work).
 
 The model runs in one worker thread: the event loop keeps accepting and answering requests, and
@@ -166,7 +166,8 @@ class MicroBatcher:
         return sum(p.job.size for p in self._queue if p.job.key == key and not p.future.done())
 
     def _take(self, key: Any) -> list[_Pending]:
-        """Queued jobs of ``key`` in arrival order, up to ``max_batch_size`` inputs (the first always); the rest stay.
+        """Queued jobs of ``key`` in arrival order, up to ``max_batch_size`` inputs (the first always); the
+        rest stay.
 
         Jobs whose request has gone (future done) are dropped, not run.
         """

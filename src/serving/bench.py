@@ -56,7 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def sentences(args: argparse.Namespace) -> tuple[list[str], str]:
-    """``--texts``, else the run's test split (``src/runs/folders.py::run_test_sentences``), else ``FALLBACK``; and which."""
+    """``--texts``, else the run's test split (``src/runs/folders.py::run_test_sentences``), else
+    ``FALLBACK``; and which."""
     if args.texts:
         lines = [
             line.strip() for line in Path(args.texts).read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -209,7 +210,8 @@ def report(result: dict[str, Any]) -> str:
 
 
 def command(args: argparse.Namespace) -> tuple[int, str]:
-    """Exit status (1 if any request failed) and output (JSON or the table) of ``python -m src.serving.bench``."""
+    """Exit status (1 if any request failed) and output (JSON or the table) of
+    ``python -m src.serving.bench``."""
     result = bench(args)
     status = 0 if not any(r["errors"] for r in result["rows"]) else 1
     return status, json.dumps(result, indent=2) if args.json else report(result)

@@ -85,7 +85,8 @@ def bounded_log() -> None:
 
 
 def logging_server(config, what: str):
-    """A ``uvicorn.Server`` that logs the address it listens on once bound: the real port, also for ``--port 0``."""
+    """A ``uvicorn.Server`` that logs the address it listens on once bound: the real port, also for
+    ``--port 0``."""
     import uvicorn
 
     class LoggingServer(uvicorn.Server):
@@ -98,7 +99,8 @@ def logging_server(config, what: str):
 
 
 def registry_project(given: str | None) -> str | None:
-    """The ClearML project a ``NAME:TAG`` lookup searches: ``--project``, else the default config's; '' means all."""
+    """The ClearML project a ``NAME:TAG`` lookup searches: ``--project``, else the default config's; '' means
+    all."""
     if given is not None:
         return given or None
     from src.config import load_config

@@ -19,8 +19,9 @@ the inference container, e.g. ``CLEARML_EXTRA_PYTHON_PACKAGES`` plus this reposi
 
 A refused request raises ``BadRequest`` (a ``ValueError`` with its message); clearml-serving turns
 an exception in ``preprocess`` into an error answer with that message (its status code depends on
-the clearml-serving version; this server answers 422). Micro-batching is this project's server's own addition: ``process_batch`` merges the jobs of
-several requests into one ``process`` call; clearml-serving calls ``process`` per request.
+the clearml-serving version; this server answers 422). Micro-batching is this project's server's own
+addition: ``process_batch`` merges the jobs of several requests into one ``process`` call; clearml-serving
+calls ``process`` per request.
 """
 
 from collections.abc import Callable
@@ -95,7 +96,8 @@ def check_finite(logits: Any, call: str) -> Any:
 
 @dataclass(frozen=True)
 class Job:
-    """The work of one request (or of several merged): a task, its inputs, and options shared by all inputs."""
+    """The work of one request (or of several merged): a task, its inputs, and options shared by all
+    inputs."""
 
     task: str
     inputs: list = field(default_factory=list)  # texts; for generate one dict of settings per prompt
@@ -135,7 +137,8 @@ class Preprocess:
         return TASKS[self.trained.family]
 
     def load(self, local_file_name: str) -> Any:
-        """Rebuild the model from a self-contained checkpoint; a family it cannot serve is refused here, at start."""
+        """Rebuild the model from a self-contained checkpoint; a family it cannot serve is refused here, at
+        start."""
         from src.inference.loader import load_for_inference
 
         backend = self.config.backend
@@ -151,7 +154,8 @@ class Preprocess:
         return trained
 
     def preprocess(self, body: Any, state: dict, collect_custom_statistics_fn: Statistics = None) -> Job:
-        """Check ``body`` against the loaded family's request shape and the limits; raise ``BadRequest`` if it fails."""
+        """Check ``body`` against the loaded family's request shape and the limits; raise ``BadRequest`` if
+        it fails."""
         check_unicode(body)  # the app's parse_json did; clearml-serving hands its own parsed dict
         job = {
             "translate": self._translate_job, "classify": self._classify_job, "generate": self._generate_job}[

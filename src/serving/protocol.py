@@ -51,7 +51,8 @@ def deadline_protocol(request_timeout_s: float) -> type[H11Protocol]:
                 self._disarm()
 
         def send_400_response(self, msg: str) -> None:
-            """h11 refused the bytes (malformed, or headers over ``h11_max_incomplete_event_size``): JSON, as every error."""
+            """h11 refused the bytes (malformed, or headers over ``h11_max_incomplete_event_size``): JSON, as
+            every error."""
             limit = self.config.h11_max_incomplete_event_size
             self.transport.write(raw_json_response(400, "invalid HTTP request: malformed, or its request "
                                                         f"line and headers are over the limit of {limit} "
@@ -86,7 +87,8 @@ def deadline_protocol(request_timeout_s: float) -> type[H11Protocol]:
 
 
 def raw_json_response(status: int, message: str) -> bytes:
-    """A whole HTTP/1.1 JSON error answer as bytes, written past h11 (with the headers incomplete it allows none)."""
+    """A whole HTTP/1.1 JSON error answer as bytes, written past h11 (with the headers incomplete it allows
+    none)."""
     body = json.dumps({"error": message, "request_id": None}).encode()
     head = (f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\ncontent-type: application/json\r\nconnection: close\r\n"
             f"content-length: {len(body)}\r\n\r\n")

@@ -33,8 +33,8 @@ DRAIN_LIMIT_BYTES = 32 * 1024 * 1024
 
 
 class RequestLog:
-    """Adds ``X-Request-ID`` (the client's, if sane) and ``X-Batch``; refuses a declared body over the limit (413)
-    and a request line and headers over theirs (431).
+    """Adds ``X-Request-ID`` (the client's, if sane) and ``X-Batch``; refuses a declared body over the limit
+    (413) and a request line and headers over theirs (431).
 
     Args:
         app: the ASGI app inside.
@@ -120,7 +120,8 @@ async def send_json(send: Send, status: int, message: str, request_id: str) -> N
 
 
 def bounded_traceback(err: BaseException) -> str:
-    """``err`` (and its causes) with the last ``TRACEBACK_FRAMES`` frames that led to each, without local variables."""
+    """``err`` (and its causes) with the last ``TRACEBACK_FRAMES`` frames that led to each, without local
+    variables."""
     lines = traceback.format_exception(err, limit=-TRACEBACK_FRAMES)  # each chained cause bounded alike
     return "".join(lines).rstrip()
 

@@ -52,7 +52,8 @@ def parse_json(text: str) -> Any:
 
 
 def nesting_depth(text: str) -> int:
-    """How deep ``text``'s arrays and objects nest (brackets inside strings do not count), up to MAX_JSON_DEPTH + 1."""
+    """How deep ``text``'s arrays and objects nest (brackets inside strings do not count), up to
+    MAX_JSON_DEPTH + 1."""
     if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:  # every normal body: no scan
         return 0
     depth = 0
@@ -126,7 +127,8 @@ def check_fields(body: Any, required: tuple[str, ...], optional: tuple[str, ...]
 
 
 def check_texts(value: Any, config: ServingConfig) -> list[str]:
-    """A non-empty list of at most ``max_texts_per_request`` non-blank strings of at most ``max_chars_per_text``."""
+    """A non-empty list of at most ``max_texts_per_request`` non-blank strings of at most
+    ``max_chars_per_text``."""
     if not isinstance(value, list):
         raise BadRequest(f'"texts" must be a list of strings, got {json_type(value)}')
     if not value:

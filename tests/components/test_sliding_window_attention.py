@@ -117,7 +117,8 @@ def test_cached_decoding_step_equals_the_whole_sequence(backend):
 
 
 def test_multi_head_attention_matches_full_attention_given_the_band_as_a_mask():
-    """The module with attention='sliding_window' = the module with attention='full' and the dense band mask."""
+    """The module with attention='sliding_window' = the module with attention='full' and the dense band
+    mask."""
     torch.manual_seed(0)
     sliding = MultiHeadAttention(16, 4, attention="sliding_window", window=3)
     full = MultiHeadAttention(16, 4, backend="math")

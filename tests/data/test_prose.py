@@ -15,7 +15,8 @@ NOVEL = ["EMMA", "", "By Jane Austen", "", "", "CHAPTER I", "", "Emma Woodhouse,
 
 
 def write_lazy_load_db(data_dir, novels: dict[str, list[str]]) -> None:
-    """An R lazy-load database as janeaustenr ships it: objects in Rdata.rdb, their (offset, length) in Rdata.rdx."""
+    """An R lazy-load database as janeaustenr ships it: objects in Rdata.rdb, their (offset, length) in
+    Rdata.rdx."""
     import rdata
 
     data_dir.mkdir(parents=True)

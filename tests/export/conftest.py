@@ -20,7 +20,8 @@ SENTENCES = ["Ich habe keine Zeit.", "Das ist gut.", "Wir gehen nach Hause.", "E
 
 def make_checkpoint(root: Path, config_file: str, sides: tuple[str, ...], model: dict | None = None,
                     labels: list[str] | None = None, image_stats: dict | None = None, seed: int = 0) -> Path:
-    """Write ``root/run/best.pt`` for ``config_file`` (with ``model`` overrides); tokenizers trained on SENTENCES."""
+    """Write ``root/run/best.pt`` for ``config_file`` (with ``model`` overrides); tokenizers trained on
+    SENTENCES."""
     root.mkdir(parents=True, exist_ok=True)
     raw = config_to_dict(load_config(config_file))
     raw["model"] |= model or {}
@@ -62,7 +63,8 @@ def teach_to_copy(model: torch.nn.Module, steps: int = 60) -> None:
 
 
 def read_pbtxt(path: Path) -> dict:
-    """The parts of a Triton ``config.pbtxt`` this project writes: platform, max_batch_size, inputs and outputs."""
+    """The parts of a Triton ``config.pbtxt`` this project writes: platform, max_batch_size, inputs and
+    outputs."""
     import re
 
     text = path.read_text(encoding="utf-8")
@@ -78,7 +80,8 @@ def read_pbtxt(path: Path) -> dict:
 
 
 def check_triton_repository(export_dir: Path) -> int:
-    """Assert every Triton model's config matches its graph (names, dtypes, ranks, fixed dims); return the model count."""
+    """Assert every Triton model's config matches its graph (names, dtypes, ranks, fixed dims); return the
+    model count."""
     import onnx
 
     triton_types = {onnx.TensorProto.INT64: "TYPE_INT64", onnx.TensorProto.FLOAT: "TYPE_FP32",

@@ -52,7 +52,8 @@ def sliding_classifier(tmp_path_factory):
 
 
 class NaNForPadding(nn.Module):
-    """The PyTorch model, except that every row holding padding gets NaN logits (the old sliding-window graph)."""
+    """The PyTorch model, except that every row holding padding gets NaN logits (the old sliding-window
+    graph)."""
 
     def __init__(self, model: nn.Module, pad_id: int) -> None:
         super().__init__()

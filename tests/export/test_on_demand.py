@@ -1,7 +1,8 @@
 """The loader's on-demand export (``--backend onnx`` on a checkpoint): atomic, race-safe, bounded in time.
 
 The export subprocess is replaced by a fake that writes a manifest in a moment (the real export is
-tested in test_export_translation.py and test_export_families.py), so the race and the failures are tested fast.
+tested in test_export_translation.py and test_export_families.py), so the race and the failures are tested
+fast.
 """
 
 import json
@@ -19,7 +20,8 @@ from src.training.checkpoint import CheckpointError, atomic_torch_save
 
 
 def checked_manifest(digest: str) -> dict:
-    """The manifest of a complete export that passed the check against PyTorch, for the checkpoint of ``digest``."""
+    """The manifest of a complete export that passed the check against PyTorch, for the checkpoint of
+    ``digest``."""
     return {"format": MANIFEST_FORMAT, "checked": {"cases": [], "max_abs_diff": 0.0},
             "checkpoint": {"sha256": digest}}
 
@@ -32,7 +34,8 @@ def checkpoint(tmp_path) -> Path:
 
 
 class FakeExport:
-    """``subprocess.run`` of ``python -m src.main export CKPT --out DIR``: records each DIR, writes a slow export there."""
+    """``subprocess.run`` of ``python -m src.main export CKPT --out DIR``: records each DIR, writes a slow
+    export there."""
 
     def __init__(self, seconds: float = 0.3) -> None:
         self.seconds, self.outs, self.lock = seconds, [], threading.Lock()

@@ -27,7 +27,8 @@ def one_thread():
 
 
 class RecordingTracker(NullTracker):
-    """``NullTracker`` that also keeps the order of what was logged: ``events`` of (kind, title, series, step)."""
+    """``NullTracker`` that also keeps the order of what was logged: ``events`` of (kind, title, series,
+    step)."""
 
     def __init__(self, output_dir: Path | None = None):
         super().__init__(output_dir=output_dir)

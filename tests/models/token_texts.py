@@ -17,7 +17,8 @@ def texts(lengths: list[int], width: int, seed: int = 1) -> torch.Tensor:
 
 def fit_accuracy(model: torch.nn.Module, tokens: torch.Tensor, labels: torch.Tensor, steps: int,
                  lr: float) -> float:
-    """Full-batch AdamW on cross-entropy for ``steps`` steps; the training accuracy afterwards, in eval mode."""
+    """Full-batch AdamW on cross-entropy for ``steps`` steps; the training accuracy afterwards, in eval
+    mode."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
     for _ in range(steps):
         loss = torch.nn.functional.cross_entropy(model(tokens), labels)

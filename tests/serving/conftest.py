@@ -84,7 +84,8 @@ BOUND = re.compile(r"serving .* on http://127\.0\.0\.1:(\d+)")
 class ServerProcess:
     """``python -m src.main serve ARGS --port 0`` in its own process group; ``url``, ``log()``, ``stop()``.
 
-    The port is the one serve logs once bound: no race for a free port, and ``--port 0`` is tested by every server.
+    The port is the one serve logs once bound: no race for a free port, and ``--port 0`` is tested by every
+    server.
 
     Args:
         args: the serve arguments after ``serve`` (model first).
@@ -160,7 +161,8 @@ class ServerProcess:
 
 @pytest.fixture
 def one_thread():
-    """PyTorch on one intra-op thread for the test (see ServerProcess: 2 threads spin on a busy 2-core machine)."""
+    """PyTorch on one intra-op thread for the test (see ServerProcess: 2 threads spin on a busy 2-core
+    machine)."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

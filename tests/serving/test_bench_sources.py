@@ -11,7 +11,8 @@ from src.serving import bench as serving_bench
 
 
 def make_run(root, checkpoint, column: str = "src"):
-    """A run folder holding ``checkpoint`` as its best and a prepared dataset whose test split has a blank row."""
+    """A run folder holding ``checkpoint`` as its best and a prepared dataset whose test split has a blank
+    row."""
     run = root / "run-1"
     (run / STATUS_FILE).parent.mkdir(parents=True, exist_ok=True)
     (run / STATUS_FILE).write_text("{}")

@@ -72,8 +72,8 @@ def test_every_bad_input_gets_its_4xx_with_a_message_and_the_server_keeps_servin
 
 
 def test_a_body_over_the_limit_gets_its_413_every_time(translation_server):
-    """The server reads the refused body before answering: answering and closing with unread bytes can reset the
-    connection (TCP RST) and lose the 413 on some kernels. Ten tries, declared length and streamed."""
+    """The server reads the refused body before answering: answering and closing with unread bytes can reset
+    the connection (TCP RST) and lose the 413 on some kernels. Ten tries, declared length and streamed."""
     body = b'{"texts": ["' + b"a" * 1_000_001 + b'"]}'
 
     def chunks():
@@ -143,8 +143,8 @@ def test_500_requests_from_16_clients_each_get_their_own_translation(translation
 
 
 def four_class_checkpoint(checkpoints, path) -> Path:
-    """The test classifier's tokenizer under a 4-class head scaled by 3: every text gets probabilities of its own
-    (an untrained 2-class head gives nearly 0.5 to all, too close to tell texts apart)."""
+    """The test classifier's tokenizer under a 4-class head scaled by 3: every text gets probabilities of its
+    own (an untrained 2-class head gives nearly 0.5 to all, too close to tell texts apart)."""
     tokenizer = load_for_inference(checkpoints["classify"], "cpu").tokenizers["text"]
     write_checkpoint(path, "imdb_tiny.yaml", {"text": tokenizer}, ["a", "b", "c", "d"])
     state = load_checkpoint(path)

@@ -88,8 +88,9 @@ def lines_with(server, marker: str) -> list[str]:
 
 
 def log_since(server, offset: int, until=lambda log: True, timeout: float = 10.0) -> str:
-    """What the server logged since ``offset`` (``len(server.log())`` at a test's start: tests share the server),
-    once ``until(log)`` holds or ``timeout`` has passed (a request's line is written after its answer is sent)."""
+    """What the server logged since ``offset`` (``len(server.log())`` at a test's start: tests share the
+    server), once ``until(log)`` holds or ``timeout`` has passed (a request's line is written after its
+    answer is sent)."""
     deadline = time.monotonic() + timeout
     while not until(log := server.log()[offset:]) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -211,7 +212,8 @@ def test_a_client_that_disconnects_is_one_info_line(server):
 
 
 def stall(url: str, first: bytes, trickle: bytes = b"") -> tuple[float, bytes]:
-    """Send ``first`` (then ``trickle`` every 0.2 s) and read until the server closes: (seconds, bytes received)."""
+    """Send ``first`` (then ``trickle`` every 0.2 s) and read until the server closes: (seconds, bytes
+    received)."""
     host, port = url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=0.2) as sock:
         start, received = time.monotonic(), b""

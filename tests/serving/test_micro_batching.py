@@ -154,7 +154,8 @@ def test_throughput_grows_with_concurrency():
 
 
 class MiscountingRecorder(Recorder):
-    """``run_batch`` that drops the last result of a batch of several: the batcher's ``zip(strict=True)`` fails."""
+    """``run_batch`` that drops the last result of a batch of several: the batcher's ``zip(strict=True)``
+    fails."""
 
     def __call__(self, jobs: list[FakeJob]) -> list:
         results = super().__call__(jobs)

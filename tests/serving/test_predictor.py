@@ -118,7 +118,8 @@ def test_describe_reports_family_labels_config_and_backend(predictors):
 
 
 def test_concurrent_generate_requests_are_not_merged(predictors):
-    """Generation runs one prompt per call: merged, each request would wait for every other prompt's sampling."""
+    """Generation runs one prompt per call: merged, each request would wait for every other prompt's
+    sampling."""
     import asyncio
 
     from src.serving.batching import MicroBatcher
@@ -162,7 +163,8 @@ def test_statistics_hook_gets_the_text_count(predictors):
 def test_a_model_that_outputs_nan_raises_naming_it_instead_of_decoding_it(checkpoints, task, request_body,
                                                                           call):
     """argmax over NaN logits picks a token all the same: without the check, a broken model (or a wrong ONNX
-    export) translates and generates garbage silently. The classifier's case runs over HTTP (test_http_hardening)."""
+    export) translates and generates garbage silently. The classifier's case runs over HTTP
+    (test_http_hardening)."""
     import math
 
     import torch
