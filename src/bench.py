@@ -297,7 +297,8 @@ def _table(result: dict) -> str:
     data = f"batch {s['batch_size']}, length {s['seq_len']}, vocab {s['vocab_size']}"
     same = f"same weights: max |logit diff| {result['max_abs_logit_diff']:.1e}"
     lines = [
-        f"Transformer bench on {s['device']}: {placement}, {sizes}, {data}, {s['threads']} threads, torch {s['torch']}",
+        (f"Transformer bench on {s['device']}: {placement}, {sizes}, {data}, {s['threads']} threads, "
+         f"torch {s['torch']}"),
         f"median of {s['repeats']} interleaved repeats; {same}",
         "",
         f"{'contest':<38}{'A tokens/s':>12}{'B tokens/s':>12}{'A/B':>8}{'target':>8}",

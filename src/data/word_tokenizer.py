@@ -1,4 +1,5 @@
-"""A word-level tokenizer: the whitespace-separated words of the training split, as a ``tokenizers.Tokenizer``.
+"""A word-level tokenizer: the whitespace-separated words of the training split, as a
+``tokenizers.Tokenizer``.
 
 For inputs whose words are a small closed set, such as ListOps (``[MAX``, ``]``, ``7``; see
 ``src/data/listops.py``), where subwords would only blur the symbols. A ``WordLevel`` model over

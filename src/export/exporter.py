@@ -1,4 +1,5 @@
-"""``export_checkpoint``: a checkpoint's model as ONNX graphs with dynamic axes, plus a manifest and a Triton repository.
+"""``export_checkpoint``: a checkpoint's model as ONNX graphs with dynamic axes, plus a manifest and a
+Triton repository.
 
 Uses the dynamo exporter (``torch.onnx.export(..., dynamo=True)``, via ``torch.export``): the legacy
 TorchScript exporter bakes the example's shapes into the attention layers' reshapes. Each graph is
@@ -54,10 +55,11 @@ DEFAULT_OPSET, STEP_OPSET = 20, 23
 
 
 RECURRENT_REFUSAL = (
-    "{family} does not export to ONNX with a dynamic length: src/components/recurrent.py runs the recurrence as "
-    "a Python loop over the time steps (torch.export unrolls it to the example's length) and checks the padding "
-    "mask with torch.equal, a data-dependent branch torch.export cannot trace (DataDependentOutputException on "
-    "aten.equal, tried with torch 2.13); serve this model with --backend torch"
+    "{family} does not export to ONNX with a dynamic length: src/components/recurrent.py runs the "
+    "recurrence as a Python loop over the time steps (torch.export unrolls it to the example's length) and "
+    "checks the padding mask with torch.equal, a data-dependent branch torch.export cannot trace "
+    "(DataDependentOutputException on aten.equal, tried with torch 2.13); serve this model with "
+    "--backend torch"
 )
 
 
@@ -129,8 +131,8 @@ def check_graphs(trained: InferenceModel, graphs: dict[str, Any], out: Path) -> 
     if not result["ok"]:
         for graph in graphs.values():
             (out / graph["file"]).unlink(missing_ok=True)  # a graph that gives other answers is no export
-        hint = (f" (model.attention={trained.config.model.attention!r})" if trained.config.model.attention != "full"
-                else "")
+        attention = trained.config.model.attention
+        hint = f" (model.attention={attention!r})" if attention != "full" else ""
         raise ExportError(f"the exported graphs do not match PyTorch{hint}, so the export is refused: "
                           f"{result['failure']}; serve this model with --backend torch")
     logger.info("export: checked against PyTorch in {:.1f} s", time.perf_counter() - started)
@@ -211,13 +213,15 @@ def export_graph(spec: GraphSpec, path: Path, attention: str) -> dict[str, Any]:
                                         dynamic_shapes=_dynamic_shapes(spec))
     except Exception as err:  # the exporter raises many types; name the cause and stop
         raise_if_disk_full(err, path, "ONNX graph")  # a full disk is no fault of the model's axes
-        raise ExportError(f"graph {spec.name} does not export with dynamic axes{hint}: {_cause(err)}") from err
+        raise ExportError(f"graph {spec.name} does not export with dynamic axes{hint}: "
+                          f"{_cause(err)}") from err
     narrowed = narrowed_axes(program.exported_program, spec)
     if narrowed:
         path.unlink(missing_ok=True)
         raise ExportError(f"graph {spec.name}: the exporter narrowed axes declared dynamic to the example's "
                           f"side of a branch in the model's code: {', '.join(narrowed)}{hint}; the graph "
-                          "would give wrong answers outside that range; serve this model with --backend torch")
+                          "would give wrong answers outside that range; serve this model with "
+                          "--backend torch")
     graph = onnx.load(str(path), load_external_data=False)
     described = describe_graph(graph)
     fixed = [f"{name} axis {axis} (fixed at {described['inputs'][name]['shape'][axis]})"

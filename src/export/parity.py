@@ -106,7 +106,8 @@ def _compare(name: str, expected, actual) -> str | None:
 
     finite = torch.isfinite(expected)
     if not finite.all():
-        return f"{name}: PyTorch's own outputs are not finite in rows {rows(~finite)}; the model itself is broken"
+        return (f"{name}: PyTorch's own outputs are not finite in rows {rows(~finite)}; "
+                "the model itself is broken")
     nonfinite = ~torch.isfinite(actual)
     if nonfinite.any():
         return (f"{name}: ONNX Runtime gives non-finite outputs (NaN or inf) in rows {rows(nonfinite)}, "
@@ -163,7 +164,8 @@ def _check_cases(trained, onnx_model):
     cls = trained.special_ids["bos"]  # a text classifier reads [CLS] (the BOS id) first
     for lengths in (mixed_lengths, [longest], [1]):
         x = tokens(lengths, vocab, first=cls)
-        name = f"lengths {lengths} padded in one batch" if len(lengths) > 1 else f"batch 1, length {lengths[0]}"
+        name = (f"lengths {lengths} padded in one batch" if len(lengths) > 1
+                else f"batch 1, length {lengths[0]}")
         yield name, lambda x=x: model(x), lambda x=x: onnx_model(x)
 
 
@@ -205,8 +207,8 @@ def text(result: dict) -> str:
         f"{n} sentences from {result['sentence_source']}",
         f"greedy tokens identical: {result['greedy']}/{n}",
         f"{beam} tokens identical:  {result[beam]}/{n}",
-        (f"largest |logit difference| over the first {result['logit_steps']} steps: {result['max_abs_logit_diff']:.2e} "
-         f"(allowed {result['atol']:.0e})"),
+        (f"largest |logit difference| over the first {result['logit_steps']} steps: "
+         f"{result['max_abs_logit_diff']:.2e} (allowed {result['atol']:.0e})"),
         "parity: " + ("yes" if result["ok"] else "NO"),
     ])
 

@@ -67,4 +67,5 @@ def _tensor_entry(name: str, spec: dict[str, Any]) -> str:
         raise ValueError(f"tensor {name}: dtype {spec['dtype']} has no Triton type here (expected one of "
                          f"{sorted(TRITON_DTYPES)})")
     dims = ", ".join(str(d) if isinstance(d, int) else "-1" for d in spec["shape"][1:])  # batch axis implicit
-    return f'  {{\n    name: "{name}"\n    data_type: {TRITON_DTYPES[spec["dtype"]]}\n    dims: [ {dims} ]\n  }}'
+    return (f'  {{\n    name: "{name}"\n    data_type: {TRITON_DTYPES[spec["dtype"]]}\n'
+            f"    dims: [ {dims} ]\n  }}")

@@ -140,5 +140,6 @@ mean entropy of each row with and without the division.""", scaling,
     Step("temperature", """
 The division is one temperature among many: scores / T. Below 1 the weights sharpen toward the
 argmax, above 1 they flatten toward uniform. The same dial sets how adventurous sampling is when a
-language model generates text.""", temperature, Knob("temperature", 1.0, "e.g. 0.1 sharpens, 10 flattens", low=1e-3)),
+language model generates text.""", temperature,
+         Knob("temperature", 1.0, "e.g. 0.1 sharpens, 10 flattens", low=1e-3)),
 ]

@@ -1,4 +1,5 @@
-"""``lesson [NAME] [--interactive]``: list the lessons, or run one (a ClearML task in ``<project>/lessons``)."""
+"""``lesson [NAME] [--interactive]``: list the lessons, or run one (a ClearML task in
+``<project>/lessons``)."""
 
 import argparse
 

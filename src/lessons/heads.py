@@ -190,7 +190,8 @@ STEPS = [
 Different heads learn different jobs. A 2-layer language model is trained for a few seconds on
 sequences a, b, a+1, b+1, a+2, ...: to predict the next token, position t must read the token at
 t-1. We measure each head's entropy (how spread its attention is) and the weight it puts on the
-previous token: first-layer heads become previous-token heads, while the second layer looks elsewhere.""", previous_token,
+previous token: first-layer heads become previous-token heads, while the second layer looks
+elsewhere.""", previous_token,
          Knob("n_heads", 2, "heads per layer: 1, 2, 4, 8", low=1, high=32)),
     Step("alignment heads", """
 In translation a cross-attention head often aligns each target word with its source word. In the

@@ -30,10 +30,10 @@ def split(n_heads: int) -> StepResult:
         out, weights = attention(x, need_weights=True)  # weights (1, H, T, T)
     n_params = sum(p.numel() for p in attention.parameters())
     head_entropy = entropy(weights[0]).mean(-1)  # (H, T) -> (H,)
-    spread = float((weights[0, :, None] - weights[0, None]).abs().amax(dim=(-1, -2)).max()) if n_heads > 1 else 0.0
-    rows = [
-        [h, d_model // n_heads, float(head_entropy[h]), int(weights[0, h, 1].argmax())] for h in range(
-            n_heads)]
+    spread = (float((weights[0, :, None] - weights[0, None]).abs().amax(dim=(-1, -2)).max()) if n_heads > 1
+              else 0.0)
+    rows = [[h, d_model // n_heads, float(head_entropy[h]), int(weights[0, h, 1].argmax())]
+            for h in range(n_heads)]
     return StepResult(
         outcome=f"{n_heads} heads of width {d_model // n_heads}: {n_params} parameters (the same for any H); "
                 f"the heads' weights differ by up to {spread:.2f}; output {tuple(out.shape)}",
@@ -107,5 +107,6 @@ different places. Change the number of heads and watch the patterns and the unch
 A 1-layer encoder-decoder is trained for a few seconds to copy or to reverse a 6-symbol sequence.
 To write target position t it must read one source position: t to copy, 5-t to reverse. The
 cross-attention of a trained head becomes exactly that permutation: the diagonal for copy, the
-anti-diagonal for reverse.""", specialise, Knob("task", "reverse", "copy or reverse", choices=("copy", "reverse"))),
+anti-diagonal for reverse.""", specialise,
+         Knob("task", "reverse", "copy or reverse", choices=("copy", "reverse"))),
 ]

@@ -63,8 +63,8 @@ def dot_products(position: int) -> StepResult:
                                          [str(p) if p % 8 == 0 else "" for p in range(N_POSITIONS)],
                                          "PE(p) . PE(q), d_model=64", xlabel="q", ylabel="p"),
                  "by_offset": line_plot(list(range(N_POSITIONS)),
-                                        {"PE(p).PE(p+k)": gram[position, position:position
-                                                                                         + N_POSITIONS].tolist()},
+                                        {"PE(p).PE(p+k)":
+                                         gram[position, position:position + N_POSITIONS].tolist()},
                                         "offset k", "dot product", f"from position {position}")})
 
 
@@ -92,7 +92,8 @@ def permutation(positions: bool) -> StepResult:
                        "permutation equivariance of an encoder layer", log_y=True)
     return StepResult(
         outcome=f"positions {'on' if positions else 'off'}: max |f(x)[perm] - f(x[perm])| = {difference:.2e} "
-                f"({'not equivariant: order matters' if difference > 1e-4 else 'permutation-equivariant: order is invisible'})",
+                + ("(not equivariant: order matters)" if difference > 1e-4
+                   else "(permutation-equivariant: order is invisible)"),
         metrics={"equivariance_error": difference},
         columns=("", "value"), rows=[["permutation", order.tolist()], ["max difference", difference]],
         figures={"equivariance": figure})
@@ -108,7 +109,8 @@ change fast with position and high ones slowly.""", sinusoids,
     Step("dot products between positions", """
 The dot product PE(p) . PE(p + k) is a sum of cos(k w_i): it depends only on the offset k, not on
 p, and it is largest at k = 0 and falls (with ripples) as k grows. Attention can therefore read
-relative distance from the encodings.""", dot_products, Knob("position", 10, "start position, 0-63", low=0, high=63)),
+relative distance from the encodings.""", dot_products,
+         Knob("position", 10, "start position, 0-63", low=0, high=63)),
     Step("attention without positions", """
 Without positional encodings, self-attention and the feed-forward network treat the input as a
 set: permuting the tokens permutes the outputs in the same way and changes nothing else

@@ -1,4 +1,5 @@
-"""``python -m src.main report RUN [--runs-dir DIR] [--out FILE]``: write a run's HTML report, print its path."""
+"""``python -m src.main report RUN [--runs-dir DIR] [--out FILE]``: write a run's HTML report, print
+its path."""
 
 import argparse
 from pathlib import Path

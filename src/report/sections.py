@@ -1,4 +1,5 @@
-"""One function per report section: ``RunContents`` in, a ``Section`` out, or None when the run has nothing for it.
+"""One function per report section: ``RunContents`` in, a ``Section`` out, or None when the run has
+nothing for it.
 
 A family's missing pieces (no heatmaps when tracking was off, no confusion matrix for a language
 model, no registry decision in a failed run) leave their section out instead of showing it empty.
@@ -86,7 +87,8 @@ def gradients(run: RunContents) -> Section | None:
         return None
     grad = run.grad_norms
     note = (f"{len(grad.groups)} parameter groups at {len(grad.steps)} steps (every "
-            f"{run.config.get('tracking', {}).get('grad_norm_every', '?')} steps), from the last training checkpoint. "
+            f"{run.config.get('tracking', {}).get('grad_norm_every', '?')} steps), "
+            "from the last training checkpoint. "
             "A group far darker or brighter than its neighbours is vanishing or exploding.")
     return Section("gradients", "Gradient norms", plot_div(grad_norm_figure(grad), "grad-norm-heatmap")
                    + f'<p class="note">{esc(note)}</p>')

@@ -150,7 +150,8 @@ def read_session_tables(step_dir: Path) -> list[Table]:
         try:
             with zipfile.ZipFile(session) as zf:
                 names = zf.namelist()
-                lines = zf.read("metrics.jsonl").decode("utf-8").splitlines() if "metrics.jsonl" in names else []
+                lines = (zf.read("metrics.jsonl").decode("utf-8").splitlines() if "metrics.jsonl" in names
+                         else [])
         except (OSError, zipfile.BadZipFile) as err:
             logger.warning("report: cannot read the session {} ({})", session, err)
             continue

@@ -53,7 +53,8 @@ def create_app(predictor: Preprocess, source: dict[str, Any] | None = None) -> F
         if exc.status_code == 404:
             message = f"no endpoint {request.method} {request.url.path}; expected one of {endpoint_list()}"
         elif exc.status_code == 405:
-            message = f"{request.method} is not allowed on {request.url.path}; expected one of {endpoint_list()}"
+            message = (f"{request.method} is not allowed on {request.url.path}; "
+                       f"expected one of {endpoint_list()}")
         return error(request, exc.status_code, str(message))
 
     @app.get("/health")

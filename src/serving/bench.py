@@ -59,8 +59,8 @@ def sentences(args: argparse.Namespace) -> tuple[list[str], str]:
     """``--texts``, else the run's test split (``src/runs/folders.py::run_test_sentences``), else
     ``FALLBACK``; and which."""
     if args.texts:
-        lines = [
-            line.strip() for line in Path(args.texts).read_text(encoding="utf-8").splitlines() if line.strip()]
+        text = Path(args.texts).read_text(encoding="utf-8")
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
         if not lines:
             raise ValueError(f"{args.texts} holds no sentences (expected one per line)")
         return lines, args.texts
@@ -201,7 +201,8 @@ def report(result: dict[str, Any]) -> str:
     lines = [(f"{result['model']} ({result['family']}, {result['backend']}), micro-batching window "
               f"{result['window_ms']} ms, max batch {result['max_batch_size']}, sentences from "
               f"{result.get('sentence_source', 'built-in sentences')}"),
-             f"{'mode':<14}{'clients':>8}{'requests':>10}{'errors':>8}{'sentences/s':>13}{'p50 ms':>9}{'p99 ms':>9}"]
+             (f"{'mode':<14}{'clients':>8}{'requests':>10}{'errors':>8}{'sentences/s':>13}"
+              f"{'p50 ms':>9}{'p99 ms':>9}")]
     for r in result["rows"]:
         lines.append(f"{r['mode']:<14}{r['concurrency']:>8}{r['requests']:>10}{r['errors']:>8}"
                      f"{r['sentences_per_s']:>13}{r['p50_ms']:>9}{r['p99_ms']:>9}")

@@ -1,4 +1,4 @@
-"""``serve`` subcommand: ``python -m src.main serve RUN_OR_CHECKPOINT_OR_MODEL [--host --port --backend ...]``.
+"""``serve`` subcommand: ``python -m src.main serve RUN_OR_CHECKPOINT_OR_MODEL [--host --port ...]``.
 
 The model is fetched and loaded before the server starts: one that cannot be loaded stops the
 command with one line, not the first request. uvicorn then serves until SIGTERM or Ctrl-C, when

@@ -1,4 +1,5 @@
-"""The predictor, in the shape of clearml-serving's ``custom`` engine: ``load`` / ``preprocess`` / ``process`` / ``postprocess``.
+"""The predictor, in the shape of clearml-serving's ``custom`` engine: ``load`` / ``preprocess`` /
+``process`` / ``postprocess``.
 
 The FastAPI app (``src/serving/app.py``) drives this class, and so can clearml-serving unchanged:
 its custom engine imports a file defining ``Preprocess``, calls ``load`` with the local copy of
@@ -90,7 +91,8 @@ def check_finite(logits: Any, call: str) -> Any:
         bad = rows.nonzero().flatten().tolist()
         raise NonFiniteOutput(f"model output is not finite (NaN or infinity) for row{'s' * (len(bad) > 1)} "
                               f"{', '.join(map(str, bad[:10]))}{' ...' if len(bad) > 10 else ''} of a model "
-                              f"call of {rows.numel()} row(s) ({call}, logits of shape {tuple(logits.shape)})")
+                              f"call of {rows.numel()} row(s) ({call}, "
+                              f"logits of shape {tuple(logits.shape)})")
     return logits
 
 

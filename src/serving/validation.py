@@ -143,8 +143,8 @@ def check_texts(value: Any, config: ServingConfig) -> list[str]:
     blank = [i for i, text in enumerate(value) if not text.strip()]
     if blank:
         raise BadRequest(f'"texts" at index {blank[:10]} empty or whitespace only; expected text to process')
-    long = [
-        f"{i} ({len(text)} characters)" for i, text in enumerate(value) if len(text) > config.max_chars_per_text]
+    long = [f"{i} ({len(text)} characters)" for i, text in enumerate(value)
+            if len(text) > config.max_chars_per_text]
     if long:
         raise BadRequest(f'"texts" at index {", ".join(long[:10])} over the limit of '
                          f"{config.max_chars_per_text} characters per text")
