@@ -187,7 +187,8 @@ def test_every_subcommands_help_imports_no_torch_and_takes_under_a_second():
             "    try: main(sys.argv[1:] + ['--help'])\n"
             "    except SystemExit: pass\n"
             "print(json.dumps({'torch': 'torch' in sys.modules, 'clearml': 'clearml' in sys.modules,\n"
-            "                  'seconds': time.perf_counter() - start, 'usage': out.getvalue().startswith('usage:')}))")
+            "                  'seconds': time.perf_counter() - start,\n"
+            "                  'usage': out.getvalue().startswith('usage:')}))")
     slow = {}
     for argv in HELP_COMMANDS:
         proc = subprocess.run([sys.executable, "-c", code, *argv], cwd=REPO, capture_output=True, text=True,
@@ -252,7 +253,8 @@ def test_an_empty_config_file_is_refused_not_taken_for_the_whole_default(tmp_pat
     path = tmp_path / f"empty{suffix}"
     path.write_text(text, encoding="utf-8")
     with pytest.raises(ConfigError,
-                       match=re.escape(f"config file {path} holds no settings (it is empty or only comments)")):
+                       match=re.escape(f"config file {path} holds no settings "
+                                       "(it is empty or only comments)")):
         load_config(path)
     path.write_text("{}", encoding="utf-8")  # the defaults, asked for explicitly, are still a config
     assert load_config(path).model.d_model > 0
@@ -277,11 +279,13 @@ def test_an_output_file_that_cannot_be_written_is_a_usage_error_before_any_work(
     err = _usage_error(["evaluate", "r1", "--output", str(tmp_path)], capsys)
     assert f"error: argument --output: {tmp_path} is a folder; expected a file to write" in err
     err = _usage_error(["report", "r1", "--out", str(a_file / "sub" / "r.html")], capsys)
-    assert f"error: argument --out: cannot write {a_file / 'sub' / 'r.html'}: {a_file} is a file, not a folder" in err
+    assert f"error: argument --out: cannot write {a_file / 'sub' / 'r.html'}: {a_file} is a file, " \
+        "not a folder" in err
     err = _usage_error(["data", "--out-dir", str(a_file)], capsys)
     assert f"error: argument --out-dir: {a_file} is a file; expected a folder to write into" in err
     err = _usage_error(["lesson", "attention", "--output-dir", str(a_file / "sub")], capsys)
-    assert f"error: argument --output-dir: cannot write {a_file / 'sub'}: {a_file} is a file, not a folder" in err
+    assert f"error: argument --output-dir: cannot write {a_file / 'sub'}: {a_file} is a file, " \
+        "not a folder" in err
     new = tmp_path / "new" / "m.json"  # a folder still to be made is fine
     assert _parse(["evaluate", "r1", "--output", str(new)]).output == str(new)
     assert _parse(["sweep", "--trials", "1", "--output-dir", str(new.parent)]).output_dir == str(new.parent)

@@ -54,8 +54,9 @@ def test_a_folder_the_kernel_refuses_even_to_root_is_named_without_any_patching(
         pytest.skip("no sysfs at /sys on this machine")
     with pytest.raises(StorageError) as caught:
         ensure_writable(folder, "output_dir")
-    assert str(caught.value) in (f"output_dir {folder} is not writable (permission denied): choose a writable folder",
-                                 f"output_dir {folder} is on a read-only filesystem: choose a writable folder")
+    assert str(caught.value) in (
+        f"output_dir {folder} is not writable (permission denied): choose a writable folder",
+        f"output_dir {folder} is on a read-only filesystem: choose a writable folder")
 
 
 def test_a_full_disk_is_found_at_the_start_by_writing_data_not_only_a_name(tmp_path, monkeypatch):

@@ -1,4 +1,5 @@
-"""The byte tokenizer: one id per UTF-8 byte (4 + byte), exact round trip for any text, serialisation, labels."""
+"""The byte tokenizer: one id per UTF-8 byte (4 + byte), exact round trip for any text, serialisation,
+labels."""
 
 import random
 

@@ -1,4 +1,5 @@
-"""The character tokenizer: special ids, round trip with spaces and newlines, unseen characters, serialisation."""
+"""The character tokenizer: special ids, round trip with spaces and newlines, unseen characters,
+serialisation."""
 
 from tokenizers import Tokenizer
 

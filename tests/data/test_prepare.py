@@ -155,4 +155,5 @@ def test_a_file_mostly_in_another_encoding_is_a_warning_with_the_fix(tmp_path):
         logger.remove(sink)
     assert card["dropped"] == {"not_utf8": 2}
     (warning,) = warnings
-    assert "2 of 3 rows (67%)" in warning and "are not valid UTF-8" in warning and "iconv -f latin1 -t utf-8" in warning
+    assert ("2 of 3 rows (67%)" in warning and "are not valid UTF-8" in warning
+            and "iconv -f latin1 -t utf-8" in warning)

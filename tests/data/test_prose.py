@@ -1,4 +1,5 @@
-"""The prose reader on small fixture files: Austen's R lazy-load database, Brown's tagged samples, local text."""
+"""The prose reader on small fixture files: Austen's R lazy-load database, Brown's tagged samples, local
+text."""
 
 import gzip
 import json
@@ -33,7 +34,8 @@ def write_lazy_load_db(data_dir, novels: dict[str, list[str]]) -> None:
 
 
 BROWN_SAMPLE = ("\n\n\tThe/at jury/nn said/vbd ``/`` no/at evidence/nn ''/'' was/bedz found/vbn ./.\n\n\n"
-                "\tIt/pps didn't/dod* (/( really/rb )/) matter/vb ,/, he/pps said/vbd ;/. `/` fine/jj '/' ?/.\n")
+                "\tIt/pps didn't/dod* (/( really/rb )/) matter/vb ,/, he/pps said/vbd ;/. "
+                "`/` fine/jj '/' ?/.\n")
 
 
 @pytest.fixture
@@ -80,17 +82,19 @@ def test_split_depends_only_on_the_text_and_card_counts_add_up(cache, tmp_path):
     docs = prose.read_prose(data)
     card = prose.prepare_prose(docs, tmp_path / "out", data)
     assert sum(card["counts"].values()) == len(docs)
-    assert card["splits"]["train"]["words"] + card["splits"]["validation"]["words"] + card["splits"]["test"]["words"] \
+    splits = card["splits"]
+    assert splits["train"]["words"] + splits["validation"]["words"] + splits["test"]["words"] \
         == sum(len(d.text.split()) for d in docs)
     for name, docs_in_split in prose.split_documents(docs, data).items():
         for doc in docs_in_split:  # every copy of a paragraph is in one split: no leak from train to test
-            assert all(
-                other.text != doc.text for n, ds in prose.split_documents(docs, data).items() if n != name for other in ds)
+            by_split = prose.split_documents(docs, data)
+            assert all(other.text != doc.text for n, ds in by_split.items() if n != name for other in ds)
     text = (tmp_path / "out" / "train.txt").read_text()
     assert len(text) == max(card["splits"]["train"]["characters"] + 2 * (card["counts"]["train"] - 1), 0)
     assert json.loads((tmp_path / "out" / "data_card.json").read_text())["per_corpus"].keys() == {"austen",
                                                                                                   "brown"}
-    assert "Brown corpus" in card["why"] and "| brown | train |" in (tmp_path / "out" / "data_card.md").read_text()
+    assert "Brown corpus" in card["why"] \
+        and "| brown | train |" in (tmp_path / "out" / "data_card.md").read_text()
 
 
 def test_local_text_folder(tmp_path):
@@ -139,7 +143,8 @@ def test_local_text_keeps_every_line_break_through_data_prep(tmp_path):
     joined = DataConfig(source="local", local_path=str(tmp_path / "play.txt"), join_lines=True)
     card = prose.prepare_prose(prose.read_prose(joined), tmp_path / "joined", joined)
     assert card["line_breaks"] == {"local": "joined"}
-    assert "Confess yourselves wondrous malicious," not in (tmp_path / "joined" / "train.txt").read_text().splitlines()
+    assert "Confess yourselves wondrous malicious," \
+        not in (tmp_path / "joined" / "train.txt").read_text().splitlines()
     assert "local joined (data.join_lines=true)" in (tmp_path / "joined" / "data_card.md").read_text(
         encoding="utf-8")
 

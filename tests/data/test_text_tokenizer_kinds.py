@@ -1,4 +1,5 @@
-"""The classification tokenize step's tokenizers: each kind made from the training texts, [CLS] first, cut alike."""
+"""The classification tokenize step's tokenizers: each kind made from the training texts, [CLS] first, cut
+alike."""
 
 import pytest
 from datasets import Dataset

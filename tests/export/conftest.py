@@ -1,4 +1,5 @@
-"""Self-contained checkpoints of every family from untrained tiny models (the tests/inference/test_loader.py pattern)."""
+"""Self-contained checkpoints of every family from untrained tiny models (the tests/inference/test_loader.py
+pattern)."""
 
 import json
 from pathlib import Path
@@ -90,14 +91,16 @@ def check_triton_repository(export_dir: Path) -> int:
     for folder in models:
         config = read_pbtxt(folder / "config.pbtxt")
         graph = onnx.load(str(folder / "1" / "model.onnx"))
-        assert config["name"] == folder.name and config["platform"] == "onnxruntime_onnx" and config["max_batch_size"] > 0
+        assert config["name"] == folder.name and config["platform"] == "onnxruntime_onnx" \
+            and config["max_batch_size"] > 0
         for side, values in (("input", graph.graph.input), ("output", graph.graph.output)):
             assert list(config[side]) == [v.name for v in values], (folder.name, side)
             for value in values:
                 dtype, dims = config[side][value.name]
                 shape = value.type.tensor_type.shape.dim
                 assert dtype == triton_types[value.type.tensor_type.elem_type], (value.name, dtype)
-                assert shape[0].dim_param, f"{value.name}: the batch axis Triton adds must be dynamic in the graph"
+                assert shape[0].dim_param, \
+                    f"{value.name}: the batch axis Triton adds must be dynamic in the graph"
                 assert len(dims) == len(shape) - 1, (value.name, dims)  # batch axis implicit
                 for d, g in zip(dims, shape[1:]):
                     assert d == (g.dim_value if g.HasField("dim_value") else -1), (value.name, dims)

@@ -68,8 +68,9 @@ def test_the_check_refuses_nan_for_padded_rows_naming_the_case_and_the_rows(slid
     trained = sliding_classifier
     result = check_export(trained, NaNForPadding(trained.model, trained.special_ids["pad"]))
     assert not result["ok"]
-    assert result["failure"] == ("lengths [128, 127, 65, 3, 2, 1] padded in one batch: ONNX Runtime gives non-finite "
-                                 "outputs (NaN or inf) in rows [1, 2, 3, 4, 5], where PyTorch's are finite")
+    assert result["failure"] == ("lengths [128, 127, 65, 3, 2, 1] padded in one batch: ONNX Runtime gives "
+                                 "non-finite outputs (NaN or inf) in rows [1, 2, 3, 4, 5], where PyTorch's "
+                                 "are finite")
 
 
 def test_the_check_refuses_a_difference_beyond_float_rounding_naming_its_size(sliding_classifier):
@@ -110,12 +111,15 @@ def test_a_refused_on_demand_export_is_one_line_with_the_reason(tmp_path, monkey
 
     checkpoint = tmp_path / "model.pt"
     atomic_torch_save({"step": 1, "model": {"w": torch.zeros(2)}}, checkpoint)
-    stderr = ("2026-12-07 13:01:16.732 | INFO     | src.export.exporter:export_checkpoint:88 - export: classifier.onnx written\n"
-              "2026-12-07 13:01:17.847 | ERROR    | __main__:main:272 - export: the exported graphs do not match PyTorch, "
-              "so the export is refused: batch 1, length 1: largest |ONNX Runtime - PyTorch| 0.5\n")
+    stderr = ("2026-12-07 13:01:16.732 | INFO     | src.export.exporter:export_checkpoint:88 - "
+              "export: classifier.onnx written\n"
+              "2026-12-07 13:01:17.847 | ERROR    | __main__:main:272 - export: the exported graphs do not "
+              "match PyTorch, so the export is refused: batch 1, length 1: "
+              "largest |ONNX Runtime - PyTorch| 0.5\n")
     monkeypatch.setattr(subprocess, "run",
                         lambda command, **kwargs: subprocess.CompletedProcess(command, 1, "", stderr))
     with pytest.raises(CheckpointError) as err:
         load_for_inference(checkpoint, backend="onnx")
-    assert str(err.value) == (f"exporting {checkpoint} to ONNX failed: the exported graphs do not match PyTorch, so "
-                              "the export is refused: batch 1, length 1: largest |ONNX Runtime - PyTorch| 0.5")
+    assert str(err.value) == (f"exporting {checkpoint} to ONNX failed: the exported graphs do not match "
+                              "PyTorch, so the export is refused: batch 1, length 1: "
+                              "largest |ONNX Runtime - PyTorch| 0.5")

@@ -1,4 +1,5 @@
-"""The training-dynamics lesson's claims: warm-up rescues a high learning rate; smoothing raises the loss floor;
+"""The training-dynamics lesson's claims: warm-up rescues a high learning rate; smoothing raises the loss
+floor;
 the loss curves reach the tracker point by point while the models train."""
 
 import io

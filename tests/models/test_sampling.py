@@ -1,4 +1,5 @@
-"""generate(): cached equals uncached (also past max_positions), greedy equivalences, seeds, filters, errors."""
+"""generate(): cached equals uncached (also past max_positions), greedy equivalences, seeds, filters,
+errors."""
 
 import pytest
 import torch

@@ -44,8 +44,10 @@ QKV_NAMES = (("attention.q_proj", "attention.k_proj", "attention.v_proj"),
 def copy_hf_weights(hf, ours: VisionTransformer) -> None:
     """transformers' parameters onto ours; separate W^Q, W^K, W^V stack into the rows of ``in_proj``."""
     theirs = {k.removeprefix("vit."): v for k, v in hf.state_dict().items()}
-    state = {"embeddings.patch_embedding.projection.weight": theirs["embeddings.patch_embeddings.projection.weight"],
-             "embeddings.patch_embedding.projection.bias": theirs["embeddings.patch_embeddings.projection.bias"],
+    state = {"embeddings.patch_embedding.projection.weight":
+             theirs["embeddings.patch_embeddings.projection.weight"],
+             "embeddings.patch_embedding.projection.bias":
+             theirs["embeddings.patch_embeddings.projection.bias"],
              "embeddings.cls_token": theirs["embeddings.cls_token"],
              "embeddings.position_embedding": theirs["embeddings.position_embeddings"],
              "encoder.norm.weight": theirs["layernorm.weight"], "encoder.norm.bias": theirs["layernorm.bias"],

@@ -1,4 +1,5 @@
-"""Toy texts for the classifier tests: [CLS] + random tokens + padding, and a loop that fits a model to labels."""
+"""Toy texts for the classifier tests: [CLS] + random tokens + padding, and a loop that fits a model to
+labels."""
 
 import torch
 

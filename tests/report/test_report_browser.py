@@ -105,9 +105,12 @@ def test_a_screenshot_of_each_section(opened, tmp_path_factory):
 
 
 FIT_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(plot => {
-  const rect = element => { const r = element.getBoundingClientRect(); return [r.left, r.right, r.top, r.bottom]; };
+  const rect = element => {
+    const r = element.getBoundingClientRect(); return [r.left, r.right, r.top, r.bottom];
+  };
   const legend = plot.querySelector('.legend');
-  return {id: plot.id, box: rect(plot.closest('.plot') || plot.closest('section')), svg: rect(plot.querySelector('.main-svg')),
+  return {id: plot.id, box: rect(plot.closest('.plot') || plot.closest('section')),
+          svg: rect(plot.querySelector('.main-svg')),
           area: Array.from(plot.querySelectorAll('.nsewdrag')).map(rect),
           lines: Array.from(plot.querySelectorAll('.scatterlayer .trace path.js-line')).map(rect),
           traces: plot.data.length, legend: legend ? rect(legend) : null,
@@ -138,7 +141,8 @@ def test_the_charts_fit_their_box_with_their_legend(browser, report_run, width, 
 
     def inside(inner, outer, what):
         left, right, top, bottom = outer
-        assert inner[0] >= left - 1 and inner[1] <= right + 1 and inner[2] >= top - 1 and inner[3] <= bottom + 1, \
+        assert (inner[0] >= left - 1 and inner[1] <= right + 1
+                and inner[2] >= top - 1 and inner[3] <= bottom + 1), \
             f"{what} {inner} is not inside its box {outer} at {width} px"
 
     for chart in charts:
@@ -148,7 +152,8 @@ def test_the_charts_fit_their_box_with_their_legend(browser, report_run, width, 
             inside(area, chart["svg"], f"{chart['id']}: the plot area")
         for line in chart["lines"]:  # a line's whole extent, first step to last, inside the plot area
             assert any(area[0] - 1 <= line[0] and line[1] <= area[1] + 1 for area in chart["area"]), \
-                f"{chart['id']}: a line spans x {line[:2]}, outside the plot areas {chart['area']} at {width} px"
+                f"{chart['id']}: a line spans x {line[:2]}, outside the plot areas {chart['area']} " \
+                f"at {width} px"
     loss = next(chart for chart in charts if chart["id"] == "curve-loss")
     assert loss["traces"] == 2 and loss["legend_items"] == 2  # train and valid, both named
     inside(loss["legend"], loss["box"], "curve-loss: the legend")

@@ -1,4 +1,5 @@
-"""The report of a real tiny translation run: every section, the run's own data, nothing fetched from a network."""
+"""The report of a real tiny translation run: every section, the run's own data, nothing fetched from a
+network."""
 
 import base64
 import json
@@ -92,7 +93,8 @@ def test_the_slider_has_one_step_per_recorded_iteration_and_shows_the_recorded_i
     recorded = {
         folder.name: sorted(folder.glob("*.png")) for folder in plots.iterdir() if folder.name.startswith(
             "attention")}
-    assert len(figures) == sum(len({p.name.split("_step")[0] for p in pngs}) for pngs in recorded.values()) == 3
+    assert len(figures) == sum(len({p.name.split("_step")[0] for p in pngs})
+                               for pngs in recorded.values()) == 3
     for figure in figures:
         title = figure["label"].split(" · ")[0].replace(" ", "_")
         pngs = recorded[title]

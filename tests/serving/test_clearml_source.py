@@ -23,7 +23,8 @@ from pathlib import Path
 from src.tracking import Tracker
 with Tracker.start(project="serving", task_name="train", output_dir=Path("out")) as tracker:
     model_id = tracker.register_model(Path({checkpoint!r}), name="tiny-translator", tags=["production"],
-                                      config={{}}, metadata={{"bleu": 3.2, "stage": "production"}}, publish=True)
+                                      config={{}}, metadata={{"bleu": 3.2, "stage": "production"}},
+                                      publish=True)
 print("MODEL", model_id)
 """
 

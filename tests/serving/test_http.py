@@ -167,7 +167,8 @@ def test_500_classify_requests_from_16_clients_each_get_their_own_probabilities(
     expected = torch.tensor([[r["probabilities"][label] for label in trained.labels]
                              for r in classify_texts(trained, texts)])  # (500, 4)
     gaps = torch.cdist(expected, expected).fill_diagonal_(float("inf")).min(dim=1).values
-    assert int((gaps > 1e-4).sum()) >= 450, f"only {int((gaps > 1e-4).sum())} texts have probabilities of their own"
+    assert int((gaps > 1e-4).sum()) >= 450, \
+        f"only {int((gaps > 1e-4).sum())} texts have probabilities of their own"
 
     def client(indices: list[int]) -> list[tuple[int, dict]]:
         with httpx.Client(base_url=server.url, timeout=60) as session:

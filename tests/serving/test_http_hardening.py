@@ -1,4 +1,5 @@
-"""The server against hostile input, slow or vanishing clients and a broken model, over real HTTP (issue 26, item 3).
+"""The server against hostile input, slow or vanishing clients and a broken model, over real HTTP (issue 26,
+item 3).
 
 One server for the whole module: a classifier whose embedding of one word is NaN (as a wrongly exported graph
 gives NaN for padded rows), short client deadlines, and a fault injected through ``sitecustomize`` (test-only,
@@ -148,7 +149,8 @@ def test_a_non_finite_model_output_is_a_500_naming_it_and_never_leaks_into_other
     mixed = httpx.post(f"{server.url}/v1/classify", json={"texts": [CLEAN, POISONED]}, timeout=30,
                        headers={"X-Request-ID": "nan-mixed"})
     assert mixed.status_code == 500, mixed.text
-    assert "model output is not finite (NaN or infinity) for row 1 of a model call of 2 row(s)" in mixed.json()["error"]
+    assert "model output is not finite (NaN or infinity) for row 1 of a model call of 2 row(s)" \
+        in mixed.json()["error"]
 
     def post(text: str) -> httpx.Response:  # concurrent: clean and poisoned texts share a model call
         return httpx.post(f"{server.url}/v1/classify", json={"texts": [text]}, timeout=30)
@@ -242,7 +244,8 @@ def test_slow_clients_get_a_408_and_are_closed_after_the_deadline(server):
         "silent": (b"",),
         "part of the headers": (b"POST /v1/classify HTTP/1.1\r\nHost: x\r\n",),
         "headers one byte at a time": (b"POST /v1/classify HTTP/1.1\r\n", b"X"),
-        "headers and part of the body": (b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nX-Request-ID: slow-body\r\n"
+        "headers and part of the body": (b"POST /v1/classify HTTP/1.1\r\nHost: x\r\n"
+                                         b"X-Request-ID: slow-body\r\n"
                                          b"Content-Length: 100\r\n\r\n{\"texts\": [",),
     }
     body = json.dumps({"texts": [CLEAN]}).encode()
@@ -256,13 +259,14 @@ def test_slow_clients_get_a_408_and_are_closed_after_the_deadline(server):
         assert TIMEOUT_S - 0.1 <= seconds <= TIMEOUT_S + 4, (name, seconds)
         head, _, answer = received.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 408 ") and b"application/json" in head, (name, received)
-        assert json.loads(answer)["error"] == f"no complete request within {TIMEOUT_S:g} s; the connection is closed"
+        assert json.loads(answer)["error"] == \
+            f"no complete request within {TIMEOUT_S:g} s; the connection is closed"
     assert idle_received.startswith(b"HTTP/1.1 200 ") and idle_s <= KEEP_ALIVE_S + 4, (idle_s, idle_received)
     log = log_since(server, offset, lambda log: "slow-body" in log)
     assert log.count("timed out: no complete request within 1.5 s") == 3, log  # one INFO line per connection
     assert [line for line in log.splitlines() if "slow-body" in line] == [
-        next(
-            line for line in log.splitlines() if "POST /v1/classify 408 request not received in time" in line)]
+        next(line for line in log.splitlines()
+             if "POST /v1/classify 408 request not received in time" in line)]
     assert "Traceback" not in log and "ERROR" not in log
 
 

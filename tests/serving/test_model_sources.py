@@ -1,4 +1,5 @@
-"""What ``serve`` accepts as its model: checkpoints, run folders, ids, 'latest', NAME:TAG, ClearML model ids."""
+"""What ``serve`` accepts as its model: checkpoints, run folders, ids, 'latest', NAME:TAG, ClearML model
+ids."""
 
 import json
 import shutil

@@ -1,4 +1,5 @@
-"""The load benchmark end to end on a tiny checkpoint: both modes, every concurrency, no errors (slow: ~25 s)."""
+"""The load benchmark end to end on a tiny checkpoint: both modes, every concurrency, no errors (slow: ~25
+s)."""
 
 import json
 

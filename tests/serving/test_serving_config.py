@@ -1,4 +1,5 @@
-"""ServingConfig: config/serving.yaml holds the model's defaults; bad values are refused with expected and actual."""
+"""ServingConfig: config/serving.yaml holds the model's defaults; bad values are refused with expected and
+actual."""
 
 import pytest
 

@@ -1,4 +1,5 @@
-"""SIGTERM during load: the server stops taking requests, and every request already in flight gets its answer."""
+"""SIGTERM during load: the server stops taking requests, and every request already in flight gets its
+answer."""
 
 import threading
 import time

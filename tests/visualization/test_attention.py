@@ -80,8 +80,8 @@ def test_layer_by_head_grid_labels_the_shared_axes_once():
         mesh = np.asarray(ax.collections[0].get_array()).reshape(len(QUERY), len(KEYS))
         np.testing.assert_allclose(mesh, weights[layer, head].numpy(), rtol=1e-6)
     full = plot_attention(weights, QUERY, KEYS, "cross")  # default: tokens on every panel
-    assert all(
-        _labels(ax.get_xticklabels()) == KEYS and _labels(ax.get_yticklabels()) == QUERY for ax in _head_axes(full))
+    assert all(_labels(ax.get_xticklabels()) == KEYS and _labels(ax.get_yticklabels()) == QUERY
+               for ax in _head_axes(full))
 
 
 def test_long_sentences_keep_readable_labels_and_cells():
