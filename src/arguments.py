@@ -44,7 +44,8 @@ class CommandParser(argparse.ArgumentParser):
         super().__init__(*args, description=plain(description), epilog=plain(epilog), **kwargs)
         self._in_intermixed_pass = False
 
-    def parse_known_args(self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None):
+    def parse_known_args(self, args: Sequence[str] | None = None,
+                         namespace: argparse.Namespace | None = None):
         if self._in_intermixed_pass or any(action.nargs == argparse.PARSER for action in self._actions):
             namespace, extras = super().parse_known_args(args, namespace)
         else:
@@ -79,8 +80,8 @@ def integer(low: int | None = None, high: int | None = None) -> Callable[[str], 
 
 def number(low: float | None = None, high: float | None = None, *,
            low_open: bool = False) -> Callable[[str], float]:
-    """An argparse type: a finite number in ``[low, high]`` (``(low, high]`` with ``low_open``); nan and inf are
-    refused."""
+    """An argparse type: a finite number in ``[low, high]`` (``(low, high]`` with ``low_open``); nan and inf
+    are refused."""
     expected = _range_text("a finite number", low, high, low_open=low_open)
 
     def parse(text: str) -> float:

@@ -143,8 +143,10 @@ def train_steps(
         optimizer.zero_grad(set_to_none=True)
 
 
-def step_flops(model: nn.Module, optimizer: torch.optim.Optimizer, batch: tuple[Tensor, Tensor, Tensor]) -> int:
-    """FLOPs of one training step (forward and backward) on ``batch``, as PyTorch's FlopCounterMode counts them."""
+def step_flops(model: nn.Module, optimizer: torch.optim.Optimizer, batch: tuple[Tensor, Tensor,
+                                                                                Tensor]) -> int:
+    """FLOPs of one training step (forward and backward) on ``batch``, as PyTorch's FlopCounterMode counts
+    them."""
     from torch.utils.flop_counter import FlopCounterMode
 
     with FlopCounterMode(display=False) as counter:
@@ -210,7 +212,8 @@ def report(args: argparse.Namespace) -> str:
         name: torch.optim.AdamW(m.parameters(), lr=1e-4) for name, m in (("ours", ours), ("torch", reference))
     }
     tokens = (batch[2] != PAD_ID).sum().item() * args.steps
-    flops = {name: step_flops(m, optimizers[name], batch) for name, m in (("ours", ours), ("torch", reference))}
+    flops = {name: step_flops(m, optimizers[name], batch) for name, m in (("ours", ours),
+                                                                          ("torch", reference))}
     logger.info(f"training: {args.repeats} x {args.steps} steps per contestant")
     training = interleaved_medians(
         {
@@ -242,7 +245,8 @@ def report(args: argparse.Namespace) -> str:
 
 
 def _mfu(args: argparse.Namespace, flops: dict[str, int], training: dict, tokens_per_call: int) -> dict:
-    """Model FLOPs utilisation of each contestant: step FLOPs x median steps/s over the peak (None: no peak known)."""
+    """Model FLOPs utilisation of each contestant: step FLOPs x median steps/s over the peak (None: no peak
+    known)."""
     peak = peak_flops(args)
     steps_per_s = {name: training[name]["median"] / tokens_per_call * args.steps for name in flops}
     achieved = {name: flops[name] * steps_per_s[name] for name in flops}
@@ -293,7 +297,8 @@ def _table(result: dict) -> str:
     data = f"batch {s['batch_size']}, length {s['seq_len']}, vocab {s['vocab_size']}"
     same = f"same weights: max |logit diff| {result['max_abs_logit_diff']:.1e}"
     lines = [
-        f"Transformer bench on {s['device']}: {placement}, {sizes}, {data}, {s['threads']} threads, torch {s['torch']}",
+        (f"Transformer bench on {s['device']}: {placement}, {sizes}, {data}, {s['threads']} threads, "
+         f"torch {s['torch']}"),
         f"median of {s['repeats']} interleaved repeats; {same}",
         "",
         f"{'contest':<38}{'A tokens/s':>12}{'B tokens/s':>12}{'A/B':>8}{'target':>8}",
@@ -312,5 +317,6 @@ def _table(result: dict) -> str:
         lines.append(f"training TFLOP/s: {achieved} (MFU needs --peak-tflops on this device)")
     else:
         shares = ", ".join(f"{name} {u:.3f}" for name, u in mfu["utilisation"].items())
-        lines.append(f"training TFLOP/s: {achieved}; MFU of {mfu['peak_tflops']:.0f}: {shares} (target {MFU_TARGET})")
+        lines.append(f"training TFLOP/s: {achieved}; MFU of {mfu['peak_tflops']:.0f}: {shares} (target "
+                     f"{MFU_TARGET})")
     return "\n".join(lines)

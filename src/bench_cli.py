@@ -20,7 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--new-tokens", type=POSITIVE_INT, default=64, help="tokens generated per sentence when decoding"
     )
-    parser.add_argument("--threads", type=POSITIVE_INT, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--threads", type=POSITIVE_INT, default=None,
+                        help="torch intra-op threads (default: torch's)")
     parser.add_argument("--vocab-size", type=POSITIVE_INT, default=8000)
     parser.add_argument("--d-model", type=POSITIVE_INT, default=256)
     parser.add_argument("--n-heads", type=POSITIVE_INT, default=4)

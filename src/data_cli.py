@@ -25,7 +25,8 @@ from src.config.files import default_config_path
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=None, help="YAML/JSON config (default: config/default_config.*)")
     parser.add_argument(
-        "--out-dir", type=output_folder, default=None, help="output folder (default: <output_dir>/<run_name>/data)"
+        "--out-dir", type=output_folder, default=None,
+                        help="output folder (default: <output_dir>/<run_name>/data)"
     )
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. data.max_rows=1000")
 
@@ -108,8 +109,9 @@ def report(args: argparse.Namespace) -> str:
     datasets.disable_progress_bars()
     cfg = load_experiment_config(args.config, args.overrides)
     if cfg.task != "translation":  # its figures (pairs, padding efficiency) are those of parallel text
-        raise ConfigError(f"the data command reports on translation corpora; this config has task={cfg.task!r}: "
-                          "its data_prep and tokenize steps run as part of `train` and record their figures there")
+        raise ConfigError("the data command reports on translation corpora; this config has "
+                          f"task={cfg.task!r}: its data_prep and tokenize steps run as part of `train` and "
+                          "record their figures there")
     out_dir = Path(args.out_dir) if args.out_dir else cfg.run_dir / "data"
     text = json.dumps(data_figures(cfg, out_dir), indent=2)
     (out_dir / "figures.json").write_text(text, encoding="utf-8")

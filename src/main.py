@@ -1,7 +1,9 @@
-"""Command line: ``python -m src.main {train,translate,generate,evaluate,runs,bench,data,import-offline,queues,export,serve,report,lesson,sweep} ...``.
+"""Command line: ``python -m src.main COMMAND ...``, one row of ``COMMANDS`` per command.
 
-This module only parses arguments and dispatches; each subcommand calls one function that tests
-can call directly. Heavy imports (torch, clearml) happen inside the subcommands, and only the
+The commands: train, translate, generate, evaluate, runs, bench, data, import-offline, queues,
+export, serve, report, lesson, sweep. This module only parses arguments and dispatches: every
+subcommand is a ``Command`` row, a function adding its arguments and one running it, which
+tests can call directly. Heavy imports (torch, clearml) happen inside the subcommands, and only the
 chosen subcommand's arguments are built, so ``--help`` is instant. Every subcommand's parser is a
 ``CommandParser`` (``src/arguments.py``): options may come before, between or after its positional
 arguments, and its usage errors print its own usage.
@@ -12,6 +14,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 if not __package__:  # run as a script (as clearml-agent does): make `src` and `pipelines` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -19,10 +22,11 @@ if not __package__:  # run as a script (as clearml-agent does): make `src` and `
 from loguru import logger
 
 from src.arguments import POSITIVE_INT, CommandParser
+from src.cli_runner import emit
 
-# The top-level --help's description: plain text, as a terminal shows it (the module docstring is reStructuredText)
-DESCRIPTION = ("stepwise-transformers: train a Transformer through a ClearML pipeline, then translate, generate, "
-               "evaluate, export and serve with the trained run. Each command has its own --help.")
+# The top-level --help's description: plain text, as a terminal shows it (the docstring is reStructuredText)
+DESCRIPTION = ("stepwise-transformers: train a Transformer through a ClearML pipeline, then translate, "
+               "generate, evaluate, export and serve with the trained run. Each command has its own --help.")
 
 
 def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -103,7 +107,8 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     from src.runs.table import runs_compare, runs_list
 
     if args.action == "list" and args.runs:
-        raise ValueError(f"runs list takes no run names (got {args.runs}); did you mean: runs compare {' '.join(args.runs)}")
+        raise ValueError(f"runs list takes no run names (got {args.runs}); "
+                         f"did you mean: runs compare {' '.join(args.runs)}")
     print(runs_list(args.runs_dir) if args.action == "list" else runs_compare(args.runs, args.runs_dir))
     return 0
 
@@ -114,31 +119,69 @@ def _cmd_queues(args: argparse.Namespace) -> int:
     return create_queues_cli(args)
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from src.export import cli
+
+    return emit(*cli.command(args))  # the command's output: the export folder
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from src.serving import cli
+
+    return emit(*cli.command(args))  # the server logs; it has no output of its own
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from src.report import cli
+
+    return emit(*cli.command(args))  # the command's output: the report's path
+
+
+def _cmd_lesson(args: argparse.Namespace) -> int:
+    from src.lessons import cli
+
+    return emit(*cli.command(args))  # the lesson list, or nothing: a lesson draws on the console
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from src.tuning import cli
+
+    return emit(*cli.command(args))  # the command's output: the trials, the study and the best config
+
+
 def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     _add_config_arguments(parser)
-    parser.add_argument("--project-name", default=None, help="ClearML project (overrides tracking.project_name)")
+    parser.add_argument("--project-name", default=None,
+                        help="ClearML project (overrides tracking.project_name)")
     parser.add_argument("--task-name", default=None, help="ClearML task name (overrides tracking.task_name)")
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--offline", action="store_true", help="force ClearML offline mode (the default without a server)")
-    mode.add_argument("--local", action="store_true", help="run steps as local processes tracked on the server")
-    mode.add_argument("--queue", default=None, help="enqueue the pipeline; the queue set named in queues/ (e.g. gpu)")
-    parser.add_argument("--dry-run", action="store_true", help="print the DAG, queues and parameters; run nothing")
+    mode.add_argument("--offline", action="store_true",
+                      help="force ClearML offline mode (the default without a server)")
+    mode.add_argument("--local", action="store_true",
+                      help="run steps as local processes tracked on the server")
+    mode.add_argument("--queue", default=None,
+                      help="enqueue the pipeline; the queue set named in queues/ (e.g. gpu)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the DAG, queues and parameters; run nothing")
     parser.add_argument("--nproc", type=POSITIVE_INT, default=1, metavar="N",
-                        help="data-parallel training on N local processes (gloo on CPU, NCCL on CUDA; default 1); "
-                             "the global batch stays the config's grad_accum_steps micro-batches, dealt out to the "
-                             "ranks, so it must be a multiple of nodes x N: add training.grad_accum_steps=2 for --nproc 2")
+                        help="data-parallel training on N local processes (gloo on CPU, NCCL on CUDA; "
+                             "default 1); the global batch stays the config's grad_accum_steps "
+                             "micro-batches, dealt out to the ranks, so it must be a multiple of nodes x N: "
+                             "add training.grad_accum_steps=2 for --nproc 2")
     parser.add_argument("--resume", nargs="?", const="latest", default=None, metavar="RUN",
                         help="continue a run (default: the latest) from its last good checkpoint; without "
                              "--config its own config, plus any overrides that only change training")
 
 
 def _add_bench_arguments(parser: argparse.ArgumentParser) -> None:
-    """``bench [flags]``: our Transformer against nn.Transformer; ``bench attention [flags]``: attention scaling."""
+    """``bench [flags]``: our Transformer against nn.Transformer;
+    ``bench attention [flags]``: attention scaling."""
     from src import bench_attention, bench_cli
 
     bench_cli.add_arguments(parser)
-    benchmarks = parser.add_subparsers(dest="benchmark", metavar="{attention}", required=False,
-                                       help="a sub-benchmark (default: the Transformer against nn.Transformer)")
+    benchmarks = parser.add_subparsers(
+        dest="benchmark", metavar="{attention}", required=False,
+        help="a sub-benchmark (default: the Transformer against nn.Transformer)")
     help_text = "time and peak memory of attention variants against sequence length, with log-log slopes"
     attention = benchmarks.add_parser("attention", help=help_text, description=help_text)
     bench_attention.add_arguments(attention)
@@ -177,71 +220,86 @@ def _add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_runs_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=["list", "compare"], help="list the runs, or compare some side by side")
-    parser.add_argument("runs", nargs="*", metavar="RUN", help="runs to compare: folders, ids, names or 'latest'")
+    parser.add_argument("action", choices=["list", "compare"],
+                        help="list the runs, or compare some side by side")
+    parser.add_argument("runs", nargs="*", metavar="RUN",
+                        help="runs to compare: folders, ids, names or 'latest'")
     parser.add_argument("--runs-dir", default="runs", help="folder holding the runs (default: runs)")
 
 
 def _add_queues_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=["create", "show"], help="create the queues on the server (idempotent)")
+    parser.add_argument("action", choices=["create", "show"],
+                        help="create the queues on the server (idempotent)")
     parser.add_argument("--file", default="queues/queues.yaml", help="queue definitions")
 
 
-def _delegate(package: str) -> tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]:
-    """``add_arguments`` and ``command`` of ``src.<package>.cli``, imported only when that subcommand is chosen.
+def _add_export_arguments(parser: argparse.ArgumentParser) -> None:
+    from src.export import cli
 
-    ``command(args)`` returns the exit status and the command's output, which is printed here, as
-    for the other subcommands (the library itself never prints).
+    cli.add_arguments(parser)
+
+
+def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    from src.serving import cli
+
+    cli.add_arguments(parser)
+
+
+def _add_report_arguments(parser: argparse.ArgumentParser) -> None:
+    from src.report import cli
+
+    cli.add_arguments(parser)
+
+
+def _add_lesson_arguments(parser: argparse.ArgumentParser) -> None:
+    from src.lessons import cli
+
+    cli.add_arguments(parser)
+
+
+def _add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
+    from src.tuning import cli
+
+    cli.add_arguments(parser)
+
+
+class Command(NamedTuple):
+    """One subcommand: its help line, what adds its arguments, and what runs it (-> exit status).
+
+    Both functions import their module only when the subcommand is chosen, so ``--help`` stays fast.
     """
-    from importlib import import_module
 
-    def add_arguments(parser: argparse.ArgumentParser) -> None:
-        import_module(f"src.{package}.cli").add_arguments(parser)
-
-    def command(args: argparse.Namespace) -> int:
-        return _emit(*import_module(f"src.{package}.cli").command(args))
-
-    return add_arguments, command
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
 
 
-def _emit(status: int, output: str) -> int:
-    """Print a command's output (for the reader or a pipe) and pass its exit status on."""
-    if output:
-        print(output)  # the command's output, for the reader or a pipe
-    return status
-
-
-def run_module_command(
-    prog: str,
-    add_arguments: Callable[[argparse.ArgumentParser], None],
-    command: Callable[[argparse.Namespace], tuple[int, str]],
-    argv: Sequence[str] | None = None,
-    description: str | None = None,
-) -> int:
-    """A ``python -m src.<package>.<module>`` command (``src.export.parity``, the benches): parse ``argv``,
-    run ``command(args)`` -> (exit status, output) and print the output here, as for the subcommands."""
-    parser = CommandParser(prog=prog, description=description)
-    add_arguments(parser)
-    return _emit(*command(parser.parse_args(argv)))
-
-
-COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
-    "train": ("run the whole pipeline: data prep, tokenize, train, evaluate, register", _add_train_arguments, _cmd_train),
-    "translate": ("translate sentences with a trained run or checkpoint", _add_translate_arguments, _cmd_translate),
-    "generate": ("continue a prompt with a trained language model", _add_generate_arguments, _cmd_generate),
-    "evaluate": ("score a run or checkpoint on its test/valid split or a file of its kind", _add_evaluate_arguments, _cmd_evaluate),
-    "runs": ("list the runs, or compare runs side by side", _add_runs_arguments, _cmd_runs),
-    "bench": ("benchmark our Transformer against torch.nn.Transformer; bench attention: attention scaling",
-              _add_bench_arguments, _cmd_bench),
-    "data": ("prepare and tokenize the corpus, print its figures", _add_data_arguments, _cmd_data),
-    "import-offline": ("upload a run's offline ClearML sessions to the server", _add_import_arguments, _cmd_import_offline),
-    "queues": ("create or show the ClearML queues of queues/queues.yaml", _add_queues_arguments, _cmd_queues),
-    "export": ("export a run or checkpoint to ONNX graphs and a Triton model repository", *_delegate("export")),
-    "serve": ("serve a run, checkpoint or registered model over HTTP (FastAPI)", *_delegate("serving")),
-    "report": ("write a run's self-contained HTML report", *_delegate("report")),
-    "lesson": ("guided lessons on the real components; no name: list them", *_delegate("lessons")),
-    "sweep": ("hyperparameter search: optuna trials offline or locally, ClearML's optimizer on agent queues",
-              *_delegate("tuning")),
+COMMANDS: dict[str, Command] = {
+    "train": Command("run the whole pipeline: data prep, tokenize, train, evaluate, register",
+                     _add_train_arguments, _cmd_train),
+    "translate": Command("translate sentences with a trained run or checkpoint",
+                         _add_translate_arguments, _cmd_translate),
+    "generate": Command("continue a prompt with a trained language model",
+                        _add_generate_arguments, _cmd_generate),
+    "evaluate": Command("score a run or checkpoint on its test/valid split or a file of its kind",
+                        _add_evaluate_arguments, _cmd_evaluate),
+    "runs": Command("list the runs, or compare runs side by side", _add_runs_arguments, _cmd_runs),
+    "bench": Command("benchmark our Transformer against torch.nn.Transformer; "
+                     "bench attention: attention scaling", _add_bench_arguments, _cmd_bench),
+    "data": Command("prepare and tokenize the corpus, print its figures", _add_data_arguments, _cmd_data),
+    "import-offline": Command("upload a run's offline ClearML sessions to the server",
+                              _add_import_arguments, _cmd_import_offline),
+    "queues": Command("create or show the ClearML queues of queues/queues.yaml",
+                      _add_queues_arguments, _cmd_queues),
+    "export": Command("export a run or checkpoint to ONNX graphs and a Triton model repository",
+                      _add_export_arguments, _cmd_export),
+    "serve": Command("serve a run, checkpoint or registered model over HTTP (FastAPI)",
+                     _add_serve_arguments, _cmd_serve),
+    "report": Command("write a run's self-contained HTML report", _add_report_arguments, _cmd_report),
+    "lesson": Command("guided lessons on the real components; no name: list them",
+                      _add_lesson_arguments, _cmd_lesson),
+    "sweep": Command("hyperparameter search: optuna trials offline or locally, "
+                     "ClearML's optimizer on agent queues", _add_sweep_arguments, _cmd_sweep),
 }
 
 
@@ -276,16 +334,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ServerError as err:  # unreachable or misconfigured ClearML server: say so, no traceback
         logger.error(str(err))
         return 3
-    except (FileNotFoundError, FileExistsError, ValueError) as err:  # a missing run or file, bad input: one line
+    except (FileNotFoundError, FileExistsError, ValueError) as err:  # a missing run or file, bad input
         logger.error(f"{args.command}: {err}")
         return 1
     except BrokenPipeError:  # an OSError: before the handler below
         if not _reader_left(sys.stdout):
             raise  # another pipe (a socket, a child process): not ours to hide
         # our reader left (`translate ... | head -1`): stop quietly, as Unix tools do
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the flush at exit must not fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the flush at exit cannot fail
         return 141  # 128 + SIGPIPE: what a shell shows for a tool stopped by a closed pipe
-    except OSError as err:  # a read-only or misplaced folder, a full disk: one line; any other OSError is a bug
+    except OSError as err:  # a read-only or misplaced folder, a full disk: one line; others are bugs
         from src.storage import user_line
 
         if (line := user_line(err)) is None:
@@ -305,7 +363,7 @@ def _reader_left(stream) -> bool:
         poller = select.poll()
         poller.register(stream.fileno(), select.POLLOUT)
         return any(event & select.POLLERR for _, event in poller.poll(0))
-    except (AttributeError, OSError, ValueError):  # no file descriptor (a test's capture), no poll on this system
+    except (AttributeError, OSError, ValueError):  # no file descriptor (a test's capture), or no poll
         return False
 
 

@@ -87,7 +87,7 @@ _PIPELINE = """
 from clearml import PipelineController
 
 def prep(n: int = 3):
-    from src.config import ExperimentConfig  # the project's code, imported inside the step
+    from src.experiment import ExperimentConfig  # the project's code, imported inside the step
     assert ExperimentConfig().model.d_model == 256
     return list(range(int(n)))  # pipeline parameters arrive as strings (clearml issue #1668)
 

@@ -87,7 +87,8 @@ def test_both_contestants_count_the_same_step_flops_and_attention_is_in_them():
         args = _args("--seq-len", str(seq_len))
         ours, reference = bench.build_contestants(args)
         batch = bench.make_batch(args, bench.torch.Generator().manual_seed(0))
-        counts = [bench.step_flops(m, bench.torch.optim.AdamW(m.parameters()), batch) for m in (ours, reference)]
+        counts = [
+            bench.step_flops(m, bench.torch.optim.AdamW(m.parameters()), batch) for m in (ours, reference)]
         assert counts[0] == counts[1] > 0
         flops[seq_len] = counts[0]
     assert flops[16] > 2 * flops[8]

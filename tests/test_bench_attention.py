@@ -38,7 +38,8 @@ def _run(settings: dict) -> dict:
 
 @pytest.fixture(scope="module")
 def tracked_run(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:  # the tests using it are slow
-    """``bench attention --json --track`` offline, as a command: every variant of the attention layer at n = 64, 128.
+    """``bench attention --json --track`` offline, as a command: every variant of the attention layer at n =
+    64, 128.
 
     In its own process, as a user runs it: ClearML's background threads end with it instead of
     outliving the test into later ones (which may point the SDK at a stand-in server).
@@ -50,7 +51,8 @@ def tracked_run(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:  #
     proc = run_src_main(argv, clean_env(root / "home"), timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (session_zip,) = (root / "out" / "clearml_offline").glob("*.zip")
-    return SimpleNamespace(result=json.loads(proc.stdout), root=root, session=read_offline_session(session_zip),
+    return SimpleNamespace(result=json.loads(proc.stdout), root=root,
+                           session=read_offline_session(session_zip),
                            stderr=proc.stderr)
 
 

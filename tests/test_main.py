@@ -43,7 +43,8 @@ def _timed(command: list[str]) -> float:
 
 def test_an_unknown_queue_is_rejected_before_any_server_check(tmp_path):
     env = clean_env(tmp_path / "home", CLEARML_API_HOST="http://127.0.0.1:9", CLEARML_WEB_HOST="http://127.0.0.1:9",
-                    CLEARML_FILES_HOST="http://127.0.0.1:9", CLEARML_API_ACCESS_KEY="k", CLEARML_API_SECRET_KEY="s")
+                    CLEARML_FILES_HOST="http://127.0.0.1:9", CLEARML_API_ACCESS_KEY="k",
+                    CLEARML_API_SECRET_KEY="s")
     proc = run_src_main(["train", "--config", "config/tiny.yaml", "--queue", "nosuch"], env, timeout=60)
     assert proc.returncode == 2
     assert "unknown queue 'nosuch', expected one of ['cpu', 'gpu', 'services']" in proc.stderr
@@ -51,7 +52,8 @@ def test_an_unknown_queue_is_rejected_before_any_server_check(tmp_path):
 
 
 def test_a_missing_run_is_one_line_naming_what_exists(tmp_path):
-    proc = run_src_main(["translate", "nosuch", "Hallo.", "--runs-dir", str(tmp_path)], clean_env(tmp_path / "h"), 60)
+    proc = run_src_main(["translate", "nosuch", "Hallo.", "--runs-dir", str(tmp_path)],
+                        clean_env(tmp_path / "h"), 60)
     assert proc.returncode == 1
     assert "translate: no run 'nosuch'" in proc.stderr and "Traceback" not in proc.stderr
 
@@ -59,28 +61,35 @@ def test_a_missing_run_is_one_line_naming_what_exists(tmp_path):
 # Each subcommand with its positionals and options in three orders: options first, between, last.
 # Every subcommand of COMMANDS has a row (checked below), so a new one cannot miss the property.
 ORDERS = {
-    "train": [["--config", "c.yaml", "--dry-run", "a.b=1", "c.d=2"], ["a.b=1", "--config", "c.yaml", "c.d=2", "--dry-run"],
+    "train": [["--config", "c.yaml", "--dry-run", "a.b=1", "c.d=2"],
+              ["a.b=1", "--config", "c.yaml", "c.d=2", "--dry-run"],
               ["a.b=1", "c.d=2", "--config", "c.yaml", "--dry-run"]],
     "translate": [["--backend", "onnx", "--beam", "2", "latest", "Das ist gut.", "Hallo."],
                   ["latest", "--backend", "onnx", "Das ist gut.", "--beam", "2", "Hallo."],
                   ["latest", "Das ist gut.", "Hallo.", "--backend", "onnx", "--beam", "2"]],
-    "generate": [["--temperature", "0", "--seed", "3", "latest", "Once"], ["latest", "--temperature", "0", "Once", "--seed", "3"],
+    "generate": [["--temperature", "0", "--seed", "3", "latest", "Once"],
+                 ["latest", "--temperature", "0", "Once", "--seed", "3"],
                  ["latest", "Once", "--temperature", "0", "--seed", "3"]],
-    "evaluate": [["--max-sentences", "5", "--split", "valid", "r1"], ["r1", "--max-sentences", "5", "--split", "valid"],
+    "evaluate": [["--max-sentences", "5", "--split", "valid", "r1"],
+                 ["r1", "--max-sentences", "5", "--split", "valid"],
                  ["--split", "valid", "r1", "--max-sentences", "5"]],
     "runs": [["--runs-dir", "x", "compare", "a", "b"], ["compare", "a", "--runs-dir", "x", "b"],
              ["compare", "a", "b", "--runs-dir", "x"]],
     "bench": [["--json", "--repeats", "2"], ["--repeats", "2", "--json"], ["--json", "--repeats=2"]],
-    "data": [["--out-dir", "o", "a.b=1", "c.d=2"], ["a.b=1", "--out-dir", "o", "c.d=2"], ["a.b=1", "c.d=2", "--out-dir", "o"]],
+    "data": [["--out-dir", "o", "a.b=1", "c.d=2"], ["a.b=1", "--out-dir", "o", "c.d=2"],
+             ["a.b=1", "c.d=2", "--out-dir", "o"]],
     "import-offline": [["--runs-dir", "x", "r1"], ["r1", "--runs-dir", "x"], ["r1", "--runs-dir=x"]],
     "queues": [["--file", "q.yaml", "show"], ["show", "--file", "q.yaml"], ["show", "--file=q.yaml"]],
-    "export": [["--out", "o", "--runs-dir", "x", "r1"], ["--out", "o", "r1", "--runs-dir", "x"], ["r1", "--out", "o", "--runs-dir", "x"]],
+    "export": [["--out", "o", "--runs-dir", "x", "r1"], ["--out", "o", "r1", "--runs-dir", "x"],
+               ["r1", "--out", "o", "--runs-dir", "x"]],
     "serve": [["--port", "0", "--backend", "onnx", "r1"], ["--port", "0", "r1", "--backend", "onnx"],
               ["r1", "--port", "0", "--backend", "onnx"]],
     "report": [["--out", "r.html", "r1"], ["r1", "--out", "r.html"], ["r1", "--out=r.html"]],
-    "lesson": [["--no-track", "--output-dir", "o", "attention"], ["--no-track", "attention", "--output-dir", "o"],
+    "lesson": [["--no-track", "--output-dir", "o", "attention"],
+               ["--no-track", "attention", "--output-dir", "o"],
                ["attention", "--no-track", "--output-dir", "o"]],
-    "sweep": [["--trials", "3", "--seed", "1", "a.b=1", "c.d=2"], ["a.b=1", "--trials", "3", "c.d=2", "--seed", "1"],
+    "sweep": [["--trials", "3", "--seed", "1", "a.b=1", "c.d=2"],
+              ["a.b=1", "--trials", "3", "c.d=2", "--seed", "1"],
               ["a.b=1", "c.d=2", "--trials", "3", "--seed", "1"]],
 }
 
@@ -98,7 +107,8 @@ def test_options_may_come_before_between_or_after_the_positionals_in_every_subco
     for name, orders in ORDERS.items():
         parsed = [vars(_parse([name, *argv])) for argv in orders]
         assert parsed[0] == parsed[1] == parsed[2], name
-    readme = vars(_parse(["translate", "latest", "--backend", "onnx", "Das ist gut."]))  # the README's command
+    # the README's command
+    readme = vars(_parse(["translate", "latest", "--backend", "onnx", "Das ist gut."]))
     assert (readme["run"], readme["backend"], readme["text"]) == ("latest", "onnx", ["Das ist gut."])
 
 
@@ -157,10 +167,12 @@ def test_bad_option_values_are_usage_errors_naming_the_option_and_the_range(argv
 
 
 def test_the_edges_of_each_range_are_accepted():
-    args = _parse(["generate", "r1", "--temperature", "0", "--top-p", "1", "--top-k", "1", "--max-new-tokens", "0",
+    args = _parse(["generate", "r1", "--temperature", "0", "--top-p", "1", "--top-k", "1", "--max-new-tokens",
+                   "0",
                    "--seed", "0"])
     assert (args.temperature, args.top_p, args.top_k, args.max_new_tokens, args.seed) == (0.0, 1.0, 1, 0, 0)
-    assert _parse(["serve", "r1", "--port", "0"]).port == 0 and _parse(["serve", "r1", "--port", "65535"]).port == 65535
+    assert _parse(["serve", "r1", "--port", "0"]).port == 0 and _parse(["serve", "r1", "--port",
+                                                                        "65535"]).port == 65535
     assert _parse(["evaluate", "r1", "--max-sentences", "1"]).max_sentences == 1
 
 
@@ -175,10 +187,12 @@ def test_every_subcommands_help_imports_no_torch_and_takes_under_a_second():
             "    try: main(sys.argv[1:] + ['--help'])\n"
             "    except SystemExit: pass\n"
             "print(json.dumps({'torch': 'torch' in sys.modules, 'clearml': 'clearml' in sys.modules,\n"
-            "                  'seconds': time.perf_counter() - start, 'usage': out.getvalue().startswith('usage:')}))")
+            "                  'seconds': time.perf_counter() - start,\n"
+            "                  'usage': out.getvalue().startswith('usage:')}))")
     slow = {}
     for argv in HELP_COMMANDS:
-        proc = subprocess.run([sys.executable, "-c", code, *argv], cwd=REPO, capture_output=True, text=True, timeout=60)
+        proc = subprocess.run([sys.executable, "-c", code, *argv], cwd=REPO, capture_output=True, text=True,
+                              timeout=60)
         assert proc.returncode == 0, proc.stderr
         result = json.loads(proc.stdout)
         assert result["usage"] and not result["torch"] and not result["clearml"], (argv, result)
@@ -195,7 +209,8 @@ MARKUP = re.compile(r"``|`[^`]+`|:\w+:|\*\*")
 def test_help_text_is_plain_text_without_restructuredtext_markup(argv, capsys):
     from src.main import main
 
-    entry = {"export-parity": "src.export.parity", "export-bench": "src.export.bench", "serving-bench": "src.serving.bench"}
+    entry = {"export-parity": "src.export.parity", "export-bench": "src.export.bench",
+             "serving-bench": "src.serving.bench"}
     if argv and argv[0] in entry:
         run = importlib.import_module(entry[argv[0]]).main
         argv = []
@@ -223,12 +238,15 @@ def test_a_config_path_that_cannot_be_used_is_one_config_error_naming_it(tmp_pat
                 load(path)
     readable = tmp_path / "readable.yaml"
     readable.write_text("model:\n  d_model: 64\n", encoding="utf-8")
-    monkeypatch.setattr(Path, "read_bytes", lambda self: (_ for _ in ()).throw(PermissionError(13, "Permission denied")))
-    with pytest.raises(ConfigError, match=re.escape(f"config file {readable} cannot be read: Permission denied")):
+    monkeypatch.setattr(Path, "read_bytes",
+                        lambda self: (_ for _ in ()).throw(PermissionError(13, "Permission denied")))
+    with pytest.raises(ConfigError,
+                       match=re.escape(f"config file {readable} cannot be read: Permission denied")):
         load_config(readable)
 
 
-@pytest.mark.parametrize(("suffix", "text"), [(".yaml", ""), (".yaml", "\n  \n"), (".json", ""), (".json", "\n  \n"),
+@pytest.mark.parametrize(("suffix", "text"),
+                         [(".yaml", ""), (".yaml", "\n  \n"), (".json", ""), (".json", "\n  \n"),
                                              (".yaml", "# every line a comment\n# model: {d_model: 64}\n")])
 def test_an_empty_config_file_is_refused_not_taken_for_the_whole_default(tmp_path, suffix, text):
     from src.config import ConfigError
@@ -236,7 +254,9 @@ def test_an_empty_config_file_is_refused_not_taken_for_the_whole_default(tmp_pat
 
     path = tmp_path / f"empty{suffix}"
     path.write_text(text, encoding="utf-8")
-    with pytest.raises(ConfigError, match=re.escape(f"config file {path} holds no settings (it is empty or only comments)")):
+    with pytest.raises(ConfigError,
+                       match=re.escape(f"config file {path} holds no settings "
+                                       "(it is empty or only comments)")):
         load_config(path)
     path.write_text("{}", encoding="utf-8")  # the defaults, asked for explicitly, are still a config
     assert load_config(path).model.d_model > 0
@@ -245,37 +265,45 @@ def test_an_empty_config_file_is_refused_not_taken_for_the_whole_default(tmp_pat
 def test_train_with_a_folder_or_an_empty_file_as_config_is_one_line_and_exit_2(tmp_path):
     empty = tmp_path / "empty.yaml"
     empty.write_text("", encoding="utf-8")
-    for config, message in ((tmp_path, f"config file {tmp_path} is a folder"), (empty, f"config file {empty} holds no settings")):
-        proc = run_src_main(["train", "--dry-run", "--config", str(config)], clean_env(tmp_path / "home"), timeout=60)
+    for config, message in ((tmp_path, f"config file {tmp_path} is a folder"),
+                            (empty, f"config file {empty} holds no settings")):
+        proc = run_src_main(["train", "--dry-run", "--config", str(config)], clean_env(tmp_path / "home"),
+                            timeout=60)
         assert proc.returncode == 2, proc.stderr[-2000:]
         assert message in proc.stderr and "Traceback" not in proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
 
-def test_an_output_file_that_cannot_be_written_is_a_usage_error_before_any_work(tmp_path, capsys, monkeypatch):
+def test_an_output_file_that_cannot_be_written_is_a_usage_error_before_any_work(tmp_path, capsys,
+                                                                                monkeypatch):
     a_file = tmp_path / "a_file"
     a_file.write_text("x", encoding="utf-8")
     err = _usage_error(["evaluate", "r1", "--output", str(tmp_path)], capsys)
     assert f"error: argument --output: {tmp_path} is a folder; expected a file to write" in err
     err = _usage_error(["report", "r1", "--out", str(a_file / "sub" / "r.html")], capsys)
-    assert f"error: argument --out: cannot write {a_file / 'sub' / 'r.html'}: {a_file} is a file, not a folder" in err
+    assert f"error: argument --out: cannot write {a_file / 'sub' / 'r.html'}: {a_file} is a file, " \
+        "not a folder" in err
     err = _usage_error(["data", "--out-dir", str(a_file)], capsys)
     assert f"error: argument --out-dir: {a_file} is a file; expected a folder to write into" in err
     err = _usage_error(["lesson", "attention", "--output-dir", str(a_file / "sub")], capsys)
-    assert f"error: argument --output-dir: cannot write {a_file / 'sub'}: {a_file} is a file, not a folder" in err
+    assert f"error: argument --output-dir: cannot write {a_file / 'sub'}: {a_file} is a file, " \
+        "not a folder" in err
     new = tmp_path / "new" / "m.json"  # a folder still to be made is fine
     assert _parse(["evaluate", "r1", "--output", str(new)]).output == str(new)
     assert _parse(["sweep", "--trials", "1", "--output-dir", str(new.parent)]).output_dir == str(new.parent)
     import os
 
-    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != tmp_path)  # as a read-only folder answers
+    # as a read-only folder answers
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != tmp_path)
     err = _usage_error(["evaluate", "r1", "--output", str(new)], capsys)
     assert f"error: argument --output: cannot write {new}: {tmp_path} is read-only" in err
 
 
 def test_a_reader_that_leaves_early_stops_the_command_quietly(tmp_path):
-    """``... | head -1``: the pipe's reader is gone before the output is printed; no traceback, the shell's 141."""
-    proc = subprocess.Popen([sys.executable, "-m", "src.main", "runs", "list", "--runs-dir", str(tmp_path)], cwd=REPO,
+    """``... | head -1``: the pipe's reader is gone before the output is printed; no traceback, the shell's
+    141."""
+    proc = subprocess.Popen([sys.executable, "-m", "src.main", "runs", "list", "--runs-dir", str(tmp_path)],
+                            cwd=REPO,
                             env=clean_env(tmp_path / "home"), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     proc.stdout.close()  # long before the interpreter is up and prints
     stderr = proc.stderr.read().decode()

@@ -54,8 +54,9 @@ def test_a_folder_the_kernel_refuses_even_to_root_is_named_without_any_patching(
         pytest.skip("no sysfs at /sys on this machine")
     with pytest.raises(StorageError) as caught:
         ensure_writable(folder, "output_dir")
-    assert str(caught.value) in (f"output_dir {folder} is not writable (permission denied): choose a writable folder",
-                                 f"output_dir {folder} is on a read-only filesystem: choose a writable folder")
+    assert str(caught.value) in (
+        f"output_dir {folder} is not writable (permission denied): choose a writable folder",
+        f"output_dir {folder} is on a read-only filesystem: choose a writable folder")
 
 
 def test_a_full_disk_is_found_at_the_start_by_writing_data_not_only_a_name(tmp_path, monkeypatch):
@@ -75,10 +76,12 @@ def test_pytorch_s_write_failure_is_recognised_as_a_full_disk_only_when_it_is_on
     with open(tmp_path / "x.pt", "wb") as f, pytest.raises(RuntimeError, match="inline_container") as caught:
         torch.save({"w": torch.zeros(10_000)}, FullDiskFile(f, room=1000))
     assert is_disk_full(caught.value)
-    with pytest.raises(StorageError, match=re.escape(f"disk full: cannot write checkpoint {tmp_path / 'x.pt'} (")):
+    with pytest.raises(StorageError,
+                       match=re.escape(f"disk full: cannot write checkpoint {tmp_path / 'x.pt'} (")):
         raise_if_disk_full(caught.value, tmp_path / "x.pt", "checkpoint")
     # the same RuntimeError without the OSError behind it, on a disk with room: not a full disk
-    assert not is_disk_full(RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos"), tmp_path)
+    assert not is_disk_full(RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos"),
+                            tmp_path)
 
 
 def test_only_filesystem_errors_the_user_can_fix_become_one_line():
@@ -86,8 +89,10 @@ def test_only_filesystem_errors_the_user_can_fix_become_one_line():
         "disk full: cannot write file /data/x (")
     arrow = OSError("Error writing bytes to file. Detail: [errno 28] No space left on device")  # errno unset
     assert user_line(arrow) == "disk full: No space left on device"
-    assert user_line(PermissionError(errno.EACCES, "Permission denied", "/data/x")) == "/data/x: Permission denied"
-    assert user_line(OSError(errno.ECONNREFUSED, "Connection refused")) is None  # a bug or a server: a traceback
+    assert user_line(PermissionError(errno.EACCES, "Permission denied",
+                                     "/data/x")) == "/data/x: Permission denied"
+    # a bug or a server: a traceback
+    assert user_line(OSError(errno.ECONNREFUSED, "Connection refused")) is None
     assert user_line(RuntimeError("boom")) is None
 
 

@@ -11,8 +11,9 @@ point in a fresh process (``measure.py``: how memory is measured on CPU and on C
 log-log slope of time against n per variant, and the ratios the issue targets at n = 8192.
 ``--track`` records the run as a ClearML task (``track.py``).
 
-Modules: ``measure.py`` (the child: one measurement), ``runner.py`` (the parent: children and
-skips), ``summary.py`` (slopes, ratios, the table), ``track.py`` (ClearML and the figure).
+Modules: ``grid.py`` (the variants, modules and lengths), ``measure.py`` (the child: one
+measurement), ``runner.py`` (the parent: children and skips), ``summary.py`` (slopes, ratios,
+the table), ``track.py`` (ClearML and the figure).
 """
 
 import argparse
@@ -23,17 +24,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 from src.arguments import NON_NEGATIVE_NUMBER, POSITIVE_INT, POSITIVE_NUMBER, SEED
-
-MIB = 2**20
-# attention pattern and SDPA backend of each variant (the windowed ones also take --window)
-VARIANTS: dict[str, dict] = {
-    "full/math": {"attention": "full", "backend": "math"},
-    "full/sdpa": {"attention": "full", "backend": "sdpa"},
-    "sliding_window": {"attention": "sliding_window", "backend": "sdpa"},
-    "longformer": {"attention": "longformer", "backend": "sdpa", "global_tokens": (0,)},
-}
-MODULES = ("attention", "encoder_layer")
-LENGTHS = (512, 1024, 2048, 4096, 8192, 16384)
+from src.bench_attention.grid import LENGTHS, MODULES, VARIANTS
 
 
 def _names(choices: tuple[str, ...]):
@@ -115,6 +106,7 @@ def report(args: argparse.Namespace) -> str:
         from src.bench_attention.track import track
 
         with contextlib.redirect_stdout(sys.stderr):  # ClearML prints its own lines; stdout is the result's
-            track(result, project=args.project_name, task_name=args.task_name, output_dir=Path(args.output_dir),
+            track(result, project=args.project_name, task_name=args.task_name,
+                  output_dir=Path(args.output_dir),
                   offline=True if args.offline else None)  # fmt: skip
     return json.dumps(result, indent=2) if args.json else table(result)

@@ -1,6 +1,6 @@
 """One measurement, in a process of its own: median time and peak memory of forward + backward.
 
-    python -m src.bench_attention.measure '{"module": "attention", "variant": "full/sdpa", "n": 1024, ...}' RESULT.json
+    python -m src.bench_attention.measure '{"module": "attention", "n": 1024, ...}' RESULT.json
 
 writes one JSON object to RESULT.json (the parent reads nothing from stdout): ``time_ms`` (median),
 ``times_ms``, ``peak_mib``, ``baseline_mib``, or ``skipped`` when an allocation failed. The parent
@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from src.bench_attention import MIB, VARIANTS
+from src.bench_attention.grid import MIB, VARIANTS
 
 if TYPE_CHECKING:
     from torch import nn

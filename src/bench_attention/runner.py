@@ -16,7 +16,7 @@ from pathlib import Path
 
 from loguru import logger
 
-from src.bench_attention import MIB
+from src.bench_attention.grid import MIB
 
 REPO = Path(__file__).resolve().parents[2]
 CHILD_RUNTIME_BYTES = 512 * MIB  # torch's own resident memory in a child, beyond the measurement
@@ -87,7 +87,8 @@ def run_child(job: dict, timeout_s: float) -> dict:
         result = Path(folder) / "result.json"  # the child writes its record here, and nothing else
         command = [sys.executable, "-m", "src.bench_attention.measure", json.dumps(job), str(result)]
         try:
-            proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout_s)
+            proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
+                                  timeout=timeout_s)
         except subprocess.TimeoutExpired:
             return {"skipped": f"timed out after {timeout_s:.0f} s"}
         written = result.read_text(encoding="utf-8") if result.is_file() else None

@@ -72,7 +72,8 @@ class MultiHeadAttention(nn.Module):
 
     def __init__(
         self, d_model: int, n_heads: int, dropout: float = 0.0, backend: AttentionBackend = "sdpa",
-        attention: AttentionPattern = "full", window: int | None = None, global_tokens: tuple[int, ...] = (0,),
+        attention: AttentionPattern = "full", window: int | None = None,
+                 global_tokens: tuple[int, ...] = (0,),
         n_kv_heads: int | None = None, bias: bool = True, rotary: RotaryPositionEmbedding | None = None,
         alibi: bool = False,
     ) -> None:
@@ -80,7 +81,8 @@ class MultiHeadAttention(nn.Module):
         if attention not in ("full", "sliding_window", "longformer"):
             raise ValueError(f"attention must be 'full', 'sliding_window' or 'longformer', got {attention!r}")
         if attention != "full" and (window is None or window < 1):
-            raise ValueError(f"attention={attention!r} needs a window >= 1 (tokens seen on each side), got {window}")
+            raise ValueError(f"attention={attention!r} needs a window >= 1 (tokens seen on each side), got "
+                             f"{window}")
         if attention == "longformer" and not global_tokens:
             raise ValueError("attention='longformer' needs at least one global token position")
         if len(set(global_tokens)) != len(tuple(global_tokens)) or any(p < 0 for p in global_tokens):
@@ -164,7 +166,8 @@ class MultiHeadAttention(nn.Module):
         key_mask = _key_padding_mask(mask, q.size(0), k.size(2), self.attention)
         dropout_p = self.dropout_p if self.training else 0.0
         if self.attention == "sliding_window":
-            return sliding_window_attention(q, k, v, self.window, key_mask, is_causal, self.backend, dropout_p,
+            return sliding_window_attention(q, k, v, self.window, key_mask, is_causal, self.backend,
+                                            dropout_p,
                                             need_weights)
         length = x.size(1)
         index = torch.tensor([p for p in self.global_tokens if p < length], dtype=torch.long, device=x.device)
@@ -276,9 +279,11 @@ def _key_padding_mask(mask: Tensor | None, batch: int, key_len: int, attention: 
         return None
     if mask.dtype != torch.bool:
         raise ValueError(f"attention mask must be torch.bool (True = may attend), got dtype {mask.dtype}")
-    if mask.dim() != 4 or mask.shape[1:3] != (1, 1) or mask.size(3) != key_len or mask.size(0) not in (1, batch):
+    if mask.dim() != 4 or mask.shape[1:3] != (1, 1) or mask.size(3) != key_len or mask.size(0) not in (
+            1, batch):
         raise ValueError(f"attention={attention!r} takes a key padding mask of shape (B, 1, 1, S) = "
-                         f"({batch}, 1, 1, {key_len}), got {tuple(mask.shape)}; the band itself is built inside")
+                         f"({batch}, 1, 1, {key_len}), got {tuple(mask.shape)}; the band itself is built "
+                         "inside")
     return mask[:, 0, 0, :].expand(batch, key_len)
 
 

@@ -30,7 +30,8 @@ class KVCache:
 
     @property
     def length(self) -> int:
-        """Positions cached so far; unlike ``len()`` it stays symbolic while ``torch.export`` traces (ONNX export)."""
+        """Positions cached so far; unlike ``len()`` it stays symbolic while ``torch.export`` traces (ONNX
+        export)."""
         return 0 if self.key is None else self.key.size(2)
 
     @property

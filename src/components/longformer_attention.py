@@ -58,7 +58,8 @@ def longformer_attention(
     out, weights = attend_blocks(blocks, query, key, value, backend, dropout_p, need_weights)
     # 2. the global tokens' own rows: full attention through the global projections, O(G T)
     everything = real[:, None, None, :]  # (B, 1, 1, T)
-    global_out, global_weights = attend(global_query, global_key, global_value, everything, backend, dropout_p,
+    global_out, global_weights = attend(global_query, global_key, global_value, everything, backend,
+                                        dropout_p,
                                          need_weights)
     out = out.index_copy(2, global_index, global_out)
     if not need_weights:

@@ -1,4 +1,5 @@
-"""Patch embedding of the Vision Transformer (Dosovitskiy et al. 2021, "An Image is Worth 16x16 Words", Eq. 1).
+"""Patch embedding of the Vision Transformer (Dosovitskiy et al. 2021, "An Image is Worth 16x16
+Words", Eq. 1).
 
 The image x (C_in, H, W) is cut into N = HW / P^2 patches of P x P pixels, each flattened and
 projected by one matrix E (P^2 C_in, D). A Conv2d with kernel = stride = P computes exactly
@@ -30,6 +31,7 @@ class PatchEmbedding(nn.Module):
         height, width = images.shape[-2:]
         if height % self.patch_size or width % self.patch_size:
             raise ValueError(f"image of {height}x{width} pixels does not split into {self.patch_size}x"
-                             f"{self.patch_size} patches (expected both sides divisible by {self.patch_size})")
+                             f"{self.patch_size} patches "
+                             f"(expected both sides divisible by {self.patch_size})")
         # (B, C_in, H, W) -> (B, D, H/P, W/P) -> (B, D, N) -> (B, N, D)
         return self.projection(images).flatten(2).transpose(1, 2)

@@ -298,7 +298,8 @@ class GRU(nn.Module):
         )
 
     def forward(
-        self, x: Tensor, lengths: Tensor | None = None, *, mask: Tensor | None = None, state: Tensor | None = None
+        self, x: Tensor, lengths: Tensor | None = None, *, mask: Tensor | None = None,
+                state: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
         """See ``one_state_forward``."""
         return one_state_forward(self, _gru_step, x, lengths, mask, state)
@@ -345,14 +346,16 @@ class RNN(nn.Module):
         )
 
     def forward(
-        self, x: Tensor, lengths: Tensor | None = None, *, mask: Tensor | None = None, state: Tensor | None = None
+        self, x: Tensor, lengths: Tensor | None = None, *, mask: Tensor | None = None,
+                state: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
         """See ``one_state_forward``."""
         return one_state_forward(self, _elman_step, x, lengths, mask, state)
 
 
 def one_state_forward(
-    stack: "GRU | RNN", step: Step, x: Tensor, lengths: Tensor | None, mask: Tensor | None, state: Tensor | None
+    stack: "GRU | RNN", step: Step, x: Tensor, lengths: Tensor | None, mask: Tensor | None,
+                      state: Tensor | None
 ) -> tuple[Tensor, Tensor]:
     """``GRU.forward`` and ``RNN.forward``: every layer and direction over right-padded sequences.
 

@@ -49,7 +49,8 @@ def scaled_dot_product_attention(
 
 def attend(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None, backend: Backend, dropout_p: float,
            need_weights: bool) -> tuple[Tensor, Tensor | None]:
-    """Eq. 1 through PyTorch's fused kernel ("sdpa"), or written out ("math", or whenever the weights are wanted).
+    """Eq. 1 through PyTorch's fused kernel ("sdpa"), or written out ("math", or whenever the weights are
+    wanted).
 
     Shape: as ``scaled_dot_product_attention``; the weights are None from the fused kernel.
     """

@@ -107,12 +107,14 @@ class BandedBlocks:
         return self.key_index.size(0)
 
     def append_keys(self, index: Tensor, key_mask: Tensor) -> None:
-        """Let every query also see the keys at positions ``index`` (after its window), where ``key_mask`` allows.
+        """Let every query also see the keys at positions ``index`` (after its window), where ``key_mask``
+        allows.
 
         Shape: index: (E,); key_mask: (B, E).
         """
         self.key_index = torch.cat([self.key_index, index.expand(self.n_blocks, -1)], dim=1)
-        extra = key_mask[:, None, None, None, :].expand(-1, self.n_blocks, 1, self.size, -1)  # (B, N, 1, b, E)
+        # (B, N, 1, b, E)
+        extra = key_mask[:, None, None, None, :].expand(-1, self.n_blocks, 1, self.size, -1)
         self.mask = torch.cat([self.mask, extra], dim=-1)
 
     def gather(self, x: Tensor, index: Tensor) -> Tensor:
@@ -137,7 +139,8 @@ class BandedBlocks:
         return blocked.flatten(2, 3)[:, :, : self.length]
 
     def dense_weights(self, weights: Tensor) -> Tensor:
-        """Scatter block weights (B*N, H, b, K) into the (B, H, T, T) matrix they stand for (heatmaps only)."""
+        """Scatter block weights (B*N, H, b, K) into the (B, H, T, T) matrix they stand for (heatmaps
+        only)."""
         _, heads, size, keys = weights.shape
         weights = weights.view(-1, self.n_blocks, heads, size, keys).transpose(1, 2)  # (B, H, N, b, K)
         index = self.key_index[None, None, :, None, :].expand_as(weights)
@@ -169,7 +172,8 @@ def banded_blocks(length: int, window: int, key_mask: Tensor | None, causal: boo
     real = inside if key_mask is None else inside & key_mask[:, key_index]  # (N, K) or (B, N, K)
     # the band, the same (b, K) pattern in every block: query r of block k is at position k*b + r, so
     # i - j = back*b + r - c for its key slot c
-    offset = (torch.arange(size, device=device)[:, None] + back * size - torch.arange(span, device=device)[None, :])
+    offset = (
+        torch.arange(size, device=device)[:, None] + back * size - torch.arange(span, device=device)[None, :])
     band = (offset <= window) & (offset >= (0 if causal else -window))
     mask = (band & real[..., None, :]).expand(batch, n_blocks, size, span).unsqueeze(2)  # (B, N, 1, b, K)
     query_index = torch.arange(n_blocks * size, device=device).clamp(max=length - 1)
@@ -242,7 +246,8 @@ class _GroupedFlashAttention(torch.autograd.Function):
         # (B, T, H, D) sums of the gradients of every slot that read a row
         grads = [x.new_zeros(x.size(0), x.size(2), x.size(1), x.size(3)) for x in (query, key, value)]
         spare = blocks.n_blocks * blocks.size - blocks.length  # the spare query slots get no gradient
-        grad_blocks = blocks.gather(F.pad(grad, (0, 0, 0, spare)), torch.arange(blocks.n_blocks * blocks.size, device=grad.device)
+        grad_blocks = blocks.gather(F.pad(grad, (0, 0, 0, spare)),
+                                    torch.arange(blocks.n_blocks * blocks.size, device=grad.device)
                                     .view(blocks.n_blocks, blocks.size))  # (B*N, H, b, D)
         out = out.view(-1, blocks.n_blocks, *out.shape[1:])
         grad_blocks = grad_blocks.view_as(out)

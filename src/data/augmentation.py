@@ -20,7 +20,8 @@ Augmentation = Literal["none", "crop", "crop_flip"]
 CROP_PADDING = 2
 
 
-def random_crop(images: Tensor, padding: int = CROP_PADDING, generator: torch.Generator | None = None) -> Tensor:
+def random_crop(images: Tensor, padding: int = CROP_PADDING,
+                generator: torch.Generator | None = None) -> Tensor:
     """Each image shifted by its own random offset in [-padding, padding] pixels, zeros filling in.
 
     Shape:

@@ -12,7 +12,7 @@ import torch
 from loguru import logger
 from torch.utils.data import Sampler
 
-from src.data.tokenizer import PAD_ID
+from src.data.special_tokens import PAD_ID
 
 
 class TokenBudgetBatchSampler(Sampler[list[int]]):
@@ -52,7 +52,8 @@ class TokenBudgetBatchSampler(Sampler[list[int]]):
         world_size: int = 1,
     ) -> None:
         if world_size < 1 or not 0 <= rank < world_size:
-            raise ValueError(f"rank={rank}, world_size={world_size}: expected world_size >= 1 and 0 <= rank < world_size")
+            raise ValueError(f"rank={rank}, world_size={world_size}: expected world_size >= 1 and 0 <= rank "
+                             "< world_size")
         self.rank, self.world_size = rank, world_size
         self.src_lengths, self.tgt_lengths, self.sizes = _pair_sizes(src_lengths, tgt_lengths, max_tokens)
         self.max_tokens = max_tokens
@@ -111,7 +112,8 @@ class TokenBudgetBatchSampler(Sampler[list[int]]):
     def __iter__(self) -> Iterator[list[int]]:
         """One pass over the current epoch (unsharded; data-parallel training reads ``stream()``)."""
         if self.world_size > 1:
-            raise ValueError(f"iterating an epoch is unsharded; with world_size={self.world_size} read stream()")
+            raise ValueError(f"iterating an epoch is unsharded; with world_size={self.world_size} read "
+                             "stream()")
         batches = self.batches(self.epoch)
         while self.position < len(batches):
             # counted before the yield: a checkpoint taken after training on it resumes after it

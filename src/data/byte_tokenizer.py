@@ -20,16 +20,16 @@ from pathlib import Path
 from loguru import logger
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
-from src.data.tokenizer import SPECIAL_TOKENS, UNK
+from src.data.special_tokens import SPECIAL_TOKENS, UNK
 
 N_BYTES = 256
-BYTE_VOCAB_SIZE = len(SPECIAL_TOKENS) + N_BYTES
 
 
 def byte_symbols() -> list[str]:
     """GPT-2's printable stand-in for each byte 0-255, in byte order (``bytes_to_unicode``): printable
     Latin-1 bytes stand for themselves, the others for the code points from 256 on."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
+                 *range(ord("®"), ord("ÿ") + 1)]
     symbols, extra = [], 0
     for byte in range(N_BYTES):
         if byte in printable:

@@ -7,4 +7,5 @@ from pathlib import Path
 
 def data_root() -> Path:
     """``$STEPWISE_DATA_DIR``, default ``~/.cache/stepwise-transformers``."""
-    return Path(os.environ.get("STEPWISE_DATA_DIR") or Path.home() / ".cache" / "stepwise-transformers").expanduser()
+    default = Path.home() / ".cache" / "stepwise-transformers"
+    return Path(os.environ.get("STEPWISE_DATA_DIR") or default).expanduser()

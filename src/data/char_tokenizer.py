@@ -15,7 +15,7 @@ from pathlib import Path
 from loguru import logger
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
 
-from src.data.tokenizer import SPECIAL_TOKENS, UNK
+from src.data.special_tokens import SPECIAL_TOKENS, UNK
 
 VISIBLE = {" ": "▁", "\n": "↵", "\t": "⇥"}  # how whitespace is drawn on heatmap axes
 
@@ -42,7 +42,8 @@ def train_char(texts: Iterable[str], path: Path, min_frequency: int = 1) -> Path
         counts.update(unicodedata.normalize("NFC", text))
     tokenizer = char_tokenizer(ch for ch, n in counts.items() if n >= min_frequency)
     tokenizer.save(str(path))
-    logger.info("character tokenizer: {} characters + {} special tokens -> {}", tokenizer.get_vocab_size() - 4, 4, path)
+    logger.info("character tokenizer: {} characters + {} special tokens -> {}",
+                tokenizer.get_vocab_size() - 4, 4, path)
     return path
 
 

@@ -87,7 +87,8 @@ def clean_pairs(
 
 
 def split_hash(text: str, salt: str) -> int:
-    """The salted 64-bit blake2b of a text that decides its split (``split_of``; counts in text classification)."""
+    """The salted 64-bit blake2b of a text that decides its split (``split_of``; counts in text
+    classification)."""
     digest = hashlib.blake2b((salt + "\x00" + text).encode("utf-8"), digest_size=8).digest()
     return int.from_bytes(digest, "big")
 

@@ -57,8 +57,8 @@ def read_fashion_mnist(root: str | Path, max_rows: int | None = None) -> dict[st
     root = Path(root)
     missing = [name for files in FILES.values() for name in files if not (root / name).is_file()]
     if missing:
-        raise FileNotFoundError(f"Fashion-MNIST not found in {root} (missing {', '.join(missing)}): {INSTALL_HINT}, "
-                                "or set data.fashion_mnist_path")
+        raise FileNotFoundError(f"Fashion-MNIST not found in {root} (missing {', '.join(missing)}): "
+                                f"{INSTALL_HINT}, or set data.fashion_mnist_path")
     splits = {}
     for split, (images, labels) in FILES.items():
         x, y = read_idx(root / images, IMAGE_MAGIC, max_rows), read_idx(root / labels, LABEL_MAGIC, max_rows)
@@ -80,7 +80,8 @@ def validation_indices(n: int, valid_size: float | int, salt: str) -> np.ndarray
     """
     count = int(valid_size) if valid_size >= 1 else round(n * valid_size)
     if not 0 < count < n:
-        raise ValueError(f"the validation split must take between 1 and {n - 1} of {n} training images, got {count}")
+        raise ValueError(f"the validation split must take between 1 and {n - 1} of {n} training images, got "
+                         f"{count}")
     seed = int.from_bytes(hashlib.sha256(salt.encode()).digest()[:8], "big")
     return np.sort(np.random.default_rng(seed).permutation(n)[:count])
 
@@ -128,4 +129,5 @@ def prepare_fashion_mnist(root: str | Path, out_dir: Path, valid_size: float | i
 def load_splits(data_dir: Path) -> dict[str, Split]:
     """The splits ``prepare_fashion_mnist`` saved under ``data_dir/dataset``."""
     with np.load(data_dir / "dataset" / "splits.npz") as saved:
-        return {name: (saved[f"{name}_images"], saved[f"{name}_labels"]) for name in ("train", "validation", "test")}
+        return {name: (saved[f"{name}_images"], saved[f"{name}_labels"]) for name in ("train", "validation",
+                                                                                      "test")}

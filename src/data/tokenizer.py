@@ -21,13 +21,14 @@ from loguru import logger
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
 from src.config.data import TokenizerConfig
+from src.data.byte_tokenizer import save_byte_tokenizer
+from src.data.char_tokenizer import train_char
+from src.data.special_tokens import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, UNK, UNK_ID
+from src.data.word_tokenizer import train_word
 
 if TYPE_CHECKING:
     from datasets import DatasetDict
 
-PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
-PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
-SPECIAL_TOKENS = [PAD, BOS, EOS, UNK]  # trained in this order, so their ids are 0, 1, 2, 3
 ENCODE_BATCH_SIZE = 10_000
 
 
@@ -76,11 +77,8 @@ def train_one(dataset, columns: list[str], cfg: TokenizerConfig, path: Path) -> 
 
 
 def train_text_tokenizer(train_split, cfg: TokenizerConfig, path: Path) -> Path:
-    """Write the ``cfg.kind`` tokenizer of a split's ``text`` column to ``path``: BPE, characters, words, or bytes."""
-    from src.data.byte_tokenizer import save_byte_tokenizer  # these import this module's specials
-    from src.data.char_tokenizer import train_char
-    from src.data.word_tokenizer import train_word
-
+    """Write the ``cfg.kind`` tokenizer of a split's ``text`` column to ``path``: BPE, characters, words, or
+    bytes."""
     if cfg.kind == "byte":
         return save_byte_tokenizer(path)
     if cfg.kind == "char":

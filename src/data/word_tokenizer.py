@@ -1,4 +1,5 @@
-"""A word-level tokenizer: the whitespace-separated words of the training split, as a ``tokenizers.Tokenizer``.
+"""A word-level tokenizer: the whitespace-separated words of the training split, as a
+``tokenizers.Tokenizer``.
 
 For inputs whose words are a small closed set, such as ListOps (``[MAX``, ``]``, ``7``; see
 ``src/data/listops.py``), where subwords would only blur the symbols. A ``WordLevel`` model over
@@ -15,7 +16,7 @@ from pathlib import Path
 from loguru import logger
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 
-from src.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, UNK, UNK_ID
+from src.data.special_tokens import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, UNK, UNK_ID
 
 
 def new_word_tokenizer() -> Tokenizer:
@@ -36,6 +37,7 @@ def train_word(texts: Iterable[str], path: Path, vocab_size: int, min_frequency:
     if ids != [PAD_ID, BOS_ID, EOS_ID, UNK_ID]:
         raise RuntimeError(f"special token ids: expected {[PAD_ID, BOS_ID, EOS_ID, UNK_ID]}, got {ids}")
     tokenizer.save(str(path))
-    logger.info("word tokenizer: {} words + {} special tokens -> {}", tokenizer.get_vocab_size() - len(SPECIAL_TOKENS),
+    logger.info("word tokenizer: {} words + {} special tokens -> {}",
+                tokenizer.get_vocab_size() - len(SPECIAL_TOKENS),
                 len(SPECIAL_TOKENS), path)
     return path

@@ -9,7 +9,7 @@ import sacrebleu
 import torch
 from tqdm import tqdm
 
-from src.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
+from src.data.special_tokens import BOS_ID, EOS_ID, PAD_ID
 from src.models.decoding import greedy_decode
 from src.models.transformer import EncoderDecoderTransformer
 
@@ -25,7 +25,8 @@ def length_budget(src_len: int, max_new_tokens: int) -> int:
 
 
 def decode_greedy(model: EncoderDecoderTransformer, src: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
-    """Greedy decoding with the tokenizer's BOS/EOS, in the ``decode(model, src, n)`` shape ``translate`` calls."""
+    """Greedy decoding with the tokenizer's BOS/EOS, in the ``decode(model, src, n)`` shape ``translate``
+    calls."""
     return greedy_decode(model, src, bos_id=BOS_ID, eos_id=EOS_ID, max_new_tokens=max_new_tokens)
 
 

@@ -3,11 +3,11 @@
     python -m src.export.bench RUN_OR_CHECKPOINT [--sentences 100] [--repeats 5] [--batch-sizes 1 32] [--json]
 
 Both backends decode the same sentences (the run's test split, ``src/runs/folders.py::run_test_sentences``,
-when the run folder has it, else a built-in handful repeated) with the same ``translate`` loop (length-sorted batches) and
-``greedy_decode``; each (backend, batch size) is timed ``--repeats`` times after one warm-up
+when the run folder has it, else a built-in handful repeated) with the same ``translate`` loop (length-sorted
+batches) and ``greedy_decode``; each (backend, batch size) is timed ``--repeats`` times after one warm-up
 pass, the backends taking turns (paired: a burst of load on a shared machine hits both), and the median
-is reported with sentences/s, with the machine's load average before and after. The table also says whether the two backends
-produced the same tokens for every sentence. The ONNX graphs are exported first if the
+is reported with sentences/s, with the machine's load average before and after. The table also says whether
+the two backends produced the same tokens for every sentence. The ONNX graphs are exported first if the
 checkpoint has no up-to-date export (``load_for_inference(backend="onnx")``).
 """
 
@@ -21,15 +21,20 @@ from pathlib import Path
 
 from loguru import logger
 
+from src.cli_runner import run_module_command
+
 FALLBACK_SENTENCES = ["Ich habe keine Zeit.", "Das ist ein gutes Buch.", "Wir gehen heute Abend nach Hause.",
                       "Der Zug kommt um acht Uhr an.", "Sie hat mir gestern einen langen Brief geschrieben."]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run", metavar="RUN_OR_CHECKPOINT", help="a checkpoint, a run folder, id or name, or 'latest'")
-    parser.add_argument("--runs-dir", default="runs", help="where run ids and names are looked up (default: runs)")
+    parser.add_argument("run", metavar="RUN_OR_CHECKPOINT",
+                        help="a checkpoint, a run folder, id or name, or 'latest'")
+    parser.add_argument("--runs-dir", default="runs",
+                        help="where run ids and names are looked up (default: runs)")
     parser.add_argument("--sentences", type=int, default=100, help="sentences decoded per pass (default 100)")
-    parser.add_argument("--repeats", type=int, default=5, help="timed passes per setting; the median is reported")
+    parser.add_argument("--repeats", type=int, default=5,
+                        help="timed passes per setting; the median is reported")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32], help="default: 1 32")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
@@ -42,7 +47,8 @@ def bench(checkpoint: Path, n_sentences: int, repeats: int, batch_sizes: list[in
     from src.inference.translate import decoder_for
 
     if n_sentences < 1 or repeats < 1 or min(batch_sizes) < 1:
-        raise ValueError(f"--sentences, --repeats and --batch-sizes must be >= 1, got {n_sentences}, {repeats}, {batch_sizes}")
+        raise ValueError(f"--sentences, --repeats and --batch-sizes must be >= 1, got {n_sentences}, "
+                         f"{repeats}, {batch_sizes}")
     models, sources, source, limit = both_backends(checkpoint, n_sentences, "the bench decodes")
     rows, outputs = [], {}
     load_before = os.getloadavg()
@@ -66,8 +72,11 @@ def bench(checkpoint: Path, n_sentences: int, repeats: int, batch_sizes: list[in
             rows.append({"backend": name, "batch_size": batch_size, "median_s": round(median, 4),
                          "sentences_per_s": round(len(sources) / median, 1)})
             logger.info("bench: {} batch {}: {:.3f} s median of {}", name, batch_size, median, repeats)
-    same = {b: sum(outputs["torch", b][i] == outputs["onnx", b][i] for i in range(len(sources))) for b in batch_sizes}
-    return {"checkpoint": str(checkpoint), "sentences": len(sources), "sentence_source": source, "repeats": repeats,
+    same = {
+        b: sum(outputs["torch",
+                       b][i] == outputs["onnx", b][i] for i in range(len(sources))) for b in batch_sizes}
+    return {"checkpoint": str(checkpoint), "sentences": len(sources), "sentence_source": source,
+            "repeats": repeats,
             "max_new_tokens": limit, "torch_threads": torch.get_num_threads(), "rows": rows,
             "load_average": {"before": [round(x, 2) for x in load_before],
                              "after": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count()},
@@ -81,11 +90,13 @@ def both_backends(checkpoint: Path, n_sentences: int, purpose: str) -> tuple[dic
     from src.inference.loader import load_for_inference
     from src.inference.translate import encode_sources
 
-    models = {"torch": load_for_inference(checkpoint, "cpu"), "onnx": load_for_inference(checkpoint, backend="onnx")}
+    models = {"torch": load_for_inference(checkpoint, "cpu"),
+              "onnx": load_for_inference(checkpoint, backend="onnx")}
     if models["torch"].family != "encoder_decoder":
         raise ValueError(f"{checkpoint} holds a {models['torch'].family} model; {purpose} translation models")
     texts, source = sentences_of_run(checkpoint, n_sentences)
-    return models, encode_sources(models["torch"], texts), source, models["torch"].config.evaluation.max_new_tokens
+    return models, encode_sources(models["torch"],
+                                  texts), source, models["torch"].config.evaluation.max_new_tokens
 
 
 def _ratio(rows: list[dict], batch_size: int) -> float:
@@ -121,14 +132,14 @@ def command(args: argparse.Namespace) -> tuple[int, str]:
     """Exit status and output (JSON or the table) of ``python -m src.export.bench``."""
     from src.runs import resolve_checkpoint
 
-    result = bench(resolve_checkpoint(args.run, args.runs_dir), args.sentences, args.repeats, args.batch_sizes)
+    result = bench(resolve_checkpoint(args.run, args.runs_dir), args.sentences, args.repeats,
+                   args.batch_sizes)
     return 0, json.dumps(result, indent=2) if args.json else table(result)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from src.main import run_module_command
-
-    return run_module_command("python -m src.export.bench", add_arguments, command, argv, __doc__.splitlines()[0])
+    return run_module_command("python -m src.export.bench", add_arguments, command, argv,
+                              __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":

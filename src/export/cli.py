@@ -1,4 +1,5 @@
-"""``export`` subcommand: a run or checkpoint as ONNX graphs, a manifest and a Triton repository (``exporter.py``)."""
+"""``export`` subcommand: a run or checkpoint as ONNX graphs, a manifest and a Triton repository
+(``exporter.py``)."""
 
 import argparse
 from pathlib import Path
@@ -8,10 +9,13 @@ from loguru import logger
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", metavar="RUN_OR_CHECKPOINT",
-                        help="a checkpoint file, a run folder, a run id or name under --runs-dir, or 'latest'")
+                        help="a checkpoint file, a run folder, a run id or name under --runs-dir, "
+                             "or 'latest'")
     parser.add_argument("--out", default=None,
-                        help="folder for the graphs (default: <run>/export, or <checkpoint>.export beside a loose file)")
-    parser.add_argument("--runs-dir", default="runs", help="where run ids and names are looked up (default: runs)")
+                        help="folder for the graphs (default: <run>/export, or <checkpoint>.export beside a "
+                             "loose file)")
+    parser.add_argument("--runs-dir", default="runs",
+                        help="where run ids and names are looked up (default: runs)")
 
 
 def command(args: argparse.Namespace) -> tuple[int, str]:

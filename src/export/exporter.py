@@ -1,4 +1,5 @@
-"""``export_checkpoint``: a checkpoint's model as ONNX graphs with dynamic axes, plus a manifest and a Triton repository.
+"""``export_checkpoint``: a checkpoint's model as ONNX graphs with dynamic axes, plus a manifest and a
+Triton repository.
 
 Uses the dynamo exporter (``torch.onnx.export(..., dynamo=True)``, via ``torch.export``): the legacy
 TorchScript exporter bakes the example's shapes into the attention layers' reshapes. Each graph is
@@ -19,8 +20,9 @@ The export folder is usable alone (``src/inference/onnx_backend.py`` runs it wit
                              the check against PyTorch it passed ("checked": cases, largest difference)
     config.json              the experiment config the model was trained with
     tokenizer_<side>.json    the tokenizers (``tokenizers.Tokenizer`` files)
-    <graph>.onnx             encoder.onnx + decoder_step.onnx (translation), decoder_lm.onnx, classifier.onnx, vit.onnx
-    triton/                  a Triton model repository over the same graphs (``src/export/triton.py``)
+    <graph>.onnx             encoder.onnx + decoder_step.onnx (translation), decoder_lm.onnx,
+    classifier.onnx, vit.onnx triton/                  a Triton model repository over the same graphs
+    (``src/export/triton.py``)
 
 Key/value caches, one (B, H, T, D/H) tensor per decoder layer and side: ``past_key_i``, ``past_value_i``
 (``src/export/graphs.py``). The graphs are saved as the exporter wrote them; ONNX Runtime's graph
@@ -41,7 +43,8 @@ from src.export.graphs import DecoderLMGraph, DecoderStepGraph, EncoderGraph, Lo
 from src.inference.loader import InferenceModel, default_export_dir, file_sha256
 from src.inference.onnx_backend import MANIFEST, MANIFEST_FORMAT
 from src.storage import ensure_writable, raise_if_disk_full
-EXAMPLE_BATCH, EXAMPLE_LENGTH, EXAMPLE_PAST = 3, 5, 2  # every dynamic axis traced at >= 2 (see module docstring)
+# every dynamic axis traced at >= 2 (see module docstring)
+EXAMPLE_BATCH, EXAMPLE_LENGTH, EXAMPLE_PAST = 3, 5, 2
 # The decoder-step graphs use opset 23, which has the ONNX Attention operator: the exporter writes
 # scaled_dot_product_attention as one node that ONNX Runtime runs as one kernel, instead of MatMul/Softmax
 # with a Reshape-Transpose-Reshape copy of every key tensor (past and cross) at every decoding step, which
@@ -52,10 +55,11 @@ DEFAULT_OPSET, STEP_OPSET = 20, 23
 
 
 RECURRENT_REFUSAL = (
-    "{family} does not export to ONNX with a dynamic length: src/components/recurrent.py runs the recurrence as "
-    "a Python loop over the time steps (torch.export unrolls it to the example's length) and checks the padding "
-    "mask with torch.equal, a data-dependent branch torch.export cannot trace (DataDependentOutputException on "
-    "aten.equal, tried with torch 2.13); serve this model with --backend torch"
+    "{family} does not export to ONNX with a dynamic length: src/components/recurrent.py runs the "
+    "recurrence as a Python loop over the time steps (torch.export unrolls it to the example's length) and "
+    "checks the padding mask with torch.equal, a data-dependent branch torch.export cannot trace "
+    "(DataDependentOutputException on aten.equal, tried with torch 2.13); serve this model with "
+    "--backend torch"
 )
 
 
@@ -95,7 +99,8 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path | None = None)
     trained = load_for_inference(checkpoint, "cpu")
     specs = graph_specs(trained)
     ensure_writable(out, "export folder")  # read-only or full: say so before tracing anything
-    (out / MANIFEST).unlink(missing_ok=True)  # until every graph is written, the folder is no export of anything
+    # until every graph is written, the folder is no export of anything
+    (out / MANIFEST).unlink(missing_ok=True)
     graphs = {}
     for spec in specs:
         started = time.perf_counter()
@@ -119,14 +124,15 @@ def check_graphs(trained: InferenceModel, graphs: dict[str, Any], out: Path) -> 
     from src.inference.onnx_backend import load_onnx_model
 
     started = time.perf_counter()
-    onnx_model = load_onnx_model(out, {"family": trained.family, "graphs": graphs}, trained.special_ids["pad"],
+    onnx_model = load_onnx_model(out, {"family": trained.family, "graphs": graphs},
+                                 trained.special_ids["pad"],
                                  trained.config.model.max_positions)
     result = check_export(trained, onnx_model)
     if not result["ok"]:
         for graph in graphs.values():
             (out / graph["file"]).unlink(missing_ok=True)  # a graph that gives other answers is no export
-        hint = (f" (model.attention={trained.config.model.attention!r})" if trained.config.model.attention != "full"
-                else "")
+        attention = trained.config.model.attention
+        hint = f" (model.attention={attention!r})" if attention != "full" else ""
         raise ExportError(f"the exported graphs do not match PyTorch{hint}, so the export is refused: "
                           f"{result['failure']}; serve this model with --backend torch")
     logger.info("export: checked against PyTorch in {:.1f} s", time.perf_counter() - started)
@@ -146,7 +152,8 @@ def graph_specs(trained: InferenceModel) -> list[GraphSpec]:
         with torch.no_grad():
             src_mask, *cross = EncoderGraph(model)(example)
         n_layers = len(model.decoder.layers)
-        past = [torch.zeros(*t.shape[:2], EXAMPLE_PAST, t.shape[3]) for t in cross]  # (B, H, T, D/H) per layer
+        # (B, H, T, D/H) per layer
+        past = [torch.zeros(*t.shape[:2], EXAMPLE_PAST, t.shape[3]) for t in cross]
         step = torch.full((EXAMPLE_BATCH, 1), trained.special_ids["bos"], dtype=torch.long)
         source = Dim("src_length", max=cfg.max_positions)
         cross_names, past_names = kv_names("cross", n_layers), kv_names("past", n_layers)
@@ -154,7 +161,8 @@ def graph_specs(trained: InferenceModel) -> list[GraphSpec]:
             GraphSpec("encoder", EncoderGraph(model), (example,), ("src",), ("src_mask", *cross_names),
                       {"src": {0: batch, 1: source}}),
             GraphSpec("decoder_step", DecoderStepGraph(model), (step, src_mask, *cross, *past),
-                      ("tokens", "src_mask", *cross_names, *past_names), ("logits", *kv_names("present", n_layers)),
+                      ("tokens", "src_mask", *cross_names, *past_names),
+                      ("logits", *kv_names("present", n_layers)),
                       {"tokens": {0: batch}, "src_mask": {0: batch, 3: source},
                        **{name: {0: batch, 2: source} for name in cross_names},
                        **{name: {0: batch, 2: past_length} for name in past_names}}, STEP_OPSET),
@@ -162,17 +170,20 @@ def graph_specs(trained: InferenceModel) -> list[GraphSpec]:
     if family == "decoder_lm":
         blocks = model.decoder.layers
         heads = blocks[0].self_attn.n_heads
-        past = [torch.zeros(EXAMPLE_BATCH, heads, EXAMPLE_PAST, cfg.d_model // heads) for _ in range(2 * len(blocks))]
+        past = [torch.zeros(EXAMPLE_BATCH, heads, EXAMPLE_PAST,
+                            cfg.d_model // heads) for _ in range(2 * len(blocks))]
         past_names = kv_names("past", len(blocks))
         # one new token per call: with several, attention's fused-causal switch (query length == key
         # length) is a symbolic bool that SDPA refuses; a prompt is fed one token at a time instead
-        return [GraphSpec("decoder_lm", DecoderLMGraph(model), (example[:, :1], *past), ("tokens", *past_names),
+        return [GraphSpec("decoder_lm", DecoderLMGraph(model), (example[:, :1], *past),
+                          ("tokens", *past_names),
                           ("logits", *kv_names("present", len(blocks))),
                           {"tokens": {0: batch}, **{name: {0: batch, 2: past_length} for name in past_names}},
                           STEP_OPSET)]
     if family == "vit":
         images = torch.randn(EXAMPLE_BATCH, model.in_channels, model.image_size, model.image_size)
-        return [GraphSpec("vit", LogitsGraph(model), (images,), ("images",), ("logits",), {"images": {0: batch}})]
+        return [GraphSpec("vit", LogitsGraph(model), (images,), ("images",), ("logits",),
+                          {"images": {0: batch}})]
     return [GraphSpec("classifier", LogitsGraph(model), (example,), ("tokens",), ("logits",),
                       {"tokens": {0: batch, 1: length}})]
 
@@ -186,26 +197,31 @@ def _example_tokens(trained: InferenceModel) -> Tensor:
 
 
 def export_graph(spec: GraphSpec, path: Path, attention: str) -> dict[str, Any]:
-    """Write one graph; return its inputs and outputs as the manifest lists them. Refuse fixed dynamic axes."""
+    """Write one graph; return its inputs and outputs as the manifest lists them. Refuse fixed dynamic
+    axes."""
     import onnx
 
     spec.module.eval()
     hint = f" (model.attention={attention!r})" if attention != "full" else ""
     try:
         with torch.no_grad():
-            program = torch.onnx.export(spec.module, spec.inputs, str(path), dynamo=True, opset_version=spec.opset,
-                                        input_names=list(spec.input_names), output_names=list(spec.output_names),
+            program = torch.onnx.export(spec.module, spec.inputs, str(path), dynamo=True,
+                                        opset_version=spec.opset,
+                                        input_names=list(spec.input_names),
+                                        output_names=list(spec.output_names),
                                         verbose=False, external_data=False,
                                         dynamic_shapes=_dynamic_shapes(spec))
     except Exception as err:  # the exporter raises many types; name the cause and stop
         raise_if_disk_full(err, path, "ONNX graph")  # a full disk is no fault of the model's axes
-        raise ExportError(f"graph {spec.name} does not export with dynamic axes{hint}: {_cause(err)}") from err
+        raise ExportError(f"graph {spec.name} does not export with dynamic axes{hint}: "
+                          f"{_cause(err)}") from err
     narrowed = narrowed_axes(program.exported_program, spec)
     if narrowed:
         path.unlink(missing_ok=True)
-        raise ExportError(f"graph {spec.name}: the exporter narrowed axes declared dynamic to the example's side of a "
-                          f"branch in the model's code: {', '.join(narrowed)}{hint}; the graph would give wrong "
-                          "answers outside that range; serve this model with --backend torch")
+        raise ExportError(f"graph {spec.name}: the exporter narrowed axes declared dynamic to the example's "
+                          f"side of a branch in the model's code: {', '.join(narrowed)}{hint}; the graph "
+                          "would give wrong answers outside that range; serve this model with "
+                          "--backend torch")
     graph = onnx.load(str(path), load_external_data=False)
     described = describe_graph(graph)
     fixed = [f"{name} axis {axis} (fixed at {described['inputs'][name]['shape'][axis]})"
@@ -213,9 +229,9 @@ def export_graph(spec: GraphSpec, path: Path, attention: str) -> dict[str, Any]:
              if not isinstance(described["inputs"][name]["shape"][axis], str)]
     if fixed:
         path.unlink()
-        raise ExportError(f"graph {spec.name}: the exporter fixed axes declared dynamic: {', '.join(fixed)}{hint}; "
-                          "the model's code branches or loops on these lengths in Python, so the graph would accept "
-                          "only the example's shape")
+        raise ExportError(f"graph {spec.name}: the exporter fixed axes declared dynamic: "
+                          f"{', '.join(fixed)}{hint}; the model's code branches or loops on these lengths in "
+                          "Python, so the graph would accept only the example's shape")
     return {"file": path.name, "opset": _opset(graph), **described}
 
 
@@ -233,7 +249,8 @@ def _dynamic_shapes(spec: GraphSpec) -> tuple:
 
 
 def narrowed_axes(program: Any, spec: GraphSpec) -> list[str]:
-    """The dynamic axes of ``spec`` whose range the trace narrowed, as "input axis i (lo..hi, declared ..max)".
+    """The dynamic axes of ``spec`` whose range the trace narrowed, as "input axis i (lo..hi, declared
+    ..max)".
 
     ``torch.onnx.export`` retries a trace that fails on a guard (a Python branch on a length) with the
     range torch.export suggests, e.g. ``length <= 9``; the ONNX graph keeps a symbolic axis but is only
@@ -256,7 +273,8 @@ def narrowed_axes(program: Any, spec: GraphSpec) -> list[str]:
             declared_max = dim.max if isinstance(dim.max, int) and dim.max < 2**62 else None
             if bounds is None:
                 continue
-            upper = None if bounds.upper in (int_oo, sympy.oo) else int(bounds.upper)  # int_oo.is_finite is True
+            # int_oo.is_finite is True
+            upper = None if bounds.upper in (int_oo, sympy.oo) else int(bounds.upper)
             lower = int(bounds.lower)
             if lower > 1 or (declared_max is not None and (upper is None or upper < declared_max)) or (
                     declared_max is None and upper is not None):
@@ -266,7 +284,8 @@ def narrowed_axes(program: Any, spec: GraphSpec) -> list[str]:
 
 
 def _cause(err: Exception) -> str:
-    """The one line of an exporter error that names the cause (its "Exception summary"), else its first line."""
+    """The one line of an exporter error that names the cause (its "Exception summary"), else its first
+    line."""
     text = str(err.__cause__ or err)
     summary = [line for line in text.splitlines() if line.startswith("<class ")]
     lines = [line for line in text.splitlines() if line.strip()]
@@ -274,16 +293,19 @@ def _cause(err: Exception) -> str:
 
 
 def describe_graph(graph: Any) -> dict[str, Any]:
-    """Inputs and outputs of an ``onnx.ModelProto``: name -> dtype and shape (ints, or names of symbolic axes)."""
+    """Inputs and outputs of an ``onnx.ModelProto``: name -> dtype and shape (ints, or names of symbolic
+    axes)."""
     import onnx
 
     def side(values) -> dict[str, Any]:
         out = {}
         for value in values:
             tensor = value.type.tensor_type
-            shape = [d.dim_param if d.HasField("dim_param") else (d.dim_value if d.HasField("dim_value") else "?")
+            shape = [d.dim_param if d.HasField("dim_param") else (
+                d.dim_value if d.HasField("dim_value") else "?")
                      for d in tensor.shape.dim]
-            out[value.name] = {"dtype": onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name, "shape": shape}
+            out[value.name] = {"dtype": onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name,
+                               "shape": shape}
         return out
 
     return {"inputs": side(graph.graph.input), "outputs": side(graph.graph.output)}

@@ -8,7 +8,8 @@ none of the model's maths is written twice.
 
 Cache layout, one tensor per layer and side, as Hugging Face optimum lays out its decoders:
 
-    past_key_i, past_value_i: (B, H, T, D/H) for decoder layer i (inputs ``past_key_0``, ``past_value_0``, ...)
+    past_key_i, past_value_i: (B, H, T, D/H) for decoder layer i (inputs ``past_key_0``, ``past_value_0``,
+    ...)
 
 A single stacked (B, 2L, H, T, D/H) tensor, the layout before export format 3, cost a Split of the
 whole cache on the way in and a Concat of it on the way out at every step: at batch 32 ORT's profiler
@@ -27,7 +28,8 @@ from src.models.transformer import EncoderDecoderTransformer
 
 
 def kv_names(prefix: str, n_layers: int) -> tuple[str, ...]:
-    """Graph input/output names of ``n_layers`` caches: ``prefix_key_0, prefix_value_0, prefix_key_1, ...``."""
+    """Graph input/output names of ``n_layers`` caches:
+    ``prefix_key_0, prefix_value_0, prefix_key_1, ...``."""
     return tuple(f"{prefix}_{side}_{i}" for i in range(n_layers) for side in ("key", "value"))
 
 
@@ -39,8 +41,8 @@ def flat_kv(caches: list[KVCache]) -> tuple[Tensor, ...]:
 def fill_kv(caches: list[KVCache], tensors: tuple[Tensor, ...]) -> None:
     """Set each cache's keys and values from 2L tensors in ``kv_names`` order (the inverse of ``flat_kv``)."""
     if len(tensors) != 2 * len(caches):
-        raise ValueError(f"expected {2 * len(caches)} cache tensors (keys and values of {len(caches)} layers), "
-                         f"got {len(tensors)}")
+        raise ValueError(f"expected {2 * len(caches)} cache tensors (keys and values of {len(caches)} "
+                         f"layers), got {len(tensors)}")
     for i, cache in enumerate(caches):
         cache.key, cache.value = tensors[2 * i], tensors[2 * i + 1]
 
@@ -53,7 +55,8 @@ class EncoderGraph(nn.Module):
     every decoding step.
 
     Shape:
-        src: (B, S) -> src_mask: (B, 1, 1, S) boolean, then cross_key_i, cross_value_i: (B, H, S, D/H) per layer.
+        src: (B, S) -> src_mask: (B, 1, 1, S) boolean, then cross_key_i, cross_value_i: (B, H, S, D/H) per
+        layer.
     """
 
     def __init__(self, model: EncoderDecoderTransformer) -> None:
@@ -71,7 +74,8 @@ class EncoderGraph(nn.Module):
 
 
 class DecoderStepGraph(nn.Module):
-    """``decoder_step.onnx``: one new target token per row, the cross and past caches -> its logits, present caches.
+    """``decoder_step.onnx``: one new target token per row, the cross and past caches -> its logits, present
+    caches.
 
     Exported with one token per row (``exporter.graph_specs`` traces (B, 1) and declares only the batch
     axis dynamic): decoding feeds one token per step.
@@ -91,7 +95,8 @@ class DecoderStepGraph(nn.Module):
         n = 2 * len(cache.cross_attn)
         fill_kv(cache.cross_attn, kv[:n])
         fill_kv(cache.self_attn, kv[n:])
-        # memory is only read to fill an empty cross-attention cache; this one is full, so a key tensor stands in
+        # memory is only read to fill an empty cross-attention cache; this one is full, so a key tensor stands
+        # in
         logits = self.model.step_logits(tokens, kv[0], src_mask, cache)
         return logits, *flat_kv(cache.self_attn)
 

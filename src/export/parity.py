@@ -24,14 +24,20 @@ from pathlib import Path
 
 from loguru import logger
 
+from src.cli_runner import run_module_command
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run", metavar="RUN_OR_CHECKPOINT", help="a checkpoint, a run folder, id or name, or 'latest'")
-    parser.add_argument("--runs-dir", default="runs", help="where run ids and names are looked up (default: runs)")
+    parser.add_argument("run", metavar="RUN_OR_CHECKPOINT",
+                        help="a checkpoint, a run folder, id or name, or 'latest'")
+    parser.add_argument("--runs-dir", default="runs",
+                        help="where run ids and names are looked up (default: runs)")
     parser.add_argument("--sentences", type=int, default=100, help="test sentences compared (default 100)")
     parser.add_argument("--beam", type=int, default=4, help="beam size of the beam comparison (default 4)")
-    parser.add_argument("--steps", type=int, default=5, help="decoding steps whose logits are compared (default 5)")
-    parser.add_argument("--atol", type=float, default=1e-4, help="largest allowed logit difference (default 1e-4)")
+    parser.add_argument("--steps", type=int, default=5,
+                        help="decoding steps whose logits are compared (default 5)")
+    parser.add_argument("--atol", type=float, default=1e-4,
+                        help="largest allowed logit difference (default 1e-4)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
 
@@ -46,17 +52,21 @@ def logits_along(model, src, path, bos_id: int):
 
     memory, src_mask = model.encode(src)
     cache = model.new_cache()
-    tokens = torch.cat([torch.full_like(path[:, :1], bos_id), path[:, :-1]], dim=1)  # (B, K): BOS, then the path
+    # (B, K): BOS, then the path
+    tokens = torch.cat([torch.full_like(path[:, :1], bos_id), path[:, :-1]], dim=1)
     return torch.stack([model.step_logits(tokens[:, t : t + 1], memory, src_mask, cache)
                         for t in range(tokens.size(1))], dim=1)  # K x (B, V) -> (B, K, V)
 
 
-CHECK_ATOL, CHECK_RTOL = 1e-4, 1e-5  # allowed |difference|: CHECK_ATOL + CHECK_RTOL * the case's largest |PyTorch output|
-MIXED_MAX_LENGTH = 256  # the mixed-length batch's longest row (the longest length itself is checked at batch 1)
+# allowed |difference|: CHECK_ATOL + CHECK_RTOL * the case's largest |PyTorch output|
+CHECK_ATOL, CHECK_RTOL = 1e-4, 1e-5
+# the mixed-length batch's longest row (the longest length itself is checked at batch 1)
+MIXED_MAX_LENGTH = 256
 
 
 def allowed(expected) -> float:
-    """The largest |ONNX - PyTorch| accepted for outputs ``expected``: float32 rounding, scaled to their size."""
+    """The largest |ONNX - PyTorch| accepted for outputs ``expected``: float32 rounding, scaled to their
+    size."""
     return CHECK_ATOL + CHECK_RTOL * float(expected.abs().max()) if expected.numel() else CHECK_ATOL
 
 
@@ -83,7 +93,8 @@ def check_export(trained, onnx_model) -> dict:
 
 
 def _compare(name: str, expected, actual) -> str | None:
-    """None if ``actual`` (ONNX Runtime) matches ``expected`` (PyTorch); else one line saying how it does not."""
+    """None if ``actual`` (ONNX Runtime) matches ``expected`` (PyTorch); else one line saying how it does
+    not."""
     import torch
 
     if actual.shape != expected.shape:
@@ -95,7 +106,8 @@ def _compare(name: str, expected, actual) -> str | None:
 
     finite = torch.isfinite(expected)
     if not finite.all():
-        return f"{name}: PyTorch's own outputs are not finite in rows {rows(~finite)}; the model itself is broken"
+        return (f"{name}: PyTorch's own outputs are not finite in rows {rows(~finite)}; "
+                "the model itself is broken")
     nonfinite = ~torch.isfinite(actual)
     if nonfinite.any():
         return (f"{name}: ONNX Runtime gives non-finite outputs (NaN or inf) in rows {rows(nonfinite)}, "
@@ -128,7 +140,8 @@ def _check_cases(trained, onnx_model):
 
     if family == "vit":
         for batch in (1, 5):
-            images = torch.randn(batch, model.in_channels, model.image_size, model.image_size, generator=generator)
+            images = torch.randn(batch, model.in_channels, model.image_size, model.image_size,
+                                 generator=generator)
             yield f"{batch} image(s)", lambda x=images: model(x), lambda x=images: onnx_model(x)
         return
     if family == "decoder_lm":
@@ -151,7 +164,8 @@ def _check_cases(trained, onnx_model):
     cls = trained.special_ids["bos"]  # a text classifier reads [CLS] (the BOS id) first
     for lengths in (mixed_lengths, [longest], [1]):
         x = tokens(lengths, vocab, first=cls)
-        name = f"lengths {lengths} padded in one batch" if len(lengths) > 1 else f"batch 1, length {lengths[0]}"
+        name = (f"lengths {lengths} padded in one batch" if len(lengths) > 1
+                else f"batch 1, length {lengths[0]}")
         yield name, lambda x=x: model(x), lambda x=x: onnx_model(x)
 
 
@@ -193,8 +207,8 @@ def text(result: dict) -> str:
         f"{n} sentences from {result['sentence_source']}",
         f"greedy tokens identical: {result['greedy']}/{n}",
         f"{beam} tokens identical:  {result[beam]}/{n}",
-        (f"largest |logit difference| over the first {result['logit_steps']} steps: {result['max_abs_logit_diff']:.2e} "
-         f"(allowed {result['atol']:.0e})"),
+        (f"largest |logit difference| over the first {result['logit_steps']} steps: "
+         f"{result['max_abs_logit_diff']:.2e} (allowed {result['atol']:.0e})"),
         "parity: " + ("yes" if result["ok"] else "NO"),
     ])
 
@@ -203,15 +217,15 @@ def command(args: argparse.Namespace) -> tuple[int, str]:
     """Exit status (1 without parity) and output (JSON or text) of ``python -m src.export.parity``."""
     from src.runs import resolve_checkpoint
 
-    result = parity(resolve_checkpoint(args.run, args.runs_dir), args.sentences, args.beam, args.steps, args.atol,
+    result = parity(resolve_checkpoint(args.run, args.runs_dir), args.sentences, args.beam, args.steps,
+                    args.atol,
                     args.batch_size)
     return 0 if result["ok"] else 1, json.dumps(result, indent=2) if args.json else text(result)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from src.main import run_module_command
-
-    return run_module_command("python -m src.export.parity", add_arguments, command, argv, __doc__.splitlines()[0])
+    return run_module_command("python -m src.export.parity", add_arguments, command, argv,
+                              __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":

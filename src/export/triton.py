@@ -35,8 +35,10 @@ TRITON_DTYPES = {"int64": "TYPE_INT64", "int32": "TYPE_INT32", "float32": "TYPE_
                  "bool": "TYPE_BOOL"}
 
 
-def write_triton_repository(export_dir: Path, manifest: dict[str, Any], max_batch_size: int = MAX_BATCH_SIZE) -> Path:
-    """``<export_dir>/triton/<graph>/{config.pbtxt,1/model.onnx}`` for every graph of ``manifest``; return the root."""
+def write_triton_repository(export_dir: Path, manifest: dict[str, Any],
+                            max_batch_size: int = MAX_BATCH_SIZE) -> Path:
+    """``<export_dir>/triton/<graph>/{config.pbtxt,1/model.onnx}`` for every graph of ``manifest``; return
+    the root."""
     root = export_dir / "triton"
     for name, graph in manifest["graphs"].items():
         version = root / name / "1"
@@ -62,6 +64,8 @@ def model_config(name: str, graph: dict[str, Any], max_batch_size: int) -> str:
 
 def _tensor_entry(name: str, spec: dict[str, Any]) -> str:
     if spec["dtype"] not in TRITON_DTYPES:
-        raise ValueError(f"tensor {name}: dtype {spec['dtype']} has no Triton type here (expected one of {sorted(TRITON_DTYPES)})")
+        raise ValueError(f"tensor {name}: dtype {spec['dtype']} has no Triton type here (expected one of "
+                         f"{sorted(TRITON_DTYPES)})")
     dims = ", ".join(str(d) if isinstance(d, int) else "-1" for d in spec["shape"][1:])  # batch axis implicit
-    return f'  {{\n    name: "{name}"\n    data_type: {TRITON_DTYPES[spec["dtype"]]}\n    dims: [ {dims} ]\n  }}'
+    return (f'  {{\n    name: "{name}"\n    data_type: {TRITON_DTYPES[spec["dtype"]]}\n'
+            f"    dims: [ {dims} ]\n  }}")

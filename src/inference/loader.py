@@ -16,8 +16,8 @@ from typing import Any
 import torch
 from loguru import logger
 
+from src.data.special_tokens import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from src.experiment import ExperimentConfig, validate_config
-from src.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from src.training.checkpoint import CheckpointError, load_checkpoint
 
 CHECKPOINT_FORMAT = 2

@@ -51,12 +51,14 @@ def qkv(query_position: int) -> StepResult:
     row = weights[0, 0, query_position]
     rows = [[f"{i} {w}", float(row[i])] for i, w in enumerate(SENTENCE)]
     focus = int(row.argmax())
-    figure = heatmap(weights[0, 0], SENTENCE, SENTENCE, "attention weights softmax(QK^T/sqrt(d_k)) of one head")
+    figure = heatmap(weights[0, 0], SENTENCE, SENTENCE,
+                     "attention weights softmax(QK^T/sqrt(d_k)) of one head")
     return StepResult(
         outcome=f"query '{SENTENCE[query_position]}' (position {query_position}) puts most weight, "
-                f"{float(row.max()):.2f}, on '{SENTENCE[focus]}' (position {focus}); the layer agrees with Eq. 1 "
-                f"computed by hand to {eq1_error:.1e} (weights) and {output_error:.1e} (output)",
-        metrics={"max_weight": float(row.max()), "eq1_weight_error": eq1_error, "eq1_output_error": output_error},
+                f"{float(row.max()):.2f}, on '{SENTENCE[focus]}' (position {focus}); the layer agrees with "
+                f"Eq. 1 computed by hand to {eq1_error:.1e} (weights) and {output_error:.1e} (output)",
+        metrics={"max_weight": float(row.max()), "eq1_weight_error": eq1_error,
+                 "eq1_output_error": output_error},
         columns=("key", f"weight from '{SENTENCE[query_position]}'"), rows=rows, figures={"heatmap": figure})
 
 
@@ -90,8 +92,9 @@ def scaling(d_k: int) -> StepResult:
                        "d_k", "mean entropy of a row (nats)", "softmax saturation against d_k", log_x=True)
     return StepResult(
         outcome=f"d_k={d_k}: unscaled max weight {metrics['max_weight_unscaled']:.3f}, entropy "
-                f"{metrics['entropy_unscaled']:.3f} nats; scaled max weight {metrics['max_weight_scaled']:.3f}, "
-                f"entropy {metrics['entropy_scaled']:.3f} nats (uniform: {math.log(32):.3f})",
+                f"{metrics['entropy_unscaled']:.3f} nats; scaled max weight "
+                f"{metrics['max_weight_scaled']:.3f}, entropy {metrics['entropy_scaled']:.3f} nats (uniform: "
+                f"{math.log(32):.3f})",
         metrics=metrics,
         columns=("d_k", "score var scaled", "score var unscaled", "max w scaled", "max w unscaled",
                  "entropy scaled", "entropy unscaled"),
@@ -111,8 +114,10 @@ def temperature(t: float) -> StepResult:
     figure = heatmap(weights[0, 0], SENTENCE, SENTENCE, f"attention weights at temperature {t:g}")
     return StepResult(
         outcome=f"temperature {t:g}: mean entropy {float(row_entropy.mean()):.3f} nats "
-                f"(uniform {math.log(len(SENTENCE)):.3f}), mean max weight {float(weights.max(-1).values.mean()):.3f}",
-        metrics={"mean_entropy": float(row_entropy.mean()), "mean_max_weight": float(weights.max(-1).values.mean())},
+                f"(uniform {math.log(len(SENTENCE)):.3f}), mean max weight "
+                f"{float(weights.max(-1).values.mean()):.3f}",
+        metrics={"mean_entropy": float(row_entropy.mean()),
+                 "mean_max_weight": float(weights.max(-1).values.mean())},
         columns=("query", "entropy (nats)", "max weight"),
         rows=[[w, float(row_entropy[i]), float(weights[0, 0, i].max())] for i, w in enumerate(SENTENCE)],
         figures={"heatmap": figure})
@@ -135,5 +140,6 @@ mean entropy of each row with and without the division.""", scaling,
     Step("temperature", """
 The division is one temperature among many: scores / T. Below 1 the weights sharpen toward the
 argmax, above 1 they flatten toward uniform. The same dial sets how adventurous sampling is when a
-language model generates text.""", temperature, Knob("temperature", 1.0, "e.g. 0.1 sharpens, 10 flattens", low=1e-3)),
+language model generates text.""", temperature,
+         Knob("temperature", 1.0, "e.g. 0.1 sharpens, 10 flattens", low=1e-3)),
 ]

@@ -1,4 +1,5 @@
-"""``lesson [NAME] [--interactive]``: list the lessons, or run one (a ClearML task in ``<project>/lessons``)."""
+"""``lesson [NAME] [--interactive]``: list the lessons, or run one (a ClearML task in
+``<project>/lessons``)."""
 
 import argparse
 
@@ -6,14 +7,17 @@ from src.arguments import output_folder
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("name", nargs="?", default=None, metavar="NAME", help="the lesson to run; none: list them")
+    parser.add_argument("name", nargs="?", default=None, metavar="NAME",
+                        help="the lesson to run; none: list them")
     parser.add_argument("--interactive", action="store_true",
-                        help="change each step's parameter at a prompt and see the effect (enter: next, q: quit)")
+                        help="change each step's parameter at a prompt and see the effect (enter: next, q: "
+                             "quit)")
     parser.add_argument("--output-dir", type=output_folder, default=None,
                         help="where figures and the offline session go (default: runs/lessons/NAME-TIME)")
     tracking = parser.add_mutually_exclusive_group()
     tracking.add_argument("--no-track", action="store_true", help="no ClearML task; figures are still saved")
-    tracking.add_argument("--offline", action="store_true", help="force a ClearML offline session (the default "
+    tracking.add_argument("--offline", action="store_true",
+                          help="force a ClearML offline session (the default "
                                                                   "without a configured server)")
     parser.add_argument("--project", default=None,
                         help="ClearML project; the task goes to its 'lessons' sub-project "
@@ -39,7 +43,8 @@ def command(args: argparse.Namespace) -> tuple[int, str]:
         tracker = NullTracker(output_dir=output_dir)
     else:
         project = args.project or TrackingConfig().project_name
-        tracker = Tracker.start(project=f"{project}/lessons", task_name=f"lesson-{args.name}", task_type="custom",
+        tracker = Tracker.start(project=f"{project}/lessons", task_name=f"lesson-{args.name}",
+                                task_type="custom",
                                 offline=True if args.offline else None, tags=("lesson", args.name),
                                 output_dir=output_dir)
     with tracker:

@@ -16,7 +16,8 @@ TEMPERATURES = (0.0, 0.5, 1.0, 2.0)
 
 
 def causality(position: int) -> StepResult:
-    """Changing token ``position`` leaves every earlier logit unchanged; cached and uncached decoding agree."""
+    """Changing token ``position`` leaves every earlier logit unchanged; cached and uncached decoding
+    agree."""
     model, _ = trained_lm(2)
     tokens = toy.lm_batch("skip", 4, LENGTH, N_SYMBOLS, torch.Generator().manual_seed(5))
     changed = tokens.clone()

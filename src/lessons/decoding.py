@@ -28,7 +28,8 @@ class BeamNode:
     score: float  # cumulative log-probability
 
 
-def traced_beam_search(model: torch.nn.Module, src: torch.Tensor, beam_size: int) -> tuple[torch.Tensor, list[list[BeamNode]]]:
+def traced_beam_search(model: torch.nn.Module, src: torch.Tensor, beam_size: int) -> tuple[torch.Tensor,
+                                                                                           list[list[BeamNode]]]:
     """``beam_search`` on one sentence, and the hypotheses it kept at each depth.
 
     The decoder inputs of step s+1 are the tokens chosen at step s, ``reorder_beams`` receives the
@@ -52,7 +53,8 @@ def traced_beam_search(model: torch.nn.Module, src: torch.Tensor, beam_size: int
     hook = model.generator.register_forward_hook(lambda _m, _i, out: log_probs.append(out.log_softmax(-1)))
     model.decode, model.new_cache = watched_decode, watched_cache
     try:
-        output = beam_search(model, src, bos_id=toy.BOS, eos_id=toy.EOS, beam_size=beam_size, length_penalty=0.0,
+        output = beam_search(model, src, bos_id=toy.BOS, eos_id=toy.EOS, beam_size=beam_size,
+                             length_penalty=0.0,
                              max_new_tokens=max_new_tokens)
     finally:
         hook.remove()
@@ -127,7 +129,8 @@ def greedy_vs_beam(beam_size: int) -> StepResult:
     """Greedy and beam search on held-out sources: the log-probability each finds, and one beam tree."""
     model, _ = trained("reverse", TRAIN_STEPS)
     names = toy.symbols(N_SYMBOLS)
-    sources, _, _ = toy.reverse_batch(N_SOURCES, LENGTH, N_SYMBOLS, "reverse", torch.Generator().manual_seed(11))
+    sources, _, _ = toy.reverse_batch(N_SOURCES, LENGTH, N_SYMBOLS, "reverse",
+                                      torch.Generator().manual_seed(11))
     rows, gains, traced = [], [], []
     for src in sources.split(1):
         greedy = greedy_decode(model, src, bos_id=toy.BOS, eos_id=toy.EOS, max_new_tokens=LENGTH + 3)
@@ -142,14 +145,15 @@ def greedy_vs_beam(beam_size: int) -> StepResult:
     correct = sum(r[3] == " ".join(reversed(r[0].split())) for r in rows)
     greedy_correct = sum(r[1] == " ".join(reversed(r[0].split())) for r in rows)
     return StepResult(
-        outcome=f"beam {beam_size}: log P(beam) - log P(greedy) >= {min(gains):.2e} on all {len(gains)} sources "
-                f"(mean gain {sum(gains) / len(gains):.3f}, largest {max(gains):.3f}); beam reverses {correct} of "
-                f"{len(rows)} sources correctly, greedy {greedy_correct}",
+        outcome=f"beam {beam_size}: log P(beam) - log P(greedy) >= {min(gains):.2e} on all {len(gains)} "
+                f"sources (mean gain {sum(gains) / len(gains):.3f}, largest {max(gains):.3f}); beam reverses "
+                f"{correct} of {len(rows)} sources correctly, greedy {greedy_correct}",
         metrics={"min_gain": min(gains), "mean_gain": sum(gains) / len(gains), "max_gain": max(gains),
                  "tree_score_error": abs(tree_best - best_score), "beam_correct": float(correct),
                  "greedy_correct": float(greedy_correct)},
         columns=("source", "greedy", "log P greedy", "beam", "log P beam"), rows=rows,
-        figures={"beam_tree": tree_figure(layers, names, f"beam {beam_size} on '{rows[shown][0]}' (green: best)")},
+        figures={"beam_tree": tree_figure(layers, names,
+                                          f"beam {beam_size} on '{rows[shown][0]}' (green: best)")},
         extra=[beam_tree(layers, names)])
 
 

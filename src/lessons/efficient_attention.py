@@ -50,14 +50,16 @@ def band(window: int) -> StepResult:
     differs = float((blocked - unrestricted).abs().max())
     seen = int(mask.sum())
     return StepResult(
-        outcome=f"window {window}: each token sees at most {2 * window + 1} of {length}; the fused blocked sliding "
-                f"window equals dense attention under the band mask to {error:.1e}, its weights equal the dense "
-                f"masked softmax to {weight_error:.1e}; against unrestricted full attention it differs by {differs:.2f}",
+        outcome=f"window {window}: each token sees at most {2 * window + 1} of {length}; the fused blocked "
+                f"sliding window equals dense attention under the band mask to {error:.1e}, its weights "
+                f"equal the dense masked softmax to {weight_error:.1e}; against unrestricted full attention "
+                f"it differs by {differs:.2f}",
         metrics={"band_error": error, "weight_error": weight_error, "difference_from_full": differs,
                  "band_fraction": seen / length**2},
         columns=("", "value"),
         rows=[["scores in the band", seen], ["scores of full attention", length**2],
-              ["max |fused blocked - dense band|", error], ["max |blocked weights - dense band weights|", weight_error],
+              ["max |fused blocked - dense band|", error],
+              ["max |blocked weights - dense band weights|", weight_error],
               ["max |sliding - full|", differs]],
         figures={"band_mask": heatmap(mask.float(), [str(i) if i % 8 == 0 else "" for i in range(length)],
                                       [str(i) if i % 8 == 0 else "" for i in range(length)],
@@ -103,7 +105,8 @@ def attention_flops(length: int, window: int | None) -> int:
 
 
 def cost(window: int) -> StepResult:
-    """Attention FLOPs against length: full attention grows as n^2, the sliding window as n; wall time alongside."""
+    """Attention FLOPs against length: full attention grows as n^2, the sliding window as n; wall time
+    alongside."""
     sliding, full = _pair(window)
     rows, flops, times = [], {"full": [], "sliding window": []}, {"full": [], "sliding window": []}
     for n in LENGTHS:
@@ -117,12 +120,14 @@ def cost(window: int) -> StepResult:
     flop_slopes = {name: slope(list(LENGTHS), values) for name, values in flops.items()}
     time_slopes = {name: slope(list(LENGTHS), values) for name, values in times.items()}
     return StepResult(
-        outcome=f"window {window}: attention FLOPs grow as n^{flop_slopes['full']:.2f} for full attention and "
-                f"n^{flop_slopes['sliding window']:.2f} for the sliding window ({LENGTHS[0]} to {LENGTHS[-1]} "
-                f"tokens); measured time as n^{time_slopes['full']:.2f} and n^{time_slopes['sliding window']:.2f}, "
-                f"at n={LENGTHS[-1]} {times['full'][-1]:.1f} ms against {times['sliding window'][-1]:.1f} ms",
+        outcome=f"window {window}: attention FLOPs grow as n^{flop_slopes['full']:.2f} for full attention "
+                f"and n^{flop_slopes['sliding window']:.2f} for the sliding window ({LENGTHS[0]} to "
+                f"{LENGTHS[-1]} tokens); measured time as n^{time_slopes['full']:.2f} and "
+                f"n^{time_slopes['sliding window']:.2f}, at n={LENGTHS[-1]} {times['full'][-1]:.1f} ms "
+                f"against {times['sliding window'][-1]:.1f} ms",
         metrics={"flop_slope_full": flop_slopes["full"], "flop_slope_sliding": flop_slopes["sliding window"],
-                 "flops_full_longest": flops["full"][-1], "flops_sliding_longest": flops["sliding window"][-1],
+                 "flops_full_longest": flops["full"][-1],
+                 "flops_sliding_longest": flops["sliding window"][-1],
                  "time_slope_full": time_slopes["full"], "time_slope_sliding": time_slopes["sliding window"],
                  "ms_full_longest": times["full"][-1], "ms_sliding_longest": times["sliding window"][-1]},
         columns=("n", "attention FLOPs full", "attention FLOPs sliding", "ms full", "ms sliding"), rows=rows,

@@ -24,7 +24,8 @@ def marker_batch(batch: int, generator: torch.Generator) -> tuple[torch.Tensor, 
     Shape: tokens (B, 1 + MAX_LEN - 1), labels (B,).
     """
     lengths = torch.randint(4, MAX_LEN, (batch,), generator=generator)
-    symbols = torch.randint(MARKER + 1, toy.FIRST_SYMBOL + N_SYMBOLS, (batch, MAX_LEN - 1), generator=generator)
+    symbols = torch.randint(MARKER + 1, toy.FIRST_SYMBOL + N_SYMBOLS, (batch, MAX_LEN - 1),
+                            generator=generator)
     labels = torch.randint(0, 2, (batch,), generator=generator)
     where = (torch.rand(batch, generator=generator) * lengths).long()
     symbols[labels.bool(), where[labels.bool()]] = MARKER
@@ -70,9 +71,9 @@ def classify(pooling: str) -> StepResult:
     names = toy.symbols(N_SYMBOLS)
     labels_text = [names[i] if i != toy.BOS else "[CLS]" for i in tokens[example].tolist()]
     return StepResult(
-        outcome=f"{pooling} pooling: accuracy {accuracy:.0%} after {len(losses)} steps; 5 more pads change the "
-                f"logits by {padding_change:.1e}; in layer {layer} the [CLS] query puts {on_marker:.2f} on the marker "
-                f"'a' against {on_other:.2f} on another word",
+        outcome=f"{pooling} pooling: accuracy {accuracy:.0%} after {len(losses)} steps; 5 more pads change "
+                f"the logits by {padding_change:.1e}; in layer {layer} the [CLS] query puts {on_marker:.2f} "
+                f"on the marker 'a' against {on_other:.2f} on another word",
         metrics={"accuracy": accuracy, "padding_change": padding_change, "cls_weight_on_marker": on_marker,
                  "cls_weight_on_other": on_other},
         columns=("measure", "value"),

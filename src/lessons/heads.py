@@ -65,9 +65,10 @@ def previous_token(n_heads: int) -> StepResult:
     rows = [[f"layer {li} head {h}", float(stats[li, h, 0]), float(stats[li, h, 1])]
             for li in range(stats.size(0)) for h in range(n_heads)]
     return StepResult(
-        outcome=f"{n_heads} heads: layer {layer} head {head} puts {best:.0%} of its weight on the previous token "
-                f"(the same head before training: {before:.0%}; a uniform causal head: {uniform:.0%}; at most "
-                f"{other_layers:.0%} in the other layer); next-token accuracy {accuracy:.0%} after {len(losses)} steps",
+        outcome=f"{n_heads} heads: layer {layer} head {head} puts {best:.0%} of its weight on the previous "
+                f"token (the same head before training: {before:.0%}; a uniform causal head: {uniform:.0%}; "
+                f"at most {other_layers:.0%} in the other layer); next-token accuracy {accuracy:.0%} after "
+                f"{len(losses)} steps",
         metrics={"best_previous_token_weight": best, "uniform_previous_token_weight": uniform,
                  "untrained_same_head_weight": before, "other_layer_max_weight": other_layers,
                  "next_token_accuracy": accuracy, "best_head_entropy": float(stats[layer, head, 0])},
@@ -81,7 +82,8 @@ def previous_token(n_heads: int) -> StepResult:
 
 
 def alignment(task: str) -> StepResult:
-    """Cross-attention heads of the trained toy translator: entropy and how often each reads the aligned source."""
+    """Cross-attention heads of the trained toy translator: entropy and how often each reads the aligned
+    source."""
     model, _ = trained(task)
     scores = pattern_scores(model, task)
     src, tgt_in, _ = toy.reverse_batch(64, 6, SEQ2SEQ_SYMBOLS, task, torch.Generator().manual_seed(123))
@@ -91,8 +93,8 @@ def alignment(task: str) -> StepResult:
     head_entropy = entropy(cross).mean(dim=(0, 2))
     best = int(scores.argmax())
     return StepResult(
-        outcome=f"{task}: head {best} reads the aligned source word {float(scores[best]):.0%} of the time with "
-                f"entropy {float(head_entropy[best]):.2f} nats (uniform over 6 words: 1.79)",
+        outcome=f"{task}: head {best} reads the aligned source word {float(scores[best]):.0%} of the time "
+                f"with entropy {float(head_entropy[best]):.2f} nats (uniform over 6 words: 1.79)",
         metrics={"best_alignment": float(scores[best]), "best_alignment_entropy": float(head_entropy[best])},
         columns=("head", "reads the aligned word", "mean entropy (nats)"),
         rows=[[h, float(scores[h]), float(head_entropy[h])] for h in range(scores.numel())],
@@ -103,10 +105,12 @@ def alignment(task: str) -> StepResult:
 
 
 RARE_WORDS, RARE_LENGTH, RARE_STEPS = 16, 8, 80
-ZIPF = 1 / torch.arange(1, RARE_WORDS + 1, dtype=torch.float)  # word r (0 = most frequent) has p ~ 1 / (r + 1)
+# word r (0 = most frequent) has p ~ 1 / (r + 1)
+ZIPF = 1 / torch.arange(1, RARE_WORDS + 1, dtype=torch.float)
 
 
-def zipf_batch(batch: int, n_rare: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def zipf_batch(batch: int, n_rare: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor,
+                                                                             torch.Tensor]:
     """[CLS] + ``RARE_LENGTH`` words drawn from a Zipf law; label 1 when the text holds one of the
     ``n_rare`` rarest words.
 
@@ -140,7 +144,8 @@ def trained_rare(n_rare: int, seed: int = 0) -> tuple[torch.nn.Module, list[floa
     return model, log.losses
 
 
-def rare_mass(model: torch.nn.Module, tokens: torch.Tensor, rare: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def rare_mass(model: torch.nn.Module, tokens: torch.Tensor, rare: torch.Tensor) -> tuple[torch.Tensor,
+                                                                                         torch.Tensor]:
     """(accuracy logits, weight of the [CLS] query on the rare words per layer and head).
 
     Shape: tokens, rare (B, S) -> logits (B, 2), mass (L, H), averaged over the texts holding a rare word.
@@ -164,9 +169,10 @@ def rare_words(n_rare: int) -> StepResult:
     best, untrained = float(mass[layer, head]), float(before[layer, head])
     frequency = float(ZIPF[-n_rare:].sum() / ZIPF.sum())
     return StepResult(
-        outcome=f"the {n_rare} rarest of {RARE_WORDS} words ({frequency:.1%} of the corpus): the [CLS] query of layer {layer} head {head} "
-                f"puts {best:.0%} of its weight on them, where they are {share:.0%} of the positions (before "
-                f"training: {untrained:.0%}); accuracy {accuracy:.0%} after {len(losses)} steps",
+        outcome=f"the {n_rare} rarest of {RARE_WORDS} words ({frequency:.1%} of the corpus): the [CLS] query "
+                f"of layer {layer} head {head} puts {best:.0%} of its weight on them, where they are "
+                f"{share:.0%} of the positions (before training: {untrained:.0%}); accuracy {accuracy:.0%} "
+                f"after {len(losses)} steps",
         metrics={"best_rare_weight": best, "untrained_rare_weight": untrained, "rare_share": share,
                  "rare_accuracy": accuracy, "rare_frequency": frequency},
         columns=("head", "[CLS] weight on rare words, trained", "untrained"),
@@ -184,7 +190,8 @@ STEPS = [
 Different heads learn different jobs. A 2-layer language model is trained for a few seconds on
 sequences a, b, a+1, b+1, a+2, ...: to predict the next token, position t must read the token at
 t-1. We measure each head's entropy (how spread its attention is) and the weight it puts on the
-previous token: first-layer heads become previous-token heads, while the second layer looks elsewhere.""", previous_token,
+previous token: first-layer heads become previous-token heads, while the second layer looks
+elsewhere.""", previous_token,
          Knob("n_heads", 2, "heads per layer: 1, 2, 4, 8", low=1, high=32)),
     Step("alignment heads", """
 In translation a cross-attention head often aligns each target word with its source word. In the

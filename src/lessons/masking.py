@@ -41,12 +41,13 @@ def padding(n_pad: int) -> StepResult:
     names = toy.symbols(N_SYMBOLS)
     labels = [names[i] for i in padded[0].tolist()]
     return StepResult(
-        outcome=f"{n_pad} pads appended: real tokens' outputs change by {with_mask:.1e} with the padding mask, "
-                f"by {without_mask:.3f} without it",
+        outcome=f"{n_pad} pads appended: real tokens' outputs change by {with_mask:.1e} with the padding "
+                f"mask, by {without_mask:.3f} without it",
         metrics={"change_with_mask": with_mask, "change_without_mask": without_mask},
         columns=("padding mask", "max change of the real tokens' outputs"),
         rows=[["on", with_mask], ["off", without_mask]],
-        figures={"padding_mask": heatmap(mask.float(), labels, labels, "padding mask (1 = may attend)", cmap="Greys")})
+        figures={"padding_mask": heatmap(mask.float(), labels, labels, "padding mask (1 = may attend)",
+                                         cmap="Greys")})
 
 
 def causal(position: int) -> StepResult:
@@ -65,8 +66,8 @@ def causal(position: int) -> StepResult:
     past_causal = float(moved_causal[earlier].max()) if position else 0.0
     past_full = float(moved_full[earlier].max()) if position else 0.0
     return StepResult(
-        outcome=f"token {position} changed: outputs before it move by {past_causal:.1e} with the causal mask, "
-                f"by {past_full:.3f} without it",
+        outcome=f"token {position} changed: outputs before it move by {past_causal:.1e} with the causal "
+                f"mask, by {past_full:.3f} without it",
         metrics={"past_change_causal": past_causal, "past_change_full": past_full},
         columns=("output position", "change (causal)", "change (no mask)"),
         rows=[[t, float(moved_causal[t]), float(moved_full[t])] for t in range(8)],
@@ -132,7 +133,8 @@ def leakage(mask: bool) -> StepResult:
                 f"floor is ln 2 = 0.693), generation follows the rule {validity[shown]:.0%} of the time "
                 f"(vs {validity[other]:.0%})",
         metrics={"loss_causal": final["causal mask"], "loss_no_mask": final["no mask"],
-                 "generation_valid_causal": validity["causal mask"], "generation_valid_no_mask": validity["no mask"]},
+                 "generation_valid_causal": validity["causal mask"],
+                 "generation_valid_no_mask": validity["no mask"]},
         columns=("training", "final training loss", "greedy generation follows the rule"),
         rows=[[name, final[name], validity[name]] for name in runs],
         figures={"loss": curves({name: losses for name, (_, losses) in runs.items()}, "training loss",

@@ -30,12 +30,15 @@ def split(n_heads: int) -> StepResult:
         out, weights = attention(x, need_weights=True)  # weights (1, H, T, T)
     n_params = sum(p.numel() for p in attention.parameters())
     head_entropy = entropy(weights[0]).mean(-1)  # (H, T) -> (H,)
-    spread = float((weights[0, :, None] - weights[0, None]).abs().amax(dim=(-1, -2)).max()) if n_heads > 1 else 0.0
-    rows = [[h, d_model // n_heads, float(head_entropy[h]), int(weights[0, h, 1].argmax())] for h in range(n_heads)]
+    spread = (float((weights[0, :, None] - weights[0, None]).abs().amax(dim=(-1, -2)).max()) if n_heads > 1
+              else 0.0)
+    rows = [[h, d_model // n_heads, float(head_entropy[h]), int(weights[0, h, 1].argmax())]
+            for h in range(n_heads)]
     return StepResult(
         outcome=f"{n_heads} heads of width {d_model // n_heads}: {n_params} parameters (the same for any H); "
                 f"the heads' weights differ by up to {spread:.2f}; output {tuple(out.shape)}",
-        metrics={"n_params": float(n_params), "head_dim": float(d_model // n_heads), "max_head_difference": spread},
+        metrics={"n_params": float(n_params), "head_dim": float(d_model // n_heads),
+                 "max_head_difference": spread},
         columns=("head", "width C/H", "mean entropy (nats)", "argmax key of 'cat'"), rows=rows,
         figures={"heads": plot_attention(weights[0], SENTENCE, SENTENCE, f"{n_heads} heads, untrained")})
 
@@ -78,12 +81,14 @@ def specialise(task: str) -> StepResult:
     accuracy = float((model(src, tgt_in).argmax(-1) == labels).float().mean())
     expected = "t" if task == "copy" else f"{LENGTH - 1}-t"
     return StepResult(
-        outcome=f"{task}: after {len(losses)} steps (loss {losses[-1]:.3f}) head {best} puts its peak on source "
-                f"position {expected} for {float(scores[best]):.0%} of target positions",
-        metrics={"best_head_pattern": float(scores[best]), "final_loss": losses[-1], "example_accuracy": accuracy,
+        outcome=f"{task}: after {len(losses)} steps (loss {losses[-1]:.3f}) head {best} puts its peak on "
+                f"source position {expected} for {float(scores[best]):.0%} of target positions",
+        metrics={"best_head_pattern": float(scores[best]), "final_loss": losses[-1],
+                 "example_accuracy": accuracy,
                  **{f"head{h}_pattern": float(s) for h, s in enumerate(scores)}},
         columns=("head", f"peak at source {expected}"), rows=[[h, float(s)] for h, s in enumerate(scores)],
-        figures={"cross_attention": plot_attention(weights, target_in, source, f"{task}: cross-attention after training"),
+        figures={"cross_attention": plot_attention(weights, target_in, source,
+                                                   f"{task}: cross-attention after training"),
                  "loss": curves({task: losses}, "loss", f"training loss, {task}"),
                  "expected": heatmap(torch.nn.functional.one_hot(expected_source(task), LENGTH).float(),
                                      [f"t={t}" for t in range(LENGTH)], [f"s={s}" for s in range(LENGTH)],
@@ -102,5 +107,6 @@ different places. Change the number of heads and watch the patterns and the unch
 A 1-layer encoder-decoder is trained for a few seconds to copy or to reverse a 6-symbol sequence.
 To write target position t it must read one source position: t to copy, 5-t to reverse. The
 cross-attention of a trained head becomes exactly that permutation: the diagonal for copy, the
-anti-diagonal for reverse.""", specialise, Knob("task", "reverse", "copy or reverse", choices=("copy", "reverse"))),
+anti-diagonal for reverse.""", specialise,
+         Knob("task", "reverse", "copy or reverse", choices=("copy", "reverse"))),
 ]

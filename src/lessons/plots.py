@@ -18,7 +18,8 @@ def heatmap(values: Any, rows: Sequence[str], columns: Sequence[str], title: str
     """
     values = to_numpy(values)
     if values.shape != (len(rows), len(columns)):
-        raise ValueError(f"heatmap values of shape {values.shape} do not match {len(rows)} rows x {len(columns)} columns")
+        raise ValueError(f"heatmap values of shape {values.shape} do not match {len(rows)} rows x "
+                         f"{len(columns)} columns")
     side = min(0.45, 8.0 / max(len(rows), len(columns), 1))
     figure = new_figure(max(4.0, side * len(columns) + 2.0), max(3.0, side * len(rows) + 1.5))
     ax = figure.subplots()
@@ -58,6 +59,7 @@ def line_plot(x: Sequence[float], series: dict[str, Sequence[float]], xlabel: st
 def curves(series: dict[str, Sequence[float]], ylabel: str, title: str, log_y: bool = False) -> Figure:
     """Training curves: each series against its step number."""
     longest = max((len(v) for v in series.values()), default=0)
-    figure = line_plot(range(longest), {k: list(v) + [np.nan] * (longest - len(v)) for k, v in series.items()},
+    figure = line_plot(range(longest),
+                       {k: list(v) + [np.nan] * (longest - len(v)) for k, v in series.items()},
                        "step", ylabel, title, log_y=log_y)
     return figure

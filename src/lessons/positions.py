@@ -18,7 +18,8 @@ OFFSETS = (0, 1, 2, 4, 8, 16)
 
 
 def sinusoids(d_model: int) -> StepResult:
-    """The table PE(pos, 2i) = sin(pos / 10000^(2i/d)), PE(pos, 2i+1) = cos(...), checked against the formula."""
+    """The table PE(pos, 2i) = sin(pos / 10000^(2i/d)), PE(pos, 2i+1) = cos(...), checked against the
+    formula."""
     table = sinusoidal_table(N_POSITIONS, d_model)
     pos = torch.arange(N_POSITIONS, dtype=torch.float64)[:, None]
     i = torch.arange(d_model, dtype=torch.float64)[None]
@@ -29,9 +30,11 @@ def sinusoids(d_model: int) -> StepResult:
     return StepResult(
         outcome=f"d_model={d_model}: {N_POSITIONS} x {d_model} table, max |table - formula| = {error:.1e}; "
                 f"wavelengths from {wavelengths[0]:.1f} to {wavelengths[-1]:.0f} positions",
-        metrics={"formula_error": error, "shortest_wavelength": wavelengths[0], "longest_wavelength": wavelengths[-1]},
+        metrics={"formula_error": error, "shortest_wavelength": wavelengths[0],
+                 "longest_wavelength": wavelengths[-1]},
         columns=("dimension pair", "wavelength (positions)"),
-        rows=[[f"2i={2 * k}", w] for k, w in zip((0, d_model // 4, d_model // 2 - 1), wavelengths, strict=True)],
+        rows=[[f"2i={2 * k}", w] for k, w in zip((0, d_model // 4, d_model // 2 - 1), wavelengths,
+                                                 strict=True)],
         figures={"sinusoids": heatmap(table, [str(p) if p % 8 == 0 else "" for p in range(N_POSITIONS)],
                                       [str(c) if c % 8 == 0 else "" for c in range(d_model)],
                                       f"sinusoidal positional encoding, d_model={d_model}", cmap="RdBu",
@@ -50,21 +53,24 @@ def dot_products(position: int) -> StepResult:
     spread = max(r[2] for r in rows)
     return StepResult(
         outcome=f"from position {position}: dot product {dots[0]:.1f} at offset 0, {dots[1]:.1f} at 1, "
-                f"{dots[3]:.1f} at 4, {dots[-1]:.1f} at 16; for a fixed offset it varies by at most {spread:.1e} "
-                "over the positions",
-        metrics={**{f"dot_offset_{k}": d for k, d in zip(OFFSETS, dots, strict=True)}, "offset_spread": spread},
+                f"{dots[3]:.1f} at 4, {dots[-1]:.1f} at 16; for a fixed offset it varies by at most "
+                f"{spread:.1e} over the positions",
+        metrics={**{f"dot_offset_{k}": d for k, d in zip(OFFSETS, dots, strict=True)},
+                 "offset_spread": spread},
         columns=("offset k", f"PE({position}) . PE({position}+k)", "spread over p"), rows=rows,
         figures={"dot_products": heatmap(gram[:N_POSITIONS, :N_POSITIONS],
                                          [str(p) if p % 8 == 0 else "" for p in range(N_POSITIONS)],
                                          [str(p) if p % 8 == 0 else "" for p in range(N_POSITIONS)],
                                          "PE(p) . PE(q), d_model=64", xlabel="q", ylabel="p"),
-                 "by_offset": line_plot(list(range(N_POSITIONS)), {"PE(p).PE(p+k)": gram[position, position:position
-                                                                                         + N_POSITIONS].tolist()},
+                 "by_offset": line_plot(list(range(N_POSITIONS)),
+                                        {"PE(p).PE(p+k)":
+                                         gram[position, position:position + N_POSITIONS].tolist()},
                                         "offset k", "dot product", f"from position {position}")})
 
 
 def permutation(positions: bool) -> StepResult:
-    """Permute the tokens: without positions the encoder layer's outputs are permuted the same way, exactly."""
+    """Permute the tokens: without positions the encoder layer's outputs are permuted the same way,
+    exactly."""
     torch.manual_seed(0)
     layer = EncoderLayer(32, 4, 64, 0.0, 0.0, "relu", False, 1e-5, "math").eval()
     encoding = SinusoidalPositionalEncoding(32, 16)
@@ -86,7 +92,8 @@ def permutation(positions: bool) -> StepResult:
                        "permutation equivariance of an encoder layer", log_y=True)
     return StepResult(
         outcome=f"positions {'on' if positions else 'off'}: max |f(x)[perm] - f(x[perm])| = {difference:.2e} "
-                f"({'not equivariant: order matters' if difference > 1e-4 else 'permutation-equivariant: order is invisible'})",
+                + ("(not equivariant: order matters)" if difference > 1e-4
+                   else "(permutation-equivariant: order is invisible)"),
         metrics={"equivariance_error": difference},
         columns=("", "value"), rows=[["permutation", order.tolist()], ["max difference", difference]],
         figures={"equivariance": figure})
@@ -102,7 +109,8 @@ change fast with position and high ones slowly.""", sinusoids,
     Step("dot products between positions", """
 The dot product PE(p) . PE(p + k) is a sum of cos(k w_i): it depends only on the offset k, not on
 p, and it is largest at k = 0 and falls (with ripples) as k grows. Attention can therefore read
-relative distance from the encodings.""", dot_products, Knob("position", 10, "start position, 0-63", low=0, high=63)),
+relative distance from the encodings.""", dot_products,
+         Knob("position", 10, "start position, 0-63", low=0, high=63)),
     Step("attention without positions", """
 Without positional encodings, self-attention and the feed-forward network treat the input as a
 set: permuting the tokens permutes the outputs in the same way and changes nothing else

@@ -16,7 +16,8 @@ from src.lessons.step import Knob, Step, StepResult
 TRAIN_STEPS, N_SYMBOLS, LENGTH = 30, 8, 6
 
 
-def layer_gradient_norms(norm_first: bool, depth: int, seed: int = 0) -> tuple[list[str], torch.Tensor, list[float]]:
+def layer_gradient_norms(norm_first: bool, depth: int, seed: int = 0) -> tuple[list[str], torch.Tensor,
+                                                                               list[float]]:
     """Per-layer gradient norms (before clipping) of every step of a short reverse-task run.
 
     Returns the layer names (encoder layers, then decoder layers, input to output), the norms
@@ -24,7 +25,8 @@ def layer_gradient_norms(norm_first: bool, depth: int, seed: int = 0) -> tuple[l
     """
     cfg = toy.tiny_config(n_encoder_layers=depth, n_decoder_layers=depth, norm_first=norm_first)
     model = toy.seq2seq_model(cfg, N_SYMBOLS, seed)
-    log = toy.train(model, toy.seq2seq_loss("reverse", LENGTH, N_SYMBOLS), steps=TRAIN_STEPS, lr=1e-3, seed=seed,
+    log = toy.train(model, toy.seq2seq_loss("reverse", LENGTH, N_SYMBOLS), steps=TRAIN_STEPS, lr=1e-3,
+                    seed=seed,
                     record_grad_norms=True, series=f"loss {'pre-norm' if norm_first else 'post-norm'}")
     names = [f"{side}.layers.{i}" for side in ("encoder", "decoder") for i in range(depth)]
     norms = torch.tensor([[step[name] for name in names] for step in log.grad_norms])
@@ -62,7 +64,9 @@ def depth_profile(depth: int) -> StepResult:
                  "log_spread_post_norm": math.log10(spreads["post-norm"]),
                  "log_spread_pre_norm": math.log10(spreads["pre-norm"])},
         columns=("layer", "post-norm", "pre-norm"),
-        rows=[[name, float(means["post-norm"][i]), float(means["pre-norm"][i])] for i, name in enumerate(names)],
+        rows=[
+            [name, float(means["post-norm"][i]),
+             float(means["pre-norm"][i])] for i, name in enumerate(names)],
         figures=figures,
         curves={f"loss {label}": losses for label, (_, _, losses) in runs.items()})
 

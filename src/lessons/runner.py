@@ -49,7 +49,8 @@ def lesson_list() -> str:
 def parameters(name: str) -> dict[str, Any]:
     """The knobs of a lesson at their defaults, ``{"step title": {"knob": value}}``, for the tracker."""
     steps: list[Step] = lesson_module(name).STEPS
-    return {"lesson": name, **{f"{i + 1:02d} {s.title}": {s.knob.name: s.knob.default} for i, s in enumerate(steps)}}
+    return {"lesson": name,
+            **{f"{i + 1:02d} {s.title}": {s.knob.name: s.knob.default} for i, s in enumerate(steps)}}
 
 
 def run_lesson(name: str, *, tracker: TrackerLike, console: Console, interactive: bool = False,
@@ -160,7 +161,8 @@ def _cell(value: Any) -> str:
 
 def record(result: StepResult, tracker: TrackerLike, title: str, attempt: int,
            already_logged: Collection[str] = ()) -> None:
-    """Figures as plots and debug images (and PNGs), the table in Plots, curves as scalars, numbers as single values.
+    """Figures as plots and debug images (and PNGs), the table in Plots, curves as scalars, numbers as single
+    values.
 
     ``attempt`` is the iteration: the default run is 0, each interactive change the next one. Curves
     in ``already_logged`` were sent point by point while the step ran; the others (e.g. a cached
@@ -172,7 +174,8 @@ def record(result: StepResult, tracker: TrackerLike, title: str, attempt: int,
         tracker.log_plot(title, name, figure, step=attempt)  # Plots tab, where two runs compare
         tracker.log_figure(title, name, figure, step=attempt)  # debug image and PNG; closes the figure
     if result.columns:
-        frame = pandas.DataFrame([[_cell(v) for v in row] for row in result.rows], columns=list(result.columns))
+        frame = pandas.DataFrame([[_cell(v) for v in row] for row in result.rows],
+                                 columns=list(result.columns))
         tracker.log_table(title, "table", frame, step=attempt)
     for series, values in result.curves.items():
         if series in already_logged:

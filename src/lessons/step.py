@@ -37,7 +37,8 @@ class Knob:
         text = text.strip()
         kind = type(self.default)
         if kind is bool:
-            words = {"on": True, "true": True, "yes": True, "1": True, "off": False, "false": False, "no": False,
+            words = {"on": True, "true": True, "yes": True, "1": True, "off": False, "false": False,
+                     "no": False,
                      "0": False}
             if text.lower() not in words:
                 raise ValueError(f"{self.name} expects on/off (or true/false), got {text!r}")
@@ -49,7 +50,8 @@ class Knob:
         try:
             value = kind(text)
         except ValueError:
-            raise ValueError(f"{self.name} expects {'an integer' if kind is int else 'a number'}, got {text!r}") from None
+            raise ValueError(f"{self.name} expects {'an integer' if kind is int else 'a number'}, got "
+                             f"{text!r}") from None
         if (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
             raise ValueError(f"{self.name} expects a value in [{self.low}, {self.high}], got {value}")
         return value

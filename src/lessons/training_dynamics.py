@@ -53,7 +53,9 @@ def confidence(model: torch.nn.Module) -> float:
 
 def label_smoothing(epsilon: float) -> StepResult:
     """Smoothing the targets raises the training loss floor and lowers the model's confidence."""
-    runs = {eps: _run(f"loss epsilon {eps:g}", 5e-3, 20, eps, layers=1, steps=100) for eps in sorted({0.0, epsilon})}
+    runs = {
+        eps: _run(f"loss epsilon {eps:g}", 5e-3, 20, eps, layers=1, steps=100) for eps in sorted(
+            {0.0, epsilon})}
     rows, metrics = [], {}
     vocab = toy.FIRST_SYMBOL + N_SYMBOLS
     for eps, (model, log) in runs.items():
@@ -64,7 +66,8 @@ def label_smoothing(epsilon: float) -> StepResult:
         metrics.update({f"loss_eps_{eps:g}": log.final_loss(), f"confidence_eps_{eps:g}": confidence(model),
                         f"floor_eps_{eps:g}": floor})
     return StepResult(
-        outcome="; ".join(f"epsilon {r[0]:g}: final loss {r[1]:.3f} (floor {r[2]:.3f}), mean confidence {r[3]:.3f}"
+        outcome="; ".join(f"epsilon {r[0]:g}: final loss {r[1]:.3f} (floor {r[2]:.3f}), mean confidence "
+                          f"{r[3]:.3f}"
                           for r in rows),
         metrics=metrics,
         columns=("epsilon", "final training loss", "loss floor", "mean max probability"), rows=rows,

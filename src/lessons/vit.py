@@ -48,7 +48,8 @@ def shapes(batch: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.
 
 
 def patches(patch_size: int) -> StepResult:
-    """Cutting an image into patches: N = (28/P)^2 tokens; the strided convolution is exactly a matmul per patch."""
+    """Cutting an image into patches: N = (28/P)^2 tokens; the strided convolution is exactly a matmul per
+    patch."""
     if SIDE % patch_size:
         raise ValueError(f"patch_size must divide {SIDE} (1, 2, 4, 7, 14, 28), got {patch_size}")
     torch.manual_seed(0)
@@ -69,18 +70,20 @@ def patches(patch_size: int) -> StepResult:
         ax.axvline(line - 0.5, color="tab:red", lw=0.6)
     ax.set_title(f"{CLASSES[int(labels[0])]}: {n} patches of {patch_size}x{patch_size}", fontsize=9)
     return StepResult(
-        outcome=f"patch {patch_size}: {n} tokens of {patch_size * patch_size} pixels each (+1 [class] token); "
-                f"conv against flatten-and-matmul: max difference {error:.1e}",
+        outcome=f"patch {patch_size}: {n} tokens of {patch_size * patch_size} pixels each (+1 [class] "
+                f"token); conv against flatten-and-matmul: max difference {error:.1e}",
         metrics={"n_patches": float(n), "conv_matmul_difference": error},
         columns=("patch size", "tokens", "pixels per token", "attention scores per layer and head"),
-        rows=[[p, (SIDE // p) ** 2, p * p, ((SIDE // p) ** 2 + 1) ** 2] for p in sorted({4, 7, 14, patch_size})],
+        rows=[[p, (SIDE // p) ** 2, p * p, ((SIDE // p) ** 2 + 1) ** 2] for p in sorted({4, 7, 14,
+                                                                                         patch_size})],
         figures={"patches": figure})
 
 
 @lru_cache(maxsize=2)
 def trained(seed: int = 0) -> tuple[torch.nn.Module, list[float]]:
     torch.manual_seed(seed)
-    cfg = ModelConfig(family="vit", image_size=SIDE, patch_size=PATCH, d_model=32, n_heads=2, n_encoder_layers=2,
+    cfg = ModelConfig(family="vit", image_size=SIDE, patch_size=PATCH, d_model=32, n_heads=2,
+                      n_encoder_layers=2,
                       d_ff=64, dropout=0.0, norm_first=True, attention_backend="math")
     model = build(cfg, n_classes=len(CLASSES))
 
@@ -88,12 +91,14 @@ def trained(seed: int = 0) -> tuple[torch.nn.Module, list[float]]:
         images, labels, _ = shapes(32, generator)
         return translation_loss(m(images)[:, None], labels[:, None], pad_id=-100)[0]  # (B, K) -> (B, 1, K)
 
-    log = toy.train(model, loss_of_batch, steps=TRAIN_STEPS, lr=1e-2, seed=seed, warmup_steps=20, series="loss")
+    log = toy.train(model, loss_of_batch, steps=TRAIN_STEPS, lr=1e-2, seed=seed, warmup_steps=20,
+                    series="loss")
     return model, log.losses
 
 
 def rollout(image: int) -> StepResult:
-    """Train a tiny ViT; the [class] token's attention rollout concentrates on the patches holding the shape."""
+    """Train a tiny ViT; the [class] token's attention rollout concentrates on the patches holding the
+    shape."""
     model, losses = trained()
     images, labels, masks = shapes(128, torch.Generator().manual_seed(9))
     with torch.no_grad():
@@ -109,7 +114,8 @@ def rollout(image: int) -> StepResult:
     figure = new_figure(7.0, 3.5)
     left, right = figure.subplots(1, 2)
     left.imshow(images[image, 0].numpy(), cmap="gray")
-    left.set_title(f"{CLASSES[int(labels[image])]} (predicted {CLASSES[int(logits[image].argmax())]})", fontsize=9)
+    left.set_title(f"{CLASSES[int(labels[image])]} (predicted {CLASSES[int(logits[image].argmax())]})",
+                   fontsize=9)
     right.imshow(share[image].view(grid, grid).numpy(), cmap="viridis")
     right.set_title("[class] attention rollout over patches", fontsize=9)
     return StepResult(
@@ -118,7 +124,8 @@ def rollout(image: int) -> StepResult:
                 f"{area:.0%} of them",
         metrics={"accuracy": accuracy, "rollout_on_shape": mass_on_shape, "shape_area": area},
         columns=("image", "class", "predicted", "rollout on shape patches"),
-        rows=[[i, CLASSES[int(labels[i])], CLASSES[int(logits[i].argmax())], float((share[i] * on_shape[i]).sum())]
+        rows=[[i, CLASSES[int(labels[i])], CLASSES[int(logits[i].argmax())],
+               float((share[i] * on_shape[i]).sum())]
               for i in range(8)],
         figures={"rollout": figure, "loss": curves({"vit": losses}, "loss", "ViT training loss")},
         curves={"loss": losses})

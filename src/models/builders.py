@@ -11,7 +11,8 @@ from src.config.model import ModelConfig
 
 
 def build(cfg: ModelConfig, **sizes: Any) -> nn.Module:
-    """The model of ``cfg.family``; ``sizes`` come from the task (``task.model_sizes()``: vocabularies, classes, pad id)."""
+    """The model of ``cfg.family``; ``sizes`` come from the task (``task.model_sizes()``: vocabularies,
+    classes, pad id)."""
     from src.models.decoder_lm import build_decoder_lm
     from src.models.encoder_classifier import build_encoder_classifier
     from src.models.rnn_classifier import build_rnn_classifier
@@ -19,7 +20,8 @@ def build(cfg: ModelConfig, **sizes: Any) -> nn.Module:
     from src.models.vit import build_vit
 
     builders = {
-        "encoder_decoder": lambda: build_model(cfg, sizes["src_vocab_size"], sizes["tgt_vocab_size"], sizes["pad_id"]),
+        "encoder_decoder": lambda: build_model(cfg, sizes["src_vocab_size"], sizes["tgt_vocab_size"],
+                                               sizes["pad_id"]),
         "encoder_classifier": lambda: build_encoder_classifier(cfg, sizes["vocab_size"], sizes["n_classes"],
                                                                sizes["pad_id"], cfg.pooling),
         "lstm_classifier": lambda: build_rnn_classifier(cfg, "lstm", sizes["vocab_size"], sizes["n_classes"],

@@ -61,7 +61,8 @@ class DecoderBlock(nn.Module):
     def forward(self, x: Tensor, cache: KVCache | None = None,
                 need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
         """Shape: x: (B, T, C) -> (B, T, C), weights (B, H, T, L) or None; L = cached + T positions."""
-        attended, weights = self.self_attn(self.norm1(x), is_causal=True, cache=cache, need_weights=need_weights)
+        attended, weights = self.self_attn(self.norm1(x), is_causal=True, cache=cache,
+                                           need_weights=need_weights)
         x = x + self.dropout(attended)
         x = x + self.dropout(self.feed_forward(self.norm2(x)))
         return x, weights
@@ -115,7 +116,8 @@ class DecoderLM(nn.Module):
             tokens: (B, T) -> logits (B, T, V); weights: per layer (B, H, T, L), L = cached + T.
         """
         check_token_ids("tokens", tokens)
-        start = 0 if cache is None else cache[0].length  # not len(): it would fix the length in an ONNX export
+        # not len(): it would fix the length in an ONNX export
+        start = 0 if cache is None else cache[0].length
         x = self.dropout(self.positional(self.token_embedding(tokens), start))  # no sqrt(C) scale (GPT-2)
         weights = []
         for i, block in enumerate(self.decoder.layers):
@@ -134,7 +136,8 @@ class DecoderLM(nn.Module):
 
 
 def init_gpt2_weights(model: nn.Module, n_layers: int) -> None:
-    """N(0, 0.02) weights, zero biases, residual projections N(0, 0.02 / sqrt(2 n_layers)) (module docstring)."""
+    """N(0, 0.02) weights, zero biases, residual projections N(0, 0.02 / sqrt(2 n_layers)) (module
+    docstring)."""
     for module in model.modules():
         if isinstance(module, (nn.Linear, nn.Embedding)):
             nn.init.normal_(module.weight, mean=0.0, std=INIT_STD)
@@ -155,8 +158,10 @@ def build_decoder_lm(cfg: ModelConfig, vocab_size: int, pad_id: int) -> DecoderL
         pad_id: padding token id.
     """
     positional = {"sinusoidal": SinusoidalPositionalEncoding, "learned": LearnedPositionalEncoding}
-    blocks = [DecoderBlock(cfg.d_model, cfg.n_heads, cfg.d_ff, cfg.dropout, cfg.attention_dropout, cfg.activation,
-                           cfg.layer_norm_eps, cfg.attention_backend, cfg.attention, cfg.window) for _ in range(cfg.n_decoder_layers)]
+    blocks = [DecoderBlock(cfg.d_model, cfg.n_heads, cfg.d_ff, cfg.dropout, cfg.attention_dropout,
+                           cfg.activation,
+                           cfg.layer_norm_eps, cfg.attention_backend, cfg.attention,
+                           cfg.window) for _ in range(cfg.n_decoder_layers)]
     return DecoderLM(vocab_size, positional[cfg.positional_encoding](cfg.d_model, cfg.max_positions), blocks,
                      cfg.d_model, cfg.dropout, cfg.layer_norm_eps, pad_id, cfg.tie_output)
 

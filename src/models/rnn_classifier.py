@@ -1,6 +1,7 @@
 """LSTM, GRU and Elman RNN text classifiers: the recurrent baselines of the Transformer classifier.
 
-Reading order: token embeddings -> a (bidirectional) ``LSTM``/``GRU``/``RNN`` (``src/components/recurrent.py``)
+Reading order: token embeddings -> a (bidirectional) ``LSTM``/``GRU``/``RNN``
+(``src/components/recurrent.py``)
 -> the final hidden state of each direction's last layer, concatenated -> the same classification head
 as the encoder classifier. The recurrence stops at each text's own last real token, so padding a
 batch does not change a text's logits.
@@ -54,7 +55,8 @@ class RNNClassifier(nn.Module):
         return (logits, []) if return_attention else logits
 
 
-def build_rnn_classifier(cfg: ModelConfig, cell: Cell, vocab_size: int, n_classes: int, pad_id: int) -> RNNClassifier:
+def build_rnn_classifier(cfg: ModelConfig, cell: Cell, vocab_size: int, n_classes: int,
+                         pad_id: int) -> RNNClassifier:
     """``d_model`` is the embedding and hidden width, ``n_encoder_layers`` the number of recurrent layers.
 
     ``cfg.rnn_bidirectional`` adds a backward direction; ``cfg.rnn_fast`` runs PyTorch's kernel on the

@@ -67,9 +67,9 @@ def generate(model: DecoderLM, prompt_ids: Tensor | list[int], max_new_tokens: i
     """Continue ``prompt_ids`` by up to ``max_new_tokens`` tokens.
 
     Args:
-        model: the language model (in eval mode), or its ONNX Runtime twin (``src/inference/onnx_backend.py``).
-        prompt_ids: token ids of the prompt, one sequence (list or (T,)) or a batch (B, T).
-        max_new_tokens: most tokens added.
+        model: the language model (in eval mode), or its ONNX Runtime twin
+        (``src/inference/onnx_backend.py``). prompt_ids: token ids of the prompt, one sequence (list or (T,))
+        or a batch (B, T). max_new_tokens: most tokens added.
         temperature: softmax temperature; 0 is greedy (argmax), as is ``top_k=1``.
         top_k: sample among the k most probable tokens only.
         top_p: sample from the nucleus of probability mass ``top_p`` only (Holtzman et al. 2019).
@@ -84,7 +84,8 @@ def generate(model: DecoderLM, prompt_ids: Tensor | list[int], max_new_tokens: i
     """
     check_sampling(temperature, top_k, top_p)
     first = next(model.parameters(), None)  # none in the ONNX Runtime backend, which runs on the CPU
-    tokens = torch.as_tensor(prompt_ids, dtype=torch.long, device=first.device if first is not None else "cpu")
+    tokens = torch.as_tensor(prompt_ids, dtype=torch.long,
+                             device=first.device if first is not None else "cpu")
     tokens = tokens[None] if tokens.dim() == 1 else tokens
     if tokens.dim() != 2 or tokens.size(1) == 0:
         raise ValueError(f"prompt_ids must hold at least one token, got shape {tuple(tokens.shape)}")
@@ -109,5 +110,6 @@ def generate(model: DecoderLM, prompt_ids: Tensor | list[int], max_new_tokens: i
 
 
 def _cached(cache) -> int:
-    """Positions in a cache: a list of per-block ``KVCache`` (PyTorch) or one ``LayerCache`` (ONNX Runtime)."""
+    """Positions in a cache: a list of per-block ``KVCache`` (PyTorch) or one ``LayerCache`` (ONNX
+    Runtime)."""
     return len(cache[0]) if isinstance(cache, list) else len(cache)

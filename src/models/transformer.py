@@ -131,13 +131,15 @@ class EncoderDecoderTransformer(nn.Module):
             attention["decoder_self"], attention["cross"] = self_weights, cross_weights
         return x
 
-    def step_logits(self, tgt: Tensor, memory: Tensor, src_mask: Tensor, cache: DecoderCache | None) -> Tensor:
+    def step_logits(self, tgt: Tensor, memory: Tensor, src_mask: Tensor,
+                    cache: DecoderCache | None) -> Tensor:
         """Next-token logits at the last target position: one decoding step (``decode``, then ``generator``).
 
         Shape:
             tgt: (B, T), the new tokens with a cache, else the whole prefix -> (B, V).
         """
-        return self.generator(self.decode(tgt, memory, src_mask, cache)[:, -1])  # (B, T, C) -> (B, C) -> (B, V)
+        # (B, T, C) -> (B, C) -> (B, V)
+        return self.generator(self.decode(tgt, memory, src_mask, cache)[:, -1])
 
     def new_cache(self) -> DecoderCache:
         """An empty key/value cache for incremental decoding with ``decode``."""
@@ -201,7 +203,8 @@ def build_embeddings(cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int,
     """Token tables and the configured positional encoding (Sec. 3.4-3.5)."""
     positional = {"sinusoidal": SinusoidalPositionalEncoding, "learned": LearnedPositionalEncoding}
     return Embeddings(src_vocab_size, tgt_vocab_size, cfg.d_model,
-                      positional[cfg.positional_encoding](cfg.d_model, cfg.max_positions), cfg.dropout, share=share)
+                      positional[cfg.positional_encoding](cfg.d_model, cfg.max_positions), cfg.dropout,
+                      share=share)
 
 
 def layer_arguments(cfg: ModelConfig) -> dict:
@@ -224,7 +227,8 @@ def layer_arguments(cfg: ModelConfig) -> dict:
 
 def build_encoder(cfg: ModelConfig) -> Encoder:
     """``n_encoder_layers`` encoder layers, then a final LayerNorm where the config needs one."""
-    return Encoder([EncoderLayer(**layer_arguments(cfg)) for _ in range(cfg.n_encoder_layers)], _final_norm(cfg))
+    return Encoder([EncoderLayer(**layer_arguments(cfg)) for _ in range(cfg.n_encoder_layers)],
+                   _final_norm(cfg))
 
 
 def _final_norm(cfg: ModelConfig) -> nn.LayerNorm | None:

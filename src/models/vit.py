@@ -29,7 +29,8 @@ class ViTEmbeddings(nn.Module):
         dropout: dropout after adding the position embeddings.
     """
 
-    def __init__(self, image_size: int, patch_size: int, in_channels: int, d_model: int, dropout: float) -> None:
+    def __init__(self, image_size: int, patch_size: int, in_channels: int, d_model: int,
+                 dropout: float) -> None:
         super().__init__()
         self.n_patches = (image_size // patch_size) ** 2
         self.patch_embedding = PatchEmbedding(in_channels, d_model, patch_size)
@@ -90,7 +91,8 @@ class VisionTransformer(nn.Module):
             raise ValueError(f"{expected}, got {type(images).__name__}")
         if not images.is_floating_point():
             raise ValueError(f"{expected}, got dtype {images.dtype} (normalise uint8 pixels first)")
-        if images.ndim != 4 or tuple(images.shape[1:]) != (self.in_channels, self.image_size, self.image_size):
+        if images.ndim != 4 or tuple(images.shape[1:]) != (self.in_channels, self.image_size,
+                                                           self.image_size):
             raise ValueError(f"{expected}, got shape {tuple(images.shape)}")
 
     def num_parameters(self, trainable_only: bool = False) -> int:

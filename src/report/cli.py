@@ -1,4 +1,5 @@
-"""``python -m src.main report RUN [--runs-dir DIR] [--out FILE]``: write a run's HTML report, print its path."""
+"""``python -m src.main report RUN [--runs-dir DIR] [--out FILE]``: write a run's HTML report, print
+its path."""
 
 import argparse
 from pathlib import Path
@@ -11,7 +12,8 @@ from src.arguments import output_file
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", nargs="?", default="latest",
                         help="a run folder, run id, run name (its newest run) or 'latest' (default)")
-    parser.add_argument("--runs-dir", default="runs", help="where run ids and names are looked up (default: runs)")
+    parser.add_argument("--runs-dir", default="runs",
+                        help="where run ids and names are looked up (default: runs)")
     parser.add_argument("--out", type=output_file, default=None,
                         help="the HTML file to write (default: <run folder>/report.html)")
 

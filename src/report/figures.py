@@ -36,20 +36,25 @@ def curve_figures(history: Sequence[dict]) -> dict[str, go.Figure]:
     if loss.data:
         # the legend above the plot, right-aligned with it: beside it, it takes width from a half-page cell
         figures["loss"] = loss.update_layout(title="loss (cross-entropy)", xaxis_title="step", **_LAYOUT,
-                                             legend={"orientation": "h", "x": 1, "xanchor": "right", "y": 1.02,
+                                             legend={"orientation": "h", "x": 1, "xanchor": "right",
+                                                     "y": 1.02,
                                                      "yanchor": "bottom"})
-    for name, key, title in (("learning rate", "lr", "learning rate"), ("throughput", "tokens_per_s", "tokens / s")):
+    for name, key, title in (("learning rate", "lr", "learning rate"),
+                             ("throughput", "tokens_per_s", "tokens / s")):
         steps, values = _series(history, key)
         if steps:
             figures[name] = go.Figure(go.Scatter(x=steps, y=values, name=key, mode="lines")).update_layout(
                 title=title, xaxis_title="step", **_LAYOUT)
-    metrics = sorted({key for row in history for key in row if key.startswith("valid_") and key != "valid_loss"})
+    metrics = sorted(
+        {key for row in history for key in row if key.startswith("valid_") and key != "valid_loss"})
     if metrics:
         names = [key.removeprefix("valid_") for key in metrics]
-        figure = make_subplots(rows=len(metrics), cols=1, shared_xaxes=True, subplot_titles=names, vertical_spacing=0.12)
+        figure = make_subplots(rows=len(metrics), cols=1, shared_xaxes=True, subplot_titles=names,
+                               vertical_spacing=0.12)
         for index, key in enumerate(metrics, start=1):
             steps, values = _series(history, key)
-            figure.add_trace(go.Scatter(x=steps, y=values, name=names[index - 1], mode="lines+markers"), row=index, col=1)
+            figure.add_trace(go.Scatter(x=steps, y=values, name=names[index - 1], mode="lines+markers"),
+                             row=index, col=1)
         figure.update_xaxes(title_text="step", row=len(metrics), col=1)
         figures["validation metrics"] = figure.update_layout(
             title="validation metrics", **{**_LAYOUT, "height": 120 + 220 * len(metrics)}, showlegend=False)
@@ -66,23 +71,28 @@ def grad_norm_figure(grad: GradNorms) -> go.Figure:
 
     z = [[log10(v) for v in row] for row in grad.norms]  # (G, S)
     heatmap = go.Heatmap(
-        z=z, x=[str(s) for s in grad.steps], y=list(grad.groups), customdata=[list(row) for row in grad.norms],
+        z=z, x=[str(s) for s in grad.steps], y=list(grad.groups),
+                         customdata=[list(row) for row in grad.norms],
         colorscale="Magma", colorbar={"title": {"text": "log10 norm"}},
         hovertemplate="group %{y}<br>step %{x}<br>norm %{customdata:.3g}<extra></extra>",
     )
     height = max(300, 120 + 28 * len(grad.groups))
     return go.Figure(heatmap).update_layout(
         title="gradient L2 norm per parameter group", xaxis_title="step", xaxis_type="category",
-        yaxis_autorange="reversed", **{**_LAYOUT, "height": height, "margin": {**_LAYOUT["margin"], "l": 160}})
+        yaxis_autorange="reversed", **{**_LAYOUT, "height": height,
+                                       "margin": {**_LAYOUT["margin"], "l": 160}})
 
 
 def confusion_figure(labels: Sequence[str], confusion: Sequence[Sequence[int]]) -> go.Figure:
     """Counts per (true class, predicted class): rows are the true classes, as in the evaluate step."""
     size = max(360, 120 + 40 * len(labels))
-    heatmap = go.Heatmap(z=[list(row) for row in confusion], x=list(labels), y=list(labels), colorscale="Blues",
-                         texttemplate="%{z}", hovertemplate="true %{y}<br>predicted %{x}<br>%{z}<extra></extra>")
+    heatmap = go.Heatmap(z=[list(row) for row in confusion], x=list(labels), y=list(labels),
+                         colorscale="Blues",
+                         texttemplate="%{z}",
+                         hovertemplate="true %{y}<br>predicted %{x}<br>%{z}<extra></extra>")
     return go.Figure(heatmap).update_layout(
-        title="confusion matrix (test)", xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed",
+        title="confusion matrix (test)", xaxis_title="predicted", yaxis_title="true",
+                                            yaxis_autorange="reversed",
         **{**_LAYOUT, "height": size, "width": size + 140})
 
 

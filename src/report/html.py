@@ -145,10 +145,11 @@ def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], css_id: str | N
     head = "".join(f"<th>{esc(c)}</th>" for c in columns)
     body = []
     for row in rows:
-        cells = "".join(f'<td class="num">{esc(format_value(v))}</td>' if _is_number(v) else f"<td>{esc(v)}</td>"
-                        for v in row)
+        cells = "".join(f'<td class="num">{esc(format_value(v))}</td>' if _is_number(v)
+                        else f"<td>{esc(v)}</td>" for v in row)
         body.append(f"<tr>{cells}</tr>")
-    attribute = (f' id="{esc(css_id)}"' if css_id else "") + (f' class="{esc(css_class)}"' if css_class else "")
+    attribute = (f' id="{esc(css_id)}"' if css_id else "") + (
+        f' class="{esc(css_class)}"' if css_class else "")
     return (f'<div class="scroll"><table{attribute}><thead><tr>{head}</tr></thead>'
             f'<tbody>{"".join(body)}</tbody></table></div>')
 

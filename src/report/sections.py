@@ -1,4 +1,5 @@
-"""One function per report section: ``RunContents`` in, a ``Section`` out, or None when the run has nothing for it.
+"""One function per report section: ``RunContents`` in, a ``Section`` out, or None when the run has
+nothing for it.
 
 A family's missing pieces (no heatmaps when tracking was off, no confusion matrix for a language
 model, no registry decision in a failed run) leave their section out instead of showing it empty.
@@ -31,14 +32,17 @@ def overview(run: RunContents) -> Section:
     """Identity, status and the step table of ``status.json``."""
     status, steps = run.status, run.status.get("steps", {})
     rows = [("run folder", str(run.run_dir)), ("run id", status.get("run_id", run.run_dir.name)),
-            ("family", run.family), ("task", run.config.get("task", "-")), ("status", status.get("status", "-")),
-            ("created", _when(status.get("created"))), ("finished", _when((steps.get("pipeline") or {}).get("time")))]
+            ("family", run.family), ("task", run.config.get("task", "-")),
+            ("status", status.get("status", "-")),
+            ("created", _when(status.get("created"))),
+            ("finished", _when((steps.get("pipeline") or {}).get("time")))]
     if status.get("failed_step"):
         rows.append(("failed step", f"{status['failed_step']}: {status.get('reason', '')}"))
     trained = (steps.get("train") or {}).get("output") or {}
     if trained:
         rows += [("steps trained", trained.get("steps")), ("best valid loss", trained.get("best_valid_loss"))]
-    step_rows = [(name, (steps.get(name) or {}).get("status", "not run"), (steps.get(name) or {}).get("task_id", "-"))
+    step_rows = [(name, (steps.get(name) or {}).get("status", "not run"),
+                  (steps.get(name) or {}).get("task_id", "-"))
                  for name in STEPS]
     body = (table(("", "value"), rows) + "<h3>pipeline steps</h3>"
             + table(("step", "status", "ClearML task"), step_rows, css_id="step-table"))
@@ -83,7 +87,8 @@ def gradients(run: RunContents) -> Section | None:
         return None
     grad = run.grad_norms
     note = (f"{len(grad.groups)} parameter groups at {len(grad.steps)} steps (every "
-            f"{run.config.get('tracking', {}).get('grad_norm_every', '?')} steps), from the last training checkpoint. "
+            f"{run.config.get('tracking', {}).get('grad_norm_every', '?')} steps), "
+            "from the last training checkpoint. "
             "A group far darker or brighter than its neighbours is vanishing or exploding.")
     return Section("gradients", "Gradient norms", plot_div(grad_norm_figure(grad), "grad-norm-heatmap")
                    + f'<p class="note">{esc(note)}</p>')
@@ -109,7 +114,8 @@ def attention(run: RunContents) -> Section | None:
         frames = [h.frames[i] for i in evenly_spaced(len(h.frames), MAX_FRAMES)]
         if len(frames) < len(h.frames):
             thinned.append(f"{h.label}: {len(frames)} of {len(h.frames)} recorded steps")
-        figures.append({"label": h.label, "steps": [step for step, _ in frames], "images": [data_uri(p) for _, p in frames]})
+        figures.append({"label": h.label, "steps": [step for step, _ in frames],
+                        "images": [data_uri(p) for _, p in frames]})
     shown = f" Shown: {'; '.join(thinned)}." if thinned else ""
     options = "".join(f'<option value="{i}">{esc(f["label"])}</option>' for i, f in enumerate(figures))
     last = len(figures[0]["steps"]) - 1
@@ -132,7 +138,8 @@ def samples(run: RunContents) -> Section | None:
     parts = []
     for sample in run.tables:
         note = f'<p class="note">{esc(sample.note)}</p>' if sample.note else ""
-        parts.append(f"<h3>{esc(sample.title)}</h3>{table(sample.columns, sample.rows, css_class='samples')}{note}")
+        parts.append(
+            f"<h3>{esc(sample.title)}</h3>{table(sample.columns, sample.rows, css_class='samples')}{note}")
     titles = {"encoder_decoder": "Sample translations", "decoder_lm": "Sample continuations"}
     title = titles.get(run.family, "Sample predictions")
     return Section("samples", title, "".join(parts))
@@ -158,9 +165,11 @@ def metrics(run: RunContents) -> Section | None:
     per_class = run.metrics.get("per_class")
     if isinstance(per_class, dict) and per_class:
         body += "<h3>per class</h3>" + table(("class", "precision", "recall"),
-                                             [(name, v.get("precision"), v.get("recall")) for name, v in per_class.items()])
+                                             [(name, v.get("precision"),
+                                               v.get("recall")) for name, v in per_class.items()])
     if run.metrics.get("confusion") and run.metrics.get("labels"):
-        body += plot_div(confusion_figure(run.metrics["labels"], run.metrics["confusion"]), "confusion-matrix")
+        body += plot_div(confusion_figure(run.metrics["labels"], run.metrics["confusion"]),
+                         "confusion-matrix")
     return Section("metrics", "Test metrics", body)
 
 
@@ -172,7 +181,8 @@ def registry(run: RunContents) -> Section | None:
     stage = str(decision.get("stage", "unknown"))
     rows = [(key, value) for key, value in decision.items() if key not in ("stage", "reason")]
     body = (f'<div class="decision {esc(stage)}" id="registry-stage">{esc(stage)}</div>'
-            f'<p id="registry-reason">{esc(decision.get("reason", ""))}</p>' + table(("field", "value"), rows))
+            f'<p id="registry-reason">{esc(decision.get("reason", ""))}</p>' + table(("field", "value"),
+                                                                                     rows))
     return Section("registry", "Registry decision", body)
 
 
@@ -192,5 +202,6 @@ def data_card(run: RunContents) -> Section | None:
 
 def all_sections(run: RunContents) -> list[Section]:
     """The sections this run has, in reading order."""
-    builders = (overview, config, curves, gradients, attention, samples, metrics, registry, evaluation_figures, data_card)
+    builders = (overview, config, curves, gradients, attention, samples, metrics, registry,
+                evaluation_figures, data_card)
     return [section for build in builders if (section := build(run)) is not None]

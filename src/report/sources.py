@@ -69,7 +69,8 @@ class RunContents:
     history: list[dict[str, float]] = field(default_factory=list)
     grad_norms: GradNorms | None = None
     heatmaps: list[Heatmaps] = field(default_factory=list)
-    figures: list[tuple[str, Path]] = field(default_factory=list)  # (caption, PNG): evaluation and data figures
+    # (caption, PNG): evaluation and data figures
+    figures: list[tuple[str, Path]] = field(default_factory=list)
     tables: list[Table] = field(default_factory=list)
     metrics: dict[str, Any] = field(default_factory=dict)
     data_card: str | None = None
@@ -111,7 +112,8 @@ def read_grad_norms(checkpoint_dir: Path) -> GradNorms | None:
         if not history or not steps:
             return None
         groups = tuple(history)
-        return GradNorms(groups, tuple(int(s) for s in steps), tuple(tuple(float(v) for v in history[g]) for g in groups))
+        return GradNorms(groups, tuple(int(s) for s in steps),
+                         tuple(tuple(float(v) for v in history[g]) for g in groups))
     return None
 
 
@@ -125,17 +127,20 @@ def step_pngs(plots_dir: Path, prefix: str = "") -> list[Heatmaps]:
             match = _STEP_PNG.match(png.name)
             if match:
                 groups.setdefault((folder.name, match["series"]), []).append((int(match["step"]), png))
-    return [Heatmaps(title, series, tuple(sorted(frames))) for (title, series), frames in sorted(groups.items())]
+    return [Heatmaps(title, series, tuple(sorted(frames))) for (title, series), frames in sorted(
+        groups.items())]
 
 
 def _cell(value: Any) -> str:
-    """A table cell as logged (whitespace kept: a continuation of spaces and newlines is what the model wrote), cut."""
+    """A table cell as logged (whitespace kept: a continuation of spaces and newlines is what the model
+    wrote), cut."""
     text = str(value)
     return text if len(text) <= MAX_CELL_CHARS else text[: MAX_CELL_CHARS - 1] + "…"
 
 
 def read_session_tables(step_dir: Path) -> list[Table]:
-    """The tables a step logged to its offline ClearML session (the newest iteration of each), as the UI shows them.
+    """The tables a step logged to its offline ClearML session (the newest iteration of each), as the UI
+    shows them.
 
     ClearML stores a table as a plotly ``table`` trace in ``metrics.jsonl``: header values are one
     list per column, cell values one list per column.
@@ -145,7 +150,8 @@ def read_session_tables(step_dir: Path) -> list[Table]:
         try:
             with zipfile.ZipFile(session) as zf:
                 names = zf.namelist()
-                lines = zf.read("metrics.jsonl").decode("utf-8").splitlines() if "metrics.jsonl" in names else []
+                lines = (zf.read("metrics.jsonl").decode("utf-8").splitlines() if "metrics.jsonl" in names
+                         else [])
         except (OSError, zipfile.BadZipFile) as err:
             logger.warning("report: cannot read the session {} ({})", session, err)
             continue
@@ -165,12 +171,15 @@ def _table_of(event: dict[str, Any]) -> Table | None:
     traces = json.loads(event["plot_str"]).get("data") or []
     if len(traces) != 1 or traces[0].get("type") != "table":
         return None
-    header = [value[0] if isinstance(value, list) and value else value for value in traces[0]["header"]["values"]]
+    header = [
+        value[0] if isinstance(value, list) and value else value for value in traces[0]["header"]["values"]]
     columns = traces[0]["cells"]["values"]
     n_rows = max((len(col) for col in columns), default=0)
-    rows = tuple(tuple(_cell(col[i]) if i < len(col) else "" for col in columns) for i in range(min(n_rows, MAX_ROWS)))
+    rows = tuple(
+        tuple(_cell(col[i]) if i < len(col) else "" for col in columns) for i in range(min(n_rows, MAX_ROWS)))
     note = f"first {MAX_ROWS} of {n_rows} rows" if n_rows > MAX_ROWS else ""
-    return Table(f"{event.get('metric', '')} · {event.get('variant', '')}", tuple(map(str, header)), rows, note)
+    return Table(f"{event.get('metric', '')} · {event.get('variant', '')}", tuple(map(str, header)), rows,
+                 note)
 
 
 def read_tsv(path: Path, title: str, max_rows: int | None = MAX_ROWS) -> Table | None:
@@ -184,7 +193,8 @@ def read_tsv(path: Path, title: str, max_rows: int | None = MAX_ROWS) -> Table |
     if header is None:
         return None
     if max_rows is not None and len(rows) > max_rows:
-        return Table(title, tuple(header), tuple(rows[:max_rows]), f"first {max_rows} of {len(rows)} rows of {path.name}")
+        return Table(title, tuple(header), tuple(rows[:max_rows]),
+                     f"first {max_rows} of {len(rows)} rows of {path.name}")
     return Table(title, tuple(header), tuple(rows), f"from {path.name}")
 
 
@@ -194,12 +204,14 @@ def newest_figures(plots_dir: Path, caption: str) -> list[tuple[str, Path]]:
 
 
 def read_mistakes(path: Path, n: int = 20) -> Table | None:
-    """The ``n`` most confident wrong rows of a classifier's ``predictions.tsv`` (label, predicted, confidence)."""
+    """The ``n`` most confident wrong rows of a classifier's ``predictions.tsv`` (label, predicted,
+    confidence)."""
     table = read_tsv(path, "", max_rows=None)
     if table is None or not {"label", "predicted", "confidence"} <= set(table.columns):
         return table
     label, predicted, confidence = (table.columns.index(c) for c in ("label", "predicted", "confidence"))
-    wrong = sorted((row for row in table.rows if row[label] != row[predicted]), key=lambda row: -float(row[confidence]))
+    wrong = sorted((row for row in table.rows if row[label] != row[predicted]),
+                   key=lambda row: -float(row[confidence]))
     return Table("most confident mistakes", table.columns, tuple(wrong[:n]),
                  f"{len(wrong)} wrong of {len(table.rows)} in {path.name}")
 
@@ -222,7 +234,8 @@ def read_run(run_dir: Path) -> RunContents:
     figures += [(f"data · {png.stem.replace('_', ' ')}", png) for png in sorted(data.glob("*.png"))]
     return RunContents(
         run_dir=run_dir, config=read_json(run_dir / CONFIG_FILE), status=status,
-        history=read_history(train / "train_history.jsonl"), grad_norms=read_grad_norms(train / "checkpoints"),
+        history=read_history(train / "train_history.jsonl"),
+                       grad_norms=read_grad_norms(train / "checkpoints"),
         heatmaps=step_pngs(train / "plots", prefix="attention"), figures=figures, tables=tables,
         metrics=read_json(evaluate / "metrics.json"),
         data_card=card.read_text(encoding="utf-8") if card.is_file() else None,

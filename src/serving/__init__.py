@@ -1,1 +1,2 @@
-"""A FastAPI inference server over trained models: a clearml-serving-shaped predictor, micro-batching, limits."""
+"""A FastAPI inference server over trained models: a clearml-serving-shaped predictor, micro-batching,
+limits."""

@@ -44,7 +44,8 @@ def create_app(predictor: Preprocess, source: dict[str, Any] | None = None) -> F
     app = FastAPI(title="stepwise-transformers", lifespan=lifespan)
     app.state.batcher = batcher
 
-    app.add_middleware(RequestLog, max_body_bytes=config.max_body_bytes, max_header_bytes=config.max_header_bytes)
+    app.add_middleware(RequestLog, max_body_bytes=config.max_body_bytes,
+                       max_header_bytes=config.max_header_bytes)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -52,13 +53,16 @@ def create_app(predictor: Preprocess, source: dict[str, Any] | None = None) -> F
         if exc.status_code == 404:
             message = f"no endpoint {request.method} {request.url.path}; expected one of {endpoint_list()}"
         elif exc.status_code == 405:
-            message = f"{request.method} is not allowed on {request.url.path}; expected one of {endpoint_list()}"
+            message = (f"{request.method} is not allowed on {request.url.path}; "
+                       f"expected one of {endpoint_list()}")
         return error(request, exc.status_code, str(message))
 
     @app.get("/health")
     async def health(request: Request) -> Any:
-        if batcher.failure is not None:  # the model can no longer be reached: a load balancer should stop sending
-            return JSONResponse({"status": "unavailable", "error": batcher.failure, "family": predictor.trained.family,
+        # the model can no longer be reached: a load balancer should stop sending
+        if batcher.failure is not None:
+            return JSONResponse({"status": "unavailable", "error": batcher.failure,
+                                 "family": predictor.trained.family,
                                  "request_id": getattr(request.state, "request_id", None)}, status_code=503)
         return {"status": "ok", "family": predictor.trained.family}
 
@@ -72,7 +76,8 @@ def create_app(predictor: Preprocess, source: dict[str, Any] | None = None) -> F
             # can be lost to a TCP reset (see request_log.py)
             body = await read_json(request, config.max_body_bytes)
             if predictor.task != task:
-                return error(request, 409, f"the loaded model is of family {predictor.trained.family}, served at "
+                return error(request, 409,
+                             f"the loaded model is of family {predictor.trained.family}, served at "
                                            f"/v1/{predictor.task}; /v1/{task} needs a model of family "
                                            f"{' or '.join(FAMILIES_OF[task])}")
             state: dict[str, Any] = {}
@@ -107,7 +112,8 @@ def _endpoint(serve, task: str):
 
 
 async def read_json(request: Request, limit: int) -> Any:
-    """The body as parsed JSON; 413 over ``limit`` bytes (also when sent without a length), 400 if not UTF-8 JSON.
+    """The body as parsed JSON; 413 over ``limit`` bytes (also when sent without a length), 400 if not UTF-8
+    JSON.
 
     A body over the limit is still read to its end (up to ``DRAIN_LIMIT_BYTES``) and discarded, so
     that the 413 is not lost to a connection reset (see ``src/serving/request_log.py``).

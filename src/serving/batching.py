@@ -1,10 +1,10 @@
 """Micro-batching: concurrent requests are queued and run together in one model call.
 
 The first request to arrive opens a window of ``window_ms``; the jobs that can share its model
-call (same ``Job.key``: task and beam; generate jobs never share one) and arrive before the window closes join it, up to
-``max_batch_size`` inputs. Sequential clients (the previous batch held one request and nobody
-else waits) skip the window: it would only add latency. While a batch runs in the worker thread, new requests wait in the
-queue, so under load the next batch fills at once: batch size, and throughput, grow with
+call (same ``Job.key``: task and beam; generate jobs never share one) and arrive before the window closes
+join it, up to ``max_batch_size`` inputs. Sequential clients (the previous batch held one request and nobody
+else waits) skip the window: it would only add latency. While a batch runs in the worker thread, new requests
+wait in the queue, so under load the next batch fills at once: batch size, and throughput, grow with
 concurrency (the way NVIDIA Triton's dynamic batcher and Ray Serve's ``@serve.batch`` work).
 
 The model runs in one worker thread: the event loop keeps accepting and answering requests, and
@@ -96,7 +96,8 @@ class MicroBatcher:
         self._closing = True
         self._arrival.set()
         if self._task is not None:
-            await asyncio.gather(self._task, return_exceptions=True)  # a task that died was logged by _stopped
+            # a task that died was logged by _stopped
+            await asyncio.gather(self._task, return_exceptions=True)
         self._executor.shutdown(wait=True)
         logger.info("micro-batcher drained and stopped")
 
@@ -116,13 +117,14 @@ class MicroBatcher:
                     await self._run(batch)
             except Exception as err:  # noqa: BLE001 (our own bookkeeping failed: fail this round, keep serving)
                 failed = batch or ([self._queue.popleft()] if self._queue else [])  # always progress
-                logger.opt(exception=err).error("micro-batcher: a round of {} request(s) failed outside the model "
-                                                "call; failing them and going on", len(failed))
+                logger.opt(exception=err).error("micro-batcher: a round of {} request(s) failed outside the "
+                                                "model call; failing them and going on", len(failed))
                 for pending in failed:
                     _settle(pending.future, error=err)
             except BaseException:  # cancelled, or worse: nobody in this batch may wait forever
                 for pending in batch:
-                    _settle(pending.future, error=ShuttingDown("the micro-batcher stopped while running this request"))
+                    _settle(pending.future,
+                            error=ShuttingDown("the micro-batcher stopped while running this request"))
                 raise
 
     def _stopped(self, task: asyncio.Task) -> None:
@@ -130,8 +132,10 @@ class MicroBatcher:
         error = None if task.cancelled() else task.exception()
         if task.cancelled() or error is not None:
             self._failure = f"the micro-batcher stopped: {'cancelled' if error is None else repr(error)}"
-            logger.opt(exception=error).error("{}; failing {} queued request(s)", self._failure, len(self._queue))
-        gone = ShuttingDown(f"the server is shutting down and takes no new requests ({self.failure or 'closed'})")
+            logger.opt(exception=error).error("{}; failing {} queued request(s)", self._failure,
+                                              len(self._queue))
+        gone = ShuttingDown("the server is shutting down and takes no new requests "
+                            f"({self.failure or 'closed'})")
         while self._queue:
             _settle(self._queue.popleft().future, error=gone)
 
@@ -162,7 +166,8 @@ class MicroBatcher:
         return sum(p.job.size for p in self._queue if p.job.key == key and not p.future.done())
 
     def _take(self, key: Any) -> list[_Pending]:
-        """Queued jobs of ``key`` in arrival order, up to ``max_batch_size`` inputs (the first always); the rest stay.
+        """Queued jobs of ``key`` in arrival order, up to ``max_batch_size`` inputs (the first always); the
+        rest stay.
 
         Jobs whose request has gone (future done) are dropped, not run.
         """

@@ -27,20 +27,28 @@ from typing import Any
 
 import yaml
 
+from src.cli_runner import run_module_command
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FALLBACK = ["Ich habe keine Zeit.", "Das ist gut.", "Wir gehen nach Hause.", "Er liest ein Buch.",
             "Wo ist der Bahnhof?", "Die Katze schläft auf dem Sofa.", "Es regnet seit gestern Abend.",
-            "Sie trinkt jeden Morgen einen Kaffee.", "Kannst du mir bitte helfen?", "Der Zug fährt um acht Uhr ab."]
+            "Sie trinkt jeden Morgen einen Kaffee.", "Kannst du mir bitte helfen?",
+            "Der Zug fährt um acht Uhr ab."]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run", help="a run, run id or name, 'latest', a checkpoint, or a registered model (as serve)")
-    parser.add_argument("--requests", type=int, default=400, help="requests per concurrency level (default 400)")
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16], help="client threads (default: 1 16)")
+    parser.add_argument("run", help="a run, run id or name, 'latest', a checkpoint, or a registered model "
+                                    "(as serve)")
+    parser.add_argument("--requests", type=int, default=400,
+                        help="requests per concurrency level (default 400)")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16],
+                        help="client threads (default: 1 16)")
     parser.add_argument("--runs-dir", default="runs")
     parser.add_argument("--backend", choices=["torch", "onnx"], default="torch")
-    parser.add_argument("--beam", type=int, default=1, help="beam of each translation request (default 1: greedy)")
-    parser.add_argument("--config", default=None, help="serving config both modes start from (default: config/serving.yaml)")
+    parser.add_argument("--beam", type=int, default=1,
+                        help="beam of each translation request (default 1: greedy)")
+    parser.add_argument("--config", default=None,
+                        help="serving config both modes start from (default: config/serving.yaml)")
     parser.add_argument("--texts", default=None, help="file of sentences, one per line")
     parser.add_argument("--torch-threads", type=int, default=None,
                         help="OMP_NUM_THREADS of the server (default: PyTorch's own choice)")
@@ -48,9 +56,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def sentences(args: argparse.Namespace) -> tuple[list[str], str]:
-    """``--texts``, else the run's test split (``src/runs/folders.py::run_test_sentences``), else ``FALLBACK``; and which."""
+    """``--texts``, else the run's test split (``src/runs/folders.py::run_test_sentences``), else
+    ``FALLBACK``; and which."""
     if args.texts:
-        lines = [line.strip() for line in Path(args.texts).read_text(encoding="utf-8").splitlines() if line.strip()]
+        text = Path(args.texts).read_text(encoding="utf-8")
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
         if not lines:
             raise ValueError(f"{args.texts} holds no sentences (expected one per line)")
         return lines, args.texts
@@ -88,7 +98,8 @@ class Server:
         with open(log, "w") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "src.main", "serve", args.run, "--runs-dir", args.runs_dir, "--port",
-                 str(self.port), "--backend", args.backend, "--config", str(config), "--log-level", "warning"],
+                 str(self.port), "--backend", args.backend, "--config", str(config), "--log-level",
+                 "warning"],
                 cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True)
 
@@ -98,7 +109,8 @@ class Server:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"the server exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
+                raise RuntimeError("the server exited with "
+                                   f"{self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
             try:
                 if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
                     return
@@ -130,14 +142,16 @@ def load(url: str, task: str, texts: list[str], n: int, concurrency: int, beam: 
         with httpx.Client(base_url=url, timeout=300) as session:
             for i in indices:
                 start = time.perf_counter()
-                status = session.post(f"/v1/{task}", json=request_body(task, texts[i % len(texts)], beam, i)).status_code
+                status = session.post(f"/v1/{task}", json=request_body(task, texts[i % len(texts)], beam,
+                                                                       i)).status_code
                 out.append((time.perf_counter() - start, status))
         return out
 
     with ThreadPoolExecutor(concurrency) as pool:  # warm-up: connections, first-call allocations
         list(pool.map(client, [[i] for i in range(concurrency)]))
         start = time.perf_counter()
-        results = [r for part in pool.map(client, [list(range(k, n, concurrency)) for k in range(concurrency)])
+        results = [r for part in pool.map(
+            client, [list(range(k, n, concurrency)) for k in range(concurrency)])
                    for r in part]
         wall = time.perf_counter() - start
     latencies = sorted(seconds * 1000 for seconds, _ in results)
@@ -165,7 +179,8 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
                 server.wait_healthy(timeout=600)
                 info = httpx.get(f"{server.url}/v1/model", timeout=10).json()
                 for concurrency in args.concurrency:
-                    rows.append({"mode": mode, **load(server.url, info["task"], texts, args.requests, concurrency,
+                    rows.append({"mode": mode,
+                                 **load(server.url, info["task"], texts, args.requests, concurrency,
                                                       args.beam)})
             finally:
                 server.stop()
@@ -178,14 +193,16 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
             "sentence_source": text_source, "window_ms": base.get("batch_window_ms"),
             "max_batch_size": base.get("max_batch_size"), "rows": rows,
             f"speedup_batching_c{top}_over_sequential": speedup,
-            f"speedup_batching_on_over_off_c{top}": round(rate[("batching on", top)] / rate[("batching off", top)], 2)}
+            f"speedup_batching_on_over_off_c{top}": round(
+                rate[("batching on", top)] / rate[("batching off", top)], 2)}
 
 
 def report(result: dict[str, Any]) -> str:
     lines = [(f"{result['model']} ({result['family']}, {result['backend']}), micro-batching window "
               f"{result['window_ms']} ms, max batch {result['max_batch_size']}, sentences from "
               f"{result.get('sentence_source', 'built-in sentences')}"),
-             f"{'mode':<14}{'clients':>8}{'requests':>10}{'errors':>8}{'sentences/s':>13}{'p50 ms':>9}{'p99 ms':>9}"]
+             (f"{'mode':<14}{'clients':>8}{'requests':>10}{'errors':>8}{'sentences/s':>13}"
+              f"{'p50 ms':>9}{'p99 ms':>9}")]
     for r in result["rows"]:
         lines.append(f"{r['mode']:<14}{r['concurrency']:>8}{r['requests']:>10}{r['errors']:>8}"
                      f"{r['sentences_per_s']:>13}{r['p50_ms']:>9}{r['p99_ms']:>9}")
@@ -194,16 +211,16 @@ def report(result: dict[str, Any]) -> str:
 
 
 def command(args: argparse.Namespace) -> tuple[int, str]:
-    """Exit status (1 if any request failed) and output (JSON or the table) of ``python -m src.serving.bench``."""
+    """Exit status (1 if any request failed) and output (JSON or the table) of
+    ``python -m src.serving.bench``."""
     result = bench(args)
     status = 0 if not any(r["errors"] for r in result["rows"]) else 1
     return status, json.dumps(result, indent=2) if args.json else report(result)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from src.main import run_module_command
-
-    return run_module_command("python -m src.serving.bench", add_arguments, command, argv, __doc__.splitlines()[0])
+    return run_module_command("python -m src.serving.bench", add_arguments, command, argv,
+                              __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""``serve`` subcommand: ``python -m src.main serve RUN_OR_CHECKPOINT_OR_MODEL [--host --port --backend ...]``.
+"""``serve`` subcommand: ``python -m src.main serve RUN_OR_CHECKPOINT_OR_MODEL [--host --port ...]``.
 
 The model is fetched and loaded before the server starts: one that cannot be loaded stops the
 command with one line, not the first request. uvicorn then serves until SIGTERM or Ctrl-C, when
@@ -17,17 +17,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", metavar="RUN_OR_CHECKPOINT_OR_MODEL",
                         help="a run folder, run id or name, 'latest', a checkpoint file, a registered model "
                              "NAME:TAG (or NAME with --tag), or a ClearML model id")
-    parser.add_argument("--host", default=None, help="address to listen on (default from the config: 127.0.0.1)")
-    parser.add_argument("--port", type=PORT, default=None, help="port (default from the config: 8000; 0: any free port)")
+    parser.add_argument("--host", default=None,
+                        help="address to listen on (default from the config: 127.0.0.1)")
+    parser.add_argument("--port", type=PORT, default=None,
+                        help="port (default from the config: 8000; 0: any free port)")
     parser.add_argument("--backend", choices=["torch", "onnx"], default=None,
                         help="run the model on PyTorch or ONNX Runtime (default from the config: torch)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None,
                         help="auto, cpu or cuda (default from the config: auto)")
-    parser.add_argument("--tag", default=None, help="with a registered model's NAME: the tag to pick (e.g. production)")
+    parser.add_argument("--tag", default=None,
+                        help="with a registered model's NAME: the tag to pick (e.g. production)")
     parser.add_argument("--project", default=None,
-                        help="with a registered model's NAME: the ClearML project to look in (default: the default "
-                             "config's tracking.project_name; '' for every project)")
-    parser.add_argument("--runs-dir", default="runs", help="where run ids and names are looked up (default: runs)")
+                        help="with a registered model's NAME: the ClearML project to look in (default: the "
+                             "default config's tracking.project_name; '' for every project)")
+    parser.add_argument("--runs-dir", default="runs",
+                        help="where run ids and names are looked up (default: runs)")
     parser.add_argument("--config", default=None, help="serving config (default: config/serving.yaml)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                         help="uvicorn's own log level (default: info)")
@@ -38,7 +42,8 @@ def command(args: argparse.Namespace) -> tuple[int, str]:
 
     import uvicorn
 
-    os.environ.setdefault("TQDM_DISABLE", "1")  # the decoding loop's progress bar, once per batch, is noise in a server log
+    # the decoding loop's progress bar, once per batch, is noise in a server log
+    os.environ.setdefault("TQDM_DISABLE", "1")
 
     from src.config.serving import load_serving_config
     from src.serving.app import create_app
@@ -56,7 +61,8 @@ def command(args: argparse.Namespace) -> tuple[int, str]:
     predictor.load(str(source.checkpoint))
     app = create_app(predictor, source.info)
     server = logging_server(uvicorn.Config(app, host=config.host, port=config.port, log_level=args.log_level,
-                                           timeout_graceful_shutdown=config.graceful_shutdown_s, access_log=False,
+                                           timeout_graceful_shutdown=config.graceful_shutdown_s,
+                                           access_log=False,
                                            http=deadline_protocol(config.request_timeout_s),
                                            timeout_keep_alive=config.keep_alive_s,
                                            h11_max_incomplete_event_size=config.max_header_bytes),
@@ -79,7 +85,8 @@ def bounded_log() -> None:
 
 
 def logging_server(config, what: str):
-    """A ``uvicorn.Server`` that logs the address it listens on once bound: the real port, also for ``--port 0``."""
+    """A ``uvicorn.Server`` that logs the address it listens on once bound: the real port, also for
+    ``--port 0``."""
     import uvicorn
 
     class LoggingServer(uvicorn.Server):
@@ -92,7 +99,8 @@ def logging_server(config, what: str):
 
 
 def registry_project(given: str | None) -> str | None:
-    """The ClearML project a ``NAME:TAG`` lookup searches: ``--project``, else the default config's; '' means all."""
+    """The ClearML project a ``NAME:TAG`` lookup searches: ``--project``, else the default config's; '' means
+    all."""
     if given is not None:
         return given or None
     from src.experiment import load_config

@@ -1,4 +1,5 @@
-"""The predictor, in the shape of clearml-serving's ``custom`` engine: ``load`` / ``preprocess`` / ``process`` / ``postprocess``.
+"""The predictor, in the shape of clearml-serving's ``custom`` engine: ``load`` / ``preprocess`` /
+``process`` / ``postprocess``.
 
 The FastAPI app (``src/serving/app.py``) drives this class, and so can clearml-serving unchanged:
 its custom engine imports a file defining ``Preprocess``, calls ``load`` with the local copy of
@@ -19,8 +20,9 @@ the inference container, e.g. ``CLEARML_EXTRA_PYTHON_PACKAGES`` plus this reposi
 
 A refused request raises ``BadRequest`` (a ``ValueError`` with its message); clearml-serving turns
 an exception in ``preprocess`` into an error answer with that message (its status code depends on
-the clearml-serving version; this server answers 422). Micro-batching is this project's server's own addition: ``process_batch`` merges the jobs of
-several requests into one ``process`` call; clearml-serving calls ``process`` per request.
+the clearml-serving version; this server answers 422). Micro-batching is this project's server's own
+addition: ``process_batch`` merges the jobs of several requests into one ``process`` call; clearml-serving
+calls ``process`` per request.
 """
 
 from collections.abc import Callable
@@ -84,17 +86,20 @@ def check_finite(logits: Any, call: str) -> Any:
     import torch
 
     if isinstance(logits, torch.Tensor) and logits.dim() > 0 and not bool(torch.isfinite(logits).all()):
-        rows = (~torch.isfinite(logits.float())).flatten(1).any(1) if logits.dim() > 1 else ~torch.isfinite(logits)
+        rows = (~torch.isfinite(logits.float())).flatten(1).any(1) if logits.dim() > 1 else ~torch.isfinite(
+            logits)
         bad = rows.nonzero().flatten().tolist()
         raise NonFiniteOutput(f"model output is not finite (NaN or infinity) for row{'s' * (len(bad) > 1)} "
-                              f"{', '.join(map(str, bad[:10]))}{' ...' if len(bad) > 10 else ''} of a model call of "
-                              f"{rows.numel()} row(s) ({call}, logits of shape {tuple(logits.shape)})")
+                              f"{', '.join(map(str, bad[:10]))}{' ...' if len(bad) > 10 else ''} of a model "
+                              f"call of {rows.numel()} row(s) ({call}, "
+                              f"logits of shape {tuple(logits.shape)})")
     return logits
 
 
 @dataclass(frozen=True)
 class Job:
-    """The work of one request (or of several merged): a task, its inputs, and options shared by all inputs."""
+    """The work of one request (or of several merged): a task, its inputs, and options shared by all
+    inputs."""
 
     task: str
     inputs: list = field(default_factory=list)  # texts; for generate one dict of settings per prompt
@@ -134,7 +139,8 @@ class Preprocess:
         return TASKS[self.trained.family]
 
     def load(self, local_file_name: str) -> Any:
-        """Rebuild the model from a self-contained checkpoint; a family it cannot serve is refused here, at start."""
+        """Rebuild the model from a self-contained checkpoint; a family it cannot serve is refused here, at
+        start."""
         from src.inference.loader import load_for_inference
 
         backend = self.config.backend
@@ -144,14 +150,17 @@ class Preprocess:
                              f"{sorted(TASKS)} (images over HTTP are not served)")
         trained.model = FiniteOutputs(trained.model)
         self.trained = trained
-        logger.info("loaded {} ({}, step {}) on {} with backend {}", local_file_name, trained.family, trained.step,
+        logger.info("loaded {} ({}, step {}) on {} with backend {}", local_file_name, trained.family,
+                    trained.step,
                     trained.device, backend)
         return trained
 
     def preprocess(self, body: Any, state: dict, collect_custom_statistics_fn: Statistics = None) -> Job:
-        """Check ``body`` against the loaded family's request shape and the limits; raise ``BadRequest`` if it fails."""
+        """Check ``body`` against the loaded family's request shape and the limits; raise ``BadRequest`` if
+        it fails."""
         check_unicode(body)  # the app's parse_json did; clearml-serving hands its own parsed dict
-        job = {"translate": self._translate_job, "classify": self._classify_job, "generate": self._generate_job}[
+        job = {
+            "translate": self._translate_job, "classify": self._classify_job, "generate": self._generate_job}[
             self.task](body)
         state.update(task=job.task, n_texts=job.size)
         if job.task == "generate":
@@ -167,7 +176,8 @@ class Preprocess:
         from src.inference.translate import translate_texts
 
         if data.task == "translate":
-            return translate_texts(self.trained, data.inputs, beam=data.beam, batch_size=self.config.max_batch_size)
+            return translate_texts(self.trained, data.inputs, beam=data.beam,
+                                   batch_size=self.config.max_batch_size)
         if data.task == "classify":
             return classify_texts(self.trained, data.inputs, batch_size=self.config.max_batch_size)
         return [continue_text(self.trained, **settings) for settings in data.inputs]
@@ -180,7 +190,8 @@ class Preprocess:
         if task == "classify":
             return {"predictions": data}
         prompt = state.get("prompt", "")
-        return {"text": data[0], "continuation": data[0][len(prompt):] if data[0].startswith(prompt) else None}
+        return {"text": data[0],
+                "continuation": data[0][len(prompt):] if data[0].startswith(prompt) else None}
 
     def process_batch(self, jobs: list[Job]) -> list[list]:
         """The outputs of each of ``jobs`` (same ``key``) from one ``process`` call over all their inputs."""
@@ -206,7 +217,8 @@ class Preprocess:
     def _translate_job(self, body: Any) -> Job:
         body = check_fields(body, ("texts",), ("beam",))
         texts = check_texts(body["texts"], self.config)
-        return Job("translate", texts, check_int(body, "beam", self.config.default_beam, 1, self.config.max_beam))
+        return Job("translate", texts,
+                   check_int(body, "beam", self.config.default_beam, 1, self.config.max_beam))
 
     def _classify_job(self, body: Any) -> Job:
         from src.data.text_classification import clean_html

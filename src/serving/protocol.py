@@ -51,10 +51,12 @@ def deadline_protocol(request_timeout_s: float) -> type[H11Protocol]:
                 self._disarm()
 
         def send_400_response(self, msg: str) -> None:
-            """h11 refused the bytes (malformed, or headers over ``h11_max_incomplete_event_size``): JSON, as every error."""
+            """h11 refused the bytes (malformed, or headers over ``h11_max_incomplete_event_size``): JSON, as
+            every error."""
             limit = self.config.h11_max_incomplete_event_size
-            self.transport.write(raw_json_response(400, f"invalid HTTP request: malformed, or its request line and "
-                                                        f"headers are over the limit of {limit} bytes"))
+            self.transport.write(raw_json_response(400, "invalid HTTP request: malformed, or its request "
+                                                        f"line and headers are over the limit of {limit} "
+                                                        "bytes"))
             self.transport.close()
 
         def _arm(self) -> None:
@@ -71,7 +73,8 @@ def deadline_protocol(request_timeout_s: float) -> type[H11Protocol]:
             if self.transport.is_closing():
                 return
             message = f"no complete request within {self.request_timeout:g} s; the connection is closed"
-            in_app = self.cycle is not None and not self.cycle.response_complete and self.conn.their_state is h11.SEND_BODY
+            in_app = (self.cycle is not None and not self.cycle.response_complete
+                      and self.conn.their_state is h11.SEND_BODY)
             if self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):  # no answer started: say why, then close
                 self.transport.write(raw_json_response(408, message))
             if in_app:  # the app waits for the body: its request line says 408 (it sees a disconnect)
@@ -85,8 +88,9 @@ def deadline_protocol(request_timeout_s: float) -> type[H11Protocol]:
 
 
 def raw_json_response(status: int, message: str) -> bytes:
-    """A whole HTTP/1.1 JSON error answer as bytes, written past h11 (with the headers incomplete it allows none)."""
+    """A whole HTTP/1.1 JSON error answer as bytes, written past h11 (with the headers incomplete it allows
+    none)."""
     body = json.dumps({"error": message, "request_id": None}).encode()
-    head = (f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\ncontent-type: application/json\r\nconnection: close\r\n"
-            f"content-length: {len(body)}\r\n\r\n")
+    head = (f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\ncontent-type: application/json\r\n"
+            f"connection: close\r\ncontent-length: {len(body)}\r\n\r\n")
     return head.encode("ascii") + body

@@ -24,7 +24,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 CLIENT_GONE = 499  # not sent (nobody is there to read it): the status the log line shows
-TIMED_OUT = "timed_out"  # set in scope["state"] by src/serving/protocol.py when its deadline closed the request
+# set in scope["state"] by src/serving/protocol.py when its deadline closed the request
+TIMED_OUT = "timed_out"
 TRACEBACK_FRAMES = 12
 # a refused body is still read (and discarded) up to this size before the answer: a server that answers and
 # closes with unread bytes in its receive buffer sends a TCP RST, and the client may lose the 413 to it
@@ -32,8 +33,8 @@ DRAIN_LIMIT_BYTES = 32 * 1024 * 1024
 
 
 class RequestLog:
-    """Adds ``X-Request-ID`` (the client's, if sane) and ``X-Batch``; refuses a declared body over the limit (413)
-    and a request line and headers over theirs (431).
+    """Adds ``X-Request-ID`` (the client's, if sane) and ``X-Batch``; refuses a declared body over the limit
+    (413) and a request line and headers over theirs (431).
 
     Args:
         app: the ASGI app inside.
@@ -65,7 +66,8 @@ class RequestLog:
                 status, started = message["status"], True
                 out = MutableHeaders(scope=message)
                 out["X-Request-ID"] = request_id
-                if state.get("batch") is not None:  # requests/texts in its model call (for clients and the bench)
+                # requests/texts in its model call (for clients and the bench)
+                if state.get("batch") is not None:
                     out["X-Batch"] = f"{state['batch'].requests}/{state['batch'].inputs}"
             await send(message)
 
@@ -75,11 +77,13 @@ class RequestLog:
         try:
             if declared.isdigit() and int(declared) > self.max_body_bytes:
                 await drain(receive, DRAIN_LIMIT_BYTES)
-                await send_json(send_with_headers, 413, f"request body of {int(declared)} bytes is over the limit "
+                await send_json(send_with_headers, 413,
+                                f"request body of {int(declared)} bytes is over the limit "
                                 f"of {self.max_body_bytes} bytes", request_id)
             elif header_bytes > self.max_header_bytes:
                 await drain(receive, DRAIN_LIMIT_BYTES)
-                await send_json(send_with_headers, 431, f"request line and headers of about {header_bytes} bytes are "
+                await send_json(send_with_headers, 431,
+                                f"request line and headers of about {header_bytes} bytes are "
                                 f"over the limit of {self.max_header_bytes} bytes", request_id)
             else:
                 await self.app(scope, receive, send_with_headers)
@@ -89,7 +93,8 @@ class RequestLog:
             logger.error("request {} failed: {}", request_id, bounded_traceback(err))
             if started:  # too late for another answer: the connection is cut
                 raise
-            await send_json(send_with_headers, 500, "internal error; the server logged it under this request id",
+            await send_json(send_with_headers, 500,
+                            "internal error; the server logged it under this request id",
                             request_id)
         finally:
             log(scope, state, status, start)
@@ -109,12 +114,14 @@ async def drain(receive: Receive, limit: int, seen: int = 0) -> None:
 async def send_json(send: Send, status: int, message: str, request_id: str) -> None:
     body = json.dumps({"error": message, "request_id": request_id}).encode()
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
 
 
 def bounded_traceback(err: BaseException) -> str:
-    """``err`` (and its causes) with the last ``TRACEBACK_FRAMES`` frames that led to each, without local variables."""
+    """``err`` (and its causes) with the last ``TRACEBACK_FRAMES`` frames that led to each, without local
+    variables."""
     lines = traceback.format_exception(err, limit=-TRACEBACK_FRAMES)  # each chained cause bounded alike
     return "".join(lines).rstrip()
 
@@ -125,9 +132,13 @@ def log(scope: Scope, state: dict, status: int, start: float) -> None:
     elif state.get("disconnected"):
         status = CLIENT_GONE
     batch = state.get("batch")
-    fields = {"request_id": state["request_id"], "method": scope["method"], "path": scope["path"], "status": status,
+    fields = {"request_id": state["request_id"], "method": scope["method"], "path": scope["path"],
+              "status": status,
               "n_texts": state.get("n_texts"), "latency_ms": round((time.perf_counter() - start) * 1000, 2),
               "batch_requests": batch and batch.requests, "batch_inputs": batch and batch.inputs}
-    why = {CLIENT_GONE: "client disconnected before its answer ", 408: "request not received in time, closed "}
-    logger.bind(**fields).info("{method} {path} {status} " + why.get(status, "") + "id={request_id} texts={n_texts} "
-                               "latency={latency_ms} ms batch={batch_requests} requests/{batch_inputs} texts", **fields)
+    why = {CLIENT_GONE: "client disconnected before its answer ",
+           408: "request not received in time, closed "}
+    logger.bind(**fields).info("{method} {path} {status} " + why.get(status, "") + "id={request_id} "
+                                                                                   "texts={n_texts} "
+                               "latency={latency_ms} ms batch={batch_requests} requests/{batch_inputs} texts",
+                               **fields)

@@ -62,7 +62,8 @@ def local_source(checkpoint: Path) -> ModelSource:
 
 def registry_source(model_id: str | None = None, name: str | None = None, tag: str | None = None,
                     timeout_s: float = 120.0, project: str | None = None) -> ModelSource:
-    """A registered model, downloaded through ``src/tracking``; its metadata stands in for the run's metrics."""
+    """A registered model, downloaded through ``src/orchestration``; its metadata stands in for the run's
+    metrics."""
     from src.orchestration import fetch_model
 
     if model_id is not None:

@@ -11,7 +11,8 @@ from typing import Any
 
 from src.config.serving import ServingConfig
 
-MAX_JSON_DEPTH = 32  # every request shape is 2 levels deep; json.loads itself recurses (RecursionError near 1,000)
+# every request shape is 2 levels deep; json.loads itself recurses (RecursionError near 1,000)
+MAX_JSON_DEPTH = 32
 MAX_INT_DIGITS = 20  # a 64-bit integer; Python refuses int() of over 4,300 digits with a ValueError
 _JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')  # one JSON string literal, escapes included
 
@@ -35,10 +36,12 @@ def parse_json(text: str) -> Any:
     """
     depth = nesting_depth(text)
     if depth > MAX_JSON_DEPTH:
-        raise BadRequest(f"request body is JSON nested over {MAX_JSON_DEPTH} levels deep; expected a JSON object "
+        raise BadRequest(f"request body is JSON nested over {MAX_JSON_DEPTH} levels deep; expected a JSON "
+                         "object "
                          'such as {"texts": ["Das ist gut."]}', status=400)
     try:
-        body = json.loads(text, parse_constant=_no_constant, parse_int=_bounded_int, parse_float=_finite_float)
+        body = json.loads(text, parse_constant=_no_constant, parse_int=_bounded_int,
+                          parse_float=_finite_float)
     except json.JSONDecodeError as err:
         raise BadRequest(f"request body is not JSON ({err.msg} at line {err.lineno} column {err.colno}); "
                          'expected a JSON object such as {"texts": ["Das ist gut."]}', status=400) from None
@@ -49,7 +52,8 @@ def parse_json(text: str) -> Any:
 
 
 def nesting_depth(text: str) -> int:
-    """How deep ``text``'s arrays and objects nest (brackets inside strings do not count), up to MAX_JSON_DEPTH + 1."""
+    """How deep ``text``'s arrays and objects nest (brackets inside strings do not count), up to
+    MAX_JSON_DEPTH + 1."""
     if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:  # every normal body: no scan
         return 0
     depth = 0
@@ -61,13 +65,15 @@ def nesting_depth(text: str) -> int:
 
 
 def _no_constant(name: str) -> float:
-    raise BadRequest(f"request body is not JSON: {name} is not a JSON number; expected a finite number", status=400)
+    raise BadRequest(f"request body is not JSON: {name} is not a JSON number; expected a finite number",
+                     status=400)
 
 
 def _bounded_int(digits: str) -> int:
     n = len(digits.lstrip("-"))
     if n > MAX_INT_DIGITS:
-        raise BadRequest(f"an integer of {n} digits is out of range; expected at most {MAX_INT_DIGITS} digits")
+        raise BadRequest(
+            f"an integer of {n} digits is out of range; expected at most {MAX_INT_DIGITS} digits")
     return int(digits)
 
 
@@ -98,16 +104,18 @@ def _check_text(text: str, where: str) -> None:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as err:
-        raise BadRequest(f"invalid Unicode in {where.encode('ascii', 'backslashreplace').decode()}: a lone surrogate "
-                         f"{text[err.start].encode('unicode_escape').decode()} at character {err.start}; "
-                         "expected text (a character above U+FFFF is escaped as a surrogate pair, such as "
+        raise BadRequest(f"invalid Unicode in {where.encode('ascii', 'backslashreplace').decode()}: a lone "
+                         f"surrogate {text[err.start].encode('unicode_escape').decode()} at character "
+                         f"{err.start}; expected text (a character above U+FFFF is escaped as a surrogate "
+                         "pair, such as "
                          '"\\ud83d\\ude00")', status=400) from None
 
 
 def check_fields(body: Any, required: tuple[str, ...], optional: tuple[str, ...]) -> dict[str, Any]:
     """``body`` as a JSON object holding every required field and no unknown one."""
     if not isinstance(body, dict):
-        raise BadRequest(f"expected a JSON object with fields {list(required + optional)}, got {json_type(body)}")
+        raise BadRequest(f"expected a JSON object with fields {list(required + optional)}, got "
+                         f"{json_type(body)}")
     unknown = sorted(set(body) - set(required) - set(optional))
     if unknown:
         raise BadRequest(f"unknown field(s) {unknown}; expected {list(required)}"
@@ -119,21 +127,24 @@ def check_fields(body: Any, required: tuple[str, ...], optional: tuple[str, ...]
 
 
 def check_texts(value: Any, config: ServingConfig) -> list[str]:
-    """A non-empty list of at most ``max_texts_per_request`` non-blank strings of at most ``max_chars_per_text``."""
+    """A non-empty list of at most ``max_texts_per_request`` non-blank strings of at most
+    ``max_chars_per_text``."""
     if not isinstance(value, list):
         raise BadRequest(f'"texts" must be a list of strings, got {json_type(value)}')
     if not value:
         raise BadRequest('"texts" is empty; expected 1 to '
                          f"{config.max_texts_per_request} strings")
     if len(value) > config.max_texts_per_request:
-        raise BadRequest(f'"texts" has {len(value)} strings; at most {config.max_texts_per_request} per request')
+        raise BadRequest(f'"texts" has {len(value)} strings; at most {config.max_texts_per_request} per '
+                         'request')
     wrong = [f"{i} ({json_type(text)})" for i, text in enumerate(value) if not isinstance(text, str)]
     if wrong:
         raise BadRequest(f'"texts" must hold strings only; not a string at index {", ".join(wrong[:10])}')
     blank = [i for i, text in enumerate(value) if not text.strip()]
     if blank:
         raise BadRequest(f'"texts" at index {blank[:10]} empty or whitespace only; expected text to process')
-    long = [f"{i} ({len(text)} characters)" for i, text in enumerate(value) if len(text) > config.max_chars_per_text]
+    long = [f"{i} ({len(text)} characters)" for i, text in enumerate(value)
+            if len(text) > config.max_chars_per_text]
     if long:
         raise BadRequest(f'"texts" at index {", ".join(long[:10])} over the limit of '
                          f"{config.max_chars_per_text} characters per text")

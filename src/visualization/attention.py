@@ -45,7 +45,8 @@ def _layout(n_panels: int, n_cols: int, panel: tuple[float, float],
     columns are folded into more rows first (down to one column), then the panels are made taller.
     """
     n_cols = min(n_cols, n_panels)
-    while n_cols > 1 and n_cols * panel[0] > MAX_ASPECT * (math.ceil(n_panels / n_cols) * panel[1] + extra_height):
+    while n_cols > 1 and n_cols * panel[0] > MAX_ASPECT * (
+            math.ceil(n_panels / n_cols) * panel[1] + extra_height):
         n_cols -= 1
     n_rows = math.ceil(n_panels / n_cols)
     width = n_cols * panel[0]
@@ -78,7 +79,8 @@ def plot_attention(
     if weights.ndim == 2:
         weights = weights[None]
     if weights.ndim not in (3, 4):
-        raise ValueError(f"attention weights must have shape (L, H, Tq, Tk), (H, Tq, Tk) or (Tq, Tk), got {weights.shape}")
+        raise ValueError("attention weights must have shape (L, H, Tq, Tk), (H, Tq, Tk) or (Tq, Tk), got "
+                         f"{weights.shape}")
     n_queries, n_keys = weights.shape[-2:]
     if (n_queries, n_keys) != (len(query_tokens), len(key_tokens)):
         raise ValueError(
@@ -94,7 +96,8 @@ def plot_attention(
         panels = [(weights[head], f"head {head}") for head in range(weights.shape[0])]
     cell = _cell_inches(max(n_queries, n_keys))
     title_inches = 0.4 + 0.25 * title.count("\n")  # above the panels
-    n_rows, n_cols, width, height = _layout(len(panels), n_cols, (cell * n_keys + 1.6, cell * n_queries + 1.4),
+    n_rows, n_cols, width, height = _layout(len(panels), n_cols,
+                                            (cell * n_keys + 1.6, cell * n_queries + 1.4),
                                             0.1 + title_inches)
     figure = new_figure(width, height)
     axes = figure.subplots(n_rows, n_cols, squeeze=False)
@@ -108,7 +111,8 @@ def plot_attention(
     for index, ((panel, _), ax) in enumerate(zip(panels, axes.flat)):
         ax.set_visible(True)
         sns.heatmap(
-            panel, ax=ax, vmin=0.0, vmax=vmax, cmap="viridis", xticklabels=False, yticklabels=False, cbar=False,
+            panel, ax=ax, vmin=0.0, vmax=vmax, cmap="viridis", xticklabels=False, yticklabels=False,
+                    cbar=False,
         )  # fmt: skip
         ax.set_visible(False)
     for index, ((_, name), ax) in enumerate(zip(panels, axes.flat)):  # grid cells past the panels stay hidden
@@ -130,7 +134,8 @@ def plot_attention(
         ax.set_title(name, fontsize=9)
     figure.suptitle(title)
     bar_inches = 0.9  # the colorbar, its ticks and their labels, right of the grid
-    figure.tight_layout(rect=(0.0, 0.0, 1.0 - bar_inches / width, 1.0 - title_inches / figure.get_figheight()))
+    figure.tight_layout(rect=(0.0, 0.0, 1.0 - bar_inches / width,
+                              1.0 - title_inches / figure.get_figheight()))
     # one colorbar for the whole grid, spanning every row however flat one row is
     boxes = [ax.get_position() for ax in axes.flat if ax.get_visible()]
     bottom, top = min(b.y0 for b in boxes), max(b.y1 for b in boxes)

@@ -33,7 +33,8 @@ def plot_grad_norm_heatmap(group_names: Sequence[str], steps: Sequence[int], nor
     # every k-th step label, so long runs stay readable
     stride = max(1, -(-len(steps) // MAX_STEP_LABELS))
     width = min(16.0, 3.0 + 0.25 * len(steps))
-    figure = new_figure(width, max(1.5 + 0.3 * len(group_names), width / MAX_ASPECT))  # few groups: no flat strip
+    # few groups: no flat strip
+    figure = new_figure(width, max(1.5 + 0.3 * len(group_names), width / MAX_ASPECT))
     ax = figure.subplots()
     sns.heatmap(
         shown, ax=ax, norm=colour, cmap="magma", xticklabels=False, yticklabels=False,

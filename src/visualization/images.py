@@ -20,12 +20,14 @@ def _as_array(x) -> np.ndarray:
     return x.detach().float().cpu().numpy() if hasattr(x, "detach") else np.asarray(x, dtype=np.float32)
 
 
-def _grid(n: int, n_cols: int, title: str | None, cell: float = CELL, title_lines: int = 1) -> tuple[Figure, list]:
+def _grid(n: int, n_cols: int, title: str | None, cell: float = CELL,
+          title_lines: int = 1) -> tuple[Figure, list]:
     """Axes for ``n`` small images, ``title_lines`` lines of 6 pt text above each."""
     n_cols = max(1, min(n_cols, n))
     n_rows = math.ceil(n / n_cols)
     figure = new_figure(cell * n_cols, (cell + 0.12 * title_lines) * n_rows + (0.35 if title else 0.0))
-    figure.set_layout_engine("constrained", w_pad=0.02, h_pad=0.02, wspace=0.02, hspace=0.02)  # room for suptitle
+    # room for suptitle
+    figure.set_layout_engine("constrained", w_pad=0.02, h_pad=0.02, wspace=0.02, hspace=0.02)
     axes = figure.subplots(n_rows, n_cols, squeeze=False).ravel().tolist()
     for ax in axes:
         ax.set_axis_off()

@@ -136,7 +136,8 @@ def test_heads_that_do_not_divide_are_refused():
         MultiHeadAttention(16, 4, n_kv_heads=0)
 
 
-@pytest.mark.parametrize("pattern", [{}, {"attention": "sliding_window", "window": 2}], ids=["full", "sliding"])
+@pytest.mark.parametrize("pattern", [{}, {"attention": "sliding_window", "window": 2}],
+                         ids=["full", "sliding"])
 def test_equals_multi_head_attention_with_each_shared_head_copied_into_its_group(pattern):
     """GQA is MHA whose key/value projections are tied within each group (Sec. 2.2), on every pattern."""
     torch.manual_seed(0)
@@ -146,7 +147,8 @@ def test_equals_multi_head_attention_with_each_shared_head_copied_into_its_group
     q, k, v = grouped.in_proj.weight.split([heads * dim, groups * dim, groups * dim])
     q_bias, k_bias, v_bias = grouped.in_proj.bias.split([heads * dim, groups * dim, groups * dim])
 
-    def copied(rows: torch.Tensor) -> torch.Tensor:  # (G*D, ...) -> (H*D, ...): group g's rows for its H/G heads
+    # (G*D, ...) -> (H*D, ...): group g's rows for its H/G heads
+    def copied(rows: torch.Tensor) -> torch.Tensor:
         return rows.unflatten(0, (groups, dim)).repeat_interleave(heads // groups, dim=0).flatten(0, 1)
 
     with torch.no_grad():

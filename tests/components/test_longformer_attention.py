@@ -21,7 +21,8 @@ def _dense_reference(q, k, v, gq, gk, gv, global_index, window, key_mask):
     length = q.size(2)
     is_global = torch.zeros(length, dtype=torch.bool)
     is_global[global_index] = True
-    allowed = (band_mask(length, length, window) & ~is_global) | is_global  # (T, T), global keys for every query
+    # (T, T), global keys for every query
+    allowed = (band_mask(length, length, window) & ~is_global) | is_global
     local, local_weights = scaled_dot_product_attention(q, k, v, allowed & key_mask[:, None, None, :])
     rows, row_weights = scaled_dot_product_attention(gq, gk, gv, key_mask[:, None, None, :])
     return (local.index_copy(2, global_index, rows), local_weights.index_copy(2, global_index, row_weights))
@@ -72,11 +73,13 @@ def test_matches_hugging_face_longformer_self_attention():
     from transformers.models.longformer.modeling_longformer import LongformerSelfAttention
 
     torch.manual_seed(0)
-    d_model, heads, window, length = 32, 4, 4, 24  # HF: attention_window = 2 * window, length % (2 * window) == 0
+    # HF: attention_window = 2 * window, length % (2 * window) == 0
+    d_model, heads, window, length = 32, 4, 4, 24
     config = transformers.LongformerConfig(hidden_size=d_model, num_attention_heads=heads,
                                            attention_window=[2 * window], attention_probs_dropout_prob=0.0)
     theirs = LongformerSelfAttention(config, layer_id=0).eval()
-    ours = MultiHeadAttention(d_model, heads, attention="longformer", window=window, global_tokens=(0, 9)).eval()
+    ours = MultiHeadAttention(d_model, heads, attention="longformer", window=window,
+                              global_tokens=(0, 9)).eval()
     with torch.no_grad():
         ours.in_proj.weight.copy_(torch.cat([theirs.query.weight, theirs.key.weight, theirs.value.weight]))
         ours.in_proj.bias.copy_(torch.cat([theirs.query.bias, theirs.key.bias, theirs.value.bias]))

@@ -17,7 +17,8 @@ def test_equals_a_linear_layer_on_flattened_patches():
     embed = PatchEmbedding(c, d, p)
     images = torch.randn(b, c, side, side)
     # (B, C, H, W) -> (B, C, H/P, P, W/P, P) -> (B, H/P, W/P, C, P, P) -> (B, N, C P P)
-    patches = images.view(b, c, side // p, p, side // p, p).permute(0, 2, 4, 1, 3, 5).reshape(b, -1, c * p * p)
+    patches = images.view(b, c, side // p, p, side // p, p).permute(0, 2, 4, 1, 3, 5).reshape(
+        b, -1, c * p * p)
     weight = embed.projection.weight.view(d, -1)  # (D, C, P, P) -> (D, C P P): the rows of E^T
     expected = patches @ weight.T + embed.projection.bias
     torch.testing.assert_close(embed(images), expected, rtol=1e-5, atol=1e-5)

@@ -77,7 +77,8 @@ def test_weights_for_heatmaps_are_the_dense_reference_weights(causal):
     q, k, v = _qkv(2, 19)
     key_mask = _key_mask(2, 19)
     _, weights = sliding_window_attention(q, k, v, 4, key_mask, causal, need_weights=True)
-    _, expected = scaled_dot_product_attention(q, k, v, band_mask(19, 19, 4, causal) & key_mask[:, None, None, :])
+    _, expected = scaled_dot_product_attention(q, k, v,
+                                               band_mask(19, 19, 4, causal) & key_mask[:, None, None, :])
     assert weights.shape == (2, 2, 19, 19)
     assert torch.allclose(weights, expected, atol=TOL)
     outside = ~band_mask(19, 19, 4, causal)
@@ -109,13 +110,15 @@ def test_cached_decoding_step_equals_the_whole_sequence(backend):
     q, k, v = (t.detach() for t in _qkv(1, 13))
     full, _ = sliding_window_attention(q, k, v, 4, causal=True, backend=backend)
     for t in range(13):
-        step, _ = sliding_window_attention(q[:, :, t : t + 1], k[:, :, : t + 1], v[:, :, : t + 1], 4, causal=True,
+        step, _ = sliding_window_attention(q[:, :, t : t + 1], k[:, :, : t + 1], v[:, :, : t + 1], 4,
+                                           causal=True,
                                            backend=backend)
         assert torch.allclose(step[:, :, 0], full[:, :, t], atol=TOL), t
 
 
 def test_multi_head_attention_matches_full_attention_given_the_band_as_a_mask():
-    """The module with attention='sliding_window' = the module with attention='full' and the dense band mask."""
+    """The module with attention='sliding_window' = the module with attention='full' and the dense band
+    mask."""
     torch.manual_seed(0)
     sliding = MultiHeadAttention(16, 4, attention="sliding_window", window=3)
     full = MultiHeadAttention(16, 4, backend="math")

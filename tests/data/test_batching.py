@@ -12,7 +12,7 @@ from src.data.batching import (
     padding_efficiency,
     random_batches,
 )
-from src.data.tokenizer import PAD_ID
+from src.data.special_tokens import PAD_ID
 
 MAX_TOKENS = 512
 

@@ -1,9 +1,10 @@
-"""The character tokenizer: special ids, round trip with spaces and newlines, unseen characters, serialisation."""
+"""The character tokenizer: special ids, round trip with spaces and newlines, unseen characters,
+serialisation."""
 
 from tokenizers import Tokenizer
 
 from src.data.char_tokenizer import char_labels, train_char
-from src.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID
+from src.data.special_tokens import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 
 TRAIN = ["It is a truth universally acknowledged,\n\nthat a single man", "naïve café  — ok?"]
 
@@ -14,7 +15,8 @@ def test_round_trip_of_seen_characters_with_spaces_and_newlines(tmp_path):
     ids = tokenizer.encode(text).ids
     assert len(ids) == len(text) and UNK_ID not in ids
     assert tokenizer.decode(ids) == text
-    assert [tokenizer.token_to_id(t) for t in ("<pad>", "<s>", "</s>", "<unk>")] == [PAD_ID, BOS_ID, EOS_ID, UNK_ID]
+    assert [tokenizer.token_to_id(t) for t in ("<pad>", "<s>", "</s>", "<unk>")] == [PAD_ID, BOS_ID, EOS_ID,
+                                                                                     UNK_ID]
     assert tokenizer.get_vocab_size() == 4 + len(set("".join(TRAIN)))
 
 

@@ -71,7 +71,8 @@ def test_other_tasks_are_refused_with_a_reason(config, tmp_path):
     import argparse
 
     args = argparse.Namespace(config=config, out_dir=str(tmp_path / "o"), overrides=[])
-    with pytest.raises(ConfigError, match="the data command reports on translation corpora; this config has task="):
+    with pytest.raises(ConfigError,
+                       match="the data command reports on translation corpora; this config has task="):
         cli.report(args)
     assert data_command(["--config", config, "--out-dir", str(tmp_path / "o")]) == 1
     assert not (tmp_path / "o").exists()

@@ -88,7 +88,8 @@ def test_validation_split_is_fixed_by_the_salt_and_disjoint(tmp_path):
 def test_prepare_saves_uint8_splits_and_a_card(tmp_path):
     arrays = fake_dataset(tmp_path / "raw")
     card = prepare_fashion_mnist(tmp_path / "raw", tmp_path / "out", 10, "salt")
-    assert card["counts"] == {"train": 30, "validation": 10, "test": 20} and card["labels"] == list(CLASS_NAMES)
+    assert card["counts"] == {"train": 30, "validation": 10, "test": 20} and card["labels"] == list(
+        CLASS_NAMES)
     assert sum(card["class_balance"]["train"].values()) == 30 and card["class_balance"]["test"]["Bag"] == 2
     splits = load_splits(tmp_path / "out")
     assert splits["test"][0].dtype == np.uint8 and (splits["test"][0] == arrays["test"][0]).all()

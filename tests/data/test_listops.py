@@ -8,7 +8,7 @@ from src.data.listops import (
     LRA_MAX_DEPTH,
     LRA_MAX_LENGTH,
     LRA_MIN_LENGTH,
-    N_CLASSES,
+    VALUES,
     class_counts,
     evaluate_listops,
     generate_listops,
@@ -61,7 +61,8 @@ def test_malformed_expressions_are_errors(text, message):
 
 
 def test_the_same_trees_as_lra_for_the_same_seed():
-    examples = generate_listops(3, min_length=6, max_length=29, max_depth=3, max_args=3, seed=0, parentheses=True)
+    examples = generate_listops(3, min_length=6, max_length=29, max_depth=3, max_args=3, seed=0,
+                                parentheses=True)
     assert [(e.text, e.label) for e in examples] == LRA_SEED_0
 
 
@@ -94,7 +95,7 @@ def test_deterministic_given_the_seed_and_every_class_appears():
     assert first == again
     assert [e.text for e in generate_listops(50, **TINY, seed=8)] != [e.text for e in first[:50]]
     counts = class_counts(first)
-    assert sorted(counts) == list(range(N_CLASSES)) and min(counts.values()) >= 50, counts
+    assert sorted(counts) == list(range(len(VALUES))) and min(counts.values()) >= 50, counts
 
 
 def test_impossible_or_too_rare_lengths_are_errors():
@@ -126,7 +127,8 @@ def test_data_config_defaults_and_rules_are_the_generators():
 
 
 def test_data_config_checks_the_generator_knobs_and_max_chars():
-    with pytest.raises(ValueError, match="max_chars=300 would drop ListOps expressions as too_long.*max_chars >= 9994"):
+    with pytest.raises(ValueError,
+                       match="max_chars=300 would drop ListOps expressions as too_long.*max_chars >= 9994"):
         DataConfig(source="listops")
     with pytest.raises(ValueError, match=r"expected max_chars >= 17986"):
         DataConfig(source="listops", max_chars=9994, listops_parentheses=True)
@@ -142,5 +144,5 @@ def test_generated_rows_pass_the_classification_data_prep_whole(tmp_path):
     card = prepare_text_classification(read_listops(cfg), tmp_path, valid_size=0.1, test_size=0.1,
                                        max_chars=cfg.max_chars)
     assert card["input_rows"] == card["kept_rows"] == 400 and card["dropped_rows"] == 0
-    assert card["labels"] == {str(v): v for v in range(N_CLASSES)}  # class id == value
+    assert card["labels"] == {str(v): v for v in range(len(VALUES))}  # class id == value
     assert "ListOps" in card["source"]["description"] and sum(card["counts"].values()) == 400

@@ -81,7 +81,8 @@ def test_extra_phrases_on_fixture_keep_counts(ding_cfg, tmp_path):
     assert not evaluated & {s for s, _ in DING_PHRASES}
     train = load_from_disk(str(tmp_path / "dataset"))["train"]
     sentence_sources = {s for s, _ in DING_SENTENCES}
-    assert [row["src"] not in sentence_sources for row in train] == train["extra"]  # extra marks exactly the phrases
+    # extra marks exactly the phrases
+    assert [row["src"] not in sentence_sources for row in train] == train["extra"]
     assert sum(train["extra"]) == card["train_extra_phrases"]["kept"]
 
 
@@ -126,7 +127,8 @@ def test_missing_ding_package_message(tmp_path):
 
 
 @pytest.mark.parametrize(("counts", "message"), [
-    ({"train": 5, "validation": 0, "test": 9}, r"the validation split has 0 pairs of 14 kept, expected at least 8: "
+    ({"train": 5, "validation": 0, "test": 9},
+     r"the validation split has 0 pairs of 14 kept, expected at least 8: "
                                                 r"use more data, raise data.valid_fraction \(now 0.05\)"),
     ({"train": 5, "validation": 8, "test": 3}, r"the test split has 3 pairs of 16 kept, expected at least 8"),
     ({"train": 0, "validation": 8, "test": 8}, r"the train split has 0 pairs"),
@@ -146,10 +148,12 @@ def test_a_file_mostly_in_another_encoding_is_a_warning_with_the_fix(tmp_path):
     warnings: list[str] = []
     sink = logger.add(lambda m: warnings.append(str(m)), level="WARNING")
     try:
-        card = prepare_corpus(DataConfig(source="local", local_path=str(path), src_column="de", tgt_column="en",
+        card = prepare_corpus(DataConfig(source="local", local_path=str(path), src_column="de",
+                                         tgt_column="en",
                                          valid_fraction=0.0, test_fraction=0.0), tmp_path / "out")
     finally:
         logger.remove(sink)
     assert card["dropped"] == {"not_utf8": 2}
     (warning,) = warnings
-    assert "2 of 3 rows (67%)" in warning and "are not valid UTF-8" in warning and "iconv -f latin1 -t utf-8" in warning
+    assert ("2 of 3 rows (67%)" in warning and "are not valid UTF-8" in warning
+            and "iconv -f latin1 -t utf-8" in warning)

@@ -1,4 +1,5 @@
-"""The prose reader on small fixture files: Austen's R lazy-load database, Brown's tagged samples, local text."""
+"""The prose reader on small fixture files: Austen's R lazy-load database, Brown's tagged samples, local
+text."""
 
 import gzip
 import json
@@ -15,7 +16,8 @@ NOVEL = ["EMMA", "", "By Jane Austen", "", "", "CHAPTER I", "", "Emma Woodhouse,
 
 
 def write_lazy_load_db(data_dir, novels: dict[str, list[str]]) -> None:
-    """An R lazy-load database as janeaustenr ships it: objects in Rdata.rdb, their (offset, length) in Rdata.rdx."""
+    """An R lazy-load database as janeaustenr ships it: objects in Rdata.rdb, their (offset, length) in
+    Rdata.rdx."""
     import rdata
 
     data_dir.mkdir(parents=True)
@@ -32,7 +34,8 @@ def write_lazy_load_db(data_dir, novels: dict[str, list[str]]) -> None:
 
 
 BROWN_SAMPLE = ("\n\n\tThe/at jury/nn said/vbd ``/`` no/at evidence/nn ''/'' was/bedz found/vbn ./.\n\n\n"
-                "\tIt/pps didn't/dod* (/( really/rb )/) matter/vb ,/, he/pps said/vbd ;/. `/` fine/jj '/' ?/.\n")
+                "\tIt/pps didn't/dod* (/( really/rb )/) matter/vb ,/, he/pps said/vbd ;/. "
+                "`/` fine/jj '/' ?/.\n")
 
 
 @pytest.fixture
@@ -51,7 +54,8 @@ def test_austen_lines_become_paragraphs(cache):
     lines = prose.read_austen_novel(cache / prose.AUSTEN_DIR, "emma")
     assert lines == NOVEL
     assert prose.paragraphs(lines) == ["EMMA", "By Jane Austen", "CHAPTER I",
-                                       "Emma Woodhouse, handsome, clever, and rich, seemed to unite", "She was the youngest"]
+                                       "Emma Woodhouse, handsome, clever, and rich, seemed to unite",
+                                       "She was the youngest"]
     assert len(prose.read_austen(cache)) == 6 * 5
 
 
@@ -78,15 +82,19 @@ def test_split_depends_only_on_the_text_and_card_counts_add_up(cache, tmp_path):
     docs = prose.read_prose(data)
     card = prose.prepare_prose(docs, tmp_path / "out", data)
     assert sum(card["counts"].values()) == len(docs)
-    assert card["splits"]["train"]["words"] + card["splits"]["validation"]["words"] + card["splits"]["test"]["words"] \
+    splits = card["splits"]
+    assert splits["train"]["words"] + splits["validation"]["words"] + splits["test"]["words"] \
         == sum(len(d.text.split()) for d in docs)
     for name, docs_in_split in prose.split_documents(docs, data).items():
         for doc in docs_in_split:  # every copy of a paragraph is in one split: no leak from train to test
-            assert all(other.text != doc.text for n, ds in prose.split_documents(docs, data).items() if n != name for other in ds)
+            by_split = prose.split_documents(docs, data)
+            assert all(other.text != doc.text for n, ds in by_split.items() if n != name for other in ds)
     text = (tmp_path / "out" / "train.txt").read_text()
     assert len(text) == max(card["splits"]["train"]["characters"] + 2 * (card["counts"]["train"] - 1), 0)
-    assert json.loads((tmp_path / "out" / "data_card.json").read_text())["per_corpus"].keys() == {"austen", "brown"}
-    assert "Brown corpus" in card["why"] and "| brown | train |" in (tmp_path / "out" / "data_card.md").read_text()
+    assert json.loads((tmp_path / "out" / "data_card.json").read_text())["per_corpus"].keys() == {"austen",
+                                                                                                  "brown"}
+    assert "Brown corpus" in card["why"] \
+        and "| brown | train |" in (tmp_path / "out" / "data_card.md").read_text()
 
 
 def test_local_text_folder(tmp_path):
@@ -121,7 +129,8 @@ def test_local_text_keeps_every_line_break_through_data_prep(tmp_path):
     12,240 of its 40,000 newlines). Now every line of the file, indentation included, is a line of
     the prepared splits, and the data card says the line breaks were kept."""
     (tmp_path / "play.txt").write_text(VERSE, encoding="utf-8")
-    data = DataConfig(source="local", local_path=str(tmp_path / "play.txt"), valid_fraction=0.3, test_fraction=0.3)
+    data = DataConfig(source="local", local_path=str(tmp_path / "play.txt"), valid_fraction=0.3,
+                      test_fraction=0.3)
     card = prose.prepare_prose(prose.read_prose(data), tmp_path / "out", data)
     out = "\n".join((tmp_path / "out" / f"{name}.txt").read_text(encoding="utf-8") for name in card["counts"])
     lines = [line.rstrip() for line in VERSE.splitlines() if line.strip()]
@@ -129,12 +138,15 @@ def test_local_text_keeps_every_line_break_through_data_prep(tmp_path):
     assert "    return x" in out.splitlines() and "    Either you must" in out.splitlines()
     assert sum(card["counts"].values()) == 4  # four paragraphs, whatever the split
     assert card["line_breaks"] == {"local": "kept"}
-    assert "local kept (data.join_lines unset" in (tmp_path / "out" / "data_card.md").read_text(encoding="utf-8")
+    assert "local kept (data.join_lines unset" in (tmp_path / "out" / "data_card.md").read_text(
+        encoding="utf-8")
     joined = DataConfig(source="local", local_path=str(tmp_path / "play.txt"), join_lines=True)
     card = prose.prepare_prose(prose.read_prose(joined), tmp_path / "joined", joined)
     assert card["line_breaks"] == {"local": "joined"}
-    assert "Confess yourselves wondrous malicious," not in (tmp_path / "joined" / "train.txt").read_text().splitlines()
-    assert "local joined (data.join_lines=true)" in (tmp_path / "joined" / "data_card.md").read_text(encoding="utf-8")
+    assert "Confess yourselves wondrous malicious," \
+        not in (tmp_path / "joined" / "train.txt").read_text().splitlines()
+    assert "local joined (data.join_lines=true)" in (tmp_path / "joined" / "data_card.md").read_text(
+        encoding="utf-8")
 
 
 def test_the_built_in_corpora_keep_their_documented_joining(cache, tmp_path):
@@ -169,9 +181,11 @@ def test_the_real_cache_holds_over_a_million_words():
 def test_hugging_face_rows_are_joined_unless_join_lines_is_false(monkeypatch):
     import datasets
 
-    rows = datasets.Dataset.from_dict({"text": ["Roses are red,\n  violets are blue.  \n", "  \n", "One line."]})
+    rows = datasets.Dataset.from_dict({"text": ["Roses are red,\n  violets are blue.  \n", "  \n",
+                                                "One line."]})
     monkeypatch.setattr(datasets, "load_dataset", lambda *args, **kwargs: rows)
     joined = prose.read_prose(DataConfig(source="hf", hf_name="any/poems"))
-    assert [d.text for d in joined] == ["Roses are red, violets are blue.", "One line."]  # as documented before
+    # as documented before
+    assert [d.text for d in joined] == ["Roses are red, violets are blue.", "One line."]
     kept = prose.read_prose(DataConfig(source="hf", hf_name="any/poems", join_lines=False))
     assert [d.text for d in kept] == ["Roses are red,\n  violets are blue.", "One line."]

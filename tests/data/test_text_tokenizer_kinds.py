@@ -1,11 +1,13 @@
-"""The classification tokenize step's tokenizers: each kind made from the training texts, [CLS] first, cut alike."""
+"""The classification tokenize step's tokenizers: each kind made from the training texts, [CLS] first, cut
+alike."""
 
 import pytest
 from datasets import Dataset
 
 from src.config.data import TokenizerConfig
-from src.data.tokenizer import UNK_ID, load_tokenizer, train_text_tokenizer
-from src.tasks.classification.task import CLS_ID, encode_texts
+from src.data.special_tokens import CLS_ID, UNK_ID
+from src.data.tokenizer import load_tokenizer, train_text_tokenizer
+from src.tasks.classification.task import encode_texts
 
 TRAIN = Dataset.from_dict({"text": ["a good film", "a bad film", "naïve plot", "the film was good"] * 3})
 

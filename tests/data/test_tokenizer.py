@@ -8,11 +8,8 @@ from tokenizers import Tokenizer, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 from src.config.data import TokenizerConfig
+from src.data.special_tokens import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from src.data.tokenizer import (
-    BOS_ID,
-    EOS_ID,
-    PAD_ID,
-    UNK_ID,
     decode_ids,
     encode_corpus,
     load_tokenizer,

@@ -3,7 +3,8 @@
 import pytest
 
 from src.data.listops import END, OPERATORS, generate_listops
-from src.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, UNK_ID, load_tokenizer
+from src.data.special_tokens import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, UNK_ID
+from src.data.tokenizer import load_tokenizer
 from src.data.word_tokenizer import train_word
 from src.training.probe import readable_labels
 
@@ -12,7 +13,8 @@ LISTOPS = [e.text for e in generate_listops(200, min_length=20, max_length=100, 
 
 @pytest.fixture(scope="module")
 def listops_tokenizer(tmp_path_factory):
-    return load_tokenizer(train_word(LISTOPS, tmp_path_factory.mktemp("word") / "tokenizer.json", vocab_size=100))
+    return load_tokenizer(train_word(LISTOPS, tmp_path_factory.mktemp("word") / "tokenizer.json",
+                                     vocab_size=100))
 
 
 def test_listops_vocabulary_is_its_symbols_after_the_specials(listops_tokenizer):

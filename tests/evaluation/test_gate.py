@@ -22,7 +22,8 @@ def test_lower_is_better_for_bits_per_character():
     above = quality_gate(2.6, 2.5, None, metric="bpc", higher_is_better=False)
     assert above.stage == "candidate" and "bpc 2.600 is above the threshold 2.500" in above.reason
     assert quality_gate(2.0, 2.5, 1.9, metric="bpc", higher_is_better=False).stage == "candidate"
-    assert quality_gate(1.9, 2.5, 1.9, metric="bpc", higher_is_better=False).stage == "candidate"  # a tie keeps it
+    # a tie keeps it
+    assert quality_gate(1.9, 2.5, 1.9, metric="bpc", higher_is_better=False).stage == "candidate"
     better = quality_gate(1.8, 2.5, 1.9, metric="bpc", higher_is_better=False)
     assert better.promote and "beats the champion's 1.900" in better.reason
     assert quality_gate(2.4, 2.5, None, metric="bpc", higher_is_better=False).promote

@@ -1,4 +1,5 @@
-"""Self-contained checkpoints of every family from untrained tiny models (the tests/inference/test_loader.py pattern)."""
+"""Self-contained checkpoints of every family from untrained tiny models (the tests/inference/test_loader.py
+pattern)."""
 
 import json
 from pathlib import Path
@@ -7,8 +8,9 @@ import torch
 from datasets import Dataset
 
 from src.config import config_to_dict
+from src.data.special_tokens import PAD_ID
+from src.data.tokenizer import TokenizerConfig, load_tokenizer, train_one
 from src.experiment import load_config, validate_config
-from src.data.tokenizer import PAD_ID, TokenizerConfig, load_tokenizer, train_one
 from src.inference import inference_fields
 from src.inference.loader import model_sizes
 from src.models.builders import build
@@ -20,7 +22,8 @@ SENTENCES = ["Ich habe keine Zeit.", "Das ist gut.", "Wir gehen nach Hause.", "E
 
 def make_checkpoint(root: Path, config_file: str, sides: tuple[str, ...], model: dict | None = None,
                     labels: list[str] | None = None, image_stats: dict | None = None, seed: int = 0) -> Path:
-    """Write ``root/run/best.pt`` for ``config_file`` (with ``model`` overrides); tokenizers trained on SENTENCES."""
+    """Write ``root/run/best.pt`` for ``config_file`` (with ``model`` overrides); tokenizers trained on
+    SENTENCES."""
     root.mkdir(parents=True, exist_ok=True)
     raw = config_to_dict(load_config(config_file))
     raw["model"] |= model or {}
@@ -36,7 +39,8 @@ def make_checkpoint(root: Path, config_file: str, sides: tuple[str, ...], model:
     if family == "encoder_decoder":
         teach_to_copy(net)
     state = {"step": 11, "model": net.state_dict(), "config": json.dumps(config_to_dict(cfg)),
-             **inference_fields(tokenizers, family), "labels": labels or [], **({"image_stats": image_stats} if image_stats else {})}
+             **inference_fields(tokenizers, family), "labels": labels or [],
+             **({"image_stats": image_stats} if image_stats else {})}
     atomic_torch_save(state, root / "run" / "best.pt")
     return root / "run" / "best.pt"
 
@@ -44,7 +48,7 @@ def make_checkpoint(root: Path, config_file: str, sides: tuple[str, ...], model:
 def teach_to_copy(model: torch.nn.Module, steps: int = 60) -> None:
     """A few Adam steps on copying random token strings (~2 s): an untrained model repeats one token
     whatever the source, which would make token-for-token parity a weak check."""
-    from src.data.tokenizer import BOS_ID, EOS_ID
+    from src.data.special_tokens import BOS_ID, EOS_ID
 
     generator = torch.Generator().manual_seed(0)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
@@ -61,7 +65,8 @@ def teach_to_copy(model: torch.nn.Module, steps: int = 60) -> None:
 
 
 def read_pbtxt(path: Path) -> dict:
-    """The parts of a Triton ``config.pbtxt`` this project writes: platform, max_batch_size, inputs and outputs."""
+    """The parts of a Triton ``config.pbtxt`` this project writes: platform, max_batch_size, inputs and
+    outputs."""
     import re
 
     text = path.read_text(encoding="utf-8")
@@ -71,12 +76,14 @@ def read_pbtxt(path: Path) -> dict:
     for side in ("input", "output"):
         block = re.search(rf"^{side} \[\n(.*?)\n\]", text, re.MULTILINE | re.DOTALL).group(1)
         config[side] = {name: (dtype, [int(d) for d in dims.split(",") if d.strip()])
-                        for name, dtype, dims in re.findall(r'name: "([^"]+)"\s+data_type: (\w+)\s+dims: \[([^\]]*)\]', block)}
+                        for name, dtype, dims in re.findall(r'name: "([^"]+)"\s+data_type: (\w+)\s+dims: '
+                                                            r'\[([^\]]*)\]', block)}
     return config
 
 
 def check_triton_repository(export_dir: Path) -> int:
-    """Assert every Triton model's config matches its graph (names, dtypes, ranks, fixed dims); return the model count."""
+    """Assert every Triton model's config matches its graph (names, dtypes, ranks, fixed dims); return the
+    model count."""
     import onnx
 
     triton_types = {onnx.TensorProto.INT64: "TYPE_INT64", onnx.TensorProto.FLOAT: "TYPE_FP32",
@@ -85,14 +92,16 @@ def check_triton_repository(export_dir: Path) -> int:
     for folder in models:
         config = read_pbtxt(folder / "config.pbtxt")
         graph = onnx.load(str(folder / "1" / "model.onnx"))
-        assert config["name"] == folder.name and config["platform"] == "onnxruntime_onnx" and config["max_batch_size"] > 0
+        assert config["name"] == folder.name and config["platform"] == "onnxruntime_onnx" \
+            and config["max_batch_size"] > 0
         for side, values in (("input", graph.graph.input), ("output", graph.graph.output)):
             assert list(config[side]) == [v.name for v in values], (folder.name, side)
             for value in values:
                 dtype, dims = config[side][value.name]
                 shape = value.type.tensor_type.shape.dim
                 assert dtype == triton_types[value.type.tensor_type.elem_type], (value.name, dtype)
-                assert shape[0].dim_param, f"{value.name}: the batch axis Triton adds must be dynamic in the graph"
+                assert shape[0].dim_param, \
+                    f"{value.name}: the batch axis Triton adds must be dynamic in the graph"
                 assert len(dims) == len(shape) - 1, (value.name, dims)  # batch axis implicit
                 for d, g in zip(dims, shape[1:]):
                     assert d == (g.dim_value if g.HasField("dim_value") else -1), (value.name, dims)

@@ -32,10 +32,12 @@ class BranchesOnLength(nn.Module):
 
 def test_a_graph_traced_on_one_side_of_a_length_branch_is_refused_naming_the_range(tmp_path):
     length = torch.export.Dim("length", max=128)
-    spec = GraphSpec("toy", BranchesOnLength(), (torch.ones(3, 5, dtype=torch.long),), ("tokens",), ("logits",),
+    spec = GraphSpec("toy", BranchesOnLength(), (torch.ones(3, 5, dtype=torch.long),), ("tokens",),
+                     ("logits",),
                      {"tokens": {0: torch.export.Dim("batch"), 1: length}})
     with pytest.raises(ExportError, match=r"graph toy: the exporter narrowed axes declared dynamic .*"
-                                          r"tokens axis 1 \(0\.\.9, declared 1\.\.128\) \(model.attention='sliding_window'\)"):
+                                          r"tokens axis 1 \(0\.\.9, declared 1\.\.128\) "
+                                          r"\(model.attention='sliding_window'\)"):
         export_graph(spec, tmp_path / "toy.onnx", "sliding_window")
     assert not (tmp_path / "toy.onnx").exists()
 
@@ -50,7 +52,8 @@ def sliding_classifier(tmp_path_factory):
 
 
 class NaNForPadding(nn.Module):
-    """The PyTorch model, except that every row holding padding gets NaN logits (the old sliding-window graph)."""
+    """The PyTorch model, except that every row holding padding gets NaN logits (the old sliding-window
+    graph)."""
 
     def __init__(self, model: nn.Module, pad_id: int) -> None:
         super().__init__()
@@ -65,8 +68,9 @@ def test_the_check_refuses_nan_for_padded_rows_naming_the_case_and_the_rows(slid
     trained = sliding_classifier
     result = check_export(trained, NaNForPadding(trained.model, trained.special_ids["pad"]))
     assert not result["ok"]
-    assert result["failure"] == ("lengths [128, 127, 65, 3, 2, 1] padded in one batch: ONNX Runtime gives non-finite "
-                                 "outputs (NaN or inf) in rows [1, 2, 3, 4, 5], where PyTorch's are finite")
+    assert result["failure"] == ("lengths [128, 127, 65, 3, 2, 1] padded in one batch: ONNX Runtime gives "
+                                 "non-finite outputs (NaN or inf) in rows [1, 2, 3, 4, 5], where PyTorch's "
+                                 "are finite")
 
 
 def test_the_check_refuses_a_difference_beyond_float_rounding_naming_its_size(sliding_classifier):
@@ -78,7 +82,8 @@ def test_the_check_refuses_a_difference_beyond_float_rounding_naming_its_size(sl
             return out + 1e-3 * (tokens.size(1) == 1)  # wrong only at the length-1 case
 
     result = check_export(trained, Off())
-    assert not result["ok"] and result["failure"].startswith("batch 1, length 1: largest |ONNX Runtime - PyTorch| 0.001 in rows [0]")
+    assert not result["ok"] and result["failure"].startswith("batch 1, length 1: largest |ONNX Runtime - "
+                                                             "PyTorch| 0.001 in rows [0]")
     passed = check_export(trained, trained.model)  # the same model passes every case, with the lengths named
     assert passed["ok"] and passed["max_abs_diff"] == 0.0
     assert passed["cases"] == ["lengths [128, 127, 65, 3, 2, 1] padded in one batch", "batch 1, length 128",
@@ -94,7 +99,8 @@ def test_an_export_of_an_older_format_is_not_used(tmp_path, old):
     folder.mkdir()
     (folder / MANIFEST).write_text(json.dumps({**old, "family": "encoder_classifier", "graphs": {},
                                                "checkpoint": {"sha256": "abc"}}))
-    with pytest.raises(ValueError, match=rf"export.json is an export of format {old['format']}, written by an older "
+    with pytest.raises(ValueError,
+                       match=rf"export.json is an export of format {old['format']}, written by an older "
                                          r"version \(expected format 3: .* export again"):
         load_for_inference(folder, backend="onnx")
     assert loader_module._export_digest(folder) is None  # on demand, it is exported (and checked) again
@@ -105,11 +111,15 @@ def test_a_refused_on_demand_export_is_one_line_with_the_reason(tmp_path, monkey
 
     checkpoint = tmp_path / "model.pt"
     atomic_torch_save({"step": 1, "model": {"w": torch.zeros(2)}}, checkpoint)
-    stderr = ("2026-12-07 13:01:16.732 | INFO     | src.export.exporter:export_checkpoint:88 - export: classifier.onnx written\n"
-              "2026-12-07 13:01:17.847 | ERROR    | __main__:main:272 - export: the exported graphs do not match PyTorch, "
-              "so the export is refused: batch 1, length 1: largest |ONNX Runtime - PyTorch| 0.5\n")
-    monkeypatch.setattr(subprocess, "run", lambda command, **kwargs: subprocess.CompletedProcess(command, 1, "", stderr))
+    stderr = ("2026-12-07 13:01:16.732 | INFO     | src.export.exporter:export_checkpoint:88 - "
+              "export: classifier.onnx written\n"
+              "2026-12-07 13:01:17.847 | ERROR    | __main__:main:272 - export: the exported graphs do not "
+              "match PyTorch, so the export is refused: batch 1, length 1: "
+              "largest |ONNX Runtime - PyTorch| 0.5\n")
+    monkeypatch.setattr(subprocess, "run",
+                        lambda command, **kwargs: subprocess.CompletedProcess(command, 1, "", stderr))
     with pytest.raises(CheckpointError) as err:
         load_for_inference(checkpoint, backend="onnx")
-    assert str(err.value) == (f"exporting {checkpoint} to ONNX failed: the exported graphs do not match PyTorch, so "
-                              "the export is refused: batch 1, length 1: largest |ONNX Runtime - PyTorch| 0.5")
+    assert str(err.value) == (f"exporting {checkpoint} to ONNX failed: the exported graphs do not match "
+                              "PyTorch, so the export is refused: batch 1, length 1: "
+                              "largest |ONNX Runtime - PyTorch| 0.5")

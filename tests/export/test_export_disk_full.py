@@ -25,7 +25,9 @@ def test_a_full_disk_while_writing_a_graph_is_disk_full_not_a_dynamic_axis_error
 
     monkeypatch.setattr(builtins, "open", open_on_a_full_disk)
     batch = torch.export.Dim("batch", min=1, max=64)
-    spec = GraphSpec("classifier", nn.Linear(4, 2), (torch.zeros(3, 4),), ("x",), ("logits",), {"x": {0: batch}})
-    with pytest.raises(StorageError, match=re.escape(f"disk full: cannot write ONNX graph {path} (")) as caught:
+    spec = GraphSpec("classifier", nn.Linear(4, 2), (torch.zeros(3, 4),), ("x",), ("logits",),
+                     {"x": {0: batch}})
+    with pytest.raises(StorageError,
+                       match=re.escape(f"disk full: cannot write ONNX graph {path} (")) as caught:
         export_graph(spec, path, "full")
     assert "dynamic axes" not in str(caught.value)

@@ -89,14 +89,16 @@ def test_lm_cached_greedy_generation_equals_pytorch(language_model):
 
 
 def test_lm_io_bound_generation_equals_the_plain_loop(language_model):
-    # the language model's cache through I/O binding (OrtValues between steps) gives the default loop's answers
+    # the language model's cache through I/O binding (OrtValues between steps) gives the default loop's
+    # answers
     folder, _, onnx = language_model
     manifest = json.loads((folder / "export.json").read_text())
     bound = load_onnx_model(folder, manifest, onnx.model.pad_id, onnx.model.max_positions, io_binding=True)
     prompts = torch.tensor([[1, 5, 6, 7], [1, 9, 8, 4]])
     with torch.no_grad():
         torch.testing.assert_close(bound(prompts), onnx.model(prompts), rtol=0, atol=0)
-    assert torch.equal(generate(bound, prompts, 20, temperature=0.0), generate(onnx.model, prompts, 20, temperature=0.0))
+    assert torch.equal(generate(bound, prompts, 20, temperature=0.0),
+                       generate(onnx.model, prompts, 20, temperature=0.0))
 
 
 def test_triton_repositories_match_their_graphs(classifier, language_model, vit):
@@ -106,13 +108,16 @@ def test_triton_repositories_match_their_graphs(classifier, language_model, vit)
     # one key and one value tensor per layer (lm_tiny.yaml: 2 layers), in and out (issue 30)
     graph = manifest["graphs"]["decoder_lm"]
     assert list(graph["inputs"]) == ["tokens", "past_key_0", "past_value_0", "past_key_1", "past_value_1"]
-    assert list(graph["outputs"]) == ["logits", "present_key_0", "present_value_0", "present_key_1", "present_value_1"]
+    assert list(graph["outputs"]) == ["logits", "present_key_0", "present_value_0", "present_key_1",
+                                      "present_value_1"]
 
 
 @pytest.mark.parametrize("config", ["config/imdb_lstm.yaml", "config/imdb_gru.yaml", "config/imdb_rnn.yaml"])
 def test_recurrent_classifiers_are_refused_with_the_reason(tmp_path, config):
     checkpoint = make_checkpoint(tmp_path, config, ("text",), labels=["neg", "pos"], model={"d_model": 16})
-    with pytest.raises(ExportError, match="does not export to ONNX with a dynamic length: .* Python loop over the time steps"):
+    with pytest.raises(ExportError,
+                       match="does not export to ONNX with a dynamic length: .* Python loop over the time "
+                             "steps"):
         export_checkpoint(checkpoint, tmp_path / "out")
     assert not (tmp_path / "out" / "export.json").exists()
 
@@ -145,12 +150,15 @@ def test_the_onnx_backend_exports_a_checkpoint_without_an_export_and_redoes_a_st
     assert isinstance(loaded.model, OnnxClassifier) and (folder / "export.json").is_file()
     tokens = torch.randint(4, 300, (2, 7), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        torch.testing.assert_close(loaded.model(tokens), load_for_inference(first, "cpu").model(tokens), atol=1e-4, rtol=0)
-    second = make_checkpoint(tmp_path / "b", "config/imdb_tiny.yaml", ("text",), labels=["neg", "pos"], seed=2)
+        torch.testing.assert_close(loaded.model(tokens), load_for_inference(first, "cpu").model(tokens),
+                                   atol=1e-4, rtol=0)
+    second = make_checkpoint(tmp_path / "b", "config/imdb_tiny.yaml", ("text",), labels=["neg", "pos"],
+                             seed=2)
     first.write_bytes(second.read_bytes())  # another model under the same name: the cached export is stale
     reloaded = load_for_inference(first, backend="onnx")
     with torch.no_grad():
-        torch.testing.assert_close(reloaded.model(tokens), load_for_inference(second, "cpu").model(tokens), atol=1e-4,
+        torch.testing.assert_close(reloaded.model(tokens), load_for_inference(second, "cpu").model(tokens),
+                                   atol=1e-4,
                                    rtol=0)
 
 
@@ -159,7 +167,8 @@ def test_the_onnx_backend_exports_a_checkpoint_without_an_export_and_redoes_a_st
 def test_banded_attention_exports_and_gives_pytorch_logits_for_padded_rows(tmp_path, attention):
     """About 20 s each. Windows far shorter than the texts: most padded positions see only padding."""
     model = {"attention": attention, "window": 3, "d_model": 16, "n_encoder_layers": 1}
-    checkpoint = make_checkpoint(tmp_path, "config/imdb_tiny.yaml", ("text",), labels=["neg", "pos"], model=model)
+    checkpoint = make_checkpoint(tmp_path, "config/imdb_tiny.yaml", ("text",), labels=["neg", "pos"],
+                                 model=model)
     folder = export_checkpoint(checkpoint, tmp_path / "out")
     assert json.loads((folder / "export.json").read_text())["checked"]["max_abs_diff"] < 1e-4
     onnx, reference = load_for_inference(folder, backend="onnx"), load_for_inference(checkpoint, "cpu")

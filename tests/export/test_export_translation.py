@@ -11,7 +11,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from src.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
+from src.data.special_tokens import BOS_ID, EOS_ID, PAD_ID
 from src.export.exporter import EXAMPLE_BATCH, EXAMPLE_LENGTH, export_checkpoint
 from src.inference import load_for_inference
 from src.export.parity import logits_along
@@ -26,9 +26,11 @@ TEXTS = ["Das ist gut.", "Wir gehen nach Hause und ich habe keine Zeit.", "Er li
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    checkpoint = make_checkpoint(tmp_path_factory.mktemp("translation"), "config/tiny.yaml", ("src", "tgt"), seed=3)
+    checkpoint = make_checkpoint(tmp_path_factory.mktemp("translation"), "config/tiny.yaml", ("src", "tgt"),
+                                 seed=3)
     folder = export_checkpoint(checkpoint)
-    return checkpoint, folder, load_for_inference(checkpoint, "cpu"), load_for_inference(checkpoint, backend="onnx")
+    return checkpoint, folder, load_for_inference(checkpoint, "cpu"), load_for_inference(checkpoint,
+                                                                                         backend="onnx")
 
 
 def _sources(n: int, length: int) -> torch.Tensor:
@@ -42,7 +44,8 @@ def _sources(n: int, length: int) -> torch.Tensor:
 def test_the_onnx_backend_is_onnx_runtime_on_the_cpu(exported):
     checkpoint, folder, _, onnx = exported
     assert isinstance(onnx.model, OnnxEncoderDecoder) and onnx.device == torch.device("cpu")
-    assert not list(onnx.model.parameters()) and onnx.step == 11 and folder == checkpoint.with_name("best.export")
+    assert not list(onnx.model.parameters()) and onnx.step == 11 and folder == checkpoint.with_name(
+        "best.export")
 
 
 @pytest.mark.parametrize("batch, length", [(1, 3), (7, 13)])
@@ -85,7 +88,8 @@ def test_the_decoder_step_graph_starts_from_an_empty_cache(exported):
     _, folder, torch_model, _ = exported
     encoder = ort.InferenceSession(str(folder / "encoder.onnx"))
     step = ort.InferenceSession(str(folder / "decoder_step.onnx"))
-    src_mask, cross_key, cross_value = encoder.run(None, {"src": _sources(2, 6).numpy()})  # tiny.yaml: 1 decoder layer
+    # tiny.yaml: 1 decoder layer
+    src_mask, cross_key, cross_value = encoder.run(None, {"src": _sources(2, 6).numpy()})
     past = np.zeros((*cross_key.shape[:2], 0, cross_key.shape[3]), dtype=np.float32)  # (B, H, T = 0, D/H)
     feed = {"tokens": np.full((2, 1), BOS_ID), "src_mask": src_mask, "cross_key_0": cross_key,
             "cross_value_0": cross_value, "past_key_0": past, "past_value_0": past}
@@ -93,7 +97,8 @@ def test_the_decoder_step_graph_starts_from_an_empty_cache(exported):
     assert logits.shape == (2, 300) and key.shape == value.shape == (*past.shape[:2], 1, past.shape[3])
     _, key2, value2 = step.run(None, feed | {"tokens": logits.argmax(-1)[:, None], "past_key_0": key,
                                              "past_value_0": value})
-    assert key2.shape[2] == 2 and np.array_equal(key2[:, :, :1], key) and np.array_equal(value2[:, :, :1], value)
+    assert key2.shape[2] == 2 and np.array_equal(key2[:, :, :1], key) and np.array_equal(value2[:, :, :1],
+                                                                                         value)
 
 
 def test_the_io_bound_loop_keeps_the_cache_in_ort_and_equals_the_plain_loop(exported):
@@ -122,7 +127,8 @@ def test_the_io_bound_loop_keeps_the_cache_in_ort_and_equals_the_plain_loop(expo
 def test_translate_texts_gives_the_same_text_on_both_backends(exported):
     _, _, torch_model, onnx = exported
     for beam in (1, 2):
-        assert translate_texts(onnx, TEXTS, beam=beam, max_len=12) == translate_texts(torch_model, TEXTS, beam=beam,
+        assert translate_texts(onnx, TEXTS, beam=beam, max_len=12) == translate_texts(torch_model, TEXTS,
+                                                                                      beam=beam,
                                                                                        max_len=12)
 
 
@@ -130,12 +136,14 @@ def test_the_manifest_describes_the_graphs_and_the_folder_works_alone(exported, 
     checkpoint, folder, torch_model, _ = exported
     manifest = json.loads((folder / "export.json").read_text())
     assert manifest["family"] == "encoder_decoder" and manifest["opset"] >= 17
-    assert manifest["checkpoint"]["step"] == 11 and manifest["checkpoint"]["path"] == str(checkpoint.resolve())
+    assert manifest["checkpoint"]["step"] == 11 and manifest["checkpoint"]["path"] == str(
+        checkpoint.resolve())
     step = manifest["graphs"]["decoder_step"]
     # one tensor per decoder layer and side (tiny.yaml: 1 layer), not one stacked cache (issue 30)
     assert manifest["format"] == 3 and list(manifest["graphs"]["encoder"]["outputs"]) == [
         "src_mask", "cross_key_0", "cross_value_0"]
-    assert list(step["inputs"]) == ["tokens", "src_mask", "cross_key_0", "cross_value_0", "past_key_0", "past_value_0"]
+    assert list(step["inputs"]) == ["tokens", "src_mask", "cross_key_0", "cross_value_0", "past_key_0",
+                                    "past_value_0"]
     assert list(step["outputs"]) == ["logits", "present_key_0", "present_value_0"]
     batch, heads, past, head_dim = step["inputs"]["past_key_0"]["shape"]
     assert isinstance(batch, str) and isinstance(past, str) and (heads, head_dim) == (2, 16)

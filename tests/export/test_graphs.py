@@ -14,7 +14,8 @@ def test_memory_keys_values_is_the_w_k_w_v_projection_split_into_heads():
     memory = torch.randn(2, 5, 16)
     keys, values = attention.memory_keys_values(memory)
     w, b = attention.in_proj.weight, attention.in_proj.bias
-    expected_k = (memory @ w[16:32].T + b[16:32]).view(2, 5, 4, 4).transpose(1, 2)  # (B, S, C) -> (B, H, S, C/H)
+    # (B, S, C) -> (B, H, S, C/H)
+    expected_k = (memory @ w[16:32].T + b[16:32]).view(2, 5, 4, 4).transpose(1, 2)
     expected_v = (memory @ w[32:].T + b[32:]).view(2, 5, 4, 4).transpose(1, 2)
     torch.testing.assert_close(keys, expected_k)
     torch.testing.assert_close(values, expected_v)

@@ -1,7 +1,8 @@
 """The loader's on-demand export (``--backend onnx`` on a checkpoint): atomic, race-safe, bounded in time.
 
 The export subprocess is replaced by a fake that writes a manifest in a moment (the real export is
-tested in test_export_translation.py and test_export_families.py), so the race and the failures are tested fast.
+tested in test_export_translation.py and test_export_families.py), so the race and the failures are tested
+fast.
 """
 
 import json
@@ -19,8 +20,10 @@ from src.training.checkpoint import CheckpointError, atomic_torch_save
 
 
 def checked_manifest(digest: str) -> dict:
-    """The manifest of a complete export that passed the check against PyTorch, for the checkpoint of ``digest``."""
-    return {"format": MANIFEST_FORMAT, "checked": {"cases": [], "max_abs_diff": 0.0}, "checkpoint": {"sha256": digest}}
+    """The manifest of a complete export that passed the check against PyTorch, for the checkpoint of
+    ``digest``."""
+    return {"format": MANIFEST_FORMAT, "checked": {"cases": [], "max_abs_diff": 0.0},
+            "checkpoint": {"sha256": digest}}
 
 
 @pytest.fixture
@@ -31,7 +34,8 @@ def checkpoint(tmp_path) -> Path:
 
 
 class FakeExport:
-    """``subprocess.run`` of ``python -m src.main export CKPT --out DIR``: records each DIR, writes a slow export there."""
+    """``subprocess.run`` of ``python -m src.main export CKPT --out DIR``: records each DIR, writes a slow
+    export there."""
 
     def __init__(self, seconds: float = 0.3) -> None:
         self.seconds, self.outs, self.lock = seconds, [], threading.Lock()
@@ -94,7 +98,8 @@ def test_an_export_that_hangs_is_stopped_with_a_clear_message(checkpoint, monkey
 
 def test_a_failed_export_reports_the_last_lines_of_its_error_as_text(checkpoint, monkeypatch):
     stderr = "Traceback (most recent call last):\n  File x\nExportError: graph encoder does not export\n"
-    monkeypatch.setattr(subprocess, "run", lambda command, **kwargs: subprocess.CompletedProcess(command, 1, "", stderr))
+    monkeypatch.setattr(subprocess, "run",
+                        lambda command, **kwargs: subprocess.CompletedProcess(command, 1, "", stderr))
     with pytest.raises(CheckpointError) as err:
         loader._fresh_export(checkpoint)
     message = str(err.value)

@@ -30,7 +30,9 @@ SHORT = {"listops": ["[MAX 2 9 ]", "[SM 3 [MIN 4 7 ] ]", "5"], "imdb": ["Great!"
 def texts_of(run_dir: Path, kind: str) -> list[tuple[str, str]]:
     """(short, long) text pairs: a few tokens against test texts of tens to hundreds of tokens."""
     # within the server's 2,000 characters a text; the byte-level model reads the first 255 bytes of them
-    long = sorted((text[:1500] for text in load_from_disk(str(run_dir / "tokenize" / "encoded"))["test"]["text"]), key=len)
+    long = sorted(
+        (text[:1500] for text in load_from_disk(str(run_dir / "tokenize" / "encoded"))["test"]["text"]),
+                  key=len)
     assert len(long[-1]) > 10 * max(map(len, SHORT[kind]))  # the lengths in one request differ widely
     short = SHORT[kind]
     return [(short[i % len(short)], long[(7 * i) % len(long)]) for i in range(CLIENTS * REQUESTS_PER_CLIENT)]
@@ -59,11 +61,14 @@ def serve_and_compare(run_dir: Path, kind: str, tmp_path: Path) -> None:
         code = server.stop()
     failed = [(i, status, body) for i, status, body in answers if status != 200]
     assert not failed, f"{len(failed)} of {len(answers)} requests failed ({attention}), first: {failed[0]}"
-    assert code in (0, -15), server.log()[-3000:]  # uvicorn re-raises the SIGTERM it caught once shut down cleanly
+    # uvicorn re-raises the SIGTERM it caught once shut down cleanly
+    assert code in (0, -15), server.log()[-3000:]
     assert "| ERROR" not in server.log(), server.log()[-3000:]
     manifest = json.loads((run_dir / "export" / "export.json").read_text())
-    assert manifest["checked"]["max_abs_diff"] < 1e-4  # the export the server took was checked against PyTorch
-    expected = {text: classify_texts(trained, [text])[0] for pair in pairs for text in pair}  # each text alone
+    # the export the server took was checked against PyTorch
+    assert manifest["checked"]["max_abs_diff"] < 1e-4
+    # each text alone
+    expected = {text: classify_texts(trained, [text])[0] for pair in pairs for text in pair}
     for i, _, body in answers:
         for text, got in zip(pairs[i], body["predictions"], strict=True):
             want = expected[text]

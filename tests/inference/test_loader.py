@@ -8,8 +8,9 @@ import torch
 from datasets import Dataset
 
 from src.config import config_to_dict
+from src.data.special_tokens import BOS_ID, EOS_ID, PAD_ID
+from src.data.tokenizer import TokenizerConfig, load_tokenizer, train_one
 from src.experiment import load_config
-from src.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, TokenizerConfig, load_tokenizer, train_one
 from src.inference import CHECKPOINT_FORMAT, inference_fields, load_for_inference
 from src.inference.translate import encode_sources, translate_texts
 from src.models.decoding import greedy_decode

@@ -27,7 +27,8 @@ def one_thread():
 
 
 class RecordingTracker(NullTracker):
-    """``NullTracker`` that also keeps the order of what was logged: ``events`` of (kind, title, series, step)."""
+    """``NullTracker`` that also keeps the order of what was logged: ``events`` of (kind, title, series,
+    step)."""
 
     def __init__(self, output_dir: Path | None = None):
         super().__init__(output_dir=output_dir)
@@ -73,7 +74,8 @@ def lesson(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], dict[str
             assert len(results) == len(steps)
             text = console.file.getvalue()
             for step, result in zip(steps, results, strict=True):
-                assert " ".join(result.outcome.split()) in " ".join(text.split()), f"{step.title}: outcome not shown"
+                assert " ".join(result.outcome.split()) in " ".join(text.split()), \
+                    f"{step.title}: outcome not shown"
                 for figure_name in result.figures:
                     pngs = list(Path(output_dir, "plots").rglob(f"{figure_name}_step0000000.png"))
                     assert pngs, f"{name}/{step.title}: no PNG for figure {figure_name!r}"

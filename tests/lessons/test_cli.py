@@ -51,8 +51,10 @@ def _number(pattern: str, text: str) -> float:
 def test_interactive_takes_a_new_value_and_shows_its_effect(tmp_path):
     """Enter at step 1, then d_k = 1024 at step 2: the unscaled softmax is shown more saturated than at 64."""
     env = {**os.environ, "COLUMNS": "200", "TERM": "xterm"}
-    child = pexpect.spawn(sys.executable, ["-m", "src.main", "lesson", "attention", "--interactive", "--no-track",
-                                           "--output-dir", str(tmp_path)], cwd=REPO, env=env, encoding="utf-8",
+    child = pexpect.spawn(sys.executable,
+                          ["-m", "src.main", "lesson", "attention", "--interactive", "--no-track",
+                                           "--output-dir", str(tmp_path)], cwd=REPO, env=env,
+                          encoding="utf-8",
                           timeout=90, dimensions=(50, 200))
     try:
         child.expect(r"position \[[^\n]*q: quit\)> ")

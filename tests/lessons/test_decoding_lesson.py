@@ -1,4 +1,5 @@
-"""The decoding lesson's claims: beam search is never less probable than greedy; the tree is the real search."""
+"""The decoding lesson's claims: beam search is never less probable than greedy; the tree is the real
+search."""
 
 
 def test_beam_log_probability_is_at_least_greedys(lesson):

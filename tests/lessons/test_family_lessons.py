@@ -1,6 +1,6 @@
 """The model-family lessons' claims: [CLS] finds the deciding word, the LM is causal and cached decoding
-agrees, ViT patches are a matmul and rollout finds the shape, the sliding window is exact (on its fused path) and does
-linear work."""
+agrees, ViT patches are a matmul and rollout finds the shape, the sliding window is exact (on its fused path)
+and does linear work."""
 
 import pytest
 import torch

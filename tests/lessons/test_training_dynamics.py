@@ -1,4 +1,5 @@
-"""The training-dynamics lesson's claims: warm-up rescues a high learning rate; smoothing raises the loss floor;
+"""The training-dynamics lesson's claims: warm-up rescues a high learning rate; smoothing raises the loss
+floor;
 the loss curves reach the tracker point by point while the models train."""
 
 import io
@@ -32,7 +33,8 @@ def test_every_loss_is_a_scalar_at_its_step_logged_before_the_steps_figures(less
         points = tracker.scalars[(f"{title} (run 0)", series)]
         assert points == [(i, loss) for i, loss in enumerate(losses)], series  # once each, step = iteration
     first_figure = next(i for i, e in enumerate(tracker.events) if e[0] == "figure" and e[1] == title)
-    curve_events = [i for i, e in enumerate(tracker.events) if e[0] == "scalar" and e[1] == f"{title} (run 0)"]
+    curve_events = [
+        i for i, e in enumerate(tracker.events) if e[0] == "scalar" and e[1] == f"{title} (run 0)"]
     assert len(curve_events) == sum(map(len, result.curves.values())) and max(curve_events) < first_figure
 
 

@@ -14,8 +14,10 @@ SIZES = {"vocab_size": 20, "n_classes": 3, "pad_id": 0}
 
 
 def test_each_family_builds_its_model(tiny_config):
-    assert isinstance(build(tiny_config, src_vocab_size=20, tgt_vocab_size=20, pad_id=0), EncoderDecoderTransformer)
-    assert isinstance(build(tiny_config.model_copy(update={"family": "encoder_classifier"}), **SIZES), EncoderClassifier)
+    assert isinstance(build(tiny_config, src_vocab_size=20, tgt_vocab_size=20, pad_id=0),
+                      EncoderDecoderTransformer)
+    assert isinstance(build(tiny_config.model_copy(update={"family": "encoder_classifier"}), **SIZES),
+                      EncoderClassifier)
     for family in ("lstm_classifier", "gru_classifier", "rnn_classifier"):
         assert isinstance(build(tiny_config.model_copy(update={"family": family}), **SIZES), RNNClassifier)
 

@@ -26,10 +26,13 @@ def copy_gpt2_weights(hf, ours: DecoderLM) -> None:
     ours.positional.table.weight.data.copy_(hf.transformer.wpe.weight)
     for block, theirs in zip(ours.decoder.layers, hf.transformer.h, strict=True):
         pairs = [(block.norm1, theirs.ln_1), (block.norm2, theirs.ln_2)]
-        pairs += [(block.self_attn.in_proj, theirs.attn.c_attn), (block.self_attn.out_proj, theirs.attn.c_proj),
-                  (block.feed_forward.linear1, theirs.mlp.c_fc), (block.feed_forward.linear2, theirs.mlp.c_proj)]
+        pairs += [(block.self_attn.in_proj, theirs.attn.c_attn),
+                  (block.self_attn.out_proj, theirs.attn.c_proj),
+                  (block.feed_forward.linear1, theirs.mlp.c_fc),
+                  (block.feed_forward.linear2, theirs.mlp.c_proj)]
         for mine, hf_module in pairs:
-            transpose = type(hf_module).__name__ == "Conv1D"  # c_attn.weight (C, 3C) -> in_proj.weight (3C, C)
+            # c_attn.weight (C, 3C) -> in_proj.weight (3C, C)
+            transpose = type(hf_module).__name__ == "Conv1D"
             mine.weight.data.copy_(hf_module.weight.T if transpose else hf_module.weight)
             mine.bias.data.copy_(hf_module.bias)
     ours.norm.weight.data.copy_(hf.transformer.ln_f.weight)
@@ -40,8 +43,10 @@ def copy_gpt2_weights(hf, ours: DecoderLM) -> None:
 def test_logits_match_hugging_face_gpt2(backend):
     import transformers  # pinned in requirements.txt: a missing install is a failure, not a skip
     torch.manual_seed(0)
-    config = transformers.GPT2Config(n_embd=C, n_layer=LAYERS, n_head=HEADS, n_positions=POSITIONS, vocab_size=VOCAB,
-                                     activation_function="gelu", resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+    config = transformers.GPT2Config(n_embd=C, n_layer=LAYERS, n_head=HEADS, n_positions=POSITIONS,
+                                     vocab_size=VOCAB,
+                                     activation_function="gelu", resid_pdrop=0.0, embd_pdrop=0.0,
+                                     attn_pdrop=0.0,
                                      layer_norm_epsilon=1e-5)
     hf = transformers.GPT2LMHeadModel(config).eval()
     ours = build_decoder_lm(lm_config(attention_backend=backend), VOCAB, pad_id=0).eval()

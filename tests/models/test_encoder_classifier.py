@@ -10,7 +10,8 @@ from tests.models.token_texts import PAD, fit_accuracy, texts
 @pytest.fixture(params=["cls", "mean"])
 def model(request, tiny_config):
     torch.manual_seed(0)
-    return build_encoder_classifier(tiny_config, vocab_size=20, n_classes=3, pad_id=PAD, pooling=request.param).eval()
+    return build_encoder_classifier(
+        tiny_config, vocab_size=20, n_classes=3, pad_id=PAD, pooling=request.param).eval()
 
 
 def test_padding_does_not_change_a_texts_logits(model):

@@ -56,7 +56,8 @@ def test_global_token_sees_the_whole_text_in_one_layer():
     accuracy = {}
     for attention in ("sliding_window", "longformer"):
         torch.manual_seed(0)
-        model = build_encoder_classifier(classifier_config(attention, window=1, layers=1), VOCAB, 2, PAD, "cls")
+        model = build_encoder_classifier(classifier_config(attention, window=1, layers=1), VOCAB, 2, PAD,
+                                         "cls")
         accuracy[attention] = fit_accuracy(model, tokens, labels, steps=80, lr=3e-3)
     assert accuracy["longformer"] > 0.95, accuracy
     assert accuracy["sliding_window"] < 0.75, accuracy  # near chance: the [CLS] cannot see position >= 4
@@ -91,7 +92,8 @@ def test_sliding_window_lm_cache_equals_one_full_pass(sliding_lm):
     cache = sliding_lm.new_cache()
     with torch.no_grad():
         full = sliding_lm(tokens)
-        pieces = [sliding_lm(tokens[:, :5], cache)] + [sliding_lm(tokens[:, t : t + 1], cache) for t in range(5, 15)]
+        pieces = [sliding_lm(tokens[:, :5], cache)] + [
+            sliding_lm(tokens[:, t : t + 1], cache) for t in range(5, 15)]
     assert torch.allclose(torch.cat(pieces, dim=1), full, atol=1e-5)
 
 

@@ -1,4 +1,5 @@
-"""generate(): cached equals uncached (also past max_positions), greedy equivalences, seeds, filters, errors."""
+"""generate(): cached equals uncached (also past max_positions), greedy equivalences, seeds, filters,
+errors."""
 
 import pytest
 import torch
@@ -40,7 +41,8 @@ def test_greedy_is_argmax_of_the_full_forward(model):
 
 def test_top_k_one_equals_greedy(model):
     greedy = generate(model, torch.tensor(PROMPT), 12, temperature=0)
-    sampled = generate(model, torch.tensor(PROMPT), 12, temperature=1.5, top_k=1, generator=torch.Generator().manual_seed(3))
+    sampled = generate(model, torch.tensor(PROMPT), 12, temperature=1.5, top_k=1,
+                       generator=torch.Generator().manual_seed(3))
     assert torch.equal(greedy, sampled)
 
 
@@ -80,7 +82,8 @@ def test_top_p_draws_only_from_the_nucleus(model):
     with torch.no_grad():
         probs = model(torch.tensor([PROMPT[0]]))[0, -1].softmax(-1)
     allowed = set(filter_logits(probs.log()[None], top_p=0.3).isfinite()[0].nonzero().flatten().tolist())
-    draws = {generate(model, PROMPT[0], 1, top_p=0.3, generator=torch.Generator().manual_seed(s))[0, -1].item()
+    draws = {generate(model, PROMPT[0], 1, top_p=0.3,
+                      generator=torch.Generator().manual_seed(s))[0, -1].item()
              for s in range(30)}
     assert draws <= allowed
 

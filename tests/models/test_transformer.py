@@ -122,7 +122,8 @@ def test_initialisation_keeps_scaled_embeddings_and_attention_scores_near_unit_s
     x = model.embeddings.src(src) * cfg.d_model**0.5
     assert 0.9 < x.std().item() < 1.1
     attention = model.encoder.layers[0].self_attn
-    q, k, _ = attention._split_heads(attention.in_proj(model.embeddings.source(src)), *[attention.n_heads] * 3)
+    q, k, _ = attention._split_heads(attention.in_proj(model.embeddings.source(src)),
+                                     *[attention.n_heads] * 3)
     scores = q @ k.transpose(-2, -1) / attention.head_dim**0.5
     assert scores.std().item() < 3.0
 

@@ -17,13 +17,17 @@ TINY = ModelConfig(family="vit", image_size=28, patch_size=4, in_channels=1, d_m
 
 def hf_vit():
     import transformers  # pinned in requirements.txt: a missing install is a failure, not a skip
-    config = transformers.ViTConfig(image_size=28, patch_size=4, num_channels=1, hidden_size=32, num_hidden_layers=2,
-                                    num_attention_heads=4, intermediate_size=64, num_labels=10, hidden_act="gelu",
-                                    hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, layer_norm_eps=1e-12)
+    config = transformers.ViTConfig(image_size=28, patch_size=4, num_channels=1, hidden_size=32,
+                                    num_hidden_layers=2,
+                                    num_attention_heads=4, intermediate_size=64, num_labels=10,
+                                    hidden_act="gelu",
+                                    hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+                                    layer_norm_eps=1e-12)
     torch.manual_seed(0)
     model = transformers.ViTForImageClassification(config).eval()
     with torch.no_grad():  # transformers zero-initialises these; random values make the test meaningful
-        for p in (model.vit.embeddings.cls_token, model.vit.embeddings.position_embeddings, model.classifier.bias):
+        for p in (model.vit.embeddings.cls_token, model.vit.embeddings.position_embeddings,
+                  model.classifier.bias):
             p.normal_()
     return model
 
@@ -40,17 +44,21 @@ QKV_NAMES = (("attention.q_proj", "attention.k_proj", "attention.v_proj"),
 def copy_hf_weights(hf, ours: VisionTransformer) -> None:
     """transformers' parameters onto ours; separate W^Q, W^K, W^V stack into the rows of ``in_proj``."""
     theirs = {k.removeprefix("vit."): v for k, v in hf.state_dict().items()}
-    state = {"embeddings.patch_embedding.projection.weight": theirs["embeddings.patch_embeddings.projection.weight"],
-             "embeddings.patch_embedding.projection.bias": theirs["embeddings.patch_embeddings.projection.bias"],
+    state = {"embeddings.patch_embedding.projection.weight":
+             theirs["embeddings.patch_embeddings.projection.weight"],
+             "embeddings.patch_embedding.projection.bias":
+             theirs["embeddings.patch_embeddings.projection.bias"],
              "embeddings.cls_token": theirs["embeddings.cls_token"],
              "embeddings.position_embedding": theirs["embeddings.position_embeddings"],
              "encoder.norm.weight": theirs["layernorm.weight"], "encoder.norm.bias": theirs["layernorm.bias"],
              "head.weight": theirs["classifier.weight"], "head.bias": theirs["classifier.bias"]}
     for i in range(len(ours.encoder.layers)):
-        prefix = next(p for p in (f"layers.{i}.", f"encoder.layer.{i}.") if p + "layernorm_before.weight" in theirs)
+        prefix = next(
+            p for p in (f"layers.{i}.", f"encoder.layer.{i}.") if p + "layernorm_before.weight" in theirs)
         qkv = next(names for names in QKV_NAMES if prefix + names[0] + ".weight" in theirs)
         for kind in ("weight", "bias"):
-            state[f"encoder.layers.{i}.self_attn.in_proj.{kind}"] = torch.cat([theirs[f"{prefix}{n}.{kind}"] for n in qkv])
+            state[f"encoder.layers.{i}.self_attn.in_proj.{kind}"] = torch.cat(
+                [theirs[f"{prefix}{n}.{kind}"] for n in qkv])
             for name, mine in LAYER_NAMES.items():
                 if f"{prefix}{name}.{kind}" in theirs:
                     state[f"encoder.layers.{i}.{mine}.{kind}"] = theirs[f"{prefix}{name}.{kind}"]

@@ -1,4 +1,5 @@
-"""Toy texts for the classifier tests: [CLS] + random tokens + padding, and a loop that fits a model to labels."""
+"""Toy texts for the classifier tests: [CLS] + random tokens + padding, and a loop that fits a model to
+labels."""
 
 import torch
 
@@ -15,8 +16,10 @@ def texts(lengths: list[int], width: int, seed: int = 1) -> torch.Tensor:
     return tokens
 
 
-def fit_accuracy(model: torch.nn.Module, tokens: torch.Tensor, labels: torch.Tensor, steps: int, lr: float) -> float:
-    """Full-batch AdamW on cross-entropy for ``steps`` steps; the training accuracy afterwards, in eval mode."""
+def fit_accuracy(model: torch.nn.Module, tokens: torch.Tensor, labels: torch.Tensor, steps: int,
+                 lr: float) -> float:
+    """Full-batch AdamW on cross-entropy for ``steps`` steps; the training accuracy afterwards, in eval
+    mode."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
     for _ in range(steps):
         loss = torch.nn.functional.cross_entropy(model(tokens), labels)

@@ -8,7 +8,8 @@ import torch
 from datasets import load_from_disk
 
 from src.data.listops import evaluate_listops
-from src.tasks.classification.task import CLS_ID, ClassificationProbe
+from src.data.special_tokens import CLS_ID
+from src.tasks.classification.task import ClassificationProbe
 from tests.clearml_session import read_offline_session
 
 pytestmark = pytest.mark.timeout(300)

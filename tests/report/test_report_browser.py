@@ -16,7 +16,8 @@ from tests.pipelines.conftest import missing_data
 pytestmark = pytest.mark.timeout(300)
 CHROMIUM = Path("/usr/bin/chromium")
 SECTIONS = ("overview", "config", "curves", "gradients", "attention", "samples", "metrics", "registry")
-PLOTS = ("curve-loss", "curve-learning-rate", "curve-throughput", "curve-validation-metrics", "grad-norm-heatmap")
+PLOTS = ("curve-loss", "curve-learning-rate", "curve-throughput", "curve-validation-metrics",
+         "grad-norm-heatmap")
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +42,8 @@ def opened(browser, report_run):
     page.on("request", lambda request: requests.append(request.url))
     url = report_run.report.resolve().as_uri()
     page.goto(url, wait_until="load")
-    page.wait_for_function("document.querySelectorAll('.plotly-graph-div .main-svg').length >= 5", timeout=30_000)
+    page.wait_for_function("document.querySelectorAll('.plotly-graph-div .main-svg').length >= 5",
+                           timeout=30_000)
     page.wait_for_timeout(500)  # plotly's last resize pass
     yield page, url, console, errors, requests
     page.close()
@@ -69,7 +71,8 @@ def test_every_plot_renders_with_a_nonzero_size(opened):
 
 def test_the_iteration_slider_changes_the_heatmap(opened):
     page = opened[0]
-    image, slider, label = page.locator("#heatmap-image"), page.locator("#heatmap-slider"), page.locator("#heatmap-step")
+    image, slider, label = page.locator("#heatmap-image"), page.locator("#heatmap-slider"), page.locator(
+        "#heatmap-step")
     assert label.inner_text() == "step 30 (2 of 2)"
     assert page.evaluate("document.getElementById('heatmap-image').naturalWidth") > 100  # the PNG decoded
     before = image.get_attribute("src")
@@ -102,9 +105,12 @@ def test_a_screenshot_of_each_section(opened, tmp_path_factory):
 
 
 FIT_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(plot => {
-  const rect = element => { const r = element.getBoundingClientRect(); return [r.left, r.right, r.top, r.bottom]; };
+  const rect = element => {
+    const r = element.getBoundingClientRect(); return [r.left, r.right, r.top, r.bottom];
+  };
   const legend = plot.querySelector('.legend');
-  return {id: plot.id, box: rect(plot.closest('.plot') || plot.closest('section')), svg: rect(plot.querySelector('.main-svg')),
+  return {id: plot.id, box: rect(plot.closest('.plot') || plot.closest('section')),
+          svg: rect(plot.querySelector('.main-svg')),
           area: Array.from(plot.querySelectorAll('.nsewdrag')).map(rect),
           lines: Array.from(plot.querySelectorAll('.scatterlayer .trace path.js-line')).map(rect),
           traces: plot.data.length, legend: legend ? rect(legend) : null,
@@ -120,20 +126,23 @@ def test_the_charts_fit_their_box_with_their_legend(browser, report_run, width, 
     page = browser.new_page(viewport={"width": width, "height": 900})
     try:
         page.goto(report_run.report.resolve().as_uri(), wait_until="load")
-        page.wait_for_function("document.querySelectorAll('.plotly-graph-div .main-svg').length >= 5", timeout=30_000)
+        page.wait_for_function("document.querySelectorAll('.plotly-graph-div .main-svg').length >= 5",
+                               timeout=30_000)
         page.wait_for_timeout(500)  # plotly's last resize pass
         charts = page.evaluate(FIT_JS)
         folder = tmp_path_factory.mktemp(f"report_{width}")
         page.locator("section#curves").screenshot(path=str(folder / f"curves_{width}.png"))
         if os.environ.get("REPORT_SCREENSHOTS"):
-            shutil.copy(folder / f"curves_{width}.png", Path(os.environ["REPORT_SCREENSHOTS"]) / f"curves_{width}.png")
+            shutil.copy(folder / f"curves_{width}.png",
+                        Path(os.environ["REPORT_SCREENSHOTS"]) / f"curves_{width}.png")
     finally:
         page.close()
     assert {chart["id"] for chart in charts} >= set(PLOTS)
 
     def inside(inner, outer, what):
         left, right, top, bottom = outer
-        assert inner[0] >= left - 1 and inner[1] <= right + 1 and inner[2] >= top - 1 and inner[3] <= bottom + 1, \
+        assert (inner[0] >= left - 1 and inner[1] <= right + 1
+                and inner[2] >= top - 1 and inner[3] <= bottom + 1), \
             f"{what} {inner} is not inside its box {outer} at {width} px"
 
     for chart in charts:
@@ -143,7 +152,8 @@ def test_the_charts_fit_their_box_with_their_legend(browser, report_run, width, 
             inside(area, chart["svg"], f"{chart['id']}: the plot area")
         for line in chart["lines"]:  # a line's whole extent, first step to last, inside the plot area
             assert any(area[0] - 1 <= line[0] and line[1] <= area[1] + 1 for area in chart["area"]), \
-                f"{chart['id']}: a line spans x {line[:2]}, outside the plot areas {chart['area']} at {width} px"
+                f"{chart['id']}: a line spans x {line[:2]}, outside the plot areas {chart['area']} " \
+                f"at {width} px"
     loss = next(chart for chart in charts if chart["id"] == "curve-loss")
     assert loss["traces"] == 2 and loss["legend_items"] == 2  # train and valid, both named
     inside(loss["legend"], loss["box"], "curve-loss: the legend")

@@ -32,7 +32,8 @@ def data_env(config: str) -> dict[str, str]:
 
 # config, the heatmap figures the probe records, the sample table's title, whether there is a confusion matrix
 FAMILIES = {
-    "classifier": ("config/imdb_tiny.yaml", {"attention cls"}, "misclassified · most confident mistakes", True),
+    "classifier": ("config/imdb_tiny.yaml", {"attention cls"}, "misclassified · most confident mistakes",
+                   True),
     "lm": ("config/lm_tiny.yaml", {"attention decoder self"}, "samples · continuations", False),
     "vit": ("config/vit_tiny.yaml", {"attention cls", "attention rollout"}, "most confident mistakes", True),
 }
@@ -51,7 +52,8 @@ def family_run(request, tmp_path_factory):
 def test_each_family_gets_its_sections_and_no_empty_ones(family_run):
     report, run_dir, (heatmap_titles, sample_title, confusion) = family_run
     html = report.read_text(encoding="utf-8")
-    for section in ("overview", "config", "curves", "gradients", "attention", "samples", "metrics", "registry"):
+    for section in ("overview", "config", "curves", "gradients", "attention", "samples", "metrics",
+                    "registry"):
         assert f'<section id="{section}">' in html, section
     labels = set(re.findall(r'<option value="\d+">([^<·]+) ·', html))
     assert {label.strip() for label in labels} == heatmap_titles
@@ -73,7 +75,8 @@ def test_each_familys_page_is_clean_in_a_browser(family_run):
         page.on("pageerror", lambda e: problems.append(str(e)))
         page.on("request", lambda r: requests.append(r.url))
         page.goto(report.resolve().as_uri(), wait_until="load")
-        page.wait_for_function("document.querySelectorAll('.plotly-graph-div .main-svg').length > 0", timeout=30_000)
+        page.wait_for_function("document.querySelectorAll('.plotly-graph-div .main-svg').length > 0",
+                               timeout=30_000)
         n_plots = page.locator(".plotly-graph-div").count()
         n_drawn = page.locator(".plotly-graph-div .scatterlayer .trace path.js-line, "
                                ".plotly-graph-div .heatmaplayer image").count()

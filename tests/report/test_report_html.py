@@ -1,4 +1,5 @@
-"""The report of a real tiny translation run: every section, the run's own data, nothing fetched from a network."""
+"""The report of a real tiny translation run: every section, the run's own data, nothing fetched from a
+network."""
 
 import base64
 import json
@@ -61,7 +62,8 @@ def json_element(html: str, element_id: str):
 
 def test_the_train_summary_names_the_report_and_it_exists(report_run):
     assert report_run.report == report_run.run_dir / REPORT_FILE
-    assert report_run.report.is_file() and report_run.report.stat().st_size > 1_000_000  # plotly.js is inlined
+    # plotly.js is inlined
+    assert report_run.report.is_file() and report_run.report.stat().st_size > 1_000_000
     assert report_run.html.startswith("<!DOCTYPE html>") and report_run.html.rstrip().endswith("</html>")
 
 
@@ -88,8 +90,11 @@ def test_nothing_refers_to_a_network_address(report_run):
 def test_the_slider_has_one_step_per_recorded_iteration_and_shows_the_recorded_images(report_run):
     figures = json_element(report_run.html, "heatmap-data")
     plots = report_run.run_dir / "train" / "plots"
-    recorded = {folder.name: sorted(folder.glob("*.png")) for folder in plots.iterdir() if folder.name.startswith("attention")}
-    assert len(figures) == sum(len({p.name.split("_step")[0] for p in pngs}) for pngs in recorded.values()) == 3
+    recorded = {
+        folder.name: sorted(folder.glob("*.png")) for folder in plots.iterdir() if folder.name.startswith(
+            "attention")}
+    assert len(figures) == sum(len({p.name.split("_step")[0] for p in pngs})
+                               for pngs in recorded.values()) == 3
     for figure in figures:
         title = figure["label"].split(" · ")[0].replace(" ", "_")
         pngs = recorded[title]
@@ -104,7 +109,8 @@ def test_the_slider_has_one_step_per_recorded_iteration_and_shows_the_recorded_i
 def test_the_config_is_the_runs_own(report_run):
     stored = json.loads((report_run.run_dir / "config.json").read_text())
     assert json_element(report_run.html, "run-config") == stored
-    assert stored["run_id"] == report_run.run_dir.name and stored["model"]["d_model"] == 32  # tiny.yaml, not a default
+    # tiny.yaml, not a default
+    assert stored["run_id"] == report_run.run_dir.name and stored["model"]["d_model"] == 32
     assert f"<td>d_model</td><td>{stored['model']['d_model']}</td>" in report_run.html
 
 
@@ -162,7 +168,8 @@ def test_the_command_writes_where_asked_and_refuses_an_unknown_run(report_run, t
     from src.report.cli import command
 
     out = tmp_path / "elsewhere" / "r.html"
-    assert command(SimpleNamespace(run="latest", runs_dir=str(report_run.runs_dir), out=str(out))) == (0, str(out))
+    assert command(SimpleNamespace(run="latest", runs_dir=str(report_run.runs_dir), out=str(out))) == (
+        0, str(out))
     assert '<section id="attention">' in out.read_text(encoding="utf-8")
     assert command(SimpleNamespace(run="no-such-run", runs_dir=str(report_run.runs_dir), out=None)) == (1, "")
 

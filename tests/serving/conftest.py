@@ -21,8 +21,9 @@ import torch
 from datasets import Dataset
 
 from src.config import config_to_dict
+from src.data.special_tokens import PAD_ID
+from src.data.tokenizer import TokenizerConfig, load_tokenizer, train_one
 from src.experiment import load_config
-from src.data.tokenizer import PAD_ID, TokenizerConfig, load_tokenizer, train_one
 from src.inference import inference_fields
 from src.inference.loader import model_sizes
 from src.models.builders import build
@@ -66,10 +67,13 @@ def checkpoints(tmp_path_factory) -> dict[str, Path]:
     bpe = load_tokenizer(train_one(Dataset.from_dict({"text": (GERMAN + ENGLISH) * 4}), ["text"],
                                    TokenizerConfig(vocab_size=300, min_frequency=1), root / "bpe.json"))
     reviews = load_tokenizer(train_one(Dataset.from_dict({"text": REVIEWS * 4}), ["text"],
-                                       TokenizerConfig(vocab_size=300, min_frequency=1), root / "reviews.json"))
+                                       TokenizerConfig(vocab_size=300, min_frequency=1),
+                                       root / "reviews.json"))
     return {
-        "translate": write_checkpoint(root / "translate.pt", "tiny.yaml", {"src": bpe, "tgt": bpe}, sharpen=4.0),
-        "classify": write_checkpoint(root / "classify.pt", "imdb_tiny.yaml", {"text": reviews}, ["neg", "pos"]),
+        "translate": write_checkpoint(root / "translate.pt", "tiny.yaml", {"src": bpe, "tgt": bpe},
+                                      sharpen=4.0),
+        "classify": write_checkpoint(root / "classify.pt", "imdb_tiny.yaml", {"text": reviews},
+                                     ["neg", "pos"]),
         "generate": write_checkpoint(root / "generate.pt", "lm_tiny.yaml",
                                      {"text": char_tokenizer("abcdefghijklmnopqrstuvwxyz .,\n")}),
     }
@@ -81,7 +85,8 @@ BOUND = re.compile(r"serving .* on http://127\.0\.0\.1:(\d+)")
 class ServerProcess:
     """``python -m src.main serve ARGS --port 0`` in its own process group; ``url``, ``log()``, ``stop()``.
 
-    The port is the one serve logs once bound: no race for a free port, and ``--port 0`` is tested by every server.
+    The port is the one serve logs once bound: no race for a free port, and ``--port 0`` is tested by every
+    server.
 
     Args:
         args: the serve arguments after ``serve`` (model first).
@@ -95,7 +100,8 @@ class ServerProcess:
         self.port: int | None = None  # asked for port 0: the port is read from serve's log line once bound
         self.url = ""
         self.log_path = log_path
-        # one intra-op thread: on a shared 2-core machine two threads spin against each other (0.5 s a call, not 30 ms)
+        # one intra-op thread: on a shared 2-core machine two threads spin against each other (0.5 s a call,
+        # not 30 ms)
         env = {**(env or os.environ), "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
         with open(log_path, "w") as log:
             self.proc = subprocess.Popen([sys.executable, "-m", "src.main", "serve", *args, "--port", "0"],
@@ -111,7 +117,8 @@ class ServerProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise AssertionError(f"server exited with {self.proc.returncode} before /health:\n{self.log()[-4000:]}")
+                raise AssertionError(f"server exited with {self.proc.returncode} before "
+                                     f"/health:\n{self.log()[-4000:]}")
             if self.port is None:
                 bound = BOUND.search(self.log())
                 if bound:  # serve logs the port it bound, not the 0 it was given
@@ -155,7 +162,8 @@ class ServerProcess:
 
 @pytest.fixture
 def one_thread():
-    """PyTorch on one intra-op thread for the test (see ServerProcess: 2 threads spin on a busy 2-core machine)."""
+    """PyTorch on one intra-op thread for the test (see ServerProcess: 2 threads spin on a busy 2-core
+    machine)."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -1,4 +1,5 @@
-"""The app in process (Starlette's TestClient): a failing model call is one request's JSON 500, logged with its id."""
+"""The app in process (Starlette's TestClient): a failing model call is one request's JSON 500, logged with
+its id."""
 
 import asyncio
 from types import SimpleNamespace
@@ -34,10 +35,13 @@ def test_a_failing_model_call_is_a_json_500_for_that_request_only():
     finally:
         logger.remove(handle)
     assert failed.status_code == 500 and failed.headers["X-Request-ID"] == "r-1"
-    assert failed.json() == {"error": "internal error; the server logged it under this request id", "request_id": "r-1"}
-    assert fine.status_code == 200 and fine.json() == {"translations": ["OK"]} and fine.headers["X-Batch"] == "1/1"
+    assert failed.json() == {"error": "internal error; the server logged it under this request id",
+                             "request_id": "r-1"}
+    assert fine.status_code == 200 and fine.json() == {"translations": ["OK"]} \
+        and fine.headers["X-Batch"] == "1/1"
     logged = [r["extra"] for r in lines if r["extra"].get("request_id") == "r-1" and "status" in r["extra"]]
-    assert logged == [{"request_id": "r-1", "method": "POST", "path": "/v1/translate", "status": 500, "n_texts": 1,
+    assert logged == [{"request_id": "r-1", "method": "POST", "path": "/v1/translate", "status": 500,
+                       "n_texts": 1,
                        "latency_ms": logged[0]["latency_ms"], "batch_requests": None, "batch_inputs": None}]
 
 
@@ -61,5 +65,6 @@ def test_health_is_503_with_the_reason_once_the_batcher_has_stopped():
         health = client.get("/health")
         refused = client.post("/v1/translate", json={"texts": ["ok"]})
     assert health.status_code == 503
-    assert health.json()["status"] == "unavailable" and health.json()["error"] == "the micro-batcher stopped: cancelled"
+    assert health.json()["status"] == "unavailable" \
+        and health.json()["error"] == "the micro-batcher stopped: cancelled"
     assert refused.status_code == 503 and "shutting down" in refused.json()["error"]

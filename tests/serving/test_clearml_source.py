@@ -23,7 +23,8 @@ from pathlib import Path
 from src.tracking import Tracker
 with Tracker.start(project="serving", task_name="train", output_dir=Path("out")) as tracker:
     model_id = tracker.register_model(Path({checkpoint!r}), name="tiny-translator", tags=["production"],
-                                      config={{}}, metadata={{"bleu": 3.2, "stage": "production"}}, publish=True)
+                                      config={{}}, metadata={{"bleu": 3.2, "stage": "production"}},
+                                      publish=True)
 print("MODEL", model_id)
 """
 
@@ -62,7 +63,8 @@ def test_serve_a_registered_model_by_id(clearml_stub, checkpoints, tmp_path, one
     assert f"no model with id '{'0' * 32}' on the ClearML server" in str(err.value)
 
 
-@pytest.mark.slow  # ~20 s: registration and a second server; the lookup itself is in tests/tracking/test_model_store.py
+# ~20 s: registration and a second server; the lookup itself is in tests/tracking/test_model_store.py
+@pytest.mark.slow
 def test_serve_a_registered_model_by_name_and_tag(clearml_stub, checkpoints, tmp_path, one_thread):
     checkpoint = shutil.copy(checkpoints["translate"], tmp_path / "best.pt")
     model_id = register(clearml_stub, checkpoint)

@@ -1,4 +1,5 @@
-"""The server against hostile input, slow or vanishing clients and a broken model, over real HTTP (issue 26, item 3).
+"""The server against hostile input, slow or vanishing clients and a broken model, over real HTTP (issue 26,
+item 3).
 
 One server for the whole module: a classifier whose embedding of one word is NaN (as a wrongly exported graph
 gives NaN for padded rows), short client deadlines, and a fault injected through ``sitecustomize`` (test-only,
@@ -70,8 +71,8 @@ def server(checkpoints, tmp_path_factory):
     root = tmp_path_factory.mktemp("hardening")
     checkpoint = nan_word_checkpoint(checkpoints["classify"], root / "classify_nan.pt", "dull", CLEAN)
     config = root / "serving.yaml"
-    config.write_text(f"request_timeout_s: {TIMEOUT_S}\nkeep_alive_s: {KEEP_ALIVE_S}\nmax_header_bytes: 8192\n"
-                      "batch_window_ms: 100\n")
+    config.write_text(f"request_timeout_s: {TIMEOUT_S}\nkeep_alive_s: {KEEP_ALIVE_S}\nmax_header_bytes: "
+                      "8192\nbatch_window_ms: 100\n")
     faults = root / "faults"
     faults.mkdir()
     (faults / "sitecustomize.py").write_text(FAULT_INJECTION)
@@ -88,8 +89,9 @@ def lines_with(server, marker: str) -> list[str]:
 
 
 def log_since(server, offset: int, until=lambda log: True, timeout: float = 10.0) -> str:
-    """What the server logged since ``offset`` (``len(server.log())`` at a test's start: tests share the server),
-    once ``until(log)`` holds or ``timeout`` has passed (a request's line is written after its answer is sent)."""
+    """What the server logged since ``offset`` (``len(server.log())`` at a test's start: tests share the
+    server), once ``until(log)`` holds or ``timeout`` has passed (a request's line is written after its
+    answer is sent)."""
     deadline = time.monotonic() + timeout
     while not until(log := server.log()[offset:]) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -108,12 +110,14 @@ HOSTILE = [  # (body, status, part of the message); sent to every endpoint
     (b"[" * 100_000, 400, "nested over 32 levels deep"),
     (b'{"texts": ["a"], "beam": ' + b"9" * 5000 + b"}", 422, "an integer of 5000 digits is out of range"),
     (b'{"prompt": "a", "seed": -' + b"1" * 5000 + b"}", 422, "an integer of 5000 digits is out of range"),
-    (b'{"texts": ["\\ud800"]}', 400, "invalid Unicode in $.texts[0]: a lone surrogate \\ud800 at character 0"),
+    (b'{"texts": ["\\ud800"]}', 400,
+     "invalid Unicode in $.texts[0]: a lone surrogate \\ud800 at character 0"),
     (b'{"texts": ["ok", "fine \\udfff"]}', 400, "$.texts[1]: a lone surrogate \\udfff at character 5"),
     (b'{"prompt": "\\udc80"}', 400, "invalid Unicode in $.prompt"),
     (b'{"\\ud800": ["a"]}', 400, "invalid Unicode in a key of $"),
     (b'{"texts": ["a"]', 400, "request body is not JSON"),
-    (b'{"texts": ["a"], "beam": 1e308}', 422, None),  # finite and valid JSON, then refused by its field's check
+    # finite and valid JSON, then refused by its field's check
+    (b'{"texts": ["a"], "beam": 1e308}', 422, None),
 ]
 
 
@@ -139,12 +143,14 @@ def test_every_hostile_body_gets_a_json_4xx_on_every_endpoint(server):
 def test_a_non_finite_model_output_is_a_500_naming_it_and_never_leaks_into_other_answers(server):
     offset = len(server.log())
     alone = httpx.post(f"{server.url}/v1/classify", json={"texts": [CLEAN]}, timeout=30)
-    assert alone.status_code == 200 and all(math.isfinite(p) for p in alone.json()["predictions"][0]["probabilities"].values())
+    assert alone.status_code == 200 and all(
+        math.isfinite(p) for p in alone.json()["predictions"][0]["probabilities"].values())
 
     mixed = httpx.post(f"{server.url}/v1/classify", json={"texts": [CLEAN, POISONED]}, timeout=30,
                        headers={"X-Request-ID": "nan-mixed"})
     assert mixed.status_code == 500, mixed.text
-    assert "model output is not finite (NaN or infinity) for row 1 of a model call of 2 row(s)" in mixed.json()["error"]
+    assert "model output is not finite (NaN or infinity) for row 1 of a model call of 2 row(s)" \
+        in mixed.json()["error"]
 
     def post(text: str) -> httpx.Response:  # concurrent: clean and poisoned texts share a model call
         return httpx.post(f"{server.url}/v1/classify", json={"texts": [text]}, timeout=30)
@@ -170,7 +176,8 @@ def test_an_unexpected_error_is_a_json_500_with_a_bounded_traceback_and_no_varia
     last = next(i for i, line in enumerate(log) if "id=fault-1" in line)
     traceback = log[first:last]
     assert "ZeroDivisionError: injected" in traceback[-1] and "deeper" in "\n".join(traceback)
-    # a header line, then each frame's file line, code line and (Python 3.11) caret line at most, of 60+ frames
+    # a header line, then each frame's file line, code line and (Python 3.11) caret line at most, of 60+
+    # frames
     assert len(traceback) <= 2 + 3 * TRACEBACK_FRAMES, "\n".join(traceback)
     assert "LOCAL-VALUE" not in server.log() and "│" not in server.log()  # loguru's diagnose dump is off
 
@@ -185,10 +192,12 @@ def test_a_client_that_disconnects_is_one_info_line(server):
     offset = len(server.log())
     body = json.dumps({"texts": [CLEAN]}).encode()
     for i in range(5):  # gone while sending its body
-        send_and_close(server.url, b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        send_and_close(server.url,
+                       b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                        b"X-Request-ID: gone-%d\r\nContent-Length: 100\r\n\r\n{\"texts\": [" % i)
     for i in range(5):  # gone as soon as its whole request is sent
-        send_and_close(server.url, b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        send_and_close(server.url,
+                       b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                        b"X-Request-ID: sent-%d\r\nContent-Length: %d\r\n\r\n%s" % (i, len(body), body))
     ids = [f"gone-{i}" for i in range(5)] + [f"sent-{i}" for i in range(5)]
     log_since(server, offset, lambda log: all(f"id={rid} " in log for rid in ids))
@@ -205,7 +214,8 @@ def test_a_client_that_disconnects_is_one_info_line(server):
 
 
 def stall(url: str, first: bytes, trickle: bytes = b"") -> tuple[float, bytes]:
-    """Send ``first`` (then ``trickle`` every 0.2 s) and read until the server closes: (seconds, bytes received)."""
+    """Send ``first`` (then ``trickle`` every 0.2 s) and read until the server closes: (seconds, bytes
+    received)."""
     host, port = url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=0.2) as sock:
         start, received = time.monotonic(), b""
@@ -234,7 +244,8 @@ def test_slow_clients_get_a_408_and_are_closed_after_the_deadline(server):
         "silent": (b"",),
         "part of the headers": (b"POST /v1/classify HTTP/1.1\r\nHost: x\r\n",),
         "headers one byte at a time": (b"POST /v1/classify HTTP/1.1\r\n", b"X"),
-        "headers and part of the body": (b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nX-Request-ID: slow-body\r\n"
+        "headers and part of the body": (b"POST /v1/classify HTTP/1.1\r\nHost: x\r\n"
+                                         b"X-Request-ID: slow-body\r\n"
                                          b"Content-Length: 100\r\n\r\n{\"texts\": [",),
     }
     body = json.dumps({"texts": [CLEAN]}).encode()
@@ -248,12 +259,14 @@ def test_slow_clients_get_a_408_and_are_closed_after_the_deadline(server):
         assert TIMEOUT_S - 0.1 <= seconds <= TIMEOUT_S + 4, (name, seconds)
         head, _, answer = received.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 408 ") and b"application/json" in head, (name, received)
-        assert json.loads(answer)["error"] == f"no complete request within {TIMEOUT_S:g} s; the connection is closed"
+        assert json.loads(answer)["error"] == \
+            f"no complete request within {TIMEOUT_S:g} s; the connection is closed"
     assert idle_received.startswith(b"HTTP/1.1 200 ") and idle_s <= KEEP_ALIVE_S + 4, (idle_s, idle_received)
     log = log_since(server, offset, lambda log: "slow-body" in log)
     assert log.count("timed out: no complete request within 1.5 s") == 3, log  # one INFO line per connection
     assert [line for line in log.splitlines() if "slow-body" in line] == [
-        next(line for line in log.splitlines() if "POST /v1/classify 408 request not received in time" in line)]
+        next(line for line in log.splitlines()
+             if "POST /v1/classify 408 request not received in time" in line)]
     assert "Traceback" not in log and "ERROR" not in log
 
 

@@ -58,9 +58,11 @@ def test_concurrent_requests_share_one_call_and_each_gets_its_own_result():
 
     results = run(with_batcher(recorder, body))
     assert [r for r, _ in results] == [[2 * i, 2 * (i + 100)] for i in range(8)]
-    assert len(recorder.calls) == 1 and [j.inputs[0] for j in recorder.calls[0]] == list(range(8))  # arrival order
+    # arrival order
+    assert len(recorder.calls) == 1 and [j.inputs[0] for j in recorder.calls[0]] == list(range(8))
     assert {(info.requests, info.inputs) for _, info in results} == {(8, 16)}
-    assert recorder.threads and not recorder.threads & {threading.current_thread().name}  # never the loop's thread
+    # never the loop's thread
+    assert recorder.threads and not recorder.threads & {threading.current_thread().name}
 
 
 def test_batches_respect_the_input_limit_and_never_mix_keys():
@@ -75,7 +77,8 @@ def test_batches_respect_the_input_limit_and_never_mix_keys():
     for call in recorder.calls:
         assert len({job.key for job in call}) == 1
         assert sum(job.size for job in call) <= 4 or len(call) == 1  # a 9-input job runs alone
-    assert sorted(x for call in recorder.calls for job in call for x in job.inputs) == sorted([*range(12), *range(9)])
+    assert sorted(x for call in recorder.calls for job in call for x in job.inputs) == sorted([*range(12),
+                                                                                               *range(9)])
 
 
 def test_an_error_reaches_only_the_request_that_caused_it():
@@ -151,7 +154,8 @@ def test_throughput_grows_with_concurrency():
 
 
 class MiscountingRecorder(Recorder):
-    """``run_batch`` that drops the last result of a batch of several: the batcher's ``zip(strict=True)`` fails."""
+    """``run_batch`` that drops the last result of a batch of several: the batcher's ``zip(strict=True)``
+    fails."""
 
     def __call__(self, jobs: list[FakeJob]) -> list:
         results = super().__call__(jobs)
@@ -169,7 +173,8 @@ def test_a_fault_outside_the_model_call_fails_that_round_and_the_batcher_keeps_s
 
     first, later, failure = run(with_batcher(recorder, body))
     assert [r[0] for r in first[:2]] == [[0], [2]]  # settled before the fault
-    assert isinstance(first[2], ValueError) and "zip()" in str(first[2])  # the unanswered one fails, not hangs
+    # the unanswered one fails, not hangs
+    assert isinstance(first[2], ValueError) and "zip()" in str(first[2])
     assert later[0] == [14] and failure is None  # the batcher survived the round
 
 
@@ -213,4 +218,5 @@ def test_requests_gone_before_their_batch_runs_are_not_computed():
 
     busy, kept = run(body())
     assert busy == [0] and kept == [[4], [10]]
-    assert sorted(x for call in recorder.calls for job in call for x in job.inputs) == [0, 2, 5]  # 1, 3, 4 never ran
+    # 1, 3, 4 never ran
+    assert sorted(x for call in recorder.calls for job in call for x in job.inputs) == [0, 2, 5]

@@ -1,4 +1,5 @@
-"""What ``serve`` accepts as its model: checkpoints, run folders, ids, 'latest', NAME:TAG, ClearML model ids."""
+"""What ``serve`` accepts as its model: checkpoints, run folders, ids, 'latest', NAME:TAG, ClearML model
+ids."""
 
 import json
 import shutil
@@ -38,7 +39,8 @@ def test_a_run_by_folder_id_name_or_latest_brings_its_metrics(run_dir, ref):
 def fake_fetch(calls):
     def fetch(model_id=None, *, name=None, tag=None, project=None, timeout_s):
         calls.append((model_id, name, tag, project, timeout_s))
-        return RegisteredModel(id=model_id or "f" * 32, name=name or "m", project=None, tags=[tag or "candidate"],
+        return RegisteredModel(id=model_id or "f" * 32, name=name or "m", project=None,
+                               tags=[tag or "candidate"],
                                published=True, metadata={"bleu": "3.2"}, local_path=Path("/models/best.pt"))
     return fetch
 
@@ -46,7 +48,8 @@ def fake_fetch(calls):
 @pytest.mark.parametrize(("ref", "tag", "expected"), [
     ("translator:production", None, (None, "translator", "production", "stepwise")),
     ("translator", "production", (None, "translator", "production", "stepwise")),
-    ("0123456789abcdef0123456789abcdef", None, ("0123456789abcdef0123456789abcdef", None, None, None)),  # ids: any project
+    # ids: any project
+    ("0123456789abcdef0123456789abcdef", None, ("0123456789abcdef0123456789abcdef", None, None, None)),
 ])
 def test_registered_models_by_name_and_tag_or_by_id(monkeypatch, tmp_path, ref, tag, expected):
     import src.orchestration as store
@@ -61,8 +64,10 @@ def test_registered_models_by_name_and_tag_or_by_id(monkeypatch, tmp_path, ref, 
 
 
 def test_something_that_is_nothing_says_what_was_expected(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"no run 'nothing'.*nor is 'nothing' a registered model \(expected "
-                                                r"NAME:TAG, NAME with --tag TAG, or a 32-hex-digit ClearML model id\)"):
+    with pytest.raises(FileNotFoundError,
+                       match=r"no run 'nothing'.*nor is 'nothing' a registered model \(expected "
+                                                r"NAME:TAG, NAME with --tag TAG, or a 32-hex-digit ClearML "
+                                                r"model id\)"):
         resolve_source("nothing", tmp_path)
 
 

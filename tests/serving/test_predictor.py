@@ -30,7 +30,8 @@ def predictors(checkpoints) -> dict[str, Preprocess]:
     ({"texts": ["a", "b", "c", "d"]}, '"texts" has 4 strings; at most 3 per request'),
     ({"texts": ["a", 5, None]}, "not a string at index 1 (integer), 2 (null)"),
     ({"texts": ["a", "", "  \n"]}, '"texts" at index [1, 2] empty or whitespace only'),
-    ({"texts": ["a", "x" * 21]}, '"texts" at index 1 (21 characters) over the limit of 20 characters per text'),
+    ({"texts": ["a", "x" * 21]},
+     '"texts" at index 1 (21 characters) over the limit of 20 characters per text'),
     ({"texts": ["a"], "beam": "4"}, "\"beam\" must be an integer, got string '4'"),
     ({"texts": ["a"], "beam": True}, '"beam" must be an integer, got boolean True'),
     ({"texts": ["a"], "beam": 5}, '"beam" must be between 1 and 4, got 5'),
@@ -46,7 +47,8 @@ def test_translate_requests_are_checked_with_what_was_expected(predictors, body,
     ({"prompt": 3}, '"prompt" must be a string, got integer'),
     ({"prompt": "x" * 21}, '"prompt" has 21 characters; at most 20'),
     ({"prompt": "ab", "temperature": -1}, '"temperature" must be a number between 0 and 100, got -1'),
-    # a dict from clearml-serving need not come from a strict JSON parser: non-finite numbers are refused here too
+    # a dict from clearml-serving need not come from a strict JSON parser: non-finite numbers are refused here
+    # too
     ({"prompt": "ab", "temperature": float("nan")}, '"temperature" must be a finite number, got nan'),
     ({"prompt": "ab", "temperature": float("inf")}, '"temperature" must be a finite number, got inf'),
     ({"prompt": "ab", "top_p": float("nan")}, '"top_p" must be a finite number, got nan'),
@@ -74,7 +76,8 @@ def test_translation_equals_translate_texts_and_a_merged_batch_splits_back(predi
     trained = load_for_inference(checkpoints["translate"], "cpu")
     expected = translate_texts(trained, job.inputs, beam=2)
     assert predictor.postprocess(predictor.process(job, state), state) == {"translations": expected}
-    jobs = [Job("translate", [text], 1) for text in ["Er liest ein Buch.", "Es regnet heute.", "Das ist gut."]]
+    jobs = [Job("translate", [text], 1) for text in ["Er liest ein Buch.", "Es regnet heute.",
+                                                     "Das ist gut."]]
     assert predictor.process_batch(jobs) == [translate_texts(trained, j.inputs) for j in jobs]
 
 
@@ -82,7 +85,8 @@ def test_classification_gives_a_distribution_per_text_independent_of_its_batch(p
     predictor = predictors["classify"]
     texts = ["A wonderful film.", "Dull <br />plot.", "ok"]
     state: dict = {}
-    body = predictor.postprocess(predictor.process(predictor.preprocess({"texts": texts}, state), state), state)
+    body = predictor.postprocess(predictor.process(predictor.preprocess({"texts": texts}, state), state),
+                                 state)
     predictions = body["predictions"]
     assert [set(p["probabilities"]) for p in predictions] == [{"neg", "pos"}] * 3
     for p in predictions:
@@ -100,19 +104,22 @@ def test_generation_with_a_seed_repeats_and_equals_continue_text(predictors):
     answers = []
     for _ in range(2):
         state: dict = {}
-        answers.append(predictor.postprocess(predictor.process(predictor.preprocess(request, state), state), state))
+        answers.append(predictor.postprocess(predictor.process(predictor.preprocess(request, state), state),
+                                             state))
     expected = continue_text(predictor.trained, "the cat", max_new_tokens=12, temperature=1.0, seed=7)
     assert answers[0] == answers[1] == {"text": expected, "continuation": expected[len("the cat"):]}
 
 
 def test_describe_reports_family_labels_config_and_backend(predictors):
     described = predictors["classify"].describe()
-    assert (described["family"], described["task"], described["labels"]) == ("encoder_classifier", "classify", ["neg", "pos"])
+    assert (described["family"], described["task"], described["labels"]) == ("encoder_classifier", "classify",
+                                                                             ["neg", "pos"])
     assert described["config"]["model"]["d_model"] == 32 and described["backend"] == "torch"
 
 
 def test_concurrent_generate_requests_are_not_merged(predictors):
-    """Generation runs one prompt per call: merged, each request would wait for every other prompt's sampling."""
+    """Generation runs one prompt per call: merged, each request would wait for every other prompt's
+    sampling."""
     import asyncio
 
     from src.serving.batching import MicroBatcher
@@ -124,10 +131,13 @@ def test_concurrent_generate_requests_are_not_merged(predictors):
         return predictor.process_batch(jobs)
 
     async def body():
-        batcher = MicroBatcher(run_batch, window_ms=200.0, max_batch_size=32)  # a long window: merging would happen
+        # a long window: merging would happen
+        batcher = MicroBatcher(run_batch, window_ms=200.0, max_batch_size=32)
         batcher.start()
         try:
-            jobs = [predictor.preprocess({"prompt": "the cat", "max_new_tokens": 4, "seed": s}, {}) for s in (1, 1, 2)]
+            jobs = [
+                predictor.preprocess({"prompt": "the cat", "max_new_tokens": 4, "seed": s}, {}) for s in (
+                    1, 1, 2)]
             return await asyncio.gather(*(batcher.submit(job) for job in jobs))
         finally:
             await batcher.close()
@@ -150,9 +160,11 @@ def test_statistics_hook_gets_the_text_count(predictors):
     ("translate", {"texts": ["Das ist gut."], "beam": 3}, "step_logits"),
     ("generate", {"prompt": "the cat", "max_new_tokens": 3}, "forward"),
 ])
-def test_a_model_that_outputs_nan_raises_naming_it_instead_of_decoding_it(checkpoints, task, request_body, call):
+def test_a_model_that_outputs_nan_raises_naming_it_instead_of_decoding_it(checkpoints, task, request_body,
+                                                                          call):
     """argmax over NaN logits picks a token all the same: without the check, a broken model (or a wrong ONNX
-    export) translates and generates garbage silently. The classifier's case runs over HTTP (test_http_hardening)."""
+    export) translates and generates garbage silently. The classifier's case runs over HTTP
+    (test_http_hardening)."""
     import math
 
     import torch
@@ -163,5 +175,6 @@ def test_a_model_that_outputs_nan_raises_naming_it_instead_of_decoding_it(checkp
     predictor.load(str(checkpoints[task]))
     with torch.no_grad():
         next(p for name, p in predictor.trained.model.named_parameters() if "norm" in name).fill_(math.nan)
-    with pytest.raises(NonFiniteOutput, match=rf"model output is not finite \(NaN or infinity\) for row.* \({call},"):
+    with pytest.raises(NonFiniteOutput,
+                       match=rf"model output is not finite \(NaN or infinity\) for row.* \({call},"):
         predictor.process_batch([predictor.preprocess(request_body, {})])

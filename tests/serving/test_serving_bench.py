@@ -1,4 +1,5 @@
-"""The load benchmark end to end on a tiny checkpoint: both modes, every concurrency, no errors (slow: ~25 s)."""
+"""The load benchmark end to end on a tiny checkpoint: both modes, every concurrency, no errors (slow: ~25
+s)."""
 
 import json
 
@@ -20,12 +21,15 @@ def test_bench_reports_both_modes_at_each_concurrency(checkpoints, capsys):
         assert row["errors"] == 0 and row["requests"] == 48 and 0 < row["p50_ms"] <= row["p99_ms"]
         assert row["sentences_per_s"] > 0
     fastest_single = max(r["sentences_per_s"] for r in result["rows"] if r["concurrency"] == 1)
-    assert result["speedup_batching_c8_over_sequential"] == pytest.approx(result["rows"][1]["sentences_per_s"] / fastest_single, abs=0.01)
+    assert result["speedup_batching_c8_over_sequential"] == pytest.approx(
+        result["rows"][1]["sentences_per_s"] / fastest_single, abs=0.01)
 
 
 def test_report_table_lists_every_row_and_the_speedups():
-    result = {"model": "m", "family": "encoder_decoder", "backend": "torch", "window_ms": 5.0, "max_batch_size": 32,
-              "rows": [{"mode": "batching on", "concurrency": 16, "requests": 10, "errors": 0, "sentences_per_s": 99.5,
+    result = {"model": "m", "family": "encoder_decoder", "backend": "torch", "window_ms": 5.0,
+              "max_batch_size": 32,
+              "rows": [{"mode": "batching on", "concurrency": 16, "requests": 10, "errors": 0,
+                        "sentences_per_s": 99.5,
                         "p50_ms": 10.0, "p99_ms": 20.0}], "speedup_batching_c16_over_sequential": 3.2}
     table = bench.report(result).splitlines()
     assert table[0].startswith("m (encoder_decoder, torch), micro-batching window 5.0 ms, max batch 32")

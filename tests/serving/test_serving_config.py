@@ -1,4 +1,5 @@
-"""ServingConfig: config/serving.yaml holds the model's defaults; bad values are refused with expected and actual."""
+"""ServingConfig: config/serving.yaml holds the model's defaults; bad values are refused with expected and
+actual."""
 
 import pytest
 
@@ -9,7 +10,8 @@ from src.config.serving import SERVING_CONFIG_PATH, ServingConfig, load_serving_
 def test_the_documented_file_states_exactly_the_defaults():
     from src.config.files import read_config_file
 
-    assert set(read_config_file(SERVING_CONFIG_PATH)) == set(ServingConfig.model_fields)  # every key documented
+    # every key documented
+    assert set(read_config_file(SERVING_CONFIG_PATH)) == set(ServingConfig.model_fields)
     assert load_serving_config() == ServingConfig()
 
 
@@ -27,7 +29,8 @@ def test_flags_override_the_file_and_none_keeps_it(tmp_path):
     ("device: gpu\n", "device: Input should be 'auto', 'cpu' or 'cuda' (got 'gpu')"),
     ("default_beam: 5\nmax_beam: 4\n", "default_beam=5 exceeds max_beam=4"),
     ("default_new_tokens: 600\n", "default_new_tokens=600 exceeds max_new_tokens=512"),
-    ("max_chars_per_text: 5000\nmax_body_bytes: 4000\n", "max_chars_per_text=5000 cannot fit in max_body_bytes=4000"),
+    ("max_chars_per_text: 5000\nmax_body_bytes: 4000\n",
+     "max_chars_per_text=5000 cannot fit in max_body_bytes=4000"),
     ("batch_window_ms: -1\n", "batch_window_ms: Input should be greater than or equal to 0"),
     ("graceful_shutdown_s: .inf\n", "graceful_shutdown_s: Input should be a finite number (got inf)"),
     ("batch_window_ms: .nan\n", "batch_window_ms: Input should be a finite number (got nan)"),

@@ -1,4 +1,5 @@
-"""SIGTERM during load: the server stops taking requests, and every request already in flight gets its answer."""
+"""SIGTERM during load: the server stops taking requests, and every request already in flight gets its
+answer."""
 
 import threading
 import time
@@ -29,7 +30,8 @@ def test_sigterm_during_load_drops_no_request_in_flight(checkpoints, tmp_path):
                 sent = time.monotonic()
                 outstanding[(k, i)] = sent
                 try:
-                    outcome: int | str = session.post("/v1/translate", json={"texts": [f"Das ist gut {k} {i}."]}).status_code
+                    outcome: int | str = session.post(
+                        "/v1/translate", json={"texts": [f"Das ist gut {k} {i}."]}).status_code
                 except httpx.TransportError as err:  # after the signal: refused or closed, as expected
                     outcome = type(err).__name__
                     time.sleep(0.05)
@@ -43,7 +45,8 @@ def test_sigterm_during_load_drops_no_request_in_flight(checkpoints, tmp_path):
                 pool.submit(client, k)
             time.sleep(1.0)  # under load for a while first
             deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:  # signal while >= 4 requests sent long enough ago are unanswered
+            # signal while >= 4 requests sent long enough ago are unanswered
+            while time.monotonic() < deadline:
                 now = time.monotonic()
                 if sum(sent < now - MARGIN_S for sent in list(outstanding.values())) >= 4:
                     break

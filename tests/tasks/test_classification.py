@@ -6,8 +6,9 @@ import pytest
 import torch
 from datasets import Dataset
 
+from src.data.special_tokens import PAD_ID
+from src.data.tokenizer import TokenizerConfig, load_tokenizer, train_one
 from src.experiment import load_config
-from src.data.tokenizer import PAD_ID, TokenizerConfig, load_tokenizer, train_one
 from src.tasks.classification.task import (
     CLS_ID,
     ClassificationProbe,

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from src.data.char_tokenizer import char_tokenizer
-from src.data.tokenizer import BOS_ID
+from src.data.special_tokens import BOS_ID
 from src.tasks.language_modeling.task import (LanguageModelingTask, LanguageModelProbe, TokenStream, decode_stream,
                                          encode_stream, lm_metrics, score_stream)
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 from datasets import Dataset
 
+from src.data.special_tokens import BOS_ID, EOS_ID, PAD_ID
 from src.experiment import load_config
-from src.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
 from src.models.builders import build
 from src.tasks.translation.task import ParallelCorpus, TranslationTask, teacher_forced_metrics
 from src.training.loss import translation_loss

@@ -9,7 +9,8 @@ import torch
 from datasets import Dataset
 
 from src.config import ModelConfig, TokenizerConfig
-from src.data.tokenizer import BOS, EOS, PAD_ID, train_one
+from src.data.special_tokens import BOS, EOS, PAD_ID
+from src.data.tokenizer import train_one
 from src.models.transformer import build_model
 from src.training.probe import AttentionProbe, token_labels
 

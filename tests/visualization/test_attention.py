@@ -80,7 +80,8 @@ def test_layer_by_head_grid_labels_the_shared_axes_once():
         mesh = np.asarray(ax.collections[0].get_array()).reshape(len(QUERY), len(KEYS))
         np.testing.assert_allclose(mesh, weights[layer, head].numpy(), rtol=1e-6)
     full = plot_attention(weights, QUERY, KEYS, "cross")  # default: tokens on every panel
-    assert all(_labels(ax.get_xticklabels()) == KEYS and _labels(ax.get_yticklabels()) == QUERY for ax in _head_axes(full))
+    assert all(_labels(ax.get_xticklabels()) == KEYS and _labels(ax.get_yticklabels()) == QUERY
+               for ax in _head_axes(full))
 
 
 def test_long_sentences_keep_readable_labels_and_cells():
@@ -115,7 +116,8 @@ def test_a_wide_heatmap_png_keeps_a_readable_aspect(tmp_path, shape):
 
     keys = [f"t{i}" for i in range(48)]
     weights = torch.softmax(torch.randn(*shape), dim=-1)
-    figure = plot_attention(weights, keys[:1], keys, '[CLS] attention · step 5 · "a review"', label_every_head=False)
+    figure = plot_attention(weights, keys[:1], keys, '[CLS] attention · step 5 · "a review"',
+                            label_every_head=False)
     width, height = Image.open(save_png(figure, tmp_path, "attention/cls", "text 0", 5)).size
     assert width / height <= 4.01, (width, height)
     assert height >= 280  # the 210 px of the squashed figure, and more

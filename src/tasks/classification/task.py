@@ -14,10 +14,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from src.data.batching import TokenBudgetBatchSampler
-from src.data.tokenizer import BOS_ID, PAD_ID
+from src.data.special_tokens import CLS_ID, PAD_ID
 from src.training.probe import readable_labels, shorten
 
-CLS_ID = BOS_ID
 Batch = tuple[Tensor, Tensor]  # (tokens (B, T), labels (B,))
 
 

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from src.data.tokenizer import BOS_ID, PAD_ID
+from src.data.special_tokens import BOS_ID, PAD_ID
 from src.training.loss import perplexity
 
 Batch = tuple[Tensor, Tensor]  # (inputs (B, T), targets (B, T))

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from loguru import logger
 
-from src.data.tokenizer import BOS_ID, EOS_ID, decode_ids
+from src.data.special_tokens import BOS_ID, EOS_ID
+from src.data.tokenizer import decode_ids
 from src.evaluation.evaluate import decode_greedy, score, translate
 from src.models.decoding import beam_search
 from src.models.transformer import EncoderDecoderTransformer

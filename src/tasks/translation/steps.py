@@ -74,7 +74,7 @@ def evaluate(step: StepContext, tokenized: dict[str, Any], trained_model: "Infer
     import pandas as pd
     from datasets import load_from_disk
 
-    from src.data.tokenizer import BOS_ID, EOS_ID
+    from src.data.special_tokens import BOS_ID, EOS_ID
     from src.tasks.translation.scoring import score_test_split
     from src.evaluation.evaluate import save_metrics, save_samples
     from src.tracking import resolve_input

@@ -17,7 +17,7 @@ from loguru import logger
 from torch import Tensor, nn
 
 from src.data.batching import TokenBudgetBatchSampler, collate_translation
-from src.data.tokenizer import PAD_ID
+from src.data.special_tokens import PAD_ID
 from src.training.loss import perplexity, token_accuracy, translation_loss
 from src.training.probe import AttentionProbe
 

@@ -1,0 +1,34 @@
+"""Running a command: parse its arguments, call its function, print its output.
+
+``python -m src.main`` and the stand-alone ``python -m src.<package>.<module>`` commands (the
+export parity check, the benches) share this, so every command prints its output the same way
+while the library functions it calls only return text. This is the one library module that
+prints; it imports nothing from ``src`` but ``src.arguments``, so no command depends on
+``src.main``.
+"""
+
+import argparse
+from collections.abc import Callable, Sequence
+
+from src.arguments import CommandParser
+
+
+def emit(status: int, output: str) -> int:
+    """Print a command's output (for the reader or a pipe) and pass its exit status on."""
+    if output:
+        print(output)  # the command's output, for the reader or a pipe
+    return status
+
+
+def run_module_command(
+    prog: str,
+    add_arguments: Callable[[argparse.ArgumentParser], None],
+    command: Callable[[argparse.Namespace], tuple[int, str]],
+    argv: Sequence[str] | None = None,
+    description: str | None = None,
+) -> int:
+    """A ``python -m src.<package>.<module>`` command (``src.export.parity``, the benches): parse ``argv``,
+    run ``command(args)`` -> (exit status, output) and print the output here, as for the subcommands."""
+    parser = CommandParser(prog=prog, description=description)
+    add_arguments(parser)
+    return emit(*command(parser.parse_args(argv)))
