@@ -16,10 +16,9 @@ A checkpoint is only meaningful with the data, vocabulary and model shape it was
 
 from typing import Any
 
-from src.config import ConfigError, ExperimentConfig, config_to_dict
+from src.config import ExperimentConfig, config_to_dict
+from src.training.checkpoint_format import MODEL_KEYS_ALLOWED, ResumeError
 
-# keys that change no weight shape: a checkpoint loads into the new model unchanged
-MODEL_KEYS_ALLOWED = frozenset({"dropout", "attention_dropout", "attention_backend", "rnn_fast"})
 REFUSED_SECTIONS = ("data", "tokenizer")
 # a check on the split sizes, and augmentation of training batches: neither changes the prepared data
 DATA_KEYS_ALLOWED = frozenset({"min_eval_pairs", "augmentation"})
@@ -28,10 +27,6 @@ DATA_KEYS_ALLOWED = frozenset({"min_eval_pairs", "augmentation"})
 BATCHING_KEYS_REFUSED = frozenset({"block_size"})
 IGNORED_TOP_LEVEL = frozenset({"run_id", "run_name", "output_dir"})
 REFUSED_TOP_LEVEL = frozenset({"task"})  # what the checkpoint learned
-
-
-class ResumeError(ConfigError):
-    """The continuation would not match the run's checkpoint or data; one line says which key."""
 
 
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -17,7 +17,7 @@ def run(config: ConfigLike, tokenized: dict[str, Any], *, resume: bool = False,
         offline: bool | None = None) -> dict[str, Any]:
     from src.tracking.multi_node import launch_nodes
     from src.training.distributed import data_parallel
-    from src.training.trainer import resolve_device
+    from src.training.distributed import resolve_device
 
     with tracked_step("train", config, "training", offline=offline) as step:
         tc = step.cfg.training
