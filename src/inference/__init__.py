@@ -1,7 +1,8 @@
 """Using a trained model: rebuild it from its checkpoint alone, translate text, score a split."""
 
 __all__ = ["CHECKPOINT_FORMAT", "InferenceModel", "inference_fields", "load_for_inference"]
-_FORMAT_NAMES = ("CHECKPOINT_FORMAT", "inference_fields")  # owned by the checkpoint format, named here for callers
+# owned by src/training/checkpoint_format.py; offered here too, for callers that write checkpoints to load
+_FORMAT_NAMES = ("CHECKPOINT_FORMAT", "inference_fields")
 
 
 def __getattr__(name: str):

@@ -76,7 +76,8 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} asked for, but no CUDA device is available (expected 'cpu' or 'auto')")
+        raise ValueError(f"device {name!r} asked for, but no CUDA device is available "
+                         "(expected 'cpu' or 'auto')")
     return torch.device("cuda", local_rank) if name == "cuda" else torch.device(name)
 
 

@@ -13,7 +13,7 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state() -> dict[str, Any]:
-    """Python's and torch's (and CUDA's) generator states, as tensors and ints (``weights_only`` loads them)."""
+    """Python's, torch's and CUDA's generator states, as tensors and ints (``weights_only`` loads them)."""
     state = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1])}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()

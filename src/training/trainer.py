@@ -1,8 +1,10 @@
 """The training loop, written out: forward, loss, backward, clip, step, schedule (nanoGPT style).
 
 Everything a run needs to continue after a crash is in its checkpoints: model, optimizer,
-scheduler, RNG states and the batch sampler's position. Resuming from step k therefore follows
-the same loss curve as a run that was never interrupted (CPU, same seed).
+scheduler, RNG states and the batch sampler's position (``checkpoint_format.py`` says what a
+checkpoint holds and upgrades older ones). Resuming from step k therefore follows the same loss
+curve as a run that was never interrupted (CPU, same seed). What the loop asks of a task is
+``task.py``; the gradient and update measures it takes along the way are ``monitor.py``.
 
 Data parallel (``src/training/distributed.py``): when the process group is up, the model is wrapped
 in ``DistributedDataParallel`` for the training forward, each rank runs its share of the global
@@ -43,10 +45,9 @@ from src.training.checkpoint_format import (
     stored_config,
     training_state,
 )
-from src.training.diagnostics import Diagnostics, save_curves
 from src.training.distributed import resolve_device
 from src.training.loss import perplexity
-from src.training.monitor import parameter_norm
+from src.training.monitor import Diagnostics, parameter_norm, save_curves
 from src.training.rng import rng_state, seed_everything, set_rng_state
 from src.training.schedule import make_schedule
 from src.training.task import Task
@@ -82,7 +83,8 @@ def stop_requests() -> Iterator[threading.Event]:
     def handler(signum, frame):
         if requested.is_set():  # a second signal: stop now
             raise KeyboardInterrupt
-        logger.warning(f"received {signal.Signals(signum).name}: checkpointing after this step, then stopping")
+        name = signal.Signals(signum).name
+        logger.warning(f"received {name}: checkpointing after this step, then stopping")
         requested.set()
 
     for sig in previous:
@@ -129,23 +131,27 @@ class Trainer:
         self.run_dir, self.probe = run_dir, task.probe
         self.tracker = tracker if self.world.is_main else NullTracker()
         # Diagnostics (per-layer gradient norms, update ratio, heatmaps) only when someone records them.
-        self.diagnostics = Diagnostics(cfg.tracking.enabled and self.world.is_main, cfg.tracking.grad_norm_every)
+        self.diagnostics = Diagnostics(cfg.tracking.enabled and self.world.is_main,
+                                       cfg.tracking.grad_norm_every)
         self.device = resolve_device(self.tc.device, self.world.local_rank)
-        check_global_batch(self.tc.grad_accum_steps, self.world.size, "the world size")  # torchrun's may differ
+        # torchrun's or ClearML's world size, which the config's own check could not know
+        check_global_batch(self.tc.grad_accum_steps, self.world.size, "the world size")
         self.micro_per_rank = self.tc.grad_accum_steps // self.world.size
-        if self.device.type == "cuda":  # TF32 tensor cores for float32 matmuls (bf16 autocast covers the rest)
+        if self.device.type == "cuda":  # TF32 tensor cores for float32 matmuls (bf16 autocast: the rest)
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
         seed_everything(self.tc.seed)
         self.model = build(cfg.model, **task.model_sizes()).to(self.device)
         self.train_model = self._wrap(self.model)
         self.optimizer = torch.optim.AdamW(parameter_groups(self.model, self.tc.weight_decay), lr=self.tc.lr,
-                                           betas=self.tc.betas, eps=self.tc.eps, fused=self.device.type == "cuda")
+                                           betas=self.tc.betas, eps=self.tc.eps,
+                                           fused=self.device.type == "cuda")
         schedule = make_schedule(self.tc.schedule, self.tc.warmup_steps, self.tc.max_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
         # Fixed-size items (images, language-model windows) have length 1: the budget is then the batch size.
         self.sampler = TokenBudgetBatchSampler(
             *task.lengths(), cfg.batching.batch_size or cfg.batching.max_tokens,
-            shuffle=cfg.batching.shuffle, seed=self.tc.seed, bucket_size_multiplier=cfg.batching.bucket_size_multiplier,
+            shuffle=cfg.batching.shuffle, seed=self.tc.seed,
+            bucket_size_multiplier=cfg.batching.bucket_size_multiplier,
             rank=self.world.rank, world_size=self.world.size,
         )
         self.checkpoints = CheckpointManager(run_dir / "checkpoints", keep=self.tc.keep_checkpoints)
@@ -167,8 +173,8 @@ class Trainer:
         return training_state(
             step=self.step, elapsed=self.elapsed, best_valid=self.best_valid, model=self.model,
             optimizer=self.optimizer, scheduler=self.scheduler, sampler=self.sampler, rng=rng_state(),
-            config=self.cfg, grad_history=self.diagnostics.grad_history, grad_steps=self.diagnostics.grad_steps,
-            inference=self.inference)
+            config=self.cfg, grad_history=self.diagnostics.grad_history,
+            grad_steps=self.diagnostics.grad_steps, inference=self.inference)
 
     def resume(self) -> bool:
         state = self.checkpoints.load_latest()
@@ -177,16 +183,20 @@ class Trainer:
             return False
         check_same_shape(stored_config(state)["model"], config_to_dict(self.cfg.model))
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(regroup_optimizer_state(state["optimizer"], self.model, self.optimizer))
+        # one parameter group in checkpoints from before the no-decay group
+        optimizer_state = regroup_optimizer_state(state["optimizer"], self.model, self.optimizer)
+        self.optimizer.load_state_dict(optimizer_state)
         self.scheduler.load_state_dict(state["scheduler"])
         self._apply_optimizer_settings()
         self.sampler.load_state_dict(state["sampler"])
         set_rng_state(state["rng"])
         self.step, self.elapsed, self.best_valid = state["step"], state["elapsed"], state["best_valid"]
-        self.diagnostics.grad_history, self.diagnostics.grad_steps = state["grad_history"], state["grad_steps"]
+        self.diagnostics.grad_history = state["grad_history"]
+        self.diagnostics.grad_steps = state["grad_steps"]
         if not distributed.same_on_all_ranks(self.step, self.device):
-            raise RuntimeError(f"rank {self.world.rank} resumed from step {self.step}, another rank from a different "
-                               f"step: the ranks must read the same checkpoint folder ({self.checkpoints.directory})")
+            raise RuntimeError(f"rank {self.world.rank} resumed from step {self.step}, another rank from a "
+                               "different step: the ranks must read the same checkpoint folder "
+                               f"({self.checkpoints.directory})")
         if self.world.is_main:
             self._truncate_history(self.step)
         return True
@@ -248,17 +258,20 @@ class Trainer:
         Target and token counts come from the host batches (``_batch``), never read back from the device.
         """
         autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
-        index = [self.world.rank + i * self.world.size for i in range(self.micro_per_rank)]  # in the global batch
+        # this rank's micro-batches, by their index in the global batch
+        index = [self.world.rank + i * self.world.size for i in range(self.micro_per_rank)]
         micro = []  # (batch on the device, its targets, its tokens)
         for j in index:
             torch.manual_seed(distributed.micro_batch_seed(self.tc.seed, self.step, j, 0))
             micro.append(self._batch(next(batches)))
-        n_global = distributed.all_reduce_sum(self._to_device(torch.tensor([float(sum(n for _, n, _ in micro))])))[0]
+        n_local = torch.tensor([float(sum(n for _, n, _ in micro))])
+        n_global = distributed.all_reduce_sum(self._to_device(n_local))[0]
         loss_sum = torch.zeros((), device=self.device)
         for i, (j, (batch, n, _)) in enumerate(zip(index, micro)):
             torch.manual_seed(distributed.micro_batch_seed(self.tc.seed, self.step, j, 1))
             last = i == len(micro) - 1
-            sync = self.train_model.no_sync() if self.world.size > 1 and not last else nullcontext()  # all-reduce once
+            # DDP all-reduces the gradients once, after the last micro-batch
+            sync = self.train_model.no_sync() if self.world.size > 1 and not last else nullcontext()
             with sync, autocast:  # the loss itself is computed in float32 (src/training/loss.py)
                 loss, _ = self.task.loss(self.train_model, batch, self.tc.label_smoothing)  # its count is n
             (loss * (n * self.world.size) / n_global).backward()
@@ -284,7 +297,8 @@ class Trainer:
         bar.close()
         if stopped:
             path = self.save_checkpoint()
-            raise KeyboardInterrupt(f"stopped by signal at step {self.step}; resume from {path} with --resume")
+            raise KeyboardInterrupt(f"stopped by signal at step {self.step}; "
+                                    f"resume from {path} with --resume")
         return self._finish()
 
     def _should_stop(self, stop_requested: bool, out_of_time: bool) -> tuple[bool, bool]:
@@ -308,7 +322,8 @@ class Trainer:
         measure = self.diagnostics.before_step(self.model, self.step + 1)
         loss_sum, n_global, n_tokens = self.train_step(batches)
         clip = self.tc.grad_clip if self.tc.grad_clip is not None else math.inf
-        total_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)  # gradients already all-reduced
+        # the gradients are already all-reduced: every rank clips the same
+        total_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
         self.step += 1
         logging = self.step % self.tc.log_every == 0 or self.step == 1
         if self.device.type == "cpu" or logging or measure:  # on a GPU, .item() only where it is logged
@@ -321,9 +336,11 @@ class Trainer:
         tokens, since = self._window[0] + n_tokens, self._window[1]
         self._window = (tokens, since)
         if logging:  # the global batch's mean loss and all ranks' tokens: one all-reduce, at log steps only
-            totals = torch.stack([loss_sum.double(), torch.tensor(float(tokens), dtype=torch.float64, device=self.device)])
-            loss_total, tokens_total = distributed.all_reduce_sum(totals).tolist()
-            self._log_train(loss_total / n_global.item(), tokens_total / max(time.perf_counter() - since, 1e-9), bar)
+            tokens_here = torch.tensor(float(tokens), dtype=torch.float64, device=self.device)
+            totals = distributed.all_reduce_sum(torch.stack([loss_sum.double(), tokens_here]))
+            loss_total, tokens_total = totals.tolist()
+            seconds = max(time.perf_counter() - since, 1e-9)
+            self._log_train(loss_total / n_global.item(), tokens_total / seconds, bar)
             self._window = (0, time.perf_counter())
         self._periodic()
         self.elapsed += time.perf_counter() - t0
@@ -345,12 +362,13 @@ class Trainer:
         last = self.step >= self.tc.max_steps
         if self.step % self.cfg.tracking.resource_every == 0 or self.step == 1:
             self.tracker.log_scalars("resources", resource_usage(), self.step)
-        if (self.step % self.tc.eval_every == 0 or last) and self.world.is_main:  # the others wait at the next all-reduce
+        # rank 0 alone validates; the others wait for it at the next all-reduce
+        if (self.step % self.tc.eval_every == 0 or last) and self.world.is_main:
             self.validate()
         if self.step % self.tc.checkpoint_every == 0 or last:
             self.save_checkpoint()
-        if self.diagnostics.enabled and self.probe is not None and (self.step % self.cfg.tracking.heatmap_every == 0
-                                                                    or last):
+        drawn = self.step % self.cfg.tracking.heatmap_every == 0 or last
+        if self.diagnostics.enabled and self.probe is not None and drawn:
             self.probe.report(self.model, self.tracker, self.step)
 
     def _append_history(self, row: dict[str, float]) -> None:
@@ -358,7 +376,7 @@ class Trainer:
             f.write(json.dumps(row) + "\n")
 
     def validate(self) -> float:
-        """The task's validation metrics, logged and kept in the history; the loss picks the best checkpoint."""
+        """The task's validation metrics, logged and kept in the history; the loss picks the best one."""
         metrics = self.task.validate(self.model, self.cfg.batching.max_tokens, self.device)
         valid_loss = metrics["loss"]
         self.tracker.log_scalars("valid", metrics, self.step)
@@ -374,7 +392,8 @@ class Trainer:
             logger.info(f"rank {self.world.rank}: trained {self.step} steps")
             return TrainResult(self.run_dir, self.step, math.inf, self.checkpoints.directory / "best.pt",
                                self.checkpoints.path_for(self.step))
-        if not self.checkpoints.step_files() or self.checkpoints.step_files()[-1] != self.checkpoints.path_for(self.step):
+        files = self.checkpoints.step_files()
+        if not files or files[-1] != self.checkpoints.path_for(self.step):
             self.validate()  # stopped by the time budget between two periodic steps
             self.save_checkpoint()
             if self.diagnostics.enabled and self.probe is not None:
@@ -382,7 +401,8 @@ class Trainer:
         self.diagnostics.log_heatmap(self.tracker, self.step)
         history = [json.loads(line) for line in self.history_path.read_text().splitlines() if line]
         save_curves(history, self.run_dir, self.step)
-        logger.info(f"trained {self.step} steps in {self.elapsed / 60:.1f} min; best valid loss {self.best_valid:.4f}")
+        logger.info(f"trained {self.step} steps in {self.elapsed / 60:.1f} min; "
+                    f"best valid loss {self.best_valid:.4f}")
         return TrainResult(self.run_dir, self.step, self.best_valid, self.checkpoints.directory / "best.pt",
                            self.checkpoints.step_files()[-1], [row for row in history if "loss" in row],
                            [row for row in history if "valid_loss" in row])
