@@ -17,7 +17,8 @@ A checkpoint is only meaningful with the data, vocabulary and model shape it was
 from typing import Any
 
 from src.config import ExperimentConfig, config_to_dict
-from src.training.checkpoint_format import MODEL_KEYS_ALLOWED, ResumeError
+from src.config.base import ResumeError
+from src.config.model import MODEL_KEYS_ALLOWED
 
 REFUSED_SECTIONS = ("data", "tokenizer")
 # a check on the split sizes, and augmentation of training batches: neither changes the prepared data

@@ -22,8 +22,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from src.config.base import ConfigError, config_to_dict
-from src.config.model import ModelConfig
+from src.config.base import ResumeError, config_to_dict
+from src.config.model import MODEL_KEYS_ALLOWED, ModelConfig
 
 if TYPE_CHECKING:  # types only: `src.runs` reads MODEL_KEYS_ALLOWED from here without importing torch
     import torch
@@ -35,12 +35,6 @@ FAMILY = "encoder_decoder"  # translation; the classifiers also store their clas
 FAMILIES = frozenset({"encoder_decoder", "encoder_classifier", "lstm_classifier", "gru_classifier",
                       "rnn_classifier", "decoder_lm", "vit"})
 INFERENCE_KEYS = ("format", "family", "config", "tokenizers", "special_ids")
-# model keys that change no weight shape: a checkpoint loads into the new model unchanged
-MODEL_KEYS_ALLOWED = frozenset({"dropout", "attention_dropout", "attention_backend", "rnn_fast"})
-
-
-class ResumeError(ConfigError):
-    """The continuation would not match the run's checkpoint or data; one line says which key."""
 
 
 def inference_fields(tokenizers: dict[str, Any], family: str = FAMILY) -> dict[str, Any]:
@@ -104,7 +98,10 @@ def inference_state(path: Path) -> dict[str, Any]:
 
 
 def check_same_shape(stored: dict[str, Any], requested: dict[str, Any]) -> None:
-    """One line naming the first model key whose change makes the checkpoint's weights not fit."""
+    """One line naming the first model key whose change makes the checkpoint's weights not fit.
+
+    ``src.runs.check_resume`` refuses the same keys before a resumed run starts, by the same table.
+    """
     stored = config_to_dict(ModelConfig.model_validate(stored))  # keys added since it was written: defaults
     for key in sorted(set(stored) | set(requested)):
         if key not in MODEL_KEYS_ALLOWED and stored.get(key) != requested.get(key):
