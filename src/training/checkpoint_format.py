@@ -15,7 +15,9 @@ strings, ints and tensors, so the file still loads with ``torch.load(weights_onl
 
 Older files: one of format 1 (no tokenizers) trains on but cannot be used alone (``inference_state``
 says so), and an optimizer state saved with one parameter group, before biases and norm gains had
-their own no-decay group, is mapped onto today's two (``regroup_optimizer_state``).
+their own no-decay group, is mapped onto today's two (``regroup_optimizer_state``). A resume refuses a
+checkpoint whose weights would not fit the config's model (``check_same_shape``); the model keys that
+may change are ``MODEL_KEYS_ALLOWED`` of ``src/config/model.py``, which ``src.runs.check_resume`` reads too.
 """
 
 import json
@@ -25,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from src.config.base import ResumeError, config_to_dict
 from src.config.model import MODEL_KEYS_ALLOWED, ModelConfig
 
-if TYPE_CHECKING:  # types only: `src.runs` reads MODEL_KEYS_ALLOWED from here without importing torch
+if TYPE_CHECKING:  # types only: the format's names (src.inference offers two) come without torch's 1 s import
     import torch
 
     from src.config import ExperimentConfig  # its module reads the task table, which reaches the loop
