@@ -114,7 +114,7 @@ def serve_torchrun_worker(args: argparse.Namespace) -> int:
     """A torchrun rank other than 0: no pipeline of its own; it joins rank 0's train step and trains."""
     from src.steps import train_worker
     from src.training.distributed import serve_as_worker
-    from src.training.trainer import resolve_device
+    from src.training.distributed import resolve_device
 
     device = "auto" if args.resume is not None and args.config is None else config_from_args(args).training.device
     logger.info(f"torchrun rank {torchrun_worker_rank()}: waiting for rank 0's train step")
@@ -158,7 +158,7 @@ def run_pipeline_from_cli(args: argparse.Namespace) -> int:
     from pipelines.in_process import PipelineError, run_steps
     from src.report import try_write_report
     from src.storage import ensure_writable
-    from src.training.trainer import resolve_device
+    from src.training.distributed import resolve_device
 
     resolve_device(cfg.training.device)  # refused here, before the run folder is made or a resume rewrites it
     # before any step: a read-only, misplaced or full folder fails now, in one line, not after data prep

@@ -43,6 +43,10 @@ class ConfigError(ValueError):
     """A configuration file or override is invalid; the message says which key and why."""
 
 
+class ResumeError(ConfigError):
+    """The continuation would not match the run's checkpoint or data; one line says which key."""
+
+
 def config_to_dict(cfg: FrozenConfig) -> dict[str, Any]:
     """Plain JSON-safe dict (tuples become lists), for YAML dumps and ClearML."""
     return json.loads(cfg.model_dump_json())

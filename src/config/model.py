@@ -6,6 +6,9 @@ from pydantic import NonNegativeInt, PositiveInt, confloat, model_validator
 
 from src.config.base import FrozenConfig
 
+# keys that change no weight shape: a checkpoint loads into a model that differs from its own only in these
+MODEL_KEYS_ALLOWED = frozenset({"dropout", "attention_dropout", "attention_backend", "rnn_fast"})
+
 
 class ModelConfig(FrozenConfig):
     """The model family, and the sizes and switches of its Transformer.

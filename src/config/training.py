@@ -39,11 +39,24 @@ class TrainingConfig(FrozenConfig):
 
     @model_validator(mode="after")
     def _global_batch_divides(self) -> "TrainingConfig":
-        world = self.nodes * self.nproc_per_node
-        if self.grad_accum_steps % world:
-            need = -(-self.grad_accum_steps // world) * world  # the next multiple of world
-            raise ValueError(
-                f"grad_accum_steps={self.grad_accum_steps} is not divisible by nodes * nproc_per_node = {world}: "
-                "the global batch (grad_accum_steps micro-batches) is dealt out evenly to the ranks; "
-                f"add the override training.grad_accum_steps={need} (or another multiple of {world})")
+        check_global_batch(self.grad_accum_steps, self.nodes * self.nproc_per_node, "nodes * nproc_per_node")
         return self
+
+
+def check_global_batch(grad_accum_steps: int, world: int, ranks: str) -> None:
+    """Refuse a global batch whose micro-batches cannot be dealt out evenly to ``world`` ranks.
+
+    The config checks it against ``nodes * nproc_per_node``; the trainer again against the world size
+    that torchrun or ClearML set in the environment, which the config cannot know.
+
+    Args:
+        grad_accum_steps: micro-batches in one optimizer step, over all ranks.
+        world: the number of ranks.
+        ranks: how the message names ``world`` (e.g. ``"nodes * nproc_per_node"``).
+    """
+    if grad_accum_steps % world:
+        need = -(-grad_accum_steps // world) * world  # the next multiple of world
+        raise ValueError(
+            f"grad_accum_steps={grad_accum_steps} is not divisible by {ranks} = {world}: "
+            "the global batch (grad_accum_steps micro-batches) is dealt out evenly to the ranks; "
+            f"add the override training.grad_accum_steps={need} (or another multiple of {world})")

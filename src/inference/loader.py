@@ -1,9 +1,10 @@
 """``load_for_inference(path)``: the model and its tokenizers from one checkpoint file, nothing else.
 
-Since format 2 every checkpoint (``best.pt`` and the numbered ones) carries, besides the weights,
-the validated experiment config (JSON text), the tokenizers (``tokenizer.json`` text), the special
-token ids and the model family. All of it is strings, ints and tensors, so the file still loads
-with ``torch.load(weights_only=True)``: nothing is unpickled that could run code. Its tensors are
+What a checkpoint holds, and which older ones cannot be used alone, is said in
+``src/training/checkpoint_format.py``: besides the weights, the validated experiment config (JSON
+text), the tokenizers (``tokenizer.json`` text), the special token ids and the model family, all
+strings, ints and tensors, so the file loads with ``torch.load(weights_only=True)``: nothing is
+unpickled that could run code. Its tensors are
 checked against the SHA-256 the file carries (``src/training/checkpoint.py``): an altered file is
 refused, naming it.
 """
@@ -16,25 +17,9 @@ from typing import Any
 import torch
 from loguru import logger
 
-from src.data.special_tokens import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from src.experiment import ExperimentConfig, validate_config
 from src.training.checkpoint import CheckpointError, load_checkpoint
-
-CHECKPOINT_FORMAT = 2
-FAMILY = "encoder_decoder"  # translation; the classifiers also store their class names ("labels")
-FAMILIES = frozenset({"encoder_decoder", "encoder_classifier", "lstm_classifier", "gru_classifier", "rnn_classifier",
-                      "decoder_lm", "vit"})
-INFERENCE_KEYS = ("format", "family", "config", "tokenizers", "special_ids")
-
-
-def inference_fields(tokenizers: dict[str, Any], family: str = FAMILY) -> dict[str, Any]:
-    """What a checkpoint needs besides weights and config to be used alone (``Tokenizer`` objects in)."""
-    return {
-        "format": CHECKPOINT_FORMAT,
-        "family": family,
-        "tokenizers": {side: tok.to_str() for side, tok in tokenizers.items()},
-        "special_ids": {"pad": PAD_ID, "bos": BOS_ID, "eos": EOS_ID, "unk": UNK_ID},
-    }
+from src.training.checkpoint_format import inference_state, stored_config
 
 
 @dataclass
@@ -82,23 +67,13 @@ def _load_torch(path: Path, device: str | torch.device) -> InferenceModel:
     from tokenizers import Tokenizer
 
     from src.models.builders import build
-    from src.training.trainer import resolve_device
+    from src.training.distributed import resolve_device
 
-    state = load_checkpoint(path)
-    missing = [key for key in INFERENCE_KEYS if key not in state]
-    if missing:
-        raise CheckpointError(
-            f"{path} cannot be used on its own: it lacks {missing} (written before checkpoints carried "
-            f"their tokenizers, format < {CHECKPOINT_FORMAT}); train again to get a self-contained checkpoint"
-        )
-    if state["family"] not in FAMILIES:
-        raise CheckpointError(f"{path} holds a {state['family']!r} model; this version can load {sorted(FAMILIES)}")
-    config = validate_config(json.loads(state["config"]), source=f"config stored in {path}")
+    state = inference_state(path)
+    config = validate_config(stored_config(state), source=f"config stored in {path}")
     tokenizers = {side: Tokenizer.from_str(text) for side, text in state["tokenizers"].items()}
     special = {k: int(v) for k, v in state["special_ids"].items()}
     labels = list(state.get("labels") or [])
-    if state["family"] == "vit" and "image_stats" not in state:
-        raise CheckpointError(f"{path} holds a vit model without its input normalisation (image_stats); train again")
     model = build(config.model, **model_sizes(state["family"], tokenizers, labels, special["pad"]))
     model.load_state_dict(state["model"])
     model = model.to(resolve_device(str(device))).eval()

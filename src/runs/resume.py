@@ -16,11 +16,10 @@ A checkpoint is only meaningful with the data, vocabulary and model shape it was
 
 from typing import Any
 
-from src.config import ConfigError, config_to_dict
+from src.config import ResumeError, config_to_dict
+from src.config.model import MODEL_KEYS_ALLOWED
 from src.experiment import ExperimentConfig
 
-# keys that change no weight shape: a checkpoint loads into the new model unchanged
-MODEL_KEYS_ALLOWED = frozenset({"dropout", "attention_dropout", "attention_backend", "rnn_fast"})
 REFUSED_SECTIONS = ("data", "tokenizer")
 # a check on the split sizes, and augmentation of training batches: neither changes the prepared data
 DATA_KEYS_ALLOWED = frozenset({"min_eval_pairs", "augmentation"})
@@ -29,10 +28,6 @@ DATA_KEYS_ALLOWED = frozenset({"min_eval_pairs", "augmentation"})
 BATCHING_KEYS_REFUSED = frozenset({"block_size"})
 IGNORED_TOP_LEVEL = frozenset({"run_id", "run_name", "output_dir"})
 REFUSED_TOP_LEVEL = frozenset({"task"})  # what the checkpoint learned
-
-
-class ResumeError(ConfigError):
-    """The continuation would not match the run's checkpoint or data; one line says which key."""
 
 
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:

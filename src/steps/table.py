@@ -65,7 +65,7 @@ def train(step: StepContext, tokenized: Output, resume: bool = False) -> Output:
     from src.config import config_to_dict
     from src.orchestration import launch_nodes
     from src.training.distributed import data_parallel
-    from src.training.trainer import resolve_device
+    from src.training.distributed import resolve_device
 
     tc = step.cfg.training
     launch_nodes(step.tracker, tc.nodes, tc.nproc_per_node)  # on an agent: the other nodes' tasks

@@ -79,6 +79,16 @@ class Rendezvous:
 _local_rank = 0  # this process's index on its machine, while in a group
 
 
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """``auto``/``cpu``/``cuda``; on CUDA each data-parallel rank of a machine takes its own GPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for, but no CUDA device is available "
+                         "(expected 'cpu' or 'auto')")
+    return torch.device("cuda", local_rank) if name == "cuda" else torch.device(name)
+
+
 def current() -> World:
     if dist.is_available() and dist.is_initialized():
         return World(dist.get_rank(), dist.get_world_size(), _local_rank)

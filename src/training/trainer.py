@@ -1,8 +1,10 @@
 """The training loop, written out: forward, loss, backward, clip, step, schedule (nanoGPT style).
 
 Everything a run needs to continue after a crash is in its checkpoints: model, optimizer,
-scheduler, RNG states and the batch sampler's position. Resuming from step k therefore follows
-the same loss curve as a run that was never interrupted (CPU, same seed).
+scheduler, RNG states and the batch sampler's position (``checkpoint_format.py`` says what a
+checkpoint holds and upgrades older ones). Resuming from step k therefore follows the same loss
+curve as a run that was never interrupted (CPU, same seed). What the loop asks of a task is
+``task.py``; the gradient and update measures it takes along the way are ``monitor.py``.
 
 Data parallel (``src/training/distributed.py``): when the process group is up, the model is wrapped
 in ``DistributedDataParallel`` for the training forward, each rank runs its share of the global
@@ -14,7 +16,6 @@ by ``log_every`` (``_should_stop``), so that no step but a logging one waits for
 
 import json
 import math
-import random
 import signal
 import threading
 import time
@@ -29,15 +30,26 @@ from loguru import logger
 from tqdm import tqdm
 
 from src.config.base import config_to_dict
+from src.config.training import check_global_batch
 from src.data.batching import TokenBudgetBatchSampler
 from src.models.builders import build
 from src.tracking import NullTracker, TrackerLike
 from src.training import distributed
 from src.training.checkpoint import CheckpointManager
+from src.training.checkpoint_format import (
+    best_state,
+    check_same_shape,
+    regroup_optimizer_state,
+    stored_config,
+    training_state,
+)
+from src.training.distributed import resolve_device
 from src.training.loss import perplexity
-from src.training.monitor import UpdateRatio, grouped_grad_norms, parameter_norm
+from src.training.monitor import Diagnostics, parameter_norm, save_curves
 from src.training.resources import resource_usage
+from src.training.rng import rng_state, seed_everything, set_rng_state
 from src.training.schedule import make_schedule
+from src.training.task import Task
 
 if TYPE_CHECKING:  # a type only: the experiment config's module reads the task table, which reaches the loop
     from src.experiment import ExperimentConfig
@@ -52,34 +64,6 @@ class TrainResult:
     last_checkpoint: Path
     history: list[dict[str, float]] = field(default_factory=list)  # train rows: step, loss, lr
     valid_history: list[dict[str, float]] = field(default_factory=list)  # step, valid_loss, valid_perplexity
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto``/``cpu``/``cuda``; on CUDA each data-parallel rank of a machine takes its own GPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} asked for, but no CUDA device is available (expected 'cpu' or 'auto')")
-    return torch.device("cuda", local_rank) if name == "cuda" else torch.device(name)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1])}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate((3, tuple(state["python"]), None))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 @contextmanager
@@ -98,7 +82,8 @@ def stop_requests() -> Iterator[threading.Event]:
     def handler(signum, frame):
         if requested.is_set():  # a second signal: stop now
             raise KeyboardInterrupt
-        logger.warning(f"received {signal.Signals(signum).name}: checkpointing after this step, then stopping")
+        name = signal.Signals(signum).name
+        logger.warning(f"received {name}: checkpointing after this step, then stopping")
         requested.set()
 
     for sig in previous:
@@ -113,40 +98,11 @@ def stop_requests() -> Iterator[threading.Event]:
 def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """Weight decay on tensors of two or more dimensions only (linear, embedding and conv weights, ViT's
     position table and [CLS] token), none on biases and LayerNorm gains: nanoGPT's rule (decaying a gain
-    towards 0 fights the normalisation). Checkpoints from before, with one group: ``regroup_optimizer_state``."""
+    towards 0 fights the normalisation). Checkpoints from before, with one group: ``regroup_optimizer_state``
+    (``src/training/checkpoint_format.py``)."""
     params = [p for p in model.parameters() if p.requires_grad]
     return [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
             {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-
-
-def regroup_optimizer_state(stored: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    """An optimizer state saved with one parameter group (before the no-decay group) mapped onto ``optimizer``'s groups.
-
-    A state dict numbers parameters in group order; the one old group held them in model order.
-    """
-    if len(stored["param_groups"]) == len(optimizer.param_groups):
-        return stored
-    position = {id(p): i for i, p in enumerate(model.parameters())}
-    old_index = [position[id(p)] for group in optimizer.param_groups for p in group["params"]]  # new index -> old
-    groups, start = [], 0
-    for group in optimizer.param_groups:
-        groups.append({**stored["param_groups"][0], "weight_decay": group["weight_decay"],
-                       "params": list(range(start, start + len(group["params"])))})
-        start += len(group["params"])
-    state = {new: stored["state"][old] for new, old in enumerate(old_index) if old in stored["state"]}
-    return {"state": state, "param_groups": groups}
-
-
-def check_same_shape(stored: dict[str, Any], requested: dict[str, Any]) -> None:
-    """One line naming the first model key whose change makes the checkpoint's weights not fit."""
-    from src.config.model import ModelConfig
-    from src.runs.resume import MODEL_KEYS_ALLOWED, ResumeError
-
-    stored = config_to_dict(ModelConfig.model_validate(stored))  # keys added since it was written: defaults
-    for key in sorted(set(stored) | set(requested)):
-        if key not in MODEL_KEYS_ALLOWED and stored.get(key) != requested.get(key):
-            raise ResumeError(f"checkpoint has model.{key}={stored.get(key)!r}, config asks {requested.get(key)!r} "
-                              "(a different model shape needs a new run)")
 
 
 class Trainer:
@@ -158,15 +114,14 @@ class Trainer:
 
     Args:
         cfg: the whole experiment config.
-        task: the task's data and rules (``lengths``, ``batch``, ``targets``, ``tokens``, ``loss``,
-            ``validate``, ``model_sizes``, ``probe``).
+        task: the task's data and rules (``src/training/task.py``).
         run_dir: where checkpoints, history and plots go.
         tracker: the step's tracker.
         inference: what every checkpoint carries so the model can be used alone (tokenizers,
-            special ids, family; ``src.inference.inference_fields``).
+            special ids, family; ``src.training.checkpoint_format.inference_fields``).
     """
 
-    def __init__(self, cfg: "ExperimentConfig", task: Any, run_dir: Path, tracker: TrackerLike,
+    def __init__(self, cfg: "ExperimentConfig", task: Task, run_dir: Path, tracker: TrackerLike,
                  inference: dict[str, Any] | None = None) -> None:
         self.cfg, self.task = cfg, task
         self.inference = inference or {}
@@ -175,36 +130,32 @@ class Trainer:
         self.run_dir, self.probe = run_dir, task.probe
         self.tracker = tracker if self.world.is_main else NullTracker()
         # Diagnostics (per-layer gradient norms, update ratio, heatmaps) only when someone records them.
-        self.diagnostics = cfg.tracking.enabled and self.world.is_main
+        self.diagnostics = Diagnostics(cfg.tracking.enabled and self.world.is_main,
+                                       cfg.tracking.grad_norm_every)
         self.device = resolve_device(self.tc.device, self.world.local_rank)
-        if self.tc.grad_accum_steps % self.world.size:
-            need = -(-self.tc.grad_accum_steps // self.world.size) * self.world.size  # the next multiple
-            raise ValueError(f"grad_accum_steps={self.tc.grad_accum_steps} is not divisible by the world size "
-                             f"{self.world.size}: the global batch's micro-batches are dealt out evenly to the ranks; "
-                             f"add the override training.grad_accum_steps={need} (or another multiple of "
-                             f"{self.world.size})")
+        # torchrun's or ClearML's world size, which the config's own check could not know
+        check_global_batch(self.tc.grad_accum_steps, self.world.size, "the world size")
         self.micro_per_rank = self.tc.grad_accum_steps // self.world.size
-        if self.device.type == "cuda":  # TF32 tensor cores for float32 matmuls (bf16 autocast covers the rest)
+        if self.device.type == "cuda":  # TF32 tensor cores for float32 matmuls (bf16 autocast: the rest)
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
         seed_everything(self.tc.seed)
         self.model = build(cfg.model, **task.model_sizes()).to(self.device)
         self.train_model = self._wrap(self.model)
         self.optimizer = torch.optim.AdamW(parameter_groups(self.model, self.tc.weight_decay), lr=self.tc.lr,
-                                           betas=self.tc.betas, eps=self.tc.eps, fused=self.device.type == "cuda")
+                                           betas=self.tc.betas, eps=self.tc.eps,
+                                           fused=self.device.type == "cuda")
         schedule = make_schedule(self.tc.schedule, self.tc.warmup_steps, self.tc.max_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
         # Fixed-size items (images, language-model windows) have length 1: the budget is then the batch size.
         self.sampler = TokenBudgetBatchSampler(
             *task.lengths(), cfg.batching.batch_size or cfg.batching.max_tokens,
-            shuffle=cfg.batching.shuffle, seed=self.tc.seed, bucket_size_multiplier=cfg.batching.bucket_size_multiplier,
+            shuffle=cfg.batching.shuffle, seed=self.tc.seed,
+            bucket_size_multiplier=cfg.batching.bucket_size_multiplier,
             rank=self.world.rank, world_size=self.world.size,
         )
         self.checkpoints = CheckpointManager(run_dir / "checkpoints", keep=self.tc.keep_checkpoints)
         self.step, self.elapsed, self.best_valid = 0, 0.0, math.inf
-        self.grad_history: dict[str, list[float]] = {}
-        self.grad_steps: list[int] = []
         self.history_path = run_dir / "train_history.jsonl"
-        self.update_ratio = UpdateRatio()
 
     def _wrap(self, model: torch.nn.Module) -> torch.nn.Module:
         """The module the training forward goes through: DDP when distributed, compiled when asked.
@@ -218,31 +169,33 @@ class Trainer:
 
     # --- checkpoints -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "step": self.step, "elapsed": self.elapsed, "best_valid": self.best_valid,
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(), "sampler": self.sampler.state_dict(),
-            "rng": rng_state(), "config": json.dumps(config_to_dict(self.cfg)),
-            "grad_history": self.grad_history, "grad_steps": self.grad_steps, **self.inference,
-        }
+        return training_state(
+            step=self.step, elapsed=self.elapsed, best_valid=self.best_valid, model=self.model,
+            optimizer=self.optimizer, scheduler=self.scheduler, sampler=self.sampler, rng=rng_state(),
+            config=self.cfg, grad_history=self.diagnostics.grad_history,
+            grad_steps=self.diagnostics.grad_steps, inference=self.inference)
 
     def resume(self) -> bool:
         state = self.checkpoints.load_latest()
         if state is None:
             logger.info(f"no usable checkpoint in {self.checkpoints.directory}; starting from step 0")
             return False
-        check_same_shape(json.loads(state["config"])["model"], config_to_dict(self.cfg.model))
+        check_same_shape(stored_config(state)["model"], config_to_dict(self.cfg.model))
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(regroup_optimizer_state(state["optimizer"], self.model, self.optimizer))
+        # one parameter group in checkpoints from before the no-decay group
+        optimizer_state = regroup_optimizer_state(state["optimizer"], self.model, self.optimizer)
+        self.optimizer.load_state_dict(optimizer_state)
         self.scheduler.load_state_dict(state["scheduler"])
         self._apply_optimizer_settings()
         self.sampler.load_state_dict(state["sampler"])
         set_rng_state(state["rng"])
         self.step, self.elapsed, self.best_valid = state["step"], state["elapsed"], state["best_valid"]
-        self.grad_history, self.grad_steps = state["grad_history"], state["grad_steps"]
+        self.diagnostics.grad_history = state["grad_history"]
+        self.diagnostics.grad_steps = state["grad_steps"]
         if not distributed.same_on_all_ranks(self.step, self.device):
-            raise RuntimeError(f"rank {self.world.rank} resumed from step {self.step}, another rank from a different "
-                               f"step: the ranks must read the same checkpoint folder ({self.checkpoints.directory})")
+            raise RuntimeError(f"rank {self.world.rank} resumed from step {self.step}, another rank from a "
+                               "different step: the ranks must read the same checkpoint folder "
+                               f"({self.checkpoints.directory})")
         if self.world.is_main:
             self._truncate_history(self.step)
         return True
@@ -272,10 +225,8 @@ class Trainer:
     def save_best(self, valid_loss: float) -> Path | None:
         if not self.world.is_main:
             return None
-        return self.checkpoints.save_best({
-            "step": self.step, "model": self.model.state_dict(), "valid_loss": valid_loss,
-            "config": json.dumps(config_to_dict(self.cfg)), **self.inference,
-        })
+        return self.checkpoints.save_best(best_state(step=self.step, model=self.model, valid_loss=valid_loss,
+                                                     config=self.cfg, inference=self.inference))
 
     # --- one optimizer step --------------------------------------------------------------------
     def _batch(self, indices: list[int]) -> tuple[Any, int, int]:
@@ -306,32 +257,25 @@ class Trainer:
         Target and token counts come from the host batches (``_batch``), never read back from the device.
         """
         autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
-        index = [self.world.rank + i * self.world.size for i in range(self.micro_per_rank)]  # in the global batch
+        # this rank's micro-batches, by their index in the global batch
+        index = [self.world.rank + i * self.world.size for i in range(self.micro_per_rank)]
         micro = []  # (batch on the device, its targets, its tokens)
         for j in index:
             torch.manual_seed(distributed.micro_batch_seed(self.tc.seed, self.step, j, 0))
             micro.append(self._batch(next(batches)))
-        n_global = distributed.all_reduce_sum(self._to_device(torch.tensor([float(sum(n for _, n, _ in micro))])))[0]
+        n_local = torch.tensor([float(sum(n for _, n, _ in micro))])
+        n_global = distributed.all_reduce_sum(self._to_device(n_local))[0]
         loss_sum = torch.zeros((), device=self.device)
         for i, (j, (batch, n, _)) in enumerate(zip(index, micro)):
             torch.manual_seed(distributed.micro_batch_seed(self.tc.seed, self.step, j, 1))
             last = i == len(micro) - 1
-            sync = self.train_model.no_sync() if self.world.size > 1 and not last else nullcontext()  # all-reduce once
+            # DDP all-reduces the gradients once, after the last micro-batch
+            sync = self.train_model.no_sync() if self.world.size > 1 and not last else nullcontext()
             with sync, autocast:  # the loss itself is computed in float32 (src/training/loss.py)
                 loss, _ = self.task.loss(self.train_model, batch, self.tc.label_smoothing)  # its count is n
             (loss * (n * self.world.size) / n_global).backward()
             loss_sum += loss.detach() * n
         return loss_sum, n_global, sum(tokens for _, _, tokens in micro)
-
-    def _log_gradients(self, total_norm: float) -> None:
-        self.tracker.log_scalar("grad_norm", "total", total_norm, self.step)
-        if not self.diagnostics or self.step % self.cfg.tracking.grad_norm_every:
-            return
-        norms = grouped_grad_norms(self.model)
-        self.tracker.log_scalars("grad_norm_by_layer", norms, self.step)
-        self.grad_steps.append(self.step)
-        for group, value in norms.items():
-            self.grad_history.setdefault(group, []).append(value)
 
     # --- the loop ---------------------------------------------------------------------------
     def fit(self) -> TrainResult:
@@ -352,7 +296,8 @@ class Trainer:
         bar.close()
         if stopped:
             path = self.save_checkpoint()
-            raise KeyboardInterrupt(f"stopped by signal at step {self.step}; resume from {path} with --resume")
+            raise KeyboardInterrupt(f"stopped by signal at step {self.step}; "
+                                    f"resume from {path} with --resume")
         return self._finish()
 
     def _should_stop(self, stop_requested: bool, out_of_time: bool) -> tuple[bool, bool]:
@@ -373,27 +318,28 @@ class Trainer:
     def _loop_step(self, batches, bar: tqdm) -> None:
         """One optimizer step, then its logging and periodic work (all inside the time budget)."""
         t0 = time.perf_counter()
-        measure = self.diagnostics and (self.step + 1) % self.cfg.tracking.grad_norm_every == 0
-        if measure:
-            self.update_ratio.snapshot(self.model)
+        measure = self.diagnostics.before_step(self.model, self.step + 1)
         loss_sum, n_global, n_tokens = self.train_step(batches)
         clip = self.tc.grad_clip if self.tc.grad_clip is not None else math.inf
-        total_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)  # gradients already all-reduced
+        # the gradients are already all-reduced: every rank clips the same
+        total_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
         self.step += 1
         logging = self.step % self.tc.log_every == 0 or self.step == 1
         if self.device.type == "cpu" or logging or measure:  # on a GPU, .item() only where it is logged
-            self._log_gradients(total_norm.item())
+            self.diagnostics.log_gradients(self.model, self.tracker, total_norm.item(), self.step)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         if measure:
-            self.tracker.log_scalar("update_ratio", "update/param", self.update_ratio.ratio(self.model), self.step)
+            self.diagnostics.log_update_ratio(self.model, self.tracker, self.step)
         tokens, since = self._window[0] + n_tokens, self._window[1]
         self._window = (tokens, since)
         if logging:  # the global batch's mean loss and all ranks' tokens: one all-reduce, at log steps only
-            totals = torch.stack([loss_sum.double(), torch.tensor(float(tokens), dtype=torch.float64, device=self.device)])
-            loss_total, tokens_total = distributed.all_reduce_sum(totals).tolist()
-            self._log_train(loss_total / n_global.item(), tokens_total / max(time.perf_counter() - since, 1e-9), bar)
+            tokens_here = torch.tensor(float(tokens), dtype=torch.float64, device=self.device)
+            totals = distributed.all_reduce_sum(torch.stack([loss_sum.double(), tokens_here]))
+            loss_total, tokens_total = totals.tolist()
+            seconds = max(time.perf_counter() - since, 1e-9)
+            self._log_train(loss_total / n_global.item(), tokens_total / seconds, bar)
             self._window = (0, time.perf_counter())
         self._periodic()
         self.elapsed += time.perf_counter() - t0
@@ -415,11 +361,13 @@ class Trainer:
         last = self.step >= self.tc.max_steps
         if self.step % self.cfg.tracking.resource_every == 0 or self.step == 1:
             self.tracker.log_scalars("resources", resource_usage(), self.step)
-        if (self.step % self.tc.eval_every == 0 or last) and self.world.is_main:  # the others wait at the next all-reduce
+        # rank 0 alone validates; the others wait for it at the next all-reduce
+        if (self.step % self.tc.eval_every == 0 or last) and self.world.is_main:
             self.validate()
         if self.step % self.tc.checkpoint_every == 0 or last:
             self.save_checkpoint()
-        if self.diagnostics and self.probe is not None and (self.step % self.cfg.tracking.heatmap_every == 0 or last):
+        drawn = self.step % self.cfg.tracking.heatmap_every == 0 or last
+        if self.diagnostics.enabled and self.probe is not None and drawn:
             self.probe.report(self.model, self.tracker, self.step)
 
     def _append_history(self, row: dict[str, float]) -> None:
@@ -427,7 +375,7 @@ class Trainer:
             f.write(json.dumps(row) + "\n")
 
     def validate(self) -> float:
-        """The task's validation metrics, logged and kept in the history; the loss picks the best checkpoint."""
+        """The task's validation metrics, logged and kept in the history; the loss picks the best one."""
         metrics = self.task.validate(self.model, self.cfg.batching.max_tokens, self.device)
         valid_loss = metrics["loss"]
         self.tracker.log_scalars("valid", metrics, self.step)
@@ -438,36 +386,22 @@ class Trainer:
             self.save_best(valid_loss)
         return valid_loss
 
-    def _save_curves(self, history: list[dict[str, float]]) -> None:
-        """Loss (train and valid) and learning-rate curves as PNG in the run folder, for offline readers."""
-        from src.visualization import training_curve_figures
-        from src.visualization.local_plots import close_figure, save_png
-
-        for name, figure in training_curve_figures(history).items():
-            try:
-                save_png(figure, self.run_dir, "curves", name, self.step)
-            finally:
-                close_figure(figure)
-
     def _finish(self) -> TrainResult:
         if not self.world.is_main:
             logger.info(f"rank {self.world.rank}: trained {self.step} steps")
             return TrainResult(self.run_dir, self.step, math.inf, self.checkpoints.directory / "best.pt",
                                self.checkpoints.path_for(self.step))
-        if not self.checkpoints.step_files() or self.checkpoints.step_files()[-1] != self.checkpoints.path_for(self.step):
+        files = self.checkpoints.step_files()
+        if not files or files[-1] != self.checkpoints.path_for(self.step):
             self.validate()  # stopped by the time budget between two periodic steps
             self.save_checkpoint()
-            if self.diagnostics and self.probe is not None:
+            if self.diagnostics.enabled and self.probe is not None:
                 self.probe.report(self.model, self.tracker, self.step)  # the final heatmaps, always
-        if self.grad_steps:
-            from src.visualization import plot_grad_norm_heatmap
-
-            groups = list(self.grad_history)  # model order: embeddings, encoder, decoder, generator
-            matrix = [self.grad_history[g] for g in groups]
-            self.tracker.log_figure("gradient norms", "layer x step", plot_grad_norm_heatmap(groups, self.grad_steps, matrix), self.step)
+        self.diagnostics.log_heatmap(self.tracker, self.step)
         history = [json.loads(line) for line in self.history_path.read_text().splitlines() if line]
-        self._save_curves(history)
-        logger.info(f"trained {self.step} steps in {self.elapsed / 60:.1f} min; best valid loss {self.best_valid:.4f}")
+        save_curves(history, self.run_dir, self.step)
+        logger.info(f"trained {self.step} steps in {self.elapsed / 60:.1f} min; "
+                    f"best valid loss {self.best_valid:.4f}")
         return TrainResult(self.run_dir, self.step, self.best_valid, self.checkpoints.directory / "best.pt",
                            self.checkpoints.step_files()[-1], [row for row in history if "loss" in row],
                            [row for row in history if "valid_loss" in row])

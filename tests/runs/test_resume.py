@@ -51,7 +51,7 @@ def test_the_kernel_choice_may_change_but_the_task_may_not():
 def test_a_checkpoint_written_before_the_model_families_resumes():
     """Its stored model config lacks family/pooling/rnn_* keys: their defaults are what it was."""
     from src.config import config_to_dict
-    from src.training.trainer import check_same_shape
+    from src.training.checkpoint_format import check_same_shape
 
     requested = config_to_dict(load_config(TINY).model)
     old = {k: v for k, v in requested.items() if k not in ("family", "pooling", "rnn_bidirectional", "rnn_fast")}

@@ -220,7 +220,7 @@ def test_offline_session_holds_scalars_heatmaps_and_model(corpus_dir, tmp_path):
 
 
 def test_weight_decay_skips_biases_and_layer_norms_and_old_single_group_states_still_load(corpus_dir, tmp_path):
-    from src.training.trainer import regroup_optimizer_state
+    from src.training.checkpoint_format import regroup_optimizer_state
 
     trainer = make_trainer(corpus_dir, tmp_path / "run", max_steps=2, weight_decay=0.1)
     decay, no_decay = trainer.optimizer.param_groups

@@ -83,7 +83,7 @@ def tokenize(step: StepContext, data: dict[str, Any]) -> dict[str, Any]:
 
 
 def train(step: StepContext, tokenized: dict[str, Any], resume: bool) -> dict[str, Any]:
-    from src.inference.loader import inference_fields
+    from src.training.checkpoint_format import inference_fields
     from src.tasks.classification.task import ClassificationProbe, ClassificationTask, LabelledCorpus
 
     cfg = step.cfg

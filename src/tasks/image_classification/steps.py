@@ -89,7 +89,7 @@ def load_encoded(tokenized: dict[str, Any]):
 
 
 def train(step: StepContext, tokenized: dict[str, Any], resume: bool) -> dict[str, Any]:
-    from src.inference.loader import inference_fields
+    from src.training.checkpoint_format import inference_fields
     from src.tasks.image_classification.task import ImageAttentionProbe, ImageClassificationTask, ImageSplit
 
     cfg = step.cfg

@@ -87,7 +87,7 @@ def probe_for(cfg, tokenizer, text: str):
 
 def train(step: StepContext, tokenized: dict[str, Any], resume: bool) -> dict[str, Any]:
     from src.data.tokenizer import load_tokenizer
-    from src.inference.loader import inference_fields
+    from src.training.checkpoint_format import inference_fields
     from src.tasks.language_modeling.task import LanguageModelingTask, read_stream
     from src.tracking import resolve_input
 

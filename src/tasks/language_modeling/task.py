@@ -124,7 +124,7 @@ class LanguageModelingTask:
     vocab_size: int
     batch_size: int
     valid_max_tokens: int | None = None
-    probe: object | None = field(default=None)
+    probe: "LanguageModelProbe | None" = field(default=None)  # defined below
 
     def model_sizes(self) -> dict[str, int]:
         return {"vocab_size": self.vocab_size, "pad_id": PAD_ID}

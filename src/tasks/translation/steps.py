@@ -58,7 +58,7 @@ def tokenize(step: StepContext, data: dict[str, Any]) -> dict[str, Any]:
 
 def train(step: StepContext, tokenized: dict[str, Any], resume: bool) -> dict[str, Any]:
     """Train the Transformer; the best checkpoint becomes an output model of the step's task."""
-    from src.inference.loader import inference_fields
+    from src.training.checkpoint_format import inference_fields
     from src.tasks.translation.task import TranslationTask
     from src.training.loss import perplexity
 
