@@ -1,7 +1,7 @@
 """Frozen, strict configuration sections, one module each; ``src/experiment.py`` composes them into a run's config
 (and checks them against the task it names)."""
 
-from src.config.base import ConfigError, FrozenConfig, config_to_dict
+from src.config.base import ConfigError, FrozenConfig, ResumeError, config_to_dict
 from src.config.data import BatchingConfig, DataConfig, TokenizerConfig
 from src.config.evaluation import EvaluationConfig
 from src.config.model import ModelConfig
@@ -16,6 +16,7 @@ __all__ = [
     "EvaluationConfig",
     "FrozenConfig",
     "ModelConfig",
+    "ResumeError",
     "ServingConfig",
     "TokenizerConfig",
     "TrackingConfig",
