@@ -60,7 +60,8 @@ def start_run(cfg: ExperimentConfig, resume: bool, changes: dict[str, tuple]) ->
     if not resume:
         fields |= {"run_id": run_dir.name, "run_name": cfg.run_name, "created": now}
     else:
-        fields["resumes"] = [*state.get("resumes", []), {"time": now, "changes": {k: list(v) for k, v in changes.items()},
+        fields["resumes"] = [*state.get("resumes", []),
+                             {"time": now, "changes": {k: list(v) for k, v in changes.items()},
                                                          "reused": kept}]
         if changes:
             logger.info("resuming {} with changed settings: {}", run_dir, ", ".join(
@@ -82,7 +83,8 @@ def rebased(name: str, output: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     if "tokenizers" in moved:
         moved["tokenizers"] = {side: str(step_dir / Path(p).name) for side, p in moved["tokenizers"].items()}
     if "checkpoint" in moved:  # <run>/train/checkpoints/best.pt
-        moved["checkpoint"] = str(step_dir / Path(moved["checkpoint"]).parent.name / Path(moved["checkpoint"]).name)
+        moved["checkpoint"] = str(
+            step_dir / Path(moved["checkpoint"]).parent.name / Path(moved["checkpoint"]).name)
     if "metrics_path" in moved:
         moved["metrics_path"] = str(step_dir / Path(moved["metrics_path"]).name)
     return moved
@@ -113,7 +115,8 @@ def run_steps(cfg: ExperimentConfig, *, offline: bool | None = True, resume: boo
             if not where:  # it failed before its tracked task was open (e.g. starting the tracker)
                 where = str(save_traceback(run_dir / name, err))
                 update_status(run_dir, name, "failed", reason=f"{type(err).__name__}: {err}", traceback=where)
-            cause = user_line(err) or f"{type(err).__name__}: {err}"  # "disk full: ..." says more than its type
+            # "disk full: ..." says more than its type
+            cause = user_line(err) or f"{type(err).__name__}: {err}"
             raise PipelineError(f"step {name} failed: {cause} (traceback: {where})") from err
         update_status(run_dir, name, "completed", output=result)
         return result

@@ -51,7 +51,8 @@ def pipeline_plan(cfg: ExperimentConfig, queue: str | None, queues_file: str = Q
         target = queues.queue(name)
         plan_steps.append({
             "name": spec.name, "parents": list(spec.parents), "queue": name, "docker": target.docker_image,
-            "docker_args": " ".join(target.docker_args) or None, "docker_setup": target.docker_setup_script or None,
+            "docker_args": " ".join(target.docker_args) or None,
+                           "docker_setup": target.docker_setup_script or None,
             "cache": spec.cache, "kwargs": {"step": spec.name, "config": "${pipeline.config}", **spec.inputs},
         })
     return {
@@ -71,7 +72,8 @@ def describe_pipeline(cfg: ExperimentConfig, queue: str | None, queues_file: str
         after = " <- " + ", ".join(step["parents"]) if step["parents"] else ""
         cached = " [cached]" if step["cache"] else ""
         lines.append(f"  {step['name']}{after}{cached}")
-        lines.append(f"      queue {step['queue']!r}, docker {step['docker']!r} {step['docker_args'] or ''}".rstrip())
+        lines.append(
+            f"      queue {step['queue']!r}, docker {step['docker']!r} {step['docker_args'] or ''}".rstrip())
     lines += ["", "parameters:", json.dumps(plan["parameters"], indent=2)]
     return "\n".join(lines)
 
@@ -81,17 +83,20 @@ def build_pipeline(cfg: ExperimentConfig, queue: str | None, queues_file: str = 
     from src.orchestration import new_pipeline_controller, step_checkout
 
     plan = pipeline_plan(cfg, queue, queues_file)
-    checkout = step_checkout(REPO_ROOT)  # the agent clones this remote at this commit and runs the step from its root
+    # the agent clones this remote at this commit and runs the step from its root
+    checkout = step_checkout(REPO_ROOT)
     pipe = new_pipeline_controller(name=plan["pipeline"], project=plan["project"],
                                    packages=pinned_requirements(CONTROLLER_PACKAGES))
-    pipe.add_parameter("config", json.dumps(plan["parameters"]["config"]), "the whole ExperimentConfig as JSON")
+    pipe.add_parameter("config", json.dumps(plan["parameters"]["config"]),
+                       "the whole ExperimentConfig as JSON")
     for step, spec in zip(plan["steps"], STEPS):
         pipe.add_function_step(
             name=spec.name, function=run_pipeline_step, function_kwargs=step["kwargs"],
             function_return=["output"], parents=list(spec.parents) or None, task_type=spec.task_type,
             execution_queue=step["queue"], docker=step["docker"], docker_args=step["docker_args"],
             docker_bash_setup_script=step["docker_setup"],
-            cache_executed_step=spec.cache, project_name=plan["project"], task_name=f"{cfg.tracking.task_name}-{spec.name}",
+            cache_executed_step=spec.cache, project_name=plan["project"],
+                               task_name=f"{cfg.tracking.task_name}-{spec.name}",
             packages=REQUIREMENTS.as_posix(), **checkout,
             # as our Tracker: no torch.save/argparse hooks, metrics and models are reported explicitly
             auto_connect_frameworks=False, auto_connect_arg_parser=False,

@@ -41,7 +41,8 @@ def resumed_config(args: argparse.Namespace) -> tuple[ExperimentConfig, dict[str
     run_dir = resolve_run(args.resume, output_dir)
     stored_dict = read_json(run_dir / CONFIG_FILE)
     if not stored_dict:
-        raise FileNotFoundError(f"cannot resume {run_dir}: it has no {CONFIG_FILE} (made by an older version?)")
+        raise FileNotFoundError(f"cannot resume {run_dir}: it has no {CONFIG_FILE} (made by an older "
+                                "version?)")
     stored = validate_config(stored_dict, source=f"{run_dir / CONFIG_FILE}")
     base = stored_dict if args.config is None else None
     requested = (validate_config(apply_overrides(base, _overrides(args)), source="resumed config")
@@ -80,7 +81,8 @@ def choose_mode(args: argparse.Namespace) -> str:
     return "local"
 
 
-def print_summary(cfg: ExperimentConfig, outputs: dict[str, Any], mode: str, report: Path | None = None) -> None:
+def print_summary(cfg: ExperimentConfig, outputs: dict[str, Any], mode: str,
+                  report: Path | None = None) -> None:
     from src.tasks import TASKS
 
     lines = ["", f"run folder:      {cfg.run_dir}", *TASKS[cfg.task].summary(cfg, outputs)]
@@ -134,8 +136,8 @@ def run_pipeline_from_cli(args: argparse.Namespace) -> int:
 
         load_queue_config().queue(args.queue)
         if args.resume is not None:
-            raise ConfigError("--resume continues a run folder on this machine and cannot be combined with --queue "
-                              "(on a server, clone the pipeline task in the web UI and enqueue it)")
+            raise ConfigError("--resume continues a run folder on this machine and cannot be combined with "
+                              "--queue (on a server, clone the pipeline task in the web UI and enqueue it)")
     resume = args.resume is not None
     cfg, changes = resumed_config(args) if resume else (config_from_args(args), {})
     mode = choose_mode(args)
@@ -168,8 +170,8 @@ def run_pipeline_from_cli(args: argparse.Namespace) -> int:
         ensure_writable(cfg.output_dir, "output_dir")
     if not resume and cfg.run_id is None:
         cfg = cfg.model_copy(update={"run_id": new_run_dir(cfg.output_dir, cfg.run_name).name})
-    logger.info(f"running the pipeline {'offline' if mode == 'offline' else 'locally, tracked on the server'} "
-                f"in {cfg.run_dir}")
+    logger.info("running the pipeline "
+                f"{'offline' if mode == 'offline' else 'locally, tracked on the server'} in {cfg.run_dir}")
     try:
         outputs = run_steps(cfg, offline=True if mode == "offline" else False, resume=resume, changes=changes)
     except PipelineError as err:
@@ -177,7 +179,8 @@ def run_pipeline_from_cli(args: argparse.Namespace) -> int:
         if (report := try_write_report(cfg.run_dir)) is not None:  # what the run got to, for the post-mortem
             logger.info(f"report of the failed run: {report}")
         return 1
-    print_summary(cfg, outputs, mode, try_write_report(cfg.run_dir))  # best effort: a warning, never a failure
+    # best effort: a warning, never a failure
+    print_summary(cfg, outputs, mode, try_write_report(cfg.run_dir))
     return 0
 
 

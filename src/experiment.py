@@ -38,26 +38,32 @@ class ExperimentConfig(FrozenConfig):
 
     @model_validator(mode="after")
     def _settings_fit_the_task(self) -> "ExperimentConfig":
-        """The task's record (``src.tasks.TASKS``) says which families, sources, tokenizers and batching it takes."""
+        """The task's record (``src.tasks.TASKS``) says which families, sources, tokenizers and batching it
+        takes."""
         task = TASKS[self.task]
         if self.model.family not in task.families:
             raise ValueError(f"task={self.task!r} needs model.family in {sorted(task.families)}, "
                              f"got {self.model.family!r}")
         if self.data.source not in task.sources:
-            raise ValueError(f"task={self.task!r} reads data.source in {sorted(task.sources)}, got {self.data.source!r}")
+            raise ValueError(f"task={self.task!r} reads data.source in {sorted(task.sources)}, got "
+                             f"{self.data.source!r}")
         if task.batches == "items" and self.batching.batch_size is None:
             raise ValueError(f"task={self.task!r} batches fixed-size items: set batching.batch_size")
         if task.batches == "tokens" and self.batching.batch_size is not None:
-            raise ValueError(f"task={self.task!r} batches by tokens (batching.max_tokens); batching.batch_size is "
-                             f"for language modelling and images (got batch_size={self.batching.batch_size})")
+            raise ValueError(f"task={self.task!r} batches by tokens (batching.max_tokens); "
+                             "batching.batch_size is for language modelling and images (got "
+                             f"batch_size={self.batching.batch_size})")
         if not task.windows and self.batching.block_size is not None:
-            raise ValueError(f"batching.block_size is the language model's window; task={self.task!r} has none")
+            raise ValueError(f"batching.block_size is the language model's window; task={self.task!r} has "
+                             "none")
         block = self.batching.block_size or self.model.max_positions
         if block > self.model.max_positions:
-            raise ValueError(f"batching.block_size={block} exceeds model.max_positions={self.model.max_positions}: "
-                             "the model has no position for the later tokens of a window")
+            raise ValueError(f"batching.block_size={block} exceeds "
+                             f"model.max_positions={self.model.max_positions}: the model has no position for "
+                             "the later tokens of a window")
         if self.tokenizer.kind not in task.tokenizer_kinds:
-            uses = sorted(other.title for other in TASKS.values() if self.tokenizer.kind in other.tokenizer_kinds)
+            uses = sorted(
+                other.title for other in TASKS.values() if self.tokenizer.kind in other.tokenizer_kinds)
             raise ValueError(f"tokenizer.kind={self.tokenizer.kind!r} is for {' and '.join(uses)}, not "
                              f"task={self.task!r} (it takes tokenizer.kind in {sorted(task.tokenizer_kinds)})")
         task.check(self)
@@ -142,7 +148,8 @@ def validate_config(data: dict[str, Any], source: str = "config") -> ExperimentC
         for e in err.errors():
             loc = ".".join(str(p) for p in e["loc"])
             if not e["loc"] or e["type"] == "value_error" and isinstance(e.get("input"), dict):
-                lines.append(f"  {loc + ': ' if loc else ''}{e['msg'].removeprefix('Value error, ')}")  # a whole-section rule
+                # a whole-section rule
+                lines.append(f"  {loc + ': ' if loc else ''}{e['msg'].removeprefix('Value error, ')}")
             elif e["type"] == "extra_forbidden":
                 lines.append(f"  {loc}: unknown key (allowed: {', '.join(_allowed_keys(e['loc']))})")
             else:
@@ -154,7 +161,8 @@ def _allowed_keys(loc: tuple) -> list[str]:
     model: type[FrozenConfig] = ExperimentConfig
     for part in loc[:-1]:
         field = model.model_fields.get(str(part))
-        if field is None or not isinstance(field.annotation, type) or not issubclass(field.annotation, FrozenConfig):
+        if field is None or not isinstance(field.annotation, type) or not issubclass(field.annotation,
+                                                                                     FrozenConfig):
             break
         model = field.annotation
     return sorted(model.model_fields)

@@ -90,7 +90,8 @@ def once_per_session(tmp_path_factory: pytest.TempPathFactory, name: str, build:
 
 @pytest.fixture(scope="session")
 def tiny_runs(tmp_path_factory: pytest.TempPathFactory):
-    """Two ``train --config config/tiny.yaml`` runs, made once per session (tests/pipelines/conftest.py says more)."""
+    """Two ``train --config config/tiny.yaml`` runs, made once per session (tests/pipelines/conftest.py says
+    more)."""
     from tests.pipelines.conftest import make_tiny_runs
 
     return once_per_session(tmp_path_factory, "tiny_runs", make_tiny_runs)
@@ -98,7 +99,8 @@ def tiny_runs(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="session")
 def listops_run(tmp_path_factory: pytest.TempPathFactory):
-    """A completed ``train --config config/listops_tiny.yaml`` run (sliding-window attention), made once per session."""
+    """A completed ``train --config config/listops_tiny.yaml`` run (sliding-window attention), made once per
+    session."""
     from tests.pipelines.conftest import train_completed
 
     return once_per_session(tmp_path_factory, "listops_run",
@@ -107,7 +109,8 @@ def listops_run(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="session")
 def imdb_long_run(tmp_path_factory: pytest.TempPathFactory):
-    """A completed ``train --config config/imdb_long_tiny.yaml`` run (Longformer attention), made once per session."""
+    """A completed ``train --config config/imdb_long_tiny.yaml`` run (Longformer attention), made once per
+    session."""
     from tests.pipelines.conftest import imdb_data_dir, train_completed
 
     data_dir = imdb_data_dir()  # skips (or fails in CI) before any worker builds, when the CSV is missing
@@ -122,7 +125,8 @@ LONGEST_FIRST = ("tests/test_gpu_check.py", "tests/export/test_serving_banded.py
                  "tests/report/", "tests/lessons/", "tests/export/", "tests/serving/", "tests/training/")
 
 
-def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
+                                  items: list[pytest.Item]) -> None:
     """Longest files first (``LONGEST_FIRST``), and tests/tracking last. One of its in-process offline
     ClearML tasks leaves a reporter thread that, once a later test points the SDK at the stand-in,
     retries forever (the "Retrying ... _TokenManager__token" lines); the in-process training tests
@@ -131,7 +135,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 
     def rank(item: pytest.Item) -> tuple[bool, int]:
         path = item.nodeid.replace("\\", "/")
-        longest = next((i for i, prefix in enumerate(LONGEST_FIRST) if path.startswith(prefix)), len(LONGEST_FIRST))
+        longest = next((i for i, prefix in enumerate(LONGEST_FIRST) if path.startswith(prefix)),
+                       len(LONGEST_FIRST))
         return path.startswith("tests/tracking/"), longest
 
     items.sort(key=rank)  # stable: the order inside each file and each rank is kept

@@ -46,7 +46,8 @@ def imported_names(tree: ast.AST, package: str, modules: dict[str, Path] | None 
             if node.level:  # relative: from the package, one level up per extra dot
                 parts = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join([*parts, *([node.module] if node.module else [])])
-            names += [f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base for alias in node.names]
+            names += [
+                f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base for alias in node.names]
         names += imported_names(node, package, modules)
     return names
 
@@ -110,7 +111,8 @@ def package_imports() -> dict[str, set[str]]:
     deps: dict[str, set[str]] = defaultdict(set)
     for module, targets in module_imports().items():
         if module.startswith("src."):
-            deps[top_level(module)] |= {top_level(t) for t in targets if t.startswith("src.")} - {top_level(module)}
+            deps[top_level(module)] |= {top_level(t) for t in targets if t.startswith("src.")} - {
+                top_level(module)}
     return deps
 
 
@@ -158,7 +160,8 @@ def test_only_the_tracking_adapter_and_the_orchestration_package_import_clearml(
 
 
 def test_no_two_test_files_share_a_name():
-    """tests/ has no __init__.py files: pytest imports test modules by file name, so two of one name cannot both run."""
+    """tests/ has no __init__.py files: pytest imports test modules by file name, so two of one name cannot
+    both run."""
     from collections import Counter
 
     names = Counter(path.name for path in Path(__file__).parent.rglob("test_*.py"))

@@ -14,7 +14,8 @@ from src.config.files import CONFIG_DIR
 NOT_EXPERIMENTS = {"serving.yaml", "sweep_space.yaml"}
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in CONFIG_DIR.glob("*.yaml") if p.name not in NOT_EXPERIMENTS))
+@pytest.mark.parametrize(
+    "name", sorted(p.name for p in CONFIG_DIR.glob("*.yaml") if p.name not in NOT_EXPERIMENTS))
 def test_shipped_configs_validate(name):
     cfg = load_config(CONFIG_DIR / name)
     assert isinstance(cfg, ExperimentConfig)
@@ -27,8 +28,10 @@ def test_default_config_is_found_without_arguments():
 def test_dotted_overrides_are_typed(tmp_path):
     path = tmp_path / "c.json"
     path.write_text("{}")
-    cfg = load_config(path, ["model.d_model=512", "model.n_heads=8", "training.betas=[0.8, 0.9]", "model.norm_first=true"])
-    assert (cfg.model.d_model, cfg.model.n_heads, cfg.training.betas, cfg.model.norm_first) == (512, 8, (0.8, 0.9), True)
+    cfg = load_config(path, ["model.d_model=512", "model.n_heads=8", "training.betas=[0.8, 0.9]",
+                             "model.norm_first=true"])
+    assert (cfg.model.d_model, cfg.model.n_heads, cfg.training.betas, cfg.model.norm_first) == (
+        512, 8, (0.8, 0.9), True)
 
 
 def test_configs_are_frozen():
@@ -92,7 +95,8 @@ def test_json_and_yaml_load_the_same(tmp_path):
 
 
 @pytest.mark.parametrize(("overrides", "message"), [
-    (["task=classification"], "task='classification' needs model.family in ['encoder_classifier', 'gru_classifier', "
+    (["task=classification"],
+     "task='classification' needs model.family in ['encoder_classifier', 'gru_classifier', "
                               "'lstm_classifier', 'rnn_classifier'], got 'encoder_decoder'"),
     (["model.family=lstm_classifier"], "task='translation' needs model.family in ['encoder_decoder']"),
     (["task=classification", "model.family=encoder_classifier"],
@@ -105,10 +109,13 @@ def test_json_and_yaml_load_the_same(tmp_path):
     (["tokenizer.kind=char"], "tokenizer.kind='char' is for language modelling and text classification, not "
                               "task='translation' (it takes tokenizer.kind in ['bpe'])"),
     (["tokenizer.kind=byte"], "tokenizer.kind='byte' is for text classification, not task='translation'"),
-    (["batching.batch_size=32"], "task='translation' batches by tokens (batching.max_tokens); batching.batch_size is"),
-    (["batching.block_size=32"], "batching.block_size is the language model's window; task='translation' has none"),
+    (["batching.batch_size=32"],
+     "task='translation' batches by tokens (batching.max_tokens); batching.batch_size is"),
+    (["batching.block_size=32"],
+     "batching.block_size is the language model's window; task='translation' has none"),
     (["task=language_modeling", "model.family=decoder_lm", "data.source=prose", "batching.batch_size=8",
-      "batching.block_size=512", "model.max_positions=256"], "batching.block_size=512 exceeds model.max_positions=256"),
+      "batching.block_size=512", "model.max_positions=256"],
+     "batching.block_size=512 exceeds model.max_positions=256"),
     (["task=image_classification", "model.family=vit", "data.source=fashion_mnist", "batching.batch_size=8",
       "model.image_size=30"], "image_size=30 is not divisible by patch_size=4"),
     (["data.valid_count=100"], "valid_count and test_count are set together or not at all"),
@@ -116,7 +123,8 @@ def test_json_and_yaml_load_the_same(tmp_path):
 def test_the_model_family_and_data_must_fit_the_task(overrides, message):
     with pytest.raises(ConfigError) as err:
         load_config("config/tiny.yaml", overrides)
-    assert message in str(err.value) and "(got {" not in str(err.value)  # one rule, not the whole config dumped
+    # one rule, not the whole config dumped
+    assert message in str(err.value) and "(got {" not in str(err.value)
 
 
 @pytest.mark.parametrize(("config", "overrides", "message"), [
@@ -130,7 +138,8 @@ def test_the_model_family_and_data_must_fit_the_task(overrides, message):
      "[CLS] + up to 100 words (data.listops_max_length=100); expected >= 101"),
     ("config/listops_tiny.yaml", ["data.listops_parentheses=true", "data.max_chars=1000"],
      "[CLS] + up to 298 words (data.listops_max_length=100, with parentheses); expected >= 299"),
-    ("config/listops_tiny.yaml", ["data.max_chars=300"], "max_chars=300 would drop ListOps expressions as too_long"),
+    ("config/listops_tiny.yaml", ["data.max_chars=300"],
+     "max_chars=300 would drop ListOps expressions as too_long"),
 ])
 def test_tokenizer_kinds_and_text_lengths_must_fit_the_task_and_model(config, overrides, message):
     with pytest.raises(ConfigError) as err:

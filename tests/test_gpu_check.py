@@ -38,7 +38,8 @@ def dry_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, dict]:
     if not Path("/usr/share/trans/de-en").exists():
         missing_data("the Ding corpus (Debian's trans-de-en) is not installed; config/gpu.yaml trains on it")
     tmp = tmp_path_factory.mktemp("gpu_check")
-    env = {k: v for k, v in clean_env(tmp / "home").items() if not k.startswith("PYTEST_")}  # not a pytest worker
+    # not a pytest worker
+    env = {k: v for k, v in clean_env(tmp / "home").items() if not k.startswith("PYTEST_")}
     env["PYTHON"] = sys.executable
     out = tmp / "result" / "gpu-check.json"
     proc = subprocess.Popen([str(SCRIPT), "--dry-run", "--out", str(out), "--work-dir", str(tmp / "work")],
@@ -49,7 +50,8 @@ def dry_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, dict]:
     finally:
         kill_process_group(proc)
     assert proc.returncode == 0, f"{stdout[-2000:]}\n{stderr[-5000:]}\n{out.read_text() if out.exists() else ''}"
-    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr), json.loads(out.read_text())
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr), json.loads(
+        out.read_text())
 
 
 def test_the_dry_run_passes_every_stage_and_fills_the_fields_the_gpu_run_reports(dry_run):
@@ -88,14 +90,17 @@ def test_the_dry_run_passes_every_stage_and_fills_the_fields_the_gpu_run_reports
     assert serving["device"] == "cpu" and serving["task"] == "translate"
     assert {(r["mode"], r["concurrency"]) for r in serving["rows"]} == {
         (mode, c) for mode in ("batching on", "batching off") for c in (1, 2)}
-    assert all(r["errors"] == 0 and r["sentences_per_s"] > 0 and r["p99_ms"] >= r["p50_ms"] for r in serving["rows"])
+    assert all(
+        r["errors"] == 0 and r["sentences_per_s"] > 0 and r["p99_ms"] >= r["p50_ms"] for r in serving["rows"])
     assert sorted(k for k in serving if k.startswith("speedup")) == [
         "speedup_batching_c2_over_sequential", "speedup_batching_on_over_off_c2"]
 
 
 def option_names(command: list[str]) -> set[str]:
     """The options of a command line: ``--name`` flags and ``section.key=`` overrides."""
-    return {part.split("=")[0] for part in command if part.startswith("--") or ("=" in part and "." in part.split("=")[0])}
+    return {
+        part.split("=")[0] for part in command if part.startswith("--") or (
+            "=" in part and "." in part.split("=")[0])}
 
 
 def test_the_gpu_run_uses_no_option_the_dry_run_leaves_out(tmp_path):
@@ -103,7 +108,8 @@ def test_the_gpu_run_uses_no_option_the_dry_run_leaves_out(tmp_path):
     for name in gpu_check.STAGES:
         commands = {}
         for dry in (False, True):
-            ctx = {"dry_run": dry, "work": tmp_path, "limits": gpu_check.LIMITS_S, "run": str(tmp_path / "run")}
+            ctx = {"dry_run": dry, "work": tmp_path, "limits": gpu_check.LIMITS_S,
+                   "run": str(tmp_path / "run")}
             commands[dry] = gpu_check.STAGES[name](ctx)[0]
         missing = option_names(commands[False]) - option_names(commands[True])
         assert not missing, f"{name}: the GPU run's {sorted(missing)} are not in the dry run {commands[True]}"
@@ -120,10 +126,12 @@ def test_a_hung_stage_is_stopped_at_its_limit_and_the_next_stage_still_runs(tmp_
     monkeypatch.setattr(gpu_check, "LIMITS_S", {**gpu_check.LIMITS_S, "environment": 2, "bench": 30})
     monkeypatch.setitem(gpu_check.STAGES, "environment", lambda ctx: ([sys.executable, "-c", hang], None))
     monkeypatch.setitem(gpu_check.STAGES, "bench", lambda ctx: (
-        [sys.executable, "-c", "print('{\"x\": 1}')"], lambda code, out: ("ok", gpu_check.json_of(out, "bench"))))
+        [sys.executable, "-c", "print('{\"x\": 1}')"], lambda code, out: (
+            "ok", gpu_check.json_of(out, "bench"))))
     out = tmp_path / "result.json"
     start = time.monotonic()
-    status = gpu_check.main(["--stages", "environment", "bench", "--out", str(out), "--work-dir", str(tmp_path)])
+    status = gpu_check.main(["--stages", "environment", "bench", "--out", str(out), "--work-dir",
+                             str(tmp_path)])
     report = json.loads(out.read_text())
     assert status == 1 and report["all_ok"] is False and time.monotonic() - start < 30
     assert report["stages"]["environment"]["status"] == "timeout" and "limit of 2 s" in report["stages"]["environment"]["error"]
@@ -166,7 +174,8 @@ def test_a_failing_gpu_test_fails_its_stage_with_the_test_named(tmp_path, monkey
     assert gpu_check.main(["--stages", "gpu_tests", "--out", str(out), "--work-dir", str(tmp_path)]) == 1
     stage = json.loads(out.read_text())["stages"]["gpu_tests"]
     assert stage["status"] == "failed" and "tests.test_x::test_bf16" in stage["error"]
-    assert {k: stage["result"][k] for k in ("selected", "passed", "failed")} == {"selected": 2, "passed": 1, "failed": 1}
+    assert {k: stage["result"][k] for k in ("selected", "passed", "failed")} == {"selected": 2, "passed": 1,
+                                                                                 "failed": 1}
     assert stage["result"]["outcomes"]["tests.test_x::test_bf16"] == "failed: assert 0.3 < 0.01"
 
 

@@ -101,7 +101,8 @@ class DataConfig(FrozenConfig):
             raise ValueError("valid_count and test_count are set together or not at all "
                              f"(got valid_count={self.valid_count}, test_count={self.test_count})")
         if self.source == "imdb" and self.ding_extra_train_phrases:
-            raise ValueError("ding_extra_train_phrases adds Ding dictionary pairs; it needs source='ding' (got 'imdb')")
+            raise ValueError("ding_extra_train_phrases adds Ding dictionary pairs; it needs source='ding' "
+                             "(got 'imdb')")
         if self.source == "listops":
             self._listops_fits()
         if self.source == "ding" and {self.src_lang, self.tgt_lang} != {"de", "en"}:
@@ -117,8 +118,8 @@ class DataConfig(FrozenConfig):
         # the rules of src/data/listops.py (check_listops_settings, max_listops_chars), restated here so
         # that config does not import data; tests/data/test_listops.py holds the two together
         if self.listops_max_args < 2:
-            raise ValueError(f"an operator takes 2 to listops_max_args arguments (expected listops_max_args >= 2, "
-                             f"got {self.listops_max_args})")
+            raise ValueError("an operator takes 2 to listops_max_args arguments (expected listops_max_args "
+                             f">= 2, got {self.listops_max_args})")
         if self.listops_min_length > self.listops_max_length:
             raise ValueError(f"expected listops_min_length <= listops_max_length, got listops_min_length="
                              f"{self.listops_min_length}, listops_max_length={self.listops_max_length}")
@@ -126,12 +127,13 @@ class DataConfig(FrozenConfig):
         for _ in range(self.listops_max_depth - 1):
             longest = 2 + self.listops_max_args * longest
         if self.listops_min_length > longest:
-            raise ValueError(f"trees of depth <= {self.listops_max_depth} with <= {self.listops_max_args} arguments "
-                             f"are at most {longest} tokens long (expected listops_min_length <= {longest}, got "
-                             f"{self.listops_min_length})")
+            raise ValueError(f"trees of depth <= {self.listops_max_depth} with <= {self.listops_max_args} "
+                             f"arguments are at most {longest} tokens long (expected listops_min_length <= "
+                             f"{longest}, got {self.listops_min_length})")
         if self.max_rows is not None:
-            raise ValueError(f"source='listops' generates data.listops_rows expressions; max_rows is for sources "
-                             f"that are read (got max_rows={self.max_rows}, listops_rows={self.listops_rows})")
+            raise ValueError("source='listops' generates data.listops_rows expressions; max_rows is for "
+                             f"sources that are read (got max_rows={self.max_rows}, "
+                             f"listops_rows={self.listops_rows})")
         n = self.listops_max_length  # tokens of <= 4 characters ("[MAX") and a space; n - 1 "( " + " )" pairs
         chars = 5 * n - 1 + (4 * (n - 1) if self.listops_parentheses else 0)
         if self.max_chars < chars:

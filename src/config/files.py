@@ -53,7 +53,8 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path} is not valid {path.suffix.lstrip('.').upper()}: {err}") from err
     if data is None:
         raise ConfigError(f"config file {path} holds no settings (it is empty or only comments); "
-                          "expected a mapping such as 'model: {d_model: 64}', or leave --config out for the default")
+                          "expected a mapping such as 'model: {d_model: 64}', or leave --config out for the "
+                          "default")
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping at the top level, got {type(data).__name__}")
     return data

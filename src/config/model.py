@@ -27,7 +27,8 @@ class ModelConfig(FrozenConfig):
                     "rnn_classifier", "decoder_lm", "vit"] = "encoder_decoder"
     pooling: Literal["cls", "mean"] = "cls"  # encoder_classifier: [CLS] state or mean of the real tokens
     rnn_bidirectional: bool = True  # lstm/gru/rnn_classifier: read the text both ways
-    rnn_fast: bool = True  # lstm/gru/rnn_classifier: PyTorch's kernel on the same weights (False: the equations)
+    # lstm/gru/rnn_classifier: PyTorch's kernel on the same weights (False: the equations)
+    rnn_fast: bool = True
     d_model: PositiveInt = 256
     n_heads: PositiveInt = 4
     n_encoder_layers: PositiveInt = 3
@@ -51,7 +52,8 @@ class ModelConfig(FrozenConfig):
     # `global_tokens` positions, which attend to every token and are attended by every token
     attention: Literal["full", "sliding_window", "longformer"] = "full"
     window: PositiveInt | None = None  # one-sided; Hugging Face's attention_window is 2 * window
-    # longformer only (ignored otherwise): global positions ([CLS] is 0); those beyond a text's end are skipped
+    # longformer only (ignored otherwise): global positions ([CLS] is 0); those beyond a text's end are
+    # skipped
     global_tokens: tuple[NonNegativeInt, ...] = (0,)
     layer_norm_eps: float = 1e-5
     # vit: square images of image_size pixels with in_channels channels, cut into patch_size patches
@@ -68,21 +70,25 @@ class ModelConfig(FrozenConfig):
             )
         if self.family == "vit" and self.image_size % self.patch_size != 0:
             raise ValueError(f"image_size={self.image_size} is not divisible by patch_size={self.patch_size} "
-                             f"(expected image_size % patch_size == 0, got remainder {self.image_size % self.patch_size})")
+                             "(expected image_size % patch_size == 0, got remainder "
+                             f"{self.image_size % self.patch_size})")
         if self.attention == "full" and self.window is not None:
             raise ValueError(f"model.window={self.window} is for attention='sliding_window' or 'longformer' "
                              "(got attention='full')")
         if self.attention != "full" and self.window is None:
-            raise ValueError(f"model.attention={self.attention!r} needs model.window (tokens seen on each side)")
-        if len(set(self.global_tokens)) != len(self.global_tokens) or max(self.global_tokens, default=0) >= self.max_positions:
-            raise ValueError(f"model.global_tokens must be distinct positions below max_positions={self.max_positions}, "
-                             f"got {list(self.global_tokens)}")
+            raise ValueError(f"model.attention={self.attention!r} needs model.window (tokens seen on each "
+                             "side)")
+        if len(set(self.global_tokens)) != len(self.global_tokens) or max(self.global_tokens,
+                                                                          default=0) >= self.max_positions:
+            raise ValueError("model.global_tokens must be distinct positions below "
+                             f"max_positions={self.max_positions}, got {list(self.global_tokens)}")
         if self.attention == "longformer" and not self.global_tokens:
-            raise ValueError("attention='longformer' needs at least one global token (e.g. global_tokens: [0], the [CLS])")
+            raise ValueError("attention='longformer' needs at least one global token (e.g. global_tokens: "
+                             "[0], the [CLS])")
         fits = {"encoder_classifier": {"full", "sliding_window", "longformer"},
                 "decoder_lm": {"full", "sliding_window"}}.get(self.family, {"full"})
         if self.attention not in fits:
-            raise ValueError(f"model.attention={self.attention!r} is not available for family={self.family!r} "
-                             f"(it takes {sorted(fits)}: sliding windows pay off on long inputs, and longformer's "
-                             "global tokens need a bidirectional encoder)")
+            raise ValueError(f"model.attention={self.attention!r} is not available for "
+                             f"family={self.family!r} (it takes {sorted(fits)}: sliding windows pay off on "
+                             "long inputs, and longformer's global tokens need a bidirectional encoder)")
         return self

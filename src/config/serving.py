@@ -15,7 +15,8 @@ SERVING_CONFIG_PATH = CONFIG_DIR / "serving.yaml"
 class ServingConfig(FrozenConfig):
     """Limits and micro-batching of ``python -m src.main serve``; every request is checked against them."""
 
-    model_config = ConfigDict(allow_inf_nan=False)  # a NaN or infinite timeout or window is a mistake, not a setting
+    # a NaN or infinite timeout or window is a mistake, not a setting
+    model_config = ConfigDict(allow_inf_nan=False)
     host: str = "127.0.0.1"
     port: conint(ge=0, le=65535) = 8000  # 0: any free port (serve logs the one it took)
     backend: Literal["torch", "onnx"] = "torch"
@@ -32,8 +33,9 @@ class ServingConfig(FrozenConfig):
     max_new_tokens: conint(ge=1) = 512
     model_fetch_timeout_s: confloat(gt=0.0) = 120.0  # a ClearML model: lookup and download, all of it
     graceful_shutdown_s: confloat(gt=0.0) = 30.0  # SIGTERM: how long requests in flight may still take
-    # slow clients: each request (headers and body) must arrive within request_timeout_s (else 408, closed); an idle
-    # keep-alive connection is closed after keep_alive_s; request line and headers over max_header_bytes: 431 (or 400)
+    # slow clients: each request (headers and body) must arrive within request_timeout_s (else 408, closed);
+    # an idle keep-alive connection is closed after keep_alive_s; request line and headers over
+    # max_header_bytes: 431 (or 400)
     request_timeout_s: confloat(gt=0.0, le=3600.0) = 15.0
     keep_alive_s: confloat(gt=0.0, le=3600.0) = 5.0
     max_header_bytes: conint(ge=1024) = 16384
@@ -43,7 +45,8 @@ class ServingConfig(FrozenConfig):
         if self.default_beam > self.max_beam:
             raise ValueError(f"default_beam={self.default_beam} exceeds max_beam={self.max_beam}")
         if self.default_new_tokens > self.max_new_tokens:
-            raise ValueError(f"default_new_tokens={self.default_new_tokens} exceeds max_new_tokens={self.max_new_tokens}")
+            raise ValueError(f"default_new_tokens={self.default_new_tokens} exceeds "
+                             f"max_new_tokens={self.max_new_tokens}")
         if self.max_chars_per_text > self.max_body_bytes:
             raise ValueError(f"max_chars_per_text={self.max_chars_per_text} cannot fit in "
                              f"max_body_bytes={self.max_body_bytes}")

@@ -26,12 +26,14 @@ def classify_texts(trained: InferenceModel, texts: list[str], batch_size: int = 
     from src.tasks.classification.task import encode_texts
 
     if trained.family not in TEXT_CLASSIFIERS:
-        raise ValueError(f"{trained.path} holds a {trained.family} model; classify needs one of {sorted(TEXT_CLASSIFIERS)}")
+        raise ValueError(f"{trained.path} holds a {trained.family} model; classify needs one of "
+                         f"{sorted(TEXT_CLASSIFIERS)}")
     cleaned = [clean_html(text) for text in texts]
     blank = [i for i, text in enumerate(cleaned) if not text]
     if blank:
         raise ValueError(f"texts at positions {blank} are empty after cleaning; expected non-blank text")
-    ids, _ = encode_texts(trained.tokenizers["text"], cleaned, trained.config.tokenizer.max_tokens_per_sentence)
+    ids, _ = encode_texts(trained.tokenizers["text"], cleaned,
+                          trained.config.tokenizer.max_tokens_per_sentence)
     pad = trained.special_ids["pad"]
     rows: list[torch.Tensor] = []
     for start in range(0, len(ids), batch_size):

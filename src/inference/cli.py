@@ -19,7 +19,8 @@ SPLITS = {"test": "test", "valid": "validation"}
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", metavar="RUN_OR_CHECKPOINT",
                         help="a checkpoint file, a run folder, a run id or name under --runs-dir, or 'latest'")
-    parser.add_argument("--runs-dir", default="runs", help="where run ids and names are looked up (default: runs)")
+    parser.add_argument("--runs-dir", default="runs",
+                        help="where run ids and names are looked up (default: runs)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                         help="where the model runs (auto: CUDA if present)")
 
@@ -32,10 +33,13 @@ def add_backend_argument(parser: argparse.ArgumentParser) -> None:
 
 def add_translate_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser)
-    parser.add_argument("text", nargs="*", help="sentences to translate; none: read standard input, one per line")
+    parser.add_argument("text", nargs="*",
+                        help="sentences to translate; none: read standard input, one per line")
     parser.add_argument("--beam", type=POSITIVE_INT, default=1, help="beam size (1: greedy, the default)")
-    parser.add_argument("--max-len", type=POSITIVE_INT, default=None, help="most tokens generated per sentence")
-    parser.add_argument("--batch-size", type=POSITIVE_INT, default=32, help="sentences decoded together (default 32)")
+    parser.add_argument("--max-len", type=POSITIVE_INT, default=None,
+                        help="most tokens generated per sentence")
+    parser.add_argument("--batch-size", type=POSITIVE_INT, default=32,
+                        help="sentences decoded together (default 32)")
     add_backend_argument(parser)
 
 
@@ -43,17 +47,20 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser)
     parser.add_argument("--split", default="test",
                         help="test or valid (the run's own held-out split), or a file of the model's kind: "
-                             "sentence pairs (.tsv/.csv/.jsonl/.parquet) for translation, labelled texts (the same "
-                             "kinds) for a text classifier, plain text (.txt) for a language model, an image folder "
-                             "(one subfolder per class) or an IDX images file for a ViT")
+                             "sentence pairs (.tsv/.csv/.jsonl/.parquet) for translation, labelled texts "
+                             "(the same kinds) for a text classifier, plain text (.txt) for a language "
+                             "model, an image folder (one subfolder per class) or an IDX images file for a "
+                             "ViT")
     parser.add_argument("--max-sentences", type=POSITIVE_INT, default=None, metavar="N",
                         help="score only the first N pairs")
     parser.add_argument("--output", type=output_file, default=None,
-                        help="metrics JSON to write (default: the run folder's evaluate/, else beside the checkpoint)")
+                        help="metrics JSON to write (default: the run folder's evaluate/, else beside the "
+                             "checkpoint)")
 
 
 def translate_command(args: argparse.Namespace) -> Iterator[str]:
-    """One translation per sentence given, or per line of standard input as the lines arrive (printed by ``src.main``).
+    """One translation per sentence given, or per line of standard input as the lines arrive (printed by
+    ``src.main``).
 
     A line of standard input that is not UTF-8 is named on stderr and gets an empty line, so that
     output line N still answers input line N; the valid lines are translated, and a ValueError
@@ -63,12 +70,15 @@ def translate_command(args: argparse.Namespace) -> Iterator[str]:
     from src.inference.translate import translate_texts
     from src.runs import resolve_checkpoint
 
-    trained = load_for_inference(resolve_checkpoint(args.run, args.runs_dir), args.device, backend=args.backend)
+    trained = load_for_inference(resolve_checkpoint(args.run, args.runs_dir), args.device,
+                                 backend=args.backend)
     if trained.family != "encoder_decoder":
-        raise ValueError(f"{trained.path} holds a {trained.family} model; translate needs a translation model")
+        raise ValueError(
+            f"{trained.path} holds a {trained.family} model; translate needs a translation model")
 
     def translated(texts: list[str]) -> list[str]:
-        return translate_texts(trained, texts, beam=args.beam, max_len=args.max_len, batch_size=args.batch_size)
+        return translate_texts(trained, texts, beam=args.beam, max_len=args.max_len,
+                               batch_size=args.batch_size)
 
     if args.text:
         yield from translated(list(args.text))
@@ -88,8 +98,8 @@ def translate_command(args: argparse.Namespace) -> Iterator[str]:
         yield from translated(texts)
     if bad:
         shown = ", ".join(map(str, bad[:10])) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
-        raise ValueError(f"standard input: {len(bad)} line(s) not UTF-8 (line {shown}), left empty in the output; "
-                         "the other lines are translated")
+        raise ValueError(f"standard input: {len(bad)} line(s) not UTF-8 (line {shown}), left empty in the "
+                         "output; the other lines are translated")
 
 
 def stdin_lines(stream: BinaryIO, batch_size: int) -> Iterator[list[tuple[int, bytes]]]:
@@ -124,7 +134,8 @@ def utf8_text(data: bytes, what: str, first_line: int = 1) -> str:
 
 
 def evaluate_command(args: argparse.Namespace) -> str:
-    """Score a checkpoint of any family on its run's test/valid split or on a file; print and write the metrics."""
+    """Score a checkpoint of any family on its run's test/valid split or on a file; print and write the
+    metrics."""
     from src.evaluation.evaluate import save_metrics
     from src.inference.splits import score_split
     from src.inference.loader import load_for_inference

@@ -28,7 +28,8 @@ class InferenceModel:
 
     model: torch.nn.Module
     config: ExperimentConfig
-    tokenizers: dict[str, Any]  # "src", "tgt" (translation) or "text" -> tokenizers.Tokenizer; none for images
+    # "src", "tgt" (translation) or "text" -> tokenizers.Tokenizer; none for images
+    tokenizers: dict[str, Any]
     special_ids: dict[str, int]
     family: str
     step: int
@@ -39,7 +40,8 @@ class InferenceModel:
 
     @property
     def device(self) -> torch.device:
-        """Where the model's inputs go: its parameters' device; the CPU for a model without any (ONNX Runtime)."""
+        """Where the model's inputs go: its parameters' device; the CPU for a model without any (ONNX
+        Runtime)."""
         first = next(self.model.parameters(), None)
         return first.device if first is not None else torch.device("cpu")
 
@@ -47,7 +49,8 @@ class InferenceModel:
 BACKENDS = ("torch", "onnx")
 
 
-def load_for_inference(path: str | Path, device: str | torch.device = "auto", backend: str = "torch") -> InferenceModel:
+def load_for_inference(path: str | Path, device: str | torch.device = "auto",
+                       backend: str = "torch") -> InferenceModel:
     """Rebuild the model and tokenizers from checkpoint ``path`` alone, on ``device`` (auto: CUDA if present).
 
     Args:
@@ -77,12 +80,14 @@ def _load_torch(path: Path, device: str | torch.device) -> InferenceModel:
     model = build(config.model, **model_sizes(state["family"], tokenizers, labels, special["pad"]))
     model.load_state_dict(state["model"])
     model = model.to(resolve_device(str(device))).eval()
-    return InferenceModel(model, config, tokenizers, special, state["family"], int(state["step"]), path, labels,
+    return InferenceModel(model, config, tokenizers, special, state["family"], int(state["step"]), path,
+                          labels,
                           state.get("image_stats"))
 
 
 def default_export_dir(checkpoint: Path) -> Path:
-    """Where a checkpoint's export goes by default: ``<run>/export``, else ``<name>.export`` beside the file."""
+    """Where a checkpoint's export goes by default: ``<run>/export``, else ``<name>.export`` beside the
+    file."""
     from src.runs import run_dir_of_checkpoint
 
     run_dir = run_dir_of_checkpoint(checkpoint)
@@ -101,10 +106,12 @@ def _load_onnx(path: Path, device: str) -> InferenceModel:
     manifest = read_manifest(folder)
     config = validate_config(json.loads((folder / manifest["config"]).read_text(encoding="utf-8")),
                              source=f"config of the export in {folder}")
-    tokenizers = {side: Tokenizer.from_file(str(folder / name)) for side, name in manifest["tokenizers"].items()}
+    tokenizers = {
+        side: Tokenizer.from_file(str(folder / name)) for side, name in manifest["tokenizers"].items()}
     special = {k: int(v) for k, v in manifest["special_ids"].items()}
     model = load_onnx_model(folder, manifest, special["pad"], config.model.max_positions)
-    return InferenceModel(model, config, tokenizers, special, manifest["family"], int(manifest["checkpoint"]["step"]),
+    return InferenceModel(model, config, tokenizers, special, manifest["family"],
+                          int(manifest["checkpoint"]["step"]),
                           path, list(manifest["labels"]), manifest["image_stats"])
 
 
@@ -112,7 +119,8 @@ EXPORT_TIMEOUT_S = 600.0  # an on-demand export of any model here takes well und
 
 
 def _fresh_export(checkpoint: Path, timeout_s: float = EXPORT_TIMEOUT_S) -> Path:
-    """The export folder of ``checkpoint``, exporting it first (in a subprocess) if missing or of another file.
+    """The export folder of ``checkpoint``, exporting it first (in a subprocess) if missing or of another
+    file.
 
     The export runs as ``python -m src.main export``: the exporter (``src/export``) is built on this
     package, so importing it here would make the two packages import each other. It writes into a
@@ -125,7 +133,8 @@ def _fresh_export(checkpoint: Path, timeout_s: float = EXPORT_TIMEOUT_S) -> Path
     import sys
     import tempfile
 
-    load_checkpoint(checkpoint)  # a clear CheckpointError for a file that is not a checkpoint, before exporting
+    # a clear CheckpointError for a file that is not a checkpoint, before exporting
+    load_checkpoint(checkpoint)
     folder = default_export_dir(checkpoint)
     digest = file_sha256(checkpoint)
     if _export_digest(folder) == digest:
@@ -136,18 +145,21 @@ def _fresh_export(checkpoint: Path, timeout_s: float = EXPORT_TIMEOUT_S) -> Path
     try:
         command = [sys.executable, "-m", "src.main", "export", str(checkpoint), "--out", str(staging)]
         try:
-            done = subprocess.run(command, cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True,
+            done = subprocess.run(command, cwd=Path(__file__).resolve().parents[2], capture_output=True,
+                                  text=True,
                                   timeout=timeout_s, check=False)
         except subprocess.TimeoutExpired:
-            raise CheckpointError(f"exporting {checkpoint} to ONNX did not finish within {timeout_s:g} s and was "
-                                  f"stopped; run `python -m src.main export {checkpoint}` to see where it stalls, "
-                                  "or serve with --backend torch") from None
+            raise CheckpointError(f"exporting {checkpoint} to ONNX did not finish within {timeout_s:g} s and "
+                                  f"was stopped; run `python -m src.main export {checkpoint}` to see where "
+                                  "it stalls, or serve with --backend torch") from None
         if done.returncode != 0:
             refusal = _logged_error(done.stderr)
-            if refusal is not None:  # the export command's own one-line error: the reason, as the user would see it
+            # the export command's own one-line error: the reason, as the user would see it
+            if refusal is not None:
                 raise CheckpointError(f"exporting {checkpoint} to ONNX failed: {refusal}")
             tail = "\n".join(done.stderr.strip().splitlines()[-5:])
-            raise CheckpointError(f"exporting {checkpoint} to ONNX failed (exit code {done.returncode}):\n{tail}")
+            raise CheckpointError(f"exporting {checkpoint} to ONNX failed (exit code "
+                                  f"{done.returncode}):\n{tail}")
         _move_into_place(staging, folder, digest)
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # gone already once renamed
@@ -170,7 +182,8 @@ def _export_digest(folder: Path) -> str | None:
 
 
 def _logged_error(stderr: str) -> str | None:
-    """The message of the last ERROR line loguru wrote to ``stderr`` (``... | ERROR | where - message``), if any."""
+    """The message of the last ERROR line loguru wrote to ``stderr`` (``... | ERROR | where - message``), if
+    any."""
     import re
 
     errors = re.findall(r"^\S+ \S+ \| ERROR\s+\| \S+ - (.+)$", stderr, re.MULTILINE)
@@ -178,7 +191,8 @@ def _logged_error(stderr: str) -> str | None:
 
 
 def _move_into_place(staging: Path, folder: Path, digest: str) -> None:
-    """Rename the complete export ``staging`` to ``folder`` (one atomic rename); keep an export of ``digest`` already there."""
+    """Rename the complete export ``staging`` to ``folder`` (one atomic rename); keep an export of ``digest``
+    already there."""
     import shutil
     import uuid
 
@@ -212,12 +226,14 @@ def file_sha256(path: Path) -> str:
 
 
 def model_sizes(family: str, tokenizers: dict[str, Any], labels: list[str], pad_id: int) -> dict[str, int]:
-    """What ``build`` needs besides the model config, from what the checkpoint carries (``task.model_sizes()`` at training)."""
+    """What ``build`` needs besides the model config, from what the checkpoint carries
+    (``task.model_sizes()`` at training)."""
     if family == "vit":  # images: no tokenizer, the classes only
         return {"n_classes": len(labels)}
     if family == "decoder_lm":
         return {"vocab_size": tokenizers["text"].get_vocab_size(), "pad_id": pad_id}
     if "text" in tokenizers:  # a text classifier: one tokenizer, and its classes
         return {"vocab_size": tokenizers["text"].get_vocab_size(), "n_classes": len(labels), "pad_id": pad_id}
-    return {"src_vocab_size": tokenizers["src"].get_vocab_size(), "tgt_vocab_size": tokenizers["tgt"].get_vocab_size(),
+    return {"src_vocab_size": tokenizers["src"].get_vocab_size(),
+            "tgt_vocab_size": tokenizers["tgt"].get_vocab_size(),
             "pad_id": pad_id}

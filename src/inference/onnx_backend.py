@@ -29,7 +29,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-MANIFEST = "export.json"  # the export folder's manifest, written by src/export/exporter.py (which imports this)
+# the export folder's manifest, written by src/export/exporter.py (which imports this)
+MANIFEST = "export.json"
 # format 2: the graphs were checked against PyTorch at export (the manifest's "checked"); an export of
 # format 1 was not, and may give other answers (NaN for padded rows of a sliding-window model).
 # format 3: one key and one value tensor per decoder layer (past_key_i, ...) instead of one stacked
@@ -59,8 +60,8 @@ class _Graph:
         if threads:
             options.intra_op_num_threads = threads
         # ORT's threads spin for a while after each run by default; between two decoding steps PyTorch picks
-        # the next tokens (argmax, beam bookkeeping) on the same cores, and its OpenMP threads then wait for the
-        # spinning ones: a (32, 4000) argmax took 17 ms instead of well under 1 ms (issue 30)
+        # the next tokens (argmax, beam bookkeeping) on the same cores, and its OpenMP threads then wait for
+        # the spinning ones: a (32, 4000) argmax took 17 ms instead of well under 1 ms (issue 30)
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.input_names = [i.name for i in self.session.get_inputs()]
@@ -99,7 +100,8 @@ def _rows(values: list[Value], index: np.ndarray, io_binding: bool) -> list[Valu
 
 
 class LayerCache:
-    """The self-attention keys and values of every decoder layer, (B, H, T, D/H) each, empty until the first step.
+    """The self-attention keys and values of every decoder layer, (B, H, T, D/H) each, empty until the first
+    step.
 
     The values are the graph's last ``present_*`` outputs (numpy arrays, or OrtValues with I/O binding),
     fed back as ``past_*``. Beam search
@@ -143,7 +145,8 @@ class CrossMemory:
 
     def repeat_interleave(self, repeats: int, dim: int = 0) -> "CrossMemory":
         if dim != 0:
-            raise ValueError(f"the cross-attention memory repeats along the batch axis (dim=0), got dim={dim}")
+            raise ValueError(
+                f"the cross-attention memory repeats along the batch axis (dim=0), got dim={dim}")
         first = _numpy(self.values[0])
         index = np.repeat(np.arange(first.shape[0]), repeats)
         return CrossMemory(_rows(self.values, index, self.io_binding), self.io_binding)
@@ -166,25 +169,28 @@ class OnnxEncoderDecoder(nn.Module):
         self.eval()
 
     def encode(self, src: Tensor) -> tuple[CrossMemory, Tensor]:
-        """Shape: src (B, S) -> the cross caches (2L of (B, H, S, D/H), the "memory" of decoding), src_mask (B, 1, 1, S)."""
+        """Shape: src (B, S) -> the cross caches (2L of (B, H, S, D/H), the "memory" of decoding), src_mask
+        (B, 1, 1, S)."""
         from src.models.inputs import check_token_ids
 
         check_token_ids("src", src)
         src_mask, *cross = self.encoder_graph.run({"src": np.ascontiguousarray(src.long().cpu().numpy())})
         return CrossMemory(cross, self.encoder_graph.io_binding), _torch(src_mask)
 
-    def step_logits(self, tgt: Tensor, memory: CrossMemory, src_mask: Tensor, cache: LayerCache | None) -> Tensor:
+    def step_logits(self, tgt: Tensor, memory: CrossMemory, src_mask: Tensor,
+                    cache: LayerCache | None) -> Tensor:
         """One decoding step on the new token; ``cache`` grows by one position.
 
         Shape:
             tgt: (B, 1); memory: 2L cross caches (B, H, S, D/H); src_mask: (B, 1, 1, S) -> logits (B, V).
         """
         if cache is None or tgt.size(1) != 1:
-            raise ValueError(f"the ONNX decoder step takes one new token per row and a cache (use_cache=True), "
-                             f"got tokens of shape {tuple(tgt.shape)} and cache={cache!r}")
+            raise ValueError("the ONNX decoder step takes one new token per row and a cache "
+                             f"(use_cache=True), got tokens of shape {tuple(tgt.shape)} and cache={cache!r}")
         if len(cache) + 1 > self.max_positions:
             raise ValueError(f"decoding needs position {len(cache) + 1}, beyond the model's "
-                             f"max_positions={self.max_positions} (expected max_new_tokens <= {self.max_positions})")
+                             f"max_positions={self.max_positions} (expected max_new_tokens <= "
+                             f"{self.max_positions})")
         feed = {"tokens": np.ascontiguousarray(tgt.long().cpu().numpy()),
                 "src_mask": np.ascontiguousarray(src_mask.cpu().numpy()),
                 **dict(zip(self.cross_names, memory.values, strict=True)),
@@ -203,13 +209,15 @@ class OnnxDecoderLM(nn.Module):
     as one pass over it; the logits agree to float rounding).
     """
 
-    def __init__(self, graph: _Graph, pad_id: int, max_positions: int, cache_shape: tuple[int, int, int]) -> None:
+    def __init__(self, graph: _Graph, pad_id: int, max_positions: int, cache_shape: tuple[int, int,
+                                                                                          int]) -> None:
         super().__init__()
         self.graph, self.pad_id, self.max_positions, self.cache_shape = graph, pad_id, max_positions, cache_shape
         self.past_names = [n for n in graph.input_names if n.startswith("past_")]
         self.eval()
 
-    def forward(self, tokens: Tensor, cache: LayerCache | None = None, return_attention: bool = False) -> Tensor:
+    def forward(self, tokens: Tensor, cache: LayerCache | None = None,
+                return_attention: bool = False) -> Tensor:
         """Shape: tokens (B, N), continuing ``cache`` (empty: a prompt) -> logits (B, N, V)."""
         from src.models.inputs import check_token_ids
 
@@ -258,14 +266,16 @@ def read_manifest(folder: Path) -> dict[str, Any]:
                                 "(write one with: python -m src.main export RUN_OR_CHECKPOINT)")
     manifest = json.loads(path.read_text(encoding="utf-8"))
     if not is_checked(manifest):
-        raise ValueError(f"{path} is an export of format {manifest.get('format')!r}, written by an older version "
-                         f"(expected format {MANIFEST_FORMAT}: graphs with one cache tensor per layer, checked against "
-                         "PyTorch, with a 'checked' record); export again: python -m src.main export RUN_OR_CHECKPOINT")
+        raise ValueError(f"{path} is an export of format {manifest.get('format')!r}, written by an older "
+                         f"version (expected format {MANIFEST_FORMAT}: graphs with one cache tensor per "
+                         "layer, checked against PyTorch, with a 'checked' record); export again: python -m "
+                         "src.main export RUN_OR_CHECKPOINT")
     return manifest
 
 
 def is_checked(manifest: dict[str, Any]) -> bool:
-    """Whether ``manifest`` is of this format (per-layer caches) and passed the exporter's check against PyTorch."""
+    """Whether ``manifest`` is of this format (per-layer caches) and passed the exporter's check against
+    PyTorch."""
     return isinstance(manifest, dict) and manifest.get("format") == MANIFEST_FORMAT and "checked" in manifest
 
 
@@ -277,13 +287,15 @@ def load_onnx_model(folder: Path, manifest: dict[str, Any], pad_id: int, max_pos
     the default feeds numpy arrays through ``InferenceSession.run``, the same answers and faster on the
     CPU (see the module docstring).
     """
-    graphs = {name: _Graph(folder / spec["file"], threads, io_binding) for name, spec in manifest["graphs"].items()}
+    graphs = {
+        name: _Graph(folder / spec["file"], threads, io_binding) for name, spec in manifest["graphs"].items()}
     family = manifest["family"]
     if family == "encoder_decoder":
         return OnnxEncoderDecoder(graphs["encoder"], graphs["decoder_step"], pad_id, max_positions,
                                   _cache_shape(manifest["graphs"]["decoder_step"]))
     if family == "decoder_lm":
-        return OnnxDecoderLM(graphs["decoder_lm"], pad_id, max_positions, _cache_shape(manifest["graphs"]["decoder_lm"]))
+        return OnnxDecoderLM(graphs["decoder_lm"], pad_id, max_positions,
+                             _cache_shape(manifest["graphs"]["decoder_lm"]))
     name = "vit" if family == "vit" else "classifier"
     return OnnxClassifier(graphs[name], next(iter(manifest["graphs"][name]["inputs"])))
 

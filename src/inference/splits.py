@@ -32,7 +32,8 @@ KINDS = {"translation": "a .tsv/.csv/.jsonl/.parquet file of sentence pairs",
          "images": "a folder of images (one subfolder per class) or an IDX images file"}
 
 
-def score_split(trained: InferenceModel, split: str, run_dir: Path | None, max_items: int | None) -> dict[str, Any]:
+def score_split(trained: InferenceModel, split: str, run_dir: Path | None,
+                max_items: int | None) -> dict[str, Any]:
     """The metrics of ``trained`` on ``split``: "test" or "valid" (the run's own), or a file or folder.
 
     Args:
@@ -42,7 +43,9 @@ def score_split(trained: InferenceModel, split: str, run_dir: Path | None, max_i
         max_items: score only the first N pairs, texts, documents or images; None: all.
     """
     kind = _kind(trained.family)
-    scorer = {"translation": _translation, "classifier": _classifier, "lm": _language_model, "images": _images}[kind]
+    scorer = {
+        "translation": _translation, "classifier": _classifier, "lm": _language_model, "images": _images}[
+            kind]
     if split in RUN_SPLITS:
         return scorer(trained, _run_split(run_dir, trained, RUN_SPLITS[split]), max_items)
     path = Path(split).expanduser()
@@ -60,25 +63,28 @@ def _run_split(run_dir: Path | None, trained: InferenceModel, name: str) -> Any:
     """The run's encoded split ``name`` as its tokenize step saved it; the scorers take it as it is."""
     kind = KINDS[_kind(trained.family)]
     if run_dir is None:
-        raise FileNotFoundError(f"{trained.path} is not inside a run folder, so its {name} split is not at hand; "
-                                f"pass --split with {kind}")
+        raise FileNotFoundError(f"{trained.path} is not inside a run folder, so its {name} split is not at "
+                                f"hand; pass --split with {kind}")
     folder = run_dir / "tokenize"
     if trained.family == "decoder_lm":
         from src.tasks.language_modeling.task import read_stream
 
         if not (folder / f"{name}_ids.npy").is_file():
-            raise FileNotFoundError(f"run {run_dir} has no {name} stream at {folder}; pass --split with {kind}")
+            raise FileNotFoundError(f"run {run_dir} has no {name} stream at {folder}; pass --split with "
+                                    f"{kind}")
         return read_stream(folder, name, _block_size(trained))
     if trained.family == "vit":
         from src.tasks.image_classification.task import read_encoded
 
         if not (folder / "encoded.pt").is_file():
-            raise FileNotFoundError(f"run {run_dir} has no encoded images at {folder}; pass --split with {kind}")
+            raise FileNotFoundError(f"run {run_dir} has no encoded images at {folder}; pass --split with "
+                                    f"{kind}")
         return read_encoded(folder)[0][name]
     from datasets import load_from_disk
 
     if not (folder / "encoded").is_dir():
-        raise FileNotFoundError(f"run {run_dir} has no encoded data at {folder / 'encoded'}; pass --split with {kind}")
+        raise FileNotFoundError(f"run {run_dir} has no encoded data at {folder / 'encoded'}; pass --split "
+                                f"with {kind}")
     return load_from_disk(str(folder / "encoded"))[name]
 
 
@@ -99,7 +105,8 @@ def _classifier(trained: InferenceModel, split: Any, max_items: int | None) -> d
     if isinstance(split, Path):
         _check_text_file(split, KINDS["classifier"])
         texts, labels = read_labelled_file(split, trained)
-        ids, _ = encode_texts(trained.tokenizers["text"], texts, trained.config.tokenizer.max_tokens_per_sentence)
+        ids, _ = encode_texts(trained.tokenizers["text"], texts,
+                              trained.config.tokenizer.max_tokens_per_sentence)
         corpus = LabelledCorpus(ids, labels)
     else:
         corpus = LabelledCorpus.from_dataset(split)
@@ -145,7 +152,8 @@ def read_labelled_file(path: Path, trained: InferenceModel) -> tuple[list[str], 
 
 def _class_metrics(scores: dict[str, Any], names: list[str], loss: float, count_key: str) -> dict[str, Any]:
     """The evaluate step's classifier metrics (``report_test_scores``), without the tracker."""
-    return {"accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"], "loss": loss, count_key: scores["n"],
+    return {"accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"], "loss": loss,
+            count_key: scores["n"],
             "labels": names, "confusion": scores["confusion"],
             "per_class": {name: {"precision": p, "recall": r}
                           for name, p, r in zip(names, scores["precision"], scores["recall"])}}
@@ -166,7 +174,8 @@ def _language_model(trained: InferenceModel, split: Any, max_items: int | None) 
     if isinstance(split, Path):
         if split.is_dir() or split.suffix.lower() != ".txt":
             raise ValueError(f"--split {split}: a language model is scored on {KINDS['lm']}")
-        join = not line_breaks_kept(trained.config.data, "local")  # as data_prep reads a local .txt for this run
+        # as data_prep reads a local .txt for this run
+        join = not line_breaks_kept(trained.config.data, "local")
         docs = [doc.text for doc in read_local_text(split, max_items, join_lines=join)]
         if not docs:
             raise ValueError(f"{split} holds no text")
@@ -189,7 +198,8 @@ def _images(trained: InferenceModel, split: Any, max_items: int | None) -> dict[
         split = ImageSplit(split.images[:max_items], split.labels[:max_items])
     stats = ImageStats.from_dict(trained.image_stats)  # the training split's, from the checkpoint
     probabilities, loss = predict_images(trained.model, split, stats, trained.device)
-    scores = classification_metrics(probabilities.argmax(-1).tolist(), split.labels.tolist(), len(trained.labels))
+    scores = classification_metrics(probabilities.argmax(-1).tolist(), split.labels.tolist(),
+                                    len(trained.labels))
     return _class_metrics(scores, trained.labels, loss, "n_images")
 
 
@@ -199,11 +209,14 @@ def read_images(path: Path, trained: InferenceModel):
 
     idx = [path] if path.is_file() else sorted(p for p in path.iterdir() if IDX_IMAGES.search(p.name))
     if path.is_file() and not IDX_IMAGES.search(path.name):
-        raise ValueError(f"--split {path}: a ViT is scored on {KINDS['images']} (named *images-idx3-ubyte[.gz])")
+        raise ValueError(f"--split {path}: a ViT is scored on {KINDS['images']} (named "
+                         "*images-idx3-ubyte[.gz])")
     images, labels = _read_idx_pair(idx[0]) if idx else _read_image_folder(path, trained)
-    expected = (trained.config.model.in_channels, trained.config.model.image_size, trained.config.model.image_size)
+    expected = (trained.config.model.in_channels, trained.config.model.image_size,
+                trained.config.model.image_size)
     if tuple(images.shape[1:]) != expected:
-        raise ValueError(f"{path}: images are {tuple(images.shape[1:])} (C, H, W); the model takes {expected}")
+        raise ValueError(
+            f"{path}: images are {tuple(images.shape[1:])} (C, H, W); the model takes {expected}")
     if labels.numel() and int(labels.max()) >= len(trained.labels):
         raise ValueError(f"{path}: label {int(labels.max())} is not a class of the model "
                          f"(0..{len(trained.labels) - 1})")
@@ -222,7 +235,8 @@ def _read_idx_pair(images_file: Path):
     x, y = read_idx(images_file, IMAGE_MAGIC), read_idx(labels_file, LABEL_MAGIC)
     if len(x) != len(y):
         raise ValueError(f"{images_file}: {len(x)} images but {len(y)} labels in {labels_file.name}")
-    return torch.from_numpy(x.copy()).unsqueeze(1), torch.from_numpy(y.astype("int64"))  # (N, H, W) -> (N, 1, H, W)
+    # (N, H, W) -> (N, 1, H, W)
+    return torch.from_numpy(x.copy()).unsqueeze(1), torch.from_numpy(y.astype("int64"))
 
 
 def _class_key(name: str) -> str:
@@ -241,8 +255,8 @@ def _read_image_folder(folder: Path, trained: InferenceModel):
     subfolders = sorted(p for p in folder.iterdir() if p.is_dir())
     unknown = [p.name for p in subfolders if _class_key(p.name) not in classes]
     if not subfolders or unknown:
-        raise ValueError(f"{folder}: expected one subfolder per class, named by the class {trained.labels} or its "
-                         f"id; {'found ' + str(unknown) if unknown else 'found no subfolders'}")
+        raise ValueError(f"{folder}: expected one subfolder per class, named by the class {trained.labels} "
+                         f"or its id; {'found ' + str(unknown) if unknown else 'found no subfolders'}")
     mode = "L" if trained.config.model.in_channels == 1 else "RGB"
     images, labels = [], []
     for sub in subfolders:
@@ -252,13 +266,15 @@ def _read_image_folder(folder: Path, trained: InferenceModel):
                     pixels = np.asarray(image.convert(mode))
             except (UnidentifiedImageError, OSError) as err:
                 raise ValueError(f"{file}: not a readable image ({err})") from None
-            images.append(pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1))  # (H, W[, C]) -> (C, H, W)
+            # (H, W[, C]) -> (C, H, W)
+            images.append(pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1))
             labels.append(classes[_class_key(sub.name)])
     if not images:
         raise ValueError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) in its class subfolders")
     shapes = {x.shape for x in images}
     if len(shapes) > 1:
-        raise ValueError(f"{folder}: images of different sizes {sorted(shapes)} (C, H, W); the model takes one size")
+        raise ValueError(f"{folder}: images of different sizes {sorted(shapes)} (C, H, W); the model takes "
+                         "one size")
     return torch.from_numpy(np.stack(images)), torch.tensor(labels, dtype=torch.long)
 
 

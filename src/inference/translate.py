@@ -46,7 +46,8 @@ def translate_texts(trained: InferenceModel, texts: list[str], *, beam: int = 1,
     positions = trained.config.model.max_positions
     limit = max_len if max_len is not None else trained.config.evaluation.max_new_tokens
     if not 1 <= limit <= positions:
-        raise ValueError(f"--max-len must be between 1 and the model's max_positions={positions}, got {limit}")
+        raise ValueError(
+            f"--max-len must be between 1 and the model's max_positions={positions}, got {limit}")
     keep = [i for i, text in enumerate(texts) if text.strip()]
     sources = encode_sources(trained, [texts[i] for i in keep])
     ids = translate(trained.model, sources, decoder_for(trained, beam), batch_size, trained.device,

@@ -46,7 +46,8 @@ class RegisteredModel:
 
 
 def fetch_model(model_id: str | None = None, *, name: str | None = None, tag: str | None = None,
-                project: str | None = None, only_published: bool = False, timeout_s: float = 120.0) -> RegisteredModel:
+                project: str | None = None, only_published: bool = False,
+                timeout_s: float = 120.0) -> RegisteredModel:
     """The model ``model_id``, or the newest model named ``name`` carrying ``tag``; its weights downloaded.
 
     Args:
@@ -59,32 +60,38 @@ def fetch_model(model_id: str | None = None, *, name: str | None = None, tag: st
         ModelNotFoundError: no such id, or no model with that name and tag.
     """
     if (model_id is None) == (name is None):
-        raise ValueError(f"give a model id or a model name, not both or neither (got id={model_id!r}, name={name!r})")
+        raise ValueError(f"give a model id or a model name, not both or neither (got id={model_id!r}, "
+                         f"name={name!r})")
     if not clearml_configured():
-        raise ServerMisconfiguredError("a registered model needs a ClearML server, and none is configured here "
-                                       "(run `clearml-init` or set CLEARML_API_HOST and the keys)")
+        raise ServerMisconfiguredError("a registered model needs a ClearML server, and none is configured "
+                                       "here (run `clearml-init` or set CLEARML_API_HOST and the keys)")
     deadline = time.monotonic() + timeout_s
     check_server(timeout=min(5.0, timeout_s))
     what = f"model id {model_id}" if model_id else f"model {name!r}" + (f" tagged {tag!r}" if tag else "")
     found = _within(deadline, what, lambda: _lookup(model_id, name, tag, project, only_published))
     local = _within(deadline, f"the weights of {what}", found.get_local_copy)
     if not local or not Path(local).is_file():
-        raise ModelNotFoundError(f"{what} has no downloadable weights file (url {found.url!r}, got {local!r})")
-    model = RegisteredModel(id=found.id, name=found.name, project=_project_id(found), tags=list(found.tags or []),
-                            published=bool(found.published), metadata=_metadata(found), local_path=Path(local),
+        raise ModelNotFoundError(
+            f"{what} has no downloadable weights file (url {found.url!r}, got {local!r})")
+    model = RegisteredModel(id=found.id, name=found.name, project=_project_id(found),
+                            tags=list(found.tags or []),
+                            published=bool(found.published), metadata=_metadata(found),
+                            local_path=Path(local),
                             url=found.url or "")
     logger.info("fetched {} ({}, tags {}) to {}", model.name, model.id, model.tags, model.local_path)
     return model
 
 
-def _lookup(model_id: str | None, name: str | None, tag: str | None, project: str | None, only_published: bool):
+def _lookup(model_id: str | None, name: str | None, tag: str | None, project: str | None,
+            only_published: bool):
     from clearml import Model
 
     if model_id is not None:
         try:
             model = Model(model_id=model_id)
             _ = model.name  # the SDK fetches lazily: this is the request that fails for an unknown id
-        except (ValueError, AttributeError):  # 2.1.12 logs the server's answer and leaves no model data (None)
+        # 2.1.12 logs the server's answer and leaves no model data (None)
+        except (ValueError, AttributeError):
             raise ModelNotFoundError(f"no model with id {model_id!r} on the ClearML server") from None
         return model
     found = Model.query_models(project_name=project, model_name=name, tags=[tag] if tag else None,

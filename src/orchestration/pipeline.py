@@ -82,7 +82,8 @@ def step_checkout(root: Path) -> dict[str, str]:
 
     def git(*args: str) -> str:
         try:
-            done = subprocess.run(["git", "-C", str(root), *args], check=False, capture_output=True, text=True, timeout=30)
+            done = subprocess.run(["git", "-C", str(root), *args], check=False, capture_output=True,
+                                  text=True, timeout=30)
         except (OSError, subprocess.TimeoutExpired):
             return ""
         return done.stdout.strip() if done.returncode == 0 else ""
@@ -94,4 +95,5 @@ def step_checkout(root: Path) -> dict[str, str]:
             "on their PYTHONPATH", root,
         )
         return {}
-    return {"repo": url, "repo_branch": git("rev-parse", "--abbrev-ref", "HEAD"), "repo_commit": git("rev-parse", "HEAD")}
+    return {"repo": url, "repo_branch": git("rev-parse", "--abbrev-ref", "HEAD"),
+            "repo_commit": git("rev-parse", "HEAD")}

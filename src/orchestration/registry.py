@@ -11,7 +11,8 @@ from src.tracking import check_server_reachable, clearml_configured, offline_for
 def published_model_metric(
     project: str, model_name: str, metric: str, *, higher_is_better: bool, timeout_s: float = 5.0
 ) -> float | None:
-    """The champion's metadata ``metric``: the best among published models named ``model_name`` in ``project``.
+    """The champion's metadata ``metric``: the best among published models named ``model_name`` in
+    ``project``.
 
     Best in the metric's own direction (``higher_is_better``, as the task's gate says): the highest
     BLEU or accuracy, the lowest bits per character or loss. ``None`` when there is none, or when no

@@ -43,7 +43,8 @@ def start_sweep_tracker(cfg: TrackingConfig, *, study: str, task_name: str, task
 
 @dataclass(frozen=True)
 class SearchParameter:
-    """One searched hyperparameter of the base task: ``name`` as the task holds it (``config/training/lr``)."""
+    """One searched hyperparameter of the base task: ``name`` as the task holds it
+    (``config/training/lr``)."""
 
     name: str
     low: float | None = None
@@ -67,9 +68,9 @@ def refuse_log_integers(params: Sequence[SearchParameter]) -> None:
     """
     bad = [p.name for p in params if p.log and p.integer and p.choices is None]
     if bad:
-        raise ValueError(f"sweep --queue cannot search {', '.join(bad)} as a log-scaled int: ClearML's optimizer has "
-                         "no log-int range (expected `int: true` without `log: true`, or `choices: [...]`, "
-                         "or run the sweep without --queue)")
+        raise ValueError(f"sweep --queue cannot search {', '.join(bad)} as a log-scaled int: ClearML's "
+                         "optimizer has no log-int range (expected `int: true` without `log: true`, or "
+                         "`choices: [...]`, or run the sweep without --queue)")
 
 
 def clearml_parameters(params: Sequence[SearchParameter]) -> list:
@@ -87,7 +88,8 @@ def clearml_parameters(params: Sequence[SearchParameter]) -> list:
         if p.choices is not None:
             ranges.append(DiscreteParameterRange(p.name, values=list(p.choices)))
         elif p.log:  # exponents of 10: OptimizerOptuna draws 10**low .. 10**high on a log scale
-            ranges.append(LogUniformParameterRange(p.name, min_value=math.log10(p.low), max_value=math.log10(p.high)))
+            ranges.append(LogUniformParameterRange(p.name, min_value=math.log10(p.low),
+                                                   max_value=math.log10(p.high)))
         elif p.integer:
             ranges.append(UniformIntegerParameterRange(p.name, min_value=int(p.low), max_value=int(p.high),
                                                        step_size=int(p.step or 1)))
@@ -102,10 +104,11 @@ def require_server(tracking: TrackingConfig) -> None:
         raise ServerError("sweep --queue needs ClearML tracking, but tracking.enabled=false "
                            "(expected tracking.enabled=true and a configured server)")
     if resolve_offline(tracking.offline):
-        raise ServerError("sweep --queue needs a ClearML server: ClearML's HyperParameterOptimizer clones the "
-                           "train step's task and enqueues the clones, which offline mode cannot do (no server "
-                           "configured, or tracking.offline / CLEARML_OFFLINE_MODE set). Configure one "
-                           "(clearml.conf or CLEARML_API_HOST), or run the sweep locally without --queue.")
+        raise ServerError("sweep --queue needs a ClearML server: ClearML's HyperParameterOptimizer clones "
+                          "the "
+                           "train step's task and enqueues the clones, which offline mode cannot do (no "
+                           "server configured, or tracking.offline / CLEARML_OFFLINE_MODE set). Configure "
+                           "one (clearml.conf or CLEARML_API_HOST), or run the sweep locally without --queue.")
 
 
 def find_base_task(project: str, task_name: str) -> str:
@@ -115,8 +118,8 @@ def find_base_task(project: str, task_name: str) -> str:
     tasks = Task.get_tasks(project_name=project, task_name=f"^{task_name}$",
                            task_filter={"order_by": ["-last_update"]})
     if not tasks:
-        raise LookupError(f"no task named {task_name!r} in project {project!r} to clone (expected the train step "
-                          "of a pipeline run on this server; give its id with --base-task)")
+        raise LookupError(f"no task named {task_name!r} in project {project!r} to clone (expected the train "
+                          "step of a pipeline run on this server; give its id with --base-task)")
     return tasks[0].id
 
 
@@ -176,7 +179,8 @@ def run_clearml_optimizer(run: OptimizerRun) -> dict[str, Any]:
     try:
         base_id = run.base_task_id or find_base_task(run.tracking.project_name, run.base_task_name)
         max_steps = base_task_max_steps(base_id)
-        sign = "min_global" if run.direction == "minimize" else "max_global"  # the best validation, as locally
+        # the best validation, as locally
+        sign = "min_global" if run.direction == "minimize" else "max_global"
         optimizer = HyperParameterOptimizer(
             base_task_id=base_id, hyper_parameters=clearml_parameters(run.params),
             objective_metric_title=run.metric_title, objective_metric_series=run.metric_series,
@@ -213,7 +217,8 @@ def stop_unstarted(jobs) -> None:
     for job in jobs:
         if job.is_pending():
             job.abort()  # dequeues a queued one
-            job.task.mark_stopped(force=True, status_message="the sweep stopped before an agent started this trial")
+            job.task.mark_stopped(force=True,
+                                  status_message="the sweep stopped before an agent started this trial")
             logger.info(f"sweep: trial task {job.task_id()} never started; marked stopped")
 
 
@@ -227,8 +232,10 @@ def join_trial_threads(before: set[threading.Thread], timeout_s: float) -> None:
     """
     deadline = time.monotonic() + timeout_s
     for thread in threading.enumerate():
-        if thread in before or thread is threading.current_thread() or not thread.name.startswith("ThreadPoolExecutor"):
+        if thread in before or thread is threading.current_thread() or not thread.name.startswith(
+                "ThreadPoolExecutor"):
             continue
         thread.join(max(deadline - time.monotonic(), 0.0))
         if thread.is_alive():
-            logger.warning(f"sweep: the optimizer's thread {thread.name} still runs after {timeout_s:.0f} s; not waiting")
+            logger.warning(f"sweep: the optimizer's thread {thread.name} still runs after {timeout_s:.0f} s; "
+                           "not waiting")

@@ -10,7 +10,8 @@ class DamagedFileError(ValueError):
 
 
 def read_json(path: Path) -> dict[str, Any]:
-    """A run's JSON file (``{}`` when missing); ``DamagedFileError`` naming the file when it does not parse."""
+    """A run's JSON file (``{}`` when missing); ``DamagedFileError`` naming the file when it does not
+    parse."""
     if not path.is_file():
         return {}
     try:
@@ -23,7 +24,8 @@ def read_json(path: Path) -> dict[str, Any]:
 
 
 def write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file: a kill leaves the old file or the new, never half."""
+    """Write ``text`` to ``path`` through a temporary file: a kill leaves the old file or the new, never
+    half."""
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)

@@ -62,7 +62,8 @@ def point_latest(run_dir: Path) -> None:
 
 
 def _proc_stat(pid: int) -> tuple[str, str] | None:
-    """Process ``pid``'s state letter and ``<boot id>:<start time in clock ticks>``; None where ``/proc`` cannot tell."""
+    """Process ``pid``'s state letter and ``<boot id>:<start time in clock ticks>``; None where ``/proc``
+    cannot tell."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
         boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
@@ -73,7 +74,8 @@ def _proc_stat(pid: int) -> tuple[str, str] | None:
 
 
 def process_start(pid: int) -> str | None:
-    """When process ``pid`` started, as ``<boot id>:<clock ticks since boot>``; None where ``/proc`` cannot tell.
+    """When process ``pid`` started, as ``<boot id>:<clock ticks since boot>``; None where ``/proc`` cannot
+    tell.
 
     A pid alone does not name a process: after a ``kill -9`` the kernel hands the same number to the
     next process, so a dead run would look alive. The pair (pid, start time) names one process.
@@ -83,7 +85,8 @@ def process_start(pid: int) -> str | None:
 
 
 def owner() -> dict[str, Any]:
-    """Who is running a run now: ``status.json`` keeps it so a second process can tell a live run from a dead one."""
+    """Who is running a run now: ``status.json`` keeps it so a second process can tell a live run from a dead
+    one."""
     return {"pid": os.getpid(), "host": socket.gethostname(), "started": process_start(os.getpid())}
 
 
@@ -123,7 +126,8 @@ def is_run_dir(path: Path) -> bool:
 
 @dataclass(frozen=True)
 class RunInfo:
-    """What ``runs list`` shows of one run folder; ``damaged`` says why its ``status.json`` could not be read."""
+    """What ``runs list`` shows of one run folder; ``damaged`` says why its ``status.json`` could not be
+    read."""
 
     path: Path
     status: dict[str, Any]
@@ -152,7 +156,8 @@ class RunInfo:
             return float(self.status["created"])
         stamp = RUN_ID_SUFFIX.search(self.path.name)  # a damaged status: the time its folder was named after
         try:
-            return time.mktime(time.strptime(stamp.group(0)[1:16], "%Y%m%d-%H%M%S")) if stamp else self.path.stat().st_mtime
+            return time.mktime(time.strptime(stamp.group(0)[1:16],
+                                             "%Y%m%d-%H%M%S")) if stamp else self.path.stat().st_mtime
         except ValueError:
             return self.path.stat().st_mtime
 
@@ -191,7 +196,8 @@ class RunInfo:
         return best if best.is_file() else None
 
     def describe(self) -> str:
-        """``failed in data_prep``, ``interrupted in train``, ``running``, ``PATH is damaged (...)``: for one-line messages."""
+        """``failed in data_prep``, ``interrupted in train``, ``running``, ``PATH is damaged (...)``: for
+        one-line messages."""
         if self.damaged:
             return self.damaged
         return f"{self.state} in {self.step}" if self.step else self.state
@@ -227,7 +233,8 @@ def _not_found(ref: str, output_dir: Path, runs: list[RunInfo]) -> RunNotFoundEr
 
 
 def resolve_run(ref: str | Path | None, output_dir: str | Path = "runs") -> Path:
-    """A run folder from a path, a run id under ``output_dir``, a run name (its newest run) or ``latest``/None.
+    """A run folder from a path, a run id under ``output_dir``, a run name (its newest run) or
+    ``latest``/None.
 
     The newest run whatever its state: what ``--resume``, ``report`` and ``runs compare`` mean.
     Commands that need a trained model use ``resolve_checkpoint``, which skips unfinished runs.
@@ -266,8 +273,8 @@ def resolve_trained_run(ref: str | Path | None, output_dir: str | Path = "runs")
     trained = [r for r in candidates if r.state == "completed" and r.checkpoint is not None]
     if not trained:
         tried = ", ".join(f"{r.run_id} ({r.describe()})" for r in candidates[-5:])
-        raise RunNotFoundError(f"no completed run {ref!r} with a checkpoint under {folder}/ (newest: {tried}); "
-                               "name an unfinished run by its id to use its best checkpoint so far")
+        raise RunNotFoundError(f"no completed run {ref!r} with a checkpoint under {folder}/ (newest: "
+                               f"{tried}); name an unfinished run by its id to use its best checkpoint so far")
     chosen = trained[-1]
     if newer := candidates[candidates.index(chosen) + 1:]:
         logger.info("{}: using {}, the newest completed run; passed over the newer {}", ref, chosen.run_id,
@@ -284,15 +291,16 @@ def resolve_checkpoint(ref: str | Path, output_dir: str | Path = "runs") -> Path
         raise RunNotFoundError(f"checkpoint file not found: {path}")
     run = resolve_trained_run(ref, output_dir)
     if run.checkpoint is None:
-        raise RunNotFoundError(f"run {run.path} has no checkpoint ({run.path / BEST_CHECKPOINT} does not exist; "
-                               f"the run is {run.describe()})")
+        raise RunNotFoundError(f"run {run.path} has no checkpoint ({run.path / BEST_CHECKPOINT} does not "
+                               f"exist; the run is {run.describe()})")
     if run.state != "completed":  # named by its id: the user asked for this one
         logger.warning("{} is {}: using its best checkpoint so far", run.run_id, run.describe())
     return run.checkpoint
 
 
 def run_dir_of_checkpoint(checkpoint: Path) -> Path | None:
-    """The run folder a checkpoint sits in (``<run>/train/checkpoints/x.pt``), or None for a file moved elsewhere."""
+    """The run folder a checkpoint sits in (``<run>/train/checkpoints/x.pt``), or None for a file moved
+    elsewhere."""
     candidate = Path(checkpoint).resolve().parents[2] if len(Path(checkpoint).resolve().parents) > 2 else None
     return candidate if candidate is not None and is_run_dir(candidate) else None
 

@@ -42,14 +42,16 @@ def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def config_differences(old: ExperimentConfig | dict, new: ExperimentConfig | dict) -> dict[str, tuple[Any, Any]]:
+def config_differences(old: ExperimentConfig | dict,
+                       new: ExperimentConfig | dict) -> dict[str, tuple[Any, Any]]:
     """``{dotted key: (old value, new value)}`` for every key whose value differs."""
     a = flatten(config_to_dict(old) if isinstance(old, ExperimentConfig) else old)
     b = flatten(config_to_dict(new) if isinstance(new, ExperimentConfig) else new)
     return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
 
 
-def check_resume(stored: ExperimentConfig, requested: ExperimentConfig, run: str) -> dict[str, tuple[Any, Any]]:
+def check_resume(stored: ExperimentConfig, requested: ExperimentConfig,
+                 run: str) -> dict[str, tuple[Any, Any]]:
     """Raise ``ResumeError`` for a change the checkpoint cannot follow; return the allowed changes."""
     changes = {k: v for k, v in config_differences(stored, requested).items()
                if k.split(".")[0] not in IGNORED_TOP_LEVEL}
@@ -63,9 +65,11 @@ def check_resume(stored: ExperimentConfig, requested: ExperimentConfig, run: str
             raise ResumeError(f"cannot resume {run}: checkpoint has {key}={old!r}, config asks {new!r} "
                               "(a different model shape or attention pattern needs a new run: drop --resume)")
         if section == "batching" and name in BATCHING_KEYS_REFUSED:
-            raise ResumeError(f"cannot resume {run}: its training windows were cut at {key}={old!r}, config asks "
-                              f"{new!r}; the checkpoint's place in the data counts those windows (drop --resume)")
+            raise ResumeError(f"cannot resume {run}: its training windows were cut at {key}={old!r}, config "
+                              f"asks {new!r}; the checkpoint's place in the data counts those windows (drop "
+                              "--resume)")
         if section in REFUSED_SECTIONS and name not in DATA_KEYS_ALLOWED:
-            raise ResumeError(f"cannot resume {run}: its {section} step used {key}={old!r}, config asks {new!r}; "
-                              "the checkpoint was trained on that data and vocabulary (start a new run: drop --resume)")
+            raise ResumeError(f"cannot resume {run}: its {section} step used {key}={old!r}, config asks "
+                              f"{new!r}; the checkpoint was trained on that data and vocabulary (start a new "
+                              "run: drop --resume)")
     return changes

@@ -18,7 +18,8 @@ STATUS_FILE = "status.json"
 
 
 def read_status(run_dir: Path) -> dict[str, Any]:
-    """The run's ``status.json``; a damaged one raises ``DamagedFileError`` naming it (never silently replaced)."""
+    """The run's ``status.json``; a damaged one raises ``DamagedFileError`` naming it (never silently
+    replaced)."""
     return read_json(run_dir / STATUS_FILE) or {"status": "new", "steps": {}}
 
 

@@ -35,7 +35,8 @@ def test_metric(metrics: dict) -> str:
     return f"BLEU {bleu:.2f}" if isinstance(bleu, (int, float)) else "-"
 
 
-FIGURES = ("test loss", "test perplexity", "bpc", "accuracy", "macro-F1", "BLEU beam", "BLEU greedy", "chrF beam",
+FIGURES = ("test loss", "test perplexity", "bpc", "accuracy", "macro-F1", "BLEU beam", "BLEU greedy",
+           "chrF beam",
            "token accuracy")
 
 
@@ -66,7 +67,8 @@ def _readable(read, fallback: dict) -> dict:
 
 
 def status_cell(run: RunInfo) -> str:
-    """``completed``, ``failed (data_prep)``, ``running (train)``, ``interrupted (train)``, ``damaged (PATH)``."""
+    """``completed``, ``failed (data_prep)``, ``running (train)``, ``interrupted (train)``,
+    ``damaged (PATH)``."""
     if run.damaged:
         return f"damaged ({run.path / STATUS_FILE})"
     return f"{run.state} ({run.step})" if run.step else run.state
@@ -131,6 +133,7 @@ def runs_compare(refs: Sequence[str], output_dir: str | Path = "runs") -> str:
     figures = [family_metrics(_readable(lambda run=run: run.metrics, {})) for run in runs]
     names = [*summaries[0], *(name for name in FIGURES if any(name in f for f in figures))]
     metric_rows = [[name, *((s | f).get(name, "-") for s, f in zip(summaries, figures))] for name in names]
-    parts = ["config differences:", format_table(header, config_rows) if config_rows else "  (none: same config)",
+    parts = ["config differences:",
+             format_table(header, config_rows) if config_rows else "  (none: same config)",
              "", "results:", format_table(header, metric_rows), *[f"  {line}" for line in hints(runs)]]
     return "\n".join(parts)

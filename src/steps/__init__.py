@@ -11,4 +11,5 @@ the in-process runner (``pipelines/in_process.py``) both iterate ``STEPS``.
 from src.steps.runner import as_config, run_pipeline_step, run_step, tracked_step
 from src.steps.table import STEP, STEPS, StepSpec, train_worker
 
-__all__ = ["STEP", "STEPS", "StepSpec", "as_config", "run_pipeline_step", "run_step", "tracked_step", "train_worker"]
+__all__ = ["STEP", "STEPS", "StepSpec", "as_config", "run_pipeline_step", "run_step", "tracked_step",
+           "train_worker"]

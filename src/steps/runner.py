@@ -31,7 +31,8 @@ def as_config(config: ConfigLike, source: str = "step parameters") -> Experiment
     return validate_config(config, source=source)
 
 
-def run_step(spec: StepSpec, config: ConfigLike, *, offline: bool | None = None, **inputs: Any) -> dict[str, Any]:
+def run_step(spec: StepSpec, config: ConfigLike, *, offline: bool | None = None,
+             **inputs: Any) -> dict[str, Any]:
     """Run ``spec``'s function on its parents' outputs inside the step's tracked task; its output."""
     with tracked_step(spec.name, config, spec.task_type, offline=offline) as step:
         return spec.function(step, **inputs)
@@ -76,7 +77,8 @@ def tracked_step(name: str, config: ConfigLike, task_type: str, *,
             details["stopped"] = True
         else:
             path = save_traceback(context.step_dir, err)
-            tracker.log_text(f"step {name} failed:\n{path.read_text(encoding='utf-8')}", console=False)  # the step's ClearML log
+            # the step's ClearML log
+            tracker.log_text(f"step {name} failed:\n{path.read_text(encoding='utf-8')}", console=False)
             details["traceback"] = str(path)
         try:
             session = tracker.close(failed=True, reason=reason)

@@ -117,7 +117,8 @@ def register(step: StepContext, trained: Output, evaluated: Output) -> Output:
         metadata={**gate["metadata"], "stage": decision.stage, "reason": decision.reason},
         publish=decision.promote,
     )
-    record = {"model_id": model_id, "stage": decision.stage, "reason": decision.reason, gate["metric"]: gate["value"],
+    record = {"model_id": model_id, "stage": decision.stage, "reason": decision.reason,
+              gate["metric"]: gate["value"],
               f"champion_{gate['metric']}": champion, "threshold": gate["threshold"]}
     tracker.upload_artifact("registration", record)
     tracker.log_text(f"registration: {decision.stage} ({decision.reason})")
@@ -136,9 +137,11 @@ STEPS = (
     StepSpec("tokenize", tokenize, {"data": "${data_prep.output}"}, "data_processing", cache=True),
     StepSpec("train", train, {"tokenized": "${tokenize.output}"}, "training",
              reads=_train_reads, resumable=True),
-    StepSpec("evaluate", evaluate, {"tokenized": "${tokenize.output}", "trained": "${train.output}"}, "testing",
+    StepSpec("evaluate", evaluate, {"tokenized": "${tokenize.output}", "trained": "${train.output}"},
+             "testing",
              reads=lambda key: key.startswith("evaluation.") or key == "training.device"),
-    StepSpec("register", register, {"trained": "${train.output}", "evaluated": "${evaluate.output}"}, "custom",
+    StepSpec("register", register, {"trained": "${train.output}", "evaluated": "${evaluate.output}"},
+             "custom",
              reads=lambda key: key.startswith(("evaluation.", "tracking."))),
 )
 STEP = {spec.name: spec for spec in STEPS}  # by name, as an agent's pipeline step names its own

@@ -9,14 +9,16 @@ if TYPE_CHECKING:
 
 
 def load_tokenized(tokenized: dict[str, Any]):
-    """The tokenize step's encoded splits and tokenizers (``{"src": ..., "tgt": ...}`` or ``{"text": ...}``)."""
+    """The tokenize step's encoded splits and tokenizers (``{"src": ..., "tgt": ...}`` or
+    ``{"text": ...}``)."""
     from datasets import load_from_disk
 
     from src.data.tokenizer import load_tokenizer
     from src.tracking import resolve_input
 
     tok_dir = resolve_input(tokenized, "tokenized_dir", artifact="tokenized")
-    tokenizers = {side: load_tokenizer(tok_dir / Path(path).name) for side, path in tokenized["tokenizers"].items()}
+    tokenizers = {
+        side: load_tokenizer(tok_dir / Path(path).name) for side, path in tokenized["tokenizers"].items()}
     return load_from_disk(str(tok_dir / "encoded")), tokenizers
 
 
@@ -36,7 +38,8 @@ def train_and_register(step: "StepContext", task: "Task", inference: dict[str, A
     model_id = tracker.register_model(
         result.best_checkpoint, name=cfg.tracking.model_name, tags=["best-valid", *cfg.tracking.tags],
         config=cfg.model_dump(mode="json"),
-        metadata={"valid_loss": result.best_valid_loss, **extra_metadata(result.best_valid_loss), "steps": result.steps},
+        metadata={"valid_loss": result.best_valid_loss, **extra_metadata(result.best_valid_loss),
+                  "steps": result.steps},
     )
     return {"checkpoint": str(result.best_checkpoint), "model_id": model_id, "task_id": tracker.task_id,
             "steps": result.steps, "best_valid_loss": result.best_valid_loss}

@@ -61,7 +61,8 @@ class TaskSpec:
     tokenize: Callable[[StepContext, Output], Output]
     train: Callable[[StepContext, Output, bool], Output]  # (step, tokenize output, resume)
     evaluate: Callable[[StepContext, Output, "InferenceModel"], Output]  # (step, tokenize output, best model)
-    gate: Callable[["ExperimentConfig", dict[str, Any]], dict[str, Any]]  # the register step's metric and threshold
+    # the register step's metric and threshold
+    gate: Callable[["ExperimentConfig", dict[str, Any]], dict[str, Any]]
     summary: Callable[["ExperimentConfig", dict[str, Output]], list[str]]  # the lines ``train`` prints
     windows: bool = False  # language modelling: batching.block_size sets the training windows
     # further config rules of this task (raise ValueError naming the keys); run after the shared ones

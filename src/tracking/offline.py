@@ -45,7 +45,8 @@ def find_offline_sessions(run_dir_or_zips: PathLike | Sequence[PathLike]) -> lis
 
 
 def prepare_session_for_import(session_path: Path, work_dir: Path, upload_uri: str) -> Path:
-    """Extract (or copy) a session into ``work_dir`` and point its models at weights inside it, to ``upload_uri``."""
+    """Extract (or copy) a session into ``work_dir`` and point its models at weights inside it, to
+    ``upload_uri``."""
     folder = Path(work_dir) / Path(session_path).name.removesuffix(".zip")
     if Path(session_path).is_dir():
         shutil.copytree(session_path, folder)
@@ -124,7 +125,8 @@ def import_offline(
 
 
 def pending_registrations(session: SessionRecord) -> dict[str, dict[str, Any]]:
-    """``{model name: {"metadata": ..., "publish": ...}}`` that ``Tracker.register_model`` left for the server."""
+    """``{model name: {"metadata": ..., "publish": ...}}`` that ``Tracker.register_model`` left for the
+    server."""
     return {
         model.name: json.loads(session.read_bytes(session.artifacts[f"{model.name}-registration"]))
         for model in session.models
@@ -149,7 +151,8 @@ def _apply_model_update(update: dict[str, Any], task_ids: dict[str, str]) -> Non
         return
     models = [m for m in Task.get_task(task_id=source).models["output"] if m.name == update["name"]]
     if not models:
-        logger.warning("model update skipped: imported task {} has no output model {!r}", source, update["name"])
+        logger.warning("model update skipped: imported task {} has no output model {!r}", source,
+                       update["name"])
         return
     apply_model_update(models[-1], update)
     logger.info("model {} ({}) tagged {}", update["name"], models[-1].id, update["tags"])

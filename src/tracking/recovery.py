@@ -38,6 +38,7 @@ def keep_interrupted_sessions(run_dir: Path, steps: Mapping[str, Mapping[str, An
             continue  # closed normally, or recovered already
         target.parent.mkdir(parents=True, exist_ok=True)
         zip_path = Path(shutil.make_archive(str(target), "zip", root_dir=folder))
-        logger.warning("step {} was interrupted; its offline session {} is kept as {}", name, folder, zip_path)
+        logger.warning("step {} was interrupted; its offline session {} is kept as {}", name, folder,
+                       zip_path)
         recovered.append(zip_path)
     return recovered

@@ -128,7 +128,8 @@ class Tracker:
         offline = Task.is_offline()
         if not offline and not task.output_uri:
             task.output_uri = output_uri or True  # True: the ClearML files server
-        logger.info("ClearML task {} ({}) already running in this process: recording into it", task.id, task.name)
+        logger.info("ClearML task {} ({}) already running in this process: recording into it", task.id,
+                    task.name)
         return cls(task, offline=offline, output_dir=output_dir, save_plots=save_plots, owns_task=False)
 
     @property
@@ -161,7 +162,8 @@ class Tracker:
         self._logger.report_single_value(name, float(value))
 
     def log_figure(self, title: str, series: str, figure: "Figure", step: int) -> None:
-        """A debug image (not an interactive plot); also a PNG under ``output_dir/plots``. Closes ``figure``."""
+        """A debug image (not an interactive plot); also a PNG under ``output_dir/plots``. Closes
+        ``figure``."""
         from src.visualization.local_plots import close_figure, save_png  # matplotlib: only with a figure
 
         try:
@@ -179,7 +181,8 @@ class Tracker:
 
     def log_plot(self, title: str, series: str, figure: "Figure", step: int) -> None:
         """An interactive plot in the task's Plots tab: the SDK converts lines and points to plotly and
-        embeds what it cannot convert (a heatmap) as an image. Leaves ``figure`` open (``log_figure`` closes it)."""
+        embeds what it cannot convert (a heatmap) as an image. Leaves ``figure`` open (``log_figure`` closes
+        it)."""
         self._logger.report_matplotlib_figure(title, series, figure, iteration=int(step), report_image=False)
 
     def log_image(self, title: str, series: str, image: "Path | str | np.ndarray", step: int) -> None:
@@ -196,7 +199,8 @@ class Tracker:
 
     def log_confusion_matrix(self, title: str, series: str, matrix: Sequence[Sequence[int]],
                              labels: Sequence[str], step: int = 0) -> None:
-        """Counts per (true class, predicted class): rows are the true classes, as ClearML's Plots draw them."""
+        """Counts per (true class, predicted class): rows are the true classes, as ClearML's Plots draw
+        them."""
         import numpy as np
 
         self._logger.report_confusion_matrix(title, series, np.asarray(matrix), iteration=int(step),
@@ -287,7 +291,8 @@ class Tracker:
         from clearml import Model
 
         apply_model_update(Model(model_id=model_id), update)
-        logger.info("model {} ({}): tags {} added{}", name, model_id, list(tags), ", published" if publish else "")
+        logger.info("model {} ({}): tags {} added{}", name, model_id, list(tags),
+                    ", published" if publish else "")
         return model_id
 
     def launch_multi_node(self, nodes: int, *, port: int, devices: int) -> dict[str, Any] | None:

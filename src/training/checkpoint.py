@@ -79,7 +79,8 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as err:
-        full = isinstance(err, Exception) and is_disk_full(err, path)  # asked before the partial file frees space
+        # asked before the partial file frees space
+        full = isinstance(err, Exception) and is_disk_full(err, path)
         Path(tmp).unlink(missing_ok=True)
         if full:
             raise StorageError(disk_full_message(path, "checkpoint"), errno.ENOSPC, path) from err
@@ -122,8 +123,9 @@ def verify_digest(state: dict[str, Any], path: Path) -> None:
         return
     actual = tensor_digest(state)
     if actual != recorded:
-        raise CheckpointError(f"checkpoint {path} is damaged: the SHA-256 of its tensors is {actual[:16]}..., "
-                              f"the file records {str(recorded)[:16]}...; it changed after it was written")
+        raise CheckpointError(f"checkpoint {path} is damaged: the SHA-256 of its tensors is "
+                              f"{actual[:16]}..., the file records {str(recorded)[:16]}...; it changed after "
+                              "it was written")
 
 
 def _cause(err: Exception) -> str:

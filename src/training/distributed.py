@@ -141,8 +141,10 @@ def init(rendezvous: Rendezvous, rank: int, backend: str, workers: Sequence[Base
             _wait_for_ranks(store, rendezvous.world_size, workers)
         else:
             store.add("joined", 1)
-        dist.init_process_group(backend, store=store, rank=rank, world_size=rendezvous.world_size, timeout=TIMEOUT)
-    logger.info(f"rank {rank} of {rendezvous.world_size} joined ({backend}, {rendezvous.addr}:{rendezvous.port})")
+        dist.init_process_group(backend, store=store, rank=rank, world_size=rendezvous.world_size,
+                                timeout=TIMEOUT)
+    logger.info(f"rank {rank} of {rendezvous.world_size} joined ({backend}, "
+                f"{rendezvous.addr}:{rendezvous.port})")
     return current()
 
 
@@ -171,7 +173,8 @@ def broadcast_inputs(inputs: dict[str, Any] | None) -> dict[str, Any]:
     return box[0]
 
 
-def _worker(rendezvous: Rendezvous, rank: int, backend: str, target: Callable[[dict[str, Any]], None]) -> None:
+def _worker(rendezvous: Rendezvous, rank: int, backend: str, target: Callable[[dict[str, Any]],
+                                                                              None]) -> None:
     """A spawned (or torchrun) rank: join, take the step's inputs, run ``target(inputs)``, leave."""
     init(rendezvous, rank, backend)
     try:
@@ -232,7 +235,8 @@ def data_parallel(nproc_per_node: int, device_type: str, target: Callable[[dict[
 
 
 def micro_batch_seed(seed: int, step: int, index: int, purpose: int) -> int:
-    """The RNG seed of micro-batch ``index`` of optimizer step ``step``: the same on whichever rank runs it."""
+    """The RNG seed of micro-batch ``index`` of optimizer step ``step``: the same on whichever rank runs
+    it."""
     return int(np.random.SeedSequence([seed, step, index, purpose]).generate_state(1)[0])
 
 
@@ -245,7 +249,8 @@ def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
 
 def any_rank(flags: Sequence[bool], device: torch.device) -> tuple[bool, ...]:
     """Each flag, true on every rank when it is true on one (stop requests, time budgets): ranks must stop
-    together. One all-reduce and one host read for all the flags (the trainer calls it every ``log_every`` steps)."""
+    together. One all-reduce and one host read for all the flags (the trainer calls it every ``log_every``
+    steps)."""
     if not (dist.is_available() and dist.is_initialized()):
         return tuple(bool(f) for f in flags)
     values = torch.tensor([1.0 if f else 0.0 for f in flags], device=device)

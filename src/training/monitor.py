@@ -21,7 +21,8 @@ _LAYER = re.compile(r"^(.*?\.layers\.\d+)\.")
 
 
 def parameter_group(name: str) -> str:
-    """``decoder.layers.2.cross_attn.w_q.weight`` -> ``decoder.layers.2``; ``generator.bias`` -> ``generator``."""
+    """``decoder.layers.2.cross_attn.w_q.weight`` -> ``decoder.layers.2``; ``generator.bias`` ->
+    ``generator``."""
     match = _LAYER.match(name)
     return match.group(1) if match else name.split(".")[0]
 

@@ -11,7 +11,8 @@ import torch
 
 from src.models.transformer import EncoderDecoderTransformer
 
-KINDS = {"encoder_self": ("source", "source"), "decoder_self": ("target", "target"), "cross": ("target", "source")}
+KINDS = {"encoder_self": ("source", "source"), "decoder_self": ("target", "target"),
+         "cross": ("target", "source")}
 # 24 tokens a side keeps a 0.25 in cell and 8 pt labels (a 3 x 4 grid is ~30 in wide) and ~1 s to draw
 MAX_TOKENS = 24
 MAX_TITLE_CHARS = 60
@@ -19,7 +20,8 @@ MAX_TITLE_CHARS = 60
 
 def _byte_level_alphabet() -> dict[str, int]:
     """GPT-2's byte-level BPE alphabet: the printable character that stands for each byte."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
+                 *range(ord("®"), ord("ÿ") + 1)]
     chars, extra = {}, 0
     for byte in range(256):
         if byte in printable:

@@ -16,7 +16,8 @@ def _this_process() -> psutil.Process:
 
 
 def resource_usage() -> dict[str, float]:
-    """CPU RSS (now and the process's peak) and utilisation; per CUDA device: allocated/reserved/peak memory, and utilisation if NVML works.
+    """CPU RSS (now and the process's peak) and utilisation; per CUDA device: allocated/reserved/peak memory,
+    and utilisation if NVML works.
 
     torch is only consulted if the caller already imported it (this never imports torch).
     The first ``cpu_percent`` of a process is 0.0: psutil measures from the previous call.

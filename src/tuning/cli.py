@@ -24,17 +24,20 @@ from src.arguments import NON_NEGATIVE_INT, POSITIVE_INT, POSITIVE_NUMBER, SEED,
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default=None, help="base config, YAML/JSON (default: config/default_config.*)")
+    parser.add_argument("--config", default=None,
+                        help="base config, YAML/JSON (default: config/default_config.*)")
     parser.add_argument("--trials", type=POSITIVE_INT, required=True,
                         help="trials to run (added to the study if it exists)")
     parser.add_argument("--space", default=None, help="search space YAML (default: config/sweep_space.yaml)")
     parser.add_argument("--queue", default=None,
                         help="run the trials on this agent queue with ClearML's optimizer (needs a server)")
-    parser.add_argument("--study-name", default=None, help="the study's name (default: the config's run_name)")
+    parser.add_argument("--study-name", default=None,
+                        help="the study's name (default: the config's run_name)")
     parser.add_argument("--output-dir", type=output_folder, default=None,
                         help="where the sweep folder <study>/ goes (default: <output_dir>/sweeps)")
     parser.add_argument("--metric", default="loss",
-                        help="validation series to optimise (default: loss; accuracy-like metrics are maximised)")
+                        help="validation series to optimise (default: loss; accuracy-like metrics are "
+                             "maximised)")
     parser.add_argument("--seed", type=SEED, default=0, help="the TPE sampler's seed (default: 0)")
     parser.add_argument("--startup-trials", type=NON_NEGATIVE_INT, default=2,
                         help="trials that complete before the median pruner prunes (default: 2)")
@@ -44,14 +47,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="record the local trials as offline sessions even with a server configured")
     parser.add_argument("--threads", type=POSITIVE_INT, default=None, help="torch threads for local trials")
     parser.add_argument("--base-task", default=None,
-                        help="with --queue: the task to clone (default: the newest <task_name>-train in the project)")
+                        help="with --queue: the task to clone (default: the newest <task_name>-train in the "
+                             "project)")
     parser.add_argument("--concurrency", type=POSITIVE_INT, default=2,
                         help="with --queue: trials queued at once (default: 2)")
     parser.add_argument("--time-limit", type=POSITIVE_NUMBER, default=None,
                         help="with --queue: minutes before the optimizer stops and aborts what still runs")
     parser.add_argument("--pool-period", type=POSITIVE_NUMBER, default=0.5,
-                        help="with --queue: minutes between the optimizer's looks at its trials (default: 0.5)")
-    parser.add_argument("overrides", nargs="*", metavar="section.key=value", help="dotted overrides of the base config")
+                        help="with --queue: minutes between the optimizer's looks at its trials (default: "
+                             "0.5)")
+    parser.add_argument("overrides", nargs="*", metavar="section.key=value",
+                        help="dotted overrides of the base config")
 
 
 def command(args: argparse.Namespace) -> tuple[int, str]:
@@ -68,7 +74,8 @@ def command(args: argparse.Namespace) -> tuple[int, str]:
             result = _queue_sweep(args, cfg, space, study, direction)
         else:
             result = _local_sweep(args, cfg, space, study, direction)
-    return result.code, result.text  # the command's output: the trials and where the study and best config are
+    # the command's output: the trials and where the study and best config are
+    return result.code, result.text
 
 
 @dataclass(frozen=True)
@@ -108,16 +115,19 @@ def _queue_sweep(args, cfg, space, study: str, direction: str) -> Outcome:
         task_parameter_name,
     )
 
-    params = tuple(SearchParameter(task_parameter_name(key), rng.low, rng.high, rng.log, rng.integer, rng.step,
+    params = tuple(SearchParameter(task_parameter_name(key), rng.low, rng.high, rng.log, rng.integer,
+                                   rng.step,
                                    tuple(rng.choices) if rng.choices is not None else None)
                    for key, rng in space.params.items())
-    refuse_log_integers(params)  # before any server call: nothing is cloned for a space the queue cannot search
+    # before any server call: nothing is cloned for a space the queue cannot search
+    refuse_log_integers(params)
     require_server(cfg.tracking)
     result = run_clearml_optimizer(OptimizerRun(
         tracking=cfg.tracking, study=study, base_task_id=args.base_task,
         base_task_name=f"{cfg.tracking.task_name}-train",
         params=params, metric_title="valid", metric_series=args.metric, direction=direction, queue=args.queue,
-        trials=args.trials, concurrency=args.concurrency, seed=args.seed,  # trial length: the base task's max_steps
+        # trial length: the base task's max_steps
+        trials=args.trials, concurrency=args.concurrency, seed=args.seed,
         startup_trials=args.startup_trials, time_limit_min=args.time_limit, pool_period_min=args.pool_period,
     ))
     return Outcome(json.dumps(result, indent=2, default=str), 0)  # base task, optimizer task, top trials

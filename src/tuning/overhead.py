@@ -85,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = CommandParser(prog="python -m src.tuning.overhead", description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=None)
-    parser.add_argument("--steps", type=POSITIVE_INT, default=None, help="steps per run (default: tracking.heatmap_every)")
+    parser.add_argument("--steps", type=POSITIVE_INT, default=None,
+                        help="steps per run (default: tracking.heatmap_every)")
     parser.add_argument("--repeats", type=POSITIVE_INT, default=3)
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args(argv)
@@ -93,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     result = measure(cfg, args.steps or cfg.tracking.heatmap_every, args.repeats)
     logger.info(json.dumps(result, indent=2))
     logger.info(f"tracking overhead: {100 * result['overhead']:+.1f}% "
-                f"(median {result['median_on']:.1f} s on vs {result['median_off']:.1f} s off, {result['steps']} steps)")
+                f"(median {result['median_on']:.1f} s on vs {result['median_off']:.1f} s off, "
+                f"{result['steps']} steps)")
     return 0
 
 

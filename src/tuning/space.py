@@ -72,7 +72,8 @@ class ParamRange(BaseModel):
         if self.choices is not None:
             return trial.suggest_categorical(name, self.choices)
         if self.integer:
-            return trial.suggest_int(name, int(self.low), int(self.high), step=int(self.step or 1), log=self.log)
+            return trial.suggest_int(name, int(self.low), int(self.high), step=int(self.step or 1),
+                                     log=self.log)
         return trial.suggest_float(name, self.low, self.high, step=self.step, log=self.log)
 
     def contains(self, value: Any) -> bool:
@@ -115,8 +116,10 @@ def lookup(data: dict[str, Any], key: str) -> Any:
     return node
 
 
-def apply_params(cfg: ExperimentConfig, params: dict[str, Any], **sections: dict[str, Any]) -> ExperimentConfig:
-    """``cfg`` with the dotted ``params`` set (and whole-section updates, e.g. ``training={...}``), validated."""
+def apply_params(cfg: ExperimentConfig, params: dict[str, Any],
+                 **sections: dict[str, Any]) -> ExperimentConfig:
+    """``cfg`` with the dotted ``params`` set (and whole-section updates, e.g. ``training={...}``),
+    validated."""
     data = config_to_dict(cfg)
     for key, value in params.items():
         *path, last = key.split(".")
@@ -152,11 +155,13 @@ def _field(key: str):
         last = i == len(parts) - 1
         nested = isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
         if last and nested:
-            raise ConfigError(f"search space key {key!r} is a section, not a value (expected e.g. {key}.<field>)")
+            raise ConfigError(f"search space key {key!r} is a section, not a value (expected e.g. "
+                              f"{key}.<field>)")
         if last:
             return field
         if not nested:
-            raise ConfigError(f"search space key {key!r}: {'.'.join(parts[:i + 1])} is a value, not a section")
+            raise ConfigError(
+                f"search space key {key!r}: {'.'.join(parts[:i + 1])} is a value, not a section")
         model = field.annotation
     raise ConfigError(f"search space key {key!r} is empty")
 
@@ -175,14 +180,14 @@ def parse_space(data: Any, cfg: ExperimentConfig, source: str = "search space") 
                                                                           if e["loc"] else "") for e in err.errors())
             raise ConfigError(f"{source}: {key}: {reasons} (got {spec!r})") from None
         if _field(str(key)).annotation is int and rng.choices is None and not rng.integer:
-            raise ConfigError(f"{source}: {key} is an int ({describe_field(str(key))}): add `int: true` to its "
-                              f"range (got {spec!r})")
+            raise ConfigError(f"{source}: {key} is an int ({describe_field(str(key))}): add `int: true` to "
+                              f"its range (got {spec!r})")
         for value in rng.values_to_check():
             try:
                 apply_params(cfg, {key: value})
             except ConfigError as err:
-                raise ConfigError(f"{source}: {key}={value!r} is not accepted (expected {describe_field(key)}):\n"
-                                  f"{str(err).partition(chr(10))[2]}") from None
+                raise ConfigError(f"{source}: {key}={value!r} is not accepted (expected "
+                                  f"{describe_field(key)}):\n{str(err).partition(chr(10))[2]}") from None
         params[str(key)] = rng
     return SearchSpace(params=params)
 

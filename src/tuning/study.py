@@ -59,14 +59,17 @@ def run_local_sweep(settings: TrialSettings, trials: int, *, seed: int = 0, star
     )
     if study.direction.name.lower() != settings.direction:
         raise ConfigError(f"study {settings.study!r} in {study_file} {study.direction.name.lower()}s, but "
-                          f"--metric {settings.metric} asks to {settings.direction} (use another --study-name)")
+                          f"--metric {settings.metric} asks to {settings.direction} (use another "
+                          "--study-name)")
     start_count = len(study.trials)
     base_values = settings.space.base_values(settings.base)
     if baseline and not study.trials and base_values is not None:
         study.enqueue_trial(base_values, user_attrs={"baseline": True})
     elif baseline and not study.trials:
-        logger.info(f"sweep {settings.study}: the base config's values lie outside the space; no baseline trial")
-    logger.info(f"sweep {settings.study}: {trials} trials in {settings.sweep_dir} ({start_count} already in the study)")
+        logger.info(f"sweep {settings.study}: the base config's values lie outside the space; no baseline "
+                    "trial")
+    logger.info(f"sweep {settings.study}: {trials} trials in {settings.sweep_dir} ({start_count} already in "
+                "the study)")
     # one failing trial (a diverging config, say) is recorded as FAIL and the search goes on
     study.optimize(lambda trial: run_trial(trial, settings), n_trials=trials, catch=(Exception,))
     rows = trial_rows(study)
@@ -113,7 +116,8 @@ def write_best_config(study: Any, settings: TrialSettings) -> Path | None:
               f"# searched: {json.dumps(best.params)}\n"
               f"# use: python -m src.main train --config {path}\n")
     path.write_text(header + yaml.safe_dump(config_to_dict(cfg), sort_keys=False), encoding="utf-8")
-    logger.info(f"sweep {settings.study}: best trial {best.number} ({settings.metric} {best.value:.4f}) -> {path}")
+    logger.info(f"sweep {settings.study}: best trial {best.number} ({settings.metric} {best.value:.4f}) -> "
+                f"{path}")
     return path
 
 
@@ -125,14 +129,16 @@ def close_parent(settings: TrialSettings, study_file: Path, trials_csv: Path, tr
     from src.orchestration import start_sweep_tracker
 
     tracker = start_sweep_tracker(settings.base.tracking, study=settings.study, task_name=settings.study,
-                                  task_type="optimizer", output_dir=settings.sweep_dir, offline=settings.offline)
+                                  task_type="optimizer", output_dir=settings.sweep_dir,
+                                  offline=settings.offline)
     tracker.connect_config({"metric": settings.metric, "direction": settings.direction,
                             "space": {k: r.model_dump(by_alias=True, exclude_defaults=True)
                                       for k, r in settings.space.params.items()}}, name="sweep")
     tracker.upload_artifact("study", study_file)
     tracker.upload_artifact("trials", trials_csv)
     tracker.upload_artifact("trials_json", trials_json)
-    table = pd.DataFrame([{**{k: v for k, v in row.items() if k != "params"}, **row["params"]} for row in rows])
+    table = pd.DataFrame(
+        [{**{k: v for k, v in row.items() if k != "params"}, **row["params"]} for row in rows])
     tracker.log_table("trials", "all", table)
     for row in rows:
         if row["value"] is not None:

@@ -68,8 +68,8 @@ class PruningTracker:
     def best(self, direction: str) -> float:
         """The best reported value (the trial's objective); ValueError if it never validated."""
         if not self.reported:
-            raise ValueError(f"the trial logged no valid/{self.metric} (expected a validation metric of the task; "
-                             "check --metric)")
+            raise ValueError(f"the trial logged no valid/{self.metric} (expected a validation metric of the "
+                             "task; check --metric)")
         values = [value for _, value in self.reported]
         return max(values) if direction == "maximize" else min(values)
 
@@ -104,7 +104,8 @@ def prepare_data(cfg: ExperimentConfig, work: Path) -> dict[str, Any]:
         return json.loads(done.read_text(encoding="utf-8"))
     steps = TASKS[cfg.task]
     data = steps.data_prep(StepContext("data_prep", cfg, out, NullTracker(output_dir=out / "data_prep")))
-    tokenized = steps.tokenize(StepContext("tokenize", cfg, out, NullTracker(output_dir=out / "tokenize")), data)
+    tokenized = steps.tokenize(StepContext("tokenize", cfg, out, NullTracker(output_dir=out / "tokenize")),
+                               data)
     done.write_text(json.dumps(tokenized, indent=2), encoding="utf-8")
     return tokenized
 
@@ -149,7 +150,8 @@ def run_trial(trial: Any, settings: TrialSettings) -> float:
         session = tracker.close()
         _record(trial, pruning.steps, start, session)
         raise
-    except BaseException as err:  # a failure, or a stop request: the task is closed (zipped offline) either way
+    # a failure, or a stop request: the task is closed (zipped offline) either way
+    except BaseException as err:
         session = tracker.close(failed=True, reason=f"{type(err).__name__}: {err}")
         _record(trial, pruning.steps, start, session)
         raise

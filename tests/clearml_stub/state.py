@@ -149,7 +149,8 @@ def select(items: Iterable[dict], body: Body, name_key: str = "name") -> list[di
             continue
         if not _matches_fields(item, body):
             continue
-        if not _matches_pattern(item, body.get("_all_"), all) or not _matches_pattern(item, body.get("_any_"), any):
+        if not _matches_pattern(item, body.get("_all_"), all) or not _matches_pattern(item, body.get("_any_"),
+                                                                                      any):
             continue
         found.append(item)
     for key in reversed(body.get("order_by") or []):

@@ -331,15 +331,18 @@ def run_src_main(args: list[str], env: dict[str, str], timeout: float,
     On timeout the output so far goes into the assertion message; SDK helper processes never
     outlive the command. ``stdin``: text fed to the command's standard input (else none).
     """
-    proc = subprocess.Popen([sys.executable, "-m", "src.main", *args], cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+    proc = subprocess.Popen([sys.executable, "-m", "src.main", *args], cwd=REPO_ROOT, env=env,
+                            stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE,
+                            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
                             text=True, start_new_session=True)
     try:
         stdout, stderr = proc.communicate(input=stdin, timeout=timeout)
     except subprocess.TimeoutExpired:
         kill_process_group(proc)
         stdout, stderr = proc.communicate()
-        raise AssertionError(f"src.main {args} timed out after {timeout} s\n{stdout[-3000:]}\n{stderr[-5000:]}") from None
+        raise AssertionError(f"src.main {args} timed out after {timeout} "
+                             f"s\n{stdout[-3000:]}\n{stderr[-5000:]}") from None
     kill_process_group(proc)
     return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 

@@ -47,7 +47,8 @@ def errors():
 
 
 def evaluate(capsys, checkpoint: Path, split: Path, *extra: str) -> tuple[int, str, dict | None]:
-    """``evaluate CHECKPOINT --split SPLIT``: exit status, console output, the metrics JSON it wrote (if any)."""
+    """``evaluate CHECKPOINT --split SPLIT``: exit status, console output, the metrics JSON it wrote (if
+    any)."""
     status = main(["evaluate", str(checkpoint), "--split", str(split), "--device", "cpu", *extra])
     out = capsys.readouterr().out
     written = sorted((checkpoint.parents[2] / "evaluate").glob("metrics_file-*.json"))
@@ -69,7 +70,8 @@ def test_a_language_model_is_scored_on_plain_text_in_bits_per_character(tmp_path
     documents = VERSE.strip("\n").split("\n\n")  # three speeches, their line breaks kept
     assert metrics["n_characters"] == sum(map(len, documents)) + len(documents) - 1  # + one <s> per boundary
     nats = metrics["bpc"] * metrics["n_characters"] * math.log(2)
-    assert nats == pytest.approx(metrics["loss"] * (metrics["n_tokens"] - 1), rel=1e-5)  # every token after the first
+    # every token after the first
+    assert nats == pytest.approx(metrics["loss"] * (metrics["n_tokens"] - 1), rel=1e-5)
     assert metrics["family"] == "decoder_lm" and metrics["split"] == str((data / "play.txt").resolve())
     only_the_data(data, {"play.txt"})
     _, _, first = evaluate(capsys, checkpoint, data / "play.txt", "--max-sentences", "1")
@@ -80,7 +82,8 @@ def test_a_language_model_is_scored_on_plain_text_in_bits_per_character(tmp_path
 
     tokenize = checkpoint.parents[2] / "tokenize"
     tokenize.mkdir()
-    ids, characters = encode_stream(load_tokenizer(tmp_path / "lm" / "tokenizer.json"), SEPARATOR.join(documents))
+    ids, characters = encode_stream(load_tokenizer(tmp_path / "lm" / "tokenizer.json"),
+                                    SEPARATOR.join(documents))
     np.save(tokenize / "test_ids.npy", np.asarray(ids, dtype=np.int32))
     (tokenize / "stream.json").write_text(json.dumps({"test": {"characters": characters}}), encoding="utf-8")
     assert main(["evaluate", str(checkpoint), "--device", "cpu"]) == 0
@@ -91,15 +94,18 @@ def test_a_text_classifier_is_scored_on_labelled_texts(tmp_path, capsys, errors)
     from src.inference import load_for_inference
     from src.inference.classify import classify_texts
 
-    checkpoint = in_run(tmp_path / "imdb", "config/imdb_tiny.yaml", ("text",), labels=["negative", "positive"])
+    checkpoint = in_run(tmp_path / "imdb", "config/imdb_tiny.yaml", ("text",),
+                        labels=["negative", "positive"])
     data = tmp_path / "data"
     data.mkdir()
     lines = ["review,sentiment"] + [f'"{text}",{label}' for text, label in REVIEWS]
     (data / "reviews.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     status, out, metrics = evaluate(capsys, checkpoint, data / "reviews.csv")
     assert status == 0 and "accuracy:" in out and "macro-F1:" in out
-    predicted = [p["label"] for p in classify_texts(load_for_inference(checkpoint, "cpu"), [t for t, _ in REVIEWS])]
-    assert metrics["accuracy"] == pytest.approx(np.mean([p == label for p, (_, label) in zip(predicted, REVIEWS)]))
+    predicted = [p["label"] for p in classify_texts(load_for_inference(checkpoint, "cpu"),
+                                                    [t for t, _ in REVIEWS])]
+    assert metrics["accuracy"] == pytest.approx(np.mean([p == label for p, (_, label) in zip(predicted,
+                                                                                             REVIEWS)]))
     assert metrics["n_texts"] == len(REVIEWS) and sum(map(sum, metrics["confusion"])) == len(REVIEWS)
     only_the_data(data, {"reviews.csv"})
     (data / "other.csv").write_text('review,sentiment\n"Great.",neutral\n', encoding="utf-8")
@@ -107,7 +113,8 @@ def test_a_text_classifier_is_scored_on_labelled_texts(tmp_path, capsys, errors)
     assert errors[-1].startswith("evaluate: ") and "['neutral'] are not classes of the model" in errors[-1]
     # an output that cannot be written is a usage error (exit 2) before the model is loaded, naming the path
     blocked = data / "reviews.csv" / "m.json"  # under a file: no folder can be made there
-    for output, reason in ((blocked, f"cannot write {blocked}: {data / 'reviews.csv'} is a file, not a folder"),
+    for output, reason in ((blocked,
+                            f"cannot write {blocked}: {data / 'reviews.csv'} is a file, not a folder"),
                            (data, f"{data} is a folder; expected a file to write")):
         with pytest.raises(SystemExit) as exited:
             main(["evaluate", str(checkpoint), "--split", str(data / "reviews.csv"), "--output", str(output)])
@@ -125,7 +132,8 @@ def test_a_vit_is_scored_on_an_image_folder_and_on_idx_files_alike(tmp_path, cap
     from src.inference import load_for_inference
     from src.tasks.image_classification.task import ImageStats
 
-    checkpoint = in_run(tmp_path / "vit", "config/vit_tiny.yaml", (), labels=list(CLASS_NAMES), image_stats=IMAGE_STATS)
+    checkpoint = in_run(tmp_path / "vit", "config/vit_tiny.yaml", (), labels=list(CLASS_NAMES),
+                        image_stats=IMAGE_STATS)
     images = np.random.default_rng(0).integers(0, 256, (12, 28, 28), dtype=np.uint8)
     labels = np.arange(12) % len(CLASS_NAMES)
     folder = tmp_path / "images"
@@ -137,7 +145,8 @@ def test_a_vit_is_scored_on_an_image_folder_and_on_idx_files_alike(tmp_path, cap
     assert status == 0 and "(12 images)" in out
     idx = tmp_path / "idx"
     idx.mkdir()
-    order = np.argsort([CLASS_NAMES[k].replace("/", "_") for k in labels], kind="stable")  # the folder's order
+    # the folder's order
+    order = np.argsort([CLASS_NAMES[k].replace("/", "_") for k in labels], kind="stable")
     write_idx(idx / "t10k-images-idx3-ubyte.gz", images[order], IMAGE_MAGIC)
     write_idx(idx / "t10k-labels-idx1-ubyte.gz", labels[order], LABEL_MAGIC)
     status, _, from_idx = evaluate(capsys, checkpoint, idx / "t10k-images-idx3-ubyte.gz")
@@ -154,16 +163,20 @@ def test_a_vit_is_scored_on_an_image_folder_and_on_idx_files_alike(tmp_path, cap
     assert errors[-1].startswith(f"evaluate: {folder}: images of different sizes [(1, 28, 28), (1, 32, 32)]")
 
 
-def test_translation_metrics_go_into_the_run_folder_and_a_latin1_file_is_one_line(tmp_path, capsys, errors, monkeypatch):
-    monkeypatch.setattr("tests.export.conftest.teach_to_copy", lambda model: None)  # the scores' values do not matter here
+def test_translation_metrics_go_into_the_run_folder_and_a_latin1_file_is_one_line(tmp_path, capsys, errors,
+                                                                                  monkeypatch):
+    # the scores' values do not matter here
+    monkeypatch.setattr("tests.export.conftest.teach_to_copy", lambda model: None)
     checkpoint = in_run(tmp_path / "tr", "config/tiny.yaml", ("src", "tgt"))
     data = tmp_path / "data"
     data.mkdir()
-    (data / "pairs.tsv").write_text("de\ten\nDas ist gut.\tThat is good.\nWir gehen.\tWe go.\n", encoding="utf-8")
+    (data / "pairs.tsv").write_text("de\ten\nDas ist gut.\tThat is good.\nWir gehen.\tWe go.\n",
+                                    encoding="utf-8")
     status, out, metrics = evaluate(capsys, checkpoint, data / "pairs.tsv")
     assert status == 0 and "BLEU:" in out and metrics["n_sentences"] == 2
     only_the_data(data, {"pairs.tsv"})  # it used to write pairs.best.metrics.json here
-    (data / "latin1.tsv").write_bytes("de\ten\nDas ist gut.\tThat is good.\nSchön.\tNice.\n".encode("latin-1"))
+    (data / "latin1.tsv").write_bytes(
+        "de\ten\nDas ist gut.\tThat is good.\nSchön.\tNice.\n".encode("latin-1"))
     assert main(["evaluate", str(checkpoint), "--split", str(data / "latin1.tsv"), "--device", "cpu"]) == 1
     assert errors[-1] == (f"evaluate: {data / 'latin1.tsv'}: line 3 is not UTF-8 (byte f6 at byte 4 of the line): "
                           "expected UTF-8 text; convert the file, e.g. iconv -f latin1 -t utf-8")

@@ -15,9 +15,11 @@ def test_generate_refuses_a_translation_checkpoint(monkeypatch, tmp_path):
     monkeypatch.setattr(runs, "resolve_checkpoint", lambda run, runs_dir: tmp_path / "best.pt")
     monkeypatch.setattr(loader, "load_for_inference",
                         lambda path, device, backend: SimpleNamespace(family="encoder_decoder", path=path))
-    args = argparse.Namespace(run="x", runs_dir="runs", device="cpu", backend="torch", prompt="Hi", max_new_tokens=5,
+    args = argparse.Namespace(run="x", runs_dir="runs", device="cpu", backend="torch", prompt="Hi",
+                              max_new_tokens=5,
                               temperature=1.0, top_k=None, top_p=None, seed=None)
-    with pytest.raises(ValueError, match="holds a model of family encoder_decoder; generate needs a language model"):
+    with pytest.raises(ValueError,
+                       match="holds a model of family encoder_decoder; generate needs a language model"):
         generate.generate_command(args)
 
 
@@ -46,7 +48,8 @@ def test_continue_text_starts_with_the_prompt_and_a_seed_repeats_it(trained):
     assert sample(7).startswith("abc") and sample(7) == sample(7)
     assert len({sample(seed) for seed in range(6)}) > 1  # different seeds, different continuations
     greedy = generate.continue_text(trained, "abc", max_new_tokens=12, temperature=0.0)
-    assert greedy == generate.continue_text(trained, "abc", max_new_tokens=12, temperature=1.0, top_k=1, seed=3)
+    assert greedy == generate.continue_text(trained, "abc", max_new_tokens=12, temperature=1.0, top_k=1,
+                                            seed=3)
 
 
 def test_continue_text_warns_about_characters_the_model_never_saw(trained):
@@ -59,4 +62,5 @@ def test_continue_text_warns_about_characters_the_model_never_saw(trained):
     finally:
         logger.remove(handle)
     assert len(messages) == 1 and "fed as <unk>: ['!', 'Z']" in messages[0]
-    assert text.startswith("abZ c!") and len(text) <= len("abZ c!") + 2  # as typed, then <= 2 characters (specials print none)
+    # as typed, then <= 2 characters (specials print none)
+    assert text.startswith("abZ c!") and len(text) <= len("abZ c!") + 2

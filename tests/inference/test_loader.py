@@ -69,7 +69,8 @@ def test_translate_texts_keeps_order_blank_lines_and_matches_greedy_decoding(che
     from src.data.tokenizer import decode_ids
 
     assert out[0] == decode_ids(tokenizer, expected)
-    with pytest.raises(ValueError, match="--max-len must be between 1 and the model's max_positions=160, got 999"):
+    with pytest.raises(ValueError,
+                       match="--max-len must be between 1 and the model's max_positions=160, got 999"):
         translate_texts(trained, texts, max_len=999)
 
 

@@ -50,7 +50,8 @@ def test_translate_answers_each_stdin_line_as_it_arrives_and_skips_only_a_bad_on
     was; exit status 1."""
     run = str(tiny_runs.run_dirs[0])
     proc = subprocess.Popen([sys.executable, "-m", "src.main", "translate", run, "--max-len", "8"], cwd=REPO,
-                            env=tiny_runs.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=tiny_runs.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE,
                             start_new_session=True)
     try:
         proc.stdin.write(b"Das ist gut.\n")
@@ -64,7 +65,8 @@ def test_translate_answers_each_stdin_line_as_it_arrives_and_skips_only_a_bad_on
     err = err.decode()
     assert proc.returncode == 1, err[-2000:]
     assert first.strip()  # a translation
-    assert out.decode().split("\n") == ["", first.removesuffix("\n"), ""]  # line 2 left empty, line 3 translated
+    # line 2 left empty, line 3 translated
+    assert out.decode().split("\n") == ["", first.removesuffix("\n"), ""]
     assert "standard input, line 2: not UTF-8 (byte 0xfc at column 10); its output line is left empty" in err
     assert "translate: standard input: 1 line(s) not UTF-8 (line 2)" in err and "Traceback" not in err
 
@@ -78,7 +80,8 @@ def test_generate_names_a_non_utf8_line_of_its_stdin_prompt(monkeypatch):
     from src.inference import generate
 
     monkeypatch.setattr(runs, "resolve_checkpoint", lambda run, runs_dir: Path("best.pt"))
-    monkeypatch.setattr(loader, "load_for_inference", lambda path, device, backend: SimpleNamespace(family="decoder_lm"))
+    monkeypatch.setattr(loader, "load_for_inference",
+                        lambda path, device, backend: SimpleNamespace(family="decoder_lm"))
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"Once upon\na time \xe9\n")))
     args = argparse.Namespace(run="r", runs_dir="runs", device="cpu", backend="torch", prompt=None)
     with pytest.raises(ValueError, match=r"^standard input, line 2: not UTF-8 \(byte 0xe9 at column 8\)$"):

@@ -45,8 +45,8 @@ def imdb_data_dir() -> str:
 
 
 def train_offline(config: str, root: Path, *overrides: str, **env: str):
-    """``train --config CONFIG [OVERRIDES]`` under ``root`` with no ClearML server; the finished process and its
-    run folder."""
+    """``train --config CONFIG [OVERRIDES]`` under ``root`` with no ClearML server; the finished process and
+    its run folder."""
     proc = run_src_main(["train", "--config", config, *overrides, f"output_dir={root / 'runs'}"],
                         clean_env(root / "home", **env), timeout=240)
     assert proc.returncode == 0, proc.stderr[-5000:]
@@ -78,7 +78,8 @@ def make_tiny_runs(root: Path) -> SimpleNamespace:
     procs, seconds = [], []
     for _ in range(2):  # the same command twice, as a user repeating an experiment
         start = time.perf_counter()
-        procs.append(run_src_main(["train", "--config", "config/tiny.yaml", f"output_dir={runs_dir}"], env, timeout=240))
+        procs.append(run_src_main(["train", "--config", "config/tiny.yaml", f"output_dir={runs_dir}"], env,
+                                  timeout=240))
         seconds.append(time.perf_counter() - start)
         assert procs[-1].returncode == 0, procs[-1].stderr[-5000:]
     return SimpleNamespace(root=root, env=env, runs_dir=runs_dir, procs=procs, seconds=seconds,

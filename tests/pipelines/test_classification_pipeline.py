@@ -13,7 +13,8 @@ pytestmark = pytest.mark.timeout(300)
 
 @pytest.fixture(scope="module")
 def imdb_run(tmp_path_factory):
-    return train_offline("config/imdb_tiny.yaml", tmp_path_factory.mktemp("imdb"), STEPWISE_DATA_DIR=imdb_data_dir())
+    return train_offline("config/imdb_tiny.yaml", tmp_path_factory.mktemp("imdb"),
+                         STEPWISE_DATA_DIR=imdb_data_dir())
 
 
 def test_the_five_steps_run_and_report_accuracy(imdb_run):
@@ -28,11 +29,14 @@ def test_the_five_steps_run_and_report_accuracy(imdb_run):
 
 def test_each_session_holds_what_a_researcher_reviews(imdb_run):
     _, run_dir = imdb_run
-    s = {step: read_offline_session(next((run_dir / step / "clearml_offline").glob("*.zip"))) for step in STEPS}
-    assert {"texts per split", "class balance/train", "dropped rows"} <= {t for t, _ in s["data_prep"].scalars}
+    s = {
+        step: read_offline_session(next((run_dir / step / "clearml_offline").glob("*.zip"))) for step in STEPS}
+    assert {"texts per split", "class balance/train", "dropped rows"} <= {
+        t for t, _ in s["data_prep"].scalars}
     train_titles = {t for t, _ in s["train"].scalars}
     assert {"train", "valid", "grad_norm", "grad_norm_by_layer", "resources"} <= train_titles
-    assert {series for title, series in s["train"].scalars if title == "valid"} == {"loss", "accuracy", "macro_f1"}
+    assert {series for title, series in s["train"].scalars if title == "valid"} == {"loss", "accuracy",
+                                                                                    "macro_f1"}
     assert {"attention/cls", "gradient norms"} <= {image.title for image in s["train"].images}
     assert len(s["train"].models) == 1 and [len(x.models) for x in s.values()].count(0) == 4
     assert {("test", "accuracy"), ("test", "macro_f1"), ("test/precision", "positive"), ("test/recall", "negative")} \
@@ -68,7 +72,8 @@ def test_evaluate_scores_the_run_and_a_file_of_its_test_texts_as_the_pipeline_di
     assert f"accuracy:    {expected['accuracy']:.4f}" in capsys.readouterr().out
     test = load_from_disk(str(run_dir / "data_prep" / "dataset"))["test"]
     names = test.features["label"].names
-    rows = [json.dumps({"review": text, "sentiment": names[label]}) for text, label in zip(test["text"], test["label"])]
+    rows = [json.dumps({"review": text, "sentiment": names[label]}) for text, label in zip(test["text"],
+                                                                                           test["label"])]
     (tmp_path / "test.jsonl").write_text("\n".join(rows) + "\n", encoding="utf-8")
     assert main(["evaluate", str(run_dir), "--device", "cpu", "--split", str(tmp_path / "test.jsonl")]) == 0
     written = json.loads(next((run_dir / "evaluate").glob("metrics_file-test.jsonl_*.json")).read_text())
@@ -78,5 +83,6 @@ def test_evaluate_scores_the_run_and_a_file_of_its_test_texts_as_the_pipeline_di
 
 
 def test_the_loss_curve_is_the_recorded_one(imdb_run):
-    """No silent change to the training arithmetic of this family (tests/pipelines/fixtures/loss_curves.json)."""
+    """No silent change to the training arithmetic of this family
+    (tests/pipelines/fixtures/loss_curves.json)."""
     assert_recorded_loss_curve(imdb_run[1], "imdb_tiny")

@@ -38,7 +38,8 @@ def imported(tiny_runs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Si
         sessions[step] = read_offline_session(zip_path)
 
     with ClearMLStub(root / "clearml_stub") as stub:
-        proc = run_src_main(["import-offline", run_dir.name, "--runs-dir", str(run_dir.parent)], stub.subprocess_env(),
+        proc = run_src_main(["import-offline", run_dir.name, "--runs-dir", str(run_dir.parent)],
+                            stub.subprocess_env(),
                             timeout=120)
         yield SimpleNamespace(stub=stub, proc=proc, run_dir=run_dir, sessions=sessions,
                               tasks={step: stub.task_by_name(f"{TASK}-{step}") for step in STEPS}
@@ -97,7 +98,8 @@ def test_one_model_per_checkpoint_the_train_steps_tagged_by_register(imported):
     assert (model["name"], model["framework"]) == (TASK, "PyTorch")
     assert model["uri"].startswith(stub.files_url), model["uri"]  # not file:// on the training machine
     assert stub.file_for_url(model["uri"]) == checkpoint
-    registration = json.loads(stub.file_for_url(stub.artifacts(imported.tasks["register"]["id"])["registration"]["uri"]))
+    registration = json.loads(
+        stub.file_for_url(stub.artifacts(imported.tasks["register"]["id"])["registration"]["uri"]))
     assert sorted(model["tags"]) == sorted(["best-valid", registration["stage"]])  # train's tag + register's
     metadata = {key: item["value"] for key, item in model["metadata"].items()}
     assert {"valid_loss", "valid_perplexity", "steps"} <= set(metadata)  # from train
@@ -107,12 +109,14 @@ def test_one_model_per_checkpoint_the_train_steps_tagged_by_register(imported):
 
 
 def test_every_session_imports_with_the_sdks_own_importer(imported, tmp_path):
-    """``Task.import_offline_session``, unpatched: ClearML's documented path (clearml-task --import-offline-session)."""
+    """``Task.import_offline_session``, unpatched: ClearML's documented path (clearml-task
+    --import-offline-session)."""
     code = ("import sys; from clearml import Task\n"
             "for path in sys.argv[1:]: print('imported-as', Task.import_offline_session(path))")
     zips = [str(p) for step in STEPS for p in (imported.run_dir / step / "clearml_offline").glob("*.zip")]
     env = imported.stub.subprocess_env() | {"PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-c", code, *zips], env=env, capture_output=True, text=True, timeout=120,
+    proc = subprocess.run([sys.executable, "-c", code, *zips], env=env, capture_output=True, text=True,
+                          timeout=120,
                           cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     new_ids = [line.split()[1] for line in proc.stdout.splitlines() if line.startswith("imported-as ")]

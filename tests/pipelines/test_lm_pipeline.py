@@ -20,7 +20,8 @@ def lm_run(tmp_path_factory):
         missing_data(f"Austen/Brown not cached under {root_dir}: run bash .ci/install")
     root = tmp_path_factory.mktemp("lm")
     env = clean_env(root / "home", STEPWISE_DATA_DIR=str(root_dir))  # the run gets an empty HOME
-    proc = run_src_main(["train", "--config", "config/lm_tiny.yaml", f"output_dir={root / 'runs'}"], env, timeout=240)
+    proc = run_src_main(["train", "--config", "config/lm_tiny.yaml", f"output_dir={root / 'runs'}"], env,
+                        timeout=240)
     assert proc.returncode == 0, proc.stderr[-5000:]
     return proc, run_folder(proc.stdout), env
 
@@ -34,18 +35,22 @@ def test_the_five_steps_run_and_report_bits_per_character(lm_run):
     assert f"test bpc:        {metrics['bpc']:.4f}" in proc.stdout and "test perplexity:" in proc.stdout
     status = json.loads((run_dir / "status.json").read_text())
     assert all(status["steps"][s]["status"] == "completed" for s in STEPS)
-    history = [json.loads(line) for line in (run_dir / "train" / "train_history.jsonl").read_text().splitlines()]
+    history = [
+        json.loads(line) for line in (run_dir / "train" / "train_history.jsonl").read_text().splitlines()]
     valid = [row["valid_loss"] for row in history if "valid_loss" in row]
     assert valid[-1] < valid[0]
 
 
 def test_each_session_holds_what_a_researcher_reviews(lm_run):
     _, run_dir, _ = lm_run
-    s = {step: read_offline_session(next((run_dir / step / "clearml_offline").glob("*.zip"))) for step in STEPS}
-    assert {"words per split", "words per split/austen", "words per split/brown"} <= {t for t, _ in s["data_prep"].scalars}
+    s = {
+        step: read_offline_session(next((run_dir / step / "clearml_offline").glob("*.zip"))) for step in STEPS}
+    assert {"words per split", "words per split/austen", "words per split/brown"} <= {
+        t for t, _ in s["data_prep"].scalars}
     train_titles = {t for t, _ in s["train"].scalars}
     assert {"train", "valid", "throughput", "grad_norm", "grad_norm_by_layer"} <= train_titles
-    assert {series for title, series in s["train"].scalars if title == "valid"} == {"loss", "perplexity", "bpc"}
+    assert {series for title, series in s["train"].scalars if title == "valid"} == {"loss", "perplexity",
+                                                                                    "bpc"}
     assert {series for title, series in s["train"].scalars if title == "train"} >= {"loss", "perplexity"}
     assert "attention/decoder_self" in {image.title for image in s["train"].images}
     assert "samples" in {title for title, _, _ in s["train"].plots}
@@ -53,15 +58,18 @@ def test_each_session_holds_what_a_researcher_reviews(lm_run):
     assert {("test", "bpc"), ("test", "perplexity"), ("test", "loss")} <= set(s["evaluate"].scalars)
     assert "samples" in {title for title, _, _ in s["evaluate"].plots}
     update = json.loads(s["register"].read_bytes(s["register"].artifacts["model-update"]))
-    assert update["metadata"]["bpc"] == pytest.approx(json.loads((run_dir / "evaluate" / "metrics.json").read_text())["bpc"])
+    assert update["metadata"]["bpc"] == pytest.approx(
+        json.loads((run_dir / "evaluate" / "metrics.json").read_text())["bpc"])
 
 
 def test_generate_continues_a_prompt_and_translate_refuses_the_model(lm_run):
     _, run_dir, env = lm_run
-    proc = run_src_main(["generate", str(run_dir), "It was", "--max-new-tokens", "12", "--seed", "0"], env, timeout=120)
+    proc = run_src_main(["generate", str(run_dir), "It was", "--max-new-tokens", "12", "--seed", "0"], env,
+                        timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.startswith("It was") and len(proc.stdout.rstrip("\n")) > len("It was")
-    again = run_src_main(["generate", str(run_dir), "It was", "--max-new-tokens", "12", "--seed", "0"], env, timeout=120)
+    again = run_src_main(["generate", str(run_dir), "It was", "--max-new-tokens", "12", "--seed", "0"], env,
+                         timeout=120)
     assert again.stdout == proc.stdout
     refused = run_src_main(["translate", str(run_dir), "Hallo"], env, timeout=120)
     assert refused.returncode == 1 and "decoder_lm" in refused.stderr
@@ -76,12 +84,14 @@ def test_runs_list_shows_bpc(lm_run):
 def test_evaluate_scores_the_test_text_as_the_pipeline_did(lm_run, capsys):
     """Issue 26: ``evaluate`` refused every family but translation. The run's test text, given as a
     plain .txt file, scores the bpc of the run's evaluate step; the metrics go into the run folder.
-    (tests/inference/test_evaluate_families.py checks that the run's own stream scores the same as its file.)"""
+    (tests/inference/test_evaluate_families.py checks that the run's own stream scores the same as its
+    file.)"""
     from src.main import main
 
     _, run_dir, _ = lm_run
     expected = json.loads((run_dir / "evaluate" / "metrics.json").read_text())
-    assert main(["evaluate", str(run_dir), "--device", "cpu", "--split", str(run_dir / "tokenize" / "test.txt")]) == 0
+    assert main(
+        ["evaluate", str(run_dir), "--device", "cpu", "--split", str(run_dir / "tokenize" / "test.txt")]) == 0
     written = json.loads(next((run_dir / "evaluate").glob("metrics_file-test.txt_*.json")).read_text())
     assert written["bpc"] == pytest.approx(expected["bpc"], rel=1e-6)
     assert written["n_characters"] == expected["n_characters"]
@@ -102,5 +112,6 @@ def test_runs_compare_across_families_shows_each_its_own_metrics(lm_run, tiny_ru
 
 
 def test_the_loss_curve_is_the_recorded_one(lm_run):
-    """No silent change to the training arithmetic of this family (tests/pipelines/fixtures/loss_curves.json)."""
+    """No silent change to the training arithmetic of this family
+    (tests/pipelines/fixtures/loss_curves.json)."""
     assert_recorded_loss_curve(lm_run[1], "lm_tiny")

@@ -30,7 +30,8 @@ def test_listops_keeps_every_expression_whole_and_labels_it_with_its_value(listo
     assert all(split["truncated"] == 0 for split in tokenization_report(listops_run).values())
     test = load_from_disk(str(listops_run / "tokenize" / "encoded"))["test"]
     assert [evaluate_listops(text) for text in test["text"]] == [int(y) for y in test["label"]]
-    assert all(len(ids) == len(text.split()) + 1 and ids[0] == CLS_ID for ids, text in zip(test["ids"], test["text"]))
+    assert all(len(ids) == len(text.split()) + 1 and ids[0] == CLS_ID for ids, text in zip(test["ids"],
+                                                                                           test["text"]))
     metrics = json.loads((listops_run / "evaluate" / "metrics.json").read_text())
     assert metrics["labels"] == [str(v) for v in range(10)] and metrics["n_texts"] == len(test)
 
@@ -51,7 +52,8 @@ def test_the_listops_checkpoint_carries_its_word_tokenizer(listops_run):
         assert model.model(torch.tensor([ids])).shape == (1, 10)
 
 
-@pytest.mark.slow  # the byte-level IMDB tiny run costs ~15 s; ListOps keeps a long-document run in the default suite
+# the byte-level IMDB tiny run costs ~15 s; ListOps keeps a long-document run in the default suite
+@pytest.mark.slow
 def test_byte_level_imdb_reads_bytes_and_cuts_at_max_tokens(imdb_long_run):
     report = tokenization_report(imdb_long_run)
     assert report["train"]["truncated"] > 0  # most reviews are longer than 255 bytes
@@ -62,7 +64,8 @@ def test_byte_level_imdb_reads_bytes_and_cuts_at_max_tokens(imdb_long_run):
     assert "attention/cls" in {image.title for image in session.images}
 
 
-@pytest.mark.slow  # the byte-level IMDB tiny run costs ~15 s; ListOps keeps a long-document run in the default suite
+# the byte-level IMDB tiny run costs ~15 s; ListOps keeps a long-document run in the default suite
+@pytest.mark.slow
 def test_the_byte_level_checkpoint_decodes_what_it_encodes(imdb_long_run):
     from src.inference import load_for_inference
 

@@ -29,5 +29,6 @@ def test_the_longformer_encoder_follows_its_recorded_curve(imdb_long_run):
 def test_each_recurrent_baseline_follows_its_recorded_curve(family, tmp_path):
     """~15-25 s each: IMDB tiny with the recurrent family, 10 steps."""
     fixture = recorded_curve(family)
-    run_dir = train_completed(fixture["config"], tmp_path, *fixture["overrides"], STEPWISE_DATA_DIR=imdb_data_dir())
+    run_dir = train_completed(fixture["config"], tmp_path, *fixture["overrides"],
+                              STEPWISE_DATA_DIR=imdb_data_dir())
     assert_recorded_loss_curve(run_dir, family)

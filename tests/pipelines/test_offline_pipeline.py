@@ -57,8 +57,10 @@ def test_each_session_carries_what_its_step_should(offline_run):
 
     assert {"tokenizer", "tokenized", "tokenization_report"} <= set(s["tokenize"].artifacts)
 
-    assert {"train", "valid", "learning_rate", "grad_norm", "grad_norm_by_layer", "throughput"} <= titles["train"]
-    assert {"attention/encoder_self", "attention/decoder_self", "attention/cross", "gradient norms"} <= images["train"]
+    assert {"train", "valid", "learning_rate", "grad_norm", "grad_norm_by_layer",
+            "throughput"} <= titles["train"]
+    assert {"attention/encoder_self", "attention/decoder_self", "attention/cross",
+            "gradient norms"} <= images["train"]
     assert "transformer-de-en-weights" in s["train"].artifacts and s["train"].models
 
     assert {"test", "test/greedy", "test/beam"} <= titles["evaluate"]
@@ -72,7 +74,8 @@ def test_each_session_carries_what_its_step_should(offline_run):
     status = json.loads((run_dir / "status.json").read_text())
     assert update["model_id"] == status["steps"]["train"]["output"]["model_id"]
     assert update["source_task_id"] == s["train"].task_id and update["name"] == s["train"].models[0].name
-    assert update["tags"][0] in {"production", "candidate"} and update["metadata"]["stage"] == update["tags"][0]
+    assert update["tags"][0] in {"production",
+                                 "candidate"} and update["metadata"]["stage"] == update["tags"][0]
 
     metrics = json.loads((run_dir / "evaluate" / "metrics.json").read_text())
     assert {"bleu", "chrf"} <= set(metrics["beam"]) and metrics["test"]["perplexity"] > 1
@@ -83,7 +86,8 @@ def test_each_session_carries_what_its_step_should(offline_run):
     [
         (["model.dmodel=3"], "model.dmodel: unknown key (allowed: "),
         (["model.d_model=abc"], "model.d_model: Input should be a valid integer"),
-        (["--queue", "nope", "--dry-run"], "unknown queue 'nope', expected one of ['cpu', 'gpu', 'services']"),
+        (["--queue", "nope", "--dry-run"],
+         "unknown queue 'nope', expected one of ['cpu', 'gpu', 'services']"),
     ],
 )
 def test_bad_input_fails_fast_with_a_clear_message(tmp_path, args, message):
@@ -95,7 +99,8 @@ def test_bad_input_fails_fast_with_a_clear_message(tmp_path, args, message):
 @pytest.mark.timeout(60)
 def test_unreachable_server_fails_within_seconds(tmp_path):
     env = clean_env(tmp_path / "home", CLEARML_API_HOST="http://127.0.0.1:9", CLEARML_WEB_HOST="http://127.0.0.1:9",
-                    CLEARML_FILES_HOST="http://127.0.0.1:9", CLEARML_API_ACCESS_KEY="k", CLEARML_API_SECRET_KEY="s")
+                    CLEARML_FILES_HOST="http://127.0.0.1:9", CLEARML_API_ACCESS_KEY="k",
+                    CLEARML_API_SECRET_KEY="s")
     start = time.perf_counter()
     proc = run_cli(["train", "--config", "config/tiny.yaml", "--local"], env, timeout=50)
     assert proc.returncode != 0
@@ -106,7 +111,8 @@ def test_unreachable_server_fails_within_seconds(tmp_path):
 @pytest.mark.timeout(120)
 def test_failed_step_marks_the_run_folder(tmp_path):
     missing = tmp_path / "no-such-file.tsv"
-    proc = run_cli(["train", "--config", "config/tiny.yaml", f"output_dir={tmp_path / 'runs'}", "data.source=local",
+    proc = run_cli(["train", "--config", "config/tiny.yaml", f"output_dir={tmp_path / 'runs'}",
+                    "data.source=local",
                     f"data.local_path={missing}", "data.src_column=de", "data.tgt_column=en"],
                    clean_env(tmp_path / "home"), timeout=100)
     assert proc.returncode == 1

@@ -52,7 +52,8 @@ def run_cli(stub: ClearMLStub, args: list[str], timeout: float) -> subprocess.Co
 
 
 def agent_logs(stub: ClearMLStub) -> str:
-    return "\n".join(f"--- {p.name} ---\n{p.read_text()[-6000:]}" for p in sorted(stub.workdir.glob("agent-*.log")))
+    return "\n".join(
+        f"--- {p.name} ---\n{p.read_text()[-6000:]}" for p in sorted(stub.workdir.glob("agent-*.log")))
 
 
 def wait_done(stub: ClearMLStub, task_id: str, timeout: float) -> dict:
@@ -93,7 +94,8 @@ def stub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClearMLStub]:
 def enqueued(stub: ClearMLStub) -> SimpleNamespace:
     """``train --queue gpu`` on config/tiny.yaml; what the stand-in held right after it."""
     start = time.perf_counter()
-    proc = run_cli(stub, ["train", "--queue", "gpu", "--config", "config/tiny.yaml", OUTPUT_DIR, *FAST], timeout=90)
+    proc = run_cli(stub, ["train", "--queue", "gpu", "--config", "config/tiny.yaml", OUTPUT_DIR, *FAST],
+                   timeout=90)
     seconds = time.perf_counter() - start
     controllers = [t for t in stub.tasks if t["type"] == "controller"]
     return SimpleNamespace(
@@ -118,7 +120,8 @@ def test_queue_cli_enqueues_the_controller_on_services_with_our_config(stub, enq
     assert enqueued.entries == {"services": [controller["id"]], "cpu": [], "gpu": []}
     assert len(enqueued.tasks) == 1  # steps exist only as the controller's plan until it runs
     config = json.loads(stub.hyperparams(controller["id"])["Args/config"])
-    assert (config["run_name"], config["model"]["d_model"], config["training"]["max_steps"]) == ("tiny", 32, 4)
+    assert (config["run_name"], config["model"]["d_model"], config["training"]["max_steps"]) == ("tiny", 32,
+                                                                                                 4)
 
     # The services agent re-runs our CLI from the repository root, not clearml's controller.py.
     script = controller["script"]
@@ -142,7 +145,8 @@ def test_the_stored_dag_puts_each_step_on_its_queue_and_container(enqueued):
     queues = load_queue_config(REPO / "queues" / "queues.yaml")
     dag = json.loads(controller["configuration"]["Pipeline"]["value"])
     assert set(dag) == set(STEP_NAMES)
-    expected_queue = {"data_prep": "cpu", "tokenize": "cpu", "train": "gpu", "evaluate": "gpu", "register": "cpu"}
+    expected_queue = {"data_prep": "cpu", "tokenize": "cpu", "train": "gpu", "evaluate": "gpu",
+                      "register": "cpu"}
     for spec in STEPS:
         node = dag[spec.name]
         target = queues.queue(expected_queue[spec.name])
@@ -151,18 +155,22 @@ def test_the_stored_dag_puts_each_step_on_its_queue_and_container(enqueued):
         assert node["cache_executed_step"] is (spec.name in ("data_prep", "tokenize")), spec.name
         assert node["parameters"]["kwargs/config"] == "${pipeline.config}", spec.name
         assert node["parameters"]["kwargs/step"] == spec.name, spec.name
-        for argument, reference in spec.inputs.items():  # "${tokenize.output}" -> the parent's artifact "output"
+        # "${tokenize.output}" -> the parent's artifact "output"
+        for argument, reference in spec.inputs.items():
             parent = reference.strip("${}").split(".")[0]
             assert node["parameters"][f"kwargs_artifacts/{argument}"] == f"${{{parent}.id}}.output", spec.name
 
-        task = json.loads(controller["configuration"][spec.name]["value"])  # the step task the controller creates
+        # the step task the controller creates
+        task = json.loads(controller["configuration"][spec.name]["value"])
         assert task["container"] == {"image": target.docker_image, "arguments": " ".join(target.docker_args),
                                      "setup_shell_script": target.docker_setup_script or ""}, spec.name
         assert (task["name"], task["type"]) == (f"{TASK}-{spec.name}", spec.task_type)
         script = task["script"]
-        assert script["entry_point"] == "run_pipeline_step.py"  # one entry for every step: its name is a parameter
+        # one entry for every step: its name is a parameter
+        assert script["entry_point"] == "run_pipeline_step.py"
         assert "from src.steps.runner import run_step" in script["diff"]
-        assert "auto_connect_frameworks=False" in script["diff"]  # no torch.save hooks: models registered once
+        # no torch.save hooks: models registered once
+        assert "auto_connect_frameworks=False" in script["diff"]
         torch_pin = next(line for line in REQUIREMENTS.read_text().splitlines() if line.startswith("torch=="))
         assert torch_pin in script["requirements"]["pip"]  # requirements.txt, not the script's imports
 
@@ -216,7 +224,8 @@ def test_a_gpu_agent_runs_our_train_step_to_completed(stub, enqueued, start_agen
     assert controller is not None, enqueued.proc.stderr[-5000:]
     dag = json.loads(controller["configuration"]["Pipeline"]["value"])
     plan = {
-        "project": PROJECT, "config": stub.hyperparams(controller["id"])["Args/config"], "queue": dag["train"]["queue"],
+        "project": PROJECT, "config": stub.hyperparams(controller["id"])["Args/config"],
+            "queue": dag["train"]["queue"],
         "definitions": {name: json.loads(controller["configuration"][name]["value"]) for name in STEP_NAMES},
     }
     plan_file = stub.workdir / "plan.json"
@@ -235,7 +244,8 @@ def test_a_gpu_agent_runs_our_train_step_to_completed(stub, enqueued, start_agen
     assert train["container"]["image"] == load_queue_config(REPO / "queues" / "queues.yaml").queue("gpu").docker_image
     # The JSON string parameter reached our step, which validated it and shows it as the task's config.
     params = stub.hyperparams(train["id"])
-    assert (params["config/run_name"], params["config/model/d_model"], params["config/training/max_steps"]) == (
+    assert (params["config/run_name"], params["config/model/d_model"],
+            params["config/training/max_steps"]) == (
         "tiny", "32", "4")
     series = {(title, name) for title, name, _, _ in stub.scalars(train["id"])}
     assert {("train", "loss"), ("valid", "loss"), ("learning_rate", "lr")} <= series, sorted(series)
@@ -321,9 +331,11 @@ def test_steps_carry_the_remote_and_commit_of_the_checkout(tmp_path, monkeypatch
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_the_whole_pipeline_runs_on_agents(clearml_stub, start_agent):
-    """~3 min on a loaded 2-core machine: the controller on a services agent, five steps on a cpu+gpu agent."""
+    """~3 min on a loaded 2-core machine: the controller on a services agent, five steps on a cpu+gpu
+    agent."""
     queue_ids = {name: clearml_stub.add_queue(name) for name in ("services", "cpu", "gpu")}
-    proc = run_cli(clearml_stub, ["train", "--queue", "gpu", "--config", "config/tiny.yaml", OUTPUT_DIR, *FAST],
+    proc = run_cli(clearml_stub,
+                   ["train", "--queue", "gpu", "--config", "config/tiny.yaml", OUTPUT_DIR, *FAST],
                    timeout=90)
     assert proc.returncode == 0, proc.stderr[-5000:]
     (controller,) = clearml_stub.tasks
@@ -336,7 +348,8 @@ def test_the_whole_pipeline_runs_on_agents(clearml_stub, start_agent):
     statuses = {name: task["status"] for name, task in [("controller", controller), *steps.items()]}
     assert set(statuses.values()) == {"completed"}, f"{statuses}\n{agent_logs(clearml_stub)}"
     assert controller["execution"]["queue"] == queue_ids["services"]
-    expected_queue = {"data_prep": "cpu", "tokenize": "cpu", "train": "gpu", "evaluate": "gpu", "register": "cpu"}
+    expected_queue = {"data_prep": "cpu", "tokenize": "cpu", "train": "gpu", "evaluate": "gpu",
+                      "register": "cpu"}
     assert {name: clearml_stub.queue_name(t["execution"]["queue"]) for name, t in steps.items()} == expected_queue
     assert {t["parent"] for t in steps.values()} == {controller["id"]}
 
@@ -350,7 +363,8 @@ def test_the_whole_pipeline_runs_on_agents(clearml_stub, start_agent):
     assert {"bleu", "stage", "valid_loss"} <= set(registered["metadata"])
     # Each step ran in a fresh folder on the agent: inputs came as their parents' artifacts.
     log = worker_log.read_text()
-    for key, artifact, parent in (("data_dir", "dataset", "data_prep"), ("tokenized_dir", "tokenized", "tokenize"),
+    for key, artifact, parent in (("data_dir", "dataset", "data_prep"),
+                                  ("tokenized_dir", "tokenized", "tokenize"),
                                   ("checkpoint", f"{TASK}-weights", "train")):
         assert f"{key}=runs/tiny/" in log and f"using artifact '{artifact}' of task {steps[parent]['id']}" in log
     assert clearml_stub.unknown_calls == []

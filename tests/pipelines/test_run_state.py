@@ -51,12 +51,15 @@ def test_a_killed_run_is_running_then_interrupted_and_inference_skips_it(tiny_ru
     # max_steps far beyond what runs before the kill: the run is still training whatever the machine's speed
     train = subprocess.Popen([sys.executable, "-m", "src.main", "train", "--config", "config/tiny.yaml",
                               f"output_dir={runs_dir}", "training.max_steps=100000"], cwd=REPO_ROOT, env=env,
-                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                             start_new_session=True)
     try:
         deadline, killed = time.monotonic() + 180, None
         while killed is None and time.monotonic() < deadline and train.poll() is None:
             time.sleep(0.5)
-            fresh = [p for p in runs_dir.iterdir() if p.name not in (completed.name, "latest") and (p / "status.json").is_file()]
+            fresh = [
+                p for p in runs_dir.iterdir() if p.name not in (completed.name, "latest") and (
+                    p / "status.json").is_file()]
             if fresh and status_of(fresh[0])["steps"].get("train", {}).get("status") == "running":
                 killed = fresh[0]
         assert killed is not None, (tmp_path / "train.log").read_text()[-3000:]
@@ -107,14 +110,16 @@ def test_a_damaged_status_json_is_named_and_every_other_run_still_works(tiny_run
     translated = cli("translate", "latest", "Das ist gut.", "--runs-dir", str(runs_dir), "--max-len", "8")
     assert translated.returncode == 0 and translated.stdout.strip(), translated.stderr[-3000:]
     assert f"passed over the newer {damaged.name} ({status_file} is damaged (Expecting value" in translated.stderr
-    resumed = cli("train", "--resume", "latest", f"output_dir={runs_dir}")  # latest still means the newest run
+    # latest still means the newest run
+    resumed = cli("train", "--resume", "latest", f"output_dir={runs_dir}")
     errors = [line for line in resumed.stderr.splitlines() if "ERROR" in line]
     assert resumed.returncode == 1 and len(errors) == 1 and f"{status_file} is damaged" in errors[0], resumed.stderr
     assert "Traceback" not in resumed.stderr
 
 
 def test_a_resume_after_a_kill_in_evaluate_keeps_the_trained_model(tiny_runs, tmp_path):
-    """status.json as a kill -9 during evaluate leaves it; the resume evaluates and registers, and trains nothing."""
+    """status.json as a kill -9 during evaluate leaves it; the resume evaluates and registers, and trains
+    nothing."""
     run_dir = copy_run(tiny_runs.run_dirs[0], tmp_path / "runs")
     before = status_of(run_dir)
     state = json.loads(json.dumps(before))
@@ -129,19 +134,23 @@ def test_a_resume_after_a_kill_in_evaluate_keeps_the_trained_model(tiny_runs, tm
     proc = run_src_main(["train", "--resume", str(run_dir)], tiny_runs.env, 180)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "step train: reusing the completed output" in proc.stderr
-    assert "registered model" not in proc.stderr and "resuming from" not in proc.stderr  # no second model, no training
+    # no second model, no training
+    assert "registered model" not in proc.stderr and "resuming from" not in proc.stderr
     after = status_of(run_dir)
     assert after["status"] == "completed" and after["steps"]["train"] == before["steps"]["train"] | {
         "output": before["steps"]["train"]["output"] | {"checkpoint": str(best)}}
-    assert after["steps"]["evaluate"]["task_id"] not in ("offline-killed", before["steps"]["evaluate"]["task_id"])
+    assert after["steps"]["evaluate"]["task_id"] not in ("offline-killed",
+                                                         before["steps"]["evaluate"]["task_id"])
     assert after["steps"]["register"]["output"]["model_id"] == before["steps"]["train"]["output"]["model_id"]
     assert after["resumes"] == [{"time": after["resumes"][0]["time"], "changes": {},
                                  "reused": ["data_prep", "tokenize", "train"]}]
     assert best.read_bytes() == weights
-    assert json.loads((run_dir / "config.json").read_text()) == config | {"output_dir": str(run_dir.parent)}  # moved
+    # moved
+    assert json.loads((run_dir / "config.json").read_text()) == config | {"output_dir": str(run_dir.parent)}
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA, where training.device=cuda is refused")
+@pytest.mark.skipif(torch.cuda.is_available(),
+                    reason="needs a machine without CUDA, where training.device=cuda is refused")
 def test_a_resume_refused_at_its_start_leaves_config_and_status_as_they_were(tiny_runs, tmp_path):
     run_dir = copy_run(tiny_runs.run_dirs[0], tmp_path / "runs")
     before = {name: (run_dir / name).read_bytes() for name in ("config.json", "status.json")}
@@ -155,10 +164,12 @@ def test_a_resume_reuses_every_completed_step_its_changes_do_not_touch():
     from pipelines.in_process import reusable
 
     done = {"status": "completed", "output": {}}
-    killed_in_evaluate = {"steps": {"data_prep": done, "tokenize": done, "train": done, "evaluate": {"status": "running"}}}
+    killed_in_evaluate = {"steps": {"data_prep": done, "tokenize": done, "train": done,
+                                    "evaluate": {"status": "running"}}}
     assert reusable(killed_in_evaluate, {}) == ["data_prep", "tokenize", "train"]
     completed = {"steps": {name: done for name in ("data_prep", "tokenize", "train", "evaluate", "register")}}
     assert reusable(completed, {"training.max_steps": (30, 40)}) == ["data_prep", "tokenize"]  # trains on
     assert reusable(completed, {"evaluation.beam_size": (2, 4)}) == ["data_prep", "tokenize", "train"]
     assert reusable(completed, {"evaluation.valid_max_tokens": (None, 9)}) == ["data_prep", "tokenize"]
-    assert reusable(completed, {"tracking.tags": ([], ["x"])}) == ["data_prep", "tokenize", "train", "evaluate"]
+    assert reusable(completed, {"tracking.tags": ([], ["x"])}) == ["data_prep", "tokenize", "train",
+                                                                   "evaluate"]

@@ -26,7 +26,8 @@ def test_two_identical_train_commands_leave_two_intact_separate_runs(tiny_runs):
         status = json.loads((run_dir / "status.json").read_text())
         assert status["status"] == "completed" and status["run_id"] == run_dir.name and status["run_name"] == "tiny"
         assert all(status["steps"][s]["status"] == "completed" for s in STEPS)
-        history = [json.loads(line) for line in (run_dir / "train" / "train_history.jsonl").read_text().splitlines()]
+        history = [
+            json.loads(line) for line in (run_dir / "train" / "train_history.jsonl").read_text().splitlines()]
         steps = [row["step"] for row in history if "loss" in row]
         assert steps == sorted(steps) and steps[-1] == 30  # one run's curve, not two interleaved
         assert sorted(p.name for p in (run_dir / "train" / "checkpoints").glob("step_*.pt")) == [
@@ -53,7 +54,8 @@ def test_runs_list_shows_both_runs_and_compare_sets_them_side_by_side(tiny_runs)
 
 def test_translate_arguments_and_stdin_with_a_run(tiny_runs):
     run = str(tiny_runs.run_dirs[0])
-    args = cli(tiny_runs, "translate", run, "Ich habe keine Zeit.", "Das ist gut.", "--beam", "2", "--max-len", "12")
+    args = cli(tiny_runs, "translate", run, "Ich habe keine Zeit.", "Das ist gut.", "--beam", "2",
+               "--max-len", "12")
     assert args.returncode == 0, args.stderr[-2000:]
     assert len(args.stdout.split("\n")) == 3  # two translations and the final newline
     piped = cli(tiny_runs, "translate", "latest", "--runs-dir", str(tiny_runs.runs_dir),
@@ -68,7 +70,8 @@ def test_translate_with_a_checkpoint_copied_alone_into_an_empty_folder(tiny_runs
     alone.parent.mkdir()
     shutil.copy(tiny_runs.run_dirs[0] / "train" / "checkpoints" / "best.pt", alone)
     from_file = cli(tiny_runs, "translate", str(alone), "Ich habe keine Zeit.", "--max-len", "12")
-    from_run = cli(tiny_runs, "translate", str(tiny_runs.run_dirs[0]), "Ich habe keine Zeit.", "--max-len", "12")
+    from_run = cli(tiny_runs, "translate", str(tiny_runs.run_dirs[0]), "Ich habe keine Zeit.", "--max-len",
+                   "12")
     assert from_file.returncode == 0, from_file.stderr[-2000:]
     assert from_file.stdout == from_run.stdout and from_file.stdout.strip()
     assert list(alone.parent.iterdir()) == [alone]  # nothing else was needed, nothing was written
@@ -89,7 +92,8 @@ def test_evaluate_a_run_on_its_test_split_matches_the_evaluate_step(tiny_runs, t
 
 def test_evaluate_on_a_file_of_pairs(tiny_runs, tmp_path):
     pairs = tmp_path / "pairs.tsv"
-    pairs.write_text("de\ten\nIch habe keine Zeit.\tI have no time.\nDas ist gut.\tThat is good.\n", encoding="utf-8")
+    pairs.write_text("de\ten\nIch habe keine Zeit.\tI have no time.\nDas ist gut.\tThat is good.\n",
+                     encoding="utf-8")
     proc = cli(tiny_runs, "evaluate", str(tiny_runs.run_dirs[0]), "--split", str(pairs))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert list(tmp_path.iterdir()) == [pairs]  # issue 26: the metrics went beside the user's data file
@@ -113,10 +117,12 @@ def test_resume_with_a_changed_model_width_fails_in_one_line_naming_the_key(tiny
 
 def test_resume_with_a_changed_vocabulary_does_not_reuse_the_old_one(tiny_runs):
     run_dir = tiny_runs.run_dirs[1]
-    proc = cli(tiny_runs, "train", "--config", "config/tiny.yaml", "--resume", str(run_dir), "tokenizer.vocab_size=300")
+    proc = cli(tiny_runs, "train", "--config", "config/tiny.yaml", "--resume", str(run_dir),
+               "tokenizer.vocab_size=300")
     assert proc.returncode == 2
     assert "used tokenizer.vocab_size=500, config asks 300" in proc.stderr
-    vocab = json.loads(torch.load(run_dir / "train" / "checkpoints" / "best.pt", weights_only=True)["tokenizers"]["src"])
+    vocab = json.loads(
+        torch.load(run_dir / "train" / "checkpoints" / "best.pt", weights_only=True)["tokenizers"]["src"])
     assert len(vocab["model"]["vocab"]) == 500  # the run keeps its own vocabulary, untouched
 
 
@@ -124,7 +130,8 @@ def test_a_five_row_corpus_fails_before_training_naming_the_empty_split(tmp_path
     corpus = tmp_path / "five.tsv"
     corpus.write_text("de\ten\n" + "".join(f"Satz Nummer {i}.\tSentence number {i}.\n" for i in range(5)))
     env = clean_env(tmp_path / "home")
-    proc = run_src_main(["train", "--config", "config/tiny.yaml", f"output_dir={tmp_path / 'runs'}", "data.source=local",
+    proc = run_src_main(["train", "--config", "config/tiny.yaml", f"output_dir={tmp_path / 'runs'}",
+                         "data.source=local",
                          f"data.local_path={corpus}", "data.src_column=de", "data.tgt_column=en"], env, 120)
     assert proc.returncode == 1
     (run_dir,) = [p for p in (tmp_path / "runs").iterdir() if not p.is_symlink()]
@@ -152,7 +159,8 @@ def test_an_offline_reader_finds_curves_samples_and_validation_history(tiny_runs
 
 
 def test_a_resume_continues_the_run_reusing_its_data_steps(tiny_runs, tmp_path):
-    """On a copy of a finished run, moved elsewhere: train 10 more steps, overrides on both sides of --resume."""
+    """On a copy of a finished run, moved elsewhere: train 10 more steps, overrides on both sides of
+    --resume."""
     runs_dir = tmp_path / "moved"
     run_dir = runs_dir / tiny_runs.run_dirs[0].name
     shutil.copytree(tiny_runs.run_dirs[0], run_dir, symlinks=True)
@@ -166,9 +174,12 @@ def test_a_resume_continues_the_run_reusing_its_data_steps(tiny_runs, tmp_path):
     assert "step data_prep: reusing the completed output" in proc.stderr and "resuming from" in proc.stderr
     status = json.loads((run_dir / "status.json").read_text())
     assert status["status"] == "completed" and status["steps"]["train"]["output"]["steps"] == 40
-    assert status["steps"]["tokenize"]["output"]["tokenized_dir"] == str(run_dir / "tokenize")  # not the original's
-    assert status["resumes"][-1]["changes"] == {"training.max_steps": [30, 40], "training.eval_every": [15, 5]}
-    assert status["resumes"][-1]["reused"] == ["data_prep", "tokenize"]  # training changed: train and after run again
+    # not the original's
+    assert status["steps"]["tokenize"]["output"]["tokenized_dir"] == str(run_dir / "tokenize")
+    assert status["resumes"][-1]["changes"] == {"training.max_steps": [30, 40],
+                                                "training.eval_every": [15, 5]}
+    # training changed: train and after run again
+    assert status["resumes"][-1]["reused"] == ["data_prep", "tokenize"]
     rows = [json.loads(line) for line in (run_dir / "train" / "train_history.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if "valid_loss" in r] == [15, 30, 35, 40]  # continued, not restarted
     assert (runs_dir / "latest").resolve() == run_dir.resolve()
@@ -181,10 +192,12 @@ def test_resume_and_queue_together_are_refused(tiny_runs):
 
 
 def test_the_tiny_loss_curve_is_the_recorded_one(tiny_runs):
-    """No silent change to the training arithmetic: the curve recorded before refactoring the loop, to 1e-6."""
+    """No silent change to the training arithmetic: the curve recorded before refactoring the loop, to
+    1e-6."""
     recorded = json.loads((Path(__file__).parent / "fixtures" / "tiny_loss_curve.json").read_text())["loss"]
     for run_dir in tiny_runs.run_dirs:
-        rows = [json.loads(line) for line in (run_dir / "train" / "train_history.jsonl").read_text().splitlines()]
+        rows = [
+            json.loads(line) for line in (run_dir / "train" / "train_history.jsonl").read_text().splitlines()]
         curve = {str(row["step"]): row["loss"] for row in rows if "loss" in row}
         assert curve.keys() == recorded.keys()
         for step, loss in recorded.items():

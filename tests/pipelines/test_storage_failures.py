@@ -50,7 +50,8 @@ def test_evaluate_checks_where_it_writes_before_scoring(tiny_runs, tmp_path):
     assert "Traceback" not in proc.stderr and "BLEU" not in proc.stdout + proc.stderr  # nothing was scored
 
 
-def test_a_disk_filling_during_training_is_one_line_saying_disk_full_and_naming_the_checkpoint(tiny_runs, tmp_path):
+def test_a_disk_filling_during_training_is_one_line_saying_disk_full_and_naming_the_checkpoint(tiny_runs,
+                                                                                               tmp_path):
     run_dir = tmp_path / "runs" / tiny_runs.run_dirs[0].name
     shutil.copytree(tiny_runs.run_dirs[0], run_dir, symlinks=True)
     proc = subprocess.run([sys.executable, "-c", DISK_FILLS_AFTER_STEP_30, "train", "--resume", str(run_dir),
@@ -58,8 +59,10 @@ def test_a_disk_filling_during_training_is_one_line_saying_disk_full_and_naming_
                           cwd=REPO_ROOT, env=tiny_runs.env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1, proc.stderr[-3000:]
     checkpoint = re.escape(str(run_dir / "train" / "checkpoints"))
-    assert re.search(rf"step train failed: disk full: cannot write checkpoint {checkpoint}/(step_00000032|best)\.pt "
-                     r"\(.+ free on its filesystem\) \(traceback: \S+traceback.txt\)", proc.stderr), proc.stderr[-3000:]
+    assert re.search(r"step train failed: disk full: cannot write checkpoint "
+                     rf"{checkpoint}/(step_00000032|best)\.pt "
+                     r"\(.+ free on its filesystem\) \(traceback: \S+traceback.txt\)",
+                     proc.stderr), proc.stderr[-3000:]
     assert "inline_container" not in proc.stderr and "Traceback" not in proc.stderr
     status = json.loads((run_dir / "status.json").read_text())
     assert status["failed_step"] == "train" and "disk full" in (run_dir / "train" / "traceback.txt").read_text()

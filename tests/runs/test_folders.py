@@ -20,7 +20,8 @@ from src.runs import (
 
 def make_run(output_dir: Path, name: str, created: float, now: float | None = None) -> Path:
     run_dir = new_run_dir(output_dir, name, now=now if now is not None else created)
-    (run_dir / "status.json").write_text(json.dumps({"status": "completed", "run_name": name, "created": created,
+    (run_dir / "status.json").write_text(json.dumps({"status": "completed", "run_name": name,
+                                                     "created": created,
                                                       "steps": {}}))
     point_latest(run_dir)
     return run_dir
@@ -54,7 +55,8 @@ def test_an_unknown_run_names_the_runs_that_exist(tmp_path):
     run = make_run(tmp_path, "tiny", created=1.0)
     with pytest.raises(RunNotFoundError, match=rf"no run 'nope'.*runs there: {run.name}"):
         resolve_run("nope", tmp_path)
-    with pytest.raises(RunNotFoundError, match="runs there: none; runs trained with another output_dir: pass --runs-dir"):
+    with pytest.raises(RunNotFoundError,
+                       match="runs there: none; runs trained with another output_dir: pass --runs-dir"):
         resolve_run(LATEST, tmp_path / "empty")
 
 
@@ -158,15 +160,18 @@ def test_inference_takes_the_newest_completed_run_and_says_which_newer_one_it_pa
         assert resolve_checkpoint(LATEST, tmp_path) == resolve_checkpoint(str(tmp_path / LATEST), tmp_path)
     finally:
         logger.remove(sink)
-    assert len(messages) == 3 and all(f"passed over the newer {failed.name} (failed in data_prep)" in m for m in messages)
-    assert resolve_run(LATEST, tmp_path) == failed == resolve_run("tiny", tmp_path)  # --resume, report: the newest
+    assert len(messages) == 3 and all(
+        f"passed over the newer {failed.name} (failed in data_prep)" in m for m in messages)
+    # --resume, report: the newest
+    assert resolve_run(LATEST, tmp_path) == failed == resolve_run("tiny", tmp_path)
     with pytest.raises(RunNotFoundError, match=r"has no checkpoint .*the run is failed in data_prep"):
         resolve_checkpoint(failed.name, tmp_path)  # named by id: that run, and why it has no model
 
 
 def test_no_completed_run_is_refused_naming_the_state_of_each(tmp_path):
     write_run(tmp_path, "tiny", 100.0, "failed", checkpoint=False, failed_step="tokenize")
-    with pytest.raises(RunNotFoundError, match=r"no completed run 'tiny' with a checkpoint .*failed in tokenize"):
+    with pytest.raises(RunNotFoundError,
+                       match=r"no completed run 'tiny' with a checkpoint .*failed in tokenize"):
         resolve_checkpoint("tiny", tmp_path)
 
 

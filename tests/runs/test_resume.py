@@ -25,8 +25,10 @@ def test_a_changed_vocabulary_or_corpus_is_refused(override):
 
 def test_training_only_changes_are_allowed_and_returned():
     changes = check_resume(load_config(TINY), load_config(TINY, ["training.max_steps=60", "training.lr=0.001",
-                                                                 "model.dropout=0.2", "run_id=other"]), run="r")
-    assert changes == {"training.max_steps": (30, 60), "training.lr": (0.003, 0.001), "model.dropout": (0.1, 0.2)}
+                                                                 "model.dropout=0.2", "run_id=other"]),
+                           run="r")
+    assert changes == {"training.max_steps": (30, 60), "training.lr": (0.003, 0.001),
+                       "model.dropout": (0.1, 0.2)}
 
 
 def test_config_differences_are_flat_dotted_keys():
@@ -41,9 +43,11 @@ def test_the_split_size_check_may_change_on_resume():
 
 def test_the_kernel_choice_may_change_but_the_task_may_not():
     lstm = ["task=classification", "data.source=imdb", "model.family=lstm_classifier"]
-    assert check_resume(load_config(TINY, lstm), load_config(TINY, [*lstm, "model.rnn_fast=false"]), run="r") == {
+    assert check_resume(load_config(TINY, lstm), load_config(TINY, [*lstm, "model.rnn_fast=false"]),
+                        run="r") == {
         "model.rnn_fast": (True, False)}
-    with pytest.raises(ResumeError, match="it was trained for task='translation', config asks 'classification'"):
+    with pytest.raises(ResumeError,
+                       match="it was trained for task='translation', config asks 'classification'"):
         check_resume(load_config(TINY), load_config(TINY, ["task=classification", "data.source=imdb",
                                                            "model.family=encoder_classifier"]), run="r")
 
@@ -54,7 +58,8 @@ def test_a_checkpoint_written_before_the_model_families_resumes():
     from src.training.checkpoint_format import check_same_shape
 
     requested = config_to_dict(load_config(TINY).model)
-    old = {k: v for k, v in requested.items() if k not in ("family", "pooling", "rnn_bidirectional", "rnn_fast")}
+    old = {k: v for k, v in requested.items() if k not in ("family", "pooling", "rnn_bidirectional",
+                                                           "rnn_fast")}
     check_same_shape(old, requested)  # no error
     with pytest.raises(ResumeError, match="checkpoint has model.d_model=32, config asks 64"):
         check_same_shape(old, requested | {"d_model": 64})
@@ -64,7 +69,8 @@ def test_image_augmentation_may_change_but_the_language_model_window_may_not():
     vit, lm = "config/vit_tiny.yaml", "config/lm_tiny.yaml"
     assert check_resume(load_config(vit), load_config(vit, ["data.augmentation=none"]), run="r") == {
         "data.augmentation": ("crop_flip", "none")}
-    with pytest.raises(ResumeError, match="its training windows were cut at batching.block_size=32, config asks 16"):
+    with pytest.raises(ResumeError,
+                       match="its training windows were cut at batching.block_size=32, config asks 16"):
         check_resume(load_config(lm), load_config(lm, ["batching.block_size=16"]), run="r")
     with pytest.raises(ResumeError, match="used tokenizer.kind='char', config asks 'bpe'"):
         check_resume(load_config(lm), load_config(lm, ["tokenizer.kind=bpe"]), run="r")
@@ -72,5 +78,6 @@ def test_image_augmentation_may_change_but_the_language_model_window_may_not():
 
 def test_a_changed_attention_pattern_is_refused_as_a_new_experiment():
     base = load_config("config/imdb_long_tiny.yaml")
-    with pytest.raises(ResumeError, match="model.window=8, config asks 16 .*attention pattern needs a new run"):
+    with pytest.raises(ResumeError,
+                       match="model.window=8, config asks 16 .*attention pattern needs a new run"):
         check_resume(base, load_config("config/imdb_long_tiny.yaml", ["model.window=16"]), run="r")

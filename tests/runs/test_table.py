@@ -55,12 +55,15 @@ def test_columns_are_aligned():
 def test_compare_across_families_shows_each_family_its_own_metrics(tmp_path):
     mt = fake_run(tmp_path, "tiny-a", "completed", 0.003, 3.25)
     lm = fake_run(tmp_path, "lm-b", "completed", 0.001, None)
-    (lm / "evaluate" / "metrics.json").write_text(json.dumps({"loss": 1.7, "perplexity": 5.47, "bpc": 2.4526}))
+    (lm / "evaluate" / "metrics.json").write_text(json.dumps({"loss": 1.7, "perplexity": 5.47,
+                                                              "bpc": 2.4526}))
     clf = fake_run(tmp_path, "imdb-c", "completed", 0.001, None)
-    (clf / "evaluate" / "metrics.json").write_text(json.dumps({"accuracy": 0.8716, "macro_f1": 0.8702, "loss": 0.31}))
+    (clf / "evaluate" / "metrics.json").write_text(json.dumps({"accuracy": 0.8716, "macro_f1": 0.8702,
+                                                               "loss": 0.31}))
     for run, task in ((mt, "translation"), (lm, "language_modeling"), (clf, "classification")):
         (run / "config.json").write_text(json.dumps({"task": task, "training": {"lr": 0.001}}))
-    rows = {line.split("  ")[0]: line.split()[-3:] for line in runs_compare([str(mt), str(lm), str(clf)], tmp_path)
+    rows = {line.split("  ")[0]: line.split()[-3:] for line in runs_compare([str(mt), str(lm), str(clf)],
+                                                                            tmp_path)
             .split("results:")[1].splitlines()[3:]}
     assert rows["task"] == ["translation", "language_modeling", "classification"]
     assert rows["bpc"] == ["-", "2.4526", "-"] and rows["test perplexity"] == ["-", "5.47", "-"]
@@ -89,7 +92,8 @@ def test_a_damaged_or_interrupted_run_is_listed_as_such_with_what_to_do(tmp_path
     (killed / "status.json").write_text(json.dumps(state))
     lines = runs_list(tmp_path).splitlines()
     rows = {line.split()[0]: " ".join(line.split()[1:3]) for line in lines[2:5]}
-    assert rows == {"tiny-a": "completed 1/5", "tiny-b": f"damaged ({damaged / 'status.json'})", "tiny-c": "interrupted (train)"}
+    assert rows == {"tiny-a": "completed 1/5", "tiny-b": f"damaged ({damaged / 'status.json'})",
+                    "tiny-c": "interrupted (train)"}
     notes = sorted(lines[-2:])
     assert notes[0].startswith(f"tiny-b: {damaged / 'status.json'} is damaged (Unterminated string")
     assert notes[1].endswith("continue it with: python -m src.main train --resume tiny-c")
@@ -98,7 +102,8 @@ def test_a_damaged_or_interrupted_run_is_listed_as_such_with_what_to_do(tmp_path
 
 
 def test_a_run_stopped_by_ctrl_c_is_interrupted_with_the_resume_hint_not_failed(tmp_path):
-    """A step stopped by a stop request (Ctrl-C, SIGTERM) records ``stopped``: not a failure of the run's own."""
+    """A step stopped by a stop request (Ctrl-C, SIGTERM) records ``stopped``: not a failure of the run's
+    own."""
     stopped = fake_run(tmp_path, "tiny-d", "failed", 0.003, None)
     state = json.loads((stopped / "status.json").read_text())
     state["failed_step"] = "train"

@@ -49,7 +49,8 @@ def test_a_resume_resets_every_step_it_runs_again(tmp_path):
     cfg = tiny(tmp_path)
     run_dir = cfg.run_dir
     outputs = {"data_prep": {"data_dir": "elsewhere/data_prep"},
-               "tokenize": {"tokenized_dir": "elsewhere/tokenize", "tokenizers": {"src": "elsewhere/tokenize/t.json"}}}
+               "tokenize": {"tokenized_dir": "elsewhere/tokenize",
+                            "tokenizers": {"src": "elsewhere/tokenize/t.json"}}}
     for name in ("data_prep", "tokenize", "train", "evaluate", "register"):
         update_status(run_dir, name, "completed", output=outputs.get(name, {"x": 1}))
     update_status(run_dir, "train", "failed", reason="killed")  # a later attempt failed in train
@@ -88,7 +89,8 @@ KILLED_STEP = textwrap.dedent("""
 
 def test_a_killed_steps_offline_session_is_kept_in_the_run_folder(tmp_path):
     env = subprocess_env(tmp_path)
-    proc = subprocess.run([sys.executable, "-c", KILLED_STEP, str(tmp_path / "runs")], env=env, capture_output=True,
+    proc = subprocess.run([sys.executable, "-c", KILLED_STEP, str(tmp_path / "runs")], env=env,
+                          capture_output=True,
                           text=True, timeout=90, cwd=Path(__file__).resolve().parents[2])
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     run_dir = tmp_path / "runs" / "r1"

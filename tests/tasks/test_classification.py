@@ -27,7 +27,8 @@ def test_metrics_match_a_hand_computed_example():
     metrics = classification_metrics([0, 0, 1, 1, 2, 2], [0, 0, 0, 1, 1, 2], n_classes=3)
     assert metrics["confusion"] == [[2, 1, 0], [0, 1, 1], [0, 0, 1]]
     assert metrics["accuracy"] == pytest.approx(4 / 6)
-    assert metrics["precision"] == pytest.approx([1.0, 0.5, 0.5]) and metrics["recall"] == pytest.approx([2 / 3, 0.5, 1.0])
+    assert metrics["precision"] == pytest.approx([1.0, 0.5, 0.5]) and metrics["recall"] == pytest.approx(
+        [2 / 3, 0.5, 1.0])
     f1 = [2 * 1 * (2 / 3) / (1 + 2 / 3), 0.5, 2 * 0.5 / 1.5]
     assert metrics["macro_f1"] == pytest.approx(sum(f1) / 3)
     assert classification_metrics([1, 1], [0, 0], 2)["precision"] == [0.0, 0.0]  # no division by zero
@@ -43,7 +44,8 @@ def test_batches_are_right_padded_with_their_labels():
 
 @pytest.fixture(scope="module")
 def tokenizer(tmp_path_factory):
-    texts = ["a good film", "a bad film", "good acting", "bad plot", "the film was good", "the plot was bad"] * 5
+    texts = ["a good film", "a bad film", "good acting", "bad plot", "the film was good",
+             "the plot was bad"] * 5
     return load_tokenizer(train_one(Dataset.from_dict({"text": texts}), ["text"],
                                     TokenizerConfig(vocab_size=300, min_frequency=1),
                                     tmp_path_factory.mktemp("tok") / "tokenizer.json"))
@@ -72,14 +74,16 @@ def test_the_shared_loop_trains_a_classifier(tokenizer, tmp_path, family):
     train, valid = LabelledCorpus(ids[:200], labels[:200]), LabelledCorpus(ids[200:], labels[200:])
     probe = ClassificationProbe.from_ids(valid.ids[:1], tokenizer)
     task = ClassificationTask(train, valid, tokenizer.get_vocab_size(), 2, probe)
-    cfg = load_config("config/tiny.yaml", ["task=classification", "data.source=imdb", f"model.family={family}",
+    cfg = load_config("config/tiny.yaml",
+                      ["task=classification", "data.source=imdb", f"model.family={family}",
                                            "model.dropout=0.0", "training.max_steps=120",
                                            "training.eval_every=40", "training.checkpoint_every=40",
                                            "tracking.heatmap_every=60", "training.label_smoothing=0.0"])
     tracker = NullTracker(output_dir=tmp_path)
     result = Trainer(cfg, task, tmp_path, tracker).fit()
     assert result.valid_history[-1]["valid_accuracy"] > 0.9, result.valid_history
-    assert {"loss", "accuracy", "macro_f1"} == {series for title, series in tracker.scalars if title == "valid"}
+    assert {"loss", "accuracy", "macro_f1"} == {
+        series for title, series in tracker.scalars if title == "valid"}
     best = torch.load(tmp_path / "checkpoints" / "best.pt", weights_only=True)
     assert json.loads(best["config"])["model"]["family"] == family
     heatmaps = list((tmp_path / "plots").glob("attention_cls/*.png"))

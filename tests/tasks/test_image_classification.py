@@ -14,25 +14,29 @@ from src.tasks.image_classification.task import (
 )
 
 CPU = torch.device("cpu")
-VIT = ModelConfig(family="vit", d_model=16, n_heads=2, n_encoder_layers=2, d_ff=32, dropout=0.0, norm_first=True,
+VIT = ModelConfig(family="vit", d_model=16, n_heads=2, n_encoder_layers=2, d_ff=32, dropout=0.0,
+                  norm_first=True,
                   activation="gelu")
 
 
 def split(n=24, seed=0) -> ImageSplit:
     g = torch.Generator().manual_seed(seed)
-    return ImageSplit(torch.randint(0, 256, (n, 1, 28, 28), generator=g, dtype=torch.uint8), torch.arange(n) % 10)
+    return ImageSplit(torch.randint(0, 256, (n, 1, 28, 28), generator=g, dtype=torch.uint8),
+                      torch.arange(n) % 10)
 
 
 def task(augmentation="crop_flip") -> ImageClassificationTask:
     train = split()
-    return ImageClassificationTask(train, split(12, seed=1), ImageStats.of(train.images), 10, 50, augmentation,
+    return ImageClassificationTask(train, split(12, seed=1), ImageStats.of(train.images), 10, 50,
+                                   augmentation,
                                    eval_batch_size=5)
 
 
 def test_stats_are_the_training_pixels_mean_and_std():
     images = torch.tensor([0, 255, 0, 255], dtype=torch.uint8).view(4, 1, 1, 1)
     stats = ImageStats.of(images)
-    assert stats.mean == pytest.approx((0.5,)) and stats.std == pytest.approx((0.57735,), abs=1e-5)  # unbiased std
+    # unbiased std
+    assert stats.mean == pytest.approx((0.5,)) and stats.std == pytest.approx((0.57735,), abs=1e-5)
     normalised = task("none").stats.normalise(task("none").train.pixels(range(24), CPU))
     assert normalised.mean().item() == pytest.approx(0.0, abs=1e-5) and normalised.std().item() == pytest.approx(1.0, abs=1e-3)
 
@@ -90,13 +94,15 @@ class RecordingTracker:
 
 def test_probe_draws_each_layer_and_head_and_the_rollout():
     t, model = task(), build_vit(VIT, 10)
-    probe = ImageAttentionProbe(ImageSplit(t.valid.images[:2], t.valid.labels[:2]), t.stats, [str(k) for k in range(10)])
+    probe = ImageAttentionProbe(ImageSplit(t.valid.images[:2], t.valid.labels[:2]), t.stats,
+                                [str(k) for k in range(10)])
     tracker = RecordingTracker()
     model.train()
     probe.report(model, tracker, step=7)
     assert model.training  # put back as found
     assert [(title, series, step) for title, series, step, _ in tracker.figures] == [
-        ("attention/cls", "image 0", 7), ("attention/cls", "image 1", 7), ("attention/rollout", "probe images", 7)]
+        ("attention/cls", "image 0", 7), ("attention/cls", "image 1", 7), ("attention/rollout",
+                                                                           "probe images", 7)]
     assert tracker.figures[0][3] == 2 * 2  # layers x heads
 
 
@@ -124,4 +130,5 @@ def test_a_resumed_run_with_augmentation_follows_the_uninterrupted_loss_curve(tm
     result = resumed.fit()
     expected = {row["step"]: row["loss"] for row in straight.history}
     got = {row["step"]: row["loss"] for row in result.history}
-    assert got.keys() == expected.keys() and all(got[s] == pytest.approx(expected[s], abs=1e-6) for s in expected)
+    assert got.keys() == expected.keys() and all(
+        got[s] == pytest.approx(expected[s], abs=1e-6) for s in expected)

@@ -8,7 +8,8 @@ from torch import nn
 
 from src.data.char_tokenizer import char_tokenizer
 from src.data.special_tokens import BOS_ID
-from src.tasks.language_modeling.task import (LanguageModelingTask, LanguageModelProbe, TokenStream, decode_stream,
+from src.tasks.language_modeling.task import (LanguageModelingTask, LanguageModelProbe, TokenStream,
+                                              decode_stream,
                                          encode_stream, lm_metrics, score_stream)
 
 
@@ -93,7 +94,8 @@ def test_probe_logs_a_heatmap_per_prompt_and_a_samples_table():
     from src.models.decoder_lm import build_decoder_lm
 
     tokenizer = char_tokenizer("abcdefgh \n")
-    model = build_decoder_lm(ModelConfig(family="decoder_lm", d_model=16, n_heads=2, n_decoder_layers=2, d_ff=32,
+    model = build_decoder_lm(ModelConfig(family="decoder_lm", d_model=16, n_heads=2, n_decoder_layers=2,
+                                         d_ff=32,
                                          max_positions=32), tokenizer.get_vocab_size(), 0)
     probe = LanguageModelProbe.from_text("abc def\n\ngh a", tokenizer, True, n_prompts=2, prompt_tokens=5,
                                          max_new_tokens=6)
@@ -114,5 +116,6 @@ def test_probe_logs_a_heatmap_per_prompt_and_a_samples_table():
     assert tracker.figures == [("attention/decoder_self", "prompt 0", 7)]
     (title, table, step), = tracker.tables
     assert title == "samples" and step == 7 and list(table["prompt"]) == ["abc ", "gh a"]
-    assert all(isinstance(text, str) and len(text) <= 6 for text in table["greedy"])  # specials decode to nothing
+    # specials decode to nothing
+    assert all(isinstance(text, str) and len(text) <= 6 for text in table["greedy"])
     assert model.training

@@ -47,7 +47,8 @@ def test_upsample_primary_repeats_only_the_corpus_own_pairs():
 
     from datasets import Dataset
 
-    split = Dataset.from_dict({"src_ids": [[4], [5], [6], [7]], "tgt_ids": [[1, 4, 2], [1, 5, 2], [1, 6, 2], [1, 7, 2]],
+    split = Dataset.from_dict({"src_ids": [[4], [5], [6], [7]],
+                               "tgt_ids": [[1, 4, 2], [1, 5, 2], [1, 6, 2], [1, 7, 2]],
                                "extra": [False, True, False, True]})
     corpus = ParallelCorpus.from_dataset(split, upsample_primary=3)
     assert Counter(ids[0] for ids in corpus.src) == {4: 3, 6: 3, 5: 1, 7: 1}

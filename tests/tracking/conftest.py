@@ -110,7 +110,8 @@ LOSSES = {1: 2.5, 2: 2.0, 3: 1.6, 4: 1.3}
 
 @pytest.fixture(scope="session")
 def offline_run(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
-    """A tiny fake 'train' step recorded offline: config, scalars, heatmaps, a table, a registered checkpoint."""
+    """A tiny fake 'train' step recorded offline: config, scalars, heatmaps, a table, a registered
+    checkpoint."""
     root = tmp_path_factory.mktemp("fake_run")
     with isolated_offline_clearml(root) as cache:
         cfg = TrackingConfig(project_name="unit-tests", task_name="fake", tags=("unit",))
@@ -143,6 +144,7 @@ def offline_run(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
         session_zip = tracker.close()
         closed_again = tracker.close()
     return SimpleNamespace(
-        root=root, cache=cache, tracker=tracker, connected=connected, model_id=model_id, checkpoint=checkpoint,
+        root=root, cache=cache, tracker=tracker, connected=connected, model_id=model_id,
+                           checkpoint=checkpoint,
         session_zip=session_zip, closed_again=closed_again, session=read_offline_session(session_zip),
     )  # fmt: skip

@@ -72,7 +72,8 @@ START_AGAINST_DEAD_SERVER = textwrap.dedent(
 
 
 def test_online_start_checks_the_server_before_task_init(tmp_path: Path):
-    """In a child process hard-killed after 60 s: were the check missing, Task.init would retry for minutes."""
+    """In a child process hard-killed after 60 s: were the check missing, Task.init would retry for
+    minutes."""
     env = subprocess_env(tmp_path) | {
         "CLEARML_API_HOST": f"http://127.0.0.1:{_closed_port()}",
         "CLEARML_API_ACCESS_KEY": "unit",

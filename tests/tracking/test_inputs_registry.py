@@ -33,5 +33,6 @@ def test_no_champion_without_a_server(no_clearml_config):
 def test_the_champion_is_the_best_value_in_the_metric_s_own_direction():
     assert best_value([21.0, 27.5, 19.0], higher_is_better=True) == 27.5  # BLEU, accuracy
     assert best_value([2.1, 1.7, 2.6], higher_is_better=False) == 1.7  # bits per character, loss
-    assert best_value([float("nan"), 1.9, float("inf")], higher_is_better=False) == 1.9  # never a NaN champion
+    # never a NaN champion
+    assert best_value([float("nan"), 1.9, float("inf")], higher_is_better=False) == 1.9
     assert best_value([], higher_is_better=True) is None

@@ -20,10 +20,12 @@ def test_id_or_name_exactly_one():
 
 
 def test_no_server_configured_is_said_at_once(isolated_clearml_env, monkeypatch):
-    with pytest.raises(ServerMisconfiguredError, match="No ClearML API server is configured"):  # an empty clearml.conf
+    # an empty clearml.conf
+    with pytest.raises(ServerMisconfiguredError, match="No ClearML API server is configured"):
         fetch_model("a" * 32)
     monkeypatch.delenv("CLEARML_CONFIG_FILE")  # and no config at all
-    with pytest.raises(ServerMisconfiguredError, match="a registered model needs a ClearML server, and none is configured"):
+    with pytest.raises(ServerMisconfiguredError,
+                       match="a registered model needs a ClearML server, and none is configured"):
         fetch_model("a" * 32)
 
 
@@ -79,7 +81,8 @@ def test_fetch_by_id_and_by_name_and_tag_downloads_the_right_weights(clearml_stu
     registered = clearml_stub.run_python(REGISTER.format(), timeout=150)
     assert registered.returncode == 0, registered.output
     _old, best, new = registered.stdout.split("IDS ")[1].split()
-    fetched = clearml_stub.run_python(FETCH.format(model_id=best), timeout=90)  # a new process: a real download
+    # a new process: a real download
+    fetched = clearml_stub.run_python(FETCH.format(model_id=best), timeout=90)
     assert fetched.returncode == 0, fetched.output
     found = [line.split()[1:] for line in fetched.stdout.splitlines() if line.startswith("FOUND")]
     assert found == [[best, "production", "False", "best"], [best, "production", "False", "best"],

@@ -26,7 +26,8 @@ def offline_task(offline_clearml: Path):
     Task.set_offline(True)
     sdk_compat.set_report_in_subprocess(False)  # only to keep close() fast; unrelated to the bug tested
     task = Task.init(
-        project_name="unit-tests", task_name="sdk-bug", reuse_last_task_id=False, auto_connect_arg_parser=False,
+        project_name="unit-tests", task_name="sdk-bug", reuse_last_task_id=False,
+                     auto_connect_arg_parser=False,
         auto_connect_frameworks=False, auto_resource_monitoring=False,
     )  # fmt: skip
     yield task
@@ -87,7 +88,8 @@ def test_importable_model_record_keeps_the_dict():
 
 
 def test_repository_detection_still_imports_ipython():
-    """preload_ipython exists because the repository-detection thread imports IPython (a race with matplotlib)."""
+    """preload_ipython exists because the repository-detection thread imports IPython (a race with
+    matplotlib)."""
     from clearml.backend_interface.task.repo import scriptinfo
 
     if "from IPython import" not in inspect.getsource(scriptinfo):
@@ -123,6 +125,7 @@ def test_offline_close_with_reporting_subprocess_still_slow(tmp_path: Path):
     seconds = float(result.stdout.split("CLOSE_SECONDS")[1].split()[0])
     if seconds < 5.0:
         pytest.fail(
-            f"clearml {clearml.__version__}: offline close with the reporting subprocess took {seconds:.1f} s; "
-            "the slow close is fixed: remove src/tracking/sdk_compat.set_report_in_subprocess and its calls."
+            f"clearml {clearml.__version__}: offline close with the reporting subprocess took {seconds:.1f} "
+            "s; the slow close is fixed: remove src/tracking/sdk_compat.set_report_in_subprocess and its "
+            "calls."
         )

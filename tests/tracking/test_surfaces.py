@@ -11,7 +11,8 @@ SUBMODULE = re.compile(r"^\s*(?:from|import)\s+(src\.(?:tracking|orchestration))
 # what src/tracking must never import, lazily or not: the layers above it (I27_LAYERS), which reach the
 # task table and the step runner; config sections (src.config.tracking, .base, ...) are below it and allowed
 ABOVE_TRACKING = re.compile(
-    r"^\s*(?:from|import)\s+(src\.config(?=\s|$| import)|src\.config\.experiment|src\.(?:tasks|runs|steps|tuning|"
+    r"^\s*(?:from|import)\s+(src\.config(?=\s|$| "
+    r"import)|src\.config\.experiment|src\.(?:tasks|runs|steps|tuning|"
     r"inference|serving|export|orchestration|main)\b|pipelines\b)",
     re.MULTILINE,
 )

@@ -57,7 +57,8 @@ def test_session_holds_the_debug_images_and_local_pngs(offline_run):
     pngs = sorted(p.relative_to(plots).as_posix() for p in plots.rglob("*.png"))
     assert pngs == ["attention_cross/layer_0_step0000004.png", "gradient_norms/layer_x_step_step0000004.png"]
     # the figure is rendered once: the session holds the very PNG of the run folder
-    local = {("attention/cross", "layer 0"): plots / pngs[0], ("gradient norms", "layer x step"): plots / pngs[1]}
+    local = {("attention/cross", "layer 0"): plots / pngs[0],
+             ("gradient norms", "layer x step"): plots / pngs[1]}
     for key, image in images.items():
         assert offline_run.session.read_bytes(image.file) == local[key].read_bytes()
 

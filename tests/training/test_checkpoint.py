@@ -42,7 +42,8 @@ def test_damaged_latest_falls_back_to_previous_good(tmp_path, damage, caplog):
     manager.save(_state(1))
     latest = manager.save(_state(2))
     data = latest.read_bytes()
-    latest.write_bytes({"truncate": data[: len(data) // 2], "garbage": b"not a checkpoint" * 10, "empty": b""}[damage])
+    latest.write_bytes(
+        {"truncate": data[: len(data) // 2], "garbage": b"not a checkpoint" * 10, "empty": b""}[damage])
     with pytest.raises(CheckpointError, match=r"not a checkpoint \(or damaged\)"):
         load_checkpoint(latest)
     state = manager.load_latest()

@@ -37,15 +37,18 @@ def test_a_local_group_without_launcher_variables_is_on_loopback():
 
 
 def test_torchrun_variables_make_this_process_one_rank_and_spawn_nothing():
-    env = {"LOCAL_RANK": "1", "RANK": "3", "WORLD_SIZE": "4", "MASTER_ADDR": "10.0.0.2", "MASTER_PORT": "29400"}
+    env = {"LOCAL_RANK": "1", "RANK": "3", "WORLD_SIZE": "4", "MASTER_ADDR": "10.0.0.2",
+           "MASTER_PORT": "29400"}
     rv = distributed.rendezvous_from_env(2, env=env)
-    assert (rv.addr, rv.port, rv.world_size, rv.first_rank, rv.nproc, rv.torchrun) == ("10.0.0.2", 29400, 4, 3, 1, True)
+    assert (rv.addr, rv.port, rv.world_size, rv.first_rank, rv.nproc, rv.torchrun) == ("10.0.0.2", 29400, 4,
+                                                                                       3, 1, True)
 
 
 def test_clearml_multi_node_variables_give_each_node_its_block_of_ranks():
     """Task.launch_multi_node(nodes, devices=k) sets WORLD_SIZE = nodes * k and NODE_RANK; node 1 of 2
     with 2 processes each holds global ranks 2 and 3."""
-    env = {"NODE_RANK": "1", "RANK": "2", "WORLD_SIZE": "4", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29511"}
+    env = {"NODE_RANK": "1", "RANK": "2", "WORLD_SIZE": "4", "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": "29511"}
     rv = distributed.rendezvous_from_env(2, env=env)
     assert (rv.port, rv.world_size, rv.first_rank, rv.nproc, rv.torchrun) == (29511, 4, 2, 2, False)
     with pytest.raises(ValueError, match="WORLD_SIZE=4 .* not a multiple of nproc_per_node=3"):
@@ -53,7 +56,8 @@ def test_clearml_multi_node_variables_give_each_node_its_block_of_ranks():
 
 
 def test_micro_batch_seeds_depend_on_seed_step_and_index_only():
-    seeds = {distributed.micro_batch_seed(0, step, j, p) for step in range(3) for j in range(4) for p in range(2)}
+    seeds = {
+        distributed.micro_batch_seed(0, step, j, p) for step in range(3) for j in range(4) for p in range(2)}
     assert len(seeds) == 24
     assert distributed.micro_batch_seed(5, 7, 1, 0) == distributed.micro_batch_seed(5, 7, 1, 0)
 
@@ -67,15 +71,19 @@ def test_alone_there_is_no_group_and_helpers_pass_values_through():
 
 
 def test_the_global_batch_must_split_evenly_over_the_ranks():
-    with pytest.raises(ConfigError, match=r"grad_accum_steps=3 is not divisible by nodes \* nproc_per_node = 2"
-                                          r".*add the override training.grad_accum_steps=4 \(or another multiple of 2\)"):
+    with pytest.raises(ConfigError,
+                       match=r"grad_accum_steps=3 is not divisible by nodes \* nproc_per_node = 2"
+                                          r".*add the override training.grad_accum_steps=4 \(or another "
+                                          r"multiple of 2\)"):
         load_config("config/tiny.yaml", ["training.nproc_per_node=2", "training.grad_accum_steps=3"])
     # every shipped config has grad_accum_steps=1: `train --nproc 2` says exactly what to add
     with pytest.raises(ConfigError, match=r"add the override training.grad_accum_steps=2 "):
         load_config("config/tiny.yaml", ["training.nproc_per_node=2"])
-    with pytest.raises(ConfigError, match=r"add the override training.grad_accum_steps=6 \(or another multiple of 6\)"):
+    with pytest.raises(ConfigError,
+                       match=r"add the override training.grad_accum_steps=6 \(or another multiple of 6\)"):
         load_config("config/tiny.yaml", ["training.nodes=3", "training.nproc_per_node=2"])
-    cfg = load_config("config/tiny.yaml", ["training.nodes=2", "training.nproc_per_node=2", "training.grad_accum_steps=8"])
+    cfg = load_config("config/tiny.yaml",
+                      ["training.nodes=2", "training.nproc_per_node=2", "training.grad_accum_steps=8"])
     assert (cfg.training.nodes, cfg.training.nproc_per_node) == (2, 2)
     with pytest.raises(ConfigError, match="nodes"):
         load_config("config/tiny.yaml", ["training.nodes=0"])
@@ -89,7 +97,8 @@ def test_nproc_flag_sets_processes_per_node_and_one_leaves_the_config_alone():
                  if "--nproc" in a.option_strings)
     assert "add training.grad_accum_steps=2 for --nproc 2" in nproc.help  # the rule, in the flag's own help
 
-    args = argparse.Namespace(overrides=["training.grad_accum_steps=2"], project_name=None, task_name=None, nproc=2)
+    args = argparse.Namespace(overrides=["training.grad_accum_steps=2"], project_name=None, task_name=None,
+                              nproc=2)
     assert _overrides(args)[-1] == "training.nproc_per_node=2"
     assert not any("nproc" in o for o in _overrides(argparse.Namespace(overrides=[], project_name=None,
                                                                           task_name=None, nproc=1)))
@@ -145,7 +154,8 @@ def run_step(corpus: Path, run_dir: Path, nproc: int, resume: bool = False, trac
     from src.steps import STEP, run_step
 
     with isolated_offline_clearml(run_dir.parent / f"clearml-{run_dir.name}"):
-        return run_step(STEP["train"], step_config(run_dir, nproc, tracking), tokenized=tokenized(corpus), resume=resume,
+        return run_step(STEP["train"], step_config(run_dir, nproc, tracking), tokenized=tokenized(corpus),
+                        resume=resume,
                         offline=True)
 
 
@@ -183,7 +193,8 @@ def test_two_processes_follow_the_one_process_curve(corpus_dir, one_process, tmp
     sessions = list((run_dir / "train" / "clearml_offline").glob("*.zip"))
     assert len(sessions) == 1, "one ClearML task (rank 0's) for the train step"
     checkpoints = sorted(p.name for p in (run_dir / "train" / "checkpoints").glob("step_*.pt"))
-    assert checkpoints and checkpoints == sorted(p.name for p in (one_process / "train" / "checkpoints").glob("step_*.pt"))
+    assert checkpoints and checkpoints == sorted(
+        p.name for p in (one_process / "train" / "checkpoints").glob("step_*.pt"))
 
 
 KILLED = textwrap.dedent("""
@@ -217,14 +228,16 @@ def test_kill_9_of_rank_0_then_resume_continues_the_curve(corpus_dir, one_proces
     while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert checkpoint.exists(), proc.stderr.read()[-3000:] if proc.poll() is not None else "no checkpoint in time"
-    workers = [p for p in psutil.Process(proc.pid).children(recursive=True) if "spawn" in " ".join(p.cmdline())]
+    workers = [
+        p for p in psutil.Process(proc.pid).children(recursive=True) if "spawn" in " ".join(p.cmdline())]
     os.kill(proc.pid, signal.SIGKILL)
     assert proc.wait(timeout=30) == -signal.SIGKILL
     _, alive = psutil.wait_procs(workers, timeout=90)
     for p in alive:
         os.kill(p.pid, signal.SIGKILL)
     assert workers and not alive, "the rank-1 worker kept running after rank 0 died"
-    steps = [json.loads(line)["step"] for line in (run_dir / "train" / "train_history.jsonl").read_text().splitlines()]
+    steps = [
+        json.loads(line)["step"] for line in (run_dir / "train" / "train_history.jsonl").read_text().splitlines()]
     assert 8 <= max(steps) < STEPS, f"killed at step {max(steps)}: not in the middle of the run"
 
     out = run_step(corpus_dir, run_dir, nproc=2, resume=True, tracking=False)
@@ -257,7 +270,8 @@ def test_compile_wraps_only_the_training_forward_and_checkpoints_keep_plain_keys
     trainer = make_trainer(corpus_dir, tmp_path / "run", compile=True)
     assert isinstance(trainer.train_model, OptimizedModule) and trainer.train_model._orig_mod is trainer.model
     assert not any(key.startswith("_orig_mod") for key in trainer.state_dict()["model"])
-    assert not make_trainer(corpus_dir, tmp_path / "plain").optimizer.defaults["fused"]  # fused AdamW on CUDA only
+    # fused AdamW on CUDA only
+    assert not make_trainer(corpus_dir, tmp_path / "plain").optimizer.defaults["fused"]
 
 
 

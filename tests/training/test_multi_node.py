@@ -37,11 +37,13 @@ def start_agent(stub: ClearMLStub, name: str) -> subprocess.Popen:
     log = open(stub.workdir / f"agent-{name}.log", "w")  # noqa: SIM115 (the agent keeps writing)
     env = {**stub.agent_env(name, from_checkout=True), "CLEARML_MULTI_NODE_MASTER_DEF_ADDR": "127.0.0.1"}
     return subprocess.Popen(["clearml-agent", "daemon", "--queue", "gpu", "--foreground", "--cpu-only"],
-                            cwd=stub.workdir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                            cwd=stub.workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
 
 
 def logs(stub: ClearMLStub) -> str:
-    return "\n".join(f"--- {p.name} ---\n{p.read_text()[-5000:]}" for p in sorted(stub.workdir.glob("agent-*.log")))
+    return "\n".join(
+        f"--- {p.name} ---\n{p.read_text()[-5000:]}" for p in sorted(stub.workdir.glob("agent-*.log")))
 
 
 @pytest.mark.slow
@@ -53,7 +55,8 @@ def test_two_agents_run_the_two_nodes_of_one_train_step(clearml_stub, corpus_dir
     config = json.loads(cfg.model_dump_json())
     config["training"]["nodes"] = 2  # grad_accum_steps=2: one micro-batch per node
     result = clearml_stub.run_python(QUEUE_TASK.format(config=json.dumps(config),
-                                                       tokenized=json.dumps(tokenized(corpus_dir))), timeout=90)
+                                                       tokenized=json.dumps(tokenized(corpus_dir))),
+                                     timeout=90)
     assert result.returncode == 0, result.output
     master_id = clearml_stub.queue_entries("gpu")[0]
 
@@ -67,7 +70,8 @@ def test_two_agents_run_the_two_nodes_of_one_train_step(clearml_stub, corpus_dir
             master, clone = sorted(clearml_stub.wait_for(finished, 420, "both nodes to finish"),
                                    key=lambda t: t["id"] != master_id)
         except AssertionError as err:
-            raise AssertionError(f"{err}; unknown endpoints: {clearml_stub.unknown_calls}\n{logs(clearml_stub)}") from None
+            raise AssertionError(f"{err}; unknown endpoints: "
+                                 f"{clearml_stub.unknown_calls}\n{logs(clearml_stub)}") from None
     finally:
         for agent in agents:
             kill_process_group(agent)

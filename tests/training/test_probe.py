@@ -24,7 +24,8 @@ def tokenizer(tmp_path_factory):
 
     rows = {"src": [SOURCE, "Das Haus ist groß.", "Die Straße ist schön."] * 20,
             "tgt": [TARGET, "The house is big.", "The street is nice."] * 20}
-    path = train_one(Dataset.from_dict(rows), ["src", "tgt"], TokenizerConfig(vocab_size=300, min_frequency=2),
+    path = train_one(Dataset.from_dict(rows), ["src", "tgt"],
+                     TokenizerConfig(vocab_size=300, min_frequency=2),
                      tmp_path_factory.mktemp("tok") / "tokenizer.json")
     return load_tokenizer(path)
 
@@ -35,7 +36,8 @@ def _labels(ticks) -> list[str]:
 
 def _as_text(labels: list[str]) -> str:
     """The sentence back from its labels: hex labels of split characters dropped, "▁" as space."""
-    return "".join(label for label in labels if not re.fullmatch(r"(<[0-9a-f]{2}>)+", label)).replace("▁", " ").strip()
+    return "".join(label for label in labels if not re.fullmatch(r"(<[0-9a-f]{2}>)+", label)).replace(
+        "▁", " ").strip()
 
 
 def test_token_labels_decode_bytes_and_mark_word_starts(tokenizer):
@@ -45,7 +47,8 @@ def test_token_labels_decode_bytes_and_mark_word_starts(tokenizer):
     assert len(labels) == len(ids) and all(labels)
     assert _as_text(labels) == SOURCE  # "ä", "ö", "ß" as themselves, not byte-level "Ã¤"
     assert "Ã" not in "".join(labels) and "Ġ" not in "".join(labels)
-    assert [label.startswith("▁") for label in labels] == [token.startswith("Ġ") for token in raw]  # word starts
+    # word starts
+    assert [label.startswith("▁") for label in labels] == [token.startswith("Ġ") for token in raw]
     assert sum(label.startswith("▁") for label in labels) == len(SOURCE.split())
     split = [label for label in labels if re.fullmatch(r"(<[0-9a-f]{2}>)+", label)]
     assert all(label == "<c3>" for label in split)  # the lead byte of ä/ö/ß when BPE kept it apart
@@ -53,7 +56,8 @@ def test_token_labels_decode_bytes_and_mark_word_starts(tokenizer):
 
 def test_each_kind_has_its_own_tokens_on_each_axis(tokenizer):
     src = tokenizer.encode(SOURCE, add_special_tokens=False).ids + [tokenizer.token_to_id(EOS)]
-    tgt = [tokenizer.token_to_id(BOS), *tokenizer.encode(TARGET, add_special_tokens=False).ids, tokenizer.token_to_id(EOS)]
+    tgt = [tokenizer.token_to_id(BOS), *tokenizer.encode(TARGET, add_special_tokens=False).ids,
+           tokenizer.token_to_id(EOS)]
     probe = AttentionProbe.from_ids([src], [tgt], tokenizer, tokenizer)
     torch.manual_seed(0)
     cfg = ModelConfig(d_model=16, n_heads=2, n_encoder_layers=2, n_decoder_layers=3, d_ff=32, dropout=0.0)
@@ -62,7 +66,8 @@ def test_each_kind_has_its_own_tokens_on_each_axis(tokenizer):
     assert set(figures) == {"attention/encoder_self", "attention/decoder_self", "attention/cross"}
     source_axis = _as_text(probe.src_tokens[0])
     target_axis = probe.tgt_tokens[0]
-    assert source_axis == SOURCE + "</s>" and target_axis[0] == BOS and EOS not in target_axis  # decoder input
+    # decoder input
+    assert source_axis == SOURCE + "</s>" and target_axis[0] == BOS and EOS not in target_axis
     expected = {  # (layers, query text, key text)
         "attention/encoder_self": (2, source_axis, source_axis),
         "attention/decoder_self": (3, _as_text(target_axis), _as_text(target_axis)),

@@ -99,9 +99,12 @@ KILL_SCRIPT = textwrap.dedent("""
 """)
 
 
-def run_until_killed(corpus_dir: Path, run_dir: Path, kill_at: int, sig: str = "SIGKILL") -> subprocess.CompletedProcess:
-    script = KILL_SCRIPT.format(repo=str(REPO), corpus=str(corpus_dir), run=str(run_dir), kill_at=kill_at, sig=sig)
-    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
+def run_until_killed(corpus_dir: Path, run_dir: Path, kill_at: int,
+                     sig: str = "SIGKILL") -> subprocess.CompletedProcess:
+    script = KILL_SCRIPT.format(repo=str(REPO), corpus=str(corpus_dir), run=str(run_dir), kill_at=kill_at,
+                                sig=sig)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
     if sig == "SIGKILL":
         assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     return proc
@@ -146,7 +149,8 @@ def test_a_resume_with_a_new_learning_rate_and_length_uses_them(corpus_dir, tmp_
     assert resumed.resume() and resumed.step == 12
     expected = 1e-4 * make_schedule("inverse_sqrt", 4, 16)(12)
     assert [g["lr"] for g in resumed.optimizer.param_groups] == [pytest.approx(expected)] * 2
-    assert [g["weight_decay"] for g in resumed.optimizer.param_groups] == [0.01, 0.0]  # matrices, then gains/biases
+    # matrices, then gains/biases
+    assert [g["weight_decay"] for g in resumed.optimizer.param_groups] == [0.01, 0.0]
     result = resumed.fit()
     assert result.steps == 16 and [row["step"] for row in result.history][-4:] == [13, 14, 15, 16]
 
@@ -164,7 +168,8 @@ def test_damaged_checkpoint_falls_back_to_the_previous_one(corpus_dir, tmp_path)
         assert losses(result.history)[step] == pytest.approx(loss, abs=1e-6), f"step {step}"
 
 
-def test_a_checkpoint_with_flipped_weight_bytes_is_refused_and_resume_takes_the_previous_one(corpus_dir, tmp_path):
+def test_a_checkpoint_with_flipped_weight_bytes_is_refused_and_resume_takes_the_previous_one(corpus_dir,
+                                                                                             tmp_path):
     from tests.training.damage import flip_tensor_bytes
 
     make_trainer(corpus_dir, tmp_path / "run", max_steps=8).fit()
@@ -212,14 +217,16 @@ def test_offline_session_holds_scalars_heatmaps_and_model(corpus_dir, tmp_path):
         assert len(session.scalars[key]) >= 2, key
     assert ("grad_norm_by_layer", "decoder.layers.0") in session.scalars
     image_titles = {image.title for image in session.images}
-    assert {"attention/encoder_self", "attention/decoder_self", "attention/cross", "gradient norms"} <= image_titles
+    assert {"attention/encoder_self", "attention/decoder_self", "attention/cross",
+            "gradient norms"} <= image_titles
     assert f"{cfg.tracking.model_name}-weights" in session.artifacts
     assert [m.name for m in session.models] == [cfg.tracking.model_name]
     assert out["model_id"] and Path(out["checkpoint"]).exists()
     assert os.path.getsize(out["checkpoint"]) > 0
 
 
-def test_weight_decay_skips_biases_and_layer_norms_and_old_single_group_states_still_load(corpus_dir, tmp_path):
+def test_weight_decay_skips_biases_and_layer_norms_and_old_single_group_states_still_load(corpus_dir,
+                                                                                          tmp_path):
     from src.training.checkpoint_format import regroup_optimizer_state
 
     trainer = make_trainer(corpus_dir, tmp_path / "run", max_steps=2, weight_decay=0.1)
@@ -235,6 +242,7 @@ def test_weight_decay_skips_biases_and_layer_norms_and_old_single_group_states_s
     single.load_state_dict({"state": {i: trainer.optimizer.state[p] for i, p in enumerate(params)},
                             "param_groups": [{**single.state_dict()["param_groups"][0]}]})
     fresh = make_trainer(corpus_dir, tmp_path / "other", max_steps=2, weight_decay=0.1)
-    fresh.optimizer.load_state_dict(regroup_optimizer_state(single.state_dict(), fresh.model, fresh.optimizer))
+    fresh.optimizer.load_state_dict(regroup_optimizer_state(single.state_dict(), fresh.model,
+                                                            fresh.optimizer))
     for p_old, p_new in zip(trainer.model.parameters(), fresh.model.parameters()):
         assert torch.equal(trainer.optimizer.state[p_old]["exp_avg"], fresh.optimizer.state[p_new]["exp_avg"])

@@ -47,10 +47,12 @@ def test_a_deliberately_bad_learning_rate_is_pruned_at_its_first_evaluation(tmp_
     Trial 0 is the base config (lr 3e-3); with seed 0 the sampler then draws lr 1e-7, whose
     validation loss after 3 steps is above trial 0's, so the median pruner stops it at step 3 of 6.
     """
-    base = load_config("config/tiny.yaml", ["tracking.enabled=false", "training.max_steps=6", "training.eval_every=3",
+    base = load_config("config/tiny.yaml",
+                       ["tracking.enabled=false", "training.max_steps=6", "training.eval_every=3",
                                             "training.checkpoint_every=3", "training.warmup_steps=2"])
     space = parse_space({"training.lr": {"choices": [3e-3, 1e-7]}}, base)
-    settings = TrialSettings(base=base, space=space, study="bad-lr", sweep_dir=tmp_path / "bad-lr", metric="loss",
+    settings = TrialSettings(base=base, space=space, study="bad-lr", sweep_dir=tmp_path / "bad-lr",
+                             metric="loss",
                              direction="minimize", offline=True)
     result = run_local_sweep(settings, 2, seed=0, startup_trials=1)
     baseline, bad = result.rows

@@ -40,7 +40,8 @@ def test_value_the_schema_rejects_names_key_and_expected_type(tiny):
     # a rule across keys: tiny has d_model 32, so 3 heads do not divide it
     with pytest.raises(ConfigError, match=r"(?s)model.n_heads=3 .*not divisible"):
         parse_space({"model.n_heads": {"choices": [2, 3]}}, tiny)
-    with pytest.raises(ConfigError, match=r"(?s)training.device=.tpu. .*expected Literal\['auto', 'cpu', 'cuda'\]"):
+    with pytest.raises(ConfigError,
+                       match=r"(?s)training.device=.tpu. .*expected Literal\['auto', 'cpu', 'cuda'\]"):
         parse_space({"training.device": {"choices": ["cpu", "tpu"]}}, tiny)
 
 
@@ -79,7 +80,8 @@ def test_draws_stay_in_range_and_make_valid_configs(tiny):
 
 
 def test_base_values_only_when_inside_the_space(tiny):
-    inside = parse_space({"training.lr": {"choices": [3e-3, 1e-7]}, "model.n_heads": {"choices": [2, 4]}}, tiny)
+    inside = parse_space({"training.lr": {"choices": [3e-3, 1e-7]}, "model.n_heads": {"choices": [2, 4]}},
+                         tiny)
     assert inside.base_values(tiny) == {"training.lr": 3e-3, "model.n_heads": 2}
     outside = parse_space({"training.warmup_steps": {"low": 10, "high": 200, "int": True}}, tiny)
     assert outside.base_values(tiny) is None  # tiny warms up for 5 steps

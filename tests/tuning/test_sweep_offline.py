@@ -13,7 +13,8 @@ from tests.clearml_session import read_offline_session
 from src.tuning.space import apply_params
 from tests.clearml_stub.stub import run_src_main
 
-TINY = ["training.max_steps=6", "training.eval_every=3", "training.checkpoint_every=3", "training.warmup_steps=2",
+TINY = ["training.max_steps=6", "training.eval_every=3", "training.checkpoint_every=3",
+        "training.warmup_steps=2",
         "tracking.heatmap_every=6", "tracking.grad_norm_every=3"]
 
 
@@ -21,7 +22,8 @@ def clean_env(home: Path) -> dict[str, str]:
     """No ClearML server configured anywhere: an empty HOME, no CLEARML_* variables."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CLEARML_", "TRAINS_"))}
     home.mkdir(parents=True, exist_ok=True)
-    return env | {"HOME": str(home), "CLEARML_CACHE_DIR": str(home / "clearml_cache"), "PYTHONUNBUFFERED": "1"}
+    return env | {"HOME": str(home), "CLEARML_CACHE_DIR": str(home / "clearml_cache"),
+                  "PYTHONUNBUFFERED": "1"}
 
 
 @pytest.mark.slow
@@ -39,17 +41,21 @@ def test_sweep_four_trials_offline_leaves_sessions_study_and_best_config(tmp_pat
     # the study: 4 trials in sqlite, each COMPLETE or PRUNED, the first two complete (the pruner waits for 2)
     study = optuna.load_study(study_name="t4", storage=f"sqlite:///{sweep / 'study.db'}")
     states = [t.state.name for t in study.trials]
-    assert len(states) == 4 and states[:2] == ["COMPLETE", "COMPLETE"] and set(states) <= {"COMPLETE", "PRUNED"}
-    assert set(study.trials[0].params) == {"training.lr", "model.dropout", "model.n_heads", "training.warmup_steps"}
+    assert len(states) == 4 and states[:2] == ["COMPLETE", "COMPLETE"] and set(states) <= {"COMPLETE",
+                                                                                           "PRUNED"}
+    assert set(study.trials[0].params) == {"training.lr", "model.dropout", "model.n_heads",
+                                           "training.warmup_steps"}
 
-    # one offline session per trial, in <project>/sweep-<study>, holding that trial's values and validation curve
+    # one offline session per trial, in <project>/sweep-<study>, holding that trial's values and validation
+    # curve
     for trial in study.trials:
         zips = list((sweep / f"trial_{trial.number:03d}" / "clearml_offline").glob("*.zip"))
         assert len(zips) == 1, zips
         session = read_offline_session(zips[0])
         assert session.task["project_name"] == "stepwise-transformers/sweep-t4"
         assert session.task["name"] == f"t4-trial-{trial.number:03d}" and "sweep-t4" in session.task["tags"]
-        assert float(session.hyperparameters["trial"]["training/lr"]) == pytest.approx(trial.params["training.lr"])
+        assert float(session.hyperparameters["trial"]["training/lr"]) == pytest.approx(
+            trial.params["training.lr"])
         assert session.hyperparameters["config"]["model/n_heads"] == str(trial.params["model.n_heads"])
         curve = dict(session.scalars[("valid", "loss")])
         assert curve == pytest.approx(trial.intermediate_values)  # what the pruner saw is what the task shows

@@ -15,8 +15,10 @@ def test_log_int_ranges_are_refused_and_the_others_map_to_their_clearml_range():
     ok = (SearchParameter("config/training/lr", 1e-4, 1e-2, log=True),
           SearchParameter("config/training/warmup_steps", 10, 200, integer=True, step=10))
     lr, warmup = clearml_parameters(ok)
-    assert isinstance(lr, LogUniformParameterRange) and (lr.min_value, lr.max_value) == pytest.approx((-4, -2))
-    assert isinstance(warmup, UniformIntegerParameterRange) and (warmup.min_value, warmup.max_value) == (10, 200)
+    assert isinstance(lr, LogUniformParameterRange) and (lr.min_value, lr.max_value) == pytest.approx(
+        (-4, -2))
+    assert isinstance(warmup, UniformIntegerParameterRange) and (warmup.min_value, warmup.max_value) == (
+        10, 200)
     log_int = SearchParameter("config/model/d_ff", 64, 1024, log=True, integer=True)
     for call in (refuse_log_integers, clearml_parameters):
         with pytest.raises(ValueError, match="cannot search config/model/d_ff as a log-scaled int"):

@@ -23,7 +23,8 @@ SPACE = {"training.lr": {"low": 1e-4, "high": 3e-3, "log": True}, "model.n_heads
 
 
 def base_train_task(stub: ClearMLStub, name: str, *overrides: str) -> str:
-    """A train step's task on the stand-in: the tiny config connected as section ``config``, as the step does."""
+    """A train step's task on the stand-in: the tiny config connected as section ``config``, as the step
+    does."""
     config = json.dumps(config_to_dict(load_config(REPO_ROOT / "config" / "tiny.yaml", list(overrides))))
     result = stub.run_python(
         "import json\nfrom src.tracking import Tracker\n"
@@ -37,9 +38,10 @@ def base_train_task(stub: ClearMLStub, name: str, *overrides: str) -> str:
 @pytest.mark.slow  # about 35 s: the optimizer's own polling, against the stand-in
 @pytest.mark.timeout(180)
 def test_queue_path_clones_the_base_task_and_enqueues_the_trials(clearml_stub: ClearMLStub, tmp_path):
-    """About 35 s here: two candidate tasks; the optimizer finds the train step's (no --base-task), queues 2 clones
-    and stops at its 0.4-minute limit. The base task trains 77 steps, the local --config 30: a trial's
-    iteration limit follows the task that is cloned (78, one beyond its last validation), not the local file."""
+    """About 35 s here: two candidate tasks; the optimizer finds the train step's (no --base-task), queues 2
+    clones and stops at its 0.4-minute limit. The base task trains 77 steps, the local --config 30: a trial's
+    iteration limit follows the task that is cloned (78, one beyond its last validation), not the local
+    file."""
     import yaml
 
     clearml_stub.add_queue("trials")
@@ -48,7 +50,8 @@ def test_queue_path_clones_the_base_task_and_enqueues_the_trials(clearml_stub: C
     base_id = base_train_task(clearml_stub, "transformer-de-en-train", "training.max_steps=77")
     space = tmp_path / "space.yaml"
     space.write_text(yaml.safe_dump(SPACE))
-    cmd = [sys.executable, "-m", "src.main", "sweep", "--config", "config/tiny.yaml", "--trials", "2", "--space",
+    cmd = [sys.executable, "-m", "src.main", "sweep", "--config", "config/tiny.yaml", "--trials", "2",
+           "--space",
            str(space), "--queue", "trials", "--concurrency", "2", "--time-limit", "0.4",
            "--pool-period", "0.02", "--study-name", "q"]
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=clearml_stub.subprocess_env(), stdout=subprocess.PIPE,
@@ -81,7 +84,8 @@ def test_queue_path_clones_the_base_task_and_enqueues_the_trials(clearml_stub: C
         assert "queued" in history and history[-1] == "stopped"  # not started by the time limit: stopped
         assert {p["id"]: p["name"] for p in clearml_stub.projects}[task["project"]] == "stepwise-transformers/sweep-q"
     assert json.loads(stdout)["base_task_id"] == base_id
-    # the optimizer connects its arguments to its own task: the per-trial iteration limit is the base task's + 1
+    # the optimizer connects its arguments to its own task: the per-trial iteration limit is the base task's +
+    # 1
     connected = clearml_stub.hyperparams(optimizer["id"])
     assert connected["General/opt/optimizer_kwargs/max_iteration_per_job"] == "78", connected
     # the optimizer's reporter asks for the trials' scalar histograms, which the stand-in does not serve
@@ -90,8 +94,10 @@ def test_queue_path_clones_the_base_task_and_enqueues_the_trials(clearml_stub: C
 
 @pytest.mark.timeout(60)
 def test_queue_path_refuses_to_run_offline(tmp_path):
-    """No server configured (an empty HOME, no CLEARML_* variables): a clear refusal, nothing cloned or trained."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLEARML_", "TRAINS_"))} | {"HOME": str(tmp_path)}
+    """No server configured (an empty HOME, no CLEARML_* variables): a clear refusal, nothing cloned or
+    trained."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLEARML_", "TRAINS_"))} | {
+        "HOME": str(tmp_path)}
     result = run_src_main(["sweep", "--config", "config/tiny.yaml", "--trials", "2", "--queue", "trials",
                            "--output-dir", str(tmp_path / "sweeps")], env, timeout=50)
     assert result.returncode == 3, result.stderr[-2000:]
@@ -106,9 +112,11 @@ def test_queue_path_refuses_a_log_int_range_before_any_server_call(tmp_path):
     import yaml
 
     space = tmp_path / "space.yaml"
-    space.write_text(yaml.safe_dump({"training.warmup_steps": {"low": 10, "high": 200, "int": True, "log": True},
+    space.write_text(yaml.safe_dump({"training.warmup_steps": {"low": 10, "high": 200, "int": True,
+                                                               "log": True},
                                      "training.lr": {"low": 1e-4, "high": 3e-3, "log": True}}))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLEARML_", "TRAINS_"))} | {"HOME": str(tmp_path)}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLEARML_", "TRAINS_"))} | {
+        "HOME": str(tmp_path)}
     result = run_src_main(["sweep", "--config", "config/tiny.yaml", "--trials", "2", "--space", str(space),
                            "--queue", "trials", "--output-dir", str(tmp_path / "sweeps")], env, timeout=50)
     assert result.returncode == 1, result.stderr[-2000:]

@@ -24,16 +24,17 @@ def check(cfg: "ExperimentConfig") -> None:
         n = cfg.data.listops_max_length
         words = 3 * n - 2 if cfg.data.listops_parentheses else n  # one "( ... )" pair per token but one
         if longest < words + 1:
-            raise ValueError(f"tokenizer.max_tokens_per_sentence={longest} would cut ListOps expressions, whose "
-                             f"value needs every token: [CLS] + up to {words} words (data.listops_max_length={n}"
-                             f"{', with parentheses' if cfg.data.listops_parentheses else ''}); expected >= "
+            raise ValueError(f"tokenizer.max_tokens_per_sentence={longest} would cut ListOps expressions, "
+                             f"whose value needs every token: [CLS] + up to {words} words "
+                             f"(data.listops_max_length={n}{', with parentheses' if cfg.data.listops_parentheses else ''}); expected >= "
                              f"{words + 1}")
 
 
 TASK = TaskSpec(
     name="classification", title="text classification",
     families=("encoder_classifier", "lstm_classifier", "gru_classifier", "rnn_classifier"),
-    sources=("imdb", "listops", "hf", "local"), tokenizer_kinds=("bpe", "byte", "word", "char"), batches="tokens",
+    sources=("imdb", "listops", "hf", "local"), tokenizer_kinds=("bpe", "byte", "word", "char"),
+                batches="tokens",
     data_prep=steps.data_prep, tokenize=steps.tokenize, train=steps.train, evaluate=steps.evaluate,
     gate=steps.gate, summary=steps.summary, check=check,
 )

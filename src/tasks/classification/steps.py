@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 
 
 def read_rows(data):
-    """The labelled rows of ``data.source``: the IMDB CSV, generated ListOps, a local file, or a Hugging Face dataset."""
+    """The labelled rows of ``data.source``: the IMDB CSV, generated ListOps, a local file, or a Hugging Face
+    dataset."""
     from src.data import text_classification as tc
 
     if data.source == "imdb":
@@ -30,7 +31,8 @@ def read_rows(data):
         return read_listops(data)
     if data.source == "local":
         return tc.read_local_labelled(data.local_path, data.text_column, data.label_column, data.max_rows)
-    return tc.read_hf_labelled(data.hf_name, data.hf_config, data.hf_split, data.text_column, data.label_column,
+    return tc.read_hf_labelled(data.hf_name, data.hf_config, data.hf_split, data.text_column,
+                               data.label_column,
                                data.max_rows)
 
 
@@ -39,7 +41,8 @@ def data_prep(step: StepContext) -> dict[str, Any]:
     from src.data.text_classification import prepare_text_classification
 
     data, out_dir, tracker = step.cfg.data, step.step_dir, step.tracker
-    card = prepare_text_classification(read_rows(data), out_dir, valid_size=data.valid_count or data.valid_fraction,
+    card = prepare_text_classification(read_rows(data), out_dir,
+                                       valid_size=data.valid_count or data.valid_fraction,
                                        test_size=data.test_count or data.test_fraction, salt=data.split_salt,
                                        max_chars=data.max_chars)
     check_split_sizes(card["counts"], data)  # before anything trains on it
@@ -51,7 +54,8 @@ def data_prep(step: StepContext) -> dict[str, Any]:
         tracker.log_scalars(f"class balance/{split}", balance, 0)
     if (out_dir / "length_histogram.png").exists():
         tracker.log_image("data card", "length histogram", out_dir / "length_histogram.png", 0)
-    return {"data_dir": str(out_dir), "task_id": tracker.task_id, "counts": card["counts"], "labels": card["labels"]}
+    return {"data_dir": str(out_dir), "task_id": tracker.task_id, "counts": card["counts"],
+            "labels": card["labels"]}
 
 
 def tokenize(step: StepContext, data: dict[str, Any]) -> dict[str, Any]:
@@ -66,7 +70,8 @@ def tokenize(step: StepContext, data: dict[str, Any]) -> dict[str, Any]:
     cfg, out_dir, tracker = step.cfg, step.step_dir, step.tracker
     data_dir = resolve_input(data, "data_dir", artifact="dataset", subdir="dataset")
     dataset = load_from_disk(str(data_dir / "dataset"))
-    tokenizer = load_tokenizer(train_text_tokenizer(dataset["train"], cfg.tokenizer, out_dir / "tokenizer.json"))
+    tokenizer = load_tokenizer(train_text_tokenizer(dataset["train"], cfg.tokenizer,
+                                                    out_dir / "tokenizer.json"))
     encoded, report = DatasetDict(), {}
     for name, split in dataset.items():
         ids, truncated = encode_texts(tokenizer, split["text"], cfg.tokenizer.max_tokens_per_sentence)
@@ -90,8 +95,10 @@ def train(step: StepContext, tokenized: dict[str, Any], resume: bool) -> dict[st
     encoded, tokenizers = load_tokenized(tokenized)
     names = label_names(tokenized["labels"])
     n_probe = cfg.tracking.probe_sentences
-    probe = ClassificationProbe.from_ids(encoded["validation"]["ids"][:n_probe], tokenizers["text"]) if n_probe else None
-    task = ClassificationTask(LabelledCorpus.from_dataset(encoded["train"]), LabelledCorpus.from_dataset(encoded["validation"]),
+    probe = ClassificationProbe.from_ids(encoded["validation"]["ids"][:n_probe],
+                                         tokenizers["text"]) if n_probe else None
+    task = ClassificationTask(LabelledCorpus.from_dataset(encoded["train"]),
+                              LabelledCorpus.from_dataset(encoded["validation"]),
                               tokenizers["text"].get_vocab_size(), len(names), probe)
     inference = inference_fields(tokenizers, cfg.model.family) | {"labels": names}
     return train_and_register(step, task, inference, resume)
@@ -112,15 +119,20 @@ def evaluate(step: StepContext, tokenized: dict[str, Any], model: "InferenceMode
     tok_dir = resolve_input(tokenized, "tokenized_dir", artifact="tokenized")
     test = load_from_disk(str(tok_dir / "encoded"))["test"]
     names = model.labels
-    probabilities, loss = predict(model.model, LabelledCorpus.from_dataset(test), cfg.batching.max_tokens, model.device)
-    scores = classification_metrics(probabilities.argmax(-1).tolist(), [int(x) for x in test["label"]], len(names))
-    metrics, path = report_test_scores(tracker, scores, names, loss, "n_texts", step.step_dir / "metrics.json")
+    probabilities, loss = predict(model.model, LabelledCorpus.from_dataset(test), cfg.batching.max_tokens,
+                                  model.device)
+    scores = classification_metrics(probabilities.argmax(-1).tolist(), [int(x) for x in test["label"]],
+                                    len(names))
+    metrics, path = report_test_scores(tracker, scores, names, loss, "n_texts",
+                                       step.step_dir / "metrics.json")
     worst = worst_misclassified(test, probabilities, names, cfg.evaluation.n_worst)
     tracker.log_table("misclassified", "most confident mistakes", worst, 0)
-    tracker.upload_artifact("predictions", save_predictions(test, probabilities, names, step.step_dir / "predictions.tsv"))
+    tracker.upload_artifact("predictions",
+                            save_predictions(test, probabilities, names, step.step_dir / "predictions.tsv"))
     n = cfg.tracking.probe_sentences
     if n:
-        ClassificationProbe.from_ids(test["ids"][:n], model.tokenizers["text"]).report(model.model, tracker, 0)
+        ClassificationProbe.from_ids(test["ids"][:n], model.tokenizers["text"]).report(model.model, tracker,
+                                                                                       0)
     return {"metrics": metrics, "metrics_path": str(path), "task_id": tracker.task_id}
 
 
@@ -130,13 +142,15 @@ def report_test_scores(tracker, scores: dict[str, Any], names: list[str], loss: 
     loss, precision and recall per class, the confusion matrix. Returns the metrics and the file."""
     from src.evaluation.evaluate import save_metrics
 
-    metrics = {"accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"], "loss": loss, count_key: scores["n"],
+    metrics = {"accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"], "loss": loss,
+               count_key: scores["n"],
                "labels": names, "confusion": scores["confusion"],
                "per_class": {name: {"precision": p, "recall": r}
                              for name, p, r in zip(names, scores["precision"], scores["recall"])}}
     path = save_metrics(metrics, path)
     tracker.upload_artifact("metrics", path)
-    tracker.log_scalars("test", {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"], "loss": loss}, 0)
+    tracker.log_scalars(
+        "test", {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"], "loss": loss}, 0)
     tracker.log_scalars("test/precision", dict(zip(names, scores["precision"])), 0)
     tracker.log_scalars("test/recall", dict(zip(names, scores["recall"])), 0)
     tracker.log_confusion_matrix("confusion matrix", "test", scores["confusion"], names, 0)
@@ -150,10 +164,12 @@ def worst_misclassified(test, probabilities, names: list[str], n: int):
     from src.training.probe import shorten
 
     confidence, predicted = probabilities.max(-1)
-    rows = [(float(confidence[i]), i) for i, label in enumerate(test["label"]) if int(predicted[i]) != int(label)]
+    rows = [
+        (float(confidence[i]), i) for i, label in enumerate(test["label"]) if int(predicted[i]) != int(label)]
     rows.sort(reverse=True)
     return pd.DataFrame([{"text": shorten(test["text"][i], 300), "label": names[int(test["label"][i])],
-                          "predicted": names[int(predicted[i])], "confidence": round(c, 4)} for c, i in rows[:n]],
+                          "predicted": names[int(predicted[i])],
+                          "confidence": round(c, 4)} for c, i in rows[:n]],
                         columns=["text", "label", "predicted", "confidence"])
 
 

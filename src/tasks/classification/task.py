@@ -76,7 +76,8 @@ def classification_metrics(predictions: list[int], labels: list[int], n_classes:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, corpus: LabelledCorpus, max_tokens: int, device: torch.device) -> tuple[Tensor, float]:
+def predict(model: nn.Module, corpus: LabelledCorpus, max_tokens: int,
+            device: torch.device) -> tuple[Tensor, float]:
     """Class probabilities (N, K) in corpus order, and the mean cross-entropy."""
     was_training = model.training
     model.eval()
@@ -124,7 +125,8 @@ class ClassificationProbe:
                 break
             weights = torch.stack([layer[0, :, :1].float().cpu() for layer in layers])  # (L, H, 1, T)
             title = f'[CLS] attention · step {step} · "{shorten(self.texts[index])}"'
-            figure = plot_attention(weights, self.tokens[index][:1], self.tokens[index], title, label_every_head=False)
+            figure = plot_attention(weights, self.tokens[index][:1], self.tokens[index], title,
+                                    label_every_head=False)
             tracker.log_figure("attention/cls", f"text {index}", figure, step)
         model.train(was_training)
 

@@ -10,7 +10,8 @@ from src.tasks.spec import TaskSpec
 
 TASK = TaskSpec(
     name="image_classification", title="image classification",
-    families=("vit",), sources=("fashion_mnist",), tokenizer_kinds=("bpe",), batches="items",  # no tokenizer: the default stands
+    # no tokenizer: the default stands
+    families=("vit",), sources=("fashion_mnist",), tokenizer_kinds=("bpe",), batches="items",
     data_prep=steps.data_prep, tokenize=steps.tokenize, train=steps.train, evaluate=steps.evaluate,
     gate=gate, summary=steps.summary,
 )

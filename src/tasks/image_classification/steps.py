@@ -42,7 +42,8 @@ def data_prep(step: StepContext) -> dict[str, Any]:
     for split, balance in card["class_balance"].items():
         tracker.log_scalars(f"class balance/{split}", balance, 0)
     tracker.log_image("data card", "examples", out_dir / "examples.png", 0)
-    return {"data_dir": str(out_dir), "task_id": tracker.task_id, "counts": card["counts"], "labels": card["labels"]}
+    return {"data_dir": str(out_dir), "task_id": tracker.task_id, "counts": card["counts"],
+            "labels": card["labels"]}
 
 
 def tokenize(step: StepContext, data: dict[str, Any]) -> dict[str, Any]:
@@ -59,7 +60,8 @@ def tokenize(step: StepContext, data: dict[str, Any]) -> dict[str, Any]:
     splits = load_splits(resolve_input(data, "data_dir", artifact="dataset", subdir="dataset"))
     encoded = {name: {"images": torch.from_numpy(x).unsqueeze(1), "labels": torch.from_numpy(y).long()}
                for name, (x, y) in splits.items()}  # (N, H, W) -> (N, 1, H, W): one grey channel
-    shape, expected = tuple(encoded["train"]["images"].shape[1:]), (cfg.model.in_channels, cfg.model.image_size,
+    shape, expected = tuple(encoded["train"]["images"].shape[1:]), (cfg.model.in_channels,
+                                                                    cfg.model.image_size,
                                                                      cfg.model.image_size)
     if shape != expected:
         raise ValueError(f"images are {shape} (C, H, W), the model expects {expected}: "
@@ -76,7 +78,8 @@ def tokenize(step: StepContext, data: dict[str, Any]) -> dict[str, Any]:
     for name, counts in report.items():
         tracker.log_scalars(f"tokenization/{name}", counts, 0)
     tracker.log_scalars("normalisation", {"mean": stats.mean[0], "std": stats.std[0]}, 0)
-    return {"tokenized_dir": str(out_dir), "task_id": tracker.task_id, "tokenizers": {}, "labels": data["labels"],
+    return {"tokenized_dir": str(out_dir), "task_id": tracker.task_id, "tokenizers": {},
+            "labels": data["labels"],
             "image_stats": stats.to_dict(), "n_patches": n_patches}
 
 
@@ -98,7 +101,8 @@ def train(step: StepContext, tokenized: dict[str, Any], resume: bool) -> dict[st
     valid = splits["validation"]
     probe = ImageAttentionProbe(ImageSplit(valid.images[:n_probe], valid.labels[:n_probe]), stats, names)
     n_patches = (cfg.model.image_size // cfg.model.patch_size) ** 2
-    task = ImageClassificationTask(splits["train"], valid, stats, len(names), n_patches + 1, cfg.data.augmentation,
+    task = ImageClassificationTask(splits["train"], valid, stats, len(names), n_patches + 1,
+                                   cfg.data.augmentation,
                                    probe, eval_batch_size=max(cfg.batching.batch_size or 0, 1000))
     inference = inference_fields({}, cfg.model.family) | {"labels": names, "image_stats": stats.to_dict()}
     return train_and_register(step, task, inference, resume)
@@ -112,16 +116,19 @@ def evaluate(step: StepContext, tokenized: dict[str, Any], model: "InferenceMode
 
     cfg, tracker = step.cfg, step.tracker
     test = load_encoded(tokenized)[0]["test"]
-    stats, names = ImageStats.from_dict(model.image_stats), model.labels  # the training split's, from the checkpoint
+    # the training split's, from the checkpoint
+    stats, names = ImageStats.from_dict(model.image_stats), model.labels
     probabilities, loss = predict_images(model.model, test, stats, model.device)
     scores = classification_metrics(probabilities.argmax(-1).tolist(), test.labels.tolist(), len(names))
-    metrics, path = report_test_scores(tracker, scores, names, loss, "n_images", step.step_dir / "metrics.json")
+    metrics, path = report_test_scores(tracker, scores, names, loss, "n_images",
+                                       step.step_dir / "metrics.json")
     tracker.log_figure("misclassified", "most confident mistakes",
                        mistakes_figure(test, probabilities, names, cfg.evaluation.n_worst), 0)
     predictions = save_predictions(test, probabilities, names, step.step_dir / "predictions.tsv")
     tracker.upload_artifact("predictions", predictions)
     n = cfg.tracking.probe_sentences
-    ImageAttentionProbe(ImageSplit(test.images[:n], test.labels[:n]), stats, names).report(model.model, tracker, 0)
+    ImageAttentionProbe(ImageSplit(test.images[:n], test.labels[:n]), stats, names).report(model.model,
+                                                                                           tracker, 0)
     weight = model.model.embeddings.patch_embedding.projection.weight
     tracker.log_figure("patch embedding", "filters", plot_patch_filters(weight), 0)
     return {"metrics": metrics, "metrics_path": str(path), "task_id": tracker.task_id}
@@ -134,7 +141,8 @@ def mistakes_figure(test, probabilities, names: list[str], n: int):
     confidence, predicted = probabilities.max(-1)
     wrong = (predicted != test.labels).nonzero().flatten()
     worst = wrong[confidence[wrong].argsort(descending=True)][:n].tolist()
-    titles = [f"{names[int(predicted[i])]} ({float(confidence[i]):.2f})\n/ {names[int(test.labels[i])]}" for i in worst]
+    titles = [
+        f"{names[int(predicted[i])]} ({float(confidence[i]):.2f})\n/ {names[int(test.labels[i])]}" for i in worst]
     title = f"most confident mistakes: predicted (probability) / true, {len(wrong)} wrong of {len(test)}"
     return plot_image_grid(test.images[worst, 0], titles, n_cols=10, title=title)
 

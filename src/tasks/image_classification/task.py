@@ -110,9 +110,11 @@ class ImageAttentionProbe:
         logits, layers = model(self.stats.normalise(self.split.pixels(range(len(self.split)), device)),
                                return_attention=True)
         cls_rows = torch.stack([layer[:, :, 0, 1:].float().cpu() for layer in layers], dim=1)  # (B, L, H, N)
-        rollout = attention_rollout(layers)[:, 0, 1:].cpu()  # (B, 1+N, 1+N) -> the [CLS] row over patches (B, N)
+        # (B, 1+N, 1+N) -> the [CLS] row over patches (B, N)
+        rollout = attention_rollout(layers)[:, 0, 1:].cpu()
         images = self.split.images[:, 0]  # (B, C, H, W) -> first channel (B, H, W)
-        titles = [f"{self.names[int(p)]} / {self.names[int(t)]}" for p, t in zip(logits.argmax(-1), self.split.labels)]
+        titles = [f"{self.names[int(p)]} / {self.names[int(t)]}" for p, t in zip(logits.argmax(-1),
+                                                                                 self.split.labels)]
         for index in range(len(self.split)):
             title = f"[CLS] attention · step {step} · predicted / true: {titles[index]}"
             figure = plot_cls_attention(images[index], cls_rows[index], title)
@@ -157,7 +159,8 @@ class ImageClassificationTask:
     def batch(self, indices: list[int], device: torch.device) -> Batch:
         """Augmented, normalised training images (B, C, H, W) and labels (B,)."""
         pixels = augment(self.train.pixels(indices, device), self.augmentation)
-        return self.stats.normalise(pixels), self.train.labels[torch.as_tensor(indices, dtype=torch.long)].to(device)
+        return self.stats.normalise(pixels), self.train.labels[torch.as_tensor(indices,
+                                                                               dtype=torch.long)].to(device)
 
     def targets(self, batch: Batch) -> int:
         """Loss terms in a batch: one per image."""
@@ -175,5 +178,6 @@ class ImageClassificationTask:
     def validate(self, model: nn.Module, max_tokens: int, device: torch.device) -> dict[str, Any]:
         """Validation loss (it picks the best checkpoint), accuracy and macro-F1; ``max_tokens`` is unused."""
         probabilities, loss = predict_images(model, self.valid, self.stats, device, self.eval_batch_size)
-        metrics = classification_metrics(probabilities.argmax(-1).tolist(), self.valid.labels.tolist(), self.n_classes)
+        metrics = classification_metrics(probabilities.argmax(-1).tolist(), self.valid.labels.tolist(),
+                                         self.n_classes)
         return {"loss": loss, "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]}

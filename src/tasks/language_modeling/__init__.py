@@ -9,7 +9,8 @@ from src.tasks.spec import TaskSpec
 
 TASK = TaskSpec(
     name="language_modeling", title="language modelling",
-    families=("decoder_lm",), sources=("prose", "hf", "local"), tokenizer_kinds=("bpe", "char"), batches="items",
+    families=("decoder_lm",), sources=("prose", "hf", "local"), tokenizer_kinds=("bpe", "char"),
+                batches="items",
     windows=True,
     data_prep=steps.data_prep, tokenize=steps.tokenize, train=steps.train, evaluate=steps.evaluate,
     gate=steps.gate, summary=steps.summary,

@@ -65,8 +65,10 @@ def tokenize(step: StepContext, data: dict[str, Any]) -> dict[str, Any]:
     for name, text in texts.items():
         ids, characters = encode_stream(tokenizer, text)
         np.save(out_dir / f"{name}_ids.npy", np.asarray(ids, dtype=np.int32))
-        shutil.copyfile(text_dir / f"{name}.txt", out_dir / f"{name}.txt")  # prompts, and the reader's reference
-        report[name] = {"tokens": len(ids), "characters": characters, "characters_per_token": characters / max(len(ids), 1)}
+        # prompts, and the reader's reference
+        shutil.copyfile(text_dir / f"{name}.txt", out_dir / f"{name}.txt")
+        report[name] = {"tokens": len(ids), "characters": characters,
+                        "characters_per_token": characters / max(len(ids), 1)}
     (out_dir / "stream.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
     tracker.upload_artifact("tokenizer", path)
     tracker.upload_artifact("tokenization_report", report)
@@ -96,8 +98,10 @@ def train(step: StepContext, tokenized: dict[str, Any], resume: bool) -> dict[st
     tokenizer = load_tokenizer(tok_dir / "tokenizer.json")
     size = block_size(cfg)
     task = LanguageModelingTask(read_stream(tok_dir, "train", size), read_stream(tok_dir, "validation", size),
-                                tokenizer.get_vocab_size(), cfg.batching.batch_size, cfg.evaluation.valid_max_tokens,
-                                probe_for(cfg, tokenizer, (tok_dir / "validation.txt").read_text(encoding="utf-8")))
+                                tokenizer.get_vocab_size(), cfg.batching.batch_size,
+                                cfg.evaluation.valid_max_tokens,
+                                probe_for(cfg, tokenizer,
+                                          (tok_dir / "validation.txt").read_text(encoding="utf-8")))
     return train_and_register(step, task, inference_fields({"text": tokenizer}, "decoder_lm"), resume)
 
 
@@ -109,8 +113,10 @@ def evaluate(step: StepContext, tokenized: dict[str, Any], model: "InferenceMode
     cfg, tracker = step.cfg, step.tracker
     tok_dir = resolve_input(tokenized, "tokenized_dir", artifact="tokenized")
     test = read_stream(tok_dir, "test", block_size(cfg))
-    scores = score_stream(model.model, test, cfg.evaluation.batch_size, model.device)  # no gradients: bigger batches
-    metrics = {**scores, "n_tokens": int(test.ids.numel()), "n_characters": test.characters, "step": model.step}
+    # no gradients: bigger batches
+    scores = score_stream(model.model, test, cfg.evaluation.batch_size, model.device)
+    metrics = {**scores, "n_tokens": int(test.ids.numel()), "n_characters": test.characters,
+               "step": model.step}
     path = save_metrics(metrics, step.step_dir / "metrics.json")
     tracker.upload_artifact("metrics", path)
     tracker.log_scalars("test", scores, 0)
@@ -122,7 +128,8 @@ def evaluate(step: StepContext, tokenized: dict[str, Any], model: "InferenceMode
 
 def gate(cfg, metrics: dict[str, Any]) -> dict[str, Any]:
     """The register step's gate: test bits per character at most ``evaluation.bpc_threshold``."""
-    return {"metric": "bpc", "name": "bpc", "value": float(metrics["bpc"]), "threshold": cfg.evaluation.bpc_threshold,
+    return {"metric": "bpc", "name": "bpc", "value": float(metrics["bpc"]),
+            "threshold": cfg.evaluation.bpc_threshold,
             "higher_is_better": False,
             "metadata": {"bpc": float(metrics["bpc"]), "perplexity": float(metrics["perplexity"]),
                          "test_loss": float(metrics["loss"])}}

@@ -1,8 +1,8 @@
 """Language modelling as a task of the one training loop (``src/training/trainer.py``).
 
 A split is one token stream: each document is ``<s>`` then its tokens (``encode_stream``), so
-every token of the text, and every document start, is predicted from what precedes it. Training items are windows of
-``block_size + 1`` tokens at stride ``block_size`` (input = the first ``block_size``, target =
+every token of the text, and every document start, is predicted from what precedes it. Training items are
+windows of ``block_size + 1`` tokens at stride ``block_size`` (input = the first ``block_size``, target =
 the last ``block_size``); each has length 1 for the sampler, so a batch holds ``batch_size``
 windows. The loss is next-token cross-entropy; validation reports loss, perplexity and bits per
 character, bpc = total nats / characters of the text / ln 2, which compares tokenizers: at
@@ -45,7 +45,8 @@ def encode_stream(tokenizer, text: str) -> tuple[list[int], int]:
 
 
 def decode_stream(tokenizer, ids: list[int]) -> str:
-    """Text of a generated stream: each ``<s>`` (a new document) becomes a blank line, as in the corpus files."""
+    """Text of a generated stream: each ``<s>`` (a new document) becomes a blank line, as in the corpus
+    files."""
     documents, current = [], []
     for token in ids:
         if token == BOS_ID:
@@ -60,7 +61,8 @@ def decode_stream(tokenizer, ids: list[int]) -> str:
 def lm_metrics(total_nats: float, n_tokens: int, n_characters: int) -> dict[str, float]:
     """Mean loss per token, its perplexity, and bits per character (total nats / characters / ln 2)."""
     loss = total_nats / max(n_tokens, 1)
-    return {"loss": loss, "perplexity": perplexity(loss), "bpc": total_nats / max(n_characters, 1) / math.log(2)}
+    return {"loss": loss, "perplexity": perplexity(loss),
+            "bpc": total_nats / max(n_characters, 1) / math.log(2)}
 
 
 @dataclass
@@ -97,14 +99,16 @@ def read_stream(tok_dir: Path, name: str, size: int) -> TokenStream:
     return TokenStream(torch.from_numpy(np.load(tok_dir / f"{name}_ids.npy")).long(), characters, size)
 
 @torch.no_grad()
-def score_stream(model: nn.Module, stream: TokenStream, batch_size: int, device: torch.device) -> dict[str, float]:
+def score_stream(model: nn.Module, stream: TokenStream, batch_size: int,
+                 device: torch.device) -> dict[str, float]:
     """``lm_metrics`` over every token after ``<s>``: full windows in batches, then the shorter tail."""
     was_training = model.training
     model.eval()
     total, n = 0.0, 0
     for first in range(0, len(stream), batch_size):
         inputs, targets = stream.batch(list(range(first, min(first + batch_size, len(stream)))), device)
-        total += F.cross_entropy(model(inputs).flatten(0, 1).float(), targets.flatten(), reduction="sum").item()
+        total += F.cross_entropy(model(inputs).flatten(0, 1).float(), targets.flatten(),
+                                 reduction="sum").item()
         n += targets.numel()
     tail = stream.ids[len(stream) * stream.block_size :].to(device)  # (R,): R - 1 tokens left to predict
     if tail.numel() > 1:
@@ -146,11 +150,13 @@ class LanguageModelingTask:
         """Mean next-token cross-entropy over the batch's B x T predictions, and their count."""
         inputs, targets = batch
         logits = model(inputs)  # (B, T, V)
-        loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), label_smoothing=label_smoothing)
+        loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(),
+                               label_smoothing=label_smoothing)
         return loss, int(targets.numel())
 
     def validate(self, model: nn.Module, max_tokens: int, device: torch.device) -> dict[str, float]:
-        """Loss (it picks the best checkpoint), perplexity and bpc on the first ``valid_max_tokens`` tokens."""
+        """Loss (it picks the best checkpoint), perplexity and bpc on the first ``valid_max_tokens``
+        tokens."""
         return score_stream(model, self.valid.prefix(self.valid_max_tokens), self.batch_size, device)
 
 
@@ -199,7 +205,8 @@ class LanguageModelProbe:
         rows, device = [], next(model.parameters()).device
         for i, prompt in enumerate(self.prompts):
             greedy = generate(model, prompt, self.max_new_tokens, temperature=0.0)[0].tolist()
-            sampled = generate(model, prompt, self.max_new_tokens, temperature=self.temperature, top_p=self.top_p,
+            sampled = generate(model, prompt, self.max_new_tokens, temperature=self.temperature,
+                               top_p=self.top_p,
                                generator=torch.Generator(device=device).manual_seed(i))[0].tolist()
             text = self.decode(prompt)
             rows.append({"prompt": text, "greedy": self.decode(greedy)[len(text):],
@@ -219,7 +226,9 @@ class LanguageModelProbe:
             weights = torch.stack([layer[0].float().cpu() for layer in layers])  # (L, H, T, T)
             labels = axis_labels(self.tokenizer, prompt, self.char_level)
             title = f'causal self-attention · step {step} · "{shorten(self.decode(prompt))}"'
-            tracker.log_figure("attention/decoder_self", f"prompt {i}", plot_attention(weights, labels, labels, title,
-                                                                                      label_every_head=False), step)
+            tracker.log_figure("attention/decoder_self", f"prompt {i}",
+                               plot_attention(weights, labels, labels, title,
+                                                                                      label_every_head=False),
+                               step)
         tracker.log_table("samples", "continuations", self.samples(model), step)
         model.train(was_training)

@@ -39,7 +39,8 @@ def score_test_split(model: EncoderDecoderTransformer, test_split, tgt_tokenizer
     outputs: dict[str, list[str]] = {}
     for name, decode in decoders.items():
         start = time.perf_counter()
-        ids = translate(model, corpus.src, decode, ecfg.batch_size, device, f"decode {name}", ecfg.max_new_tokens)
+        ids = translate(model, corpus.src, decode, ecfg.batch_size, device, f"decode {name}",
+                        ecfg.max_new_tokens)
         outputs[name] = [decode_ids(tgt_tokenizer, row) for row in ids]
         metrics[name] = score(outputs[name], references) | {"seconds": time.perf_counter() - start}
         logger.info(f"{name}: BLEU {metrics[name]['bleu']:.2f}, chrF {metrics[name]['chrf']:.2f}")

@@ -47,7 +47,8 @@ def tokenize(step: StepContext, data: dict[str, Any]) -> dict[str, Any]:
     encoded, report = encode_corpus(dataset, tokenizer_paths, step.cfg.tokenizer, out_dir)
     step.tracker.upload_artifact("tokenizer", Path(tokenizer_paths["tgt"]))  # the file a user downloads alone
     step.tracker.upload_artifact("tokenization_report", report)
-    step.tracker.upload_artifact("tokenized", out_dir)  # tokenizer(s) + encoded splits: what later steps fetch
+    # tokenizer(s) + encoded splits: what later steps fetch
+    step.tracker.upload_artifact("tokenized", out_dir)
     for split, stats in report.get("splits", {}).items():
         for key, value in stats.items():
             if isinstance(value, (int, float)):
@@ -64,7 +65,8 @@ def train(step: StepContext, tokenized: dict[str, Any], resume: bool) -> dict[st
 
     cfg = step.cfg
     encoded, tokenizers = load_tokenized(tokenized)
-    task = TranslationTask.from_encoded(encoded, tokenizers, cfg.batching.upsample_primary, cfg.tracking.probe_sentences)
+    task = TranslationTask.from_encoded(encoded, tokenizers, cfg.batching.upsample_primary,
+                                        cfg.tracking.probe_sentences)
     return train_and_register(step, task, inference_fields(tokenizers, cfg.model.family), resume,
                               lambda loss: {"valid_perplexity": perplexity(loss)})
 
@@ -97,7 +99,8 @@ def evaluate(step: StepContext, tokenized: dict[str, Any], trained_model: "Infer
     n = min(len(result["samples"]), cfg.tracking.probe_sentences)
     hyp_ids = [[BOS_ID, *tokenizers["tgt"].encode(h["beam"], add_special_tokens=False).ids, EOS_ID]
                for h in result["samples"][:n]]
-    AttentionProbe.from_ids(test["src_ids"][:n], hyp_ids, tokenizers["src"], tokenizers["tgt"]).report(model, tracker, 0)
+    AttentionProbe.from_ids(test["src_ids"][:n], hyp_ids, tokenizers["src"], tokenizers["tgt"]).report(
+        model, tracker, 0)
     return {"metrics": metrics, "metrics_path": str(path), "task_id": tracker.task_id}
 
 
@@ -106,7 +109,8 @@ def gate(cfg, metrics: dict[str, Any]) -> dict[str, Any]:
     return {"metric": "bleu", "name": "BLEU", "value": float(metrics["beam"]["bleu"]),
             "threshold": cfg.evaluation.bleu_threshold,
             "metadata": {"bleu": float(metrics["beam"]["bleu"]), "chrf": float(metrics["beam"]["chrf"]),
-                         "bleu_greedy": float(metrics["greedy"]["bleu"]), "test_loss": float(metrics["test"]["loss"])}}
+                         "bleu_greedy": float(metrics["greedy"]["bleu"]),
+                         "test_loss": float(metrics["test"]["loss"])}}
 
 
 def summary(cfg, outputs: dict[str, Any]) -> list[str]:

@@ -45,7 +45,8 @@ class ParallelCorpus:
         src, tgt = list(src), list(tgt)
         primary = [i for i, extra in enumerate(split["extra"]) if not extra]
         copies = upsample_primary - 1
-        corpus = cls(src=src + [src[i] for i in primary] * copies, tgt=tgt + [tgt[i] for i in primary] * copies)
+        corpus = cls(src=src + [src[i] for i in primary] * copies,
+                     tgt=tgt + [tgt[i] for i in primary] * copies)
         logger.info(f"training rows per epoch: {len(primary)} primary x {upsample_primary} + "
                     f"{len(split) - len(primary)} extra = {len(corpus)}")
         return corpus
@@ -59,7 +60,8 @@ class ParallelCorpus:
 
     def batch(self, indices: list[int], device: torch.device) -> Batch:
         """(src, decoder input, labels): the target is shifted by one for teacher forcing."""
-        batch = collate_translation([{"src_ids": self.src[i], "tgt_ids": self.tgt[i]} for i in indices], pad_id=PAD_ID)
+        batch = collate_translation([{"src_ids": self.src[i], "tgt_ids": self.tgt[i]} for i in indices],
+                                    pad_id=PAD_ID)
         src, tgt = batch["src"].to(device), batch["tgt"].to(device)
         return src, tgt[:, :-1], tgt[:, 1:]
 
@@ -97,14 +99,17 @@ class TranslationTask:
                      probe_sentences: int = 1) -> "TranslationTask":
         """From the tokenize step's encoded splits and the ``src``/``tgt`` tokenizers."""
         valid = encoded["validation"]
-        probe = AttentionProbe.from_ids(valid["src_ids"][:probe_sentences], valid["tgt_ids"][:probe_sentences],
+        probe = AttentionProbe.from_ids(valid["src_ids"][:probe_sentences],
+                                        valid["tgt_ids"][:probe_sentences],
                                         tokenizers["src"], tokenizers["tgt"]) if probe_sentences else None
-        return cls(ParallelCorpus.from_dataset(encoded["train"], upsample_primary), ParallelCorpus.from_dataset(valid),
+        return cls(ParallelCorpus.from_dataset(encoded["train"], upsample_primary),
+                   ParallelCorpus.from_dataset(valid),
                    (tokenizers["src"].get_vocab_size(), tokenizers["tgt"].get_vocab_size()), probe)
 
     def model_sizes(self) -> dict[str, int]:
         """What the model builder needs from the data."""
-        return {"src_vocab_size": self.vocab_sizes[0], "tgt_vocab_size": self.vocab_sizes[1], "pad_id": PAD_ID}
+        return {"src_vocab_size": self.vocab_sizes[0], "tgt_vocab_size": self.vocab_sizes[1],
+                "pad_id": PAD_ID}
 
     def lengths(self) -> tuple[list[int], list[int]]:
         """Lengths of the training examples, for the token-budget sampler."""
