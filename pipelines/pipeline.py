@@ -1,4 +1,5 @@
-"""The ClearML pipeline: one function step per entry of ``STEPS``, each with its queue, docker image and cache rule.
+"""The ClearML pipeline: one function step per entry of ``STEPS``, each with its queue, docker image
+and cache rule.
 
 This file only wires. Every step's task runs ``src.steps.run_pipeline_step`` (ClearML copies its
 source into the step's script) with the step's name, the pipeline's config and its parents'

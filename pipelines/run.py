@@ -118,7 +118,8 @@ def serve_torchrun_worker(args: argparse.Namespace) -> int:
     from src.training.distributed import serve_as_worker
     from src.training.distributed import resolve_device
 
-    device = "auto" if args.resume is not None and args.config is None else config_from_args(args).training.device
+    device = ("auto" if args.resume is not None and args.config is None
+              else config_from_args(args).training.device)
     logger.info(f"torchrun rank {torchrun_worker_rank()}: waiting for rank 0's train step")
     serve_as_worker(train_worker, resolve_device(device).type)
     return 0

@@ -65,7 +65,8 @@ class ExperimentConfig(FrozenConfig):
             uses = sorted(
                 other.title for other in TASKS.values() if self.tokenizer.kind in other.tokenizer_kinds)
             raise ValueError(f"tokenizer.kind={self.tokenizer.kind!r} is for {' and '.join(uses)}, not "
-                             f"task={self.task!r} (it takes tokenizer.kind in {sorted(task.tokenizer_kinds)})")
+                             f"task={self.task!r} (it takes tokenizer.kind in "
+                             f"{sorted(task.tokenizer_kinds)})")
         task.check(self)
         return self
 

@@ -49,7 +49,8 @@ def dry_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, dict]:
         stdout, stderr = proc.communicate(timeout=280)
     finally:
         kill_process_group(proc)
-    assert proc.returncode == 0, f"{stdout[-2000:]}\n{stderr[-5000:]}\n{out.read_text() if out.exists() else ''}"
+    assert proc.returncode == 0, (f"{stdout[-2000:]}\n{stderr[-5000:]}\n"
+                                  f"{out.read_text() if out.exists() else ''}")
     return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr), json.loads(
         out.read_text())
 
@@ -63,7 +64,8 @@ def test_the_dry_run_passes_every_stage_and_fills_the_fields_the_gpu_run_reports
     assert proc.stdout.strip().splitlines()[-1].endswith("gpu-check.json")
 
     env = report["environment"]
-    assert env["torch"] and len(env["commit"]) == 40 and "nvidia_smi" in env and env["cuda_available"] is False
+    assert (env["torch"] and len(env["commit"]) == 40 and "nvidia_smi" in env
+            and env["cuda_available"] is False)
     assert "packages_off_pin" in env
 
     tests = stages["gpu_tests"]["result"]
@@ -73,7 +75,8 @@ def test_the_dry_run_passes_every_stage_and_fills_the_fields_the_gpu_run_reports
     bench = stages["bench"]["result"]
     assert bench["settings"]["device"] == "cpu" and bench["settings"]["d_model"] == 16
     assert min(*bench["training_tokens_per_s"].values(), *bench["decoding_tokens_per_s"].values()) > 0
-    assert min(bench["mfu"].values()) > 0 and bench["peak_tflops"] == 1.0 and bench["max_abs_logit_diff"] < 1e-4
+    assert (min(bench["mfu"].values()) > 0 and bench["peak_tflops"] == 1.0
+            and bench["max_abs_logit_diff"] < 1e-4)
 
     train = stages["train"]["result"]
     assert train["steps"] == 2 and train["test_sentences"] == 8 and train["train_tokens_per_s_median"] > 0
@@ -84,7 +87,8 @@ def test_the_dry_run_passes_every_stage_and_fills_the_fields_the_gpu_run_reports
     assert export["graphs"] and export["checked_cases"] >= 1 and export["checked_max_abs_diff"] < 1e-4
 
     parity = stages["parity"]["result"]
-    assert parity["parity"] is True and parity["greedy_identical"] == parity["beam_identical"] == parity["sentences"] == 4
+    assert (parity["parity"] is True
+            and parity["greedy_identical"] == parity["beam_identical"] == parity["sentences"] == 4)
 
     serving = stages["serving"]["result"]
     assert serving["device"] == "cpu" and serving["task"] == "translate"
@@ -134,7 +138,8 @@ def test_a_hung_stage_is_stopped_at_its_limit_and_the_next_stage_still_runs(tmp_
                              str(tmp_path)])
     report = json.loads(out.read_text())
     assert status == 1 and report["all_ok"] is False and time.monotonic() - start < 30
-    assert report["stages"]["environment"]["status"] == "timeout" and "limit of 2 s" in report["stages"]["environment"]["error"]
+    assert (report["stages"]["environment"]["status"] == "timeout"
+            and "limit of 2 s" in report["stages"]["environment"]["error"])
     assert report["stages"]["bench"] == report["stages"]["bench"] | {"status": "ok", "result": {"x": 1}}
     assert not alive(int(pid_file.read_text()))  # the stage's whole process group went, its children too
 
@@ -165,7 +170,8 @@ def test_a_stage_whose_input_stage_failed_is_skipped_with_the_reason(tmp_path, m
 
 def test_a_failing_gpu_test_fails_its_stage_with_the_test_named(tmp_path, monkeypatch):
     junit = ('<testsuites><testsuite tests="2" failures="1" errors="0" skipped="0">'
-             '<testcase classname="tests.test_x" name="test_ok"/><testcase classname="tests.test_x" name="test_bf16">'
+             '<testcase classname="tests.test_x" name="test_ok"/>'
+             '<testcase classname="tests.test_x" name="test_bf16">'
              '<failure message="assert 0.3 &lt; 0.01"/></testcase></testsuite></testsuites>')
     write = f"import pathlib, sys; pathlib.Path(sys.argv[1]).write_text({junit!r}); sys.exit(1)"
     monkeypatch.setitem(gpu_check.STAGES, "gpu_tests", lambda ctx: (
@@ -182,7 +188,8 @@ def test_a_failing_gpu_test_fails_its_stage_with_the_test_named(tmp_path, monkey
 def test_the_environment_names_the_packages_that_differ_from_their_pins(monkeypatch):
     from importlib import metadata
 
-    pins = dict(line.split("#")[0].strip().split("==") for line in (REPO / "requirements.txt").read_text().splitlines()
+    pins = dict(line.split("#")[0].strip().split("==")
+                for line in (REPO / "requirements.txt").read_text().splitlines()
                 if "==" in line.split("#")[0])
     installed = {**pins, "torch": "2.11.0+cu130", "onnxruntime": pins["onnxruntime"] + "+cu", "loguru": None}
 

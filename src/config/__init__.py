@@ -1,5 +1,5 @@
-"""Frozen, strict configuration sections, one module each; ``src/experiment.py`` composes them into a run's config
-(and checks them against the task it names)."""
+"""Frozen, strict configuration sections, one module each; ``src/experiment.py`` composes them into a
+run's config (and checks them against the task it names)."""
 
 from src.config.base import ConfigError, FrozenConfig, ResumeError, config_to_dict
 from src.config.data import BatchingConfig, DataConfig, TokenizerConfig

@@ -48,7 +48,8 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     text = read_config_text(path)
     try:
-        data = (json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)) if text.strip() else None
+        data = ((json.loads(text) if path.suffix == ".json" else yaml.safe_load(text))
+                if text.strip() else None)
     except (json.JSONDecodeError, yaml.YAMLError) as err:
         raise ConfigError(f"{path} is not valid {path.suffix.lstrip('.').upper()}: {err}") from err
     if data is None:

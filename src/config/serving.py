@@ -1,4 +1,5 @@
-"""The inference server's settings: where it listens, what it accepts, how it batches (``config/serving.yaml``)."""
+"""The inference server's settings: where it listens, what it accepts, how it batches
+(``config/serving.yaml``)."""
 
 from pathlib import Path
 from typing import Any, Literal

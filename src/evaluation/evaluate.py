@@ -1,4 +1,5 @@
-"""Decoding a test split in batches, and scoring translations with sacrebleu (BLEU, chrF); saving metrics and samples."""
+"""Decoding a test split in batches, and scoring translations with sacrebleu (BLEU, chrF); saving
+metrics and samples."""
 
 import json
 from collections.abc import Callable

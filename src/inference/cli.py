@@ -18,7 +18,8 @@ SPLITS = {"test": "test", "valid": "validation"}
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", metavar="RUN_OR_CHECKPOINT",
-                        help="a checkpoint file, a run folder, a run id or name under --runs-dir, or 'latest'")
+                        help="a checkpoint file, a run folder, a run id or name under --runs-dir, "
+                             "or 'latest'")
     parser.add_argument("--runs-dir", default="runs",
                         help="where run ids and names are looked up (default: runs)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
@@ -129,8 +130,10 @@ def utf8_text(data: bytes, what: str, first_line: int = 1) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as err:
         line = first_line + data.count(b"\n", 0, err.start)
-        column = err.start - data.rfind(b"\n", 0, err.start)  # 1-based: rfind gives -1 on the first line
-        raise ValueError(f"{what}, line {line}: not UTF-8 (byte {data[err.start]:#04x} at column {column})") from None
+        # 1-based: rfind gives -1 on the first line
+        column = err.start - data.rfind(b"\n", 0, err.start)
+        raise ValueError(f"{what}, line {line}: not UTF-8 (byte {data[err.start]:#04x} at column "
+                         f"{column})") from None
 
 
 def evaluate_command(args: argparse.Namespace) -> str:
@@ -178,7 +181,8 @@ def _metrics_text(metrics: dict, path: Path) -> str:
         ]
     elif metrics["family"] == "decoder_lm":
         lines += [
-            f"split:       {metrics['split']} ({metrics['n_characters']:,} characters, {metrics['n_tokens']:,} tokens)",
+            (f"split:       {metrics['split']} ({metrics['n_characters']:,} characters, "
+             f"{metrics['n_tokens']:,} tokens)"),
             f"bpc:         {metrics['bpc']:.4f}",
             f"loss:        {metrics['loss']:.4f} per token (perplexity {metrics['perplexity']:.2f})",
         ]

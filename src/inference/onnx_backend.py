@@ -212,7 +212,8 @@ class OnnxDecoderLM(nn.Module):
     def __init__(self, graph: _Graph, pad_id: int, max_positions: int, cache_shape: tuple[int, int,
                                                                                           int]) -> None:
         super().__init__()
-        self.graph, self.pad_id, self.max_positions, self.cache_shape = graph, pad_id, max_positions, cache_shape
+        self.graph, self.pad_id, self.max_positions, self.cache_shape = (
+            graph, pad_id, max_positions, cache_shape)
         self.past_names = [n for n in graph.input_names if n.startswith("past_")]
         self.eval()
 

@@ -1,4 +1,5 @@
-"""``evaluate --split``: a model of any family scored on its run's test/valid split or on a file of its own kind.
+"""``evaluate --split``: a model of any family scored on its run's test/valid split or on a file of its
+own kind.
 
 =====================  ===========================================================  =====================
 family                 ``--split FILE``                                             metrics

@@ -105,10 +105,10 @@ def require_server(tracking: TrackingConfig) -> None:
                            "(expected tracking.enabled=true and a configured server)")
     if resolve_offline(tracking.offline):
         raise ServerError("sweep --queue needs a ClearML server: ClearML's HyperParameterOptimizer clones "
-                          "the "
-                           "train step's task and enqueues the clones, which offline mode cannot do (no "
-                           "server configured, or tracking.offline / CLEARML_OFFLINE_MODE set). Configure "
-                           "one (clearml.conf or CLEARML_API_HOST), or run the sweep locally without --queue.")
+                          "the train step's task and enqueues the clones, which offline mode cannot do (no "
+                          "server configured, or tracking.offline / CLEARML_OFFLINE_MODE set). Configure "
+                          "one (clearml.conf or CLEARML_API_HOST), or run the sweep locally without "
+                          "--queue.")
 
 
 def find_base_task(project: str, task_name: str) -> str:

@@ -274,7 +274,8 @@ def resolve_trained_run(ref: str | Path | None, output_dir: str | Path = "runs")
     if not trained:
         tried = ", ".join(f"{r.run_id} ({r.describe()})" for r in candidates[-5:])
         raise RunNotFoundError(f"no completed run {ref!r} with a checkpoint under {folder}/ (newest: "
-                               f"{tried}); name an unfinished run by its id to use its best checkpoint so far")
+                               f"{tried}); name an unfinished run by its id to use its best checkpoint "
+                               "so far")
     chosen = trained[-1]
     if newer := candidates[candidates.index(chosen) + 1:]:
         logger.info("{}: using {}, the newest completed run; passed over the newer {}", ref, chosen.run_id,

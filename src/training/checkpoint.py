@@ -131,7 +131,8 @@ def verify_digest(state: dict[str, Any], path: Path) -> None:
 def _cause(err: Exception) -> str:
     """The error's type and first line, unless that line carries PyTorch's advice to drop ``weights_only``."""
     line = (str(err).strip().splitlines() or [""])[0]
-    return type(err).__name__ if not line or "weights_only" in line.lower() else f"{type(err).__name__}: {line}"
+    return (type(err).__name__ if not line or "weights_only" in line.lower()
+            else f"{type(err).__name__}: {line}")
 
 
 @dataclass

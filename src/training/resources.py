@@ -1,4 +1,5 @@
-"""Resource use as a flat dict of numbers; the trainer logs it with ``tracker.log_scalars("resources", ...)``."""
+"""Resource use as a flat dict of numbers; the trainer logs it with
+``tracker.log_scalars("resources", ...)``."""
 
 import functools
 import resource

@@ -100,7 +100,8 @@ def _local_sweep(args, cfg, space, study: str, direction: str) -> Outcome:
     states = [row["state"] for row in result.rows]
     logger.info(f"sweep {study}: {len(states)} trials in the study: " +
                 ", ".join(f"{states.count(s)} {s.lower()}" for s in sorted(set(states))))
-    text = (f"{_table(result.rows, args.metric)}\nstudy:       {result.study_file}\ntrials:      {result.trials_csv}\n"
+    text = (f"{_table(result.rows, args.metric)}\nstudy:       {result.study_file}\n"
+            f"trials:      {result.trials_csv}\n"
             f"best config: {result.best_config or 'none (no trial completed)'}")
     return Outcome(text, 0 if result.best_config is not None else 1)
 

@@ -176,8 +176,10 @@ def parse_space(data: Any, cfg: ExperimentConfig, source: str = "search space") 
         try:
             rng = ParamRange.model_validate(spec)
         except ValidationError as err:
-            reasons = "; ".join(e["msg"].removeprefix("Value error, ") + (f" at {'.'.join(map(str, e['loc']))}"
-                                                                          if e["loc"] else "") for e in err.errors())
+            reasons = "; ".join(
+                e["msg"].removeprefix("Value error, ")
+                + (f" at {'.'.join(map(str, e['loc']))}" if e["loc"] else "")
+                for e in err.errors())
             raise ConfigError(f"{source}: {key}: {reasons} (got {spec!r})") from None
         if _field(str(key)).annotation is int and rng.choices is None and not rng.integer:
             raise ConfigError(f"{source}: {key} is an int ({describe_field(str(key))}): add `int: true` to "

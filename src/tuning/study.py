@@ -112,7 +112,8 @@ def write_best_config(study: Any, settings: TrialSettings) -> Path | None:
     best = study.best_trial
     cfg = apply_params(settings.base, best.params)
     path = settings.sweep_dir / BEST_CONFIG
-    header = (f"# Best trial {best.number} of sweep {settings.study!r}: valid {settings.metric} {best.value:.4f}\n"
+    header = (f"# Best trial {best.number} of sweep {settings.study!r}: "
+              f"valid {settings.metric} {best.value:.4f}\n"
               f"# searched: {json.dumps(best.params)}\n"
               f"# use: python -m src.main train --config {path}\n")
     path.write_text(header + yaml.safe_dump(config_to_dict(cfg), sort_keys=False), encoding="utf-8")

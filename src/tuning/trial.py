@@ -1,4 +1,5 @@
-"""One trial of a local sweep: the train step's own machinery on one sampled config, pruned by the median rule.
+"""One trial of a local sweep: the train step's own machinery on one sampled config, pruned by the
+median rule.
 
 The trainer is not changed for the search: ``PruningTracker`` wraps the trial's tracker, receives
 the validation scalars the trainer already logs (title ``valid``), reports the chosen metric to the

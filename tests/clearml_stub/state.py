@@ -183,7 +183,8 @@ def _matches_pattern(item: dict, spec: dict | None, combine: Callable[[Iterable[
         return True
     pattern = re.compile(spec["pattern"], flags=re.IGNORECASE)
     return combine(
-        (value := _field(item, name)) is not None and bool(pattern.search(str(value))) for name in spec["fields"]
+        (value := _field(item, name)) is not None and bool(pattern.search(str(value)))
+        for name in spec["fields"]
     )
 
 

@@ -1,4 +1,5 @@
-"""``evaluate RUN --split FILE`` scores every family on a file of its own kind, into the run folder (issue 26).
+"""``evaluate RUN --split FILE`` scores every family on a file of its own kind, into the run folder
+(issue 26).
 
 Untrained tiny checkpoints of each family (tests/export/conftest.py) sit in a run folder's
 ``train/checkpoints``; the data files sit elsewhere, and nothing may be written beside them.
@@ -23,7 +24,8 @@ IMAGE_STATS = {"mean": [0.286], "std": [0.353]}
 REVIEWS = [("A wonderful film, I loved it.", "positive"), ("Dull and far too long.", "negative"),
            ("<br />The best acting of the year!", "positive"), ("I want those two hours back.", "negative"),
            ("Fine, if a bit slow.", "positive")]
-VERSE = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\nFirst Citizen:\nYou are all resolved.\n"
+VERSE = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n"
+         "First Citizen:\nYou are all resolved.\n")
 
 
 def in_run(root: Path, config: str, sides: tuple[str, ...], **kwargs) -> Path:
@@ -156,7 +158,8 @@ def test_a_vit_is_scored_on_an_image_folder_and_on_idx_files_alike(tmp_path, cap
         pixels = torch.from_numpy(images).unsqueeze(1).float() / 255.0  # (N, 28, 28) -> (N, 1, 28, 28)
         predicted = model.model(ImageStats.from_dict(IMAGE_STATS).normalise(pixels)).argmax(-1).numpy()
     assert from_folder["accuracy"] == pytest.approx(np.mean(predicted == labels))
-    assert from_idx["accuracy"] == from_folder["accuracy"] and from_idx["confusion"] == from_folder["confusion"]
+    assert (from_idx["accuracy"] == from_folder["accuracy"]
+            and from_idx["confusion"] == from_folder["confusion"])
     only_the_data(idx, {"t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"})
     Image.fromarray(np.zeros((32, 32), dtype=np.uint8)).save(folder / "Bag" / "big.png")
     assert main(["evaluate", str(checkpoint), "--split", str(folder), "--device", "cpu"]) == 1
@@ -178,5 +181,6 @@ def test_translation_metrics_go_into_the_run_folder_and_a_latin1_file_is_one_lin
     (data / "latin1.tsv").write_bytes(
         "de\ten\nDas ist gut.\tThat is good.\nSchön.\tNice.\n".encode("latin-1"))
     assert main(["evaluate", str(checkpoint), "--split", str(data / "latin1.tsv"), "--device", "cpu"]) == 1
-    assert errors[-1] == (f"evaluate: {data / 'latin1.tsv'}: line 3 is not UTF-8 (byte f6 at byte 4 of the line): "
+    assert errors[-1] == (f"evaluate: {data / 'latin1.tsv'}: line 3 is not UTF-8 "
+                          "(byte f6 at byte 4 of the line): "
                           "expected UTF-8 text; convert the file, e.g. iconv -f latin1 -t utf-8")

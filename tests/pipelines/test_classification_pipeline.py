@@ -30,7 +30,8 @@ def test_the_five_steps_run_and_report_accuracy(imdb_run):
 def test_each_session_holds_what_a_researcher_reviews(imdb_run):
     _, run_dir = imdb_run
     s = {
-        step: read_offline_session(next((run_dir / step / "clearml_offline").glob("*.zip"))) for step in STEPS}
+        step: read_offline_session(next((run_dir / step / "clearml_offline").glob("*.zip")))
+        for step in STEPS}
     assert {"texts per split", "class balance/train", "dropped rows"} <= {
         t for t, _ in s["data_prep"].scalars}
     train_titles = {t for t, _ in s["train"].scalars}
@@ -39,8 +40,8 @@ def test_each_session_holds_what_a_researcher_reviews(imdb_run):
                                                                                     "macro_f1"}
     assert {"attention/cls", "gradient norms"} <= {image.title for image in s["train"].images}
     assert len(s["train"].models) == 1 and [len(x.models) for x in s.values()].count(0) == 4
-    assert {("test", "accuracy"), ("test", "macro_f1"), ("test/precision", "positive"), ("test/recall", "negative")} \
-        <= set(s["evaluate"].scalars)
+    assert {("test", "accuracy"), ("test", "macro_f1"), ("test/precision", "positive"),
+            ("test/recall", "negative")} <= set(s["evaluate"].scalars)
     plots = {title for title, _, _ in s["evaluate"].plots}
     assert {"confusion matrix", "misclassified"} <= plots
     update = json.loads(s["register"].read_bytes(s["register"].artifacts["model-update"]))

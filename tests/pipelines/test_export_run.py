@@ -1,4 +1,5 @@
-"""Export parity on a real trained run: the tiny run's test sentences decode the same on ONNX Runtime as on PyTorch."""
+"""Export parity on a real trained run: the tiny run's test sentences decode the same on ONNX Runtime
+as on PyTorch."""
 
 import shutil
 

@@ -1,4 +1,5 @@
-"""``train --config config/lm_tiny.yaml``: the five steps, offline, for a character-level GPT on Austen + Brown."""
+"""``train --config config/lm_tiny.yaml``: the five steps, offline, for a character-level GPT on
+Austen + Brown."""
 
 import json
 import re
@@ -44,7 +45,8 @@ def test_the_five_steps_run_and_report_bits_per_character(lm_run):
 def test_each_session_holds_what_a_researcher_reviews(lm_run):
     _, run_dir, _ = lm_run
     s = {
-        step: read_offline_session(next((run_dir / step / "clearml_offline").glob("*.zip"))) for step in STEPS}
+        step: read_offline_session(next((run_dir / step / "clearml_offline").glob("*.zip")))
+        for step in STEPS}
     assert {"words per split", "words per split/austen", "words per split/brown"} <= {
         t for t, _ in s["data_prep"].scalars}
     train_titles = {t for t, _ in s["train"].scalars}

@@ -202,7 +202,8 @@ for name, inputs in (("data_prep", {{}}), ("tokenize", {{"data": "data_prep"}}))
     definition = plan["definitions"][name]
     task = Task.init(project_name=plan["project"], task_name=definition["name"], task_type=definition["type"],
                      auto_connect_frameworks=False, output_uri=True)
-    outputs[name] = run_pipeline_step(name, plan["config"], **{{arg: outputs[p] for arg, p in inputs.items()}})
+    outputs[name] = run_pipeline_step(name, plan["config"],
+                                      **{{arg: outputs[p] for arg, p in inputs.items()}})
     task.upload_artifact("output", artifact_object=outputs[name], extension_name=".pkl", wait_on_upload=True)
     task_ids[name] = task.id
     task.close()
@@ -210,7 +211,8 @@ for name, inputs in (("data_prep", {{}}), ("tokenize", {{"data": "data_prep"}}))
 definition = plan["definitions"]["train"]
 train = Task.create(project_name=plan["project"], task_name=definition["name"], task_type=definition["type"])
 train.update_task(definition)
-train.set_parameters({{"kwargs/config": plan["config"], "kwargs_artifacts/tokenized": task_ids["tokenize"] + ".output"}})
+train.set_parameters({{"kwargs/config": plan["config"],
+                      "kwargs_artifacts/tokenized": task_ids["tokenize"] + ".output"}})
 Task.enqueue(train, queue_name=plan["queue"])
 print("IDS", json.dumps({{**task_ids, "train": train.id}}))
 '''
@@ -241,7 +243,8 @@ def test_a_gpu_agent_runs_our_train_step_to_completed(stub, enqueued, start_agen
     assert train["status"] == "completed", agent_logs(stub)
     assert stub.status_history(train["id"])[:3] == ["created", "queued", "in_progress"]
     assert train["execution"]["queue"] == enqueued.queue_ids["gpu"]
-    assert train["container"]["image"] == load_queue_config(REPO / "queues" / "queues.yaml").queue("gpu").docker_image
+    assert train["container"]["image"] == load_queue_config(
+        REPO / "queues" / "queues.yaml").queue("gpu").docker_image
     # The JSON string parameter reached our step, which validated it and shows it as the task's config.
     params = stub.hyperparams(train["id"])
     assert (params["config/run_name"], params["config/model/d_model"],
@@ -350,7 +353,8 @@ def test_the_whole_pipeline_runs_on_agents(clearml_stub, start_agent):
     assert controller["execution"]["queue"] == queue_ids["services"]
     expected_queue = {"data_prep": "cpu", "tokenize": "cpu", "train": "gpu", "evaluate": "gpu",
                       "register": "cpu"}
-    assert {name: clearml_stub.queue_name(t["execution"]["queue"]) for name, t in steps.items()} == expected_queue
+    assert {
+        name: clearml_stub.queue_name(t["execution"]["queue"]) for name, t in steps.items()} == expected_queue
     assert {t["parent"] for t in steps.values()} == {controller["id"]}
 
     series = {(title, name) for title, name, _, _ in clearml_stub.scalars(steps["train"]["id"])}
@@ -366,5 +370,6 @@ def test_the_whole_pipeline_runs_on_agents(clearml_stub, start_agent):
     for key, artifact, parent in (("data_dir", "dataset", "data_prep"),
                                   ("tokenized_dir", "tokenized", "tokenize"),
                                   ("checkpoint", f"{TASK}-weights", "train")):
-        assert f"{key}=runs/tiny/" in log and f"using artifact '{artifact}' of task {steps[parent]['id']}" in log
+        assert (f"{key}=runs/tiny/" in log
+                and f"using artifact '{artifact}' of task {steps[parent]['id']}" in log)
     assert clearml_stub.unknown_calls == []

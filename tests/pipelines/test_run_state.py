@@ -75,8 +75,8 @@ def test_a_killed_run_is_running_then_interrupted_and_inference_skips_it(tiny_ru
         assert " running (train) " in row(cli("runs", "list", "--runs-dir", str(runs_dir)).stdout, killed)
         translated = cli("translate", "tiny", "Das ist gut.", "--runs-dir", str(runs_dir), "--max-len", "8")
         assert translated.stdout.strip()  # from the completed run, not "no checkpoint yet"
-        assert (f"tiny: using {completed.name}, the newest completed run; passed over the newer {killed.name} "
-                "(running in train)") in translated.stderr
+        assert (f"tiny: using {completed.name}, the newest completed run; passed over the newer "
+                f"{killed.name} (running in train)") in translated.stderr
 
         train.send_signal(signal.SIGKILL)
         train.wait(30)
@@ -109,11 +109,13 @@ def test_a_damaged_status_json_is_named_and_every_other_run_still_works(tiny_run
     assert compared.returncode == 0 and f"damaged ({status_file})" in compared.stdout, compared.stderr[-3000:]
     translated = cli("translate", "latest", "Das ist gut.", "--runs-dir", str(runs_dir), "--max-len", "8")
     assert translated.returncode == 0 and translated.stdout.strip(), translated.stderr[-3000:]
-    assert f"passed over the newer {damaged.name} ({status_file} is damaged (Expecting value" in translated.stderr
+    assert (f"passed over the newer {damaged.name} ({status_file} is damaged (Expecting value"
+            in translated.stderr)
     # latest still means the newest run
     resumed = cli("train", "--resume", "latest", f"output_dir={runs_dir}")
     errors = [line for line in resumed.stderr.splitlines() if "ERROR" in line]
-    assert resumed.returncode == 1 and len(errors) == 1 and f"{status_file} is damaged" in errors[0], resumed.stderr
+    assert (resumed.returncode == 1 and len(errors) == 1
+            and f"{status_file} is damaged" in errors[0]), resumed.stderr
     assert "Traceback" not in resumed.stderr
 
 

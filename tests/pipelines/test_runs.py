@@ -24,7 +24,8 @@ def test_two_identical_train_commands_leave_two_intact_separate_runs(tiny_runs):
     assert (tiny_runs.runs_dir / "latest").resolve() == second.resolve()
     for run_dir in (first, second):
         status = json.loads((run_dir / "status.json").read_text())
-        assert status["status"] == "completed" and status["run_id"] == run_dir.name and status["run_name"] == "tiny"
+        assert (status["status"] == "completed" and status["run_id"] == run_dir.name
+                and status["run_name"] == "tiny")
         assert all(status["steps"][s]["status"] == "completed" for s in STEPS)
         history = [
             json.loads(line) for line in (run_dir / "train" / "train_history.jsonl").read_text().splitlines()]
@@ -85,7 +86,8 @@ def test_evaluate_a_run_on_its_test_split_matches_the_evaluate_step(tiny_runs, t
     ours, step = json.loads(out.read_text()), json.loads((run_dir / "evaluate" / "metrics.json").read_text())
     assert ours["n_sentences"] == step["n_sentences"] == 24  # tiny.yaml: evaluation.max_test_sentences 24
     for name in ("greedy", "beam"):
-        assert ours[name]["bleu"] == pytest.approx(step[name]["bleu"]) and ours[name]["chrf"] == pytest.approx(step[name]["chrf"])
+        assert (ours[name]["bleu"] == pytest.approx(step[name]["bleu"])
+                and ours[name]["chrf"] == pytest.approx(step[name]["chrf"]))
     assert ours["test"]["loss"] == pytest.approx(step["test"]["loss"], rel=1e-5)
     assert f"BLEU:        {ours['beam']['bleu']:.2f} (beam)" in proc.stdout
 
@@ -100,7 +102,8 @@ def test_evaluate_on_a_file_of_pairs(tiny_runs, tmp_path):
     path = next((tiny_runs.run_dirs[0] / "evaluate").glob("metrics_file-pairs.tsv_*.json"))
     written = json.loads(path.read_text())
     path.unlink()  # the shared run stays as it was
-    assert written["n_sentences"] == 2 and written["split"] == str(pairs) and f"written to:  {path}" in proc.stdout
+    assert (written["n_sentences"] == 2 and written["split"] == str(pairs)
+            and f"written to:  {path}" in proc.stdout)
 
 
 def test_resume_with_a_changed_model_width_fails_in_one_line_naming_the_key(tiny_runs):
@@ -109,7 +112,8 @@ def test_resume_with_a_changed_model_width_fails_in_one_line_naming_the_key(tiny
     proc = cli(tiny_runs, "train", "--resume", str(run_dir), "model.d_model=64")
     assert proc.returncode == 2
     errors = [line for line in proc.stderr.splitlines() if "ERROR" in line]
-    assert len(errors) == 1 and "checkpoint has model.d_model=32, config asks 64" in errors[0], proc.stderr[-2000:]
+    assert (len(errors) == 1
+            and "checkpoint has model.d_model=32, config asks 64" in errors[0]), proc.stderr[-2000:]
     assert "size mismatch" not in proc.stderr and "Traceback" not in proc.stderr
     assert (run_dir / "status.json").read_text() == before  # refused before anything ran
     assert (run_dir / "config.json").read_text() == config

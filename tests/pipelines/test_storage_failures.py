@@ -65,4 +65,5 @@ def test_a_disk_filling_during_training_is_one_line_saying_disk_full_and_naming_
                      proc.stderr), proc.stderr[-3000:]
     assert "inline_container" not in proc.stderr and "Traceback" not in proc.stderr
     status = json.loads((run_dir / "status.json").read_text())
-    assert status["failed_step"] == "train" and "disk full" in (run_dir / "train" / "traceback.txt").read_text()
+    assert (status["failed_step"] == "train"
+            and "disk full" in (run_dir / "train" / "traceback.txt").read_text())

@@ -45,7 +45,8 @@ def test_the_five_steps_run_and_report_accuracy(vit_run):
 def test_each_session_holds_what_a_researcher_reviews(vit_run):
     _, run_dir = vit_run
     s = {
-        step: read_offline_session(next((run_dir / step / "clearml_offline").glob("*.zip"))) for step in STEPS}
+        step: read_offline_session(next((run_dir / step / "clearml_offline").glob("*.zip")))
+        for step in STEPS}
     assert {"images per split", "class balance/train", "class balance/validation"} <= {
         t for t, _ in s["data_prep"].scalars}
     assert {"data card"} <= {image.title for image in s["data_prep"].images}
@@ -57,8 +58,8 @@ def test_each_session_holds_what_a_researcher_reviews(vit_run):
     assert {"attention/cls", "attention/rollout", "gradient norms"} <= {
         image.title for image in s["train"].images}
     assert len(s["train"].models) == 1 and [len(x.models) for x in s.values()].count(0) == 4
-    assert {("test", "accuracy"), ("test", "macro_f1"), ("test/precision", "Sneaker"), ("test/recall", "Ankle boot")} \
-        <= set(s["evaluate"].scalars)
+    assert {("test", "accuracy"), ("test", "macro_f1"), ("test/precision", "Sneaker"),
+            ("test/recall", "Ankle boot")} <= set(s["evaluate"].scalars)
     assert "confusion matrix" in {title for title, _, _ in s["evaluate"].plots}
     assert {"misclassified", "attention/cls", "attention/rollout", "patch embedding"} <= {
         image.title for image in s["evaluate"].images}

@@ -38,7 +38,8 @@ def test_stats_are_the_training_pixels_mean_and_std():
     # unbiased std
     assert stats.mean == pytest.approx((0.5,)) and stats.std == pytest.approx((0.57735,), abs=1e-5)
     normalised = task("none").stats.normalise(task("none").train.pixels(range(24), CPU))
-    assert normalised.mean().item() == pytest.approx(0.0, abs=1e-5) and normalised.std().item() == pytest.approx(1.0, abs=1e-3)
+    assert (normalised.mean().item() == pytest.approx(0.0, abs=1e-5)
+            and normalised.std().item() == pytest.approx(1.0, abs=1e-3))
 
 
 def test_a_batch_is_batch_size_normalised_images_and_their_labels():

@@ -54,7 +54,8 @@ def test_stage_comes_from_the_tags_then_the_metadata(tmp_path):
 
 FETCH = """
 from src.orchestration import fetch_model, ModelNotFoundError
-for kwargs in ({{"model_id": {model_id!r}}}, {{"name": "tiny", "tag": "production"}}, {{"name": "tiny", "tag": "candidate"}}):
+for kwargs in ({{"model_id": {model_id!r}}}, {{"name": "tiny", "tag": "production"}},
+               {{"name": "tiny", "tag": "candidate"}}):
     m = fetch_model(**kwargs, timeout_s=60)
     print("FOUND", m.id, m.stage, m.published, open(m.local_path, "rb").read().decode())
 for kwargs in ({{"name": "tiny", "tag": "nope"}}, {{"model_id": "0" * 32}}):
@@ -71,7 +72,8 @@ ids = []
 for stage, text in (("candidate", "old"), ("production", "best"), ("candidate", "new")):
     Path(stage + text).write_text(text)
     with Tracker.start(project="p", task_name=text, output_dir=Path("out")) as tracker:
-        ids.append(tracker.register_model(Path(stage + text), name="tiny", tags=[stage], config={{}}, metadata={{}}))
+        ids.append(tracker.register_model(Path(stage + text), name="tiny", tags=[stage], config={{}},
+                                          metadata={{}}))
 print("IDS", " ".join(ids))
 """
 

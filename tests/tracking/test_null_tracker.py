@@ -65,7 +65,8 @@ NO_CLEARML_IMPORT = textwrap.dedent(
     from src.tracking import read_session_record, start_tracker
     from src.training.resources import resource_usage
     import src.visualization
-    tracker = start_tracker(TrackingConfig(enabled=False), step_name="s", task_type="training", output_dir=Path("."))
+    tracker = start_tracker(TrackingConfig(enabled=False), step_name="s", task_type="training",
+                            output_dir=Path("."))
     tracker.log_scalar("a", "b", 1.0, 0)
     resource_usage()
     print("CLEARML_IMPORTED", "clearml" in sys.modules)

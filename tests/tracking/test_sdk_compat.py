@@ -1,4 +1,5 @@
-"""Each clearml 2.1.12 workaround in src/tracking/sdk_compat.py, and a test that notices when upstream fixes it.
+"""Each clearml 2.1.12 workaround in src/tracking/sdk_compat.py, and a test that notices when upstream
+fixes it.
 
 When a ``*_still_present`` test fails after a clearml upgrade, the bug is gone: delete the named
 workaround from src/tracking/sdk_compat.py (and its call sites), then delete the test.
@@ -105,7 +106,8 @@ SLOW_CLOSE = textwrap.dedent(
     from clearml import Task
     Task.set_offline(True)
     task = Task.init(project_name="unit-tests", task_name="slow-close", reuse_last_task_id=False,
-                     auto_connect_arg_parser=False, auto_connect_frameworks=False, auto_resource_monitoring=False)
+                     auto_connect_arg_parser=False, auto_connect_frameworks=False,
+                     auto_resource_monitoring=False)
     task.get_logger().report_scalar("loss", "train", 1.0, 0)
     tic = time.monotonic()
     task.close()

@@ -1,4 +1,5 @@
-"""src.orchestration.server and src.config.queues: the fast connectivity check, idempotent queue creation, the queue config."""
+"""src.orchestration.server and src.config.queues: the fast connectivity check, idempotent queue
+creation, the queue config."""
 
 import socket
 import time

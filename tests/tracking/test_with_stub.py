@@ -49,7 +49,8 @@ torch.save({"w": torch.ones(3)}, checkpoint)
 with Tracker.start(project="p", task_name="online", output_dir=Path("out")) as tracker:
     print("CONNECTED", tracker.connect_config({"model": {"d_model": 8}, "max_minutes": None}))
     tracker.log_scalar("train", "loss", 1.0, 1)
-    tracker.log_figure("attention", "layer 0", plot_attention(torch.rand(1, 2, 2), ["a", "b"], ["c", "d"], "t"), 1)
+    tracker.log_figure("attention", "layer 0",
+                       plot_attention(torch.rand(1, 2, 2), ["a", "b"], ["c", "d"], "t"), 1)
     tracker.register_model(checkpoint, name="m", tags=["x"], config={"d_model": 8}, metadata={"bleu": 3.5})
 with Tracker.start(project="p", task_name="failing") as tracker:
     tracker.close(failed=True, reason="ValueError: boom")
@@ -78,7 +79,8 @@ from src.tracking import Tracker
 checkpoint = Path("best.pt")
 torch.save({"w": torch.ones(3)}, checkpoint)
 models = [("lm", {"bpc": 1.8}, True), ("lm", {"bpc": 2.6}, True), ("lm", {"bpc": 1.2}, False),
-          ("clf", {"accuracy": 0.64}, True), ("clf", {"accuracy": 0.71}, True), ("clf", {"accuracy": 0.9}, False)]
+          ("clf", {"accuracy": 0.64}, True), ("clf", {"accuracy": 0.71}, True),
+          ("clf", {"accuracy": 0.9}, False)]
 with Tracker.start(project="p", task_name="registry", output_dir=Path("out")) as tracker:
     for name, metadata, publish in models:
         tracker.register_model(checkpoint, name=name, tags=[], config={}, metadata=metadata, publish=publish)

@@ -204,7 +204,8 @@ KILLED = textwrap.dedent("""
     from src.steps import STEP, run_step
     from tests.training.test_distributed import step_config, tokenized
 
-    run_step(STEP["train"], step_config(Path({run!r}), 2, tracking=False), tokenized=tokenized(Path({corpus!r})), offline=True)
+    run_step(STEP["train"], step_config(Path({run!r}), 2, tracking=False),
+             tokenized=tokenized(Path({corpus!r})), offline=True)
 """)
 
 
@@ -227,7 +228,8 @@ def test_kill_9_of_rank_0_then_resume_continues_the_curve(corpus_dir, one_proces
     deadline = time.monotonic() + 180
     while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert checkpoint.exists(), proc.stderr.read()[-3000:] if proc.poll() is not None else "no checkpoint in time"
+    assert checkpoint.exists(), (
+        proc.stderr.read()[-3000:] if proc.poll() is not None else "no checkpoint in time")
     workers = [
         p for p in psutil.Process(proc.pid).children(recursive=True) if "spawn" in " ".join(p.cmdline())]
     os.kill(proc.pid, signal.SIGKILL)
@@ -237,7 +239,8 @@ def test_kill_9_of_rank_0_then_resume_continues_the_curve(corpus_dir, one_proces
         os.kill(p.pid, signal.SIGKILL)
     assert workers and not alive, "the rank-1 worker kept running after rank 0 died"
     steps = [
-        json.loads(line)["step"] for line in (run_dir / "train" / "train_history.jsonl").read_text().splitlines()]
+        json.loads(line)["step"]
+        for line in (run_dir / "train" / "train_history.jsonl").read_text().splitlines()]
     assert 8 <= max(steps) < STEPS, f"killed at step {max(steps)}: not in the middle of the run"
 
     out = run_step(corpus_dir, run_dir, nproc=2, resume=True, tracking=False)

@@ -88,7 +88,8 @@ def test_two_agents_run_the_two_nodes_of_one_train_step(clearml_stub, corpus_dir
     # Both ranks met on loopback and trained; rank 0 (the master) alone wrote the history and the model.
     text = logs(clearml_stub)
     port = runtime["launch_multi_node/master_port"]
-    assert f"rank 0 of 2 joined (gloo, 127.0.0.1:{port})" in text and f"rank 1 of 2 joined (gloo, 127.0.0.1:{port})" in text
+    assert (f"rank 0 of 2 joined (gloo, 127.0.0.1:{port})" in text
+            and f"rank 1 of 2 joined (gloo, 127.0.0.1:{port})" in text)
     assert f"rank 1: trained {STEPS} steps" in text
     assert [m for m in clearml_stub.models if m.get("task") == master_id], "rank 0 registered no model"
     assert_same_curve(run_dir, one_process)

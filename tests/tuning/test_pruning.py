@@ -1,4 +1,5 @@
-"""Median pruning on the trainer's own validation scalars: a clearly bad trial stops at its first evaluation."""
+"""Median pruning on the trainer's own validation scalars: a clearly bad trial stops at its first
+evaluation."""
 
 import json
 

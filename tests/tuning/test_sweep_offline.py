@@ -1,4 +1,5 @@
-"""``sweep --trials 4`` offline: four trial sessions in the sweep sub-project, the study and the best config."""
+"""``sweep --trials 4`` offline: four trial sessions in the sweep sub-project, the study and the best
+config."""
 
 import os
 import sqlite3

@@ -72,7 +72,8 @@ def test_queue_path_clones_the_base_task_and_enqueues_the_trials(clearml_stub: C
     assert len(trials) == 2 and optimizer["type"] == "optimizer"
     for task in trials:
         # a clone of the base task (its code and type), a child of the optimizer's task
-        assert task["name"].startswith("transformer-de-en-train: config/") and task["script"] == base["script"]
+        assert (task["name"].startswith("transformer-de-en-train: config/")
+                and task["script"] == base["script"])
         assert (task["type"], task["parent"]) == ("training", optimizer["id"])
         params = clearml_stub.hyperparams(task["id"])
         lr, heads, warmup = (params["config/training/lr"], params["config/model/n_heads"],
@@ -82,7 +83,8 @@ def test_queue_path_clones_the_base_task_and_enqueues_the_trials(clearml_stub: C
         assert params["config/model/d_model"] == "32"  # the rest of the base task's config is kept
         history = clearml_stub.status_history(task["id"])
         assert "queued" in history and history[-1] == "stopped"  # not started by the time limit: stopped
-        assert {p["id"]: p["name"] for p in clearml_stub.projects}[task["project"]] == "stepwise-transformers/sweep-q"
+        assert ({p["id"]: p["name"] for p in clearml_stub.projects}[task["project"]]
+                == "stepwise-transformers/sweep-q")
     assert json.loads(stdout)["base_task_id"] == base_id
     # the optimizer connects its arguments to its own task: the per-trial iteration limit is the base task's +
     # 1

@@ -26,7 +26,8 @@ def check(cfg: "ExperimentConfig") -> None:
         if longest < words + 1:
             raise ValueError(f"tokenizer.max_tokens_per_sentence={longest} would cut ListOps expressions, "
                              f"whose value needs every token: [CLS] + up to {words} words "
-                             f"(data.listops_max_length={n}{', with parentheses' if cfg.data.listops_parentheses else ''}); expected >= "
+                             f"(data.listops_max_length={n}"
+                             f"{', with parentheses' if cfg.data.listops_parentheses else ''}); expected >= "
                              f"{words + 1}")
 
 

@@ -112,7 +112,12 @@ def label_names(mapping: dict[str, int]) -> list[str]:
 def evaluate(step: StepContext, tokenized: dict[str, Any], model: "InferenceModel") -> dict[str, Any]:
     from datasets import load_from_disk
 
-    from src.tasks.classification.task import ClassificationProbe, LabelledCorpus, classification_metrics, predict
+    from src.tasks.classification.task import (
+        ClassificationProbe,
+        LabelledCorpus,
+        classification_metrics,
+        predict,
+    )
     from src.tracking import resolve_input
 
     cfg, tracker = step.cfg, step.tracker

@@ -111,7 +111,12 @@ def train(step: StepContext, tokenized: dict[str, Any], resume: bool) -> dict[st
 def evaluate(step: StepContext, tokenized: dict[str, Any], model: "InferenceModel") -> dict[str, Any]:
     from src.tasks.classification.steps import report_test_scores
     from src.tasks.classification.task import classification_metrics
-    from src.tasks.image_classification.task import ImageAttentionProbe, ImageSplit, ImageStats, predict_images
+    from src.tasks.image_classification.task import (
+        ImageAttentionProbe,
+        ImageSplit,
+        ImageStats,
+        predict_images,
+    )
     from src.visualization.images import plot_patch_filters
 
     cfg, tracker = step.cfg, step.tracker
@@ -142,7 +147,8 @@ def mistakes_figure(test, probabilities, names: list[str], n: int):
     wrong = (predicted != test.labels).nonzero().flatten()
     worst = wrong[confidence[wrong].argsort(descending=True)][:n].tolist()
     titles = [
-        f"{names[int(predicted[i])]} ({float(confidence[i]):.2f})\n/ {names[int(test.labels[i])]}" for i in worst]
+        f"{names[int(predicted[i])]} ({float(confidence[i]):.2f})\n/ {names[int(test.labels[i])]}"
+        for i in worst]
     title = f"most confident mistakes: predicted (probability) / true, {len(wrong)} wrong of {len(test)}"
     return plot_image_grid(test.images[worst, 0], titles, n_cols=10, title=title)
 

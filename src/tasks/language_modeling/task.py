@@ -210,7 +210,8 @@ class LanguageModelProbe:
                                generator=torch.Generator(device=device).manual_seed(i))[0].tolist()
             text = self.decode(prompt)
             rows.append({"prompt": text, "greedy": self.decode(greedy)[len(text):],
-                         f"sampled (T={self.temperature}, top-p {self.top_p})": self.decode(sampled)[len(text):]})
+                         f"sampled (T={self.temperature}, top-p {self.top_p})":
+                             self.decode(sampled)[len(text):]})
         return pd.DataFrame(rows)
 
     @torch.no_grad()
