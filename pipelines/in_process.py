@@ -2,6 +2,7 @@
 (``train`` with no server, or ``--offline``), or a task on the server (``train --local``)."""
 
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from loguru import logger
 
 from src.config import config_to_dict
 from src.experiment import ExperimentConfig
-from src.runs import read_status, save_traceback, update_run, update_status, write_atomically
+from src.runs import read_status, save_traceback, step_cache, update_run, update_status, write_atomically
 from src.steps import STEPS, run_step
 from src.storage import user_line
 
@@ -91,22 +92,36 @@ def rebased(name: str, output: dict[str, Any], run_dir: Path) -> dict[str, Any]:
 
 
 def run_steps(cfg: ExperimentConfig, *, offline: bool | None = True, resume: bool = False,
-              changes: dict[str, tuple] | None = None) -> dict[str, Any]:
+              changes: dict[str, tuple] | None = None, use_cache: bool = True) -> dict[str, Any]:
     """data prep -> tokenize -> train -> evaluate -> register; returns every step's output.
 
     With ``resume`` the data steps already completed in the run folder are not repeated (their
     outputs are read back from ``status.json``) and training continues from its last good
-    checkpoint. A failing step raises ``PipelineError`` with one line for the console.
+    checkpoint. With ``use_cache`` a data step whose sections equal an earlier run's takes that run's
+    output (``src/runs/step_cache.py``). A failing step raises ``PipelineError`` with one line for the
+    console.
     """
     run_dir = cfg.run_dir
     done = start_run(cfg, resume, changes or {})
     outputs: dict[str, Any] = {}
+
+    config = config_to_dict(cfg)
 
     def step(spec, **inputs) -> dict[str, Any]:
         name = spec.name
         if name in done:
             logger.info(f"step {name}: reusing the completed output in {run_dir}")
             return done[name]["output"]
+        key = step_cache.step_key(name, config, spec.shaped_by) if spec.shaped_by else None
+        if key and use_cache and (entry := step_cache.lookup(Path(cfg.output_dir), name, key)):
+            step_cache.restore(entry, run_dir, name)
+            result = rebased(name, entry["output"], run_dir)
+            logger.info(f"step {name}: the same {' and '.join(spec.shaped_by)} as run {entry['run_id']}: "
+                        "its output is reused (train --no-cache runs it again)")
+            update_status(run_dir, name, "completed", output=result, cached=True, cached_from=entry["run_id"])
+            return result
+        if read_status(run_dir)["steps"].get(name, {}).get("cached"):  # its folder links another run's files
+            shutil.rmtree(run_dir / name, ignore_errors=True)
         try:
             result = run_step(spec, cfg, offline=offline, **inputs)
         except Exception as err:
@@ -118,7 +133,9 @@ def run_steps(cfg: ExperimentConfig, *, offline: bool | None = True, resume: boo
             # "disk full: ..." says more than its type
             cause = user_line(err) or f"{type(err).__name__}: {err}"
             raise PipelineError(f"step {name} failed: {cause} (traceback: {where})") from err
-        update_status(run_dir, name, "completed", output=result)
+        update_status(run_dir, name, "completed", output=result, **({"cached": False} if key else {}))
+        if key:
+            step_cache.remember(Path(cfg.output_dir), name, key, run_dir, result)
         return result
 
     for spec in STEPS:  # the pipeline's one table, in order; each step gets its parents' outputs

@@ -29,7 +29,8 @@ def pinned_requirements(names: tuple[str, ...]) -> list[str]:
 
 
 # --- the plan, shared by --dry-run and the controller ----------------------------------------------
-def pipeline_plan(cfg: ExperimentConfig, queue: str | None, queues_file: str = QUEUES_FILE) -> dict[str, Any]:
+def pipeline_plan(cfg: ExperimentConfig, queue: str | None, queues_file: str = QUEUES_FILE,
+                  use_cache: bool = True) -> dict[str, Any]:
     """Steps with parents, queue, docker and arguments; the controller's queue and parameters.
 
     ``queue`` (``--queue NAME``) must be defined in ``queues/queues.yaml``; the steps that the file
@@ -54,7 +55,8 @@ def pipeline_plan(cfg: ExperimentConfig, queue: str | None, queues_file: str = Q
             "name": spec.name, "parents": list(spec.parents), "queue": name, "docker": target.docker_image,
             "docker_args": " ".join(target.docker_args) or None,
                            "docker_setup": target.docker_setup_script or None,
-            "cache": spec.cache, "kwargs": {"step": spec.name, "config": "${pipeline.config}", **spec.inputs},
+            "cache": spec.cache and use_cache,
+            "kwargs": {"step": spec.name, "config": "${pipeline.config}", **spec.inputs},
         })
     return {
         "pipeline": f"{cfg.tracking.task_name}-pipeline", "project": cfg.tracking.project_name,
@@ -64,9 +66,10 @@ def pipeline_plan(cfg: ExperimentConfig, queue: str | None, queues_file: str = Q
     }
 
 
-def describe_pipeline(cfg: ExperimentConfig, queue: str | None, queues_file: str = QUEUES_FILE) -> str:
+def describe_pipeline(cfg: ExperimentConfig, queue: str | None, queues_file: str = QUEUES_FILE,
+                      use_cache: bool = True) -> str:
     """Human-readable DAG, queues and parameters for ``--dry-run``."""
-    plan = pipeline_plan(cfg, queue, queues_file)
+    plan = pipeline_plan(cfg, queue, queues_file, use_cache)
     lines = [f"pipeline {plan['pipeline']!r} in project {plan['project']!r}",
              f"controller -> queue {plan['controller_queue']!r}", "", "DAG:"]
     for step in plan["steps"]:
@@ -79,11 +82,12 @@ def describe_pipeline(cfg: ExperimentConfig, queue: str | None, queues_file: str
     return "\n".join(lines)
 
 
-def build_pipeline(cfg: ExperimentConfig, queue: str | None, queues_file: str = QUEUES_FILE):
+def build_pipeline(cfg: ExperimentConfig, queue: str | None, queues_file: str = QUEUES_FILE,
+                   use_cache: bool = True):
     """A ``clearml.PipelineController`` for the plan (built through src.orchestration's import of clearml)."""
     from src.orchestration import new_pipeline_controller, step_checkout
 
-    plan = pipeline_plan(cfg, queue, queues_file)
+    plan = pipeline_plan(cfg, queue, queues_file, use_cache)
     # the agent clones this remote at this commit and runs the step from its root
     checkout = step_checkout(REPO_ROOT)
     pipe = new_pipeline_controller(name=plan["pipeline"], project=plan["project"],
@@ -96,7 +100,7 @@ def build_pipeline(cfg: ExperimentConfig, queue: str | None, queues_file: str = 
             function_return=["output"], parents=list(spec.parents) or None, task_type=spec.task_type,
             execution_queue=step["queue"], docker=step["docker"], docker_args=step["docker_args"],
             docker_bash_setup_script=step["docker_setup"],
-            cache_executed_step=spec.cache, project_name=plan["project"],
+            cache_executed_step=step["cache"], project_name=plan["project"],
                                task_name=f"{cfg.tracking.task_name}-{spec.name}",
             packages=REQUIREMENTS.as_posix(), **checkout,
             # as our Tracker: no torch.save/argparse hooks, metrics and models are reported explicitly
@@ -105,7 +109,8 @@ def build_pipeline(cfg: ExperimentConfig, queue: str | None, queues_file: str = 
     return pipe, plan
 
 
-def enqueue_pipeline(cfg: ExperimentConfig, queue: str | None, queues_file: str = QUEUES_FILE) -> None:
+def enqueue_pipeline(cfg: ExperimentConfig, queue: str | None, queues_file: str = QUEUES_FILE,
+                     use_cache: bool = True) -> None:
     """Put the controller on its queue; on the services agent the same call runs the DAG.
 
     Locally ``start`` stores the pipeline, enqueues the controller and ends this process
@@ -113,7 +118,7 @@ def enqueue_pipeline(cfg: ExperimentConfig, queue: str | None, queues_file: str 
     """
     from src.orchestration import pipeline_web_url
 
-    pipe, plan = build_pipeline(cfg, queue, queues_file)
+    pipe, plan = build_pipeline(cfg, queue, queues_file, use_cache)
     print(f"pipeline {plan['pipeline']!r}: controller on queue {plan['controller_queue']!r}, "
           f"follow it at {pipeline_web_url(pipe)}", flush=True)
     pipe.start(queue=plan["controller_queue"])

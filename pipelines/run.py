@@ -145,7 +145,7 @@ def run_pipeline_from_cli(args: argparse.Namespace) -> int:
     if args.dry_run:
         from pipelines.pipeline import describe_pipeline
 
-        print(describe_pipeline(cfg, queue=args.queue))
+        print(describe_pipeline(cfg, queue=args.queue, use_cache=not args.no_cache))
         return 0
     if mode != "offline":
         from src.orchestration import check_server
@@ -156,7 +156,7 @@ def run_pipeline_from_cli(args: argparse.Namespace) -> int:
 
         # no run_id: each step runs in its own fresh folder on an agent, and a new id in the
         # parameters would change the cache key of the data steps on every enqueue
-        enqueue_pipeline(cfg, queue=args.queue)
+        enqueue_pipeline(cfg, queue=args.queue, use_cache=not args.no_cache)
         return 0
     from pipelines.in_process import PipelineError, run_steps
     from src.report import try_write_report
@@ -174,7 +174,8 @@ def run_pipeline_from_cli(args: argparse.Namespace) -> int:
     logger.info("running the pipeline "
                 f"{'offline' if mode == 'offline' else 'locally, tracked on the server'} in {cfg.run_dir}")
     try:
-        outputs = run_steps(cfg, offline=True if mode == "offline" else False, resume=resume, changes=changes)
+        outputs = run_steps(cfg, offline=True if mode == "offline" else False, resume=resume, changes=changes,
+                            use_cache=not args.no_cache)
     except PipelineError as err:
         logger.error(str(err))
         if (report := try_write_report(cfg.run_dir)) is not None:  # what the run got to, for the post-mortem

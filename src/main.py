@@ -163,6 +163,10 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
                       help="enqueue the pipeline; the queue set named in queues/ (e.g. gpu)")
     parser.add_argument("--dry-run", action="store_true",
                         help="print the DAG, queues and parameters; run nothing")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="run data prep and tokenization again even when an earlier run in output_dir "
+                             "(or, with --queue, ClearML's step cache) holds them for the same data and "
+                             "tokenizer settings")
     parser.add_argument("--nproc", type=POSITIVE_INT, default=1, metavar="N",
                         help="data-parallel training on N local processes (gloo on CPU, NCCL on CUDA; "
                              "default 1); the global batch stays the config's grad_accum_steps "

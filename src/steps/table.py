@@ -32,6 +32,9 @@ class StepSpec:
     inputs: dict[str, str]
     task_type: str  # ClearML's: data_processing, training, testing, custom
     cache: bool = False
+    # the config sections its output depends on, when no other ones: `train` then reuses an earlier run's
+    # output for equal sections (src/runs/step_cache.py)
+    shaped_by: tuple[str, ...] = ()
     reads: Callable[[str], bool] = lambda key: False  # data_prep, tokenize: check_resume refuses data changes
     resumable: bool = False
 
@@ -133,8 +136,9 @@ def _train_reads(key: str) -> bool:
 
 
 STEPS = (
-    StepSpec("data_prep", data_prep, {}, "data_processing", cache=True),
-    StepSpec("tokenize", tokenize, {"data": "${data_prep.output}"}, "data_processing", cache=True),
+    StepSpec("data_prep", data_prep, {}, "data_processing", cache=True, shaped_by=("task", "data")),
+    StepSpec("tokenize", tokenize, {"data": "${data_prep.output}"}, "data_processing", cache=True,
+             shaped_by=("task", "data", "tokenizer")),
     StepSpec("train", train, {"tokenized": "${tokenize.output}"}, "training",
              reads=_train_reads, resumable=True),
     StepSpec("evaluate", evaluate, {"tokenized": "${tokenize.output}", "trained": "${train.output}"},

@@ -78,8 +78,9 @@ def make_tiny_runs(root: Path) -> SimpleNamespace:
     procs, seconds = [], []
     for _ in range(2):  # the same command twice, as a user repeating an experiment
         start = time.perf_counter()
-        procs.append(run_src_main(["train", "--config", "config/tiny.yaml", f"output_dir={runs_dir}"], env,
-                                  timeout=240))
+        # --no-cache: each run prepares its own data, so every step of both runs has its ClearML session
+        procs.append(run_src_main(["train", "--config", "config/tiny.yaml", "--no-cache", f"output_dir={runs_dir}"],
+                                  env, timeout=240))
         seconds.append(time.perf_counter() - start)
         assert procs[-1].returncode == 0, procs[-1].stderr[-5000:]
     return SimpleNamespace(root=root, env=env, runs_dir=runs_dir, procs=procs, seconds=seconds,
