@@ -21,7 +21,7 @@ if not __package__:  # run as a script (as clearml-agent does): make `src` and `
 
 from loguru import logger
 
-from src.arguments import POSITIVE_INT, CommandParser
+from src.arguments import POSITIVE_INT, CommandParser, output_file
 from src.cli_runner import emit
 
 # The top-level --help's description: plain text, as a terminal shows it (the docstring is reStructuredText)
@@ -109,7 +109,15 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     if args.action == "list" and args.runs:
         raise ValueError(f"runs list takes no run names (got {args.runs}); "
                          f"did you mean: runs compare {' '.join(args.runs)}")
+    if args.action == "list" and args.html:
+        raise ValueError("runs list takes no --html; the page compares runs: runs compare A B --html FILE")
     print(runs_list(args.runs_dir) if args.action == "list" else runs_compare(args.runs, args.runs_dir))
+    if args.html:
+        from src.report.compare import write_comparison
+        from src.runs.table import compare_runs
+
+        path = write_comparison(compare_runs(args.runs, args.runs_dir), Path(args.html))
+        print(f"comparison page: {path}")  # the command's output: where the page is
     return 0
 
 
@@ -229,6 +237,9 @@ def _add_runs_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("runs", nargs="*", metavar="RUN",
                         help="runs to compare: folders, ids, names or 'latest'")
     parser.add_argument("--runs-dir", default="runs", help="folder holding the runs (default: runs)")
+    parser.add_argument("--html", type=output_file, default=None, metavar="FILE",
+                        help="compare: also write one self-contained HTML page with the runs' results, their "
+                             "config differences and their training curves overlaid")
 
 
 def _add_queues_arguments(parser: argparse.ArgumentParser) -> None:

@@ -13,7 +13,7 @@ from plotly.subplots import make_subplots
 from src.report.sources import GradNorms
 
 PLOT_CONFIG = {"displaylogo": False, "responsive": True}
-_LAYOUT = {"template": "plotly_white", "margin": {"l": 60, "r": 20, "t": 50, "b": 50}, "height": 340}
+LAYOUT = {"template": "plotly_white", "margin": {"l": 60, "r": 20, "t": 50, "b": 50}, "height": 340}
 
 
 def _series(history: Sequence[dict], key: str) -> tuple[list[int], list[float]]:
@@ -35,7 +35,7 @@ def curve_figures(history: Sequence[dict]) -> dict[str, go.Figure]:
             loss.add_trace(go.Scatter(x=steps, y=values, name=name, mode=mode))
     if loss.data:
         # the legend above the plot, right-aligned with it: beside it, it takes width from a half-page cell
-        figures["loss"] = loss.update_layout(title="loss (cross-entropy)", xaxis_title="step", **_LAYOUT,
+        figures["loss"] = loss.update_layout(title="loss (cross-entropy)", xaxis_title="step", **LAYOUT,
                                              legend={"orientation": "h", "x": 1, "xanchor": "right",
                                                      "y": 1.02,
                                                      "yanchor": "bottom"})
@@ -44,7 +44,7 @@ def curve_figures(history: Sequence[dict]) -> dict[str, go.Figure]:
         steps, values = _series(history, key)
         if steps:
             figures[name] = go.Figure(go.Scatter(x=steps, y=values, name=key, mode="lines")).update_layout(
-                title=title, xaxis_title="step", **_LAYOUT)
+                title=title, xaxis_title="step", **LAYOUT)
     metrics = sorted(
         {key for row in history for key in row if key.startswith("valid_") and key != "valid_loss"})
     if metrics:
@@ -57,7 +57,7 @@ def curve_figures(history: Sequence[dict]) -> dict[str, go.Figure]:
                              row=index, col=1)
         figure.update_xaxes(title_text="step", row=len(metrics), col=1)
         figures["validation metrics"] = figure.update_layout(
-            title="validation metrics", **{**_LAYOUT, "height": 120 + 220 * len(metrics)}, showlegend=False)
+            title="validation metrics", **{**LAYOUT, "height": 120 + 220 * len(metrics)}, showlegend=False)
     return figures
 
 
@@ -79,8 +79,8 @@ def grad_norm_figure(grad: GradNorms) -> go.Figure:
     height = max(300, 120 + 28 * len(grad.groups))
     return go.Figure(heatmap).update_layout(
         title="gradient L2 norm per parameter group", xaxis_title="step", xaxis_type="category",
-        yaxis_autorange="reversed", **{**_LAYOUT, "height": height,
-                                       "margin": {**_LAYOUT["margin"], "l": 160}})
+        yaxis_autorange="reversed", **{**LAYOUT, "height": height,
+                                       "margin": {**LAYOUT["margin"], "l": 160}})
 
 
 def confusion_figure(labels: Sequence[str], confusion: Sequence[Sequence[int]]) -> go.Figure:
@@ -93,7 +93,7 @@ def confusion_figure(labels: Sequence[str], confusion: Sequence[Sequence[int]]) 
     return go.Figure(heatmap).update_layout(
         title="confusion matrix (test)", xaxis_title="predicted", yaxis_title="true",
                                             yaxis_autorange="reversed",
-        **{**_LAYOUT, "height": size, "width": size + 140})
+        **{**LAYOUT, "height": size, "width": size + 140})
 
 
 def plot_div(figure: go.Figure, div_id: str) -> str:

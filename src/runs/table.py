@@ -2,6 +2,7 @@
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from src.runs.files import DamagedFileError
@@ -115,8 +116,21 @@ def runs_list(output_dir: str | Path = "runs") -> str:
     return "\n".join([format_table(["run", *columns], rows), *([""] + notes if notes else [])])
 
 
-def runs_compare(refs: Sequence[str], output_dir: str | Path = "runs") -> str:
-    """Config keys that differ between the runs, then their results, one column per run.
+@dataclass(frozen=True)
+class Comparison:
+    """Runs side by side: the config keys that differ between them and their results, a column per run."""
+
+    runs: list[RunInfo]
+    config_rows: list[list[str]]  # [key, its value in each run]
+    metric_rows: list[list[str]]  # [figure, its value in each run]
+
+    @property
+    def header(self) -> list[str]:
+        return ["", *(run.run_id for run in self.runs)]
+
+
+def compare_runs(refs: Sequence[str], output_dir: str | Path = "runs") -> Comparison:
+    """The comparison of ``refs`` (folders, ids, names or 'latest').
 
     Runs of different families sit side by side: each shows its own family's test figures (bpc for
     a language model, BLEU for translation, accuracy for a classifier), and a row no run has is left out.
@@ -127,13 +141,20 @@ def runs_compare(refs: Sequence[str], output_dir: str | Path = "runs") -> str:
     configs = [flatten(_readable(lambda run=run: run.config, {})) for run in runs]
     keys = sorted({k for c in configs for k in c if k not in IDENTITY_KEYS})
     differing = [k for k in keys if len({repr(c.get(k)) for c in configs}) > 1]
-    header = ["", *(run.run_id for run in runs)]
     config_rows = [[key, *(str(c.get(key, "-")) for c in configs)] for key in differing]
     summaries = [{"task": c.get("task", "-")} | run_summary(run) for c, run in zip(configs, runs)]
     figures = [family_metrics(_readable(lambda run=run: run.metrics, {})) for run in runs]
     names = [*summaries[0], *(name for name in FIGURES if any(name in f for f in figures))]
     metric_rows = [[name, *((s | f).get(name, "-") for s, f in zip(summaries, figures))] for name in names]
+    return Comparison(runs, config_rows, metric_rows)
+
+
+def runs_compare(refs: Sequence[str], output_dir: str | Path = "runs") -> str:
+    """Config keys that differ between the runs, then their results, one column per run, as text."""
+    comparison = compare_runs(refs, output_dir)
     parts = ["config differences:",
-             format_table(header, config_rows) if config_rows else "  (none: same config)",
-             "", "results:", format_table(header, metric_rows), *[f"  {line}" for line in hints(runs)]]
+             format_table(comparison.header, comparison.config_rows) if comparison.config_rows
+             else "  (none: same config)",
+             "", "results:", format_table(comparison.header, comparison.metric_rows),
+             *[f"  {line}" for line in hints(comparison.runs)]]
     return "\n".join(parts)
