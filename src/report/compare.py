@@ -33,7 +33,8 @@ def overlaid_curves(histories: dict[str, list[dict]]) -> dict[str, go.Figure]:
                 figure.add_trace(go.Scatter(x=steps, y=values, name=run_id, mode=mode))
         if figure.data:
             figures[key] = figure.update_layout(
-                title=TITLES.get(key, "validation " + key.removeprefix("valid_")), xaxis_title="step", **LAYOUT,
+                title=TITLES.get(key, "validation " + key.removeprefix("valid_")), xaxis_title="step",
+                                                **LAYOUT,
                 legend={"orientation": "h", "x": 1, "xanchor": "right", "y": 1.02, "yanchor": "bottom"})
     return figures
 
@@ -45,9 +46,11 @@ def render_comparison(comparison: Comparison) -> str:
     ids = [run.run_id for run in comparison.runs]
     diff_body = (table(["key", *ids], comparison.config_rows, css_class="config") if comparison.config_rows
                  else "<p>The runs have the same config.</p>")
-    histories = {run.run_id: read_history(run.path / "train" / "train_history.jsonl") for run in comparison.runs}
+    histories = {
+        run.run_id: read_history(run.path / "train" / "train_history.jsonl") for run in comparison.runs}
     figures = overlaid_curves(histories)
-    plots = "".join(f'<div class="plot">{plot_div(figure, "compare-" + key)}</div>' for key, figure in figures.items())
+    plots = "".join(
+        f'<div class="plot">{plot_div(figure, "compare-" + key)}</div>' for key, figure in figures.items())
     curves = (f'<div class="grid">{plots}</div><p class="note">From each run\'s train/train_history.jsonl: '
               "click a run in the legend to hide it, drag to zoom, double-click to reset.</p>"
               if figures else "<p>No run has a training history.</p>")

@@ -79,7 +79,8 @@ def make_tiny_runs(root: Path) -> SimpleNamespace:
     for _ in range(2):  # the same command twice, as a user repeating an experiment
         start = time.perf_counter()
         # --no-cache: each run prepares its own data, so every step of both runs has its ClearML session
-        procs.append(run_src_main(["train", "--config", "config/tiny.yaml", "--no-cache", f"output_dir={runs_dir}"],
+        procs.append(run_src_main(["train", "--config", "config/tiny.yaml", "--no-cache",
+                                   f"output_dir={runs_dir}"],
                                   env, timeout=240))
         seconds.append(time.perf_counter() - start)
         assert procs[-1].returncode == 0, procs[-1].stderr[-5000:]

@@ -1,4 +1,4 @@
-"""``runs compare A B --html FILE``: one page with the runs' results, config differences and overlaid curves."""
+"""``runs compare A B --html FILE``: one page with the runs' results, config differences, overlaid curves."""
 
 import json
 
@@ -17,7 +17,8 @@ def history(run_dir):
 
 
 def test_each_series_gets_one_trace_per_run_that_has_it():
-    histories = {"a": [{"step": 1, "loss": 2.0, "lr": 0.1}, {"step": 2, "valid_loss": 1.5, "valid_bleu": 3.0}],
+    histories = {"a": [{"step": 1, "loss": 2.0, "lr": 0.1},
+                       {"step": 2, "valid_loss": 1.5, "valid_bleu": 3.0}],
                  "b": [{"step": 1, "loss": 2.5, "lr": 0.2}, {"step": 3, "loss": 2.1}]}
     figures = overlaid_curves(histories)
     assert list(figures) == ["loss", "valid_loss", "lr", "valid_bleu"]
@@ -56,7 +57,8 @@ def test_config_differences_are_listed_by_key(tiny_runs):
 
 
 def test_runs_list_takes_no_html(tiny_runs, tmp_path):
-    proc = run_src_main(["runs", "list", "--runs-dir", str(tiny_runs.runs_dir), "--html", str(tmp_path / "x.html")],
+    proc = run_src_main(["runs", "list", "--runs-dir", str(tiny_runs.runs_dir), "--html",
+                         str(tmp_path / "x.html")],
                         tiny_runs.env, 60)
     assert proc.returncode != 0 and "runs list takes no --html" in proc.stderr
     assert not (tmp_path / "x.html").exists()

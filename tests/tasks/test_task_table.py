@@ -1,4 +1,4 @@
-"""``src.tasks.TASKS`` is the one place a task is described: the config reads it, and it fits the config schema."""
+"""``src.tasks.TASKS`` is the one place a task is described: the config reads it; it fits the schema."""
 
 import dataclasses
 import inspect
@@ -10,8 +10,10 @@ from src.config import DataConfig, ModelConfig, TokenizerConfig
 from src.experiment import ExperimentConfig, validate_config
 from src.tasks import TASKS
 
-STEP_PARAMETERS = {"data_prep": ["step"], "tokenize": ["step", "data"], "train": ["step", "tokenized", "resume"],
-                   "evaluate": ["step", "tokenized"], "gate": ["cfg", "metrics"], "summary": ["cfg", "outputs"]}
+STEP_PARAMETERS = {"data_prep": ["step"], "tokenize": ["step", "data"],
+                   "train": ["step", "tokenized", "resume"],
+                   "evaluate": ["step", "tokenized"], "gate": ["cfg", "metrics"],
+                   "summary": ["cfg", "outputs"]}
 
 
 def literal_values(model, field: str) -> set[str]:
@@ -25,7 +27,8 @@ def test_each_record_is_filed_under_its_name_and_the_config_offers_exactly_these
 
 def test_every_family_belongs_to_one_task_and_every_name_in_a_record_is_one_the_config_knows():
     families = [family for task in TASKS.values() for family in task.families]
-    assert sorted(families) == sorted(set(families)) and set(families) == literal_values(ModelConfig, "family")
+    assert sorted(families) == sorted(set(families)) and set(families) == literal_values(ModelConfig,
+                                                                                         "family")
     for task in TASKS.values():
         assert set(task.sources) <= literal_values(DataConfig, "source"), task.name
         assert set(task.tokenizer_kinds) <= literal_values(TokenizerConfig, "kind"), task.name
