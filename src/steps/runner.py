@@ -6,8 +6,11 @@ ClearML copies into the step's task (``pipelines/pipeline.py``).
 """
 
 import json
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 from loguru import logger
@@ -47,6 +50,20 @@ def run_pipeline_step(step: str, config: str, **inputs: Any) -> dict[str, Any]:
     return run_step(STEP[step], config, offline=False, **inputs)
 
 
+@cache
+def code_commit() -> str:
+    """The commit of this checkout (``+dirty`` with uncommitted changes), or ``unknown`` outside git."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                                text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return commit + ("+dirty" if dirty else "")
+
+
 @contextmanager
 def tracked_step(name: str, config: ConfigLike, task_type: str, *,
                  offline: bool | None = None) -> Iterator[StepContext]:
@@ -65,6 +82,7 @@ def tracked_step(name: str, config: ConfigLike, task_type: str, *,
     received = tracker.connect_config(sent, name="config")
     if received != sent:
         cfg = validate_config(received, source=f"{name} parameters")
+    tracker.set_properties(task=cfg.task, family=cfg.model.family, commit=code_commit())
     update_status(run_dir, name, "running", task_id=tracker.task_id, offline_folder=tracker.offline_folder)
     logger.info(f"step {name}: task {tracker.task_id}")
     context = StepContext(name, cfg, run_dir, tracker)

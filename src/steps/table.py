@@ -95,6 +95,7 @@ def evaluate(step: StepContext, tokenized: Output, trained: Output) -> Output:
 
     checkpoint = resolve_input(trained, "checkpoint", artifact=f"{step.cfg.tracking.model_name}-weights")
     model = load_for_inference(checkpoint, step.cfg.training.device)  # model, tokenizers, labels
+    step.tracker.set_properties(parameters=sum(p.numel() for p in model.model.parameters()))
     return TASKS[step.cfg.task].evaluate(step, tokenized, model)
 
 

@@ -29,6 +29,7 @@ def train_and_register(step: "StepContext", task: "Task", inference: dict[str, A
 
     cfg, tracker = step.cfg, step.tracker
     trainer = Trainer(cfg, task, step.step_dir, tracker, inference=inference)
+    tracker.set_properties(parameters=sum(p.numel() for p in trainer.model.parameters()))
     if resume:
         trainer.resume()
     result = trainer.fit()

@@ -37,9 +37,13 @@ class NullTracker:
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.save_plots = save_plots
         self.scalars: dict[tuple[str, str], list[tuple[int, float]]] = {}
+        self.properties: dict[str, str | int | float] = {}
 
     def connect_config(self, config: Mapping[str, Any], name: str = "config") -> dict[str, Any]:
         return plain_dict(config)
+
+    def set_properties(self, **properties: str | int | float) -> None:
+        self.properties.update(properties)
 
     def log_scalar(self, title: str, series: str, value: float, step: int) -> None:
         self.scalars.setdefault((title, series), []).append((int(step), float(value)))

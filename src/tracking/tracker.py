@@ -150,6 +150,10 @@ class Tracker:
         connected = self._task.connect(copy.deepcopy(dict(config)), name=name)
         return plain_dict(connected)
 
+    def set_properties(self, **properties: str | int | float) -> None:
+        """User properties (``Task.set_user_properties``): kept in offline sessions too, and imported."""
+        self._task.set_user_properties(**properties)
+
     def log_scalar(self, title: str, series: str, value: float, step: int) -> None:
         self._logger.report_scalar(title, series, value=float(value), iteration=int(step))
 
