@@ -41,7 +41,15 @@ class ModelConfig(FrozenConfig):
     # LayerNorm after each stack; None = only with pre-norm, which needs it. True with post-norm
     # reproduces torch.nn.Transformer, which adds it in both placements.
     final_norm: bool | None = None
-    positional_encoding: Literal["sinusoidal", "learned"] = "sinusoidal"
+    # decoder_lm also takes rope (Su et al. 2021: queries and keys rotated in every layer) and alibi (Press et
+    # al. 2022: a per-head linear distance bias on the scores); both add nothing to the embeddings
+    positional_encoding: Literal["sinusoidal", "learned", "rope", "alibi"] = "sinusoidal"
+    norm: Literal["layernorm", "rmsnorm"] = "layernorm"  # decoder_lm: RMSNorm (Zhang & Sennrich 2019)
+    # decoder_lm: key/value heads of grouped-query attention (Ainslie et al. 2023), dividing n_heads;
+    # None = n_heads (multi-head), 1 = multi-query
+    n_kv_heads: PositiveInt | None = None
+    bias: bool = True  # decoder_lm: False drops every bias of its attention and feed-forward (Llama)
+    rope_base: float = 10000.0  # the rotary frequencies' base (RoFormer's 10000; Llama 3: 500000)
     max_positions: PositiveInt = 256
     share_embeddings: bool = True  # one embedding table for source and target (Sec. 3.4)
     tie_output: bool = True  # output projection shares the target embedding (Sec. 3.4)
@@ -85,6 +93,7 @@ class ModelConfig(FrozenConfig):
         if self.attention == "longformer" and not self.global_tokens:
             raise ValueError("attention='longformer' needs at least one global token (e.g. global_tokens: "
                              "[0], the [CLS])")
+        self._modern_blocks_fit()
         fits = {"encoder_classifier": {"full", "sliding_window", "longformer"},
                 "decoder_lm": {"full", "sliding_window"}}.get(self.family, {"full"})
         if self.attention not in fits:
@@ -92,3 +101,23 @@ class ModelConfig(FrozenConfig):
                              f"family={self.family!r} (it takes {sorted(fits)}: sliding windows pay off on "
                              "long inputs, and longformer's global tokens need a bidirectional encoder)")
         return self
+
+    def _modern_blocks_fit(self) -> None:
+        """RoPE, ALiBi, RMSNorm, grouped-query attention and bias-free layers are the decoder LM's switches."""
+        modern = {"positional_encoding": self.positional_encoding if self.positional_encoding in ("rope", "alibi")
+                  else None, "norm": "rmsnorm" if self.norm == "rmsnorm" else None,
+                  "n_kv_heads": self.n_kv_heads, "bias": False if not self.bias else None}
+        chosen = {key: value for key, value in modern.items() if value is not None}
+        if chosen and self.family != "decoder_lm":
+            key, value = next(iter(chosen.items()))
+            raise ValueError(f"model.{key}={value!r} is one of the decoder LM's modern blocks; family="
+                             f"{self.family!r} takes none of them (family='decoder_lm' does)")
+        if self.n_kv_heads is not None and self.n_heads % self.n_kv_heads:
+            raise ValueError(f"model.n_kv_heads={self.n_kv_heads} must divide n_heads={self.n_heads} (expected "
+                             f"a divisor of {self.n_heads}, got remainder {self.n_heads % self.n_kv_heads})")
+        if self.positional_encoding == "rope" and (self.d_model // self.n_heads) % 2:
+            raise ValueError(f"positional_encoding='rope' rotates pairs of a head's dimensions: d_model/n_heads="
+                             f"{self.d_model // self.n_heads} must be even")
+        if self.positional_encoding == "alibi" and self.attention != "full":
+            raise ValueError(f"positional_encoding='alibi' biases full attention scores; attention="
+                             f"{self.attention!r} builds its own band (use rope or learned)")

@@ -144,6 +144,13 @@ def graph_specs(trained: InferenceModel) -> list[GraphSpec]:
     family, model, cfg = trained.family, trained.model, trained.config.model
     if family in ("lstm_classifier", "gru_classifier", "rnn_classifier"):
         raise ExportError(RECURRENT_REFUSAL.format(family=family))
+    modern = [f"{key}={value!r}" for key, value in (("positional_encoding", cfg.positional_encoding),
+                                                     ("n_kv_heads", cfg.n_kv_heads))
+              if value not in (None, "sinusoidal", "learned")]
+    if modern:
+        raise ExportError(f"a decoder LM with {', '.join(modern)} is not exported to ONNX yet: its step graph "
+                          "carries one full-width key/value head per query head and positions added to the "
+                          "embeddings; use it with PyTorch (serve --backend torch, generate)")
     Dim = torch.export.Dim
     batch, length = Dim("batch"), Dim("length", max=cfg.max_positions)
     past_length = Dim("past_length", max=cfg.max_positions - 1)

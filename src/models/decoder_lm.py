@@ -26,6 +26,8 @@ from src.components.attention import AttentionBackend, AttentionPattern, MultiHe
 from src.components.feed_forward import Activation, PositionwiseFeedForward
 from src.components.kv_cache import KVCache
 from src.components.positional_encoding import LearnedPositionalEncoding, SinusoidalPositionalEncoding
+from src.components.rms_norm import RMSNorm
+from src.components.rotary_position_embedding import RotaryPositionEmbedding
 from src.config.model import ModelConfig
 from src.models.inputs import check_token_ids
 
@@ -46,16 +48,24 @@ class DecoderBlock(nn.Module):
         backend: attention backend, "sdpa" or "math".
         attention: "full", or "sliding_window": each token sees only the ``window`` tokens before it.
         window: the sliding window's length (one-sided).
+        norm: "layernorm" (GPT-2) or "rmsnorm" (Llama), before each sublayer.
+        n_kv_heads: key/value heads (grouped-query attention); None = n_heads.
+        bias: biases in attention and feed-forward (Llama has none).
+        rotary: the rotary embedding applied to queries and keys (shared by all blocks), or None.
+        alibi: ALiBi's distance bias on the attention scores.
     """
 
     def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float, attention_dropout: float,
                  activation: Activation, layer_norm_eps: float, backend: AttentionBackend,
-                 attention: AttentionPattern = "full", window: int | None = None) -> None:
+                 attention: AttentionPattern = "full", window: int | None = None, *,
+                 norm: str = "layernorm", n_kv_heads: int | None = None, bias: bool = True,
+                 rotary: RotaryPositionEmbedding | None = None, alibi: bool = False) -> None:
         super().__init__()
-        self.norm1 = nn.LayerNorm(d_model, eps=layer_norm_eps)
-        self.self_attn = MultiHeadAttention(d_model, n_heads, attention_dropout, backend, attention, window)
-        self.norm2 = nn.LayerNorm(d_model, eps=layer_norm_eps)
-        self.feed_forward = PositionwiseFeedForward(d_model, d_ff, dropout, activation)
+        self.norm1 = make_norm(norm, d_model, layer_norm_eps)
+        self.self_attn = MultiHeadAttention(d_model, n_heads, attention_dropout, backend, attention, window,
+                                            n_kv_heads=n_kv_heads, bias=bias, rotary=rotary, alibi=alibi)
+        self.norm2 = make_norm(norm, d_model, layer_norm_eps)
+        self.feed_forward = PositionwiseFeedForward(d_model, d_ff, dropout, activation, bias=bias)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor, cache: KVCache | None = None,
@@ -66,6 +76,27 @@ class DecoderBlock(nn.Module):
         x = x + self.dropout(attended)
         x = x + self.dropout(self.feed_forward(self.norm2(x)))
         return x, weights
+
+
+def make_norm(kind: str, d_model: int, eps: float) -> nn.Module:
+    """LayerNorm (GPT-2) or RMSNorm (Llama) over the last dimension."""
+    return RMSNorm(d_model, eps) if kind == "rmsnorm" else nn.LayerNorm(d_model, eps=eps)
+
+
+class PositionsInAttention(nn.Module):
+    """The ``positional`` slot when positions live inside attention (RoPE, ALiBi): it adds nothing.
+
+    Args:
+        max_positions: longest sequence the model takes.
+    """
+
+    def __init__(self, max_positions: int) -> None:
+        super().__init__()
+        self.max_positions = max_positions
+
+    def forward(self, x: Tensor, start: int = 0) -> Tensor:
+        """Shape: x: (B, T, C) -> the same x."""
+        return x
 
 
 class DecoderLM(nn.Module):
@@ -157,11 +188,17 @@ def build_decoder_lm(cfg: ModelConfig, vocab_size: int, pad_id: int) -> DecoderL
         vocab_size: tokenizer vocabulary size.
         pad_id: padding token id.
     """
-    positional = {"sinusoidal": SinusoidalPositionalEncoding, "learned": LearnedPositionalEncoding}
+    tables = {"sinusoidal": SinusoidalPositionalEncoding, "learned": LearnedPositionalEncoding}
+    table = tables.get(cfg.positional_encoding)
+    positional = (table(cfg.d_model, cfg.max_positions) if table is not None
+                  else PositionsInAttention(cfg.max_positions))  # rope, alibi: inside every attention
+    rotary = (RotaryPositionEmbedding(cfg.d_model // cfg.n_heads, cfg.max_positions, cfg.rope_base)
+              if cfg.positional_encoding == "rope" else None)
     blocks = [DecoderBlock(cfg.d_model, cfg.n_heads, cfg.d_ff, cfg.dropout, cfg.attention_dropout,
-                           cfg.activation,
-                           cfg.layer_norm_eps, cfg.attention_backend, cfg.attention,
-                           cfg.window) for _ in range(cfg.n_decoder_layers)]
-    return DecoderLM(vocab_size, positional[cfg.positional_encoding](cfg.d_model, cfg.max_positions), blocks,
-                     cfg.d_model, cfg.dropout, cfg.layer_norm_eps, pad_id, cfg.tie_output)
+                           cfg.activation, cfg.layer_norm_eps, cfg.attention_backend, cfg.attention, cfg.window,
+                           norm=cfg.norm, n_kv_heads=cfg.n_kv_heads, bias=cfg.bias, rotary=rotary,
+                           alibi=cfg.positional_encoding == "alibi") for _ in range(cfg.n_decoder_layers)]
+    final_norm = RMSNorm(cfg.d_model, cfg.layer_norm_eps) if cfg.norm == "rmsnorm" else None
+    return DecoderLM(vocab_size, positional, blocks, cfg.d_model, cfg.dropout, cfg.layer_norm_eps, pad_id,
+                     cfg.tie_output, final_norm=final_norm)
 
