@@ -103,8 +103,10 @@ class ModelConfig(FrozenConfig):
         return self
 
     def _modern_blocks_fit(self) -> None:
-        """RoPE, ALiBi, RMSNorm, grouped-query attention and bias-free layers are the decoder LM's switches."""
-        modern = {"positional_encoding": self.positional_encoding if self.positional_encoding in ("rope", "alibi")
+        """RoPE, ALiBi, RMSNorm, grouped-query attention and bias-free layers are the decoder LM's
+        switches."""
+        modern = {"positional_encoding": self.positional_encoding if self.positional_encoding in (
+            "rope", "alibi")
                   else None, "norm": "rmsnorm" if self.norm == "rmsnorm" else None,
                   "n_kv_heads": self.n_kv_heads, "bias": False if not self.bias else None}
         chosen = {key: value for key, value in modern.items() if value is not None}
@@ -113,11 +115,12 @@ class ModelConfig(FrozenConfig):
             raise ValueError(f"model.{key}={value!r} is one of the decoder LM's modern blocks; family="
                              f"{self.family!r} takes none of them (family='decoder_lm' does)")
         if self.n_kv_heads is not None and self.n_heads % self.n_kv_heads:
-            raise ValueError(f"model.n_kv_heads={self.n_kv_heads} must divide n_heads={self.n_heads} (expected "
-                             f"a divisor of {self.n_heads}, got remainder {self.n_heads % self.n_kv_heads})")
+            raise ValueError(f"model.n_kv_heads={self.n_kv_heads} must divide n_heads={self.n_heads} "
+                             f"(expected a divisor of {self.n_heads}, got remainder "
+                             f"{self.n_heads % self.n_kv_heads})")
         if self.positional_encoding == "rope" and (self.d_model // self.n_heads) % 2:
-            raise ValueError(f"positional_encoding='rope' rotates pairs of a head's dimensions: d_model/n_heads="
-                             f"{self.d_model // self.n_heads} must be even")
+            raise ValueError("positional_encoding='rope' rotates pairs of a head's dimensions: "
+                             f"d_model/n_heads={self.d_model // self.n_heads} must be even")
         if self.positional_encoding == "alibi" and self.attention != "full":
             raise ValueError(f"positional_encoding='alibi' biases full attention scores; attention="
                              f"{self.attention!r} builds its own band (use rope or learned)")

@@ -148,9 +148,9 @@ def graph_specs(trained: InferenceModel) -> list[GraphSpec]:
                                                      ("n_kv_heads", cfg.n_kv_heads))
               if value not in (None, "sinusoidal", "learned")]
     if modern:
-        raise ExportError(f"a decoder LM with {', '.join(modern)} is not exported to ONNX yet: its step graph "
-                          "carries one full-width key/value head per query head and positions added to the "
-                          "embeddings; use it with PyTorch (serve --backend torch, generate)")
+        raise ExportError(f"a decoder LM with {', '.join(modern)} is not exported to ONNX yet: its step "
+                          "graph carries one full-width key/value head per query head and positions added to "
+                          "the embeddings; use it with PyTorch (serve --backend torch, generate)")
     Dim = torch.export.Dim
     batch, length = Dim("batch"), Dim("length", max=cfg.max_positions)
     past_length = Dim("past_length", max=cfg.max_positions - 1)

@@ -195,7 +195,8 @@ def build_decoder_lm(cfg: ModelConfig, vocab_size: int, pad_id: int) -> DecoderL
     rotary = (RotaryPositionEmbedding(cfg.d_model // cfg.n_heads, cfg.max_positions, cfg.rope_base)
               if cfg.positional_encoding == "rope" else None)
     blocks = [DecoderBlock(cfg.d_model, cfg.n_heads, cfg.d_ff, cfg.dropout, cfg.attention_dropout,
-                           cfg.activation, cfg.layer_norm_eps, cfg.attention_backend, cfg.attention, cfg.window,
+                           cfg.activation, cfg.layer_norm_eps, cfg.attention_backend, cfg.attention,
+                           cfg.window,
                            norm=cfg.norm, n_kv_heads=cfg.n_kv_heads, bias=cfg.bias, rotary=rotary,
                            alibi=cfg.positional_encoding == "alibi") for _ in range(cfg.n_decoder_layers)]
     final_norm = RMSNorm(cfg.d_model, cfg.layer_norm_eps) if cfg.norm == "rmsnorm" else None

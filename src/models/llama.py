@@ -2,7 +2,8 @@
 
 It is ``DecoderLM`` (``src/models/decoder_lm.py``) configured with the decoder LM's switches:
 
-- ``model.norm: rmsnorm``: RMSNorm instead of LayerNorm (Zhang & Sennrich 2019; ``src/components/rms_norm.py``);
+- ``model.norm: rmsnorm``: RMSNorm instead of LayerNorm (Zhang & Sennrich 2019;
+  ``src/components/rms_norm.py``);
 - ``model.positional_encoding: rope``: rotary positions on queries and keys in every layer instead of a
   position table added once (Su et al. 2021; ``src/components/rotary_position_embedding.py``);
 - ``model.activation: swiglu``: SwiGLU feed-forward (Shazeer 2020);
@@ -29,13 +30,15 @@ def llama_config(d_model: int, n_heads: int, n_kv_heads: int, d_ff: int, n_layer
     return ModelConfig(family="decoder_lm", positional_encoding="rope", norm="rmsnorm", activation="swiglu",
                        n_kv_heads=n_kv_heads, bias=False, dropout=0.0, attention_dropout=0.0, d_model=d_model,
                        n_heads=n_heads, d_ff=d_ff, n_decoder_layers=n_layers, max_positions=max_positions,
-                       layer_norm_eps=eps, rope_base=rope_base, attention_backend=backend, tie_output=tie_output)
+                       layer_norm_eps=eps, rope_base=rope_base, attention_backend=backend,
+                       tie_output=tie_output)
 
 
 def build_llama(vocab_size: int, d_model: int, n_heads: int, n_kv_heads: int, d_ff: int, n_layers: int,
                 max_positions: int, eps: float = 1e-6, rope_base: float = 10000.0,
                 backend: AttentionBackend = "sdpa", tie_output: bool = False, pad_id: int = 0) -> DecoderLM:
-    """A Llama-shaped ``DecoderLM``, built from ``llama_config`` as the pipeline builds it; init as GPT-2's."""
+    """A Llama-shaped ``DecoderLM``, built from ``llama_config`` as the pipeline builds it; init as
+    GPT-2's."""
     cfg = llama_config(d_model, n_heads, n_kv_heads, d_ff, n_layers, max_positions, eps, rope_base, backend,
                        tie_output)
     return build_decoder_lm(cfg, vocab_size, pad_id)

@@ -9,7 +9,8 @@ from src.experiment import load_config
 from src.models.decoder_lm import PositionsInAttention, build_decoder_lm
 from src.runs import ResumeError, check_resume
 
-SMALL = {"family": "decoder_lm", "d_model": 32, "n_heads": 4, "d_ff": 48, "n_decoder_layers": 2, "dropout": 0.0,
+SMALL = {"family": "decoder_lm", "d_model": 32, "n_heads": 4, "d_ff": 48, "n_decoder_layers": 2,
+         "dropout": 0.0,
          "max_positions": 32}
 
 
@@ -36,7 +37,8 @@ def test_each_switch_changes_the_model_it_names_and_cached_decoding_still_equals
 
 
 @pytest.mark.parametrize("switch, message", [
-    ({"positional_encoding": "rope"}, "model.positional_encoding='rope' is one of the decoder LM's modern blocks"),
+    ({"positional_encoding": "rope"},
+     "model.positional_encoding='rope' is one of the decoder LM's modern blocks"),
     ({"norm": "rmsnorm"}, "model.norm='rmsnorm' is one of the decoder LM's modern blocks"),
     ({"n_kv_heads": 2}, "model.n_kv_heads=2 is one of the decoder LM's modern blocks"),
     ({"bias": False}, "model.bias=False is one of the decoder LM's modern blocks"),
@@ -49,7 +51,8 @@ def test_the_switches_are_refused_for_the_other_families(switch, message):
 def test_impossible_combinations_are_refused_naming_the_keys():
     with pytest.raises(ValueError, match="model.n_kv_heads=3 must divide n_heads=4"):
         ModelConfig(**SMALL, n_kv_heads=3)
-    with pytest.raises(ValueError, match="rotates pairs of a head's dimensions: d_model/n_heads=3 must be even"):
+    with pytest.raises(ValueError,
+                       match="rotates pairs of a head's dimensions: d_model/n_heads=3 must be even"):
         ModelConfig(**{**SMALL, "d_model": 12}, positional_encoding="rope")
     with pytest.raises(ValueError, match="positional_encoding='alibi' biases full attention scores"):
         ModelConfig(**SMALL, positional_encoding="alibi", attention="sliding_window", window=4)
@@ -78,5 +81,6 @@ def test_export_refuses_a_decoder_with_positions_in_attention_or_shared_kv_heads
         trained = SimpleNamespace(family="decoder_lm", model=build_decoder_lm(cfg, 40, 0),
                                   config=SimpleNamespace(model=cfg), special_ids={"pad": 0})
         key, value = next(iter(switch.items()))
-        with pytest.raises(ExportError, match=f"a decoder LM with {key}={value!r} is not exported to ONNX yet"):
+        with pytest.raises(ExportError,
+                           match=f"a decoder LM with {key}={value!r} is not exported to ONNX yet"):
             graph_specs(trained)
