@@ -78,3 +78,25 @@ def preload_ipython() -> None:
     """
     if importlib.util.find_spec("IPython") is not None:
         importlib.import_module("IPython")
+
+
+def leave_offline_mode() -> None:
+    """Turn the SDK's process-wide offline flags off without reconnecting the sessions made so far.
+
+    ``Task.set_offline(False)`` ends in ``Session._make_all_sessions_go_online``
+    (``clearml/backend_api/session/session.py``), which reconnects every session still alive in the
+    process. One made offline without any server configured is left half-initialised, without a token,
+    and a reporter thread that still holds it retries forever ("'Session' object has no attribute
+    '_TokenManager__token'"); one made online against a server that has since gone raises a connection
+    error. Here the flags are cleared as ``set_offline`` clears them, and the sessions made so far are
+    forgotten instead of reconnected: the next task opens its own session.
+    """
+    from clearml.backend_api import Session
+    from clearml.backend_api.session.defs import ENV_OFFLINE_MODE
+    from clearml.backend_interface.base import InterfaceBase
+
+    ENV_OFFLINE_MODE.set(False)
+    InterfaceBase._offline_mode = False
+    Session._offline_mode = False
+    Session._sessions_weakrefs = []
+    set_report_in_subprocess(True)

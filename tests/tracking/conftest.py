@@ -49,21 +49,11 @@ def isolated_offline_clearml(root: Path) -> Iterator[Path]:
 
 
 def _leave_offline_mode() -> None:
-    """Clear the SDK's process-wide offline flags so later tests start from its defaults.
-
-    Without a configuration ``set_offline(False)`` clears them, then fails to connect its
-    sessions with ``MissingConfigError``: expected here, there is no server.
-    """
-    from clearml import Task
-    from clearml.backend_api.session.defs import MissingConfigError
-
+    """Clear the SDK's process-wide offline flags so later tests start from its defaults, without
+    reconnecting this test's sessions (``sdk_compat.leave_offline_mode`` says why)."""
     from src.tracking import sdk_compat
 
-    sdk_compat.set_report_in_subprocess(True)
-    try:
-        Task.set_offline(False)
-    except MissingConfigError:
-        pass
+    sdk_compat.leave_offline_mode()
 
 
 @pytest.fixture

@@ -131,3 +131,49 @@ def test_offline_close_with_reporting_subprocess_still_slow(tmp_path: Path):
             "s; the slow close is fixed: remove src/tracking/sdk_compat.set_report_in_subprocess and its "
             "calls."
         )
+
+
+GO_ONLINE = textwrap.dedent(
+    """
+    from clearml import Task
+    from clearml.backend_api import Session
+    from clearml.backend_api.session.defs import MissingConfigError
+    Task.set_offline(True)
+    task = Task.init(project_name="unit-tests", task_name="go-online", reuse_last_task_id=False,
+                     auto_connect_arg_parser=False, auto_connect_frameworks=False,
+                     auto_resource_monitoring=False)
+    task.close()
+    sessions = Session._get_all_active_sessions()
+    try:
+        Task.set_offline(False)
+        print("RAISED none")
+    except MissingConfigError:
+        print("RAISED MissingConfigError")
+    print("NO_TOKEN", [not hasattr(s, "_TokenManager__token") for s in sessions])
+    """
+)
+
+
+def test_going_online_still_reconnects_the_offline_sessions(tmp_path: Path):
+    """The raw SDK in a fresh process: ``set_offline(False)`` reconnects the offline task's session, which
+    without a server configured fails half-way and is left without a token (its reporter would retry
+    forever): what ``sdk_compat.leave_offline_mode`` avoids."""
+    result = subprocess.run(
+        ["timeout", "-s", "KILL", "90", sys.executable, "-c", GO_ONLINE],
+        env=subprocess_env(tmp_path), cwd=tmp_path, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    if "RAISED MissingConfigError" not in result.stdout or "True" not in result.stdout.split("NO_TOKEN")[1]:
+        pytest.fail(f"clearml {clearml.__version__}: going online no longer breaks the offline sessions "
+                    f"({result.stdout.strip()}); sdk_compat.leave_offline_mode may call "
+                    "Task.set_offline(False)")
+
+
+def test_leave_offline_mode_turns_offline_off_and_reconnects_nothing(offline_task):
+    from clearml import Task
+    from clearml.backend_api import Session
+
+    assert Task.is_offline()
+    offline_task.close()
+    sdk_compat.leave_offline_mode()
+    assert not Task.is_offline() and Session._sessions_weakrefs == []
