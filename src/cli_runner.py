@@ -1,22 +1,24 @@
-"""Running a command: parse its arguments, call its function, print its output.
+"""Running a command: parse its arguments, call its function, write its output to standard output.
 
 ``python -m src.main`` and the stand-alone ``python -m src.<package>.<module>`` commands (the
-export parity check, the benches) share this, so every command prints its output the same way
-while the library functions it calls only return text. This is the one library module that
-prints; it imports nothing from ``src`` but ``src.arguments``, so no command depends on
-``src.main``.
+export parity check, the benches) share this, so every command writes its output the same way
+while the library functions it calls only return text (events go to loguru, on stderr). This is
+the one library module that writes to stdout; it imports nothing from ``src`` but
+``src.arguments``, so no command depends on ``src.main``.
 """
 
 import argparse
+import sys
 from collections.abc import Callable, Sequence
 
 from src.arguments import CommandParser
 
 
 def emit(status: int, output: str) -> int:
-    """Print a command's output (for the reader or a pipe) and pass its exit status on."""
+    """Write a command's output, a line, to stdout (for the reader or a pipe); pass its exit status on."""
     if output:
-        print(output)  # the command's output, for the reader or a pipe
+        sys.stdout.write(f"{output}\n")
+        sys.stdout.flush()  # before the process exits or the next command's log lines
     return status
 
 
