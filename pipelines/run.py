@@ -85,7 +85,9 @@ def print_summary(cfg: ExperimentConfig, outputs: dict[str, Any], mode: str,
                   report: Path | None = None) -> None:
     from src.tasks import TASKS
 
-    lines = ["", f"run folder:      {cfg.run_dir}", *TASKS[cfg.task].summary(cfg, outputs)]
+    registration = outputs["register"]
+    lines = ["", f"run folder:      {cfg.run_dir}", *TASKS[cfg.task].summary(cfg, outputs),
+             f"model:           {registration['stage']} ({registration['reason']})"]
     if report is not None:
         lines.append(f"report:          {report}")
     if mode == "offline":

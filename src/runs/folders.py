@@ -5,7 +5,6 @@ A new ``train`` always gets a new folder, as an experiment tracker gives each ru
 ``import-offline``) find it again by path, run id, run name (its newest run) or ``latest``.
 """
 
-import json
 import os
 import re
 import socket

@@ -92,10 +92,11 @@ def evaluate(step: StepContext, tokenized: Output, trained: Output) -> Output:
     """Score the best checkpoint, rebuilt from the checkpoint alone, on the held-out test split."""
     from src.inference import load_for_inference
     from src.tracking import resolve_input
+    from src.training.monitor import parameter_count
 
     checkpoint = resolve_input(trained, "checkpoint", artifact=f"{step.cfg.tracking.model_name}-weights")
     model = load_for_inference(checkpoint, step.cfg.training.device)  # model, tokenizers, labels
-    step.tracker.set_properties(parameters=sum(p.numel() for p in model.model.parameters()))
+    step.tracker.set_properties(parameters=parameter_count(model.model))
     return TASKS[step.cfg.task].evaluate(step, tokenized, model)
 
 

@@ -25,11 +25,12 @@ def load_tokenized(tokenized: dict[str, Any]):
 def train_and_register(step: "StepContext", task: "Task", inference: dict[str, Any], resume: bool,
                        extra_metadata=lambda loss: {}) -> dict[str, Any]:
     """The one training loop on ``task``, then the best checkpoint registered as the step's model."""
+    from src.training.monitor import parameter_count
     from src.training.trainer import Trainer
 
     cfg, tracker = step.cfg, step.tracker
     trainer = Trainer(cfg, task, step.step_dir, tracker, inference=inference)
-    tracker.set_properties(parameters=sum(p.numel() for p in trainer.model.parameters()))
+    tracker.set_properties(parameters=parameter_count(trainer.model))
     if resume:
         trainer.resume()
     result = trainer.fit()

@@ -63,7 +63,7 @@ class TaskSpec:
     evaluate: Callable[[StepContext, Output, "InferenceModel"], Output]  # (step, tokenize output, best model)
     # the register step's metric and threshold
     gate: Callable[["ExperimentConfig", dict[str, Any]], dict[str, Any]]
-    summary: Callable[["ExperimentConfig", dict[str, Output]], list[str]]  # the lines ``train`` prints
+    summary: Callable[["ExperimentConfig", dict[str, Output]], list[str]]  # the test figures ``train`` prints
     windows: bool = False  # language modelling: batching.block_size sets the training windows
     # further config rules of this task (raise ValueError naming the keys); run after the shared ones
     check: Callable[["ExperimentConfig"], None] = field(default=lambda cfg: None)

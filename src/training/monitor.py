@@ -40,6 +40,11 @@ def grouped_grad_norms(model: nn.Module) -> dict[str, float]:
     return norms
 
 
+def parameter_count(model: nn.Module) -> int:
+    """Distinct parameters of ``model`` (a tied weight counts once, as ``parameters()`` yields it once)."""
+    return sum(p.numel() for p in model.parameters())
+
+
 def parameter_norm(model: nn.Module) -> float:
     params = [p.detach() for p in model.parameters()]
     return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(params))).item()

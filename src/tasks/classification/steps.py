@@ -198,8 +198,7 @@ def gate(cfg, metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def summary(cfg, outputs: dict[str, Any]) -> list[str]:
-    """The lines ``train`` prints at the end."""
-    metrics, registration = outputs["evaluate"]["metrics"], outputs["register"]
+    """The test figures ``train`` prints at the end (the register step's decision follows them)."""
+    metrics = outputs["evaluate"]["metrics"]
     return [f"test accuracy:   {metrics['accuracy']:.4f} ({metrics['n_texts']} texts)",
-            f"test macro-F1:   {metrics['macro_f1']:.4f}",
-            f"model:           {registration['stage']} ({registration['reason']})"]
+            f"test macro-F1:   {metrics['macro_f1']:.4f}"]

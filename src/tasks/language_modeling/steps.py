@@ -9,7 +9,6 @@ registry, lower being better.
 
 import json
 import shutil
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from src.tasks.common import train_and_register
@@ -136,8 +135,7 @@ def gate(cfg, metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def summary(cfg, outputs: dict[str, Any]) -> list[str]:
-    """The lines ``train`` prints at the end."""
-    metrics, registration = outputs["evaluate"]["metrics"], outputs["register"]
+    """The test figures ``train`` prints at the end (the register step's decision follows them)."""
+    metrics = outputs["evaluate"]["metrics"]
     return [f"test bpc:        {metrics['bpc']:.4f} ({metrics['n_characters']:,} characters)",
-            f"test perplexity: {metrics['perplexity']:.2f} (loss {metrics['loss']:.4f} per token)",
-            f"model:           {registration['stage']} ({registration['reason']})"]
+            f"test perplexity: {metrics['perplexity']:.2f} (loss {metrics['loss']:.4f} per token)"]

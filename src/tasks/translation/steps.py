@@ -114,10 +114,9 @@ def gate(cfg, metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def summary(cfg, outputs: dict[str, Any]) -> list[str]:
-    """The lines ``train`` prints at the end."""
-    metrics, registration = outputs["evaluate"]["metrics"], outputs["register"]
+    """The test figures ``train`` prints at the end (the register step's decision follows them)."""
+    metrics = outputs["evaluate"]["metrics"]
     return [f"test BLEU:       {metrics['beam']['bleu']:.2f} (beam {cfg.evaluation.beam_size}), "
             f"{metrics['greedy']['bleu']:.2f} (greedy)",
             f"test chrF:       {metrics['beam']['chrf']:.2f}",
-            f"test perplexity: {metrics['test']['perplexity']:.2f}",
-            f"model:           {registration['stage']} ({registration['reason']})"]
+            f"test perplexity: {metrics['test']['perplexity']:.2f}"]
