@@ -10,7 +10,6 @@ same mean number of pairs per batch. Written to ``OUT/figures.json`` as well.
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
