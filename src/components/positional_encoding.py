@@ -70,3 +70,19 @@ class LearnedPositionalEncoding(nn.Module):
         """Shape: x: (B, T, C) -> (B, T, C)."""
         _check_length(start, x.size(1), self.max_positions)
         return x + self.table.weight[start : start + x.size(1)]
+
+
+class PositionsInAttention(nn.Module):
+    """The ``positional`` slot when positions live inside attention (RoPE, ALiBi): it adds nothing.
+
+    Args:
+        max_positions: longest sequence the model takes.
+    """
+
+    def __init__(self, max_positions: int) -> None:
+        super().__init__()
+        self.max_positions = max_positions
+
+    def forward(self, x: Tensor, start: int = 0) -> Tensor:
+        """Shape: x: (B, T, C) -> the same x."""
+        return x

@@ -38,3 +38,8 @@ class RMSNorm(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.weight.numel()}, eps={self.eps}"
+
+
+def make_norm(kind: str, d_model: int, eps: float) -> nn.Module:
+    """LayerNorm (GPT-2) or RMSNorm (Llama) over the last dimension."""
+    return RMSNorm(d_model, eps) if kind == "rmsnorm" else nn.LayerNorm(d_model, eps=eps)

@@ -147,7 +147,7 @@ def graph_specs(trained: InferenceModel) -> list[GraphSpec]:
     modern = [f"{key}={value!r}" for key, value in (("positional_encoding", cfg.positional_encoding),
                                                      ("n_kv_heads", cfg.n_kv_heads))
               if value not in (None, "sinusoidal", "learned")]
-    if modern:
+    if modern and family == "decoder_lm":
         raise ExportError(f"a decoder LM with {', '.join(modern)} is not exported to ONNX yet: its step "
                           "graph carries one full-width key/value head per query head and positions added to "
                           "the embeddings; use it with PyTorch (serve --backend torch, generate)")

@@ -25,8 +25,9 @@ from torch import Tensor, nn
 from src.components.attention import AttentionBackend, AttentionPattern, MultiHeadAttention
 from src.components.feed_forward import Activation, PositionwiseFeedForward
 from src.components.kv_cache import KVCache
-from src.components.positional_encoding import LearnedPositionalEncoding, SinusoidalPositionalEncoding
-from src.components.rms_norm import RMSNorm
+from src.components.positional_encoding import (LearnedPositionalEncoding, PositionsInAttention,
+                                                SinusoidalPositionalEncoding)
+from src.components.rms_norm import RMSNorm, make_norm
 from src.components.rotary_position_embedding import RotaryPositionEmbedding
 from src.config.model import ModelConfig
 from src.models.inputs import check_token_ids
@@ -76,27 +77,6 @@ class DecoderBlock(nn.Module):
         x = x + self.dropout(attended)
         x = x + self.dropout(self.feed_forward(self.norm2(x)))
         return x, weights
-
-
-def make_norm(kind: str, d_model: int, eps: float) -> nn.Module:
-    """LayerNorm (GPT-2) or RMSNorm (Llama) over the last dimension."""
-    return RMSNorm(d_model, eps) if kind == "rmsnorm" else nn.LayerNorm(d_model, eps=eps)
-
-
-class PositionsInAttention(nn.Module):
-    """The ``positional`` slot when positions live inside attention (RoPE, ALiBi): it adds nothing.
-
-    Args:
-        max_positions: longest sequence the model takes.
-    """
-
-    def __init__(self, max_positions: int) -> None:
-        super().__init__()
-        self.max_positions = max_positions
-
-    def forward(self, x: Tensor, start: int = 0) -> Tensor:
-        """Shape: x: (B, T, C) -> the same x."""
-        return x
 
 
 class DecoderLM(nn.Module):

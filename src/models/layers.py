@@ -15,6 +15,8 @@ from torch import Tensor, nn
 from src.components.attention import AttentionBackend, AttentionPattern, MultiHeadAttention
 from src.components.feed_forward import Activation, PositionwiseFeedForward
 from src.components.kv_cache import DecoderCache, KVCache
+from src.components.rms_norm import make_norm
+from src.components.rotary_position_embedding import RotaryPositionEmbedding
 
 
 class EncoderLayer(nn.Module):
@@ -33,6 +35,10 @@ class EncoderLayer(nn.Module):
         attention: self-attention pattern, "full", "sliding_window" or "longformer" (``MultiHeadAttention``).
         window: one-sided window of the sliding patterns.
         global_tokens: longformer's global positions.
+        norm: "layernorm" (the paper) or "rmsnorm" (Zhang & Sennrich 2019).
+        n_kv_heads: key/value heads (grouped-query attention); None = n_heads.
+        bias: biases in attention and feed-forward.
+        rotary: the rotary embedding of queries and keys (shared by all layers), or None.
     """
 
     def __init__(
@@ -49,14 +55,19 @@ class EncoderLayer(nn.Module):
         attention: AttentionPattern = "full",
         window: int | None = None,
         global_tokens: tuple[int, ...] = (0,),
+        *,
+        norm: str = "layernorm",
+        n_kv_heads: int | None = None,
+        bias: bool = True,
+        rotary: RotaryPositionEmbedding | None = None,
     ) -> None:
         super().__init__()
         self.norm_first = norm_first
         self.self_attn = MultiHeadAttention(d_model, n_heads, attention_dropout, backend, attention, window,
-                                            global_tokens)
-        self.feed_forward = PositionwiseFeedForward(d_model, d_ff, dropout, activation)
-        self.norm1 = nn.LayerNorm(d_model, eps=layer_norm_eps)
-        self.norm2 = nn.LayerNorm(d_model, eps=layer_norm_eps)
+                                            global_tokens, n_kv_heads=n_kv_heads, bias=bias, rotary=rotary)
+        self.feed_forward = PositionwiseFeedForward(d_model, d_ff, dropout, activation, bias=bias)
+        self.norm1 = make_norm(norm, d_model, layer_norm_eps)
+        self.norm2 = make_norm(norm, d_model, layer_norm_eps)
         self.dropout = nn.Dropout(dropout)
 
     def forward(

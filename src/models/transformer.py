@@ -12,7 +12,10 @@ from src.components.attention import MultiHeadAttention
 from src.components.embeddings import Embeddings
 from src.components.kv_cache import DecoderCache
 from src.components.masks import padding_mask
-from src.components.positional_encoding import LearnedPositionalEncoding, SinusoidalPositionalEncoding
+from src.components.positional_encoding import (LearnedPositionalEncoding, PositionsInAttention,
+                                                SinusoidalPositionalEncoding)
+from src.components.rms_norm import make_norm
+from src.components.rotary_position_embedding import RotaryPositionEmbedding
 from src.config.model import ModelConfig
 from src.models.inputs import check_same_batch, check_token_ids
 from src.models.layers import Decoder, DecoderLayer, Encoder, EncoderLayer
@@ -171,10 +174,13 @@ def init_weights(model: nn.Module, d_model: int) -> None:
             nn.init.normal_(module.weight, mean=0.0, std=d_model**-0.5)
         elif isinstance(module, nn.Linear):
             nn.init.xavier_uniform_(module.weight)
-            nn.init.zeros_(module.bias)
+            if module.bias is not None:  # model.bias: false
+                nn.init.zeros_(module.bias)
     for module in model.modules():
         if isinstance(module, MultiHeadAttention):
-            for block in module.in_proj.weight.chunk(3):  # (3C, C) -> W^Q, W^K, W^V, each (C, C)
+            # (C + 2 G C/H, C) -> W^Q (C, C), W^K and W^V (G C/H, C) each; G = H without grouped-query attention
+            sizes = [module.d_model, module.kv_width, module.kv_width]
+            for block in module.in_proj.weight.split(sizes):
                 nn.init.xavier_uniform_(block)
 
 
@@ -200,11 +206,13 @@ def build_model(
 
 
 def build_embeddings(cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int, share: bool) -> Embeddings:
-    """Token tables and the configured positional encoding (Sec. 3.4-3.5)."""
-    positional = {"sinusoidal": SinusoidalPositionalEncoding, "learned": LearnedPositionalEncoding}
-    return Embeddings(src_vocab_size, tgt_vocab_size, cfg.d_model,
-                      positional[cfg.positional_encoding](cfg.d_model, cfg.max_positions), cfg.dropout,
-                      share=share)
+    """Token tables and the configured positional encoding (Sec. 3.4-3.5); RoPE adds none (it rotates
+    inside attention, ``build_encoder``)."""
+    tables = {"sinusoidal": SinusoidalPositionalEncoding, "learned": LearnedPositionalEncoding}
+    table = tables.get(cfg.positional_encoding)
+    positional = (table(cfg.d_model, cfg.max_positions) if table is not None
+                  else PositionsInAttention(cfg.max_positions))
+    return Embeddings(src_vocab_size, tgt_vocab_size, cfg.d_model, positional, cfg.dropout, share=share)
 
 
 def layer_arguments(cfg: ModelConfig) -> dict:
@@ -226,11 +234,18 @@ def layer_arguments(cfg: ModelConfig) -> dict:
 
 
 def build_encoder(cfg: ModelConfig) -> Encoder:
-    """``n_encoder_layers`` encoder layers, then a final LayerNorm where the config needs one."""
-    return Encoder([EncoderLayer(**layer_arguments(cfg)) for _ in range(cfg.n_encoder_layers)],
+    """``n_encoder_layers`` encoder layers, then a final norm where the config needs one.
+
+    The encoder also takes the modern blocks (the encoder classifier's switches): RMSNorm, rotary
+    positions shared by every layer, grouped-query attention and no biases.
+    """
+    rotary = (RotaryPositionEmbedding(cfg.d_model // cfg.n_heads, cfg.max_positions, cfg.rope_base)
+              if cfg.positional_encoding == "rope" else None)
+    modern = {"norm": cfg.norm, "n_kv_heads": cfg.n_kv_heads, "bias": cfg.bias, "rotary": rotary}
+    return Encoder([EncoderLayer(**layer_arguments(cfg), **modern) for _ in range(cfg.n_encoder_layers)],
                    _final_norm(cfg))
 
 
-def _final_norm(cfg: ModelConfig) -> nn.LayerNorm | None:
+def _final_norm(cfg: ModelConfig) -> nn.Module | None:
     enabled = cfg.norm_first if cfg.final_norm is None else cfg.final_norm  # pre-norm needs it
-    return nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps) if enabled else None
+    return make_norm(cfg.norm, cfg.d_model, cfg.layer_norm_eps) if enabled else None
