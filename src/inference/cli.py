@@ -57,6 +57,10 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", type=output_file, default=None,
                         help="metrics JSON to write (default: the run folder's evaluate/, else beside the "
                              "checkpoint)")
+    parser.add_argument("--block-size", type=POSITIVE_INT, default=None, metavar="N",
+                        help="language models: score in windows of N tokens (default: the training "
+                             "window); longer windows test how the positions extrapolate, up to "
+                             "model.max_positions")
 
 
 def translate_command(args: argparse.Namespace) -> Iterator[str]:
@@ -151,7 +155,7 @@ def evaluate_command(args: argparse.Namespace) -> str:
     ensure_writable(out.parent, "metrics folder")  # before minutes of scoring, not after
     trained = load_for_inference(checkpoint, args.device)
     split = args.split if args.split in SPLITS else str(Path(args.split).expanduser().resolve())
-    metrics = score_split(trained, args.split, run_dir, args.max_sentences)
+    metrics = score_split(trained, args.split, run_dir, args.max_sentences, args.block_size)
     metrics |= {"checkpoint": str(checkpoint), "family": trained.family, "split": split, "step": trained.step}
     save_metrics(metrics, out)
     logger.info("metrics written to {}", out)
@@ -182,7 +186,7 @@ def _metrics_text(metrics: dict, path: Path) -> str:
     elif metrics["family"] == "decoder_lm":
         lines += [
             (f"split:       {metrics['split']} ({metrics['n_characters']:,} characters, "
-             f"{metrics['n_tokens']:,} tokens)"),
+             f"{metrics['n_tokens']:,} tokens, windows of {metrics['block_size']})"),
             f"bpc:         {metrics['bpc']:.4f}",
             f"loss:        {metrics['loss']:.4f} per token (perplexity {metrics['perplexity']:.2f})",
         ]

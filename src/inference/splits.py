@@ -16,6 +16,7 @@ run's ``evaluate/metrics.json``. Text files must be UTF-8 (``read_utf8`` names t
 """
 
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ KINDS = {"translation": "a .tsv/.csv/.jsonl/.parquet file of sentence pairs",
 
 
 def score_split(trained: InferenceModel, split: str, run_dir: Path | None,
-                max_items: int | None) -> dict[str, Any]:
+                max_items: int | None, block_size: int | None = None) -> dict[str, Any]:
     """The metrics of ``trained`` on ``split``: "test" or "valid" (the run's own), or a file or folder.
 
     Args:
@@ -42,8 +43,14 @@ def score_split(trained: InferenceModel, split: str, run_dir: Path | None,
         split: "test", "valid", or the path of a file (or image folder) of the model's kind.
         run_dir: the checkpoint's run folder (where the run's splits are), or None.
         max_items: score only the first N pairs, texts, documents or images; None: all.
+        block_size: a language model's context window while scored (None: the one it was trained
+            with); longer than that, it measures how the positions extrapolate.
     """
     kind = _kind(trained.family)
+    if block_size is not None:
+        _check_block_size(trained, block_size)
+        batching = trained.config.batching.model_copy(update={"block_size": block_size})
+        trained = replace(trained, config=trained.config.model_copy(update={"batching": batching}))
     scorer = {
         "translation": _translation, "classifier": _classifier, "lm": _language_model, "images": _images}[
             kind]
@@ -165,6 +172,18 @@ def _block_size(trained: InferenceModel) -> int:
     return trained.config.batching.block_size or trained.config.model.max_positions
 
 
+def _check_block_size(trained: InferenceModel, block_size: int) -> None:
+    """``--block-size`` is a language model's window, at most the positions the model was built for."""
+    if trained.family != "decoder_lm":
+        raise ValueError(f"--block-size is a language model's context window; this checkpoint is a "
+                         f"{trained.family}")
+    limit = trained.config.model.max_positions
+    if block_size > limit:
+        raise ValueError(f"--block-size {block_size} is longer than the model's max_positions={limit} "
+                         f"(positions it was built for); train with model.max_positions >= {block_size} "
+                         "(and a shorter batching.block_size) to score it there")
+
+
 def _language_model(trained: InferenceModel, split: Any, max_items: int | None) -> dict[str, Any]:
     """Bits per character of a text stream: a .txt file becomes documents as data_prep makes them."""
     import torch
@@ -185,7 +204,8 @@ def _language_model(trained: InferenceModel, split: Any, max_items: int | None) 
     elif max_items is not None:
         logger.info("--max-sentences does not apply to the run's own stream; scoring all of it")
     scores = score_stream(trained.model, split, trained.config.evaluation.batch_size, trained.device)
-    return {**scores, "n_tokens": int(split.ids.numel()), "n_characters": split.characters}
+    return {**scores, "n_tokens": int(split.ids.numel()), "n_characters": split.characters,
+            "block_size": split.block_size}
 
 
 # --- images ---------------------------------------------------------------------------------------

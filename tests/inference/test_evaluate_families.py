@@ -92,6 +92,46 @@ def test_a_language_model_is_scored_on_plain_text_in_bits_per_character(tmp_path
     assert f"bpc:         {metrics['bpc']:.4f}" in capsys.readouterr().out
 
 
+def test_block_size_scores_a_language_model_in_windows_of_that_length(tmp_path, capsys, errors):
+    """``--block-size N`` cuts the stream into windows of N tokens, each read from position 0 (what the
+    extrapolation table measures); past ``model.max_positions``, and for other families, one line."""
+    import torch.nn.functional as F
+
+    from src.data.tokenizer import load_tokenizer
+    from src.inference import load_for_inference
+    from src.tasks.language_modeling.task import SEPARATOR, encode_stream
+
+    checkpoint = in_run(tmp_path / "lm", "config/lm_tiny.yaml", ("text",))  # block 32, max_positions 64
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "play.txt").write_text(VERSE * 3, encoding="utf-8")
+    ids, _ = encode_stream(load_tokenizer(tmp_path / "lm" / "tokenizer.json"),
+                           SEPARATOR.join((VERSE * 3).strip("\n").split("\n\n")))
+    model = load_for_inference(checkpoint, "cpu").model
+    by_size = {}
+    for size in (32, 48, 64):
+        status, out, metrics = evaluate(capsys, checkpoint, data / "play.txt", "--block-size", str(size))
+        assert status == 0 and metrics["block_size"] == size and f"windows of {size}" in out
+        stream = torch.tensor(ids)
+        nats = 0.0
+        with torch.no_grad():  # by hand: window after window, each predicting its own next tokens
+            for start in range(0, len(ids) - 1, size):
+                window = stream[start:start + size + 1]
+                nats += F.cross_entropy(model(window[None, :-1])[0], window[1:], reduction="sum").item()
+        assert metrics["loss"] * (metrics["n_tokens"] - 1) == pytest.approx(nats, rel=1e-5)
+        by_size[size] = metrics["loss"]
+    assert len(set(by_size.values())) == 3  # the window changes what each position sees
+    _, _, default = evaluate(capsys, checkpoint, data / "play.txt")
+    assert default["block_size"] == 32 and default["loss"] == pytest.approx(by_size[32], rel=1e-6)
+    status, _, _ = evaluate(capsys, checkpoint, data / "play.txt", "--block-size", "65")
+    assert status == 1 and errors[-1].startswith(
+        "evaluate: --block-size 65 is longer than the model's max_positions=64")
+    image = in_run(tmp_path / "vit", "config/vit_tiny.yaml", (), labels=list(CLASS_NAMES),
+                   image_stats=IMAGE_STATS)
+    status, _, _ = evaluate(capsys, image, data / "play.txt", "--block-size", "8")
+    assert status == 1 and "context window; this checkpoint is a vit" in errors[-1]
+
+
 def test_a_text_classifier_is_scored_on_labelled_texts(tmp_path, capsys, errors):
     from src.inference import load_for_inference
     from src.inference.classify import classify_texts
