@@ -37,12 +37,14 @@ def heatmap(values: Any, rows: Sequence[str], columns: Sequence[str], title: str
 
 
 def line_plot(x: Sequence[float], series: dict[str, Sequence[float]], xlabel: str, ylabel: str, title: str, *,
-              log_x: bool = False, log_y: bool = False) -> Figure:
-    """One line per series against a shared x."""
+              log_x: bool = False, log_y: bool = False, vline: float | None = None) -> Figure:
+    """One line per series against a shared x; ``vline``: a dashed vertical line at that x."""
     figure = new_figure(6.0, 3.8)
     ax = figure.subplots()
     for name, values in series.items():
         ax.plot(list(x), list(values), marker="o" if len(x) <= 20 else None, label=name)
+    if vline is not None:
+        ax.axvline(vline, color="grey", linestyle="--", linewidth=1)
     if log_x:
         ax.set_xscale("log", base=2)
     if log_y:

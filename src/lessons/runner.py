@@ -23,7 +23,7 @@ from src.lessons.step import Step, StepResult
 from src.tracking import TrackerLike
 
 LESSONS = ("attention", "multi_head", "positions", "masking", "residuals", "training_dynamics", "decoding",
-           "heads", "encoder_only", "decoder_only", "vit", "efficient_attention")
+           "heads", "encoder_only", "decoder_only", "vit", "efficient_attention", "modern_blocks")
 QUIT = "q"
 
 
