@@ -19,7 +19,6 @@ Letters: B batch, S source length, T cached target positions, N new tokens, L de
 H heads, D d_model, V vocabulary, K classes.
 """
 
-import torch
 from torch import Tensor, nn
 
 from src.components.kv_cache import KVCache

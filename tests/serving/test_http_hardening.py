@@ -10,7 +10,6 @@ import json
 import math
 import re
 import socket
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 

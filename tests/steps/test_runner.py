@@ -1,7 +1,6 @@
 """A failed step keeps its evidence; a resume never shows a stale completed step; killed sessions survive."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
