@@ -113,14 +113,15 @@ class ModelConfig(FrozenConfig):
         chosen = {key: value for key, value in modern.items() if value is not None}
         if chosen and self.family not in ("decoder_lm", "encoder_classifier"):
             key, value = next(iter(chosen.items()))
-            raise ValueError(f"model.{key}={value!r} is one of the modern blocks of family='decoder_lm' and "
-                             f"'encoder_classifier'; family={self.family!r} takes none of them")
+            raise ValueError(f"model.{key}={value!r} is one of the modern blocks of family='decoder_lm' "
+                             f"and 'encoder_classifier'; family={self.family!r} takes none of them")
         if self.positional_encoding == "alibi" and self.family != "decoder_lm":
-            raise ValueError("positional_encoding='alibi' is a causal model's distance bias (Press et al. 2022, "
-                             f"Sec. 3); family={self.family!r} reads both ways: use rope")
+            raise ValueError("positional_encoding='alibi' is a causal model's distance bias (Press et al. "
+                             f"2022, Sec. 3); family={self.family!r} reads both ways: use rope")
         if self.positional_encoding == "rope" and self.attention == "longformer":
-            raise ValueError("positional_encoding='rope' rotates the window's queries and keys, but longformer's "
-                             "global projections carry no position: use sinusoidal or learned with longformer")
+            raise ValueError("positional_encoding='rope' rotates the window's queries and keys, but "
+                             "longformer's global projections carry no position: use sinusoidal or learned "
+                             "with longformer")
         if self.n_kv_heads is not None and self.n_heads % self.n_kv_heads:
             raise ValueError(f"model.n_kv_heads={self.n_kv_heads} must divide n_heads={self.n_heads} "
                              f"(expected a divisor of {self.n_heads}, got remainder "

@@ -178,7 +178,7 @@ def init_weights(model: nn.Module, d_model: int) -> None:
                 nn.init.zeros_(module.bias)
     for module in model.modules():
         if isinstance(module, MultiHeadAttention):
-            # (C + 2 G C/H, C) -> W^Q (C, C), W^K and W^V (G C/H, C) each; G = H without grouped-query attention
+            # (C + 2 G C/H, C) -> W^Q (C, C), W^K and W^V (G C/H, C) each (G = H: multi-head)
             sizes = [module.d_model, module.kv_width, module.kv_width]
             for block in module.in_proj.weight.split(sizes):
                 nn.init.xavier_uniform_(block)

@@ -10,8 +10,17 @@ from src.components.positional_encoding import PositionsInAttention
 from src.config.model import ModelConfig
 from src.models.encoder_classifier import build_encoder_classifier
 
-SMALL = {"family": "encoder_classifier", "d_model": 32, "n_heads": 4, "d_ff": 48, "n_encoder_layers": 2,
-         "dropout": 0.0, "max_positions": 48, "norm_first": True, "pooling": "mean"}
+SMALL = {
+    "family": "encoder_classifier",
+    "d_model": 32,
+    "n_heads": 4,
+    "d_ff": 48,
+    "n_encoder_layers": 2,
+    "dropout": 0.0,
+    "max_positions": 48,
+    "norm_first": True,
+    "pooling": "mean",
+}
 PAD = 0
 
 
@@ -20,8 +29,9 @@ def classifier(seed: int = 0, **switches) -> torch.nn.Module:
     return build_encoder_classifier(ModelConfig(**SMALL, **switches), 40, 3, PAD, "mean").eval()
 
 
-@pytest.mark.parametrize("switches", [{"positional_encoding": "rope"}, {"norm": "rmsnorm"}, {"n_kv_heads": 1},
-                                      {"bias": False}])
+@pytest.mark.parametrize(
+    "switches", [{"positional_encoding": "rope"}, {"norm": "rmsnorm"}, {"n_kv_heads": 1}, {"bias": False}]
+)
 def test_each_switch_changes_the_encoder_it_names(switches):
     model = classifier(**switches)
     layer = model.encoder.layers[0]
@@ -35,7 +45,8 @@ def test_each_switch_changes_the_encoder_it_names(switches):
         # keys and values: 1 head of 8 instead of 4 -> in_proj loses 2 x 3 x 8 rows of 32 (and their biases)
         assert layer.self_attn.in_proj.weight.shape == (32 + 2 * 8, 32)
         assert sum(p.numel() for p in plain.parameters()) - sum(p.numel() for p in model.parameters()) == (
-            2 * (2 * 3 * 8 * 32 + 2 * 3 * 8))
+            2 * (2 * 3 * 8 * 32 + 2 * 3 * 8)
+        )
     if "bias" in switches:
         biases = [name for name, _ in model.encoder.named_parameters() if name.endswith("bias")]
         assert biases and all("norm" in name for name in biases)
@@ -63,18 +74,30 @@ def test_rotary_positions_make_the_encoder_see_relative_positions_only():
     assert differences["learned"] > 1e-2 and differences["sinusoidal"] > 1e-2, differences
 
 
-@pytest.mark.parametrize("family, switch, message", [
-    ("encoder_decoder", {"positional_encoding": "rope"},
-     "model.positional_encoding='rope' is one of the modern blocks of family='decoder_lm' and "
-     "'encoder_classifier'; family='encoder_decoder' takes none of them"),
-    ("vit", {"norm": "rmsnorm"}, "model.norm='rmsnorm' is one of the modern blocks"),
-    ("lstm_classifier", {"n_kv_heads": 2}, "model.n_kv_heads=2 is one of the modern blocks"),
-    ("encoder_decoder", {"bias": False}, "model.bias=False is one of the modern blocks"),
-    ("encoder_classifier", {"positional_encoding": "alibi"},
-     "positional_encoding='alibi' is a causal model's distance bias"),
-    ("encoder_classifier", {"positional_encoding": "rope", "attention": "longformer", "window": 4},
-     "longformer's global projections carry no position"),
-])
+@pytest.mark.parametrize(
+    "family, switch, message",
+    [
+        (
+            "encoder_decoder",
+            {"positional_encoding": "rope"},
+            "model.positional_encoding='rope' is one of the modern blocks of family='decoder_lm' and "
+            "'encoder_classifier'; family='encoder_decoder' takes none of them",
+        ),
+        ("vit", {"norm": "rmsnorm"}, "model.norm='rmsnorm' is one of the modern blocks"),
+        ("lstm_classifier", {"n_kv_heads": 2}, "model.n_kv_heads=2 is one of the modern blocks"),
+        ("encoder_decoder", {"bias": False}, "model.bias=False is one of the modern blocks"),
+        (
+            "encoder_classifier",
+            {"positional_encoding": "alibi"},
+            "positional_encoding='alibi' is a causal model's distance bias",
+        ),
+        (
+            "encoder_classifier",
+            {"positional_encoding": "rope", "attention": "longformer", "window": 4},
+            "longformer's global projections carry no position",
+        ),
+    ],
+)
 def test_the_switches_are_refused_where_they_mean_nothing(family, switch, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         ModelConfig(family=family, **switch)
@@ -91,16 +114,25 @@ def test_a_resume_that_changes_an_encoder_switch_is_refused_naming_it():
 
 
 def test_an_encoder_classifier_with_every_switch_exports_and_equals_pytorch(tmp_path):
-    """The one-graph export takes the switches (rotations and shared key/value heads are plain tensor ops); the
+    """The one-graph export takes the switches (rotations and shared key/value heads are plain tensor ops);
+    the
     exporter's own check compares it with PyTorch on padded batches before it is kept."""
     from src.export.exporter import export_checkpoint
     from src.inference import load_for_inference
     from tests.export.conftest import make_checkpoint
 
-    switches = {"positional_encoding": "rope", "norm": "rmsnorm", "n_kv_heads": 1, "bias": False,
-                "activation": "swiglu", "d_model": 16, "n_encoder_layers": 1}
-    checkpoint = make_checkpoint(tmp_path, "config/imdb_tiny.yaml", ("text",), labels=["neg", "pos"],
-                                 model=switches)
+    switches = {
+        "positional_encoding": "rope",
+        "norm": "rmsnorm",
+        "n_kv_heads": 1,
+        "bias": False,
+        "activation": "swiglu",
+        "d_model": 16,
+        "n_encoder_layers": 1,
+    }
+    checkpoint = make_checkpoint(
+        tmp_path, "config/imdb_tiny.yaml", ("text",), labels=["neg", "pos"], model=switches
+    )
     folder = export_checkpoint(checkpoint, tmp_path / "out")
     assert json.loads((folder / "export.json").read_text())["checked"]["max_abs_diff"] < 1e-4
     onnx, reference = load_for_inference(folder, backend="onnx"), load_for_inference(checkpoint, "cpu")
