@@ -29,7 +29,7 @@ def train_and_register(step: "StepContext", task: "Task", inference: dict[str, A
     from src.training.trainer import Trainer
 
     cfg, tracker = step.cfg, step.tracker
-    trainer = Trainer(cfg, task, step.step_dir, tracker, inference=inference)
+    trainer = Trainer(cfg, task, step.step_dir, tracker, inference=inference, resuming=resume)
     tracker.set_properties(parameters=parameter_count(trainer.model))
     if resume:
         trainer.resume()

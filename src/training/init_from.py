@@ -133,14 +133,40 @@ def check_vocabulary(source: str, rows: int | None, vocab_size: int | None, wher
                               "the weights)")
 
 
-def source_tokenizer(source: str, side: str = "text"):
-    """The tokenizer that comes with ``source``: a Hugging Face folder's ``tokenizer.json``, or the one a
-    checkpoint carries for ``side``; None when the source has none (a ViT, a GPT-2 folder saved without
-    one): the run then trains its own, whose size ``check_vocabulary`` compares."""
+def source_tokenizer(source: str, side: str = "text", specials: tuple[str, ...] = ("pad",)):
+    """The tokenizer that comes with ``source``: a Hugging Face folder's ``tokenizer.json`` (its own
+    normaliser, lower-casing included, and its ``[CLS] ... [SEP]`` template), or the one a checkpoint carries
+    for ``side``; None when the source has none (a ViT, a GPT-2 folder saved without one): the run then
+    trains its own, whose size ``check_vocabulary`` compares.
+
+    A folder's tokenizer is refused unless the ``specials`` the task relies on have this project's ids
+    (``src/data/special_tokens.py``): classification pads with id 0, which BERT's ``[PAD]`` is.
+    """
     from tokenizers import Tokenizer
 
-    if is_hf_folder(source):
-        path = Path(source) / "tokenizer.json"
-        return Tokenizer.from_file(str(path)) if path.is_file() else None
-    text = (checkpoint_state(source, family=None).get("tokenizers") or {}).get(side)
-    return Tokenizer.from_str(text) if text is not None else None
+    if not is_hf_folder(source):
+        text = (checkpoint_state(source, family=None).get("tokenizers") or {}).get(side)
+        return Tokenizer.from_str(text) if text is not None else None
+    path = Path(source) / "tokenizer.json"
+    if not path.is_file():
+        return None
+    tokenizer = Tokenizer.from_file(str(path))
+    tokenizer.no_padding()  # batches pad themselves; a saved max_length would cut texts behind our back
+    tokenizer.no_truncation()
+    check_special_ids(tokenizer, source, specials)
+    return tokenizer
+
+
+def check_special_ids(tokenizer, source: str, specials: tuple[str, ...]) -> None:
+    from src.data.special_tokens import BOS, BOS_ID, EOS, EOS_ID, PAD, PAD_ID, UNK, UNK_ID
+
+    names = {"pad": ((PAD, "[PAD]"), PAD_ID), "bos": ((BOS, "[CLS]"), BOS_ID),
+             "eos": ((EOS, "[SEP]"), EOS_ID), "unk": ((UNK, "[UNK]"), UNK_ID)}
+    for special in specials:
+        spellings, expected = names[special]
+        got = {token: tokenizer.token_to_id(token) for token in spellings
+               if tokenizer.token_to_id(token) is not None}
+        if expected not in got.values():
+            raise InitSourceError(f"model.init_from={source}: tokenizer.json's {special} token is "
+                                  f"{got or 'absent'}; this task needs it at id {expected} "
+                                  f"({' or '.join(spellings)})")

@@ -1,0 +1,115 @@
+"""``model.init_from`` resolved at ``train``'s start, before any step: to a Hugging Face folder (whose sizes
+then replace the config's) or a checkpoint file, or refused in one line.
+
+What the source may be, in the order it is tried:
+
+1. a local Hugging Face folder (``config.json`` + weights): BERT, GPT-2 or ViT. Its ``config.json`` sets
+   the model's sizes and switches (``src/models/hf_config.py``: the folder's sizes win over the YAML's,
+   and the keys it changed are logged); its ``tokenizer.json`` replaces the trained tokenizer;
+2. a checkpoint file of this project (``.pt``), or a run folder: its best checkpoint;
+3. ``NAME:TAG`` or a 32-character ClearML model id: the registry's model, downloaded (needs a server);
+4. a run id, a run name or ``latest`` under ``output_dir``: that run's best checkpoint.
+
+The training loop then loads it (``src/training/init_from.py``); a resume never does.
+"""
+
+import re
+from pathlib import Path
+
+from loguru import logger
+
+from src.config.base import config_to_dict
+from src.experiment import ExperimentConfig, validate_config
+from src.models.hf_config import InitSourceError, hf_model_keys, hf_vocab_size, is_hf_folder, read_hf_config
+
+MODEL_ID = re.compile(r"[0-9a-f]{32}")
+# the keys that fix a checkpoint's tensor shapes: the config must agree with the checkpoint on them
+SIZE_KEYS = ("d_model", "n_heads", "n_kv_heads", "n_encoder_layers", "n_decoder_layers", "d_ff",
+             "max_positions", "type_vocab_size", "embedding_norm", "norm", "bias", "activation",
+             "positional_encoding", "image_size", "patch_size", "in_channels")
+
+
+def resolve_init_from(cfg: ExperimentConfig) -> ExperimentConfig:
+    """``cfg`` with ``model.init_from`` as a path that exists (and a Hugging Face folder's sizes), checked for
+    the family, the sizes and the vocabulary; unchanged without ``init_from``."""
+    source = cfg.model.init_from
+    if source is None:
+        return cfg
+    path = Path(source).expanduser()
+    if is_hf_folder(path):
+        return _from_hf_folder(cfg, path)
+    if path.is_file() or path.is_dir():
+        from src.runs import RunNotFoundError, resolve_checkpoint
+
+        try:
+            checkpoint = resolve_checkpoint(path, cfg.output_dir)
+        except RunNotFoundError as err:
+            raise InitSourceError(f"model.init_from={source}: {err}") from None
+        return _from_checkpoint(cfg, checkpoint)
+    if ":" in source or MODEL_ID.fullmatch(source):
+        return _from_checkpoint(cfg, _registry_checkpoint(source))
+    if "/" in source or path.suffix == ".pt":
+        raise InitSourceError(f"model.init_from={source}: no such file or folder (expected a Hugging Face "
+                              "folder with config.json, a checkpoint .pt, a run, or a registry NAME:TAG)")
+    from src.runs import RunNotFoundError, resolve_checkpoint
+
+    try:
+        return _from_checkpoint(cfg, resolve_checkpoint(source, cfg.output_dir))
+    except RunNotFoundError as err:
+        raise InitSourceError(f"model.init_from={source} is no folder, file or registry NAME:TAG, and no "
+                              f"run: {err}") from None
+
+
+def _from_hf_folder(cfg: ExperimentConfig, folder: Path) -> ExperimentConfig:
+    """The folder's sizes in place of the config's (logged), and its vocabulary checked against the
+    tokenizer the run will use."""
+    from src.training.init_from import check_vocabulary, source_tokenizer
+
+    hf_config = read_hf_config(folder)
+    keys = hf_model_keys(hf_config, cfg.model.family)
+    if cfg.task != "image_classification":
+        specials = ("pad", "bos", "eos", "unk") if cfg.task == "language_modeling" else ("pad",)
+        tokenizer = source_tokenizer(str(folder), specials=specials)
+        size, where = ((tokenizer.get_vocab_size(), "its tokenizer.json") if tokenizer is not None
+                       else (cfg.tokenizer.vocab_size, "tokenizer.vocab_size"))
+        # without a tokenizer.json the run trains one of tokenizer.vocab_size tokens at most
+        check_vocabulary(str(folder), hf_vocab_size(hf_config), size, "config.json's vocab_size")
+        logger.info(f"model.init_from={folder}: the tokenizer is {where} ({size} tokens)")
+    model = config_to_dict(cfg.model)
+    changed = {key: (model.get(key), value) for key, value in keys.items() if model.get(key) != value}
+    if changed:
+        logger.info(f"model.init_from={folder}: its config.json sets "
+                    + ", ".join(f"model.{key}={new!r} (was {old!r})" for key, (old, new) in changed.items()))
+    data = config_to_dict(cfg)
+    data["model"] = model | keys | {"init_from": str(folder)}
+    return validate_config(data, source=f"config with the sizes of {folder / 'config.json'}")
+
+
+def _from_checkpoint(cfg: ExperimentConfig, checkpoint: Path) -> ExperimentConfig:
+    """The checkpoint's family and sizes checked against the config's, in one line each."""
+    from src.training.checkpoint_format import stored_config
+    from src.training.init_from import checkpoint_state
+
+    state = checkpoint_state(str(checkpoint), cfg.model.family)
+    stored, requested = stored_config(state)["model"], config_to_dict(cfg.model)
+    unused = {"encoder_classifier": "n_decoder_layers", "vit": "n_decoder_layers",
+              "decoder_lm": "n_encoder_layers"}  # the family builds no such stack
+    for key in SIZE_KEYS:
+        if key != unused.get(cfg.model.family) and key in stored and stored[key] != requested.get(key):
+            raise InitSourceError(f"model.init_from={checkpoint} has model.{key}={stored[key]!r}, the config "
+                                  f"asks {requested.get(key)!r} (set model.{key}: {stored[key]!r})")
+    logger.info(f"model.init_from={cfg.model.init_from}: {checkpoint}")
+    return cfg.model_copy(update={"model": cfg.model.model_copy(update={"init_from": str(checkpoint)})})
+
+
+def _registry_checkpoint(source: str) -> Path:
+    """``NAME:TAG`` or a model id: the registered model's weights file, downloaded from the ClearML server."""
+    from src.orchestration.model_store import ModelNotFoundError, fetch_model
+    from src.orchestration.server import ServerMisconfiguredError, ServerUnreachableError
+
+    name, _, tag = source.partition(":")
+    try:
+        found = fetch_model(source) if MODEL_ID.fullmatch(source) else fetch_model(name=name, tag=tag or None)
+    except (ModelNotFoundError, ServerMisconfiguredError, ServerUnreachableError) as err:
+        raise InitSourceError(f"model.init_from={source}: {err}") from None
+    return found.local_path
