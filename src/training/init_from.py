@@ -110,13 +110,16 @@ def source_state(source: str, family: str, vocab_size: int | None) -> tuple[dict
 def checkpoint_state(source: str, family: str | None) -> dict:
     """A checkpoint file's contents; refused when it is no checkpoint or (``family`` given) another
     family's."""
-    from src.training.checkpoint import load_checkpoint
+    from src.training.checkpoint import CheckpointError, load_checkpoint
 
     path = Path(source)
     if not path.is_file():
         raise InitSourceError(f"model.init_from={source}: no such file or folder (expected a Hugging Face "
                               "folder with config.json, a checkpoint .pt, a run, or a registry NAME:TAG)")
-    state = load_checkpoint(path)
+    try:
+        state = load_checkpoint(path)
+    except CheckpointError as err:  # not a checkpoint, or an altered one
+        raise InitSourceError(f"model.init_from: {err}") from None
     stored = state.get("family")
     if family is not None and stored is not None and family not in FAMILIES_THAT_LOAD.get(stored, set()):
         takes = sorted(k for k, v in FAMILIES_THAT_LOAD.items() if family in v)
