@@ -67,7 +67,8 @@ def bert_state_dict(hf_state: dict[str, Tensor]) -> Mapped:
                 [_take(state, used, f"{hf}attention.self.{n}.{kind}") for n in ("query", "key", "value")])
             for theirs, name in layer_names.items():
                 ours[f"{mine}{name}.{kind}"] = _take(state, used, f"{hf}{theirs}.{kind}")
-    return ours, {_original(hf_state, name, "bert.") for name in used}
+    # position_ids, a buffer of older files, is no weight: neither used nor "ignored"
+    return ours, {_original(hf_state, name, "bert.") for name in used | {"embeddings.position_ids"}}
 
 
 def gpt2_state_dict(hf_state: dict[str, Tensor]) -> Mapped:

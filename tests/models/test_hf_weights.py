@@ -195,7 +195,7 @@ MINILM = Path(os.environ.get("STEPWISE_MINILM_DIR",
 
 
 @pytest.mark.skipif(not (MINILM / "config.json").is_file(), reason=f"MiniLM not installed in {MINILM}")
-def test_real_minilm_equals_hugging_face_bert_model():
+def test_real_minilm_equals_hugging_face_bert_model_and_sequence_classification(tmp_path):
     hf = transformers.BertModel.from_pretrained(MINILM, add_pooling_layer=False).eval()
     tokenizer = source_tokenizer(str(MINILM))
     texts = ["A gripping film, beautifully acted.", "Dull, LONG and predictable; I left early!"]
@@ -205,9 +205,21 @@ def test_real_minilm_equals_hugging_face_bert_model():
     assert tokens[0, 0] == 101 and tokenizer.token_to_id("[PAD]") == 0  # [CLS] first; [PAD] is ours
     ours, report = from_folder(MINILM, "encoder_classifier", vocab_size=tokenizer.get_vocab_size(),
                                n_classes=2, pad_id=0)
-    assert len(report.loaded) == 3 + 2 + 12 * 6  # all six layers and the embeddings
+    # all six layers, the embeddings and the pooler (our head's dense); only the classifier is new
+    assert len(report.loaded) == 3 + 2 + 12 * 6 + 2 and report.ignored == []
+    assert report.new == ["head.out.weight", "head.out.bias"]
     mask = tokens != 0
     with torch.no_grad():
         expected = hf(tokens, attention_mask=mask.long()).last_hidden_state
         hidden, _, _ = ours.hidden_states(tokens)
     torch.testing.assert_close(hidden[mask], expected[mask], atol=1e-5, rtol=0)
+    # BertForSequenceClassification on the MiniLM weights (its classifier drawn by Hugging Face), saved and
+    # loaded as a folder: the same logits
+    hf_classifier = transformers.BertForSequenceClassification.from_pretrained(MINILM, num_labels=2).eval()
+    hf_classifier.save_pretrained(tmp_path)
+    ours, report = from_folder(tmp_path, "encoder_classifier", vocab_size=tokenizer.get_vocab_size(),
+                               n_classes=2, pad_id=0)
+    assert report.new == [] and report.ignored == []
+    with torch.no_grad():
+        expected = hf_classifier(tokens, attention_mask=mask.long()).logits
+        torch.testing.assert_close(ours(tokens), expected, atol=1e-5, rtol=0)
