@@ -71,9 +71,9 @@ class ModelConfig(FrozenConfig):
     embedding_norm: bool = False
     type_vocab_size: NonNegativeInt = 0
     # the weights the run starts from instead of random ones (src/training/init_from.py): a Hugging Face
-    # folder (BERT for encoder_classifier, GPT-2 for decoder_lm, ViT for vit; its config.json's sizes win
-    # over these), a checkpoint file, a run folder, a run id or 'latest', a ClearML model id or NAME:TAG;
-    # None = random
+    # folder (BERT for encoder_classifier, GPT-2 for decoder_lm, ViT for vit), a checkpoint file, a run
+    # folder, a run id or 'latest', a ClearML model id or NAME:TAG; the source's sizes win over these keys
+    # (src/orchestration/init_source.py); None = random
     init_from: str | None = None
     # vit: square images of image_size pixels with in_channels channels, cut into patch_size patches
     image_size: PositiveInt = 28

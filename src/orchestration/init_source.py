@@ -6,7 +6,8 @@ What the source may be, in the order it is tried:
 1. a local Hugging Face folder (``config.json`` + weights): BERT, GPT-2 or ViT. Its ``config.json`` sets
    the model's sizes and switches (``src/models/hf_config.py``: the folder's sizes win over the YAML's,
    and the keys it changed are logged); its ``tokenizer.json`` replaces the trained tokenizer;
-2. a checkpoint file of this project (``.pt``), or a run folder: its best checkpoint;
+2. a checkpoint file of this project (``.pt``), or a run folder: its best checkpoint, whose sizes win as a
+   folder's do;
 3. ``NAME:TAG`` or a 32-character ClearML model id: the registry's model, downloaded (needs a server);
 4. a run id, a run name or ``latest`` under ``output_dir``: that run's best checkpoint.
 
@@ -23,15 +24,17 @@ from src.experiment import ExperimentConfig, validate_config
 from src.models.hf_config import InitSourceError, hf_model_keys, hf_vocab_size, is_hf_folder, read_hf_config
 
 MODEL_ID = re.compile(r"[0-9a-f]{32}")
-# the keys that fix a checkpoint's tensor shapes: the config must agree with the checkpoint on them
+# the keys that make a checkpoint's model what it is (its tensor shapes and its arithmetic): the checkpoint's
+# win over the config's; dropout, pooling and the attention pattern stay the config's
 SIZE_KEYS = ("d_model", "n_heads", "n_kv_heads", "n_encoder_layers", "n_decoder_layers", "d_ff",
              "max_positions", "type_vocab_size", "embedding_norm", "norm", "bias", "activation",
-             "positional_encoding", "image_size", "patch_size", "in_channels")
+             "positional_encoding", "norm_first", "final_norm", "layer_norm_eps", "rope_base", "tie_output",
+             "share_embeddings", "image_size", "patch_size", "in_channels")
 
 
 def resolve_init_from(cfg: ExperimentConfig) -> ExperimentConfig:
-    """``cfg`` with ``model.init_from`` as a path that exists (and a Hugging Face folder's sizes), checked for
-    the family, the sizes and the vocabulary; unchanged without ``init_from``."""
+    """``cfg`` with ``model.init_from`` as a path that exists and the source's sizes, checked for the family
+    and the vocabulary; unchanged without ``init_from``."""
     source = cfg.model.init_from
     if source is None:
         return cfg
@@ -75,31 +78,32 @@ def _from_hf_folder(cfg: ExperimentConfig, folder: Path) -> ExperimentConfig:
         # without a tokenizer.json the run trains one of tokenizer.vocab_size tokens at most
         check_vocabulary(str(folder), hf_vocab_size(hf_config), size, "config.json's vocab_size")
         logger.info(f"model.init_from={folder}: the tokenizer is {where} ({size} tokens)")
-    model = config_to_dict(cfg.model)
-    changed = {key: (model.get(key), value) for key, value in keys.items() if model.get(key) != value}
-    if changed:
-        logger.info(f"model.init_from={folder}: its config.json sets "
-                    + ", ".join(f"model.{key}={new!r} (was {old!r})" for key, (old, new) in changed.items()))
-    data = config_to_dict(cfg)
-    data["model"] = model | keys | {"init_from": str(folder)}
-    return validate_config(data, source=f"config with the sizes of {folder / 'config.json'}")
+    return _with_sizes(cfg, keys, str(folder), str(folder / "config.json"))
 
 
 def _from_checkpoint(cfg: ExperimentConfig, checkpoint: Path) -> ExperimentConfig:
-    """The checkpoint's family and sizes checked against the config's, in one line each."""
+    """The checkpoint's family checked; its sizes in place of the config's, as a folder's (logged)."""
     from src.training.checkpoint_format import stored_config
     from src.training.init_from import checkpoint_state
 
     state = checkpoint_state(str(checkpoint), cfg.model.family)
-    stored, requested = stored_config(state)["model"], config_to_dict(cfg.model)
+    stored = stored_config(state)["model"]
     unused = {"encoder_classifier": "n_decoder_layers", "vit": "n_decoder_layers",
               "decoder_lm": "n_encoder_layers"}  # the family builds no such stack
-    for key in SIZE_KEYS:
-        if key != unused.get(cfg.model.family) and key in stored and stored[key] != requested.get(key):
-            raise InitSourceError(f"model.init_from={checkpoint} has model.{key}={stored[key]!r}, the config "
-                                  f"asks {requested.get(key)!r} (set model.{key}: {stored[key]!r})")
-    logger.info(f"model.init_from={cfg.model.init_from}: {checkpoint}")
-    return cfg.model_copy(update={"model": cfg.model.model_copy(update={"init_from": str(checkpoint)})})
+    keys = {key: stored[key] for key in SIZE_KEYS if key in stored and key != unused.get(cfg.model.family)}
+    return _with_sizes(cfg, keys, str(checkpoint), f"{checkpoint} (from {cfg.model.init_from})")
+
+
+def _with_sizes(cfg: ExperimentConfig, keys: dict, init_from: str, source: str) -> ExperimentConfig:
+    """``cfg`` with the source's model keys and ``init_from`` as the resolved path; each change logged."""
+    model = config_to_dict(cfg.model)
+    changed = {key: (model.get(key), value) for key, value in keys.items() if model.get(key) != value}
+    if changed:
+        logger.info(f"model.init_from={source} sets "
+                    + ", ".join(f"model.{key}={new!r} (was {old!r})" for key, (old, new) in changed.items()))
+    data = config_to_dict(cfg)
+    data["model"] = model | keys | {"init_from": init_from}
+    return validate_config(data, source=f"config with the sizes of model.init_from={source}")
 
 
 def _registry_checkpoint(source: str) -> Path:

@@ -91,24 +91,23 @@ def test_a_tokenizer_without_our_padding_id(bert, tmp_path):
     assert "tokenizer.json's pad token is {'[PAD]': 1}; this task needs it at id 0" in message
 
 
-def test_a_checkpoint_of_other_sizes(tmp_path):
+def checkpoint(path, family="encoder_classifier", **model):
     cfg = imdb_tiny()
-    stored = json.loads(cfg.model_dump_json()) | {
-        "model": cfg.model.model_dump(mode="json") | {"d_model": 64}
-    }
-    path = tmp_path / "best.pt"
+    stored = json.loads(cfg.model_dump_json()) | {"model": cfg.model.model_dump(mode="json") | model}
     save_checkpoint(
-        {
-            "step": 0,
-            "model": {"w": torch.zeros(1)},
-            "config": json.dumps(stored),
-            "family": "encoder_classifier",
-        },
-        path,
+        {"step": 0, "model": {"w": torch.zeros(1)}, "config": json.dumps(stored), "family": family}, path
     )
-    message = one_line_error(imdb_tiny(f"model.init_from={path}"))
-    assert message == (
-        f"model.init_from={path} has model.d_model=64, the config asks 32 (set model.d_model: 64)"
+    return path
+
+
+def test_a_checkpoints_sizes_win_and_a_bad_checkpoint_fails_in_one_line(tmp_path):
+    path = checkpoint(tmp_path / "best.pt", d_model=64, n_heads=4, n_decoder_layers=7)
+    resolved = resolve_init_from(imdb_tiny(f"model.init_from={path}")).model
+    assert (resolved.d_model, resolved.n_heads, resolved.init_from) == (64, 4, str(path))
+    assert resolved.n_decoder_layers == 1  # a stack the classifier does not build stays the config's
+    wrong = checkpoint(tmp_path / "lm.pt", family="decoder_lm")
+    assert "holds a 'decoder_lm' model; model.family='encoder_classifier'" in one_line_error(
+        imdb_tiny(f"model.init_from={wrong}")
     )
     (tmp_path / "notes.pt").write_text("not a checkpoint")
     assert "notes.pt" in one_line_error(imdb_tiny(f"model.init_from={tmp_path / 'notes.pt'}"))
