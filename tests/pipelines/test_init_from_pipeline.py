@@ -48,6 +48,13 @@ def test_the_run_starts_from_the_folders_weights_and_tokenizer(bert_run):
     assert (first[0], first[-1]) == (2, 3)  # [CLS] ... [SEP], the folder's template
 
 
+def test_the_train_task_records_where_its_weights_started(bert_run):
+    from tests.pipelines.test_user_properties import properties
+
+    folder, run_dir, _ = bert_run
+    assert properties(run_dir, "train")["init_from"] == str(folder)
+
+
 def test_the_log_has_one_table_of_loaded_new_and_ignored(bert_run):
     _, _, log = bert_run
     rows = dict(re.findall(r"^  (loaded|newly initialised|ignored)\s+(\d+)", log, re.MULTILINE))
