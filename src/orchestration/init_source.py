@@ -70,6 +70,10 @@ def _from_hf_folder(cfg: ExperimentConfig, folder: Path) -> ExperimentConfig:
 
     hf_config = read_hf_config(folder)
     keys = hf_model_keys(hf_config, cfg.model.family)
+    for key in ("image_size", "in_channels"):  # these describe the data, which the weights cannot change
+        if key in keys and keys[key] != getattr(cfg.model, key):
+            raise InitSourceError(f"model.init_from={folder} is a ViT for model.{key}={keys[key]}, the data "
+                                  f"have model.{key}={getattr(cfg.model, key)}")
     if cfg.task != "image_classification":
         specials = ("pad", "bos", "eos", "unk") if cfg.task == "language_modeling" else ("pad",)
         tokenizer = source_tokenizer(str(folder), specials=specials)

@@ -126,3 +126,22 @@ def test_a_registry_name_needs_a_server(tmp_path, monkeypatch):
 def test_an_unknown_run(tmp_path):
     message = one_line_error(imdb_tiny("model.init_from=imdb-mlm", f"output_dir={tmp_path}"))
     assert message.startswith("model.init_from=imdb-mlm is no folder, file or registry NAME:TAG, and no run")
+
+
+def test_a_vit_for_other_images(tmp_path):
+    config = transformers.ViTConfig(
+        image_size=32,
+        patch_size=4,
+        num_channels=3,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        hidden_act="gelu",
+    )
+    transformers.ViTForImageClassification(config).save_pretrained(tmp_path)
+    cfg = load_config("config/vit_tiny.yaml", [f"model.init_from={tmp_path}"])
+    assert (
+        one_line_error(cfg) == f"model.init_from={tmp_path} is a ViT for model.image_size=32, the data have "
+        "model.image_size=28"
+    )
