@@ -77,11 +77,17 @@ def _from_hf_folder(cfg: ExperimentConfig, folder: Path) -> ExperimentConfig:
     if cfg.task != "image_classification":
         specials = ("pad", "bos", "eos", "unk") if cfg.task == "language_modeling" else ("pad",)
         tokenizer = source_tokenizer(str(folder), specials=specials)
-        size, where = ((tokenizer.get_vocab_size(), "its tokenizer.json") if tokenizer is not None
-                       else (cfg.tokenizer.vocab_size, "tokenizer.vocab_size"))
-        # without a tokenizer.json the run trains one of tokenizer.vocab_size tokens at most
-        check_vocabulary(str(folder), hf_vocab_size(hf_config), size, "config.json's vocab_size")
-        logger.info(f"model.init_from={folder}: the tokenizer is {where} ({size} tokens)")
+        rows = hf_vocab_size(hf_config)
+        if tokenizer is not None:
+            check_vocabulary(str(folder), rows, tokenizer.get_vocab_size(), "config.json's vocab_size")
+            logger.info(f"model.init_from={folder}: the tokenizer is its tokenizer.json "
+                        f"({tokenizer.get_vocab_size()} tokens)")
+        elif cfg.tokenizer.kind in ("bpe", "word") and rows != cfg.tokenizer.vocab_size:
+            # the run trains its own, of tokenizer.vocab_size tokens (characters and bytes: known after
+            # tokenizing, and checked when the train step starts)
+            raise InitSourceError(f"model.init_from={folder}: vocabulary mismatch: config.json's vocab_size "
+                                  f"is {rows}, tokenizer.vocab_size={cfg.tokenizer.vocab_size} (the folder "
+                                  "has no tokenizer.json: set tokenizer.vocab_size to its size, or add it)")
     return _with_sizes(cfg, keys, str(folder), str(folder / "config.json"))
 
 
