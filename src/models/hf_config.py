@@ -45,15 +45,15 @@ def _activation(config: dict[str, Any], key: str) -> str:
     return "gelu"
 
 
-def hf_model_keys(config: dict[str, Any], family: str) -> dict[str, Any]:
+def hf_model_keys(config: dict[str, Any], family: str, source: str = "") -> dict[str, Any]:
     """The ``model`` keys a folder's ``config.json`` sets for ``family``; refused when the folder is another
     family's (a GPT-2 folder for a classifier)."""
     model_type = config["model_type"]
     if HF_FAMILIES[model_type] != family:
-        raise InitSourceError(f"model.init_from holds a {model_type} model ({HF_FAMILIES[model_type]}), but "
-                              f"model.family={family!r} (a {family} starts from "
-                              f"{[k for k, v in HF_FAMILIES.items() if v == family] or 'no Hugging Face'} "
-                              "weights)")
+        takes = " or ".join(k for k, v in HF_FAMILIES.items() if v == family) or "no Hugging Face"
+        raise InitSourceError(f"model.init_from={source} holds a {model_type} model (for family="
+                              f"{HF_FAMILIES[model_type]!r}); model.family={family!r} starts from {takes} "
+                              "weights")
     if model_type == "bert":  # BertModel: post-norm, learned positions, embedding LayerNorm, token types
         return {"d_model": config["hidden_size"], "n_heads": config["num_attention_heads"],
                 "n_encoder_layers": config["num_hidden_layers"], "d_ff": config["intermediate_size"],

@@ -69,7 +69,7 @@ def _from_hf_folder(cfg: ExperimentConfig, folder: Path) -> ExperimentConfig:
     from src.training.init_from import check_vocabulary, source_tokenizer
 
     hf_config = read_hf_config(folder)
-    keys = hf_model_keys(hf_config, cfg.model.family)
+    keys = hf_model_keys(hf_config, cfg.model.family, str(folder))
     for key in ("image_size", "in_channels"):  # these describe the data, which the weights cannot change
         if key in keys and keys[key] != getattr(cfg.model, key):
             raise InitSourceError(f"model.init_from={folder} is a ViT for model.{key}={keys[key]}, the data "

@@ -98,7 +98,7 @@ def source_state(source: str, family: str, vocab_size: int | None) -> tuple[dict
         from src.models.hf_weights import HF_MAPPINGS, read_hf_weights
 
         config = read_hf_config(source)
-        hf_model_keys(config, family)  # a wrong family's folder: refused here too
+        hf_model_keys(config, family, source)  # a wrong family's folder: refused here too
         check_vocabulary(source, hf_vocab_size(config), vocab_size, "config.json's vocab_size")
         hf_state = read_hf_weights(source)
         ours, used = HF_MAPPINGS[config["model_type"]](hf_state)

@@ -168,7 +168,8 @@ def test_each_wrong_source_fails_in_one_line(bert_folder, tmp_path):
                   vocab_size=VOCAB, pad_id=0)
     cases = {
         # a wrong family's folder
-        "holds a bert model": lambda: initialise_from(model, str(folder), "decoder_lm", VOCAB),
+        "holds a bert model (for family='encoder_classifier'); model.family='decoder_lm' starts from gpt2":
+            lambda: initialise_from(model, str(folder), "decoder_lm", VOCAB),
         "no such file or folder": lambda: initialise_from(model, str(tmp_path / "nope"), "decoder_lm"),
         "vocabulary mismatch: config.json's vocab_size is 60, the run's tokenizer has 500 tokens":
             lambda: initialise_from(build(ModelConfig(family="encoder_classifier", **hf_model_keys(

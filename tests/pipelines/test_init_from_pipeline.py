@@ -67,7 +67,8 @@ def test_the_log_has_one_table_of_loaded_new_and_ignored(bert_run):
         ("{root}/minilm", "train: model.init_from={root}/minilm: no such file or folder"),
         (
             "{root}/gpt2",
-            "train: model.init_from holds a gpt2 model (decoder_lm), but model.family='encoder_classifier'",
+            "train: model.init_from={root}/gpt2 holds a gpt2 model (for family='decoder_lm'); "
+            "model.family='encoder_classifier' starts from bert weights",
         ),
     ],
 )
