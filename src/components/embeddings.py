@@ -9,6 +9,11 @@ from torch import Tensor, nn
 class Embeddings(nn.Module):
     """Embedding(tokens) * sqrt(d_model) + PE, then dropout (Sec. 3.4, 3.5, 5.4).
 
+    BERT's input (Devlin et al. 2019, Sec. 3, Fig. 2) is the sum of token, segment (token-type) and
+    position embeddings, then a LayerNorm, with no sqrt(d_model) scale: ``type_vocab_size`` > 0 adds the
+    token-type table (every text here is one segment, type 0) and ``norm_eps`` the LayerNorm, which also
+    drops the scale (the norm sets the sum's scale; Hugging Face's ``BertEmbeddings`` has none).
+
     Source and target share one table when ``share`` is True (Sec. 3.4 shares it with the output
     projection too, which the model ties separately). The positional encoding has no per-side
     state worth separating, so both sides use the same one.
@@ -20,6 +25,8 @@ class Embeddings(nn.Module):
         positional: a module from ``positional_encoding`` (``forward(x, start)``).
         dropout: dropout on the sum (P_drop = 0.1 in the base model).
         share: one table for source and target.
+        type_vocab_size: rows of the token-type table (BERT: 2); 0 = no table.
+        norm_eps: epsilon of a LayerNorm on the sum (BERT: 1e-12); None = no norm, and the sqrt(C) scale.
     """
 
     def __init__(
@@ -30,6 +37,9 @@ class Embeddings(nn.Module):
         positional: nn.Module,
         dropout: float,
         share: bool,
+        *,
+        type_vocab_size: int = 0,
+        norm_eps: float | None = None,
     ) -> None:
         super().__init__()
         if share and src_vocab_size != tgt_vocab_size:
@@ -41,7 +51,9 @@ class Embeddings(nn.Module):
         self.tgt = self.src if share else nn.Embedding(tgt_vocab_size, d_model)
         self.positional = positional
         self.dropout = nn.Dropout(dropout)
-        self.scale = math.sqrt(d_model)
+        self.scale = math.sqrt(d_model) if norm_eps is None else 1.0
+        self.token_type = nn.Embedding(type_vocab_size, d_model) if type_vocab_size else None
+        self.norm = nn.LayerNorm(d_model, eps=norm_eps) if norm_eps is not None else None
 
     def source(self, src: Tensor) -> Tensor:
         """Shape: src: (B, S) token ids -> (B, S, C)."""
@@ -53,7 +65,11 @@ class Embeddings(nn.Module):
 
     def _embed(self, tokens: Tensor, table: nn.Embedding, start: int) -> Tensor:
         check_token_ids(tokens)
-        return self.dropout(self.positional(table(tokens) * self.scale, start))
+        x = table(tokens) * self.scale
+        if self.token_type is not None:  # every token is in segment 0: its row, broadcast over (B, T)
+            x = x + self.token_type.weight[0]
+        x = self.positional(x, start)
+        return self.dropout(x if self.norm is None else self.norm(x))
 
 
 def check_token_ids(tokens: Tensor) -> None:

@@ -7,7 +7,7 @@ from pydantic import NonNegativeInt, PositiveInt, confloat, model_validator
 from src.config.base import FrozenConfig
 
 # keys that change no weight shape: a checkpoint loads into a model that differs from its own only in these
-MODEL_KEYS_ALLOWED = frozenset({"dropout", "attention_dropout", "attention_backend", "rnn_fast"})
+MODEL_KEYS_ALLOWED = frozenset({"dropout", "attention_dropout", "attention_backend", "rnn_fast", "init_from"})
 
 
 class ModelConfig(FrozenConfig):
@@ -64,6 +64,17 @@ class ModelConfig(FrozenConfig):
     # skipped
     global_tokens: tuple[NonNegativeInt, ...] = (0,)
     layer_norm_eps: float = 1e-5
+    # encoder_classifier, BERT's input (Devlin et al. 2019, Sec. 3): a LayerNorm (layer_norm_eps) on the sum
+    # of the embeddings, without the sqrt(d_model) scale; and a token-type table of type_vocab_size rows
+    # (BERT: 2; 0 = none; every text is type 0). With post-norm, learned positions, exact GELU and eps 1e-12
+    # the encoder classifier is Hugging Face's BertForSequenceClassification (src/models/hf_weights.py)
+    embedding_norm: bool = False
+    type_vocab_size: NonNegativeInt = 0
+    # the weights the run starts from instead of random ones (src/training/init_from.py): a Hugging Face
+    # folder (BERT for encoder_classifier, GPT-2 for decoder_lm, ViT for vit), a checkpoint file, a run
+    # folder, a run id or 'latest', a ClearML model id or NAME:TAG; the source's sizes win over these keys
+    # (src/orchestration/init_source.py); None = random
+    init_from: str | None = None
     # vit: square images of image_size pixels with in_channels channels, cut into patch_size patches
     image_size: PositiveInt = 28
     patch_size: PositiveInt = 4
@@ -94,6 +105,12 @@ class ModelConfig(FrozenConfig):
             raise ValueError("attention='longformer' needs at least one global token (e.g. global_tokens: "
                              "[0], the [CLS])")
         self._modern_blocks_fit()
+        bert = {"embedding_norm": self.embedding_norm or None,
+                "type_vocab_size": self.type_vocab_size or None}
+        chosen = [f"model.{key}={value!r}" for key, value in bert.items() if value is not None]
+        if chosen and self.family != "encoder_classifier":
+            raise ValueError(f"{chosen[0]} is BERT's input of family='encoder_classifier'; "
+                             f"family={self.family!r} has no such embeddings")
         fits = {"encoder_classifier": {"full", "sliding_window", "longformer"},
                 "decoder_lm": {"full", "sliding_window"}}.get(self.family, {"full"})
         if self.attention not in fits:

@@ -90,11 +90,21 @@ class EncoderClassifier(nn.Module):
         Shape:
             tokens: (B, T) token ids, padded with ``pad_id`` at the end -> logits (B, K).
         """
+        hidden, mask, weights = self.hidden_states(tokens, return_attention)
+        logits = self.head(pool(hidden, mask, self.pooling))
+        return (logits, weights) if return_attention else logits
+
+    def hidden_states(self, tokens: Tensor,
+                      need_weights: bool = False) -> tuple[Tensor, Tensor, list[Tensor]]:
+        """The encoder's last hidden states (BERT's ``last_hidden_state``), the padding mask and the weights.
+
+        Shape:
+            tokens: (B, T) -> hidden (B, T, C), mask (B, T) boolean, True at real tokens.
+        """
         check_token_ids("tokens", tokens)
         mask = padding_mask(tokens, self.pad_id)  # (B, 1, 1, T), True at real tokens
-        hidden, weights = self.encoder(self.embeddings.source(tokens), mask, need_weights=return_attention)
-        logits = self.head(pool(hidden, mask[:, 0, 0], self.pooling))
-        return (logits, weights) if return_attention else logits
+        hidden, weights = self.encoder(self.embeddings.source(tokens), mask, need_weights=need_weights)
+        return hidden, mask[:, 0, 0], weights
 
 
 def build_encoder_classifier(cfg: ModelConfig, vocab_size: int, n_classes: int, pad_id: int,

@@ -212,7 +212,9 @@ def build_embeddings(cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int,
     table = tables.get(cfg.positional_encoding)
     positional = (table(cfg.d_model, cfg.max_positions) if table is not None
                   else PositionsInAttention(cfg.max_positions))
-    return Embeddings(src_vocab_size, tgt_vocab_size, cfg.d_model, positional, cfg.dropout, share=share)
+    return Embeddings(src_vocab_size, tgt_vocab_size, cfg.d_model, positional, cfg.dropout, share=share,
+                      type_vocab_size=cfg.type_vocab_size,
+                      norm_eps=cfg.layer_norm_eps if cfg.embedding_norm else None)
 
 
 def layer_arguments(cfg: ModelConfig) -> dict:

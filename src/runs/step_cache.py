@@ -63,12 +63,19 @@ def raw_fingerprint(data: dict[str, Any]) -> list:
 
 
 def step_key(step: str, config: dict[str, Any], shaped_by: tuple[str, ...]) -> str:
-    """The cache key of ``step`` for ``config`` (a plain dict of the whole experiment config)."""
-    shaping = {name: config.get(name) for name in shaped_by}
+    """The cache key of ``step`` for ``config`` (a plain dict of the whole experiment config); a dotted name
+    in ``shaped_by`` is one key of a section (``model.init_from``)."""
+    shaping = {name: _value(config, name) for name in shaped_by}
     material = {"step": step, "config": shaping, "code": code_version(),
                 "raw": raw_fingerprint(config.get("data") or {}),
                 "data_dir": os.environ.get("STEPWISE_DATA_DIR", "")}
     return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def _value(config: dict[str, Any], name: str) -> Any:
+    for part in name.split("."):
+        config = (config or {}).get(part)
+    return config
 
 
 def entry_path(output_dir: Path, step: str, key: str) -> Path:

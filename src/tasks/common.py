@@ -29,8 +29,10 @@ def train_and_register(step: "StepContext", task: "Task", inference: dict[str, A
     from src.training.trainer import Trainer
 
     cfg, tracker = step.cfg, step.tracker
-    trainer = Trainer(cfg, task, step.step_dir, tracker, inference=inference)
+    trainer = Trainer(cfg, task, step.step_dir, tracker, inference=inference, resuming=resume)
     tracker.set_properties(parameters=parameter_count(trainer.model))
+    if cfg.model.init_from is not None:  # where the weights started: a column of the experiments table
+        tracker.set_properties(init_from=cfg.model.init_from)
     if resume:
         trainer.resume()
     result = trainer.fit()

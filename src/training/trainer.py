@@ -119,10 +119,11 @@ class Trainer:
         tracker: the step's tracker.
         inference: what every checkpoint carries so the model can be used alone (tokenizers,
             special ids, family; ``src.training.checkpoint_format.inference_fields``).
+        resuming: a resume follows; ``model.init_from`` is then applied only if no checkpoint is found.
     """
 
     def __init__(self, cfg: "ExperimentConfig", task: Task, run_dir: Path, tracker: TrackerLike,
-                 inference: dict[str, Any] | None = None) -> None:
+                 inference: dict[str, Any] | None = None, *, resuming: bool = False) -> None:
         self.cfg, self.task = cfg, task
         self.inference = inference or {}
         self.tc = cfg.training
@@ -139,7 +140,10 @@ class Trainer:
         if self.device.type == "cuda":  # TF32 tensor cores for float32 matmuls (bf16 autocast: the rest)
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
         seed_everything(self.tc.seed)
-        self.model = build(cfg.model, **task.model_sizes()).to(self.device)
+        self.model = build(cfg.model, **task.model_sizes())
+        if not resuming:  # before the optimizer and DDP's broadcast see the weights
+            self._initialise_from()
+        self.model = self.model.to(self.device)
         self.train_model = self._wrap(self.model)
         self.optimizer = torch.optim.AdamW(parameter_groups(self.model, self.tc.weight_decay), lr=self.tc.lr,
                                            betas=self.tc.betas, eps=self.tc.eps,
@@ -156,6 +160,14 @@ class Trainer:
         self.checkpoints = CheckpointManager(run_dir / "checkpoints", keep=self.tc.keep_checkpoints)
         self.step, self.elapsed, self.best_valid = 0, 0.0, math.inf
         self.history_path = run_dir / "train_history.jsonl"
+
+    def _initialise_from(self) -> None:
+        """``model.init_from``'s weights in place of the fresh ones (``src/training/init_from.py``)."""
+        if self.cfg.model.init_from is not None:
+            from src.training.init_from import initialise_from
+
+            initialise_from(self.model, self.cfg.model.init_from, self.cfg.model.family,
+                            self.task.model_sizes().get("vocab_size"))
 
     def _wrap(self, model: torch.nn.Module) -> torch.nn.Module:
         """The module the training forward goes through: DDP when distributed, compiled when asked.
@@ -179,6 +191,7 @@ class Trainer:
         state = self.checkpoints.load_latest()
         if state is None:
             logger.info(f"no usable checkpoint in {self.checkpoints.directory}; starting from step 0")
+            self._initialise_from()  # in place: the optimizer holds the same parameters, with no state yet
             return False
         check_same_shape(stored_config(state)["model"], config_to_dict(self.cfg.model))
         self.model.load_state_dict(state["model"])

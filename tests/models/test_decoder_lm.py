@@ -6,6 +6,7 @@ import torch
 from src.config import ModelConfig
 from src.models.builders import build
 from src.models.decoder_lm import DecoderLM, build_decoder_lm
+from src.models.hf_weights import gpt2_state_dict
 
 C, LAYERS, HEADS, POSITIONS, VOCAB = 32, 2, 4, 64, 100
 
@@ -21,22 +22,9 @@ def lm_config(**overrides) -> ModelConfig:
 
 
 def copy_gpt2_weights(hf, ours: DecoderLM) -> None:
-    """GPT-2's Conv1D stores weights as (in, out), nn.Linear as (out, in): every matrix is transposed."""
-    ours.token_embedding.weight.data.copy_(hf.transformer.wte.weight)
-    ours.positional.table.weight.data.copy_(hf.transformer.wpe.weight)
-    for block, theirs in zip(ours.decoder.layers, hf.transformer.h, strict=True):
-        pairs = [(block.norm1, theirs.ln_1), (block.norm2, theirs.ln_2)]
-        pairs += [(block.self_attn.in_proj, theirs.attn.c_attn),
-                  (block.self_attn.out_proj, theirs.attn.c_proj),
-                  (block.feed_forward.linear1, theirs.mlp.c_fc),
-                  (block.feed_forward.linear2, theirs.mlp.c_proj)]
-        for mine, hf_module in pairs:
-            # c_attn.weight (C, 3C) -> in_proj.weight (3C, C)
-            transpose = type(hf_module).__name__ == "Conv1D"
-            mine.weight.data.copy_(hf_module.weight.T if transpose else hf_module.weight)
-            mine.bias.data.copy_(hf_module.bias)
-    ours.norm.weight.data.copy_(hf.transformer.ln_f.weight)
-    ours.norm.bias.data.copy_(hf.transformer.ln_f.bias)
+    """GPT-2's weights onto ours through the mapping ``model.init_from`` uses (Conv1D matrices transposed)."""
+    state, _ = gpt2_state_dict(hf.state_dict())
+    ours.load_state_dict(state, strict=True)
 
 
 @pytest.mark.parametrize("backend", ["sdpa", "math"])

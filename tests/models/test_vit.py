@@ -5,6 +5,7 @@ import torch
 
 from src.config.model import ModelConfig
 from src.models.builders import build
+from src.models.hf_weights import vit_state_dict
 from src.models.vit import VisionTransformer, attention_rollout, build_vit
 
 # The settings that make our ViT and transformers' ViTForImageClassification the same function:
@@ -32,37 +33,11 @@ def hf_vit():
     return model
 
 
-# transformers' layer-relative names (5.x first, then 4.x) -> ours
-LAYER_NAMES = {"layernorm_before": "norm1", "layernorm_after": "norm2",
-               "attention.o_proj": "self_attn.out_proj", "attention.output.dense": "self_attn.out_proj",
-               "mlp.fc1": "feed_forward.linear1", "intermediate.dense": "feed_forward.linear1",
-               "mlp.fc2": "feed_forward.linear2", "output.dense": "feed_forward.linear2"}
-QKV_NAMES = (("attention.q_proj", "attention.k_proj", "attention.v_proj"),
-             ("attention.attention.query", "attention.attention.key", "attention.attention.value"))
-
-
 def copy_hf_weights(hf, ours: VisionTransformer) -> None:
-    """transformers' parameters onto ours; separate W^Q, W^K, W^V stack into the rows of ``in_proj``."""
-    theirs = {k.removeprefix("vit."): v for k, v in hf.state_dict().items()}
-    state = {"embeddings.patch_embedding.projection.weight":
-             theirs["embeddings.patch_embeddings.projection.weight"],
-             "embeddings.patch_embedding.projection.bias":
-             theirs["embeddings.patch_embeddings.projection.bias"],
-             "embeddings.cls_token": theirs["embeddings.cls_token"],
-             "embeddings.position_embedding": theirs["embeddings.position_embeddings"],
-             "encoder.norm.weight": theirs["layernorm.weight"], "encoder.norm.bias": theirs["layernorm.bias"],
-             "head.weight": theirs["classifier.weight"], "head.bias": theirs["classifier.bias"]}
-    for i in range(len(ours.encoder.layers)):
-        prefix = next(
-            p for p in (f"layers.{i}.", f"encoder.layer.{i}.") if p + "layernorm_before.weight" in theirs)
-        qkv = next(names for names in QKV_NAMES if prefix + names[0] + ".weight" in theirs)
-        for kind in ("weight", "bias"):
-            state[f"encoder.layers.{i}.self_attn.in_proj.{kind}"] = torch.cat(
-                [theirs[f"{prefix}{n}.{kind}"] for n in qkv])
-            for name, mine in LAYER_NAMES.items():
-                if f"{prefix}{name}.{kind}" in theirs:
-                    state[f"encoder.layers.{i}.{mine}.{kind}"] = theirs[f"{prefix}{name}.{kind}"]
+    """transformers' parameters onto ours, through the mapping ``model.init_from`` uses."""
+    state, used = vit_state_dict(hf.state_dict())
     ours.load_state_dict(state, strict=True)
+    assert used == set(hf.state_dict())  # a ViTForImageClassification has nothing the mapping leaves out
 
 
 @pytest.mark.parametrize("backend", ["sdpa", "math"])

@@ -59,19 +59,24 @@ def data_prep(step: StepContext) -> dict[str, Any]:
 
 
 def tokenize(step: StepContext, data: dict[str, Any]) -> dict[str, Any]:
-    """The ``tokenizer.kind`` tokenizer (trained on the training texts, or the fixed byte one); every
-    text encoded as ``[CLS] + tokens``, cut to ``max_tokens_per_sentence``."""
+    """The ``tokenizer.kind`` tokenizer (trained on the training texts, or the fixed byte one), or the one
+    that comes with ``model.init_from``'s weights; every text encoded as ``[CLS] + tokens`` (a pretrained
+    tokenizer: its own template), cut to ``max_tokens_per_sentence``."""
     from datasets import Dataset, DatasetDict, load_from_disk
 
     from src.data.tokenizer import load_tokenizer, train_text_tokenizer
     from src.tasks.classification.task import encode_texts
     from src.tracking import resolve_input
+    from src.training.init_from import source_tokenizer
 
     cfg, out_dir, tracker = step.cfg, step.step_dir, step.tracker
     data_dir = resolve_input(data, "data_dir", artifact="dataset", subdir="dataset")
     dataset = load_from_disk(str(data_dir / "dataset"))
-    tokenizer = load_tokenizer(train_text_tokenizer(dataset["train"], cfg.tokenizer,
-                                                    out_dir / "tokenizer.json"))
+    pretrained = source_tokenizer(cfg.model.init_from) if cfg.model.init_from else None
+    if pretrained is not None:  # the ids the pretrained embeddings know; tokenizer.kind is not used
+        pretrained.save(str(out_dir / "tokenizer.json"))
+    tokenizer = pretrained or load_tokenizer(train_text_tokenizer(dataset["train"], cfg.tokenizer,
+                                                                  out_dir / "tokenizer.json"))
     encoded, report = DatasetDict(), {}
     for name, split in dataset.items():
         ids, truncated = encode_texts(tokenizer, split["text"], cfg.tokenizer.max_tokens_per_sentence)

@@ -24,7 +24,16 @@ def encode_texts(tokenizer, texts: list[str], max_tokens: int) -> tuple[list[lis
     """``[CLS] + tokens`` cut to ``max_tokens`` ids, for a batch of texts; also how many were cut.
 
     Any of the project's tokenizers (BPE, bytes, characters, words): none adds special tokens itself.
+    A pretrained tokenizer (``model.init_from``) has its own template, BERT's ``[CLS] text [SEP]``: the
+    text is cut to leave room for it, then the template is applied, as the model was pretrained.
     """
+    if tokenizer.post_processor is not None:
+        room = max_tokens - tokenizer.post_processor.num_special_tokens_to_add(False)
+        encodings = tokenizer.encode_batch_fast(texts, add_special_tokens=False)
+        cut = sum(len(e.ids) > room for e in encodings)
+        for encoding in encodings:
+            encoding.truncate(room)
+        return [tokenizer.post_process(e).ids for e in encodings], cut
     ids = [e.ids for e in tokenizer.encode_batch_fast(texts)]
     return [[CLS_ID, *t[: max_tokens - 1]] for t in ids], sum(len(t) > max_tokens - 1 for t in ids)
 

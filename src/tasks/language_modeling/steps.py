@@ -50,12 +50,18 @@ def tokenize(step: StepContext, data: dict[str, Any]) -> dict[str, Any]:
     from src.data.tokenizer import load_tokenizer, train_one
     from src.tasks.language_modeling.task import SEPARATOR, encode_stream
     from src.tracking import resolve_input
+    from src.training.init_from import source_tokenizer
 
     cfg, out_dir, tracker = step.cfg, step.step_dir, step.tracker
     text_dir = resolve_input(data, "data_dir", artifact="dataset", subdir="text") / "text"
     texts = {name: (text_dir / f"{name}.txt").read_text(encoding="utf-8") for name in SPLIT_NAMES}
     path = out_dir / "tokenizer.json"
-    if cfg.tokenizer.kind == "char":
+    # the tokenizer of model.init_from's weights: its <pad>, <s>, </s>, <unk> must be ours (0-3)
+    pretrained = (source_tokenizer(cfg.model.init_from, specials=("pad", "bos", "eos", "unk"))
+                  if cfg.model.init_from else None)
+    if pretrained is not None:
+        pretrained.save(str(path))
+    elif cfg.tokenizer.kind == "char":
         train_char([texts["train"]], path)
     else:
         train_one(Dataset.from_dict({"text": texts["train"].split(SEPARATOR)}), ["text"], cfg.tokenizer, path)

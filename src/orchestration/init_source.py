@@ -1,0 +1,129 @@
+"""``model.init_from`` resolved at ``train``'s start, before any step: to a Hugging Face folder (whose sizes
+then replace the config's) or a checkpoint file, or refused in one line.
+
+What the source may be, in the order it is tried:
+
+1. a local Hugging Face folder (``config.json`` + weights): BERT, GPT-2 or ViT. Its ``config.json`` sets
+   the model's sizes and switches (``src/models/hf_config.py``: the folder's sizes win over the YAML's,
+   and the keys it changed are logged); its ``tokenizer.json`` replaces the trained tokenizer;
+2. a checkpoint file of this project (``.pt``), or a run folder: its best checkpoint, whose sizes win as a
+   folder's do;
+3. ``NAME:TAG`` or a 32-character ClearML model id: the registry's model, downloaded (needs a server);
+4. a run id, a run name or ``latest`` under ``output_dir``: that run's best checkpoint.
+
+The training loop then loads it (``src/training/init_from.py``); a resume never does.
+"""
+
+import re
+from pathlib import Path
+
+from loguru import logger
+
+from src.config.base import config_to_dict
+from src.experiment import ExperimentConfig, validate_config
+from src.models.hf_config import InitSourceError, hf_model_keys, hf_vocab_size, is_hf_folder, read_hf_config
+
+MODEL_ID = re.compile(r"[0-9a-f]{32}")
+# the keys that make a checkpoint's model what it is (its tensor shapes and its arithmetic): the checkpoint's
+# win over the config's; dropout, pooling and the attention pattern stay the config's
+SIZE_KEYS = ("d_model", "n_heads", "n_kv_heads", "n_encoder_layers", "n_decoder_layers", "d_ff",
+             "max_positions", "type_vocab_size", "embedding_norm", "norm", "bias", "activation",
+             "positional_encoding", "norm_first", "final_norm", "layer_norm_eps", "rope_base", "tie_output",
+             "share_embeddings", "image_size", "patch_size", "in_channels")
+
+
+def resolve_init_from(cfg: ExperimentConfig) -> ExperimentConfig:
+    """``cfg`` with ``model.init_from`` as a path that exists and the source's sizes, checked for the family
+    and the vocabulary; unchanged without ``init_from``."""
+    source = cfg.model.init_from
+    if source is None:
+        return cfg
+    path = Path(source).expanduser()
+    if is_hf_folder(path):
+        return _from_hf_folder(cfg, path)
+    if path.is_file() or path.is_dir():
+        from src.runs import RunNotFoundError, resolve_checkpoint
+
+        try:
+            checkpoint = resolve_checkpoint(path, cfg.output_dir)
+        except RunNotFoundError as err:
+            raise InitSourceError(f"model.init_from={source}: {err}") from None
+        return _from_checkpoint(cfg, checkpoint)
+    if ":" in source or MODEL_ID.fullmatch(source):
+        return _from_checkpoint(cfg, _registry_checkpoint(source))
+    if "/" in source or path.suffix == ".pt":
+        raise InitSourceError(f"model.init_from={source}: no such file or folder (expected a Hugging Face "
+                              "folder with config.json, a checkpoint .pt, a run, or a registry NAME:TAG)")
+    from src.runs import RunNotFoundError, resolve_checkpoint
+
+    try:
+        return _from_checkpoint(cfg, resolve_checkpoint(source, cfg.output_dir))
+    except RunNotFoundError as err:
+        raise InitSourceError(f"model.init_from={source} is no folder, file or registry NAME:TAG, and no "
+                              f"run: {err}") from None
+
+
+def _from_hf_folder(cfg: ExperimentConfig, folder: Path) -> ExperimentConfig:
+    """The folder's sizes in place of the config's (logged), and its vocabulary checked against the
+    tokenizer the run will use."""
+    from src.training.init_from import check_vocabulary, source_tokenizer
+
+    hf_config = read_hf_config(folder)
+    keys = hf_model_keys(hf_config, cfg.model.family, str(folder))
+    for key in ("image_size", "in_channels"):  # these describe the data, which the weights cannot change
+        if key in keys and keys[key] != getattr(cfg.model, key):
+            raise InitSourceError(f"model.init_from={folder} is a ViT for model.{key}={keys[key]}, the data "
+                                  f"have model.{key}={getattr(cfg.model, key)}")
+    if cfg.task != "image_classification":
+        specials = ("pad", "bos", "eos", "unk") if cfg.task == "language_modeling" else ("pad",)
+        tokenizer = source_tokenizer(str(folder), specials=specials)
+        rows = hf_vocab_size(hf_config)
+        if tokenizer is not None:
+            check_vocabulary(str(folder), rows, tokenizer.get_vocab_size(), "config.json's vocab_size")
+            logger.info(f"model.init_from={folder}: the tokenizer is its tokenizer.json "
+                        f"({tokenizer.get_vocab_size()} tokens)")
+        elif cfg.tokenizer.kind in ("bpe", "word") and rows != cfg.tokenizer.vocab_size:
+            # the run trains its own, of tokenizer.vocab_size tokens (characters and bytes: known after
+            # tokenizing, and checked when the train step starts)
+            raise InitSourceError(f"model.init_from={folder}: vocabulary mismatch: config.json's vocab_size "
+                                  f"is {rows}, tokenizer.vocab_size={cfg.tokenizer.vocab_size} (the folder "
+                                  "has no tokenizer.json: set tokenizer.vocab_size to its size, or add it)")
+    return _with_sizes(cfg, keys, str(folder), str(folder / "config.json"))
+
+
+def _from_checkpoint(cfg: ExperimentConfig, checkpoint: Path) -> ExperimentConfig:
+    """The checkpoint's family checked; its sizes in place of the config's, as a folder's (logged)."""
+    from src.training.checkpoint_format import stored_config
+    from src.training.init_from import checkpoint_state
+
+    state = checkpoint_state(str(checkpoint), cfg.model.family)
+    stored = stored_config(state)["model"]
+    unused = {"encoder_classifier": "n_decoder_layers", "vit": "n_decoder_layers",
+              "decoder_lm": "n_encoder_layers"}  # the family builds no such stack
+    keys = {key: stored[key] for key in SIZE_KEYS if key in stored and key != unused.get(cfg.model.family)}
+    return _with_sizes(cfg, keys, str(checkpoint), f"{checkpoint} (from {cfg.model.init_from})")
+
+
+def _with_sizes(cfg: ExperimentConfig, keys: dict, init_from: str, source: str) -> ExperimentConfig:
+    """``cfg`` with the source's model keys and ``init_from`` as the resolved path; each change logged."""
+    model = config_to_dict(cfg.model)
+    changed = {key: (model.get(key), value) for key, value in keys.items() if model.get(key) != value}
+    if changed:
+        logger.info(f"model.init_from={source} sets "
+                    + ", ".join(f"model.{key}={new!r} (was {old!r})" for key, (old, new) in changed.items()))
+    data = config_to_dict(cfg)
+    data["model"] = model | keys | {"init_from": init_from}
+    return validate_config(data, source=f"config with the sizes of model.init_from={source}")
+
+
+def _registry_checkpoint(source: str) -> Path:
+    """``NAME:TAG`` or a model id: the registered model's weights file, downloaded from the ClearML server."""
+    from src.orchestration.model_store import ModelNotFoundError, fetch_model
+    from src.orchestration.server import ServerMisconfiguredError, ServerUnreachableError
+
+    name, _, tag = source.partition(":")
+    try:
+        found = fetch_model(source) if MODEL_ID.fullmatch(source) else fetch_model(name=name, tag=tag or None)
+    except (ModelNotFoundError, ServerMisconfiguredError, ServerUnreachableError) as err:
+        raise InitSourceError(f"model.init_from={source}: {err}") from None
+    return found.local_path
