@@ -171,6 +171,17 @@ class MaskedLMProbe:
     def label(self, token_id: int) -> str:
         return readable_labels(self.tokenizer, [int(token_id)])[0]
 
+    def masked_text(self, inputs: list[int], labels: list[int]) -> str:
+        """The text as the model reads it, each chosen token shown as [MASK] (after ``[CLS]``)."""
+        from tokenizers import pre_tokenizers
+
+        words = readable_labels(self.tokenizer, inputs[1:])
+        if not isinstance(self.tokenizer.pre_tokenizer, pre_tokenizers.ByteLevel):  # words: one per token
+            return " ".join(words)
+        # byte-level BPE: "▁" starts a word; a [MASK] starts one where the token it hides does
+        return "".join(("▁" if self.label(answer).startswith("▁") else "") + word if answer != IGNORE else word
+                       for word, answer in zip(words, labels[1:])).replace("▁", " ").strip()
+
     def predictions(self, model: nn.Module):
         """A DataFrame, one row per masked word: text, position, answer, its rank, the top-k with
         probabilities."""
@@ -179,7 +190,7 @@ class MaskedLMProbe:
         rows, device = [], next(model.parameters()).device
         for index, (inputs, labels) in enumerate(zip(self.inputs, self.labels)):
             probabilities = model(torch.tensor([inputs], device=device))[0].float().softmax(-1)  # (T, V)
-            text = shorten(" ".join(readable_labels(self.tokenizer, inputs[1:])), 300)
+            text = shorten(self.masked_text(inputs, labels), 300)
             for position, answer in enumerate(labels):
                 if answer == IGNORE:
                     continue
