@@ -192,7 +192,8 @@ def _metrics_text(metrics: dict, path: Path) -> str:
         ]
     elif metrics["family"] == "encoder_mlm":
         lines += [
-            f"split:       {metrics['split']} ({metrics['n_texts']} texts, {metrics['n_masked']:,} masked tokens)",
+            (f"split:       {metrics['split']} ({metrics['n_texts']} texts, {metrics['n_masked']:,} masked "
+             "tokens)"),
             f"masked-token loss:     {metrics['loss']:.4f} (perplexity {metrics['perplexity']:.2f})",
             f"masked-token accuracy: {metrics['accuracy']:.4f}",
         ]

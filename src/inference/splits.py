@@ -7,7 +7,7 @@ family                 ``--split FILE``                                         
 translation            pairs: .tsv/.csv/.jsonl/.parquet (``read_pairs_file``)       BLEU, chrF, loss
 text classifiers       labelled texts: the same kinds, a text and a label column    accuracy, macro-F1
 language model         plain text (.txt): documents separated by blank lines        bits per character
-masked LM              plain text (.txt): documents separated by blank lines        masked-token loss, accuracy
+masked LM              plain text (.txt): documents separated by blank lines        masked-token loss
 ViT                    a folder of images, one subfolder per class, or IDX files    accuracy, macro-F1
 =====================  ===========================================================  =====================
 
@@ -221,11 +221,12 @@ def _masked_lm(trained: InferenceModel, split: Any, max_items: int | None) -> di
     if isinstance(split, Path):
         if split.is_dir() or split.suffix.lower() != ".txt":
             raise ValueError(f"--split {split}: a masked LM is scored on {KINDS['mlm']}")
-        docs = [doc.text for doc in read_local_text(split, max_items,
-                                                    join_lines=not line_breaks_kept(trained.config.data, "local"))]
+        join = not line_breaks_kept(trained.config.data, "local")  # as data_prep reads a local .txt
+        docs = [doc.text for doc in read_local_text(split, max_items, join_lines=join)]
         if not docs:
             raise ValueError(f"{split} holds no text")
-        ids, _ = encode_texts(trained.tokenizers["text"], docs, trained.config.tokenizer.max_tokens_per_sentence)
+        ids, _ = encode_texts(trained.tokenizers["text"], docs,
+                              trained.config.tokenizer.max_tokens_per_sentence)
     else:
         ids = split["ids"][:max_items] if max_items is not None else split["ids"]
     return score_test(trained, ids)

@@ -1,4 +1,4 @@
-"""An encoder pretrained as a masked language model (BERT: Devlin et al. 2019, Sec. 3.1, "Task #1: Masked LM").
+"""An encoder pretrained as a masked language model (BERT: Devlin et al. 2019, Sec. 3.1, "Masked LM").
 
 Reading order: token + positional embeddings -> ``Encoder`` -> ``MaskedLMHead`` at the chosen positions.
 The embeddings and the encoder are built by the very builders of the encoder classifier

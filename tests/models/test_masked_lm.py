@@ -1,5 +1,6 @@
-"""The masked LM is the encoder classifier's encoder under BERT's MLM head: the same parameter names and shapes
-(its weights load into a classifier), an output projection tied to the token embedding, padding ignored."""
+"""The masked LM is the encoder classifier's encoder under BERT's MLM head: the same parameter names and
+shapes (its weights load into a classifier), an output projection tied to the token embedding, padding
+ignored."""
 
 import pytest
 import torch
@@ -45,15 +46,17 @@ def test_the_head_is_berts_with_the_output_projection_tied_to_the_embedding(tiny
         mlm.mlm_head.bias.normal_()
         hidden, _ = mlm.encoder(mlm.embeddings.source(tokens), tokens.ne(0)[:, None, None, :])
         head = mlm.mlm_head
-        expected = F.layer_norm(F.gelu(head.dense(hidden)), (hidden.shape[-1],), head.norm.weight, head.norm.bias,
-                                head.norm.eps) @ mlm.embeddings.src.weight.T + head.bias
+        normed = F.layer_norm(F.gelu(head.dense(hidden)), (hidden.shape[-1],), head.norm.weight,
+                              head.norm.bias, head.norm.eps)
+        expected = normed @ mlm.embeddings.src.weight.T + head.bias
         torch.testing.assert_close(mlm(tokens), expected)
     # one table for input and output: the head adds dense, LayerNorm and a bias, no (V, C) matrix of its own
     head_parameters = sum(p.numel() for p in mlm.mlm_head.parameters())
     d = tiny_config.d_model
     assert head_parameters == d * d + d + 2 * d + VOCAB
     mlm(tokens).sum().backward()
-    assert mlm.embeddings.src.weight.grad[5:9].abs().sum() > 0 and mlm.embeddings.src.weight.grad[20:].abs().sum() > 0
+    grad = mlm.embeddings.src.weight.grad  # the tokens read (rows 5-8) and every output row (20 onwards)
+    assert grad[5:9].abs().sum() > 0 and grad[20:].abs().sum() > 0
 
 
 def test_selected_positions_equal_the_full_logits_there_and_padding_changes_nothing(tiny_config):

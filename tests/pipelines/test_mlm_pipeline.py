@@ -32,7 +32,8 @@ def test_pretraining_learns_and_reports_the_masked_token_loss_and_accuracy(mlm_r
     assert metrics["loss"] < math.log(tokenizer.get_vocab_size()) - 0.3
     assert metrics["perplexity"] == pytest.approx(math.exp(metrics["loss"]))
     assert 0.0 < metrics["accuracy"] < 1.0 and metrics["n_masked"] > 0.1 * metrics["n_texts"]
-    history = [json.loads(line) for line in (run_dir / "train" / "train_history.jsonl").read_text().splitlines()]
+    lines = (run_dir / "train" / "train_history.jsonl").read_text().splitlines()
+    history = [json.loads(line) for line in lines]
     valid = [row["valid_loss"] for row in history if "valid_loss" in row]
     assert valid[-1] < valid[0]
     card = json.loads((run_dir / "data_prep" / "data_card.json").read_text())
@@ -41,7 +42,8 @@ def test_pretraining_learns_and_reports_the_masked_token_loss_and_accuracy(mlm_r
 
 def test_each_session_holds_the_masked_predictions_and_the_gate(mlm_run):
     run_dir, _ = mlm_run
-    s = {step: read_offline_session(next((run_dir / step / "clearml_offline").glob("*.zip"))) for step in STEPS}
+    s = {step: read_offline_session(next((run_dir / step / "clearml_offline").glob("*.zip")))
+         for step in STEPS}
     assert {series for title, series in s["train"].scalars if title == "valid"} == {"loss", "accuracy",
                                                                                     "perplexity"}
     assert "attention/masked" in {image.title for image in s["train"].images}
@@ -65,4 +67,5 @@ def test_evaluate_scores_the_same_fixed_mask_and_export_and_serve_refuse_in_one_
         refused = run_src_main([command, str(run_dir)], env, timeout=120)
         errors = [line for line in refused.stderr.splitlines() if "| ERROR" in line]
         assert refused.returncode == 1 and len(errors) == 1, refused.stderr[-3000:]
-        assert "encoder_mlm" in errors[0] and "fine-tune a classifier from it (model.init_from=RUN)" in errors[0]
+        assert "encoder_mlm" in errors[0]
+        assert "fine-tune a classifier from it (model.init_from=RUN)" in errors[0]

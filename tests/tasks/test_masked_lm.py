@@ -27,7 +27,8 @@ ORDINARY = MASK_ID - FIRST_ORDINARY_ID  # ids a random replacement may take
 
 def texts(n: int, length: int, seed: int = 0) -> torch.Tensor:
     """(n, length) ordinary token ids, [CLS] first."""
-    tokens = torch.randint(FIRST_ORDINARY_ID, MASK_ID, (n, length), generator=torch.Generator().manual_seed(seed))
+    generator = torch.Generator().manual_seed(seed)
+    tokens = torch.randint(FIRST_ORDINARY_ID, MASK_ID, (n, length), generator=generator)
     tokens[:, 0] = BOS_ID
     return tokens
 
@@ -51,7 +52,8 @@ def test_the_80_10_10_rule_holds_in_its_proportions_over_many_draws():
         kept += int(same.sum())
         swapped = inputs[chosen][(inputs[chosen] != MASK_ID) & ~same]
         random += swapped.numel()
-        assert ((swapped >= FIRST_ORDINARY_ID) & (swapped < MASK_ID)).all()  # an ordinary token, never special
+        # an ordinary token, never a special one or [MASK]
+        assert ((swapped >= FIRST_ORDINARY_ID) & (swapped < MASK_ID)).all()
     n = 20 * 200 * 15
     # a random replacement draws the original token itself once in ORDINARY times: it then counts as kept
     assert within(masked / n, 0.8, n), masked / n
@@ -119,7 +121,8 @@ def test_the_fixed_mask_does_not_depend_on_batching_and_scores_the_same(tiny_con
     model = build(tiny_config.model_copy(update={"family": "encoder_mlm"}), vocab_size=VOCAB, pad_id=PAD_ID)
     small = score_masked(model, once, 64, torch.device("cpu"))
     large = score_masked(model, once, 4096, torch.device("cpu"))
-    assert small["n_masked"] == large["n_masked"] == sum(label != IGNORE for row in once.labels for label in row)
+    chosen = sum(label != IGNORE for row in once.labels for label in row)
+    assert small["n_masked"] == large["n_masked"] == chosen
     assert small["loss"] == pytest.approx(large["loss"], rel=1e-5)
     assert small["accuracy"] == large["accuracy"]
 
@@ -157,14 +160,16 @@ def test_the_probe_lists_the_top_5_guesses_for_each_masked_word(tiny_config, tmp
     tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     mask_id = len(words) - 1
     probe = MaskedLMProbe.from_ids([[BOS_ID, *range(4, 24)], [BOS_ID, 4, 5, 6]], tokenizer, mask_id)
-    model = build(tiny_config.model_copy(update={"family": "encoder_mlm"}), vocab_size=len(words), pad_id=PAD_ID)
+    model = build(tiny_config.model_copy(update={"family": "encoder_mlm"}), vocab_size=len(words),
+                  pad_id=PAD_ID)
     table = probe.predictions(model.eval())
     assert list(table["text"]) == [0, 0, 0, 1]  # round(0.15 * 20) = 3 masked words, then 1 of 3
     for row in table.to_dict("records"):
         assert probe.inputs[row["text"]][row["position"]] == mask_id
         assert probe.labels[row["text"]][row["position"]] == tokenizer.token_to_id(row["answer"])
         assert len(row["top 5"].split(", ")) == 5 and 1 <= row["answer rank"] <= len(words)
-        assert row["masked text"].count("[MASK]") == sum(label != IGNORE for label in probe.labels[row["text"]])
+        masked = sum(label != IGNORE for label in probe.labels[row["text"]])
+        assert row["masked text"].count("[MASK]") == masked
     short = MaskedLMProbe(probe.inputs[1:], probe.labels[1:], tokenizer)  # one small heatmap: seconds less
     short.report(model, NullTracker(tmp_path), 7)  # the masked positions' attention, saved as PNG
     assert len(list(tmp_path.rglob("*.png"))) == 1
@@ -190,7 +195,8 @@ def test_imdb_pretraining_reads_only_the_classifiers_training_reviews(tmp_path):
     splits, card = imdb_training_texts(data)
     prepare_text_classification(read_rows(data), tmp_path, valid_size=data.valid_fraction,
                                 test_size=data.test_fraction, salt=data.split_salt, max_chars=data.max_chars)
-    classifier = {name: set(split["text"]) for name, split in load_from_disk(str(tmp_path / "dataset")).items()}
+    dataset = load_from_disk(str(tmp_path / "dataset"))
+    classifier = {name: set(split["text"]) for name, split in dataset.items()}
     read = [text for split in splits.values() for text in split]
     assert set(read) == classifier["train"] and len(read) == len(classifier["train"])
     assert not set(read) & (classifier["validation"] | classifier["test"])

@@ -14,7 +14,8 @@ from src.tasks.translation.task import TranslationTask
 from src.training.probe import AttentionProbe
 from src.training.task import Probe, Task
 
-TASK_CLASSES = [TranslationTask, ClassificationTask, LanguageModelingTask, ImageClassificationTask, MaskedLMTask]
+TASK_CLASSES = [TranslationTask, ClassificationTask, LanguageModelingTask, ImageClassificationTask,
+                MaskedLMTask]
 PROBE_CLASSES = [AttentionProbe, ClassificationProbe, LanguageModelProbe, ImageAttentionProbe, MaskedLMProbe]
 
 

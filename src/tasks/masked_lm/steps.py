@@ -22,7 +22,8 @@ from src.tasks.spec import StepContext
 if TYPE_CHECKING:
     from src.inference import InferenceModel
 
-HELD_OUT = 0.05  # IMDB: the share of the classifier's training reviews held out for each of validation and test
+# IMDB: the share of the classifier's training reviews held out for each of validation and test
+HELD_OUT = 0.05
 
 
 def read_texts(data) -> tuple[dict[str, list[str]], dict[str, Any]]:
@@ -161,8 +162,8 @@ def evaluate(step: StepContext, tokenized: dict[str, Any], model: "InferenceMode
 
 
 def score_test(model: "InferenceModel", ids: list[list[int]]) -> dict[str, Any]:
-    """Masked-token loss, accuracy and perplexity of ``ids`` under the test split's fixed mask (``TEST_SEED``):
-    the same positions for every run on the same texts, whatever its batch budget."""
+    """Masked-token loss, accuracy and perplexity of ``ids`` under the test split's fixed mask
+    (``TEST_SEED``): the same positions for every run on the same texts, whatever its batch budget."""
     from src.data.special_tokens import MASK
     from src.tasks.masked_lm.task import TEST_SEED, fixed_masks, score_masked
 
@@ -181,6 +182,6 @@ def gate(cfg, metrics: dict[str, Any]) -> dict[str, Any]:
 def summary(cfg, outputs: dict[str, Any]) -> list[str]:
     """The test figures ``train`` prints at the end (the register step's decision follows them)."""
     metrics = outputs["evaluate"]["metrics"]
-    return [f"test masked-token loss:     {metrics['loss']:.4f} ({metrics['n_masked']:,} masked tokens "
-            f"in {metrics['n_texts']:,} texts)",
+    return [(f"test masked-token loss:     {metrics['loss']:.4f} ({metrics['n_masked']:,} masked tokens "
+             f"in {metrics['n_texts']:,} texts)"),
             f"test masked-token accuracy: {metrics['accuracy']:.4f} (perplexity {metrics['perplexity']:.2f})"]

@@ -26,7 +26,8 @@ from src.data.batching import TokenBudgetBatchSampler
 from src.data.special_tokens import PAD_ID, SPECIAL_TOKENS
 from src.training.probe import readable_labels, shorten
 
-Batch = tuple[Tensor, Tensor]  # (inputs (B, T) with the masks applied, labels (B, T): IGNORE where not chosen)
+# (inputs (B, T) with the masks applied, labels (B, T): IGNORE where not chosen)
+Batch = tuple[Tensor, Tensor]
 IGNORE = -100  # label of a position that is not predicted (cross_entropy's ignore_index)
 FIRST_ORDINARY_ID = len(SPECIAL_TOKENS)  # ids below are <pad>, <s> ([CLS]), </s>, <unk>: never chosen
 MASK_RATE, MASK_SHARE, RANDOM_SHARE = 0.15, 0.8, 0.1  # BERT's 15%, then 80% [MASK] / 10% random / 10% kept
@@ -179,8 +180,9 @@ class MaskedLMProbe:
         if not isinstance(self.tokenizer.pre_tokenizer, pre_tokenizers.ByteLevel):  # words: one per token
             return " ".join(words)
         # byte-level BPE: "▁" starts a word; a [MASK] starts one where the token it hides does
-        return "".join(("▁" if self.label(answer).startswith("▁") else "") + word if answer != IGNORE else word
-                       for word, answer in zip(words, labels[1:])).replace("▁", " ").strip()
+        shown = [word if answer == IGNORE else ("▁" if self.label(answer).startswith("▁") else "") + word
+                 for word, answer in zip(words, labels[1:])]
+        return "".join(shown).replace("▁", " ").strip()
 
     def predictions(self, model: nn.Module):
         """A DataFrame, one row per masked word: text, position, answer, its rank, the top-k with
