@@ -202,3 +202,12 @@ def test_imdb_pretraining_reads_only_the_classifiers_training_reviews(tmp_path):
     assert not set(read) & (classifier["validation"] | classifier["test"])
     assert all(splits[name] for name in ("train", "validation", "test"))
     assert card["classifier_split"] == {name: len(texts) for name, texts in classifier.items()}
+
+
+def test_a_text_longer_than_the_models_positions_is_refused_before_training():
+    from src.config.base import ConfigError
+    from src.experiment import load_config
+
+    with pytest.raises(ConfigError, match="tokenizer.max_tokens_per_sentence=200 exceeds model.max_positions=128"):
+        load_config("config/imdb_mlm_tiny.yaml", ["tokenizer.max_tokens_per_sentence=200"])
+    assert load_config("config/imdb_mlm_tiny.yaml", ["tokenizer.kind=byte"]).tokenizer.kind == "byte"

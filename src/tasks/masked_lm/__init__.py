@@ -8,13 +8,26 @@ chosen positions, validation on fixed masks, the top-5 guesses for masked words)
 so a classifier starts from it.
 """
 
+from typing import TYPE_CHECKING
+
 from src.tasks.masked_lm import steps
 from src.tasks.spec import TaskSpec
 
+if TYPE_CHECKING:
+    from src.experiment import ExperimentConfig
+
+
+def check(cfg: "ExperimentConfig") -> None:
+    """A text has a position for each of its tokens, as in the classifier it is pretrained for."""
+    longest = cfg.tokenizer.max_tokens_per_sentence
+    if longest > cfg.model.max_positions:
+        raise ValueError(f"tokenizer.max_tokens_per_sentence={longest} exceeds model.max_positions="
+                         f"{cfg.model.max_positions}: the model has no position for a text's later tokens")
+
 TASK = TaskSpec(
     name="masked_lm", title="masked-LM pretraining",
-    families=("encoder_mlm",), sources=("prose", "imdb", "hf", "local"), tokenizer_kinds=("bpe", "word"),
+    families=("encoder_mlm",), sources=("prose", "imdb", "hf", "local"), tokenizer_kinds=("bpe", "word", "byte"),
     batches="tokens",
     data_prep=steps.data_prep, tokenize=steps.tokenize, train=steps.train, evaluate=steps.evaluate,
-    gate=steps.gate, summary=steps.summary,
+    gate=steps.gate, summary=steps.summary, check=check,
 )
