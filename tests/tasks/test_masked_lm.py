@@ -208,6 +208,7 @@ def test_a_text_longer_than_the_models_positions_is_refused_before_training():
     from src.config.base import ConfigError
     from src.experiment import load_config
 
-    with pytest.raises(ConfigError, match="tokenizer.max_tokens_per_sentence=200 exceeds model.max_positions=128"):
+    message = "tokenizer.max_tokens_per_sentence=200 exceeds model.max_positions=128"
+    with pytest.raises(ConfigError, match=message):
         load_config("config/imdb_mlm_tiny.yaml", ["tokenizer.max_tokens_per_sentence=200"])
     assert load_config("config/imdb_mlm_tiny.yaml", ["tokenizer.kind=byte"]).tokenizer.kind == "byte"

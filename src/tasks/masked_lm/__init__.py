@@ -26,7 +26,8 @@ def check(cfg: "ExperimentConfig") -> None:
 
 TASK = TaskSpec(
     name="masked_lm", title="masked-LM pretraining",
-    families=("encoder_mlm",), sources=("prose", "imdb", "hf", "local"), tokenizer_kinds=("bpe", "word", "byte"),
+    families=("encoder_mlm",), sources=("prose", "imdb", "hf", "local"),
+    tokenizer_kinds=("bpe", "word", "byte"),
     batches="tokens",
     data_prep=steps.data_prep, tokenize=steps.tokenize, train=steps.train, evaluate=steps.evaluate,
     gate=steps.gate, summary=steps.summary, check=check,
