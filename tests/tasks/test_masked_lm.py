@@ -212,3 +212,31 @@ def test_a_text_longer_than_the_models_positions_is_refused_before_training():
     with pytest.raises(ConfigError, match=message):
         load_config("config/imdb_mlm_tiny.yaml", ["tokenizer.max_tokens_per_sentence=200"])
     assert load_config("config/imdb_mlm_tiny.yaml", ["tokenizer.kind=byte"]).tokenizer.kind == "byte"
+
+
+def test_the_training_loop_masks_each_epoch_afresh(tmp_path):
+    """Through the real loop: every epoch is one batch of the same 8 texts, and each is masked anew."""
+    from src.experiment import validate_config
+    from src.tracking import NullTracker
+    from src.training.trainer import Trainer
+
+    torch.set_num_threads(1)
+    cfg = validate_config({
+        "task": "masked_lm", "output_dir": str(tmp_path), "run_name": "mlm", "data": {"source": "prose"},
+        "model": {"family": "encoder_mlm", "d_model": 32, "n_heads": 2, "n_encoder_layers": 1, "d_ff": 64},
+        "batching": {"max_tokens": 4096},
+        "training": {"max_steps": 3, "warmup_steps": 1, "log_every": 1, "eval_every": 3,
+                     "checkpoint_every": 3},
+        "tracking": {"heatmap_every": 100}})
+    task = corpus_task(8)
+    drawn, draw = [], task.batch
+
+    def recorded(indices, device):
+        drawn.append((list(indices), draw(indices, device)))
+        return drawn[-1][1]
+
+    task.batch = recorded
+    Trainer(cfg, task, tmp_path / "mlm", NullTracker()).fit()
+    assert len(drawn) == 3 and all(sorted(indices) == list(range(8)) for indices, _ in drawn)
+    masks = [labels[torch.tensor(indices).argsort()] != IGNORE for indices, (_, labels) in drawn]
+    assert not torch.equal(masks[0], masks[1]) and not torch.equal(masks[1], masks[2])
