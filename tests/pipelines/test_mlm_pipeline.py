@@ -38,6 +38,9 @@ def test_pretraining_learns_and_reports_the_masked_token_loss_and_accuracy(mlm_r
     assert valid[-1] < valid[0]
     card = json.loads((run_dir / "data_prep" / "data_card.json").read_text())
     assert sum(card["counts"].values()) == card["classifier_split"]["train"]
+    from src.runs.table import test_metric  # the headline of `runs list` and `runs compare`
+
+    assert test_metric(metrics) == f"masked loss {metrics['loss']:.3f} (acc {metrics['accuracy']:.3f})"
 
 
 def test_each_session_holds_the_masked_predictions_and_the_gate(mlm_run):
