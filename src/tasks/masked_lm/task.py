@@ -3,7 +3,8 @@
 A text is encoded as the classifier encodes it (``[CLS] + tokens``, ``encode_texts``), so the pretrained
 encoder reads at fine-tuning exactly what it read here. Masking (Devlin et al. 2019, Sec. 3.1 and
 Appendix A.1): of each text's maskable tokens (neither special nor padding) ``round(15%)``, at least
-one, are chosen, as BERT's ``create_pretraining_data.py`` does (``num_to_predict``); a chosen token
+one, are chosen, as BERT's ``create_pretraining_data.py`` does (``num_to_predict``, there 15% of the whole
+sequence, [CLS] and [SEP] counted); a chosen token
 becomes ``[MASK]`` with probability 0.8, a random ordinary token with 0.1, and stays itself with 0.1.
 Training batches are masked afresh each time they are drawn (RoBERTa's dynamic masking, Liu et al. 2019,
 Sec. 4.1): the loop seeds torch per micro-batch and step before ``batch``, so two epochs mask a text
