@@ -20,4 +20,7 @@ class EvaluationConfig(FrozenConfig):
     # (lower is better); validation during training scores the first valid_max_tokens tokens (None: all)
     bpc_threshold: PositiveFloat = 2.5
     valid_max_tokens: PositiveInt | None = None
+    # masked-LM pretraining: the register step's gate, the most test masked-token loss (nats) for
+    # "production" (lower is better)
+    masked_loss_threshold: PositiveFloat = 6.0
     n_worst: PositiveInt = 20  # classification: most confidently misclassified texts shown

@@ -22,9 +22,10 @@ class ModelConfig(FrozenConfig):
     # lstm_classifier / gru_classifier / rnn_classifier: recurrent baselines, the last the plain Elman RNN
     # (d_model wide, n_encoder_layers deep);
     # decoder_lm: GPT-like language model (n_decoder_layers deep); vit: Vision Transformer
-    # (Dosovitskiy et al. 2021, n_encoder_layers deep)
+    # (Dosovitskiy et al. 2021, n_encoder_layers deep); encoder_mlm: the encoder classifier's encoder
+    # with BERT's masked-LM head, for pretraining (src/models/masked_lm.py)
     family: Literal["encoder_decoder", "encoder_classifier", "lstm_classifier", "gru_classifier",
-                    "rnn_classifier", "decoder_lm", "vit"] = "encoder_decoder"
+                    "rnn_classifier", "decoder_lm", "vit", "encoder_mlm"] = "encoder_decoder"
     pooling: Literal["cls", "mean"] = "cls"  # encoder_classifier: [CLS] state or mean of the real tokens
     rnn_bidirectional: bool = True  # lstm/gru/rnn_classifier: read the text both ways
     # lstm/gru/rnn_classifier: PyTorch's kernel on the same weights (False: the equations)
@@ -112,6 +113,7 @@ class ModelConfig(FrozenConfig):
             raise ValueError(f"{chosen[0]} is BERT's input of family='encoder_classifier'; "
                              f"family={self.family!r} has no such embeddings")
         fits = {"encoder_classifier": {"full", "sliding_window", "longformer"},
+                "encoder_mlm": {"full", "sliding_window", "longformer"},
                 "decoder_lm": {"full", "sliding_window"}}.get(self.family, {"full"})
         if self.attention not in fits:
             raise ValueError(f"model.attention={self.attention!r} is not available for "
@@ -128,7 +130,7 @@ class ModelConfig(FrozenConfig):
                   else None, "norm": "rmsnorm" if self.norm == "rmsnorm" else None,
                   "n_kv_heads": self.n_kv_heads, "bias": False if not self.bias else None}
         chosen = {key: value for key, value in modern.items() if value is not None}
-        if chosen and self.family not in ("decoder_lm", "encoder_classifier"):
+        if chosen and self.family not in ("decoder_lm", "encoder_classifier", "encoder_mlm"):
             key, value = next(iter(chosen.items()))
             raise ValueError(f"model.{key}={value!r} is one of the modern blocks of family='decoder_lm' "
                              f"and 'encoder_classifier'; family={self.family!r} takes none of them")

@@ -54,6 +54,8 @@ EXAMPLE_BATCH, EXAMPLE_LENGTH, EXAMPLE_PAST = 3, 5, 2
 DEFAULT_OPSET, STEP_OPSET = 20, 23
 
 
+MLM_REFUSAL = ("an encoder_mlm is a pretrained encoder, not a model to deploy: it predicts masked tokens "
+               "only; fine-tune a classifier from it (model.init_from=RUN) and export that")
 RECURRENT_REFUSAL = (
     "{family} does not export to ONNX with a dynamic length: src/components/recurrent.py runs the "
     "recurrence as a Python loop over the time steps (torch.export unrolls it to the example's length) and "
@@ -142,6 +144,8 @@ def check_graphs(trained: InferenceModel, graphs: dict[str, Any], out: Path) -> 
 def graph_specs(trained: InferenceModel) -> list[GraphSpec]:
     """The graphs of ``trained.family``, with example inputs and dynamic axes."""
     family, model, cfg = trained.family, trained.model, trained.config.model
+    if family == "encoder_mlm":
+        raise ExportError(MLM_REFUSAL)
     if family in ("lstm_classifier", "gru_classifier", "rnn_classifier"):
         raise ExportError(RECURRENT_REFUSAL.format(family=family))
     modern = [f"{key}={value!r}" for key, value in (("positional_encoding", cfg.positional_encoding),

@@ -190,6 +190,13 @@ def _metrics_text(metrics: dict, path: Path) -> str:
             f"bpc:         {metrics['bpc']:.4f}",
             f"loss:        {metrics['loss']:.4f} per token (perplexity {metrics['perplexity']:.2f})",
         ]
+    elif metrics["family"] == "encoder_mlm":
+        lines += [
+            (f"split:       {metrics['split']} ({metrics['n_texts']} texts, {metrics['n_masked']:,} masked "
+             "tokens)"),
+            f"masked-token loss:     {metrics['loss']:.4f} (perplexity {metrics['perplexity']:.2f})",
+            f"masked-token accuracy: {metrics['accuracy']:.4f}",
+        ]
     else:
         count = metrics.get("n_texts", metrics.get("n_images"))
         lines += [

@@ -230,7 +230,7 @@ def model_sizes(family: str, tokenizers: dict[str, Any], labels: list[str], pad_
     (``task.model_sizes()`` at training)."""
     if family == "vit":  # images: no tokenizer, the classes only
         return {"n_classes": len(labels)}
-    if family == "decoder_lm":
+    if family in ("decoder_lm", "encoder_mlm"):
         return {"vocab_size": tokenizers["text"].get_vocab_size(), "pad_id": pad_id}
     if "text" in tokenizers:  # a text classifier: one tokenizer, and its classes
         return {"vocab_size": tokenizers["text"].get_vocab_size(), "n_classes": len(labels), "pad_id": pad_id}

@@ -7,6 +7,7 @@ family                 ``--split FILE``                                         
 translation            pairs: .tsv/.csv/.jsonl/.parquet (``read_pairs_file``)       BLEU, chrF, loss
 text classifiers       labelled texts: the same kinds, a text and a label column    accuracy, macro-F1
 language model         plain text (.txt): documents separated by blank lines        bits per character
+masked LM              plain text (.txt): documents separated by blank lines        masked-token loss
 ViT                    a folder of images, one subfolder per class, or IDX files    accuracy, macro-F1
 =====================  ===========================================================  =====================
 
@@ -31,6 +32,7 @@ IDX_IMAGES = re.compile(r"images-idx3-ubyte(\.gz)?$")
 KINDS = {"translation": "a .tsv/.csv/.jsonl/.parquet file of sentence pairs",
          "classifier": "a .tsv/.csv/.jsonl/.parquet file of texts and labels",
          "lm": "a .txt file of plain text",
+         "mlm": "a .txt file of plain text",
          "images": "a folder of images (one subfolder per class) or an IDX images file"}
 
 
@@ -52,8 +54,8 @@ def score_split(trained: InferenceModel, split: str, run_dir: Path | None,
         batching = trained.config.batching.model_copy(update={"block_size": block_size})
         trained = replace(trained, config=trained.config.model_copy(update={"batching": batching}))
     scorer = {
-        "translation": _translation, "classifier": _classifier, "lm": _language_model, "images": _images}[
-            kind]
+        "translation": _translation, "classifier": _classifier, "lm": _language_model, "images": _images,
+        "mlm": _masked_lm}[kind]
     if split in RUN_SPLITS:
         return scorer(trained, _run_split(run_dir, trained, RUN_SPLITS[split]), max_items)
     path = Path(split).expanduser()
@@ -64,7 +66,7 @@ def score_split(trained: InferenceModel, split: str, run_dir: Path | None,
 
 def _kind(family: str) -> str:
     return ("translation" if family == "encoder_decoder" else "classifier" if family in TEXT_CLASSIFIERS
-            else "lm" if family == "decoder_lm" else "images")
+            else "lm" if family == "decoder_lm" else "mlm" if family == "encoder_mlm" else "images")
 
 
 def _run_split(run_dir: Path | None, trained: InferenceModel, name: str) -> Any:
@@ -206,6 +208,28 @@ def _language_model(trained: InferenceModel, split: Any, max_items: int | None) 
     scores = score_stream(trained.model, split, trained.config.evaluation.batch_size, trained.device)
     return {**scores, "n_tokens": int(split.ids.numel()), "n_characters": split.characters,
             "block_size": split.block_size}
+
+
+# --- masked-LM pretraining ------------------------------------------------------------------------
+def _masked_lm(trained: InferenceModel, split: Any, max_items: int | None) -> dict[str, Any]:
+    """Masked-token loss and accuracy under the test split's fixed mask; a .txt file becomes texts as the
+    data step makes them of a local file, encoded as the tokenize step encodes them."""
+    from src.data.prose import line_breaks_kept, read_local_text
+    from src.tasks.classification.task import encode_texts
+    from src.tasks.masked_lm.steps import score_test
+
+    if isinstance(split, Path):
+        if split.is_dir() or split.suffix.lower() != ".txt":
+            raise ValueError(f"--split {split}: a masked LM is scored on {KINDS['mlm']}")
+        join = not line_breaks_kept(trained.config.data, "local")  # as data_prep reads a local .txt
+        docs = [doc.text for doc in read_local_text(split, max_items, join_lines=join)]
+        if not docs:
+            raise ValueError(f"{split} holds no text")
+        ids, _ = encode_texts(trained.tokenizers["text"], docs,
+                              trained.config.tokenizer.max_tokens_per_sentence)
+    else:
+        ids = split["ids"][:max_items] if max_items is not None else split["ids"]
+    return score_test(trained, ids)
 
 
 # --- images ---------------------------------------------------------------------------------------

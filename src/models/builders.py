@@ -15,6 +15,7 @@ def build(cfg: ModelConfig, **sizes: Any) -> nn.Module:
     classes, pad id)."""
     from src.models.decoder_lm import build_decoder_lm
     from src.models.encoder_classifier import build_encoder_classifier
+    from src.models.masked_lm import build_encoder_mlm
     from src.models.rnn_classifier import build_rnn_classifier
     from src.models.transformer import build_model
     from src.models.vit import build_vit
@@ -32,6 +33,7 @@ def build(cfg: ModelConfig, **sizes: Any) -> nn.Module:
                                                        sizes["pad_id"]),
         "decoder_lm": lambda: build_decoder_lm(cfg, sizes["vocab_size"], sizes["pad_id"]),
         "vit": lambda: build_vit(cfg, sizes["n_classes"]),
+        "encoder_mlm": lambda: build_encoder_mlm(cfg, sizes["vocab_size"], sizes["pad_id"]),
     }
     try:
         return builders[cfg.family]()

@@ -140,7 +140,8 @@ def samples(run: RunContents) -> Section | None:
         note = f'<p class="note">{esc(sample.note)}</p>' if sample.note else ""
         parts.append(
             f"<h3>{esc(sample.title)}</h3>{table(sample.columns, sample.rows, css_class='samples')}{note}")
-    titles = {"encoder_decoder": "Sample translations", "decoder_lm": "Sample continuations"}
+    titles = {"encoder_decoder": "Sample translations", "decoder_lm": "Sample continuations",
+              "encoder_mlm": "Masked-word predictions"}
     title = titles.get(run.family, "Sample predictions")
     return Section("samples", title, "".join(parts))
 

@@ -27,7 +27,9 @@ def _number(value: object, digits: int = 2) -> str:
 
 def test_metric(metrics: dict) -> str:
     """The run's headline test figure: beam BLEU for translation, accuracy for classification, bits per
-    character and perplexity for language modelling."""
+    character and perplexity for language modelling, masked-token loss for masked-LM pretraining."""
+    if "n_masked" in metrics:
+        return f"masked loss {metrics['loss']:.3f} (acc {metrics['accuracy']:.3f})"
     if "bpc" in metrics:
         return f"bpc {metrics['bpc']:.3f} (ppl {metrics['perplexity']:.1f})"
     if "accuracy" in metrics:

@@ -144,7 +144,12 @@ class Preprocess:
         from src.inference.loader import load_for_inference
 
         backend = self.config.backend
+        # with --backend onnx an encoder_mlm is refused by its export, for the same reason
         trained = load_for_inference(local_file_name, self.config.device, backend=backend)
+        if trained.family == "encoder_mlm":
+            raise ValueError(f"{local_file_name} holds an encoder_mlm, a pretrained encoder that predicts "
+                             "masked tokens only, which the server does not serve; fine-tune a classifier "
+                             "from it (model.init_from=RUN) and serve that")
         if trained.family not in TASKS:
             raise ValueError(f"{local_file_name} holds a {trained.family!r} model; the server serves "
                              f"{sorted(TASKS)} (images over HTTP are not served)")

@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # types only: the format's names (src.inference offers two) c
 CHECKPOINT_FORMAT = 2
 FAMILY = "encoder_decoder"  # translation; the classifiers also store their class names ("labels")
 FAMILIES = frozenset({"encoder_decoder", "encoder_classifier", "lstm_classifier", "gru_classifier",
-                      "rnn_classifier", "decoder_lm", "vit"})
+                      "rnn_classifier", "decoder_lm", "vit", "encoder_mlm"})
 INFERENCE_KEYS = ("format", "family", "config", "tokenizers", "special_ids")
 
 

@@ -9,12 +9,14 @@ import pytest
 from src.tasks.classification.task import ClassificationProbe, ClassificationTask
 from src.tasks.image_classification.task import ImageAttentionProbe, ImageClassificationTask
 from src.tasks.language_modeling.task import LanguageModelingTask, LanguageModelProbe
+from src.tasks.masked_lm.task import MaskedLMProbe, MaskedLMTask
 from src.tasks.translation.task import TranslationTask
 from src.training.probe import AttentionProbe
 from src.training.task import Probe, Task
 
-TASK_CLASSES = [TranslationTask, ClassificationTask, LanguageModelingTask, ImageClassificationTask]
-PROBE_CLASSES = [AttentionProbe, ClassificationProbe, LanguageModelProbe, ImageAttentionProbe]
+TASK_CLASSES = [TranslationTask, ClassificationTask, LanguageModelingTask, ImageClassificationTask,
+                MaskedLMTask]
+PROBE_CLASSES = [AttentionProbe, ClassificationProbe, LanguageModelProbe, ImageAttentionProbe, MaskedLMProbe]
 
 
 def protocol_mismatches(protocol: type, cls: type) -> list[str]:
