@@ -108,8 +108,8 @@ def test_json_and_yaml_load_the_same(tmp_path):
      "task='image_classification' reads data.source in ['fashion_mnist'], got 'prose'"),
     (["tokenizer.kind=char"], "tokenizer.kind='char' is for language modelling and text classification, not "
                               "task='translation' (it takes tokenizer.kind in ['bpe'])"),
-    (["tokenizer.kind=byte"], "tokenizer.kind='byte' is for masked-LM pretraining and text classification, not "
-                              "task='translation'"),
+    (["tokenizer.kind=byte"], "tokenizer.kind='byte' is for masked-LM pretraining and text classification, "
+                              "not task='translation'"),
     (["batching.batch_size=32"],
      "task='translation' batches by tokens (batching.max_tokens); batching.batch_size is"),
     (["batching.block_size=32"],

@@ -109,8 +109,8 @@ class ModelConfig(FrozenConfig):
         bert = {"embedding_norm": self.embedding_norm or None,
                 "type_vocab_size": self.type_vocab_size or None}
         chosen = [f"model.{key}={value!r}" for key, value in bert.items() if value is not None]
-        if chosen and self.family != "encoder_classifier":
-            raise ValueError(f"{chosen[0]} is BERT's input of family='encoder_classifier'; "
+        if chosen and self.family not in ("encoder_classifier", "encoder_mlm"):
+            raise ValueError(f"{chosen[0]} is BERT's input of family='encoder_classifier' and 'encoder_mlm'; "
                              f"family={self.family!r} has no such embeddings")
         fits = {"encoder_classifier": {"full", "sliding_window", "longformer"},
                 "encoder_mlm": {"full", "sliding_window", "longformer"},

@@ -11,7 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-HF_FAMILIES = {"bert": "encoder_classifier", "gpt2": "decoder_lm", "vit": "vit"}  # config.json's model_type
+# config.json's model_type -> the families that start from it (a BERT: its classifier, or its masked LM)
+HF_FAMILIES = {"bert": ("encoder_classifier", "encoder_mlm"), "gpt2": ("decoder_lm",), "vit": ("vit",)}
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
@@ -20,7 +21,10 @@ class InitSourceError(ValueError):
 
 
 def is_hf_folder(path: str | Path) -> bool:
-    return Path(path).is_dir() and (Path(path) / "config.json").is_file()
+    """A folder with ``config.json`` and weights (a run folder has a ``config.json`` too, and no weights)."""
+    path = Path(path)
+    return (path.is_dir() and (path / "config.json").is_file()
+            and any((path / name).is_file() for name in WEIGHT_FILES))
 
 
 def read_hf_config(folder: str | Path) -> dict[str, Any]:
@@ -49,10 +53,10 @@ def hf_model_keys(config: dict[str, Any], family: str, source: str = "") -> dict
     """The ``model`` keys a folder's ``config.json`` sets for ``family``; refused when the folder is another
     family's (a GPT-2 folder for a classifier)."""
     model_type = config["model_type"]
-    if HF_FAMILIES[model_type] != family:
-        takes = " or ".join(k for k, v in HF_FAMILIES.items() if v == family) or "no Hugging Face"
+    if family not in HF_FAMILIES[model_type]:
+        takes = " or ".join(k for k, v in HF_FAMILIES.items() if family in v) or "no Hugging Face"
         raise InitSourceError(f"model.init_from={source} holds a {model_type} model (for family="
-                              f"{HF_FAMILIES[model_type]!r}); model.family={family!r} starts from {takes} "
+                              f"{HF_FAMILIES[model_type][0]!r}); model.family={family!r} starts from {takes} "
                               "weights")
     if model_type == "bert":  # BertModel: post-norm, learned positions, embedding LayerNorm, token types
         return {"d_model": config["hidden_size"], "n_heads": config["num_attention_heads"],

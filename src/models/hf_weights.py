@@ -45,9 +45,10 @@ def _take(state: dict[str, Tensor], used: set[str], name: str) -> Tensor:
 
 
 def bert_state_dict(hf_state: dict[str, Tensor]) -> Mapped:
-    """``BertModel`` / ``BertForSequenceClassification`` -> ``EncoderClassifier`` (``embedding_norm``,
-    ``type_vocab_size``, post-norm). The pooler is our head's ``dense`` (dense + tanh on [CLS]), the
-    classifier its ``out``; either may be absent (a base model, or one pretrained without a pooler)."""
+    """``BertModel`` / ``BertForSequenceClassification`` / ``BertForMaskedLM`` -> ``EncoderClassifier`` or
+    ``EncoderMaskedLM`` (``embedding_norm``, ``type_vocab_size``, post-norm). The pooler is our head's
+    ``dense`` (dense + tanh on [CLS]), the classifier its ``out``, the masked-LM transform and bias the
+    ``mlm_head``; any may be absent (a base model, or one pretrained without a pooler)."""
     state, used = _strip(hf_state, "bert."), set()
     ours = {"embeddings.src.weight": _take(state, used, "embeddings.word_embeddings.weight"),
             "embeddings.positional.table.weight": _take(state, used, "embeddings.position_embeddings.weight")}
@@ -55,7 +56,13 @@ def bert_state_dict(hf_state: dict[str, Tensor]) -> Mapped:
                 "embeddings.LayerNorm.weight": "embeddings.norm.weight",
                 "embeddings.LayerNorm.bias": "embeddings.norm.bias",
                 "pooler.dense.weight": "head.dense.weight", "pooler.dense.bias": "head.dense.bias",
-                "classifier.weight": "head.out.weight", "classifier.bias": "head.out.bias"}
+                "classifier.weight": "head.out.weight", "classifier.bias": "head.out.bias",
+                # BertForMaskedLM's head (its decoder is the tied word embedding): our encoder_mlm's mlm_head
+                "cls.predictions.transform.dense.weight": "mlm_head.dense.weight",
+                "cls.predictions.transform.dense.bias": "mlm_head.dense.bias",
+                "cls.predictions.transform.LayerNorm.weight": "mlm_head.norm.weight",
+                "cls.predictions.transform.LayerNorm.bias": "mlm_head.norm.bias",
+                "cls.predictions.bias": "mlm_head.bias"}
     ours |= {mine: _take(state, used, theirs) for theirs, mine in optional.items() if theirs in state}
     layer_names = {"attention.output.dense": "self_attn.out_proj", "attention.output.LayerNorm": "norm1",
                    "intermediate.dense": "feed_forward.linear1", "output.dense": "feed_forward.linear2",

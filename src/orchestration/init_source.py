@@ -98,7 +98,8 @@ def _from_checkpoint(cfg: ExperimentConfig, checkpoint: Path) -> ExperimentConfi
 
     state = checkpoint_state(str(checkpoint), cfg.model.family)
     stored = stored_config(state)["model"]
-    unused = {"encoder_classifier": "n_decoder_layers", "vit": "n_decoder_layers",
+    unused = {"encoder_classifier": "n_decoder_layers", "encoder_mlm": "n_decoder_layers",
+              "vit": "n_decoder_layers",
               "decoder_lm": "n_encoder_layers"}  # the family builds no such stack
     keys = {key: stored[key] for key in SIZE_KEYS if key in stored and key != unused.get(cfg.model.family)}
     return _with_sizes(cfg, keys, str(checkpoint), f"{checkpoint} (from {cfg.model.init_from})")

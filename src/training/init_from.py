@@ -27,8 +27,10 @@ from src.models.hf_config import InitSourceError, hf_vocab_size, is_hf_folder, r
 
 # a checkpoint's family -> the families it may start (the same model; a new pretraining family adds itself)
 FAMILIES_THAT_LOAD = {family: {family} for family in (
-    "encoder_decoder", "encoder_classifier", "lstm_classifier", "gru_classifier", "rnn_classifier",
-    "decoder_lm", "vit")}
+    "encoder_decoder", "lstm_classifier", "gru_classifier", "rnn_classifier", "decoder_lm", "vit")}
+# a masked-LM pretrained encoder and a classifier share the embeddings and encoder (src/models/masked_lm.py)
+FAMILIES_THAT_LOAD |= {"encoder_mlm": {"encoder_mlm", "encoder_classifier"},
+                       "encoder_classifier": {"encoder_classifier", "encoder_mlm"}}
 
 
 @dataclass

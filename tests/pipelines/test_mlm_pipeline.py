@@ -3,6 +3,7 @@ again by ``evaluate RUN`` on the same fixed mask, and ``export``/``serve`` refus
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -72,3 +73,30 @@ def test_evaluate_scores_the_same_fixed_mask_and_export_and_serve_refuse_in_one_
         assert refused.returncode == 1 and len(errors) == 1, refused.stderr[-3000:]
         assert "encoder_mlm" in errors[0]
         assert "fine-tune a classifier from it (model.init_from=RUN)" in errors[0]
+
+
+def test_a_classifier_fine_tuned_from_the_pretraining_run_starts_from_its_encoder(mlm_run, tmp_path):
+    """The two-pipeline chain's link: ``model.init_from=<the masked-LM run>`` resolves to its best checkpoint,
+    takes its sizes and tokenizer ([MASK] included), and the classifier starts with every embedding and
+    encoder tensor of the pretrained model; the masked-LM head is left out and the classifier head is new."""
+    import torch
+
+    from src.experiment import load_config
+    from src.models.builders import build
+    from src.orchestration.init_source import resolve_init_from
+    from src.training.checkpoint import load_checkpoint
+    from src.training.init_from import initialise_from
+
+    run_dir, _ = mlm_run
+    cfg = resolve_init_from(load_config("config/imdb_tiny.yaml", [f"model.init_from={run_dir}",
+                                                                  f"output_dir={tmp_path}"]))
+    assert cfg.model.init_from.endswith("best.pt")
+    pretrained = load_checkpoint(Path(cfg.model.init_from))["model"]
+    vocab = pretrained["embeddings.src.weight"].shape[0]
+    classifier = build(cfg.model, vocab_size=vocab, n_classes=2, pad_id=0)
+    report = initialise_from(classifier, cfg.model.init_from, cfg.model.family, vocab)
+    encoder = [name for name in pretrained if name.startswith(("embeddings.", "encoder."))]
+    own = classifier.state_dict()
+    assert encoder and all(torch.equal(own[name], pretrained[name]) for name in encoder)
+    assert all(name.startswith("mlm_head.") for name in report.ignored) and len(report.ignored) == 5
+    assert all(name.startswith("head.") for name in report.new)
