@@ -23,6 +23,8 @@ The export folder is usable alone (``src/inference/onnx_backend.py`` runs it wit
     <graph>.onnx             encoder.onnx + decoder_step.onnx (translation), decoder_lm.onnx,
     classifier.onnx, vit.onnx triton/                  a Triton model repository over the same graphs
     (``src/export/triton.py``)
+    <graph>.int8.onnx        with ``--quantize int8``: int8 linear layers (``src/export/quantize.py``),
+                             listed under "quantized" in export.json with their own check against PyTorch
 
 Key/value caches, one (B, H, T, D/H) tensor per decoder layer and side: ``past_key_i``, ``past_value_i``
 (``src/export/graphs.py``). The graphs are saved as the exporter wrote them; ONNX Runtime's graph
