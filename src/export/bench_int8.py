@@ -58,10 +58,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def load_both(checkpoint: Path, threads: int) -> dict:
     """backend -> ``InferenceModel`` of ``checkpoint`` on ONNX Runtime, ``threads`` threads per session."""
-    from src.inference.loader import _fresh_export, load_for_inference
+    from src.inference.loader import default_export_dir, load_for_inference
     from src.inference.onnx_backend import load_onnx_model, quantized_manifest, read_manifest
 
-    folder = _fresh_export(checkpoint, "int8") if checkpoint.is_file() else checkpoint
+    load_for_inference(checkpoint, backend="onnx-int8")  # exports with --quantize int8 unless up to date
+    folder = default_export_dir(checkpoint) if checkpoint.is_file() else checkpoint
     manifest = read_manifest(folder)
     models = {}
     for backend in BACKENDS:
@@ -140,7 +141,7 @@ def bench(checkpoint: Path, repeats: int, batch_sizes: list[int], items: int, ne
                                "after": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count()},
               "int8_export_check": _int8_record(checkpoint)}
     if quality:
-        result["quality"] = test_quality(models, max_items)
+        result["quality"] = split_quality(models, max_items)
     return result
 
 
@@ -152,7 +153,7 @@ def _int8_record(checkpoint: Path) -> dict:
     return read_manifest(folder)["quantized"]["int8"]["checked"]
 
 
-def test_quality(models: dict, max_items: int | None) -> dict:
+def split_quality(models: dict, max_items: int | None) -> dict:
     """backend -> the run's test-split metrics (accuracy, or bpc); and their difference."""
     from src.inference.splits import score_split
     from src.runs import run_dir_of_checkpoint

@@ -205,3 +205,18 @@ def test_the_int8_backend_exports_on_demand_with_quantize_when_the_export_has_no
     assert loader._fresh_export(checkpoint, "int8") == folder and commands[-1][-2:] == ["--quantize", "int8"]
     assert loader._fresh_export(checkpoint, "int8") == folder and len(commands) == 2  # now up to date for both
     assert np.array_equal(sorted(json.loads((folder / MANIFEST).read_text())["quantized"]), ["int8"])
+
+
+@pytest.mark.parametrize("family", list(GRAPHS))
+def test_the_int8_bench_times_both_backends_on_the_same_work_for_every_family(exports, family):
+    from src.export.bench_int8 import bench
+
+    checkpoint = exports[family][1].path
+    result = bench(checkpoint, repeats=1, batch_sizes=[2], items=2, new_tokens=3, threads=1, quality=False,
+                   max_items=None)
+    units = {"classifier": "texts", "lm": "tokens", "vit": "images", "translation": "sentences"}
+    assert [r["backend"] for r in result["rows"]] == ["onnx", "onnx-int8"] and result["unit"] == units[family]
+    fp32, int8 = (r["median_s"] for r in result["rows"])
+    assert result["speedup_int8_over_fp32"] == {2: round(fp32 / int8, 2)}
+    manifest = json.loads((exports[family][0] / MANIFEST).read_text())
+    assert result["int8_export_check"] == manifest["quantized"]["int8"]["checked"]
