@@ -46,20 +46,23 @@ def quantize_export(trained: Any, out: Path, graphs: dict[str, Any]) -> dict[str
     """
     import onnxruntime
     from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     started = time.perf_counter()
     quantized = {}
     for name, graph in graphs.items():
-        target = out / f"{name}.int8.onnx"
-        # the quantizer advises its pre-processing (shape inference, graph optimisation) on the root logger
-        # at every call; without it every linear layer is quantized all the same (the tests check that none
-        # is left in float32), and ORT optimises the graph when a session loads it
+        target, folded = out / f"{name}.int8.onnx", out / f"{name}.folded.onnx"
+        # ORT's basic optimisations first (constant folding): a tied output projection reaches its MatMul
+        # through a Transpose of the embedding, a weight the quantizer sees only once folded into a constant.
+        # The symbolic shape inference of the pre-processing is skipped: the axes are named already.
+        # The quantizer logs advice on the root logger at every call; silenced.
         logging.disable(logging.WARNING)
         try:
-            quantize_dynamic(out / graph["file"], target, weight_type=QuantType.QInt8,
-                             op_types_to_quantize=list(LINEAR_OPS))
+            quant_pre_process(out / graph["file"], folded, skip_symbolic_shape=True)
+            quantize_dynamic(folded, target, weight_type=QuantType.QInt8, op_types_to_quantize=list(LINEAR_OPS))
         finally:
             logging.disable(logging.NOTSET)
+            folded.unlink(missing_ok=True)
         quantized[name] = {**graph, "file": target.name,
                            "linear_weights": linear_weight_bytes(target)}
     logger.info("export: int8 graphs written in {:.1f} s", time.perf_counter() - started)

@@ -3,9 +3,10 @@
 One int8 export per family per module (about 20 s in all on 2 shared cores); every test reuses them.
 What int8 may differ by: a weight is rounded to 1/254 of its tensor's largest |value| and an activation to
 1/255 of its range, per matrix product, so the logits move by a few percent of their largest magnitude
-(measured here: classifier 5.8 %, translation 1.5 %, LM 0.5 %, ViT 2 %); the tests allow 10 %, and
-demand the same top-1 wherever PyTorch's top-2 margin exceeds twice the measured error, where rounding
-cannot swap them.
+(measured here, relative to the largest |logit| of the export check's cases: classifier 5.8 %, ViT 3.7 %,
+translation 1.5 %, LM 0.9 %; the rounding is deterministic, so these repeat run to run); the tests allow
+10 %, under twice the worst, and demand the same top-1 wherever PyTorch's top-2 margin exceeds twice the
+measured error: with every logit within that error, rounding cannot swap the top two there.
 """
 
 import json
@@ -76,6 +77,9 @@ def test_int8_graphs_sit_beside_the_float32_ones_with_every_linear_layer_quantiz
         assert fp32_file.stat().st_size > int8_file.stat().st_size
         graph = onnx.load(str(int8_file)).graph
         constants = {t.name for t in graph.initializer}
+        for node in graph.node:  # in topological order: what is computed from constants alone is a weight too
+            if node.input and all(i in constants for i in node.input if i):
+                constants.update(node.output)
         float_linear = [n.name for n in graph.node if n.op_type in ("MatMul", "Gemm") and n.input[1] in constants]
         assert not float_linear, f"{name}: linear layers left in float32: {float_linear}"
         weights = int8["graphs"][name]["linear_weights"]
