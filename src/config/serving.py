@@ -20,7 +20,7 @@ class ServingConfig(FrozenConfig):
     model_config = ConfigDict(allow_inf_nan=False)
     host: str = "127.0.0.1"
     port: conint(ge=0, le=65535) = 8000  # 0: any free port (serve logs the one it took)
-    backend: Literal["torch", "onnx"] = "torch"
+    backend: Literal["torch", "onnx", "onnx-int8"] = "torch"  # onnx-int8: export --quantize int8
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA if present, else CPU
     max_texts_per_request: conint(ge=1) = 64
     max_chars_per_text: conint(ge=1) = 2000

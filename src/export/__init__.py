@@ -3,8 +3,10 @@
 - ``graphs.py``: exportable wrappers, the key/value caches as stacked batch-first tensors;
 - ``exporter.py``: ``export_checkpoint`` (graphs, ``export.json`` manifest, config and tokenizers);
 - ``triton.py``: ``triton/<graph>/{config.pbtxt,1/model.onnx}``;
-- ``cli.py``: ``python -m src.main export RUN_OR_CHECKPOINT [--out DIR]``;
-- ``bench.py``: ``python -m src.export.bench``, greedy decoding on ONNX Runtime against PyTorch eager.
+- ``quantize.py``: ``--quantize int8``, the graphs with int8 linear layers beside the float32 ones;
+- ``cli.py``: ``python -m src.main export RUN_OR_CHECKPOINT [--out DIR] [--quantize int8]``;
+- ``bench.py``: ``python -m src.export.bench``, greedy decoding on ONNX Runtime against PyTorch eager;
+- ``bench_int8.py``: ``python -m src.export.bench_int8``, int8 against float32 ONNX Runtime, speed and quality.
 
 The ONNX Runtime backend that runs the graphs is ``src/inference/onnx_backend.py``
 (``load_for_inference(path, backend="onnx")``): serving needs onnxruntime, not the exporter.

@@ -16,12 +16,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "loose file)")
     parser.add_argument("--runs-dir", default="runs",
                         help="where run ids and names are looked up (default: runs)")
+    parser.add_argument("--quantize", choices=["int8"], default=None,
+                        help="int8: also write each graph with int8 linear layers (ONNX Runtime dynamic "
+                             "quantization) as <graph>.int8.onnx; load them with --backend onnx-int8")
 
 
 def command(args: argparse.Namespace) -> tuple[int, str]:
     from src.export.exporter import export_checkpoint
     from src.runs import resolve_checkpoint
 
-    out = export_checkpoint(resolve_checkpoint(args.run, args.runs_dir), Path(args.out) if args.out else None)
-    logger.info("export: done; load it with --backend onnx, or serve {} with Triton", out / "triton")
+    out = export_checkpoint(resolve_checkpoint(args.run, args.runs_dir), Path(args.out) if args.out else None,
+                            args.quantize)
+    backends = "--backend onnx or onnx-int8" if args.quantize else "--backend onnx"
+    logger.info("export: done; load it with {}, or serve {} with Triton", backends, out / "triton")
     return 0, str(out)  # the command's output: the export folder, for a pipe

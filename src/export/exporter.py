@@ -23,6 +23,8 @@ The export folder is usable alone (``src/inference/onnx_backend.py`` runs it wit
     <graph>.onnx             encoder.onnx + decoder_step.onnx (translation), decoder_lm.onnx,
     classifier.onnx, vit.onnx triton/                  a Triton model repository over the same graphs
     (``src/export/triton.py``)
+    <graph>.int8.onnx        with ``--quantize int8``: int8 linear layers (``src/export/quantize.py``),
+                             listed under "quantized" in export.json with their own check against PyTorch
 
 Key/value caches, one (B, H, T, D/H) tensor per decoder layer and side: ``past_key_i``, ``past_value_i``
 (``src/export/graphs.py``). The graphs are saved as the exporter wrote them; ONNX Runtime's graph
@@ -82,20 +84,27 @@ class GraphSpec:
     opset: int = DEFAULT_OPSET
 
 
-def export_checkpoint(checkpoint: str | Path, out_dir: str | Path | None = None) -> Path:
+def export_checkpoint(checkpoint: str | Path, out_dir: str | Path | None = None,
+                      quantize: str | None = None) -> Path:
     """Export ``checkpoint`` to ``out_dir``; return the folder.
 
     Args:
         checkpoint: a self-contained training checkpoint (``best.pt`` or a numbered one).
         out_dir: the export folder; default ``<run>/export``, or ``<checkpoint>.export`` beside a loose file.
+        quantize: "int8": also ``<graph>.int8.onnx`` beside each float32 graph (``src/export/quantize.py``),
+            recorded in the manifest's ``quantized``; the float32 export is written and checked first.
 
     Raises:
-        ExportError: the family or its attention pattern does not export with dynamic axes.
+        ExportError: the family or its attention pattern does not export with dynamic axes, or (a
+            ``QuantizationError``) its int8 graphs are too far from PyTorch; the float32 export then stands.
         CheckpointError: ``checkpoint`` is not a self-contained training checkpoint.
     """
+    from src.export.quantize import QUANTIZATIONS
     from src.export.triton import write_triton_repository
     from src.inference.loader import load_for_inference
 
+    if quantize not in (None, *QUANTIZATIONS):
+        raise ExportError(f"quantize must be one of {QUANTIZATIONS} or None, got {quantize!r}")
     checkpoint = Path(checkpoint)
     out = Path(out_dir) if out_dir is not None else default_export_dir(checkpoint)
     trained = load_for_inference(checkpoint, "cpu")
@@ -111,7 +120,12 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path | None = None)
         logger.info("export: {}.onnx written in {:.1f} s", spec.name, time.perf_counter() - started)
     checked = check_graphs(trained, graphs, out)
     manifest = write_manifest(trained, graphs, out, file_sha256(checkpoint), checked)
-    write_triton_repository(out, manifest)
+    write_triton_repository(out, manifest)  # the float32 graphs: the export Triton serves
+    if quantize is not None:
+        from src.export.quantize import quantize_export
+
+        manifest["quantized"] = {quantize: quantize_export(trained, out, graphs)}
+        (out / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     logger.info("export: {} graph(s), manifest and Triton repository in {}", len(graphs), out)
     return out
 

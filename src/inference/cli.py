@@ -27,9 +27,10 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_backend_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--backend", default="torch", choices=["torch", "onnx"],
+    parser.add_argument("--backend", default="torch", choices=["torch", "onnx", "onnx-int8"],
                         help="torch (default), or onnx: the exported graphs on ONNX Runtime (CPU), exported "
-                             "beside the checkpoint first if needed (python -m src.main export)")
+                             "beside the checkpoint first if needed (python -m src.main export); onnx-int8: "
+                             "their int8 version (export --quantize int8)")
 
 
 def add_translate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,6 +62,7 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
                         help="language models: score in windows of N tokens (default: the training "
                              "window); longer windows test how the positions extrapolate, up to "
                              "model.max_positions")
+    add_backend_argument(parser)
 
 
 def translate_command(args: argparse.Namespace) -> Iterator[str]:
@@ -153,10 +155,16 @@ def evaluate_command(args: argparse.Namespace) -> str:
     run_dir = run_dir_of_checkpoint(checkpoint)
     out = Path(args.output) if args.output else metrics_path(checkpoint, run_dir, args.split)
     ensure_writable(out.parent, "metrics folder")  # before minutes of scoring, not after
-    trained = load_for_inference(checkpoint, args.device)
+    trained = load_for_inference(checkpoint, args.device, backend=args.backend)
+    if trained.family == "encoder_decoder" and args.backend != "torch":
+        # the ONNX graphs are the encoder and one decoding step: no teacher-forced pass for the test loss
+        raise ValueError(f"evaluate --backend {args.backend} scores classifiers, language models and ViTs; a "
+                         "translation model's test loss needs --backend torch (its ONNX decoding: "
+                         "python -m src.export.bench)")
     split = args.split if args.split in SPLITS else str(Path(args.split).expanduser().resolve())
     metrics = score_split(trained, args.split, run_dir, args.max_sentences, args.block_size)
-    metrics |= {"checkpoint": str(checkpoint), "family": trained.family, "split": split, "step": trained.step}
+    metrics |= {"checkpoint": str(checkpoint), "family": trained.family, "split": split, "step": trained.step,
+                "backend": args.backend}
     save_metrics(metrics, out)
     logger.info("metrics written to {}", out)
     return _metrics_text(metrics, out)

@@ -46,7 +46,11 @@ class InferenceModel:
         return first.device if first is not None else torch.device("cpu")
 
 
-BACKENDS = ("torch", "onnx")
+# onnx-int8: the export's graphs with int8 linear layers (``export --quantize int8``, src/export/quantize.py).
+# A backend rather than a flag: it is a choice of what runs the model, made where the runtime is chosen,
+# and it travels as one value through every command, the serving config and the benches.
+BACKENDS = ("torch", "onnx", "onnx-int8")
+QUANTIZED = {"onnx-int8": "int8"}  # backend -> the manifest's ``quantized`` entry it runs
 
 
 def load_for_inference(path: str | Path, device: str | torch.device = "auto",
@@ -57,12 +61,13 @@ def load_for_inference(path: str | Path, device: str | torch.device = "auto",
         path: a checkpoint; with ``backend="onnx"`` also an export folder (``python -m src.main export``).
         device: "auto", "cpu" or "cuda" for PyTorch; the ONNX backend runs on the CPU.
         backend: "torch", or "onnx": the same model on ONNX Runtime (``src/inference/onnx_backend.py``),
-            exported first to ``default_export_dir(path)`` unless an export of this very checkpoint is there.
+            exported first to ``default_export_dir(path)`` unless an export of this very checkpoint is there;
+            "onnx-int8": its int8 graphs (exported with ``--quantize int8`` when missing).
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if backend == "onnx":
-        return _load_onnx(Path(path), str(device))
+    if backend != "torch":
+        return _load_onnx(Path(path), str(device), QUANTIZED.get(backend))
     return _load_torch(Path(path), device)
 
 
@@ -94,16 +99,19 @@ def default_export_dir(checkpoint: Path) -> Path:
     return run_dir / "export" if run_dir is not None else checkpoint.with_name(f"{checkpoint.stem}.export")
 
 
-def _load_onnx(path: Path, device: str) -> InferenceModel:
-    """An ``InferenceModel`` whose ``.model`` runs the exported graphs on ONNX Runtime."""
+def _load_onnx(path: Path, device: str, quantized: str | None = None) -> InferenceModel:
+    """An ``InferenceModel`` whose ``.model`` runs the exported graphs on ONNX Runtime; ``quantized``
+    ("int8"): the manifest's graphs of that quantization instead of the float32 ones."""
     from tokenizers import Tokenizer
 
-    from src.inference.onnx_backend import load_onnx_model, read_manifest
+    from src.inference.onnx_backend import load_onnx_model, quantized_manifest, read_manifest
 
     if device == "cuda":
         raise ValueError("--backend onnx runs on the CPU (onnxruntime's CPU build); use --device cpu or auto")
-    folder = path if path.is_dir() else _fresh_export(path)
+    folder = path if path.is_dir() else _fresh_export(path, quantized)
     manifest = read_manifest(folder)
+    if quantized is not None:
+        manifest = quantized_manifest(manifest, quantized, folder)
     config = validate_config(json.loads((folder / manifest["config"]).read_text(encoding="utf-8")),
                              source=f"config of the export in {folder}")
     tokenizers = {
@@ -118,9 +126,9 @@ def _load_onnx(path: Path, device: str) -> InferenceModel:
 EXPORT_TIMEOUT_S = 600.0  # an on-demand export of any model here takes well under this (10-30 s per graph)
 
 
-def _fresh_export(checkpoint: Path, timeout_s: float = EXPORT_TIMEOUT_S) -> Path:
-    """The export folder of ``checkpoint``, exporting it first (in a subprocess) if missing or of another
-    file.
+def _fresh_export(checkpoint: Path, quantized: str | None = None, timeout_s: float = EXPORT_TIMEOUT_S) -> Path:
+    """The export folder of ``checkpoint``, exporting it first (in a subprocess) if missing, of another
+    file, or without the ``quantized`` graphs asked for.
 
     The export runs as ``python -m src.main export``: the exporter (``src/export``) is built on this
     package, so importing it here would make the two packages import each other. It writes into a
@@ -137,13 +145,14 @@ def _fresh_export(checkpoint: Path, timeout_s: float = EXPORT_TIMEOUT_S) -> Path
     load_checkpoint(checkpoint)
     folder = default_export_dir(checkpoint)
     digest = file_sha256(checkpoint)
-    if _export_digest(folder) == digest:
+    if _export_digest(folder, quantized) == digest:
         return folder
     logger.info("backend onnx: exporting {} to {} (about 10-30 s per graph)", checkpoint, folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-", dir=folder.parent))
     try:
-        command = [sys.executable, "-m", "src.main", "export", str(checkpoint), "--out", str(staging)]
+        command = [sys.executable, "-m", "src.main", "export", str(checkpoint), "--out", str(staging),
+                   *(["--quantize", quantized] if quantized else [])]
         try:
             done = subprocess.run(command, cwd=Path(__file__).resolve().parents[2], capture_output=True,
                                   text=True,
@@ -160,14 +169,15 @@ def _fresh_export(checkpoint: Path, timeout_s: float = EXPORT_TIMEOUT_S) -> Path
             tail = "\n".join(done.stderr.strip().splitlines()[-5:])
             raise CheckpointError(f"exporting {checkpoint} to ONNX failed (exit code "
                                   f"{done.returncode}):\n{tail}")
-        _move_into_place(staging, folder, digest)
+        _move_into_place(staging, folder, digest, quantized)
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # gone already once renamed
     return folder
 
 
-def _export_digest(folder: Path) -> str | None:
-    """The SHA-256 of the checkpoint that ``folder`` is a complete, checked export of; None if it is none.
+def _export_digest(folder: Path, quantized: str | None = None) -> str | None:
+    """The SHA-256 of the checkpoint that ``folder`` is a complete, checked export of (with ``quantized``
+    graphs, when given); None if it is none.
 
     An export made before exports were checked against PyTorch (manifest format 1) counts as none, so
     it is exported again, and checked, before it is used.
@@ -176,7 +186,8 @@ def _export_digest(folder: Path) -> str | None:
 
     try:
         manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-        return manifest["checkpoint"]["sha256"] if is_checked(manifest) else None
+        complete = is_checked(manifest) and (quantized is None or quantized in manifest.get("quantized", {}))
+        return manifest["checkpoint"]["sha256"] if complete else None
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -190,13 +201,13 @@ def _logged_error(stderr: str) -> str | None:
     return errors[-1].removeprefix("export: ") if errors else None
 
 
-def _move_into_place(staging: Path, folder: Path, digest: str) -> None:
+def _move_into_place(staging: Path, folder: Path, digest: str, quantized: str | None = None) -> None:
     """Rename the complete export ``staging`` to ``folder`` (one atomic rename); keep an export of ``digest``
     already there."""
     import shutil
     import uuid
 
-    if _export_digest(folder) == digest:  # another process exported the same checkpoint first
+    if _export_digest(folder, quantized) == digest:  # another process exported the same checkpoint first
         return
     stale = None
     if folder.exists():  # an export of another file, or a half-written one: set aside, removed afterwards
@@ -208,7 +219,7 @@ def _move_into_place(staging: Path, folder: Path, digest: str) -> None:
     try:
         staging.rename(folder)
     except OSError:  # another process put its export in place between the check and the rename
-        if _export_digest(folder) != digest:
+        if _export_digest(folder, quantized) != digest:
             raise
     if stale is not None:
         shutil.rmtree(stale, ignore_errors=True)

@@ -274,6 +274,17 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     return manifest
 
 
+def quantized_manifest(manifest: dict[str, Any], quantization: str, folder: Path) -> dict[str, Any]:
+    """``manifest`` with the graphs of ``quantization`` ("int8", ``export --quantize int8``) in place of the
+    float32 ones; ValueError saying how to write them when the export has none."""
+    quantized = manifest.get("quantized", {})
+    if quantization not in quantized:
+        raise ValueError(f"the export in {folder} has no {quantization} graphs (it has "
+                         f"{sorted(quantized) or 'float32 only'}); write them with: python -m src.main export "
+                         f"RUN_OR_CHECKPOINT --quantize {quantization}")
+    return {**manifest, "graphs": quantized[quantization]["graphs"]}
+
+
 def is_checked(manifest: dict[str, Any]) -> bool:
     """Whether ``manifest`` is of this format (per-layer caches) and passed the exporter's check against
     PyTorch."""

@@ -44,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16],
                         help="client threads (default: 1 16)")
     parser.add_argument("--runs-dir", default="runs")
-    parser.add_argument("--backend", choices=["torch", "onnx"], default="torch")
+    parser.add_argument("--backend", choices=["torch", "onnx", "onnx-int8"], default="torch")
     parser.add_argument("--beam", type=int, default=1,
                         help="beam of each translation request (default 1: greedy)")
     parser.add_argument("--config", default=None,

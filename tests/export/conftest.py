@@ -2,6 +2,7 @@
 pattern)."""
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -21,9 +22,10 @@ SENTENCES = ["Ich habe keine Zeit.", "Das ist gut.", "Wir gehen nach Hause.", "E
 
 
 def make_checkpoint(root: Path, config_file: str, sides: tuple[str, ...], model: dict | None = None,
-                    labels: list[str] | None = None, image_stats: dict | None = None, seed: int = 0) -> Path:
+                    labels: list[str] | None = None, image_stats: dict | None = None, seed: int = 0,
+                    tune: Callable[[torch.nn.Module], None] | None = None) -> Path:
     """Write ``root/run/best.pt`` for ``config_file`` (with ``model`` overrides); tokenizers trained on
-    SENTENCES."""
+    SENTENCES. ``tune``: changes the built model's weights in place before they are saved."""
     root.mkdir(parents=True, exist_ok=True)
     raw = config_to_dict(load_config(config_file))
     raw["model"] |= model or {}
@@ -38,6 +40,8 @@ def make_checkpoint(root: Path, config_file: str, sides: tuple[str, ...], model:
     net = build(cfg.model, **model_sizes(family, tokenizers, labels or [], PAD_ID)).eval()
     if family == "encoder_decoder":
         teach_to_copy(net)
+    if tune is not None:
+        tune(net)
     state = {"step": 11, "model": net.state_dict(), "config": json.dumps(config_to_dict(cfg)),
              **inference_fields(tokenizers, family), "labels": labels or [],
              **({"image_stats": image_stats} if image_stats else {})}

@@ -131,7 +131,8 @@ def test_a_path_that_is_not_a_checkpoint_is_a_clear_error(tmp_path):
         load_for_inference(text, backend="onnx")
     with pytest.raises(FileNotFoundError, match="is not an export folder: export.json is missing"):
         load_for_inference(tmp_path, backend="onnx")
-    with pytest.raises(ValueError, match="backend must be one of \\('torch', 'onnx'\\), got 'tensorrt'"):
+    with pytest.raises(ValueError,
+                       match=r"backend must be one of \('torch', 'onnx', 'onnx-int8'\), got 'tensorrt'"):
         load_for_inference(text, backend="tensorrt")
 
 

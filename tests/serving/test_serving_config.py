@@ -25,7 +25,7 @@ def test_flags_override_the_file_and_none_keeps_it(tmp_path):
 @pytest.mark.parametrize(("text", "message"), [
     ("max_texts: 3\n", "max_texts: unknown key (allowed: host, port"),
     ("port: 70000\n", "port: Input should be less than or equal to 65535 (got 70000)"),
-    ("backend: tensorrt\n", "backend: Input should be 'torch' or 'onnx' (got 'tensorrt')"),
+    ("backend: tensorrt\n", "backend: Input should be 'torch', 'onnx' or 'onnx-int8' (got 'tensorrt')"),
     ("device: gpu\n", "device: Input should be 'auto', 'cpu' or 'cuda' (got 'gpu')"),
     ("default_beam: 5\nmax_beam: 4\n", "default_beam=5 exceeds max_beam=4"),
     ("default_new_tokens: 600\n", "default_new_tokens=600 exceeds max_new_tokens=512"),
