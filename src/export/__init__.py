@@ -6,8 +6,13 @@
 - ``quantize.py``: ``--quantize int8``, the graphs with int8 linear layers beside the float32 ones;
 - ``cli.py``: ``python -m src.main export RUN_OR_CHECKPOINT [--out DIR] [--quantize int8]``;
 - ``bench.py``: ``python -m src.export.bench``, greedy decoding on ONNX Runtime against PyTorch eager;
-- ``bench_int8.py``: ``python -m src.export.bench_int8``, int8 against float32 ONNX Runtime, speed and quality.
+- ``bench_int8.py``: ``python -m src.export.bench_int8``, int8 against float32 ONNX Runtime, speed, quality.
 
 The ONNX Runtime backend that runs the graphs is ``src/inference/onnx_backend.py``
 (``load_for_inference(path, backend="onnx")``): serving needs onnxruntime, not the exporter.
 """
+
+
+class ExportError(ValueError):
+    """The model cannot be exported as asked; the message names the reason. Here, below the modules that
+    raise it (the exporter and the quantizer, which the exporter calls)."""

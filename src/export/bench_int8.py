@@ -68,7 +68,8 @@ def load_both(checkpoint: Path, threads: int) -> dict:
     for backend in BACKENDS:
         trained = load_for_inference(folder, backend=backend)
         graphs = quantized_manifest(manifest, "int8", folder) if backend == "onnx-int8" else manifest
-        model = load_onnx_model(folder, graphs, trained.special_ids["pad"], trained.config.model.max_positions,
+        model = load_onnx_model(folder, graphs, trained.special_ids["pad"],
+                                trained.config.model.max_positions,
                                 threads=threads)
         models[backend] = replace(trained, model=model, path=checkpoint)
     return models
@@ -90,7 +91,8 @@ def workload(trained, items: int, new_tokens: int, batch_size: int) -> tuple[Cal
     vocab = next(iter(trained.tokenizers.values())).get_vocab_size()
     if family == "decoder_lm":
         prompts = torch.randint(4, vocab, (items, 8), generator=generator).split(batch_size)
-        return (lambda: [generate(model, p, new_tokens, temperature=0.0) for p in prompts]), items * new_tokens
+        work = items * new_tokens
+        return (lambda: [generate(model, p, new_tokens, temperature=0.0) for p in prompts]), work
     if family == "encoder_decoder":
         ids = trained.special_ids
         sources = torch.randint(4, vocab, (items, 16), generator=generator).split(batch_size)

@@ -41,6 +41,7 @@ import torch
 from loguru import logger
 from torch import Tensor, nn
 
+from src.export import ExportError
 from src.export.graphs import DecoderLMGraph, DecoderStepGraph, EncoderGraph, LogitsGraph, kv_names
 from src.inference.loader import InferenceModel, default_export_dir, file_sha256
 from src.inference.onnx_backend import MANIFEST, MANIFEST_FORMAT
@@ -65,10 +66,6 @@ RECURRENT_REFUSAL = (
     "(DataDependentOutputException on aten.equal, tried with torch 2.13); serve this model with "
     "--backend torch"
 )
-
-
-class ExportError(ValueError):
-    """The model cannot be exported as asked; the message names the reason."""
 
 
 @dataclass(frozen=True)

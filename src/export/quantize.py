@@ -23,7 +23,7 @@ from typing import Any
 
 from loguru import logger
 
-from src.export.exporter import ExportError
+from src.export import ExportError
 
 QUANTIZATIONS = ("int8",)
 LINEAR_OPS = ("MatMul", "Gemm")
@@ -59,7 +59,8 @@ def quantize_export(trained: Any, out: Path, graphs: dict[str, Any]) -> dict[str
         logging.disable(logging.WARNING)
         try:
             quant_pre_process(out / graph["file"], folded, skip_symbolic_shape=True)
-            quantize_dynamic(folded, target, weight_type=QuantType.QInt8, op_types_to_quantize=list(LINEAR_OPS))
+            quantize_dynamic(folded, target, weight_type=QuantType.QInt8,
+                             op_types_to_quantize=list(LINEAR_OPS))
         finally:
             logging.disable(logging.NOTSET)
             folded.unlink(missing_ok=True)

@@ -126,7 +126,8 @@ def _load_onnx(path: Path, device: str, quantized: str | None = None) -> Inferen
 EXPORT_TIMEOUT_S = 600.0  # an on-demand export of any model here takes well under this (10-30 s per graph)
 
 
-def _fresh_export(checkpoint: Path, quantized: str | None = None, timeout_s: float = EXPORT_TIMEOUT_S) -> Path:
+def _fresh_export(checkpoint: Path, quantized: str | None = None,
+                  timeout_s: float = EXPORT_TIMEOUT_S) -> Path:
     """The export folder of ``checkpoint``, exporting it first (in a subprocess) if missing, of another
     file, or without the ``quantized`` graphs asked for.
 

@@ -280,7 +280,8 @@ def quantized_manifest(manifest: dict[str, Any], quantization: str, folder: Path
     quantized = manifest.get("quantized", {})
     if quantization not in quantized:
         raise ValueError(f"the export in {folder} has no {quantization} graphs (it has "
-                         f"{sorted(quantized) or 'float32 only'}); write them with: python -m src.main export "
+                         f"{sorted(quantized) or 'float32 only'}); write them with: "
+                         "python -m src.main export "
                          f"RUN_OR_CHECKPOINT --quantize {quantization}")
     return {**manifest, "graphs": quantized[quantization]["graphs"]}
 

@@ -22,7 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=PORT, default=None,
                         help="port (default from the config: 8000; 0: any free port)")
     parser.add_argument("--backend", choices=["torch", "onnx", "onnx-int8"], default=None,
-                        help="run the model on PyTorch, ONNX Runtime, or ONNX Runtime with int8 linear layers "
+                        help="run the model on PyTorch, ONNX Runtime, or ONNX Runtime with int8 linear "
+                             "layers "
                              "(default from the config: torch)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None,
                         help="auto, cpu or cuda (default from the config: auto)")

@@ -60,7 +60,8 @@ def exports(tmp_path_factory):
             folder = checkpoint.with_name("best.export")
         else:
             folder = export_checkpoint(checkpoint, quantize="int8")
-        out[family] = (folder, load_for_inference(checkpoint, "cpu"), load_for_inference(folder, backend="onnx"),
+        out[family] = (folder, load_for_inference(checkpoint, "cpu"),
+                       load_for_inference(folder, backend="onnx"),
                        load_for_inference(folder, backend="onnx-int8"))
     return out
 
@@ -73,14 +74,16 @@ def test_int8_graphs_sit_beside_the_float32_ones_with_every_linear_layer_quantiz
     assert list(int8["graphs"]) == list(manifest["graphs"]) == GRAPHS[family]
     for name in GRAPHS[family]:
         fp32_file, int8_file = folder / f"{name}.onnx", folder / f"{name}.int8.onnx"
-        assert manifest["graphs"][name]["file"] == fp32_file.name and int8["graphs"][name]["file"] == int8_file.name
+        assert manifest["graphs"][name]["file"] == fp32_file.name
+        assert int8["graphs"][name]["file"] == int8_file.name
         assert fp32_file.stat().st_size > int8_file.stat().st_size
         graph = onnx.load(str(int8_file)).graph
         constants = {t.name for t in graph.initializer}
         for node in graph.node:  # in topological order: what is computed from constants alone is a weight too
             if node.input and all(i in constants for i in node.input if i):
                 constants.update(node.output)
-        float_linear = [n.name for n in graph.node if n.op_type in ("MatMul", "Gemm") and n.input[1] in constants]
+        float_linear = [n.name for n in graph.node
+                        if n.op_type in ("MatMul", "Gemm") and n.input[1] in constants]
         assert not float_linear, f"{name}: linear layers left in float32: {float_linear}"
         weights = int8["graphs"][name]["linear_weights"]
         assert weights["quantized"] == sum(n.op_type == "MatMulInteger" for n in graph.node) > 0
@@ -115,7 +118,8 @@ def test_int8_logits_are_close_to_pytorch_on_new_inputs(exports, family):
     with torch.no_grad():
         expected = torch_model.model(inputs)
         _closeness(expected, int8.model(inputs))
-        # the float32 graphs are the reference's 1e-4: the difference above is quantization's, not the export's
+        # the float32 graphs are the reference's 1e-4: the difference above is quantization's, not the
+        # export's
         torch.testing.assert_close(fp32.model(inputs), expected, atol=1e-4, rtol=0)
 
 
@@ -125,7 +129,8 @@ def test_int8_translation_decodes_and_its_logits_are_close_to_pytorch(exports):
     src[1:, 8:] = PAD_ID
     with torch.no_grad():
         path = greedy_decode(torch_model.model, src, bos_id=BOS_ID, eos_id=EOS_ID, max_new_tokens=12)
-        _closeness(logits_along(torch_model.model, src, path, BOS_ID), logits_along(int8.model, src, path, BOS_ID))
+        _closeness(logits_along(torch_model.model, src, path, BOS_ID),
+                   logits_along(int8.model, src, path, BOS_ID))
     decoded = greedy_decode(int8.model, src, bos_id=BOS_ID, eos_id=EOS_ID, max_new_tokens=12)
     assert decoded.shape[0] == 5 and decoded.shape[1] > 1
 
@@ -166,7 +171,8 @@ def test_int8_graphs_too_far_from_pytorch_are_refused_and_the_float32_export_sta
     monkeypatch.setattr(quantize, "INT8_MAX_RELATIVE_DIFF", 1e-6)  # no int8 graph is that close
     with pytest.raises(quantize.QuantizationError,
                        match=r"the int8 graphs are refused: largest \|int8 - PyTorch\| is .*% of the largest "
-                             r"\|logit\| \(allowed 0%\); the float32 export in .* stands \(use --backend onnx\)"):
+                             r"\|logit\| \(allowed 0%\); the float32 export in .* stands "
+                             r"\(use --backend onnx\)"):
         export_checkpoint(checkpoint, tmp_path / "out", quantize="int8")
     assert not (tmp_path / "out" / "decoder_lm.int8.onnx").exists()
     assert "quantized" not in json.loads((tmp_path / "out" / MANIFEST).read_text())
@@ -207,7 +213,8 @@ def test_the_int8_backend_exports_on_demand_with_quantize_when_the_export_has_no
     folder = loader._fresh_export(checkpoint)  # float32 only
     assert loader._fresh_export(checkpoint) == folder and len(commands) == 1  # up to date for onnx
     assert loader._fresh_export(checkpoint, "int8") == folder and commands[-1][-2:] == ["--quantize", "int8"]
-    assert loader._fresh_export(checkpoint, "int8") == folder and len(commands) == 2  # now up to date for both
+    # now up to date for both
+    assert loader._fresh_export(checkpoint, "int8") == folder and len(commands) == 2
     assert np.array_equal(sorted(json.loads((folder / MANIFEST).read_text())["quantized"]), ["int8"])
 
 
