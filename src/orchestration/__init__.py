@@ -7,6 +7,8 @@ Offline mode covers tracking, not this: everything here but the pipeline's const
 local sweep's trackers needs a server (``check_server`` says within seconds what to fix).
 """
 
+from typing import TYPE_CHECKING
+
 from src.orchestration.model_store import STAGES, ModelNotFoundError, RegisteredModel, fetch_model
 from src.orchestration.multi_node import launch_nodes
 from src.orchestration.pipeline import (
@@ -38,6 +40,19 @@ from src.orchestration.sweep import (
     task_parameter_name,
 )
 
+if TYPE_CHECKING:
+    from src.experiment import ExperimentConfig
+
+
+
+def resolve_init_from(cfg: "ExperimentConfig") -> "ExperimentConfig":
+    """``model.init_from`` resolved before any step (``init_source.py``); imported on use, since it reads the
+    experiment config, which imports torch."""
+    from src.orchestration.init_source import resolve_init_from as resolve
+
+    return resolve(cfg)
+
+
 __all__ = [
     "STAGES",
     "STEP_REPO_ENV",
@@ -58,6 +73,7 @@ __all__ = [
     "join_trial_threads",
     "launch_nodes",
     "new_pipeline_controller",
+    "resolve_init_from",
     "pipeline_web_url",
     "published_model_metric",
     "refuse_log_integers",
