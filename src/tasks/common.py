@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from src.tasks.spec import StepContext
+    from src.tracking import TrackerLike
     from src.training.task import Task
 
 
@@ -20,6 +21,16 @@ def load_tokenized(tokenized: dict[str, Any]):
     tokenizers = {
         side: load_tokenizer(tok_dir / Path(path).name) for side, path in tokenized["tokenizers"].items()}
     return load_from_disk(str(tok_dir / "encoded")), tokenizers
+
+
+def record_tokenized(tracker: "TrackerLike", out_dir: Path, tokenizer: Path, report: dict[str, dict]) -> None:
+    """What a text task's tokenize step leaves in ClearML: the tokenizer (the file a user downloads alone),
+    the report, the whole folder (what later steps fetch) and the report's figures per split as scalars."""
+    tracker.upload_artifact("tokenizer", tokenizer)
+    tracker.upload_artifact("tokenization_report", report)
+    tracker.upload_artifact("tokenized", out_dir)
+    for name, stats in report.items():
+        tracker.log_scalars(f"tokenization/{name}", stats, 0)
 
 
 def train_and_register(step: "StepContext", task: "Task", inference: dict[str, Any], resume: bool,

@@ -11,7 +11,7 @@ macro-F1, per-class precision and recall, a confusion matrix, the most confident
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from src.tasks.common import load_tokenized, train_and_register
+from src.tasks.common import load_tokenized, record_tokenized, train_and_register
 from src.tasks.spec import StepContext
 
 if TYPE_CHECKING:
@@ -83,11 +83,7 @@ def tokenize(step: StepContext, data: dict[str, Any]) -> dict[str, Any]:
         encoded[name] = Dataset.from_dict({"ids": ids, "label": split["label"], "text": split["text"]})
         report[name] = {"texts": len(ids), "tokens": sum(map(len, ids)), "truncated": truncated}
     encoded.save_to_disk(str(out_dir / "encoded"))
-    tracker.upload_artifact("tokenizer", out_dir / "tokenizer.json")
-    tracker.upload_artifact("tokenization_report", report)
-    tracker.upload_artifact("tokenized", out_dir)
-    for name, stats in report.items():
-        tracker.log_scalars(f"tokenization/{name}", stats, 0)
+    record_tokenized(tracker, out_dir, out_dir / "tokenizer.json", report)
     return {"tokenized_dir": str(out_dir), "task_id": tracker.task_id,
             "tokenizers": {"text": str(out_dir / "tokenizer.json")}, "labels": data["labels"]}
 

@@ -11,7 +11,7 @@ import json
 import shutil
 from typing import TYPE_CHECKING, Any
 
-from src.tasks.common import train_and_register
+from src.tasks.common import record_tokenized, train_and_register
 from src.tasks.spec import StepContext
 
 if TYPE_CHECKING:
@@ -75,11 +75,7 @@ def tokenize(step: StepContext, data: dict[str, Any]) -> dict[str, Any]:
         report[name] = {"tokens": len(ids), "characters": characters,
                         "characters_per_token": characters / max(len(ids), 1)}
     (out_dir / "stream.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
-    tracker.upload_artifact("tokenizer", path)
-    tracker.upload_artifact("tokenization_report", report)
-    tracker.upload_artifact("tokenized", out_dir)
-    for name, stats in report.items():
-        tracker.log_scalars(f"tokenization/{name}", stats, 0)
+    record_tokenized(tracker, out_dir, path, report)
     return {"tokenized_dir": str(out_dir), "task_id": tracker.task_id, "tokenizers": {"text": str(path)},
             "vocab_size": tokenizer.get_vocab_size()}
 

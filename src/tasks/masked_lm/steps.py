@@ -16,7 +16,7 @@ split is scored with a fixed mask; the test masked-token loss gates the registry
 
 from typing import TYPE_CHECKING, Any
 
-from src.tasks.common import load_tokenized, train_and_register
+from src.tasks.common import load_tokenized, record_tokenized, train_and_register
 from src.tasks.spec import StepContext
 
 if TYPE_CHECKING:
@@ -109,11 +109,7 @@ def tokenize(step: StepContext, data: dict[str, Any]) -> dict[str, Any]:
         report[name] = {"texts": len(keep), "tokens": sum(len(ids[i]) for i in keep), "truncated": truncated,
                         "nothing_to_mask": len(ids) - len(keep)}
     encoded.save_to_disk(str(out_dir / "encoded"))
-    tracker.upload_artifact("tokenizer", path)
-    tracker.upload_artifact("tokenization_report", report)
-    tracker.upload_artifact("tokenized", out_dir)
-    for name, stats in report.items():
-        tracker.log_scalars(f"tokenization/{name}", stats, 0)
+    record_tokenized(tracker, out_dir, path, report)
     return {"tokenized_dir": str(out_dir), "task_id": tracker.task_id, "tokenizers": {"text": str(path)},
             "mask_id": tokenizer.token_to_id(MASK)}
 
