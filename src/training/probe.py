@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from src.models.transformer import EncoderDecoderTransformer
+from src.training.task import evaluating
 
 KINDS = {"encoder_self": ("source", "source"), "decoder_self": ("target", "target"),
          "cross": ("target", "source")}
@@ -135,13 +136,11 @@ class AttentionProbe:
     @torch.no_grad()
     def attention(self, model: EncoderDecoderTransformer, index: int) -> dict[str, list[torch.Tensor]]:
         """Per-kind, per-layer attention weights (H, Tq, Tk) of probe sentence ``index``."""
-        was_training = model.training
-        model.eval()
-        device = next(model.parameters()).device
-        src = torch.tensor([self.src_ids[index]], device=device)
-        tgt = torch.tensor([self.tgt_ids[index]], device=device)
-        _, attn = model(src, tgt, return_attention=True)
-        model.train(was_training)
+        with evaluating(model):
+            device = next(model.parameters()).device
+            src = torch.tensor([self.src_ids[index]], device=device)
+            tgt = torch.tensor([self.tgt_ids[index]], device=device)
+            _, attn = model(src, tgt, return_attention=True)
         return {kind: [layer[0].float().cpu() for layer in layers] for kind, layers in attn.items()}
 
     def figures(self, model: EncoderDecoderTransformer, index: int, step: int | None = None):

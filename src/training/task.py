@@ -6,6 +6,8 @@ fails there rather than in the middle of a run. ``BatchT`` is the task's own bat
 (translation: source, decoder input, labels); the loop only passes it from ``batch`` to the other methods.
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Protocol, TypeVar
 
 import torch
@@ -14,6 +16,18 @@ from torch import Tensor, nn
 from src.tracking import TrackerLike
 
 BatchT = TypeVar("BatchT")
+
+
+@contextmanager
+def evaluating(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` in eval mode (no dropout) inside the block, then back in the mode it was in: what a task's
+    validation and probe run in, in the middle of training."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 class Probe(Protocol):

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from src.data.batching import TokenBudgetBatchSampler
 from src.data.special_tokens import CLS_ID, PAD_ID
 from src.training.probe import readable_labels, shorten
+from src.training.task import evaluating
 
 Batch = tuple[Tensor, Tensor]  # (tokens (B, T), labels (B,))
 
@@ -88,18 +89,16 @@ def classification_metrics(predictions: list[int], labels: list[int], n_classes:
 def predict(model: nn.Module, corpus: LabelledCorpus, max_tokens: int,
             device: torch.device) -> tuple[Tensor, float]:
     """Class probabilities (N, K) in corpus order, and the mean cross-entropy."""
-    was_training = model.training
-    model.eval()
-    sampler = TokenBudgetBatchSampler(*corpus.lengths(), max_tokens, shuffle=False)
-    probabilities: list[Tensor | None] = [None] * len(corpus)
-    loss_sum = 0.0
-    for indices in sampler:
-        tokens, labels = corpus.batch(indices, device)
-        logits = model(tokens).float()
-        loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
-        for i, row in zip(indices, logits.softmax(-1).cpu()):
-            probabilities[i] = row
-    model.train(was_training)
+    with evaluating(model):
+        sampler = TokenBudgetBatchSampler(*corpus.lengths(), max_tokens, shuffle=False)
+        probabilities: list[Tensor | None] = [None] * len(corpus)
+        loss_sum = 0.0
+        for indices in sampler:
+            tokens, labels = corpus.batch(indices, device)
+            logits = model(tokens).float()
+            loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
+            for i, row in zip(indices, logits.softmax(-1).cpu()):
+                probabilities[i] = row
     return torch.stack(probabilities), loss_sum / max(len(corpus), 1)
 
 
@@ -125,19 +124,17 @@ class ClassificationProbe:
     def report(self, model: nn.Module, tracker, step: int) -> None:
         from src.visualization import plot_attention
 
-        was_training = model.training
-        model.eval()
-        device = next(model.parameters()).device
-        for index, ids in enumerate(self.ids):
-            _, layers = model(torch.tensor([ids], device=device), return_attention=True)
-            if not layers:  # a recurrent model has no attention to draw
-                break
-            weights = torch.stack([layer[0, :, :1].float().cpu() for layer in layers])  # (L, H, 1, T)
-            title = f'[CLS] attention · step {step} · "{shorten(self.texts[index])}"'
-            figure = plot_attention(weights, self.tokens[index][:1], self.tokens[index], title,
-                                    label_every_head=False)
-            tracker.log_figure("attention/cls", f"text {index}", figure, step)
-        model.train(was_training)
+        with evaluating(model):
+            device = next(model.parameters()).device
+            for index, ids in enumerate(self.ids):
+                _, layers = model(torch.tensor([ids], device=device), return_attention=True)
+                if not layers:  # a recurrent model has no attention to draw
+                    break
+                weights = torch.stack([layer[0, :, :1].float().cpu() for layer in layers])  # (L, H, 1, T)
+                title = f'[CLS] attention · step {step} · "{shorten(self.texts[index])}"'
+                figure = plot_attention(weights, self.tokens[index][:1], self.tokens[index], title,
+                                        label_every_head=False)
+                tracker.log_figure("attention/cls", f"text {index}", figure, step)
 
 
 @dataclass

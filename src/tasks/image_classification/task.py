@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from src.data.augmentation import Augmentation, augment
 from src.models.vit import attention_rollout
 from src.tasks.classification.task import classification_metrics
+from src.training.task import evaluating
 
 Batch = tuple[Tensor, Tensor]  # (images (B, C, H, W) float, labels (B,))
 EVAL_BATCH = 1000  # images per forward pass when scoring: no gradients, so memory allows many
@@ -79,16 +80,14 @@ def read_encoded(tok_dir: Path) -> tuple[dict[str, ImageSplit], ImageStats]:
 def predict_images(model: nn.Module, split: ImageSplit, stats: ImageStats, device: torch.device,
                    batch_size: int = EVAL_BATCH) -> tuple[Tensor, float]:
     """Class probabilities (N, K) in split order, and the mean cross-entropy."""
-    was_training = model.training
-    model.eval()
-    probabilities, loss_sum = [], 0.0
-    for start in range(0, len(split), batch_size):
-        indices = range(start, min(start + batch_size, len(split)))
-        labels = split.labels[start:indices.stop].to(device)
-        logits = model(stats.normalise(split.pixels(indices, device))).float()
-        loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
-        probabilities.append(logits.softmax(-1).cpu())
-    model.train(was_training)
+    with evaluating(model):
+        probabilities, loss_sum = [], 0.0
+        for start in range(0, len(split), batch_size):
+            indices = range(start, min(start + batch_size, len(split)))
+            labels = split.labels[start:indices.stop].to(device)
+            logits = model(stats.normalise(split.pixels(indices, device))).float()
+            loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
+            probabilities.append(logits.softmax(-1).cpu())
     return torch.cat(probabilities), loss_sum / max(len(split), 1)
 
 
@@ -104,24 +103,24 @@ class ImageAttentionProbe:
     def report(self, model: nn.Module, tracker, step: int) -> None:
         from src.visualization.images import plot_cls_attention, plot_rollout
 
-        was_training = model.training
-        model.eval()
-        device = next(model.parameters()).device
-        logits, layers = model(self.stats.normalise(self.split.pixels(range(len(self.split)), device)),
-                               return_attention=True)
-        cls_rows = torch.stack([layer[:, :, 0, 1:].float().cpu() for layer in layers], dim=1)  # (B, L, H, N)
-        # (B, 1+N, 1+N) -> the [CLS] row over patches (B, N)
-        rollout = attention_rollout(layers)[:, 0, 1:].cpu()
-        images = self.split.images[:, 0]  # (B, C, H, W) -> first channel (B, H, W)
-        titles = [f"{self.names[int(p)]} / {self.names[int(t)]}" for p, t in zip(logits.argmax(-1),
-                                                                                 self.split.labels)]
-        for index in range(len(self.split)):
-            title = f"[CLS] attention · step {step} · predicted / true: {titles[index]}"
-            figure = plot_cls_attention(images[index], cls_rows[index], title)
-            tracker.log_figure("attention/cls", f"image {index}", figure, step)
-        figure = plot_rollout(images, rollout, titles, f"attention rollout · step {step} · predicted / true")
-        tracker.log_figure("attention/rollout", "probe images", figure, step)
-        model.train(was_training)
+        with evaluating(model):
+            device = next(model.parameters()).device
+            logits, layers = model(self.stats.normalise(self.split.pixels(range(len(self.split)), device)),
+                                   return_attention=True)
+            # (B, L, H, N)
+            cls_rows = torch.stack([layer[:, :, 0, 1:].float().cpu() for layer in layers], dim=1)
+            # (B, 1+N, 1+N) -> the [CLS] row over patches (B, N)
+            rollout = attention_rollout(layers)[:, 0, 1:].cpu()
+            images = self.split.images[:, 0]  # (B, C, H, W) -> first channel (B, H, W)
+            titles = [f"{self.names[int(p)]} / {self.names[int(t)]}" for p, t in zip(logits.argmax(-1),
+                                                                                     self.split.labels)]
+            for index in range(len(self.split)):
+                title = f"[CLS] attention · step {step} · predicted / true: {titles[index]}"
+                figure = plot_cls_attention(images[index], cls_rows[index], title)
+                tracker.log_figure("attention/cls", f"image {index}", figure, step)
+            figure = plot_rollout(images, rollout, titles,
+                                  f"attention rollout · step {step} · predicted / true")
+            tracker.log_figure("attention/rollout", "probe images", figure, step)
 
 
 @dataclass

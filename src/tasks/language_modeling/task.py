@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from src.data.special_tokens import BOS_ID, PAD_ID
 from src.training.loss import perplexity
+from src.training.task import evaluating
 
 Batch = tuple[Tensor, Tensor]  # (inputs (B, T), targets (B, T))
 SEPARATOR = "\n\n"
@@ -102,20 +103,18 @@ def read_stream(tok_dir: Path, name: str, size: int) -> TokenStream:
 def score_stream(model: nn.Module, stream: TokenStream, batch_size: int,
                  device: torch.device) -> dict[str, float]:
     """``lm_metrics`` over every token after ``<s>``: full windows in batches, then the shorter tail."""
-    was_training = model.training
-    model.eval()
-    total, n = 0.0, 0
-    for first in range(0, len(stream), batch_size):
-        inputs, targets = stream.batch(list(range(first, min(first + batch_size, len(stream)))), device)
-        total += F.cross_entropy(model(inputs).flatten(0, 1).float(), targets.flatten(),
-                                 reduction="sum").item()
-        n += targets.numel()
-    tail = stream.ids[len(stream) * stream.block_size :].to(device)  # (R,): R - 1 tokens left to predict
-    if tail.numel() > 1:
-        logits = model(tail[None, :-1])[0].float()  # (R-1, V)
-        total += F.cross_entropy(logits, tail[1:], reduction="sum").item()
-        n += tail.numel() - 1
-    model.train(was_training)
+    with evaluating(model):
+        total, n = 0.0, 0
+        for first in range(0, len(stream), batch_size):
+            inputs, targets = stream.batch(list(range(first, min(first + batch_size, len(stream)))), device)
+            total += F.cross_entropy(model(inputs).flatten(0, 1).float(), targets.flatten(),
+                                     reduction="sum").item()
+            n += targets.numel()
+        tail = stream.ids[len(stream) * stream.block_size :].to(device)  # (R,): R - 1 tokens left to predict
+        if tail.numel() > 1:
+            logits = model(tail[None, :-1])[0].float()  # (R-1, V)
+            total += F.cross_entropy(logits, tail[1:], reduction="sum").item()
+            n += tail.numel() - 1
     return lm_metrics(total, n, stream.characters)
 
 
@@ -219,17 +218,15 @@ class LanguageModelProbe:
         from src.training.probe import shorten
         from src.visualization import plot_attention
 
-        was_training = model.training
-        model.eval()
-        device = next(model.parameters()).device
-        for i, prompt in enumerate(self.prompts[: self.heatmap_prompts]):
-            _, layers = model(torch.tensor([prompt], device=device), return_attention=True)
-            weights = torch.stack([layer[0].float().cpu() for layer in layers])  # (L, H, T, T)
-            labels = axis_labels(self.tokenizer, prompt, self.char_level)
-            title = f'causal self-attention · step {step} · "{shorten(self.decode(prompt))}"'
-            tracker.log_figure("attention/decoder_self", f"prompt {i}",
-                               plot_attention(weights, labels, labels, title,
-                                                                                      label_every_head=False),
-                               step)
-        tracker.log_table("samples", "continuations", self.samples(model), step)
-        model.train(was_training)
+        with evaluating(model):
+            device = next(model.parameters()).device
+            for i, prompt in enumerate(self.prompts[: self.heatmap_prompts]):
+                _, layers = model(torch.tensor([prompt], device=device), return_attention=True)
+                weights = torch.stack([layer[0].float().cpu() for layer in layers])  # (L, H, T, T)
+                labels = axis_labels(self.tokenizer, prompt, self.char_level)
+                title = f'causal self-attention · step {step} · "{shorten(self.decode(prompt))}"'
+                tracker.log_figure("attention/decoder_self", f"prompt {i}",
+                                   plot_attention(weights, labels, labels, title,
+                                                                                          label_every_head=False),
+                                   step)
+            tracker.log_table("samples", "continuations", self.samples(model), step)

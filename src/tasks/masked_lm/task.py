@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from src.data.batching import TokenBudgetBatchSampler
 from src.data.special_tokens import PAD_ID, SPECIAL_TOKENS
 from src.training.probe import readable_labels, shorten
+from src.training.task import evaluating
 
 # (inputs (B, T) with the masks applied, labels (B, T): IGNORE where not chosen)
 Batch = tuple[Tensor, Tensor]
@@ -126,18 +127,16 @@ def score_masked(model: nn.Module, corpus: MaskedCorpus, max_tokens: int,
                  device: torch.device) -> dict[str, float]:
     """Masked-token loss (mean cross-entropy at the chosen positions), accuracy of the top prediction there,
     the loss's perplexity, and the counts."""
-    was_training = model.training
-    model.eval()
-    lengths = [len(row) for row in corpus.inputs]
-    total, hits, n = 0.0, 0, 0
-    for indices in TokenBudgetBatchSampler(lengths, lengths, max_tokens, shuffle=False):
-        inputs, labels = corpus.batch(indices, device)
-        chosen = labels != IGNORE
-        logits = model(inputs, select=chosen).float()  # (N, V)
-        total += F.cross_entropy(logits, labels[chosen], reduction="sum").item()
-        hits += int((logits.argmax(-1) == labels[chosen]).sum())
-        n += int(chosen.sum())
-    model.train(was_training)
+    with evaluating(model):
+        lengths = [len(row) for row in corpus.inputs]
+        total, hits, n = 0.0, 0, 0
+        for indices in TokenBudgetBatchSampler(lengths, lengths, max_tokens, shuffle=False):
+            inputs, labels = corpus.batch(indices, device)
+            chosen = labels != IGNORE
+            logits = model(inputs, select=chosen).float()  # (N, V)
+            total += F.cross_entropy(logits, labels[chosen], reduction="sum").item()
+            hits += int((logits.argmax(-1) == labels[chosen]).sum())
+            n += int(chosen.sum())
     loss = total / max(n, 1)
     return {"loss": loss, "accuracy": hits / max(n, 1), "perplexity": math.exp(min(loss, 50.0)),
             "n_masked": n, "n_texts": len(corpus)}
@@ -209,20 +208,19 @@ class MaskedLMProbe:
     def report(self, model: nn.Module, tracker, step: int) -> None:
         from src.visualization import plot_attention
 
-        was_training = model.training
-        model.eval()
-        device = next(model.parameters()).device
-        tracker.log_table("masked predictions", f"top {self.top_k}", self.predictions(model), step)
-        for index, (inputs, labels) in enumerate(zip(self.inputs, self.labels)):
-            positions = [i for i, label in enumerate(labels) if label != IGNORE]
-            _, layers = model(torch.tensor([inputs], device=device), return_attention=True)
-            weights = torch.stack([layer[0, :, positions].float().cpu() for layer in layers])  # (L, H, Q, T)
-            keys = readable_labels(self.tokenizer, inputs)
-            queries = [f"[MASK]={self.label(labels[i])}" for i in positions]
-            title = f"masked positions' attention · step {step} · text {index}"
-            figure = plot_attention(weights, queries, keys, title, label_every_head=False)
-            tracker.log_figure("attention/masked", f"text {index}", figure, step)
-        model.train(was_training)
+        with evaluating(model):
+            device = next(model.parameters()).device
+            tracker.log_table("masked predictions", f"top {self.top_k}", self.predictions(model), step)
+            for index, (inputs, labels) in enumerate(zip(self.inputs, self.labels)):
+                positions = [i for i, label in enumerate(labels) if label != IGNORE]
+                _, layers = model(torch.tensor([inputs], device=device), return_attention=True)
+                # (L, H, Q, T)
+                weights = torch.stack([layer[0, :, positions].float().cpu() for layer in layers])
+                keys = readable_labels(self.tokenizer, inputs)
+                queries = [f"[MASK]={self.label(labels[i])}" for i in positions]
+                title = f"masked positions' attention · step {step} · text {index}"
+                figure = plot_attention(weights, queries, keys, title, label_every_head=False)
+                tracker.log_figure("attention/masked", f"text {index}", figure, step)
 
 
 @dataclass

@@ -20,6 +20,7 @@ from src.data.batching import TokenBudgetBatchSampler, collate_translation
 from src.data.special_tokens import PAD_ID
 from src.training.loss import perplexity, token_accuracy, translation_loss
 from src.training.probe import AttentionProbe
+from src.training.task import evaluating
 
 Batch = tuple[Tensor, Tensor, Tensor]  # (src, decoder input, labels)
 
@@ -70,17 +71,15 @@ class ParallelCorpus:
 def teacher_forced_metrics(model: nn.Module, corpus: ParallelCorpus, max_tokens: int,
                            device: torch.device) -> dict[str, float]:
     """Per-token loss (no smoothing), perplexity and argmax accuracy with the reference as decoder input."""
-    was_training = model.training
-    model.eval()
-    sampler = TokenBudgetBatchSampler(*corpus.lengths(), max_tokens, shuffle=False)
-    loss_sum, correct, count = 0.0, 0, 0
-    for indices in sampler:
-        src, tgt_in, labels = corpus.batch(indices, device)
-        logits = model(src, tgt_in)
-        loss, _ = translation_loss(logits, labels, PAD_ID)
-        hits, n = token_accuracy(logits, labels, PAD_ID)  # n: the same count, read on the host
-        loss_sum, correct, count = loss_sum + loss.item() * n, correct + hits, count + n
-    model.train(was_training)
+    with evaluating(model):
+        sampler = TokenBudgetBatchSampler(*corpus.lengths(), max_tokens, shuffle=False)
+        loss_sum, correct, count = 0.0, 0, 0
+        for indices in sampler:
+            src, tgt_in, labels = corpus.batch(indices, device)
+            logits = model(src, tgt_in)
+            loss, _ = translation_loss(logits, labels, PAD_ID)
+            hits, n = token_accuracy(logits, labels, PAD_ID)  # n: the same count, read on the host
+            loss_sum, correct, count = loss_sum + loss.item() * n, correct + hits, count + n
     loss = loss_sum / max(count, 1)
     return {"loss": loss, "perplexity": perplexity(loss), "token_accuracy": correct / max(count, 1)}
 
