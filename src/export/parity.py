@@ -81,7 +81,7 @@ def check_export(trained, onnx_model) -> dict:
 
     worst, names = 0.0, []
     with torch.no_grad():
-        for name, run_torch, run_onnx in _check_cases(trained, onnx_model):
+        for name, run_torch, run_onnx in check_cases(trained, onnx_model):
             expected, actual = run_torch(), run_onnx()
             names.append(name)
             failure = _compare(name, expected, actual)
@@ -119,7 +119,7 @@ def _compare(name: str, expected, actual) -> str | None:
     return None
 
 
-def _check_cases(trained, onnx_model):
+def check_cases(trained, onnx_model):
     """(name, PyTorch output thunk, ONNX Runtime output thunk) for ``trained.family``."""
     import torch
 

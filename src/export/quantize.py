@@ -94,7 +94,7 @@ def linear_weight_bytes(int8_path: Path) -> dict[str, int]:
 
 
 def check_int8(trained: Any, out: Path, quantized: dict[str, Any]) -> dict[str, Any]:
-    """The exporter's check cases (``parity._check_cases``) on the int8 graphs against PyTorch.
+    """The exporter's check cases (``parity.check_cases``) on the int8 graphs against PyTorch.
 
     Returns:
         ``{"cases", "max_abs_diff", "max_rel_diff", "allowed_rel_diff", "argmax_agreement", "ok",
@@ -103,14 +103,14 @@ def check_int8(trained: Any, out: Path, quantized: dict[str, Any]) -> dict[str, 
     """
     import torch
 
-    from src.export.parity import _check_cases
+    from src.export.parity import check_cases
     from src.inference.onnx_backend import load_onnx_model
 
     model = load_onnx_model(out, {"family": trained.family, "graphs": quantized},
                             trained.special_ids["pad"], trained.config.model.max_positions)
     names, worst, worst_rel, same, total = [], 0.0, 0.0, 0, 0
     with torch.no_grad():
-        for name, run_torch, run_int8 in _check_cases(trained, model):
+        for name, run_torch, run_int8 in check_cases(trained, model):
             expected, actual = run_torch(), run_int8()
             names.append(name)
             if not torch.isfinite(actual).all():
