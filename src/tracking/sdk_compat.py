@@ -80,6 +80,19 @@ def preload_ipython() -> None:
         importlib.import_module("IPython")
 
 
+def wait_for_repository_detection(task: Task, timeout_s: float = 60.0) -> None:
+    """Let ``Task.init``'s repository-detection thread finish before anything else edits the task.
+
+    When that thread ends it reloads the task and writes it back with the detected script
+    (``_update_repository``: ``reload()``, then ``_edit(script=...)``). Offline, the hyperparameter
+    and user-property edits (``HyperParams.edit_hyper_params``) write the session's task.json without
+    the ``_edit_lock`` that the thread holds: if the thread read task.json before such an edit and
+    writes after it, the edit is lost (a step's session once had no user properties). Waiting costs
+    the detection's time, about 0.3 s with the requirements taken from requirements.txt.
+    """
+    task._wait_for_repo_detection(timeout=timeout_s)
+
+
 def leave_offline_mode() -> None:
     """Turn the SDK's process-wide offline flags off without reconnecting the sessions made so far.
 

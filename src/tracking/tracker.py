@@ -26,6 +26,9 @@ TASK_TYPES = (
     "training", "testing", "inference", "data_processing", "application",
     "monitor", "controller", "optimizer", "service", "qc", "custom",
 )  # fmt: skip
+# the task's recorded requirements: this file, not ClearML's import analysis of the checkout (2 s a task
+# with a git remote), and what an agent installs for a cloned task
+REQUIREMENTS_FILE = Path(__file__).resolve().parents[2] / "requirements.txt"
 OFFLINE_DIR_NAME = "clearml_offline"  # under a step's output_dir: the session zips of a run
 MODEL_UPDATE_ARTIFACT = "model-update"  # an offline update_model, applied by import_offline
 
@@ -98,6 +101,8 @@ class Tracker:
         Task.set_offline(offline)
         sdk_compat.set_report_in_subprocess(not offline)
         sdk_compat.preload_ipython()
+        if REQUIREMENTS_FILE.is_file():
+            Task.force_requirements_env_freeze(requirements_file=REQUIREMENTS_FILE.as_posix())
         task = Task.init(
             project_name=project,
             task_name=task_name,
@@ -112,6 +117,7 @@ class Tracker:
             auto_resource_monitoring=False,  # resource_usage() scalars come from the trainer instead
         )
         if Task.running_locally():
+            sdk_compat.wait_for_repository_detection(task)  # before any edit: see its docstring
             where = f"offline session {task.get_offline_mode_folder()}" if offline else "server"
             logger.info("ClearML task {} ({}/{}) recording to {}", task.id, project, task_name, where)
             return cls(task, offline=offline, output_dir=output_dir, save_plots=save_plots)

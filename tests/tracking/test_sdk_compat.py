@@ -177,3 +177,49 @@ def test_leave_offline_mode_turns_offline_off_and_reconnects_nothing(offline_tas
     offline_task.close()
     sdk_compat.leave_offline_mode()
     assert not Task.is_offline() and Session._sessions_weakrefs == []
+
+
+def test_offline_property_edit_still_lost_to_the_repository_detection_write(offline_task):
+    """Why Tracker.start waits for the repository detection (sdk_compat.wait_for_repository_detection).
+
+    The detection thread's end, replayed in order: it reads task.json (``reload``), a property is set
+    meanwhile (``set_user_properties`` writes task.json without the ``_edit_lock``), then the thread
+    installs what it read and writes it back with the script (``_edit(script=...)``).
+    """
+    import json
+
+    from clearml.backend_interface.task.hyperparams import HyperParams
+
+    offline_task._wait_for_repo_detection(timeout=60)
+    read_by_the_thread = offline_task._reload()
+    offline_task.set_user_properties(family="encoder")
+    offline_task._data = read_by_the_thread
+    offline_task._edit(script=offline_task.data.script)
+    stored = json.loads((offline_task.get_offline_mode_folder() / offline_task._offline_filename).read_text())
+    if "family" in json.dumps(stored.get("hyperparams") or {}):
+        pytest.fail(
+            f"clearml {clearml.__version__}: an offline property edit survives the detection thread's write; "
+            "remove src/tracking/sdk_compat.wait_for_repository_detection and its call in Tracker.start "
+            "if the SDK now locks HyperParams.edit_hyper_params, and delete this test."
+        )
+    assert "_edit_lock" not in inspect.getsource(HyperParams.edit_hyper_params)
+
+
+def test_tracker_start_returns_after_the_repository_detection(offline_clearml: Path, tmp_path: Path):
+    from clearml import Task
+
+    from src.tracking import Tracker
+    from src.tracking.tracker import REQUIREMENTS_FILE
+
+    tracker = Tracker.start(project="unit-tests", task_name="waits", offline=True, output_dir=tmp_path)
+    try:
+        task = Task.current_task()
+        assert task._detect_repo_async_thread is None or not task._detect_repo_async_thread.is_alive()
+        tracker.set_properties(family="encoder")
+        stored = task._reload()
+        assert stored.hyperparams["properties"]["family"].value == "encoder"
+        # the requirements are requirements.txt's, not an import analysis of the checkout
+        pip = stored.script.requirements["pip"]
+        assert all(line in pip for line in REQUIREMENTS_FILE.read_text().splitlines() if "==" in line)
+    finally:
+        tracker.close()
