@@ -319,6 +319,14 @@ def save_classification_dataset(cleaned: CleanRows, splits: dict[str, list[int]]
     dataset.save_to_disk(str(path), num_shards={name: 1 for name, part in dataset.items() if len(part) == 0})
 
 
+def clean_and_split(rows: LabelledRows, valid_size: int | float, test_size: int | float, salt: str,
+                    max_chars: int | None = None) -> tuple[CleanRows, dict[str, list[int]]]:
+    """The cleaned rows and the indices of each split: the classifier's data, for every reader of it (the
+    classification data step, and the masked-LM step that must pretrain on its training reviews only)."""
+    cleaned = clean_labelled(rows, max_chars=max_chars)
+    return cleaned, split_indices(cleaned.texts, valid_size, test_size, salt)
+
+
 def prepare_text_classification(
     rows: LabelledRows,
     out_dir: Path,
@@ -332,13 +340,12 @@ def prepare_text_classification(
     start = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    cleaned = clean_labelled(rows, max_chars=max_chars)
+    cleaned, splits = clean_and_split(rows, valid_size, test_size, salt, max_chars)
     if len(cleaned) == 0:
         raise EmptyCorpusError(f"no rows left after cleaning {rows.description}: expected at least 1, got 0 "
                                f"of {len(rows.texts) + rows.dropped.total()}; dropped by reason "
                                f"{dict(cleaned.dropped)}")
     mapping = label_mapping(cleaned.labels)
-    splits = split_indices(cleaned.texts, valid_size, test_size, salt)
     spec = {"valid_size": valid_size, "test_size": test_size, "salt": salt, "max_chars": max_chars}
     card = build_card(rows, cleaned, splits, mapping, spec)
     save_classification_dataset(cleaned, splits, mapping, out_dir / "dataset")

@@ -43,12 +43,12 @@ def read_texts(data) -> tuple[dict[str, list[str]], dict[str, Any]]:
 def imdb_training_texts(data) -> tuple[dict[str, list[str]], dict[str, Any]]:
     """The reviews of the classifier's training split (``data`` as the classification task reads it),
     divided into the pretraining splits; the classifier's validation and test reviews are left out."""
-    from src.data.text_classification import clean_labelled, read_imdb, split_indices
+    from src.data.text_classification import clean_and_split, read_imdb, split_indices
 
     rows = read_imdb(data.imdb_path, data.max_rows)
-    cleaned = clean_labelled(rows, max_chars=data.max_chars)
-    classifier = split_indices(cleaned.texts, data.valid_count or data.valid_fraction,
-                               data.test_count or data.test_fraction, data.split_salt)
+    cleaned, classifier = clean_and_split(rows, data.valid_count or data.valid_fraction,
+                                          data.test_count or data.test_fraction, data.split_salt,
+                                          data.max_chars)
     reviews = [cleaned.texts[i] for i in classifier["train"]]
     own = split_indices(reviews, HELD_OUT, HELD_OUT, f"{data.split_salt}/masked_lm")
     return ({name: [reviews[i] for i in indices] for name, indices in own.items()},
