@@ -171,6 +171,12 @@ def _student_of(cfg: ExperimentConfig, source: str) -> ExperimentConfig:
     if hf_folder:
         # BertForSequenceClassification's head reads the pooler on [CLS]
         teacher = hf_model_keys(read_hf_config(path), "encoder_classifier", str(path)) | {"pooling": "cls"}
+        from src.models.hf_weights import read_hf_weights
+
+        if not any(name.endswith("classifier.weight") for name in read_hf_weights(path)):
+            raise InitSourceError(f"training.distill_from={source} has no classifier: a teacher is a trained "
+                                  "classifier (a BertForSequenceClassification folder, or a classifier run), "
+                                  "not a pretrained encoder")
     else:
         state = checkpoint_state(str(path), None)
         if state.get("family") != "encoder_classifier":

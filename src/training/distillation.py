@@ -89,6 +89,7 @@ def student_from_teacher(student: nn.Module, teacher: nn.Module, source: str) ->
             dropped.append(name)
     report = load_matching(student, renamed, f"{source} (student layers from teacher layers {chosen})",
                            dropped)
+    report.key = "distill_from"
     if report.new:  # the student is the teacher's architecture: every tensor must come from it
         raise InitSourceError(f"training.distill_from={source}: the student's {report.new[0]} has no tensor "
                               "in the teacher (the student must be the teacher's architecture)")
