@@ -91,3 +91,20 @@ def test_a_student_deeper_than_its_teacher_fails_in_one_line_before_any_step(dis
         "to 2; by default 1, half)"
     ) in errors[0]
     assert not list((root / "runs").glob("too-deep*"))  # no run folder: nothing started
+
+
+def test_the_throughput_command_puts_the_student_beside_its_teacher(distilled, capsys):
+    from src.inference import throughput
+
+    root, teacher, student, _ = distilled
+    argv = [str(student), str(teacher), "--runs-dir", str(root / "runs"), "--texts", "16", "--repeats", "1",
+            "--threads", "1", "--json"]
+    assert throughput.main(argv) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [row["layers"] for row in rows] == [1, 2]
+    for row, run in zip(rows, (student, teacher)):
+        assert row["run"] == run.name and row["texts"] == 16
+        assert row["test_accuracy"] == json.loads((run / "evaluate" / "metrics.json").read_text())["accuracy"]
+    assert rows[0]["parameters"] < rows[1]["parameters"]
+    assert rows[0]["speedup"] == pytest.approx(rows[0]["texts_per_s"] / rows[1]["texts_per_s"])
+    assert rows[1]["speedup"] == 1.0
