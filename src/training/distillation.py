@@ -177,7 +177,8 @@ class Distillation:
         loss, soft, hard = distillation_loss(student, teacher, labels, self.temperature, self.alpha,
                                              label_smoothing)
         n = labels.numel()
-        sums = torch.stack([soft * n, hard * n, torch.tensor(float(n), device=soft.device)])
+        # full_like fills on the device: a tensor made from a host number would be a copy that waits for it
+        sums = torch.stack([soft * n, hard * n, torch.full_like(soft, float(n))])
         self._sums = sums if self._sums is None else self._sums + sums
         return loss, n
 
