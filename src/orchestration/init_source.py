@@ -151,6 +151,10 @@ def resolve_distill_from(cfg: ExperimentConfig) -> ExperimentConfig:
     source = cfg.training.distill_from
     if source is None:
         return cfg
+    if cfg.model.init_from is not None:
+        raise InitSourceError(f"training.distill_from={source} starts the student from the teacher's layers; "
+                              f"model.init_from={cfg.model.init_from} would start it from other weights "
+                              "(set one of them)")
     try:
         return _student_of(cfg, source)
     except InitSourceError as err:  # the shared locating and checking code names the key init_from
@@ -160,10 +164,6 @@ def resolve_distill_from(cfg: ExperimentConfig) -> ExperimentConfig:
 def _student_of(cfg: ExperimentConfig, source: str) -> ExperimentConfig:
     from src.training.init_from import checkpoint_state, source_tokenizer
 
-    if cfg.model.init_from is not None:
-        raise InitSourceError(f"training.distill_from={source} starts the student from the teacher's layers; "
-                              f"model.init_from={cfg.model.init_from} would start it from other weights "
-                              "(set one of them)")
     if cfg.model.family != "encoder_classifier":
         raise InitSourceError(f"training.distill_from={source}: the student is the teacher's architecture, "
                               f"an encoder_classifier; got model.family={cfg.model.family!r}")

@@ -151,3 +151,11 @@ def test_cached_teacher_logits_equal_the_on_the_fly_ones_and_the_loss_parts_are_
     for row in parts:
         mixed = alpha * row["distill_soft"] + (1 - alpha) * row["distill_hard"]
         assert row["loss"] == pytest.approx(mixed, rel=1e-5)
+
+
+def test_a_student_started_from_other_weights_too_is_refused(teacher, tmp_path):
+    with pytest.raises(InitSourceError) as err:
+        student_config(teacher, tmp_path / "run", f"model.init_from={teacher}")
+    assert str(err.value) == (f"training.distill_from={teacher} starts the student from the teacher's "
+                              f"layers; model.init_from={teacher} would start it from other weights (set one "
+                              "of them)")
