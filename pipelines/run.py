@@ -144,9 +144,9 @@ def run_pipeline_from_cli(args: argparse.Namespace) -> int:
     resume = args.resume is not None
     cfg, changes = resumed_config(args) if resume else (config_from_args(args), {})
     if not resume:  # a resume keeps its weights: the stored config's init_from is already a path
-        from src.orchestration import resolve_init_from
+        from src.orchestration import resolve_distill_from, resolve_init_from
 
-        cfg = resolve_init_from(cfg)
+        cfg = resolve_distill_from(resolve_init_from(cfg))
     mode = choose_mode(args)
     if args.dry_run:
         from pipelines.pipeline import describe_pipeline

@@ -36,10 +36,22 @@ class TrainingConfig(FrozenConfig):
     nproc_per_node: PositiveInt = 1  # data-parallel processes per machine (``train --nproc N`` sets it)
     nodes: PositiveInt = 1  # machines; > 1 only on ClearML agents (Task.launch_multi_node)
     compile: bool = False  # torch.compile the model for training (worth it on a GPU; minutes of start-up)
+    # distillation (src/training/distillation.py): a DistilBERT-style student learns from a teacher's softened
+    # class distribution (Hinton et al. 2015) and the labels. distill_from: the teacher, any source
+    # model.init_from takes (a run, a .pt, NAME:TAG, a Hugging Face folder); None = no teacher
+    distill_from: str | None = None
+    distill_alpha: confloat(ge=0.0, le=1.0) = 0.5  # the soft targets' weight; the labels' is 1 - alpha
+    distill_temperature: PositiveFloat = 2.0  # T: the softmax temperature of both distributions
+    # the teacher's logits computed once per training example before the first step (fixed data), instead
+    # of by a teacher forward on every batch; pays off when the run sees each example more than once
+    distill_cache: bool = False
 
     @model_validator(mode="after")
     def _global_batch_divides(self) -> "TrainingConfig":
         check_global_batch(self.grad_accum_steps, self.nodes * self.nproc_per_node, "nodes * nproc_per_node")
+        if self.distill_cache and self.distill_from is None:
+            raise ValueError("training.distill_cache=true caches a teacher's logits; set "
+                             "training.distill_from (got distill_from=None)")
         return self
 
 

@@ -23,7 +23,8 @@ from src.lessons.step import Step, StepResult
 from src.tracking import TrackerLike
 
 LESSONS = ("attention", "multi_head", "positions", "masking", "residuals", "training_dynamics", "decoding",
-           "heads", "encoder_only", "decoder_only", "vit", "efficient_attention", "modern_blocks")
+           "heads", "encoder_only", "decoder_only", "vit", "efficient_attention", "modern_blocks",
+           "pretraining")
 QUIT = "q"
 
 

@@ -53,6 +53,14 @@ def resolve_init_from(cfg: "ExperimentConfig") -> "ExperimentConfig":
     return resolve(cfg)
 
 
+def resolve_distill_from(cfg: "ExperimentConfig") -> "ExperimentConfig":
+    """``training.distill_from``'s teacher resolved before any step, the student given its sizes
+    (``init_source.py``); imported on use, as ``resolve_init_from``."""
+    from src.orchestration.init_source import resolve_distill_from as resolve
+
+    return resolve(cfg)
+
+
 __all__ = [
     "STAGES",
     "STEP_REPO_ENV",
@@ -73,6 +81,7 @@ __all__ = [
     "join_trial_threads",
     "launch_nodes",
     "new_pipeline_controller",
+    "resolve_distill_from",
     "resolve_init_from",
     "pipeline_web_url",
     "published_model_metric",

@@ -12,6 +12,10 @@ What the source may be, in the order it is tried:
 4. a run id, a run name or ``latest`` under ``output_dir``: that run's best checkpoint.
 
 The training loop then loads it (``src/training/init_from.py``); a resume never does.
+
+``training.distill_from`` (the teacher of a distillation, ``src/training/distillation.py``) takes the same
+sources, located the same way (``resolve_distill_from``): the student gets the teacher's sizes and half its
+layers, and the tokenize step the teacher's tokenizer.
 """
 
 import re
@@ -38,26 +42,30 @@ def resolve_init_from(cfg: ExperimentConfig) -> ExperimentConfig:
     source = cfg.model.init_from
     if source is None:
         return cfg
+    path, hf_folder = locate(source, cfg.output_dir)
+    return _from_hf_folder(cfg, path) if hf_folder else _from_checkpoint(cfg, path)
+
+
+def locate(source: str, output_dir: str) -> tuple[Path, bool]:
+    """The Hugging Face folder or checkpoint file ``source`` names, and whether it is a folder (the order
+    of the module docstring); refused in one line when there is none."""
     path = Path(source).expanduser()
     if is_hf_folder(path):
-        return _from_hf_folder(cfg, path)
-    if path.is_file() or path.is_dir():
-        from src.runs import RunNotFoundError, resolve_checkpoint
+        return path, True
+    from src.runs import RunNotFoundError, resolve_checkpoint
 
+    if path.is_file() or path.is_dir():
         try:
-            checkpoint = resolve_checkpoint(path, cfg.output_dir)
+            return resolve_checkpoint(path, output_dir), False
         except RunNotFoundError as err:
             raise InitSourceError(f"model.init_from={source}: {err}") from None
-        return _from_checkpoint(cfg, checkpoint)
     if ":" in source or MODEL_ID.fullmatch(source):
-        return _from_checkpoint(cfg, _registry_checkpoint(source))
+        return _registry_checkpoint(source), False
     if "/" in source or path.suffix == ".pt":
         raise InitSourceError(f"model.init_from={source}: no such file or folder (expected a Hugging Face "
                               "folder with config.json, a checkpoint .pt, a run, or a registry NAME:TAG)")
-    from src.runs import RunNotFoundError, resolve_checkpoint
-
     try:
-        return _from_checkpoint(cfg, resolve_checkpoint(source, cfg.output_dir))
+        return resolve_checkpoint(source, output_dir), False
     except RunNotFoundError as err:
         raise InitSourceError(f"model.init_from={source} is no folder, file or registry NAME:TAG, and no "
                               f"run: {err}") from None
@@ -128,3 +136,71 @@ def _registry_checkpoint(source: str) -> Path:
     except (ModelNotFoundError, ServerMisconfiguredError, ServerUnreachableError) as err:
         raise InitSourceError(f"model.init_from={source}: {err}") from None
     return found.local_path
+
+
+# the keys a student takes from its teacher: every size and switch but the depth, and the pooling the head
+# was trained on
+STUDENT_KEYS = tuple(key for key in SIZE_KEYS if key not in ("n_encoder_layers", "n_decoder_layers")) + (
+    "pooling",)
+
+
+def resolve_distill_from(cfg: ExperimentConfig) -> ExperimentConfig:
+    """``cfg`` with ``training.distill_from`` as the teacher's checkpoint file or folder, and the student's
+    model keys the teacher's (``model.n_encoder_layers``: as set, else half the teacher's); unchanged
+    without ``distill_from``. A student that cannot take the teacher's weights is refused in one line."""
+    source = cfg.training.distill_from
+    if source is None:
+        return cfg
+    if cfg.model.init_from is not None:
+        raise InitSourceError(f"training.distill_from={source} starts the student from the teacher's layers; "
+                              f"model.init_from={cfg.model.init_from} would start it from other weights "
+                              "(set one of them)")
+    try:
+        return _student_of(cfg, source)
+    except InitSourceError as err:  # the shared locating and checking code names the key init_from
+        raise InitSourceError(str(err).replace("model.init_from", "training.distill_from")) from None
+
+
+def _student_of(cfg: ExperimentConfig, source: str) -> ExperimentConfig:
+    from src.training.init_from import checkpoint_state, source_tokenizer
+
+    if cfg.model.family != "encoder_classifier":
+        raise InitSourceError(f"training.distill_from={source}: the student is the teacher's architecture, "
+                              f"an encoder_classifier; got model.family={cfg.model.family!r}")
+    path, hf_folder = locate(source, cfg.output_dir)
+    if hf_folder:
+        # BertForSequenceClassification's head reads the pooler on [CLS]
+        teacher = hf_model_keys(read_hf_config(path), "encoder_classifier", str(path)) | {"pooling": "cls"}
+        from src.models.hf_weights import read_hf_weights
+
+        if not any(name.endswith("classifier.weight") for name in read_hf_weights(path)):
+            raise InitSourceError(f"training.distill_from={source} has no classifier: a teacher is a trained "
+                                  "classifier (a BertForSequenceClassification folder, or a classifier run), "
+                                  "not a pretrained encoder")
+    else:
+        state = checkpoint_state(str(path), None)
+        if state.get("family") != "encoder_classifier":
+            raise InitSourceError(f"training.distill_from={source} holds a {state.get('family')!r} model; a "
+                                  "teacher is a trained encoder_classifier (e.g. an imdb-classifier run)")
+        from src.training.checkpoint_format import stored_config
+
+        teacher = stored_config(state)["model"]
+    if source_tokenizer(str(path)) is None:
+        raise InitSourceError(f"training.distill_from={source}: the teacher carries no tokenizer; the "
+                              "student must read the teacher's token ids")
+    layers, half = teacher["n_encoder_layers"], max(1, teacher["n_encoder_layers"] // 2)
+    chosen = cfg.model.n_encoder_layers if "n_encoder_layers" in cfg.model.model_fields_set else half
+    if chosen > layers:
+        raise InitSourceError(f"training.distill_from={source}: a student of model.n_encoder_layers={chosen} "
+                              f"cannot take the weights of a teacher of {layers} layers (expected 1 to "
+                              f"{layers}; by default {half}, half)")
+    keys = {key: teacher[key] for key in STUDENT_KEYS if key in teacher} | {"n_encoder_layers": chosen}
+    model = config_to_dict(cfg.model)
+    changed = {key: (model.get(key), value) for key, value in keys.items() if model.get(key) != value}
+    if changed:
+        logger.info(f"training.distill_from={path} sets "
+                    + ", ".join(f"model.{key}={new!r} (was {old!r})" for key, (old, new) in changed.items()))
+    data = config_to_dict(cfg)
+    data["model"] = model | keys
+    data["training"] = data["training"] | {"distill_from": str(path)}
+    return validate_config(data, source=f"config with the student of training.distill_from={source}")

@@ -140,8 +140,9 @@ def _train_reads(key: str) -> bool:
 STEPS = (
     StepSpec("data_prep", data_prep, {}, "data_processing", cache=True, shaped_by=("task", "data")),
     StepSpec("tokenize", tokenize, {"data": "${data_prep.output}"}, "data_processing", cache=True,
-             # model.init_from: a pretrained model brings its own tokenizer (src/training/init_from.py)
-             shaped_by=("task", "data", "tokenizer", "model.init_from")),
+             # model.init_from: a pretrained model brings its own tokenizer (src/training/init_from.py), as
+             # a distillation teacher does
+             shaped_by=("task", "data", "tokenizer", "model.init_from", "training.distill_from")),
     StepSpec("train", train, {"tokenized": "${tokenize.output}"}, "training",
              reads=_train_reads, resumable=True),
     StepSpec("evaluate", evaluate, {"tokenized": "${tokenize.output}", "trained": "${train.output}"},

@@ -44,6 +44,8 @@ def train_and_register(step: "StepContext", task: "Task", inference: dict[str, A
     tracker.set_properties(parameters=parameter_count(trainer.model))
     if cfg.model.init_from is not None:  # where the weights started: a column of the experiments table
         tracker.set_properties(init_from=cfg.model.init_from)
+    if cfg.training.distill_from is not None:  # the teacher of a distilled student, beside it
+        tracker.set_properties(distill_from=cfg.training.distill_from)
     if resume:
         trainer.resume()
     result = trainer.fit()

@@ -41,11 +41,12 @@ class LoadReport:
     loaded: list[str] = field(default_factory=list)
     new: list[str] = field(default_factory=list)  # the model's, not in the source
     ignored: list[str] = field(default_factory=list)  # the source's, not in the model
+    key: str = "init_from"  # what the table is headed by (a distillation's student: distill_from)
 
     def table(self) -> str:
         """One table: a row per kind, its count and its tensors (the first few)."""
         rows = [("loaded", self.loaded), ("newly initialised", self.new), ("ignored", self.ignored)]
-        lines = [f"init_from {self.source}:", f"  {'tensors':<18} {'count':>5}  names"]
+        lines = [f"{self.key} {self.source}:", f"  {'tensors':<18} {'count':>5}  names"]
         for kind, names in rows:
             shown = ", ".join(names[:4]) + (f", ... ({len(names) - 4} more)" if len(names) > 4 else "")
             lines.append(f"  {kind:<18} {len(names):>5}  {shown or '-'}")

@@ -141,6 +141,10 @@ class Trainer:
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
         seed_everything(self.tc.seed)
         self.model = build(cfg.model, **task.model_sizes())
+        if self.tc.distill_from is not None:  # the loss against a teacher (src/training/distillation.py)
+            from src.training.distillation import distillation_task
+
+            self.task = distillation_task(cfg, task, self.device)
         if not resuming:  # before the optimizer and DDP's broadcast see the weights
             self._initialise_from()
         self.model = self.model.to(self.device)
@@ -162,8 +166,13 @@ class Trainer:
         self.history_path = run_dir / "train_history.jsonl"
 
     def _initialise_from(self) -> None:
-        """``model.init_from``'s weights in place of the fresh ones (``src/training/init_from.py``)."""
-        if self.cfg.model.init_from is not None:
+        """``model.init_from``'s weights in place of the fresh ones (``src/training/init_from.py``), or the
+        distillation teacher's chosen layers (``src/training/distillation.py``)."""
+        if self.tc.distill_from is not None:
+            from src.training.distillation import student_from_teacher
+
+            student_from_teacher(self.model, self.task.teacher, self.tc.distill_from)
+        elif self.cfg.model.init_from is not None:
             from src.training.init_from import initialise_from
 
             initialise_from(self.model, self.cfg.model.init_from, self.cfg.model.family,
@@ -363,11 +372,12 @@ class Trainer:
             return
         lr = self.scheduler.get_last_lr()[0]
         values = {"loss": loss, "perplexity": perplexity(loss)}
-        self.tracker.log_scalars("train", values, self.step)
+        parts = self.task.loss_parts() if hasattr(self.task, "loss_parts") else {}  # distillation's terms
+        self.tracker.log_scalars("train", values | parts, self.step)
         self.tracker.log_scalar("learning_rate", "lr", lr, self.step)
         self.tracker.log_scalar("throughput", "tokens/s", tok_s, self.step)
         self.tracker.log_scalar("param_norm", "total", parameter_norm(self.model), self.step)
-        self._append_history({"step": self.step, "loss": loss, "lr": lr, "tokens_per_s": tok_s})
+        self._append_history({"step": self.step, "loss": loss, "lr": lr, "tokens_per_s": tok_s, **parts})
         bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", tok_s=f"{tok_s:,.0f}")
 
     def _periodic(self) -> None:

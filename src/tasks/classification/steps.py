@@ -60,8 +60,8 @@ def data_prep(step: StepContext) -> dict[str, Any]:
 
 def tokenize(step: StepContext, data: dict[str, Any]) -> dict[str, Any]:
     """The ``tokenizer.kind`` tokenizer (trained on the training texts, or the fixed byte one), or the one
-    that comes with ``model.init_from``'s weights; every text encoded as ``[CLS] + tokens`` (a pretrained
-    tokenizer: its own template), cut to ``max_tokens_per_sentence``."""
+    that comes with ``model.init_from``'s (or ``training.distill_from``'s) weights; every text encoded as
+    ``[CLS] + tokens`` (a pretrained tokenizer: its own template), cut to ``max_tokens_per_sentence``."""
     from datasets import Dataset, DatasetDict, load_from_disk
 
     from src.data.tokenizer import load_tokenizer, train_text_tokenizer
@@ -72,7 +72,9 @@ def tokenize(step: StepContext, data: dict[str, Any]) -> dict[str, Any]:
     cfg, out_dir, tracker = step.cfg, step.step_dir, step.tracker
     data_dir = resolve_input(data, "data_dir", artifact="dataset", subdir="dataset")
     dataset = load_from_disk(str(data_dir / "dataset"))
-    pretrained = source_tokenizer(cfg.model.init_from) if cfg.model.init_from else None
+    # the weights' tokenizer: model.init_from's, or a distillation teacher's (the student reads its ids)
+    weights = cfg.model.init_from or cfg.training.distill_from
+    pretrained = source_tokenizer(weights) if weights else None
     if pretrained is not None:  # the ids the pretrained embeddings know; tokenizer.kind is not used
         pretrained.save(str(out_dir / "tokenizer.json"))
     tokenizer = pretrained or load_tokenizer(train_text_tokenizer(dataset["train"], cfg.tokenizer,

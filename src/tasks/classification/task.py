@@ -163,10 +163,14 @@ class ClassificationTask:
     def tokens(self, batch: Batch) -> int:
         return int((batch[0] != PAD_ID).sum())
 
+    def logits_and_labels(self, model: nn.Module, batch: Batch) -> tuple[Tensor, Tensor]:
+        """Class logits (B, K) in float32 and labels (B,): what the loss and a distillation teacher read."""
+        tokens, labels = batch
+        return model(tokens).float(), labels
+
     def loss(self, model: nn.Module, batch: Batch, label_smoothing: float) -> tuple[Tensor, int]:
         """Mean (label-smoothed) cross-entropy over the batch's texts, and their count."""
-        tokens, labels = batch
-        logits = model(tokens).float()
+        logits, labels = self.logits_and_labels(model, batch)
         return F.cross_entropy(logits, labels, label_smoothing=label_smoothing), int(labels.numel())
 
     def validate(self, model: nn.Module, max_tokens: int, device: torch.device) -> dict[str, float]:
