@@ -205,3 +205,44 @@ def test_a_cloned_train_step_runs_the_values_edited_as_the_web_ui_edits_them(stu
     assert re.search(r"step train: training\.lr=0\.01 from the task's 'config' parameters \(its arguments "
                      r"said 0\.02\)", log), log[-4000:]
     assert stub.unknown_calls == []
+
+
+# --- the sweep's optimizer path: ClearML's optimizer clones the train step, agents run the trials ---------
+@pytest.mark.slow  # about 1.5 min here: two 4-step trials, one after the other on the module's agent
+@pytest.mark.timeout(600)
+def test_sweep_trials_run_on_agents_as_children_of_the_sweep_task(stub, agent, finished_train, tmp_path):
+    import yaml
+
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump({"training.lr": {"low": 1e-3, "high": 2e-2, "log": True},
+                                     "training.warmup_steps": {"low": 1, "high": 3, "int": True}}))
+    proc = run_cli(stub, ["sweep", "--config", "config/tiny.yaml", "--trials", "2", "--space", str(space),
+                          "--queue", "gpu", "--base-task", finished_train.task["id"], "--concurrency", "2",
+                          "--time-limit", "8", "--pool-period", "0.02", "--study-name", "agents"],
+                   timeout=560)
+    assert proc.returncode == 0, proc.stderr[-5000:] + agent_logs(stub)
+    result = json.loads(proc.stdout)
+    sweep_task = stub.task_by_name("agents")
+    assert (result["base_task_id"], result["task_id"], sweep_task["type"]) == (
+        finished_train.task["id"], sweep_task["id"], "optimizer")
+
+    trials = [t for t in stub.tasks if t["parent"] == sweep_task["id"]]
+    assert len(trials) == 2, [(t["name"], t["parent"]) for t in stub.tasks]
+    assert [t["status"] for t in trials] == ["completed", "completed"], agent_logs(stub)
+    objectives = {}
+    for trial in trials:
+        params = stub.hyperparams(trial["id"])
+        ran = checkpoint_config(stub, trial["id"])["training"]
+        # the agent ran the values the optimizer set on the clone
+        assert ran["lr"] == pytest.approx(float(params["config/training/lr"]))
+        assert 1e-3 <= ran["lr"] <= 2e-2 and ran["lr"] != 0.003
+        assert ran["warmup_steps"] == int(float(params["config/training/warmup_steps"]))
+        valid = [v for title, series, _, v in stub.scalars(trial["id"]) if (title, series) == ("valid",
+                                                                                                 "loss")]
+        objectives[trial["id"]] = min(valid)
+    # the optimizer read each trial's objective back from the stand-in, best first
+    top = [(row["task_id"], row["metrics"]["valid/loss"]) for row in result["top"]]
+    assert [task_id for task_id, _ in top] == sorted(objectives, key=objectives.get)
+    for task_id, metric in top:
+        assert metric["min_value"] == pytest.approx(objectives[task_id])
+    assert stub.unknown_calls == []
