@@ -71,7 +71,7 @@ def log_overrides(step: str, sent: dict[str, Any], used: dict[str, Any]) -> None
     passed) and the ``config/...`` section the step connected. On an agent the section wins for every
     key it holds, so an edit of the arguments alone is overridden; this line shows which values ran.
     """
-    from src.tracking.edited import changed_leaves
+    from src.tracking import changed_leaves
 
     for key, (old, new) in changed_leaves(sent, used).items():
         logger.info(f"step {step}: {key}={new!r} from the task's 'config' parameters (its arguments said "

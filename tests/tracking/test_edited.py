@@ -7,7 +7,7 @@ import pytest
 
 from src.config import ConfigError, config_to_dict
 from src.experiment import load_config, validate_config
-from src.tracking.edited import changed_leaves, held_values
+from src.tracking import changed_leaves, held_values
 
 REPO = Path(__file__).resolve().parents[2]
 
