@@ -138,6 +138,22 @@ def finished_train(stub: ClearMLStub, agent: Path) -> SimpleNamespace:
     return SimpleNamespace(task=train, ids=ids, seconds=time.perf_counter() - start)
 
 
+def edited_kwargs_copy(params: dict[str, str], **training: float) -> tuple[str, str]:
+    """The ``kwargs/...`` parameter that carries the training section (the whole config as JSON, or the
+    section alone), with ``training``'s values changed: the step's arguments, as a clone holds them."""
+    for key, value in params.items():
+        try:
+            data = json.loads(value) if key.startswith("kwargs/") else None
+        except json.JSONDecodeError:
+            continue
+        section = data.get("training", data if key == "kwargs/training" else None) if isinstance(
+            data, dict) else None
+        if isinstance(section, dict) and "lr" in section:
+            section.update(training)
+            return key, json.dumps(data)
+    raise AssertionError(f"no kwargs parameter carries the training section: {sorted(params)}")
+
+
 def checkpoint_config(stub: ClearMLStub, task_id: str) -> dict:
     """The config stored in the checkpoint the task uploaded (its weights artifact)."""
     import torch
@@ -164,12 +180,10 @@ def lr_series(stub: ClearMLStub, task_id: str) -> dict[int, float]:
 def test_a_cloned_train_step_runs_the_values_edited_as_the_web_ui_edits_them(stub, agent, finished_train):
     """~2 min on a loaded 2-core machine: two 4-step trainings on the agent (the original, the clone)."""
     original = finished_train.task
-    kwargs_config = stub.hyperparams(original["id"])["kwargs/config"]
-    # the kwargs copy is edited too, with other values: the agent's run shows which copy wins
-    in_kwargs = json.loads(kwargs_config)
-    in_kwargs["training"].update(lr=0.02, weight_decay=0.05)
     edits = {f"config/{key}": value for key, value in EDITS.items()}
-    edits["kwargs/config"] = json.dumps(in_kwargs)
+    # the kwargs copy is edited too, with other values: the agent's run shows which copy wins
+    key, value = edited_kwargs_copy(stub.hyperparams(original["id"]), lr=0.02, weight_decay=0.05)
+    edits[key] = value
     result = stub.run_python(CLONE.format(source=original["id"], edits=json.dumps(edits), queue="gpu"),
                              timeout=60)
     assert result.returncode == 0, result.output
