@@ -64,6 +64,20 @@ def code_commit() -> str:
     return commit + ("+dirty" if dirty else "")
 
 
+def log_overrides(step: str, sent: dict[str, Any], used: dict[str, Any]) -> None:
+    """Name each key whose value the task's ``config`` parameters changed from the step's arguments.
+
+    A cloned function step holds the config twice: its arguments (``kwargs/...``, what the pipeline
+    passed) and the ``config/...`` section the step connected. On an agent the section wins for every
+    key it holds, so an edit of the arguments alone is overridden; this line shows which values ran.
+    """
+    from src.tracking import changed_leaves
+
+    for key, (old, new) in changed_leaves(sent, used).items():
+        logger.info(f"step {step}: {key}={new!r} from the task's 'config' parameters (its arguments said "
+                    f"{old!r})")
+
+
 @contextmanager
 def tracked_step(name: str, config: ConfigLike, task_type: str, *,
                  offline: bool | None = None) -> Iterator[StepContext]:
@@ -82,6 +96,7 @@ def tracked_step(name: str, config: ConfigLike, task_type: str, *,
     received = tracker.connect_config(sent, name="config")
     if received != sent:
         cfg = validate_config(received, source=f"{name} parameters")
+        log_overrides(name, sent, config_to_dict(cfg))
     tracker.set_properties(task=cfg.task, family=cfg.model.family, commit=code_commit())
     update_status(run_dir, name, "running", task_id=tracker.task_id, offline_folder=tracker.offline_folder)
     logger.info(f"step {name}: task {tracker.task_id}")

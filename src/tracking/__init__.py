@@ -12,6 +12,7 @@ from src.tracking.connection import (
     offline_forced_by_env,
     resolve_offline,
 )
+from src.tracking.edited import changed_leaves, held_values
 from src.tracking.inputs import resolve_input
 from src.tracking.null_tracker import NullTracker
 from src.tracking.offline import find_offline_sessions, import_offline
@@ -26,9 +27,11 @@ __all__ = [
     "SessionRecord",
     "Tracker",
     "TrackerLike",
+    "changed_leaves",
     "check_server_reachable",
     "clearml_configured",
     "find_offline_sessions",
+    "held_values",
     "import_offline",
     "is_offline_session",
     "keep_interrupted_sessions",

@@ -44,9 +44,10 @@ def find_offline_sessions(run_dir_or_zips: PathLike | Sequence[PathLike]) -> lis
     return list(dict.fromkeys(p.resolve() for p in found))
 
 
-def prepare_session_for_import(session_path: Path, work_dir: Path, upload_uri: str) -> Path:
+def prepare_session_for_import(session_path: Path, work_dir: Path, upload_uri: str,
+                               parent: str | None = None) -> Path:
     """Extract (or copy) a session into ``work_dir`` and point its models at weights inside it, to
-    ``upload_uri``."""
+    ``upload_uri``; ``parent``: the server id of the task to file it under (its parent in the web UI)."""
     folder = Path(work_dir) / Path(session_path).name.removesuffix(".zip")
     if Path(session_path).is_dir():
         shutil.copytree(session_path, folder)
@@ -60,6 +61,8 @@ def prepare_session_for_import(session_path: Path, work_dir: Path, upload_uri: s
 
     records = [sdk_compat.importable_model_record(r) for r in task.get("offline_output_models") or []]
     task["offline_output_models"] = records
+    if parent is not None:
+        task["parent"] = parent  # the importer creates the task, then edits it with these fields
     for record, model in zip(records, session.models, strict=True):
         weights = _local_weights(folder, session, model.name, model.weights_file)
         if weights is None:
@@ -110,10 +113,17 @@ def import_offline(
     upload_uri = output_uri or Session.get_files_server_host()
     task_ids: dict[str, str] = {}  # offline id -> server id
     updates: list[dict[str, Any]] = []
+    records = {path: read_session_record(path) for path in sessions}
+    # a sweep's parent task first: its trials, written before it, are filed under it as they import
+    sessions = sorted(sessions, key=lambda path: sweep_of(records[path].task, parent=True) is None)
+    sweep_parents: dict[tuple, str] = {}  # sweep_of(parent task) -> its server id
     with tempfile.TemporaryDirectory(prefix="clearml-import-") as work_dir:
         for path in sessions:
-            folder = prepare_session_for_import(path, Path(work_dir), upload_uri)
+            parent = sweep_parents.get(sweep_of(records[path].task, parent=False))
+            folder = prepare_session_for_import(path, Path(work_dir), upload_uri, parent=parent)
             task_id = Task.import_offline_session(folder.as_posix())
+            if (key := sweep_of(records[path].task, parent=True)) is not None:
+                sweep_parents[key] = task_id
             session = read_session_record(folder)
             _apply_registrations(task_id, session)
             updates += pending_model_updates(session)
@@ -122,6 +132,20 @@ def import_offline(
     for update in updates:
         _apply_model_update(update, task_ids)
     return list(task_ids.values())
+
+
+def sweep_of(task: dict[str, Any], *, parent: bool) -> tuple[str, str] | None:
+    """``(project, "sweep-<study>")`` of a sweep's parent task (``parent=True``: the ``optimizer`` task)
+    or of one of its trials (``parent=False``); None for any other task.
+
+    Offline, a trial cannot name its parent when it is written: the parent task opens after the
+    trials (one running task per process) and every offline id changes on import. The sweep's tag
+    and sub-project, which ``src.orchestration.start_sweep_tracker`` gives both, pair them instead.
+    """
+    if (task.get("type") == "optimizer") != parent:
+        return None
+    tags = [t for t in task.get("tags") or [] if t.startswith("sweep-")]
+    return (task.get("project_name") or "", tags[0]) if len(tags) == 1 and "sweep" in task["tags"] else None
 
 
 def pending_registrations(session: SessionRecord) -> dict[str, dict[str, Any]]:

@@ -150,11 +150,18 @@ class Tracker:
     def connect_config(self, config: Mapping[str, Any], name: str = "config") -> dict[str, Any]:
         """Show ``config`` as editable hyperparameters; return the values the task holds.
 
-        Locally that is ``config`` itself. On an agent it is the (possibly UI-edited) values, some
-        of which may come back as strings: re-validate the result through the pydantic config.
+        Locally that is ``config`` itself. On an agent it is the values the task holds, edited in the
+        web UI or not, as the strings the task stores them (``src.tracking.edited.held_values``: the
+        SDK's own cast drops an edit it cannot cast): re-validate the result through the pydantic config.
         """
+        from clearml import Task
+
+        from src.tracking.edited import held_values
+
         connected = self._task.connect(copy.deepcopy(dict(config)), name=name)
-        return plain_dict(connected)
+        if Task.running_locally():
+            return plain_dict(connected)
+        return held_values(config, self._task.get_parameters(), section=name)
 
     def set_properties(self, **properties: str | int | float) -> None:
         """User properties (``Task.set_user_properties``): kept in offline sessions too, and imported."""

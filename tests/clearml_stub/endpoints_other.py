@@ -375,3 +375,28 @@ def _update_last_metrics(task: dict, event: dict) -> None:
         "max_value": max(old.get("max_value", value), value),
         "last_iter": event.get("iter"),
     }
+
+
+@endpoint("events.scalar_metrics_iter_histogram")
+def events_scalar_metrics_iter_histogram(state: StubState, body: dict) -> dict:
+    """Every scalar series of the task: ``{metric: {variant: {"name", "x": iterations, "y": values}}}``.
+
+    The shape the SDK reads (``Task.get_reported_scalars``; ``Objective.get_objective`` in
+    clearml/automation/optimization.py takes ``[title][series]["x"][-1]`` and ``["y"][-1]``); the
+    schema's generated response class (``images``) does not describe it. The server's down-sampling
+    (``samples``) is left out: every point is returned, one per iteration (the last reported).
+    """
+    task_id = state.get("tasks", body.get("task"))["id"]
+    # the request's "metrics" filter: [{"metric", "variants"}], no variants meaning all of that metric
+    wanted = {m.get("metric"): set(m.get("variants") or ()) for m in body.get("metrics") or []}
+    points: dict[str, dict[str, dict[int, float]]] = {}
+    for event in state.events:
+        if event.get("task") != task_id or event.get("type") != "training_stats_scalar":
+            continue
+        metric, variant = event.get("metric"), event.get("variant")
+        if wanted and (metric not in wanted or wanted[metric] and variant not in wanted[metric]):
+            continue
+        points.setdefault(metric, {}).setdefault(variant, {})[int(event.get("iter") or 0)] = event["value"]
+    return {metric: {variant: {"name": variant, "x": sorted(values), "y": [values[i] for i in sorted(values)]}
+                     for variant, values in variants.items()}
+            for metric, variants in points.items()}

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Self
+from urllib.parse import unquote
 
 from tests.clearml_stub.endpoints_other import ACCESS_KEY, SECRET_KEY
 from tests.clearml_stub.endpoints_tasks import public_task
@@ -304,7 +305,8 @@ class ClearMLStub:
         """Bytes stored on the files host for a URL the SDK recorded (artifact ``uri``, image ``url``)."""
         if not url.startswith(self.files_url):
             return None
-        return self.files.get(url[len(self.files_url) :].strip("/"))
+        # the files host stores the decoded path; the SDK records it percent-encoded (a task name with spaces)
+        return self.files.get(unquote(url[len(self.files_url) :]).strip("/"))
 
     def wait_for(self, predicate: Callable[[], Any], timeout: float, what: str) -> Any:
         deadline = time.monotonic() + timeout
