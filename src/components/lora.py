@@ -87,23 +87,20 @@ class LoRALinear(nn.Linear):
         Shape: (..., d_in) -> (..., stop - start).
         """
         bias = None if self.bias is None else self.bias[start:stop]
-        return F.linear(x, self.weight[start:stop], bias) + self._update(self.dropout(x), start, stop)
-
-    def _update(self, x: Tensor, start: int, stop: int) -> Tensor:
-        """(alpha / r) B A x on the adapted rows within [start, stop), zero on the others."""
-        pieces, row = [], start
+        out = F.linear(x, self.weight[start:stop], bias)  # W x + b
+        x = self.dropout(x)
+        pieces, row = [], start  # out's columns, cut at the adapted blocks' edges
         for target, (first, last) in self.blocks.items():
             first, last = max(first, start), min(last, stop)
             if first >= last:
                 continue
-            if first > row:
-                pieces.append(x.new_zeros(*x.shape[:-1], first - row))
-            b = self.lora_B[target][first - self.blocks[target][0]:last - self.blocks[target][0]]
-            pieces.append(F.linear(F.linear(x, self.lora_A[target]), b) * self.scaling)  # B (A x): r-wide
+            offset = self.blocks[target][0]
+            b = self.lora_B[target][first - offset:last - offset]
+            update = F.linear(F.linear(x, self.lora_A[target]), b)  # B (A x): through an r-wide bottleneck
+            pieces += [out[..., row - start:first - start], out[..., first - start:last - start]
+                       + self.scaling * update]
             row = last
-        if row < stop:
-            pieces.append(x.new_zeros(*x.shape[:-1], stop - row))
-        return torch.cat(pieces, dim=-1)
+        return torch.cat([*pieces, out[..., row - start:]], dim=-1)
 
 
 def project_rows(layer: nn.Linear, x: Tensor, start: int, stop: int | None = None) -> Tensor:

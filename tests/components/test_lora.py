@@ -21,7 +21,8 @@ SIZES = {"encoder_classifier": {"vocab_size": 40, "n_classes": 3, "pad_id": 0},
 
 def tiny_model(family: str, **keys) -> nn.Module:
     torch.manual_seed(0)
-    extra = {"image_size": 8, "patch_size": 4, "in_channels": 1, "norm_first": True} if family == "vit" else {}
+    vit = {"image_size": 8, "patch_size": 4, "in_channels": 1, "norm_first": True}
+    extra = vit if family == "vit" else {}
     cfg = ModelConfig(family=family, d_model=16, n_heads=4, n_encoder_layers=2, n_decoder_layers=2, d_ff=32,
                       dropout=0.0, max_positions=16, **extra, **keys)
     model = build(cfg, **SIZES[family]).eval()
