@@ -59,9 +59,14 @@ def test_layer_decay_gives_each_layer_lr_times_decay_to_the_layers_below_the_hea
         else:  # the head (pooler and output layer)
             expected = lr
         assert lr_of[id(parameter)] == pytest.approx(expected, rel=1e-12), name
-    trainer.fit()  # the schedule scales every group alike: the ratios hold at every step
-    for group in trainer.optimizer.param_groups:
-        assert group["lr"] / trainer.optimizer.param_groups[0]["lr"] == pytest.approx(group["lr_scale"])
+    for _ in range(3):  # the schedule scales every group alike: the ratios hold at every step
+        trainer.optimizer.step()  # no gradients: nothing moves
+        trainer.scheduler.step()
+        head = trainer.optimizer.param_groups[0]["lr"]  # the group whose rate is logged: the head's
+        assert head == pytest.approx(trainer.scheduler.get_last_lr()[0])
+        for group in trainer.optimizer.param_groups:
+            assert group["lr"] / head == pytest.approx(group["lr_scale"], rel=1e-12)
+    assert head < lr  # the cosine has started to fall
 
 
 def test_frozen_embeddings_do_not_move_while_the_rest_trains(tmp_path):
@@ -128,3 +133,41 @@ def test_options_a_model_cannot_take_are_refused_with_the_reason(overrides, mess
     with pytest.raises(ConfigError) as err:
         validate_config(data)
     assert message in str(err.value)
+
+
+@pytest.mark.parametrize("family, lowest, blocks, top", [
+    ("decoder_lm", "token_embedding.weight", "decoder.layers.{i}.self_attn.in_proj.weight", "norm.weight"),
+    ("vit", "embeddings.cls_token", "encoder.layers.{i}.feed_forward.linear1.weight", "head.weight"),
+    ("lstm_classifier", "embeddings.weight", "rnn.rnn.weight_hh_l{i}_reverse", "head.out.weight"),
+])
+def test_every_stack_family_gets_the_layer_decay_by_depth(family, lowest, blocks, top):
+    from src.config.model import ModelConfig
+    from src.config.training import TrainingConfig
+    from src.models.builders import build
+    from src.training.finetune import optimizer_groups
+
+    sizes = {"decoder_lm": {"vocab_size": 30, "pad_id": 0}, "vit": {"n_classes": 2},
+             "lstm_classifier": {"vocab_size": 30, "n_classes": 2, "pad_id": 0}}[family]
+    vit = {"image_size": 8, "patch_size": 4, "in_channels": 1} if family == "vit" else {}
+    model = build(ModelConfig(family=family, d_model=8, n_heads=2, n_encoder_layers=LAYERS,
+                              n_decoder_layers=LAYERS, d_ff=16, **vit), **sizes)
+    groups = optimizer_groups(model, TrainingConfig(lr=1.0, layer_lr_decay=0.5))
+    lr_of = {id(p): group["lr"] for group in groups for p in group["params"]}
+    named = dict(model.named_parameters())
+    assert lr_of[id(named[lowest])] == 0.5 ** (LAYERS + 1) and lr_of[id(named[top])] == 1.0
+    for i in range(LAYERS):
+        assert lr_of[id(named[blocks.format(i=i)])] == 0.5 ** (LAYERS - i)
+    assert sorted(map(id, model.parameters())) == sorted(lr_of)  # every parameter in exactly one group
+
+
+def test_init_from_a_lora_checkpoint_starts_from_its_merged_weights(tmp_path, pretrained):
+    from src.training.init_from import initialise_from
+
+    run = make_trainer(tmp_path / "lora", str(pretrained), finetune="lora", lora_rank=2, max_steps=3)
+    run.fit()
+    tokens = run.task.batch(list(range(8)), torch.device("cpu"))[0]
+    plain = make_trainer(tmp_path / "plain").model
+    initialise_from(plain, str(run.checkpoints.path_for(3)), "encoder_classifier", 30)
+    run.model.eval(), plain.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(plain(tokens), run.model(tokens), rtol=0, atol=1e-5)
