@@ -2,7 +2,7 @@
 
 from typing import Literal
 
-from pydantic import NonNegativeInt, PositiveFloat, PositiveInt, confloat, field_validator, model_validator
+from pydantic import NonNegativeInt, PositiveFloat, PositiveInt, confloat, model_validator
 
 from src.config.base import FrozenConfig
 
@@ -50,14 +50,6 @@ class TrainingConfig(FrozenConfig):
     # the adapted projections: q, k, v (row blocks of the fused in_proj) and o (out_proj); the paper's q, v
     lora_targets: tuple[Literal["q", "k", "v", "o"], ...] = ("q", "v")
 
-    @field_validator("lora_rank")
-    @classmethod
-    def _rank_is_positive(cls, rank: int) -> int:
-        if rank < 1:
-            raise ValueError(f"training.lora_rank={rank}: LoRA's rank r is the width of its update B A, "
-                             "expected an integer >= 1 (the paper uses 1 to 64)")
-        return rank
-
     @model_validator(mode="after")
     def _global_batch_divides(self) -> "TrainingConfig":
         check_global_batch(self.grad_accum_steps, self.nodes * self.nproc_per_node, "nodes * nproc_per_node")
@@ -65,6 +57,9 @@ class TrainingConfig(FrozenConfig):
 
     @model_validator(mode="after")
     def _finetune_options_fit(self) -> "TrainingConfig":
+        if self.lora_rank < 1:
+            raise ValueError(f"training.lora_rank={self.lora_rank}: LoRA's rank r is the width of its update "
+                             "B A, expected an integer >= 1 (the paper uses 1 to 64)")
         if self.finetune == "lora" and (self.layer_lr_decay is not None or self.freeze_embeddings):
             raise ValueError("training.finetune=lora trains only the adapters and the head; "
                              "layer_lr_decay and freeze_embeddings are options of finetune=full (got "
