@@ -13,7 +13,7 @@ from src.config.evaluation import EvaluationConfig
 from src.config.files import default_config_path, read_config_file
 from src.config.model import ModelConfig
 from src.config.tracking import TrackingConfig
-from src.config.training import TrainingConfig
+from src.config.training import TrainingConfig, check_finetune
 from src.tasks import TASKS
 
 
@@ -67,6 +67,7 @@ class ExperimentConfig(FrozenConfig):
             raise ValueError(f"tokenizer.kind={self.tokenizer.kind!r} is for {' and '.join(uses)}, not "
                              f"task={self.task!r} (it takes tokenizer.kind in "
                              f"{sorted(task.tokenizer_kinds)})")
+        check_finetune(self.training, self.model.family)
         task.check(self)
         return self
 

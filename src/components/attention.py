@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from src.components.alibi import alibi_bias, alibi_slopes
 from src.components.kv_cache import KVCache
+from src.components.lora import project_rows
 from src.components.longformer_attention import longformer_attention
 from src.components.masks import causal_mask
 from src.components.rotary_position_embedding import RotaryPositionEmbedding
@@ -193,8 +194,8 @@ class MultiHeadAttention(nn.Module):
             if cache is not None:
                 k, v = cache.append(k, v)
             return q, k, v
-        c, weight, bias = self.d_model, self.in_proj.weight, self.in_proj.bias
-        (q,) = self._split_heads(F.linear(x, weight[:c], None if bias is None else bias[:c]), self.n_heads)
+        # W^Q's rows only (with their LoRA update, if adapted: src/components/lora.py)
+        (q,) = self._split_heads(project_rows(self.in_proj, x, 0, self.d_model), self.n_heads)
         if cache is not None and cache.key is not None:
             return q, cache.key, cache.value
         k, v = self.memory_keys_values(memory)
@@ -211,8 +212,7 @@ class MultiHeadAttention(nn.Module):
         Shape:
             memory: (B, S, C) -> keys, values: (B, G, S, C/H) each (G = H without grouped-query attention).
         """
-        c, weight, bias = self.d_model, self.in_proj.weight, self.in_proj.bias
-        projected = F.linear(memory, weight[c:], None if bias is None else bias[c:])
+        projected = project_rows(self.in_proj, memory, self.d_model)  # the W^K, W^V rows
         k, v = self._split_heads(projected, self.n_kv_heads, self.n_kv_heads)
         return k, v
 

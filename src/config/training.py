@@ -45,6 +45,19 @@ class TrainingConfig(FrozenConfig):
     # the teacher's logits computed once per training example before the first step (fixed data), instead
     # of by a teacher forward on every batch; pays off when the run sees each example more than once
     distill_cache: bool = False
+    # --- fine-tuning (src/training/finetune.py): which weights train, and at which rate ---
+    # full: every weight; lora: only low-rank adapters on the attention projections (Hu et al. 2021,
+    # src/components/lora.py) and the task's new head, everything else frozen
+    finetune: Literal["full", "lora"] = "full"
+    # full only: layer-wise learning-rate decay (ELECTRA, BEiT): block i of L (0 = the lowest) trains at
+    # lr * decay^(L - i), the embeddings at lr * decay^(L + 1), the head and final norm at lr; None = off
+    layer_lr_decay: confloat(gt=0.0, le=1.0) | None = None
+    freeze_embeddings: bool = False  # full only: the embedding tables (and a tied output layer) stay fixed
+    lora_rank: int = 8  # r, the rank of each update B A
+    lora_alpha: PositiveFloat = 16.0  # the update is scaled by alpha / r
+    lora_dropout: confloat(ge=0.0, lt=1.0) = 0.0  # dropout on the adapters' input
+    # the adapted projections: q, k, v (row blocks of the fused in_proj) and o (out_proj); the paper's q, v
+    lora_targets: tuple[Literal["q", "k", "v", "o"], ...] = ("q", "v")
 
     @model_validator(mode="after")
     def _global_batch_divides(self) -> "TrainingConfig":
@@ -52,6 +65,21 @@ class TrainingConfig(FrozenConfig):
         if self.distill_cache and self.distill_from is None:
             raise ValueError("training.distill_cache=true caches a teacher's logits; set "
                              "training.distill_from (got distill_from=None)")
+        return self
+
+    @model_validator(mode="after")
+    def _finetune_options_fit(self) -> "TrainingConfig":
+        if self.lora_rank < 1:
+            raise ValueError(f"training.lora_rank={self.lora_rank}: LoRA's rank r is the width of its update "
+                             "B A, expected an integer >= 1 (the paper uses 1 to 64)")
+        if self.finetune == "lora" and (self.layer_lr_decay is not None or self.freeze_embeddings):
+            raise ValueError("training.finetune=lora trains only the adapters and the head; "
+                             "layer_lr_decay and freeze_embeddings are options of finetune=full (got "
+                             f"layer_lr_decay={self.layer_lr_decay}, "
+                             f"freeze_embeddings={self.freeze_embeddings})")
+        if not self.lora_targets or len(set(self.lora_targets)) != len(self.lora_targets):
+            raise ValueError("training.lora_targets must name distinct projections among q, k, v, o; got "
+                             f"{list(self.lora_targets)}")
         return self
 
 
@@ -72,3 +100,20 @@ def check_global_batch(grad_accum_steps: int, world: int, ranks: str) -> None:
             f"grad_accum_steps={grad_accum_steps} is not divisible by {ranks} = {world}: "
             "the global batch (grad_accum_steps micro-batches) is dealt out evenly to the ranks; "
             f"add the override training.grad_accum_steps={need} (or another multiple of {world})")
+
+
+# the families whose layers attend: LoRA adapts their attention projections (the recurrent ones have none)
+ATTENTION_FAMILIES = ("encoder_classifier", "encoder_mlm", "decoder_lm", "vit", "encoder_decoder")
+
+
+def check_finetune(training: TrainingConfig, family: str) -> None:
+    """The fine-tuning options that ``family`` cannot take, refused in one line before any step runs."""
+    if training.finetune == "lora" and family not in ATTENTION_FAMILIES:
+        raise ValueError(f"training.finetune=lora adapts the attention projections; "
+                         f"model.family={family!r} has none (LoRA takes model.family in "
+                         f"{list(ATTENTION_FAMILIES)}; fine-tune it with training.finetune=full)")
+    if training.layer_lr_decay is not None and family == "encoder_decoder":
+        raise ValueError("training.layer_lr_decay orders one stack of layers from the embeddings up to "
+                         "the head; model.family='encoder_decoder' has two stacks and one embedding table "
+                         "that is also its output layer (use layer_lr_decay with the encoder, decoder_lm, "
+                         "vit or recurrent families)")

@@ -76,6 +76,7 @@ def _load_torch(path: Path, device: str | torch.device) -> InferenceModel:
 
     from src.models.builders import build
     from src.training.distributed import resolve_device
+    from src.training.finetune import model_weights
 
     state = inference_state(path)
     config = validate_config(stored_config(state), source=f"config stored in {path}")
@@ -83,7 +84,7 @@ def _load_torch(path: Path, device: str | torch.device) -> InferenceModel:
     special = {k: int(v) for k, v in state["special_ids"].items()}
     labels = list(state.get("labels") or [])
     model = build(config.model, **model_sizes(state["family"], tokenizers, labels, special["pad"]))
-    model.load_state_dict(state["model"])
+    model.load_state_dict(model_weights(state))  # a LoRA checkpoint's adapters merged into the weights
     model = model.to(resolve_device(str(device))).eval()
     return InferenceModel(model, config, tokenizers, special, state["family"], int(state["step"]), path,
                           labels,

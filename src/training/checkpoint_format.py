@@ -11,7 +11,9 @@ this module says what is in them. Two kinds:
 Since format 2 both also carry what the model needs to be used alone (``inference_fields``): the
 tokenizers (``tokenizer.json`` text), the special token ids and the model family; a classifier adds
 its class names (``labels``), an image model its input normalisation (``image_stats``). All of it is
-strings, ints and tensors, so the file still loads with ``torch.load(weights_only=True)``.
+strings, ints and tensors, so the file still loads with ``torch.load(weights_only=True)``. A LoRA run's
+checkpoints also carry ``lora`` (rank, alpha, targets): their ``model`` holds the frozen weights and the
+adapters beside them, which a reader of a plain model merges (``src.training.finetune.model_weights``).
 
 Older files: one of format 1 (no tokenizers) trains on but cannot be used alone (``inference_state``
 says so), and an optimizer state saved with one parameter group, before biases and norm gains had

@@ -6,7 +6,8 @@ it and never on a resume, calls ``initialise_from``. By then the source is a pat
 file at ``train``'s start, and sets the sizes of a Hugging Face folder):
 
 - a Hugging Face folder: BERT, GPT-2 or ViT weights under our names (``src/models/hf_weights.py``);
-- a checkpoint of this project (``.pt``): its ``model`` tensors as they are.
+- a checkpoint of this project (``.pt``): its ``model`` tensors as they are (a LoRA checkpoint's with its
+  adapters merged into the weights, ``src/training/finetune.py``).
 
 Every tensor of the model that the source has, with the same shape, is loaded; the rest keep their fresh
 initialisation (a classifier's head on a pretrained encoder); what the source has and the model does not
@@ -106,8 +107,10 @@ def source_state(source: str, family: str, vocab_size: int | None) -> tuple[dict
         hf_state = read_hf_weights(source)
         ours, used = HF_MAPPINGS[config["model_type"]](hf_state)
         return ours, [name for name in hf_state if name not in used]
+    from src.training.finetune import model_weights
+
     state = checkpoint_state(source, family)
-    return state["model"], []
+    return model_weights(state), []  # a LoRA run's adapters merged into its weights
 
 
 def checkpoint_state(source: str, family: str | None) -> dict:

@@ -44,6 +44,7 @@ from src.training.checkpoint_format import (
     training_state,
 )
 from src.training.distributed import resolve_device
+from src.training.finetune import check_same_finetuning, lora_record, optimizer_groups, prepare_model
 from src.training.loss import perplexity
 from src.training.monitor import Diagnostics, parameter_norm, save_curves
 from src.training.resources import resource_usage
@@ -95,16 +96,6 @@ def stop_requests() -> Iterator[threading.Event]:
             signal.signal(sig, old)
 
 
-def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Weight decay on tensors of two or more dimensions only (linear, embedding and conv weights, ViT's
-    position table and [CLS] token), none on biases and LayerNorm gains: nanoGPT's rule (decaying a gain
-    towards 0 fights the normalisation). Checkpoints from before, with one group: ``regroup_optimizer_state``
-    (``src/training/checkpoint_format.py``)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    return [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
-            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-
-
 class Trainer:
     """Owns the model, optimizer, schedule and sampler of one run; ``fit()`` runs the loop.
 
@@ -147,9 +138,14 @@ class Trainer:
             self.task = distillation_task(cfg, task, self.device)
         if not resuming:  # before the optimizer and DDP's broadcast see the weights
             self._initialise_from()
+        # which weights train and at which rates (src/training/finetune.py); a LoRA checkpoint says it is one
+        prepare_model(self.model, self.tc, cfg.model.family)
+        self.inference = {**self.inference, **lora_record(self.tc)}
         self.model = self.model.to(self.device)
         self.train_model = self._wrap(self.model)
-        self.optimizer = torch.optim.AdamW(parameter_groups(self.model, self.tc.weight_decay), lr=self.tc.lr,
+        # weight decay and layer-wise rates by parameter group; checkpoints from before, with one group:
+        # regroup_optimizer_state (src/training/checkpoint_format.py)
+        self.optimizer = torch.optim.AdamW(optimizer_groups(self.model, self.tc), lr=self.tc.lr,
                                            betas=self.tc.betas, eps=self.tc.eps,
                                            fused=self.device.type == "cuda")
         schedule = make_schedule(self.tc.schedule, self.tc.warmup_steps, self.tc.max_steps)
@@ -203,12 +199,15 @@ class Trainer:
             self._initialise_from()  # in place: the optimizer holds the same parameters, with no state yet
             return False
         check_same_shape(stored_config(state)["model"], config_to_dict(self.cfg.model))
+        check_same_finetuning(stored_config(state).get("training", {}), self.tc)
         self.model.load_state_dict(state["model"])
+        # each group's rate and decay rule, as built from the config (a loaded state brings its own)
+        rules = [(group["lr_scale"], group["decay"]) for group in self.optimizer.param_groups]
         # one parameter group in checkpoints from before the no-decay group
         optimizer_state = regroup_optimizer_state(state["optimizer"], self.model, self.optimizer)
         self.optimizer.load_state_dict(optimizer_state)
         self.scheduler.load_state_dict(state["scheduler"])
-        self._apply_optimizer_settings()
+        self._apply_optimizer_settings(rules)
         self.sampler.load_state_dict(state["sampler"])
         set_rng_state(state["rng"])
         self.step, self.elapsed, self.best_valid = state["step"], state["elapsed"], state["best_valid"]
@@ -222,15 +221,17 @@ class Trainer:
             self._truncate_history(self.step)
         return True
 
-    def _apply_optimizer_settings(self) -> None:
-        """The config's optimizer settings win over the checkpoint's: a resume may change lr, betas, eps
-        or weight decay (``check_resume`` allows it). The schedule continues at the checkpoint's step."""
+    def _apply_optimizer_settings(self, rules: list[tuple[float, bool]]) -> None:
+        """The config's optimizer settings win over the checkpoint's: a resume may change lr, betas, eps,
+        weight decay or the layer decay's factor (``check_resume`` allows it). ``rules``: each group's
+        (lr scale, takes weight decay). The schedule continues at the checkpoint's step."""
         groups = self.optimizer.param_groups
-        for group, decay in zip(groups, (self.tc.weight_decay, 0.0)):  # the no-decay group stays at 0
-            group.update(initial_lr=self.tc.lr, betas=self.tc.betas, eps=self.tc.eps, weight_decay=decay)
-        self.scheduler.base_lrs = [self.tc.lr] * len(groups)
+        for group, (scale, decays) in zip(groups, rules, strict=True):  # the no-decay groups stay at 0
+            group.update(initial_lr=self.tc.lr * scale, betas=self.tc.betas, eps=self.tc.eps, lr_scale=scale,
+                         decay=decays, weight_decay=self.tc.weight_decay if decays else 0.0)
+        self.scheduler.base_lrs = [group["initial_lr"] for group in groups]
         for group, schedule in zip(groups, self.scheduler.lr_lambdas):
-            group["lr"] = self.tc.lr * schedule(self.scheduler.last_epoch)  # as LambdaLR computes it
+            group["lr"] = group["initial_lr"] * schedule(self.scheduler.last_epoch)  # as LambdaLR computes it
 
     def _truncate_history(self, step: int) -> None:
         if self.history_path.exists():
