@@ -152,7 +152,9 @@ class Tracker:
 
     def set_properties(self, **properties: str | int | float) -> None:
         """User properties (``Task.set_user_properties``): kept in offline sessions too, and imported."""
-        self._task.set_user_properties(**properties)
+        from src.tracking import sdk_compat
+
+        sdk_compat.set_user_properties(self._task, **properties)
 
     def log_scalar(self, title: str, series: str, value: float, step: int) -> None:
         self._logger.report_scalar(title, series, value=float(value), iteration=int(step))

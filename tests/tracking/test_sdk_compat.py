@@ -100,6 +100,55 @@ def test_repository_detection_still_imports_ipython():
         )
 
 
+def _properties_after_repository_detection(task, set_properties) -> dict:
+    """The session's user properties when ``set_properties`` runs while the repository-detection thread
+    reloads the task, as ``_update_repository`` does (clearml/backend_interface/task/task.py: ``with
+    self._edit_lock: self.reload(); self.data.script = ...; self._edit(script=...)``). ``reload`` is
+    ``self._data = self._reload()`` (backend_interface/base.py), and ``_reload`` reads task.json: the edit
+    lands between that read and the assignment."""
+    import json
+    import threading
+
+    task._wait_for_repo_detection(timeout=60)  # the real thread, done: the one below is the only writer
+    reloaded, written = threading.Event(), threading.Event()
+
+    def detection() -> None:
+        with task._edit_lock:
+            stored = task._reload()
+            reloaded.set()
+            written.wait(timeout=2)  # the other edit lands here, unless it waits for the lock
+            task._data = stored
+            task.data.script = task.data.script
+            task._edit(script=task.data.script)
+
+    thread = threading.Thread(target=detection)
+    thread.start()
+    reloaded.wait(timeout=10)
+    set_properties(task)
+    written.set()
+    thread.join(timeout=30)
+    stored = json.loads((Path(task.get_offline_mode_folder()) / "task.json").read_text())
+    properties = (stored.get("hyperparams") or {}).get("properties") or {}
+    return {name: item["value"] for name, item in properties.items()}
+
+
+def test_offline_user_properties_race_still_present(offline_task):
+    """The raw SDK: properties set while repository detection reloads the task are written over."""
+    found = _properties_after_repository_detection(offline_task, lambda t: t.set_user_properties(family="x"))
+    if found.get("family") == "x":
+        pytest.fail(
+            f"clearml {clearml.__version__}: offline set_user_properties survives the repository-detection "
+            "thread's reload and write: remove src/tracking/sdk_compat.set_user_properties (call "
+            "task.set_user_properties in Tracker.set_properties) and delete this test."
+        )
+
+
+def test_set_user_properties_workaround_keeps_them(offline_task):
+    found = _properties_after_repository_detection(
+        offline_task, lambda t: sdk_compat.set_user_properties(t, family="x", parameters=7))
+    assert found == {"family": "x", "parameters": "7"}
+
+
 SLOW_CLOSE = textwrap.dedent(
     """
     import time
