@@ -57,7 +57,7 @@ def record_model_config_once(task: Task) -> None:
         records[-1]["init"]["config_text"] = None
 
 
-def set_user_properties(task: Task, **properties: str | int | float) -> None:
+def set_user_properties(task: Task, /, **properties: str | int | float) -> None:
     """``Task.set_user_properties`` that the repository-detection thread cannot undo offline.
 
     ``Task.init`` starts ``_update_repository`` in a thread; under ``task._edit_lock`` it reloads
@@ -65,7 +65,8 @@ def set_user_properties(task: Task, **properties: str | int | float) -> None:
     ``set_user_properties`` (``HyperParams.edit_hyper_params``) writes task.json without that lock,
     so when it lands between the thread's read and its write the thread writes the older data back and
     the properties are gone from the session. Holding the same (re-entrant) lock makes the two edits
-    take turns. Online the server merges the properties, so nothing is lost there.
+    take turns. Online the server merges the properties, so nothing is lost there. (``task`` is
+    positional-only: ``task`` is also a property name.)
     """
     with task._edit_lock:
         task.set_user_properties(**properties)
