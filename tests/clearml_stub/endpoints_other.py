@@ -361,6 +361,25 @@ def events_get_task_events(state: StubState, body: dict) -> dict:
     return {"events": events, "returned": len(events), "total": len(events), "scroll_id": "stub-scroll"}
 
 
+@endpoint("events.scalar_metrics_iter_histogram")
+def events_scalar_metrics_iter_histogram(state: StubState, body: dict) -> dict:
+    """Every scalar of the task: ``{title: {series: {"name": series, "x": [...], "y": [...]}}}`` in iteration
+    order, what ``Task.get_reported_scalars`` returns and the pipeline controller's ``monitor_metrics``
+    reads (clearml/automation/controller.py ``_monitor_node``). The shape is the SDK docstring's and the
+    apiserver's (``EventMetrics.get_scalar_metrics_average_per_iter``). Guessed: no sampling (``samples``
+    is ignored, every point is returned), and ``key`` other than ``iter`` gives the timestamps as x."""
+    x_key = "iter" if body.get("key", "iter") == "iter" else "timestamp"
+    scalars: dict[str, dict[str, dict]] = {}
+    points = [e for e in state.events if e.get("task") == body.get("task") and e.get("type") ==
+              "training_stats_scalar"]
+    for event in sorted(points, key=lambda e: e.get("iter") or 0):
+        series = scalars.setdefault(event["metric"], {}).setdefault(
+            event["variant"], {"name": event["variant"], "x": [], "y": []})
+        series["x"].append(event.get(x_key))
+        series["y"].append(event.get("value"))
+    return scalars
+
+
 def _update_last_metrics(task: dict, event: dict) -> None:
     metric_hash = hashlib.md5(str(event.get("metric")).encode()).hexdigest()
     variant_hash = hashlib.md5(str(event.get("variant")).encode()).hexdigest()
