@@ -14,6 +14,7 @@ from typing import Any
 
 from loguru import logger
 
+from src.runs import BEST_CHECKPOINT
 from src.tasks import TASKS, StepContext
 
 Output = dict[str, Any]
@@ -79,6 +80,11 @@ def train(step: StepContext, tokenized: Output, resume: bool = False) -> Output:
     from src.training.distributed import resolve_device
 
     tc = step.cfg.training
+    if step.cfg.model.init_from is not None:  # the lineage: the model its weights started from
+        from src.orchestration.init_source import init_model_source
+
+        if (source := init_model_source(step.cfg.model.init_from)) is not None:
+            step.tracker.set_input_model(source)
     launch_nodes(step.tracker, tc.nodes, tc.nproc_per_node)  # on an agent: the other nodes' tasks
     inputs = {"config": config_to_dict(step.cfg), "tokenized": tokenized, "resume": resume,
               "run_dir": str(step.run_dir)}
@@ -182,7 +188,9 @@ def pipeline_monitors(step: str, model_name: str) -> dict[str, list]:
     copies them from the step's task onto its own): the train step's model, the register step's headline
     metric (``HEADLINE``), its registration record and the HTML report."""
     if step == "train":
-        return {"monitor_models": [model_name]}
+        # the SDK names a task's model entry after the weights file (best.pt -> "best"), the model itself
+        # ``model_name``; the pipeline shows it under ``model_name``
+        return {"monitor_models": [(BEST_CHECKPOINT.stem, model_name)]}
     if step == "register":
         return {"monitor_metrics": [HEADLINE], "monitor_artifacts": ["registration", REPORT_ARTIFACT]}
     return {}

@@ -7,6 +7,7 @@ the controller's own task.
 """
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -53,12 +54,15 @@ def test_the_pipeline_monitors_what_the_steps_record(tiny_runs):
     """Each ``monitor_*`` name of the plan is a scalar, model or artifact that its step's task holds."""
     cfg = load_config("config/tiny.yaml")
     plan = {step["name"]: step["monitor"] for step in pipeline_plan(cfg, queue=None)["steps"]}
-    assert plan["train"] == {"monitor_models": [cfg.tracking.model_name]}
+    # the task's model entry is named after the weights file (the SDK's tasks.add_or_update_model), shown
+    # on the pipeline under the model's own name
+    assert plan["train"] == {"monitor_models": [("best", cfg.tracking.model_name)]}
     assert plan["register"]["monitor_metrics"] == [HEADLINE]
     assert {name for name, monitors in plan.items() if monitors} == {"train", "register"}
     run_dir = tiny_runs.run_dirs[0]
     train, register = session(run_dir, "train"), session(run_dir, "register")
-    assert plan["train"]["monitor_models"] == [model.name for model in train.models]
+    assert plan["train"]["monitor_models"] == [(Path(model.weights_file).stem, model.name)
+                                               for model in train.models]
     assert set(plan["register"]["monitor_artifacts"]) <= set(register.artifacts)
     assert all(key in register.scalars for key in plan["register"]["monitor_metrics"])
 
