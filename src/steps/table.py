@@ -81,7 +81,7 @@ def train(step: StepContext, tokenized: Output, resume: bool = False) -> Output:
 
     tc = step.cfg.training
     if step.cfg.model.init_from is not None:  # the lineage: the model its weights started from
-        from src.orchestration.init_source import init_model_source
+        from src.orchestration import init_model_source
 
         if (source := init_model_source(step.cfg.model.init_from)) is not None:
             step.tracker.set_input_model(source)
