@@ -152,9 +152,9 @@ def upload_report(step: StepContext, trained: Output, evaluated: Output, registr
 
     Offline and locally the run folder holds every step's files. On an agent this step runs in a folder of
     its own, so the files the report draws from (the config, the training history, the test metrics) are
-    first fetched from the parent steps' artifacts. The run folder's own report.html is still written when
-    the pipeline ends (``pipelines/run.py``). Best effort, as there: a report that fails is a warning, not
-    a failed registration.
+    first fetched from the parent steps' artifacts. The page is the run folder's report.html, which
+    ``pipelines/run.py`` writes again when the pipeline ends (with the run's final status). Best effort, as
+    there: a report that fails is a warning, not a failed registration.
     """
     from src.config import config_to_dict
     from src.report import write_report
@@ -175,7 +175,7 @@ def upload_report(step: StepContext, trained: Output, evaluated: Output, registr
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(found, target)
         update_status(run_dir, step.name, "running", output=registration)  # the report shows the decision
-        path = write_report(run_dir, step.step_dir / REPORT_ARTIFACT)
+        path = write_report(run_dir)  # the run folder's report.html, rewritten when the pipeline ends
         step.tracker.upload_artifact(REPORT_ARTIFACT, path)
         return path
     except Exception as err:  # noqa: BLE001 (the registration is done; the report is a convenience)
