@@ -14,6 +14,7 @@ from typing import Any
 from src.config import config_to_dict
 from src.experiment import ExperimentConfig
 from src.steps import STEPS, run_pipeline_step
+from src.steps.table import pipeline_monitors
 
 QUEUES_FILE = "queues/queues.yaml"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -57,6 +58,7 @@ def pipeline_plan(cfg: ExperimentConfig, queue: str | None, queues_file: str = Q
                            "docker_setup": target.docker_setup_script or None,
             "cache": spec.cache and use_cache,
             "kwargs": {"step": spec.name, "config": "${pipeline.config}", **spec.inputs},
+            "monitor": pipeline_monitors(spec.name, cfg.tracking.model_name),
         })
     return {
         "pipeline": f"{cfg.tracking.task_name}-pipeline", "project": cfg.tracking.project_name,
@@ -104,7 +106,7 @@ def build_pipeline(cfg: ExperimentConfig, queue: str | None, queues_file: str = 
                                task_name=f"{cfg.tracking.task_name}-{spec.name}",
             packages=REQUIREMENTS.as_posix(), **checkout,
             # as our Tracker: no torch.save/argparse hooks, metrics and models are reported explicitly
-            auto_connect_frameworks=False, auto_connect_arg_parser=False,
+            auto_connect_frameworks=False, auto_connect_arg_parser=False, **step["monitor"],
         )
     return pipe, plan
 

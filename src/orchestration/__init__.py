@@ -61,6 +61,14 @@ def resolve_distill_from(cfg: "ExperimentConfig") -> "ExperimentConfig":
     return resolve(cfg)
 
 
+def init_model_source(init_from: str) -> dict[str, str] | None:
+    """The ClearML model a resolved ``model.init_from`` came from, for the train task's input model
+    (``init_source.py``); imported on use, as ``resolve_init_from``."""
+    from src.orchestration.init_source import init_model_source as source_of
+
+    return source_of(init_from)
+
+
 __all__ = [
     "STAGES",
     "STEP_REPO_ENV",
@@ -78,6 +86,7 @@ __all__ = [
     "ensure_queues",
     "fetch_model",
     "init_controller_task",
+    "init_model_source",
     "join_trial_threads",
     "launch_nodes",
     "new_pipeline_controller",

@@ -18,6 +18,7 @@ sources, located the same way (``resolve_distill_from``): the student gets the t
 layers, and the tokenize step the teacher's tokenizer.
 """
 
+import json
 import re
 from pathlib import Path
 
@@ -135,6 +136,9 @@ def _registry_checkpoint(source: str) -> Path:
         found = fetch_model(source) if MODEL_ID.fullmatch(source) else fetch_model(name=name, tag=tag or None)
     except (ModelNotFoundError, ServerMisconfiguredError, ServerUnreachableError) as err:
         raise InitSourceError(f"model.init_from={source}: {err}") from None
+    # the weights' provenance, for the fine-tuning task's input model (init_model_source)
+    source_note(found.local_path).write_text(json.dumps({"model_id": found.id, "model_name": found.name}),
+                                             encoding="utf-8")
     return found.local_path
 
 
@@ -204,3 +208,29 @@ def _student_of(cfg: ExperimentConfig, source: str) -> ExperimentConfig:
     data["model"] = model | keys
     data["training"] = data["training"] | {"distill_from": str(path)}
     return validate_config(data, source=f"config with the student of training.distill_from={source}")
+
+
+def source_note(weights: Path) -> Path:
+    """The file beside downloaded registry weights that names the model they came from."""
+    return weights.with_name(weights.name + ".source.json")
+
+
+def init_model_source(init_from: str) -> dict[str, str] | None:
+    """The model a resolved ``model.init_from`` path came from, for the train task's input model (its lineage
+    in the ClearML web UI): ``{"model_id", "model_name"}`` for the registry's weights; for a run's
+    checkpoint, its train step's model, with the task and the offline session that made it (an offline
+    model gets its server id when that session is imported). None for a Hugging Face folder or a loose file.
+    """
+    from src.runs import read_json, run_dir_of_checkpoint
+
+    path = Path(init_from)
+    if source_note(path).is_file():
+        return json.loads(source_note(path).read_text(encoding="utf-8"))
+    run_dir = run_dir_of_checkpoint(path) if path.is_file() else None
+    output = (read_json(run_dir / "status.json").get("steps", {}).get("train", {}).get("output") or {}
+              if run_dir is not None else {})
+    if not output.get("model_id"):
+        return None
+    source = {"model_id": str(output["model_id"]), "task_id": str(output.get("task_id", ""))}
+    session = run_dir / "train" / "clearml_offline" / f"{source['task_id']}.zip"
+    return source | ({"session": str(session)} if session.is_file() else {})

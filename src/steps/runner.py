@@ -17,8 +17,8 @@ from loguru import logger
 
 from src.config import config_to_dict
 from src.experiment import ExperimentConfig, validate_config
-from src.runs import save_traceback, update_status
-from src.steps.table import StepSpec
+from src.runs import save_traceback, step_cache, update_status
+from src.steps.table import STEP, StepSpec
 from src.tasks import StepContext
 
 ConfigLike = ExperimentConfig | dict[str, Any] | str
@@ -78,6 +78,14 @@ def log_overrides(step: str, sent: dict[str, Any], used: dict[str, Any]) -> None
                     f"{old!r})")
 
 
+def dataset_id(cfg: ExperimentConfig) -> str:
+    """The data version a step works on, as the ``dataset_id`` user property: the data_prep step's cache
+    key (``src/runs/step_cache.py``: the ``task`` and ``data`` sections, the data code, the raw files), so
+    runs on the same data share it and any change to the data gives another. A step that publishes or
+    reads a ClearML Dataset sets the property again with that dataset's id (properties merge by name)."""
+    return step_cache.step_key("data_prep", config_to_dict(cfg), STEP["data_prep"].shaped_by)
+
+
 @contextmanager
 def tracked_step(name: str, config: ConfigLike, task_type: str, *,
                  offline: bool | None = None) -> Iterator[StepContext]:
@@ -97,7 +105,8 @@ def tracked_step(name: str, config: ConfigLike, task_type: str, *,
     if received != sent:
         cfg = validate_config(received, source=f"{name} parameters")
         log_overrides(name, sent, config_to_dict(cfg))
-    tracker.set_properties(task=cfg.task, family=cfg.model.family, commit=code_commit())
+    tracker.set_properties(task=cfg.task, family=cfg.model.family, commit=code_commit(),
+                           dataset_id=dataset_id(cfg))
     update_status(run_dir, name, "running", task_id=tracker.task_id, offline_folder=tracker.offline_folder)
     logger.info(f"step {name}: task {tracker.task_id}")
     context = StepContext(name, cfg, run_dir, tracker)

@@ -5,14 +5,23 @@ calls the configured task's body for the step (``src.tasks.TASKS[cfg.task]``); `
 (``src/steps/runner.py``) opens the step's tracked task around it.
 """
 
+import json
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from loguru import logger
+
+from src.runs import BEST_CHECKPOINT
 from src.tasks import TASKS, StepContext
 
 Output = dict[str, Any]
+# the register step's scalar (title, series): the task's gate metric on the test split (BLEU, accuracy, bpc,
+# masked-token loss), under one name for every task so that the pipeline can show it before it runs
+HEADLINE = ("gate", "test metric")
+REPORT_ARTIFACT = "report.html"  # the register step's artifact: the run's HTML report (src/report)
 
 
 @dataclass(frozen=True)
@@ -71,6 +80,11 @@ def train(step: StepContext, tokenized: Output, resume: bool = False) -> Output:
     from src.training.distributed import resolve_device
 
     tc = step.cfg.training
+    if step.cfg.model.init_from is not None:  # the lineage: the model its weights started from
+        from src.orchestration import init_model_source
+
+        if (source := init_model_source(step.cfg.model.init_from)) is not None:
+            step.tracker.set_input_model(source)
     launch_nodes(step.tracker, tc.nodes, tc.nproc_per_node)  # on an agent: the other nodes' tasks
     inputs = {"config": config_to_dict(step.cfg), "tokenized": tokenized, "resume": resume,
               "run_dir": str(step.run_dir)}
@@ -126,8 +140,60 @@ def register(step: StepContext, trained: Output, evaluated: Output) -> Output:
               gate["metric"]: gate["value"],
               f"champion_{gate['metric']}": champion, "threshold": gate["threshold"]}
     tracker.upload_artifact("registration", record)
+    tracker.log_scalar(*HEADLINE, gate["value"], 0)
+    tracker.set_properties(gate_metric=gate["name"], gate_value=gate["value"], stage=decision.stage)
     tracker.log_text(f"registration: {decision.stage} ({decision.reason})")
+    upload_report(step, trained, evaluated, record)
     return record | {"task_id": tracker.task_id}
+
+
+def upload_report(step: StepContext, trained: Output, evaluated: Output, registration: Output) -> Path | None:
+    """The run's HTML report (``src/report``), with this step's decision, as artifact ``REPORT_ARTIFACT``.
+
+    Offline and locally the run folder holds every step's files. On an agent this step runs in a folder of
+    its own, so the files the report draws from (the config, the training history, the test metrics) are
+    first fetched from the parent steps' artifacts. The page is the run folder's report.html, which
+    ``pipelines/run.py`` writes again when the pipeline ends (with the run's final status). Best effort, as
+    there: a report that fails is a warning, not a failed registration.
+    """
+    from src.config import config_to_dict
+    from src.report import write_report
+    from src.runs import CONFIG_FILE, update_status
+    from src.tracking import resolve_input
+
+    run_dir = step.run_dir
+    try:
+        if not (run_dir / CONFIG_FILE).is_file():  # an agent's folder: start_run wrote none here
+            (run_dir / CONFIG_FILE).write_text(json.dumps(config_to_dict(step.cfg), indent=2) + "\n")
+        for parent, relative, artifact in (
+                (trained, "train/train_history.jsonl", "train_history"),
+                (evaluated, "evaluate/metrics.json", "metrics")):
+            target = run_dir / relative
+            found = resolve_input({"path": str(target), "task_id": parent["task_id"]}, "path",
+                                  artifact=artifact)
+            if found != target:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(found, target)
+        update_status(run_dir, step.name, "running", output=registration)  # the report shows the decision
+        path = write_report(run_dir)  # the run folder's report.html, rewritten when the pipeline ends
+        step.tracker.upload_artifact(REPORT_ARTIFACT, path)
+        return path
+    except Exception as err:  # noqa: BLE001 (the registration is done; the report is a convenience)
+        logger.warning(f"register: no {REPORT_ARTIFACT} artifact ({type(err).__name__}: {err})")
+        return None
+
+
+def pipeline_monitors(step: str, model_name: str) -> dict[str, list]:
+    """What the ClearML pipeline task shows of ``step`` (``add_function_step``'s ``monitor_*``: the controller
+    copies them from the step's task onto its own): the train step's model, the register step's headline
+    metric (``HEADLINE``), its registration record and the HTML report."""
+    if step == "train":
+        # the SDK names a task's model entry after the weights file (best.pt -> "best"), the model itself
+        # ``model_name``; the pipeline shows it under ``model_name``
+        return {"monitor_models": [(BEST_CHECKPOINT.stem, model_name)]}
+    if step == "register":
+        return {"monitor_metrics": [HEADLINE], "monitor_artifacts": ["registration", REPORT_ARTIFACT]}
+    return {}
 
 
 def _train_reads(key: str) -> bool:

@@ -38,12 +38,16 @@ class NullTracker:
         self.save_plots = save_plots
         self.scalars: dict[tuple[str, str], list[tuple[int, float]]] = {}
         self.properties: dict[str, str | int | float] = {}
+        self.input_models: dict[str, dict[str, Any]] = {}
 
     def connect_config(self, config: Mapping[str, Any], name: str = "config") -> dict[str, Any]:
         return plain_dict(config)
 
     def set_properties(self, **properties: str | int | float) -> None:
         self.properties.update(properties)
+
+    def set_input_model(self, source: Mapping[str, Any], name: str = "init_from") -> None:
+        self.input_models[name] = dict(source)
 
     def log_scalar(self, title: str, series: str, value: float, step: int) -> None:
         self.scalars.setdefault((title, series), []).append((int(step), float(value)))

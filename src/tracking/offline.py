@@ -22,7 +22,9 @@ from loguru import logger
 
 from src.tracking.connection import check_server_reachable, clearml_configured
 from src.tracking.session_record import TASK_FILE, SessionRecord, is_offline_session, read_session_record
-from src.tracking.tracker import MODEL_UPDATE_ARTIFACT, apply_model_update, typed_metadata
+from src.tracking.lineage import imported_record_path, server_model_id
+from src.tracking.tracker import (INPUT_MODEL_ARTIFACT, MODEL_UPDATE_ARTIFACT, apply_model_update,
+                                  typed_metadata)
 
 PathLike = str | Path
 
@@ -45,9 +47,12 @@ def find_offline_sessions(run_dir_or_zips: PathLike | Sequence[PathLike]) -> lis
 
 
 def prepare_session_for_import(session_path: Path, work_dir: Path, upload_uri: str,
-                               parent: str | None = None) -> Path:
+                               parent: str | None = None,
+                               input_models: Sequence[dict[str, str]] = ()) -> Path:
     """Extract (or copy) a session into ``work_dir`` and point its models at weights inside it, to
-    ``upload_uri``; ``parent``: the server id of the task to file it under (its parent in the web UI)."""
+    ``upload_uri``; ``parent``: the server id of the task to file it under (its parent in the web UI).
+    ``input_models`` (``{"name", "model"}`` with server model ids) become the task's input models:
+    ``Task.import_offline_session`` creates the task from task.json's fields, ``models`` included."""
     folder = Path(work_dir) / Path(session_path).name.removesuffix(".zip")
     if Path(session_path).is_dir():
         shutil.copytree(session_path, folder)
@@ -73,8 +78,25 @@ def prepare_session_for_import(session_path: Path, work_dir: Path, upload_uri: s
         record["weights"].update(
             weights_filename=weights.as_posix(), register_uri=None, upload_uri=upload_uri
         )
+    if input_models:
+        task["models"] = {**(task.get("models") or {}), "input": [dict(item) for item in input_models]}
     task_file.write_text(json.dumps(task, ensure_ascii=True, sort_keys=True), encoding="utf-8")
     return folder
+
+
+def pending_input_models(session: SessionRecord, known: dict[str, str]) -> list[dict[str, str]]:
+    """The input models an offline task recorded, as ``{"name", "model"}`` with server model ids; a source
+    not imported into this server yet is left out, with a warning saying what to import first."""
+    path = session.artifacts.get(INPUT_MODEL_ARTIFACT)
+    if not path:
+        return []
+    source = json.loads(session.read_bytes(path))
+    model_id = server_model_id(source, known)
+    if model_id is None:
+        logger.warning("task {}: its input model {} (from {}) is not on this server; import that run first "
+                       "to link it", session.task_id, source.get("model_id"), source.get("session"))
+        return []
+    return [{"name": source["name"], "model": model_id}]
 
 
 def _local_weights(folder: Path, session: SessionRecord, name: str, weights_file: str | None) -> Path | None:
@@ -112,6 +134,7 @@ def import_offline(
     sdk_compat.set_report_in_subprocess(True)
     upload_uri = output_uri or Session.get_files_server_host()
     task_ids: dict[str, str] = {}  # offline id -> server id
+    model_ids: dict[str, str] = {}  # offline model id -> server model id
     updates: list[dict[str, Any]] = []
     records = {path: read_session_record(path) for path in sessions}
     # a sweep's parent task first: its trials, written before it, are filed under it as they import
@@ -120,7 +143,9 @@ def import_offline(
     with tempfile.TemporaryDirectory(prefix="clearml-import-") as work_dir:
         for path in sessions:
             parent = sweep_parents.get(sweep_of(records[path].task, parent=False))
-            folder = prepare_session_for_import(path, Path(work_dir), upload_uri, parent=parent)
+            inputs = pending_input_models(read_session_record(path), model_ids)
+            folder = prepare_session_for_import(path, Path(work_dir), upload_uri, parent=parent,
+                                                input_models=inputs)
             task_id = Task.import_offline_session(folder.as_posix())
             if (key := sweep_of(records[path].task, parent=True)) is not None:
                 sweep_parents[key] = task_id
@@ -129,6 +154,7 @@ def import_offline(
             updates += pending_model_updates(session)
             logger.info("imported {} as task {}", path, task_id)
             task_ids[session.task_id] = task_id
+            model_ids |= _note_import(path, session, task_id, Session.get_api_server_host())
     for update in updates:
         _apply_model_update(update, task_ids)
     return list(task_ids.values())
@@ -146,6 +172,23 @@ def sweep_of(task: dict[str, Any], *, parent: bool) -> tuple[str, str] | None:
         return None
     tags = [t for t in task.get("tags") or [] if t.startswith("sweep-")]
     return (task.get("project_name") or "", tags[0]) if len(tags) == 1 and "sweep" in task["tags"] else None
+
+
+def _note_import(path: Path, session: SessionRecord, task_id: str, server: str) -> dict[str, str]:
+    """Note beside the session what it became on ``server`` (a later import links input models to it); the
+    offline -> server ids of its models."""
+    from clearml import Task
+
+    offline_ids = {record.get("init", {}).get("name"): record.get("id")
+                   for record in session.task.get("offline_output_models") or []}
+    imported = Task.get_task(task_id=task_id).models["output"] if offline_ids else []
+    models = {offline_ids[m.name]: m.id for m in imported if offline_ids.get(m.name)}
+    record = {"server": server, "offline_task_id": session.task_id, "task_id": task_id, "models": models}
+    try:
+        imported_record_path(path).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    except OSError as err:  # a read-only run folder: this import is complete; only later links need it
+        logger.warning("could not note the import of {} beside it ({})", path, err)
+    return models
 
 
 def pending_registrations(session: SessionRecord) -> dict[str, dict[str, Any]]:

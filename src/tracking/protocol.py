@@ -54,6 +54,11 @@ class TrackerLike(Protocol):
     def update_model(self, model_id: str, *, name: str, source_task_id: str, tags: Sequence[str],
                      metadata: Mapping[str, float | str], publish: bool = False) -> str: ...
 
+    def set_input_model(self, source: Mapping[str, Any], name: str = "init_from") -> None:
+        """Record the model this task's weights started from (its lineage in the web UI): ``source`` holds
+        ``model_id``, and for a model another offline session made, ``task_id`` and ``session``."""
+        ...
+
     def launch_multi_node(self, nodes: int, *, port: int, devices: int) -> dict[str, Any] | None:
         """Run this task on ``nodes`` ClearML agents (``Task.launch_multi_node``); this node's settings, or
         None when the task cannot be cloned onto agents (tracking off, offline)."""

@@ -31,6 +31,7 @@ TASK_TYPES = (
 REQUIREMENTS_FILE = Path(__file__).resolve().parents[2] / "requirements.txt"
 OFFLINE_DIR_NAME = "clearml_offline"  # under a step's output_dir: the session zips of a run
 MODEL_UPDATE_ARTIFACT = "model-update"  # an offline update_model, applied by import_offline
+INPUT_MODEL_ARTIFACT = "input-model"  # an input model that import_offline links (set_input_model)
 
 
 class Tracker:
@@ -164,7 +165,8 @@ class Tracker:
         return held_values(config, self._task.get_parameters(), section=name)
 
     def set_properties(self, **properties: str | int | float) -> None:
-        """User properties (``Task.set_user_properties``): kept in offline sessions too, and imported."""
+        """User properties (``Task.set_user_properties``): kept in offline sessions too, and imported.
+        (Offline, ``start`` waited for the repository detection, whose write could otherwise undo them.)"""
         self._task.set_user_properties(**properties)
 
     def log_scalar(self, title: str, series: str, value: float, step: int) -> None:
@@ -311,6 +313,30 @@ class Tracker:
         logger.info("model {} ({}): tags {} added{}", name, model_id, list(tags),
                     ", published" if publish else "")
         return model_id
+
+    def set_input_model(self, source: Mapping[str, Any], name: str = "init_from") -> None:
+        """The task's input model (``Task.set_input_model``): the model page then lists this task.
+
+        A server model is linked now. A model that exists only in an offline session (``offline-...``),
+        or any link of an offline task, cannot be named to a server yet: it is stored as artifact
+        ``INPUT_MODEL_ARTIFACT`` and ``import_offline`` links the imported task to the imported model.
+        """
+        source = {**plain_dict(source), "name": name}
+        model_id = str(source.get("model_id") or "")
+        if self.offline or not model_id or model_id.startswith("offline-"):
+            from src.tracking.lineage import server_model_id
+
+            found = None if self.offline else server_model_id(source)
+            if found is None:
+                if not self.offline:
+                    logger.warning("input model {} is in an offline session not imported into this server; "
+                                   "import its run (import-offline) to link it", model_id)
+                self.upload_artifact(INPUT_MODEL_ARTIFACT, source)
+                return
+            model_id = found
+        self._task.set_input_model(model_id=model_id, name=name, update_task_design=False,
+                                   update_task_labels=False)
+        logger.info("ClearML task {}: input model {} ({})", self.task_id, model_id, name)
 
     def launch_multi_node(self, nodes: int, *, port: int, devices: int) -> dict[str, Any] | None:
         """``Task.launch_multi_node`` on this task: on an agent, clone it onto ``nodes - 1`` more agents.

@@ -44,6 +44,8 @@ def imported(tiny_runs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Si
         yield SimpleNamespace(stub=stub, proc=proc, run_dir=run_dir, sessions=sessions,
                               tasks={step: stub.task_by_name(f"{TASK}-{step}") for step in STEPS}
                               if proc.returncode == 0 else {})
+    for note in run_dir.rglob("*.imported.json"):  # what the import noted beside each session: the shared
+        note.unlink()                              # run stays as the fixture made it
 
 
 def test_every_session_becomes_a_completed_task(imported):
@@ -88,6 +90,13 @@ def test_artifacts_are_uploaded_to_the_files_host(imported):
         (imported.run_dir / "evaluate" / "metrics.json").read_text())
 
 
+def test_the_html_report_reaches_the_register_task(imported):
+    """The register step's ``report.html`` artifact (issue 28): the run's report where reviewers look."""
+    stub, session = imported.stub, imported.sessions["register"]
+    report = stub.artifacts(imported.tasks["register"]["id"])["report.html"]
+    assert stub.file_for_url(report["uri"]) == session.read_bytes(session.artifacts["report.html"])
+
+
 def test_one_model_per_checkpoint_the_train_steps_tagged_by_register(imported):
     stub = imported.stub
     checkpoint = (imported.run_dir / "train" / "checkpoints" / "best.pt").read_bytes()
@@ -124,3 +133,5 @@ def test_every_session_imports_with_the_sdks_own_importer(imported, tmp_path):
     models = [m for m in imported.stub.models if m["task"] in new_ids]
     assert len(models) == 1 and models[0]["name"] == TASK  # the train step's, with its design
     assert models[0]["design"]  # the model's config reached the server
+    register = [t for t in imported.stub.tasks if t["id"] in new_ids and t["name"] == f"{TASK}-register"]
+    assert len(register) == 1 and "report.html" in imported.stub.artifacts(register[0]["id"])

@@ -97,3 +97,32 @@ def test_the_champion_is_the_best_published_model_in_the_metric_s_direction(clea
     assert sum(model["ready"] for model in clearml_stub.models) == 4  # published: two of each name
     assert "BPC 1.8" in result.stdout  # the lowest published bpc, not 2.6 (the worst) nor 1.2 (unpublished)
     assert "ACCURACY 0.71" in result.stdout
+
+
+INPUT_MODEL = """
+from pathlib import Path
+import torch
+from src.tracking import Tracker
+checkpoint = Path("best.pt")
+torch.save({"w": torch.ones(3)}, checkpoint)
+with Tracker.start(project="p", task_name="pretrain", output_dir=Path("a")) as tracker:
+    model_id = tracker.register_model(checkpoint, name="m", tags=[], config={"d_model": 8}, metadata={})
+with Tracker.start(project="p", task_name="finetune", output_dir=Path("b")) as tracker:
+    tracker.set_input_model({"model_id": model_id, "model_name": "m"})
+with Tracker.start(project="p", task_name="from-offline", output_dir=Path("c")) as tracker:
+    tracker.set_input_model({"model_id": "offline-0123", "session": "never-imported.zip"})
+"""
+
+
+def test_online_input_model_is_the_tasks_lineage(clearml_stub):  # noqa: F811
+    """Issue 29: a task started from a server model links it as its input model; one started from a model
+    that exists only in an offline session keeps the record for import-offline, and says so."""
+    result = clearml_stub.run_python(INPUT_MODEL, timeout=120)
+    assert result.returncode == 0, result.output
+    assert not clearml_stub.unknown_calls
+    (model,) = clearml_stub.models
+    finetune = clearml_stub.task_by_name("finetune")
+    assert finetune["models"]["input"] == [{"name": "init_from", "model": model["id"]}]
+    unlinked = clearml_stub.task_by_name("from-offline")
+    assert not unlinked["models"].get("input") and "input-model" in clearml_stub.artifacts(unlinked["id"])
+    assert "input model offline-0123 is in an offline session not imported into this server" in result.output
