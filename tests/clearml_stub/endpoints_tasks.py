@@ -404,6 +404,11 @@ def clone(state: StubState, body: dict) -> dict:
     task["execution"].pop("queue", None)
     task["models"] = {"input": source["models"].get("input", []), "output": []}
     task["parent"] = task["parent"] or source["id"]
+    # as clearml-server's TaskBLL.clone_task: no runtime properties (a cloned pipeline controller has no
+    # run hash, so it runs its DAG afresh), and no development/archived system tags
+    task["runtime"] = {}
+    if body.get("new_task_system_tags") is None:
+        task["system_tags"] = [t for t in source["system_tags"] if t not in ("development", "archived")]
     state.tasks[task["id"]] = task
     return {"id": task["id"], "new_project": None}
 
