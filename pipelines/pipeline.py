@@ -146,7 +146,9 @@ def _with_checked_parameters(step: str, checked: dict[str, ExperimentConfig]):
 
     def callback(pipeline, node, parameters: dict[str, Any]) -> bool:
         cfg = checked["config"]
-        parameters.update({f"kwargs/{key}": value for key, value in step_kwargs(step, cfg).items()})
+        kwargs = {f"kwargs/{key}": value for key, value in step_kwargs(step, cfg).items()}
+        parameters.update(kwargs)
+        node.parameters.update(kwargs)  # what the stored DAG and the controller's log show for the step
         if cfg.tracking.output_uri:
             node.output_uri = cfg.tracking.output_uri
         return True

@@ -418,7 +418,8 @@ def delete(state: StubState, body: dict) -> dict:
     task = state.get("tasks", body.get("task"))
     _remove_from_queues(state, task["id"])
     state.tasks.pop(task["id"])
-    return {"deleted": 1, "updated_children": 0, "updated_models": 0, "events": {}, "urls": {}}
+    # deleted is a bool in the schema (clearml backend_api services v2_23 tasks.DeleteResponse)
+    return {"deleted": True, "updated_children": 0, "updated_models": 0, "events": {}, "urls": {}}
 
 
 @endpoint("tasks.archive")

@@ -1,6 +1,6 @@
 """Step cache keys and edited pipeline parameters, on real agents against the ClearML stand-in.
 
-One stand-in, one services agent (the controllers) and one cpu+gpu agent (the steps) serve four
+One stand-in, one services agent (the controllers) and one cpu+gpu agent (the steps) serve three
 pipeline runs in turn:
 
 1. ``train --queue gpu`` on config/tiny.yaml: every step runs;
@@ -8,8 +8,8 @@ pipeline runs in turn:
    hence their cache keys, are unchanged) and runs train, evaluate and register again;
 3. the first run's controller cloned, its ``tokenizer/vocab_size`` parameter edited as the web UI
    stores it (a string) and enqueued: tokenize runs again with the edited value, data_prep is reused;
-4. a clone with ``training/lr`` edited to ``"abc"``: the controller fails in one line naming the key
-   before any step task exists.
+and (a test of its own) a clone with ``training/lr`` edited to ``"abc"`` fails on the services agent
+in one line naming the key, before any step task exists.
 
 The agents run tasks in this interpreter from this checkout (see test_pipeline_server.py).
 """
@@ -74,7 +74,7 @@ def connected(stub: ClearMLStub, task: dict, key: str) -> str:
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_steps_are_reused_while_their_parameters_stand_and_edits_take_effect(clearml_stub, start_agent):
-    """~8 min on a loaded 2-core machine: three pipeline runs and one refused controller."""
+    """~11 min on a loaded 2-core machine: three pipeline runs."""
     stub = clearml_stub
     for name in ("services", "cpu", "gpu"):
         stub.add_queue(name)
@@ -116,13 +116,27 @@ def test_steps_are_reused_while_their_parameters_stand_and_edits_take_effect(cle
     assert connected(stub, third["train"], "training/lr") == "0.003"  # the clone's other parameters
     assert "vocab 400 -> " in worker_log.read_text()  # the tokenizer was trained with the edited size
 
-    # 4. a bad edit: the controller fails before it makes any step task
-    steps_before = len(stub.tasks)
-    bad_controller = clone_and_edit(stub, first_controller, "Args/training/lr", "abc")
-    bad = server.wait_done(stub, bad_controller["id"], timeout=240)
-    assert bad["status"] == "failed"
-    assert len(stub.tasks) == steps_before
-    log = (stub.workdir / "agent-services.log").read_text()
-    assert ("invalid pipeline parameters: training.lr: Input should be a valid number, unable to parse "
-            "string as a number (got 'abc')") in log
+    assert stub.unknown_calls == []
+
+
+# about 15 s: one controller on a services agent
+@pytest.mark.timeout(300)
+def test_a_bad_edit_fails_the_pipeline_before_any_step_task_exists(clearml_stub, start_agent):
+    stub = clearml_stub
+    for name in ("services", "cpu", "gpu"):
+        stub.add_queue(name)
+    controller = enqueue(stub)
+    stub.run_python(f"from clearml import Task; Task.dequeue({controller['id']!r})", timeout=60)
+    bad = clone_and_edit(stub, controller, "Args/training/lr", "abc")
+    start_agent(stub, "services", ["services"], from_checkout=True)
+
+    done = server.wait_done(stub, bad["id"], timeout=240)
+    assert done["status"] == "failed"
+    assert len(stub.tasks) == 2  # the enqueued controller and its clone: no step task was made
+    errors = [line for line in (stub.workdir / "agent-services.log").read_text().splitlines()
+              if "invalid pipeline parameters" in line]
+    assert len(errors) == 1 and "| ERROR " in errors[0], errors
+    assert errors[0].split(" - ", 1)[1] == (
+        "invalid pipeline parameters: training.lr: Input should be a valid number, unable to parse string as "
+        "a number (got 'abc')")
     assert stub.unknown_calls == []
