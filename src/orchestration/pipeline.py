@@ -50,7 +50,7 @@ def init_controller_task(name: str, project: str):
         task_name=layout["task_name"],
         task_type=Task.TaskTypes.controller,
         reuse_last_task_id=False,
-        auto_connect_arg_parser=False,  # the pipeline parameter `config` is the configuration
+        auto_connect_arg_parser=False,  # the pipeline parameters (one per config key) are the configuration
         auto_connect_frameworks=False,
         auto_resource_monitoring=False,
     )

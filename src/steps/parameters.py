@@ -100,17 +100,17 @@ def step_config(spec: StepSpec, parameters: Subset, source: str) -> ExperimentCo
     if not spec.shaped_by:
         return validate_config(parameters, source=source)
     checked = validate_config(parameters, source=source, model=parameters_model(spec.name, spec.shaped_by))
+    partial = {name.partition(".")[0] for name in spec.shaped_by if "." in name}
     values: dict[str, Any] = {}
     for section, field in ExperimentConfig.model_fields.items():
-        value = getattr(checked, section, None)
         if section in PLACEMENT:
             values[section] = field.get_default(call_default_factory=True)
-        elif value is None and section not in type(checked).model_fields:
+        elif section not in type(checked).model_fields:
             values[section] = AbsentSection(spec.name, section)
-        elif isinstance(value, FrozenConfig) and type(value).__name__.startswith("Partial"):
-            values[section] = AbsentSection(spec.name, section, dict(value))
+        elif section in partial:
+            values[section] = AbsentSection(spec.name, section, dict(getattr(checked, section)))
         else:
-            values[section] = value
+            values[section] = getattr(checked, section)
     return ExperimentConfig.model_construct(**values)
 
 
