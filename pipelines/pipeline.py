@@ -19,6 +19,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from loguru import logger
+
 from src.experiment import ExperimentConfig
 from src.steps import STEP, STEPS, run_pipeline_step
 from src.steps.parameters import (
@@ -128,6 +130,7 @@ def build_pipeline(cfg: ExperimentConfig, queue: str | None, queues_file: str = 
         pipe.add_function_step(
             name=spec.name, function=run_pipeline_step, function_kwargs=step["kwargs"],
             pre_execute_callback=_with_checked_parameters(spec.name, checked),
+            post_execute_callback=_say_if_cached,
             function_return=["output"], parents=list(spec.parents) or None, task_type=spec.task_type,
             execution_queue=step["queue"], docker=step["docker"], docker_args=step["docker_args"],
             docker_bash_setup_script=step["docker_setup"],
@@ -154,6 +157,14 @@ def _with_checked_parameters(step: str, checked: dict[str, ExperimentConfig]):
         return True
 
     return callback
+
+
+def _say_if_cached(pipeline, node) -> None:
+    """ClearML's post-execute callback: one log line when the step's cache served it (the controller's
+    log says nothing else; the web UI marks the node)."""
+    if node.job is not None and node.job.is_cached_task():
+        logger.info(f"step {node.name}: reused task {node.executed} from ClearML's step cache (same code "
+                    "and parameters)")
 
 
 def parameter_descriptions() -> dict[str, str]:
