@@ -134,15 +134,19 @@ def _parse_stringified(data: dict[str, Any], err: ValidationError) -> bool:
     return changed
 
 
-def validate_config(data: dict[str, Any], source: str = "config") -> ExperimentConfig:
-    """Validate a mapping; the error lists each bad key with expected and actual values."""
+def validate_config(data: dict[str, Any], source: str = "config", model: type[FrozenConfig] | None = None):
+    """Validate a mapping; the error lists each bad key with expected and actual values.
+
+    ``model``: another config model than ``ExperimentConfig`` (a pipeline step's sections,
+    src/steps/parameters.py)."""
+    model = model or ExperimentConfig
     try:
-        return ExperimentConfig.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as first:
         data = json.loads(json.dumps(data))
         if _parse_stringified(data, first):
             try:
-                return ExperimentConfig.model_validate(data)
+                return model.model_validate(data)
             except ValidationError:
                 pass
         err = first
@@ -153,14 +157,13 @@ def validate_config(data: dict[str, Any], source: str = "config") -> ExperimentC
                 # a whole-section rule
                 lines.append(f"  {loc + ': ' if loc else ''}{e['msg'].removeprefix('Value error, ')}")
             elif e["type"] == "extra_forbidden":
-                lines.append(f"  {loc}: unknown key (allowed: {', '.join(_allowed_keys(e['loc']))})")
+                lines.append(f"  {loc}: unknown key (allowed: {', '.join(_allowed_keys(e['loc'], model))})")
             else:
                 lines.append(f"  {loc}: {e['msg']} (got {e.get('input')!r})")
         raise ConfigError(f"invalid {source}:\n" + "\n".join(lines)) from None
 
 
-def _allowed_keys(loc: tuple) -> list[str]:
-    model: type[FrozenConfig] = ExperimentConfig
+def _allowed_keys(loc: tuple, model: type[FrozenConfig]) -> list[str]:
     for part in loc[:-1]:
         field = model.model_fields.get(str(part))
         if field is None or not isinstance(field.annotation, type) or not issubclass(field.annotation,

@@ -13,6 +13,8 @@ from src.orchestration.model_store import STAGES, ModelNotFoundError, Registered
 from src.orchestration.multi_node import launch_nodes
 from src.orchestration.pipeline import (
     STEP_REPO_ENV,
+    describe_pipeline_parameters,
+    edited_pipeline_parameters,
     init_controller_task,
     new_pipeline_controller,
     pipeline_web_url,
@@ -83,6 +85,8 @@ __all__ = [
     "best_value",
     "check_server",
     "clearml_parameters",
+    "describe_pipeline_parameters",
+    "edited_pipeline_parameters",
     "ensure_queues",
     "fetch_model",
     "init_controller_task",

@@ -50,7 +50,7 @@ def init_controller_task(name: str, project: str):
         task_name=layout["task_name"],
         task_type=Task.TaskTypes.controller,
         reuse_last_task_id=False,
-        auto_connect_arg_parser=False,  # the pipeline parameter `config` is the configuration
+        auto_connect_arg_parser=False,  # the pipeline parameters (one per config key) are the configuration
         auto_connect_frameworks=False,
         auto_resource_monitoring=False,
     )
@@ -58,6 +58,42 @@ def init_controller_task(name: str, project: str):
         PipelineController._create_pipeline_projects(task, layout["parent_project"], layout["project_name"])
         task.set_system_tags([*(task.get_system_tags() or []), PipelineController._tag])
     return task
+
+
+def describe_pipeline_parameters(pipe, values: dict[str, Any], descriptions: dict[str, str],
+                                 types: dict[str, str]) -> None:
+    """Store the pipeline's parameters with their descriptions and types, locally, before ``start``.
+
+    clearml 2.1.12 drops what ``add_parameter(description=..., param_type=...)`` gives: ``start``
+    passes them keyed by bare name to ``Task._set_parameters``, which looks them up by ``Args/<name>``
+    (so the web UI shows no description and a type guessed from the value). ``start`` keeps a
+    description and type already stored, so writing them first, keyed as it looks them up, shows them.
+    """
+    from clearml import PipelineController, Task
+
+    if not Task.running_locally():
+        return
+    section = PipelineController._args_section
+    options = {"__parameters_descriptions": {f"{section}/{k}": v for k, v in descriptions.items()},
+               "__parameters_types": {f"{section}/{k}": v for k, v in types.items()}, "__update": True}
+    pipe.task._set_parameters({f"{section}/{k}": v for k, v in values.items()}, **options)
+
+
+def edited_pipeline_parameters(pipe) -> dict[str, str] | None:
+    """On the services agent: the pipeline's parameters as the server holds them, strings by name
+    (``{"training/lr": "0.0003"}``), edited in the web UI or not; ``None`` when running locally.
+
+    Read from the controller's task itself, before ``start``: ``PipelineController.get_parameters()``
+    misses the UI's edits until ``start`` connects them (clearml pull request #1489), and by then
+    ``start`` is already making step tasks.
+    """
+    from clearml import PipelineController, Task
+
+    if Task.running_locally():
+        return None
+    section = PipelineController._args_section + "/"
+    stored = pipe.task.get_parameters(backwards_compatibility=False) or {}
+    return {key.removeprefix(section): value for key, value in stored.items() if key.startswith(section)}
 
 
 def pipeline_web_url(pipe) -> str:

@@ -42,7 +42,8 @@ class StepSpec:
     task_type: str  # ClearML's: data_processing, training, testing, custom
     cache: bool = False
     # the config sections its output depends on, when no other ones: `train` then reuses an earlier run's
-    # output for equal sections (src/runs/step_cache.py)
+    # output for equal sections (src/runs/step_cache.py), and on ClearML they are all the step receives
+    # and connects, so its cache key changes only with them (src/steps/parameters.py); () = everything
     shaped_by: tuple[str, ...] = ()
     reads: Callable[[str], bool] = lambda key: False  # data_prep, tokenize: check_resume refuses data changes
     resumable: bool = False
@@ -207,8 +208,10 @@ STEPS = (
     StepSpec("data_prep", data_prep, {}, "data_processing", cache=True, shaped_by=("task", "data")),
     StepSpec("tokenize", tokenize, {"data": "${data_prep.output}"}, "data_processing", cache=True,
              # model.init_from: a pretrained model brings its own tokenizer (src/training/init_from.py), as
-             # a distillation teacher does
-             shaped_by=("task", "data", "tokenizer", "model.init_from", "training.distill_from")),
+             # a distillation teacher does; the image keys: images are checked against them and their
+             # patches counted
+             shaped_by=("task", "data", "tokenizer", "model.init_from", "training.distill_from",
+                        "model.in_channels", "model.image_size", "model.patch_size")),
     StepSpec("train", train, {"tokenized": "${tokenize.output}"}, "training",
              reads=_train_reads, resumable=True),
     StepSpec("evaluate", evaluate, {"tokenized": "${tokenize.output}", "trained": "${train.output}"},

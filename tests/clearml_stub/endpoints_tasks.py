@@ -404,6 +404,11 @@ def clone(state: StubState, body: dict) -> dict:
     task["execution"].pop("queue", None)
     task["models"] = {"input": source["models"].get("input", []), "output": []}
     task["parent"] = task["parent"] or source["id"]
+    # as clearml-server's TaskBLL.clone_task: no runtime properties (a cloned pipeline controller has no
+    # run hash, so it runs its DAG afresh), and no development/archived system tags
+    task["runtime"] = {}
+    if body.get("new_task_system_tags") is None:
+        task["system_tags"] = [t for t in source["system_tags"] if t not in ("development", "archived")]
     state.tasks[task["id"]] = task
     return {"id": task["id"], "new_project": None}
 
@@ -413,7 +418,8 @@ def delete(state: StubState, body: dict) -> dict:
     task = state.get("tasks", body.get("task"))
     _remove_from_queues(state, task["id"])
     state.tasks.pop(task["id"])
-    return {"deleted": 1, "updated_children": 0, "updated_models": 0, "events": {}, "urls": {}}
+    # deleted is a bool in the schema (clearml backend_api services v2_23 tasks.DeleteResponse)
+    return {"deleted": True, "updated_children": 0, "updated_models": 0, "events": {}, "urls": {}}
 
 
 @endpoint("tasks.archive")

@@ -149,6 +149,7 @@ class ClearMLStub:
         """
         workdir = self.workdir / f"agent-{name}"
         (workdir / "home").mkdir(parents=True, exist_ok=True)
+        (workdir / "tmp").mkdir(exist_ok=True)
         config = workdir / "clearml.conf"
         config.write_text(
             self.config_file.read_text()
@@ -158,6 +159,9 @@ class ClearMLStub:
         return self.subprocess_env(
             {
                 "HOME": str(workdir / "home"),
+                # the agent's one-instance-per-worker-id check keeps pid files in the temp folder: one per
+                # stand-in, so agents of other test runs on this machine (same worker ids) do not block it
+                "TMPDIR": str(workdir / "tmp"),
                 "CLEARML_CONFIG_FILE": str(config),
                 "CLEARML_WORKER_ID": f"stub-agent-{name}",
                 "CLEARML_AGENT_SKIP_PYTHON_ENV_INSTALL": "1",

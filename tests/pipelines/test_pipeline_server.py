@@ -25,8 +25,11 @@ from types import SimpleNamespace
 import pytest
 
 from pipelines.pipeline import CONTROLLER_PACKAGES, REQUIREMENTS, STEPS
+from src.config import config_to_dict
 from src.config.queues import load_queue_config
+from src.experiment import load_config
 from src.orchestration import STEP_REPO_ENV, step_checkout
+from src.steps.parameters import parameters_digest, pipeline_parameters
 from tests.clearml_stub import fixture as stub_fixtures
 from tests.clearml_stub.stub import ClearMLStub, kill_process_group, run_src_main
 
@@ -119,9 +122,17 @@ def test_queue_cli_enqueues_the_controller_on_services_with_our_config(stub, enq
     assert controller["status"] == "queued"
     assert enqueued.entries == {"services": [controller["id"]], "cpu": [], "gpu": []}
     assert len(enqueued.tasks) == 1  # steps exist only as the controller's plan until it runs
-    config = json.loads(stub.hyperparams(controller["id"])["Args/config"])
-    assert (config["run_name"], config["model"]["d_model"], config["training"]["max_steps"]) == ("tiny", 32,
-                                                                                                 4)
+    # One pipeline parameter per config key, typed as its default, as the "New Run" dialog lists them.
+    args = controller["hyperparams"]["Args"]
+    assert set(args) == set(pipeline_parameters(load_config("config/tiny.yaml")))
+    assert {name: args[name]["value"] for name in ("run_name", "model/d_model", "training/max_steps",
+                                                    "training/lr", "training/betas", "run_id")} == {
+        "run_name": "tiny", "model/d_model": "32", "training/max_steps": "4", "training/lr": "0.003",
+        "training/betas": "[0.9, 0.98]", "run_id": ""}  # None is stored as ""
+    assert {name: args[name]["type"] for name in ("model/d_model", "training/lr", "training/compile",
+                                                   "data/source")} == {
+        "model/d_model": "int", "training/lr": "float", "training/compile": "bool", "data/source": "str"}
+    assert "used by tokenize, train, evaluate, register" in args["tokenizer/vocab_size"]["description"]
 
     # The services agent re-runs our CLI from the repository root, not clearml's controller.py.
     script = controller["script"]
@@ -143,6 +154,7 @@ def test_the_stored_dag_puts_each_step_on_its_queue_and_container(enqueued):
     controller = enqueued.controller
     assert controller is not None, enqueued.proc.stderr[-5000:]
     queues = load_queue_config(REPO / "queues" / "queues.yaml")
+    tiny = config_to_dict(load_config("config/tiny.yaml"))
     dag = json.loads(controller["configuration"]["Pipeline"]["value"])
     assert set(dag) == set(STEP_NAMES)
     expected_queue = {"data_prep": "cpu", "tokenize": "cpu", "train": "gpu", "evaluate": "gpu",
@@ -153,7 +165,10 @@ def test_the_stored_dag_puts_each_step_on_its_queue_and_container(enqueued):
         assert node["queue"] == expected_queue[spec.name], spec.name
         assert node["parents"] == list(spec.parents), spec.name
         assert node["cache_executed_step"] is (spec.name in ("data_prep", "tokenize")), spec.name
-        assert node["parameters"]["kwargs/config"] == "${pipeline.config}", spec.name
+        # each step's arguments: its own parameters only, and their digest
+        config = json.loads(node["parameters"]["kwargs/config"])
+        assert set(config) == ({name.split(".")[0] for name in spec.shaped_by} or set(tiny)), spec.name
+        assert node["parameters"]["kwargs/config_digest"] == parameters_digest(config), spec.name
         assert node["parameters"]["kwargs/step"] == spec.name, spec.name
         # "${tokenize.output}" -> the parent's artifact "output"
         for argument, reference in spec.inputs.items():
@@ -202,7 +217,7 @@ for name, inputs in (("data_prep", {{}}), ("tokenize", {{"data": "data_prep"}}))
     definition = plan["definitions"][name]
     task = Task.init(project_name=plan["project"], task_name=definition["name"], task_type=definition["type"],
                      auto_connect_frameworks=False, output_uri=True)
-    outputs[name] = run_pipeline_step(name, plan["config"],
+    outputs[name] = run_pipeline_step(name, **plan["kwargs"][name],
                                       **{{arg: outputs[p] for arg, p in inputs.items()}})
     task.upload_artifact("output", artifact_object=outputs[name], extension_name=".pkl", wait_on_upload=True)
     task_ids[name] = task.id
@@ -211,7 +226,8 @@ for name, inputs in (("data_prep", {{}}), ("tokenize", {{"data": "data_prep"}}))
 definition = plan["definitions"]["train"]
 train = Task.create(project_name=plan["project"], task_name=definition["name"], task_type=definition["type"])
 train.update_task(definition)
-train.set_parameters({{"kwargs/config": plan["config"],
+train.set_parameters({{"kwargs/config": plan["kwargs"]["train"]["config"],
+                      "kwargs/config_digest": plan["kwargs"]["train"]["config_digest"],
                       "kwargs_artifacts/tokenized": task_ids["tokenize"] + ".output"}})
 Task.enqueue(train, queue_name=plan["queue"])
 print("IDS", json.dumps({{**task_ids, "train": train.id}}))
@@ -226,8 +242,9 @@ def test_a_gpu_agent_runs_our_train_step_to_completed(stub, enqueued, start_agen
     assert controller is not None, enqueued.proc.stderr[-5000:]
     dag = json.loads(controller["configuration"]["Pipeline"]["value"])
     plan = {
-        "project": PROJECT, "config": stub.hyperparams(controller["id"])["Args/config"],
-            "queue": dag["train"]["queue"],
+        "project": PROJECT, "queue": dag["train"]["queue"],
+        "kwargs": {name: {key.removeprefix("kwargs/"): value for key, value in dag[name]["parameters"].items()
+                          if key.startswith("kwargs/") and key != "kwargs/step"} for name in STEP_NAMES},
         "definitions": {name: json.loads(controller["configuration"][name]["value"]) for name in STEP_NAMES},
     }
     plan_file = stub.workdir / "plan.json"
@@ -367,9 +384,10 @@ def test_the_whole_pipeline_runs_on_agents(clearml_stub, start_agent):
     assert {"bleu", "stage", "valid_loss"} <= set(registered["metadata"])
     # Each step ran in a fresh folder on the agent: inputs came as their parents' artifacts.
     log = worker_log.read_text()
-    for key, artifact, parent in (("data_dir", "dataset", "data_prep"),
-                                  ("tokenized_dir", "tokenized", "tokenize"),
-                                  ("checkpoint", f"{TASK}-weights", "train")):
-        assert (f"{key}=runs/tiny/" in log
+    # (the data steps' folders are named by the defaults: run_name is not among their parameters)
+    for key, artifact, parent, run in (("data_dir", "dataset", "data_prep", "default"),
+                                       ("tokenized_dir", "tokenized", "tokenize", "default"),
+                                       ("checkpoint", f"{TASK}-weights", "train", "tiny")):
+        assert (f"{key}=runs/{run}/" in log
                 and f"using artifact '{artifact}' of task {steps[parent]['id']}" in log)
     assert clearml_stub.unknown_calls == []
