@@ -210,8 +210,8 @@ STEPS = (
              # model.init_from: a pretrained model brings its own tokenizer (src/training/init_from.py), as
              # a distillation teacher does; the image keys: images are checked against them and their
              # patches counted
-             shaped_by=("task", "data", "tokenizer", "model.init_from", "training.distill_from",
-                        "model.in_channels", "model.image_size", "model.patch_size")),
+             shaped_by=("task", "data", "tokenizer", "model.init_from", "model.in_channels",
+                        "model.image_size", "model.patch_size", "training.distill_from")),
     StepSpec("train", train, {"tokenized": "${tokenize.output}"}, "training",
              reads=_train_reads, resumable=True),
     StepSpec("evaluate", evaluate, {"tokenized": "${tokenize.output}", "trained": "${train.output}"},
