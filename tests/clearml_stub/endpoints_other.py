@@ -78,6 +78,8 @@ def projects_create(state: StubState, body: dict) -> dict:
         raise ApiError("Validation error: name is required")
     if any(p["name"] == name for p in state.projects.values()):
         raise ApiError(f"Project with the same name already exists: name={name}", subcode=403)
+    for i in range(1, name.count("/") + 1):  # like the apiserver's _ensure_project: its parents too
+        state.project_id(name.rsplit("/", i)[0])
     project_id = state.project_id(name)
     state.projects[project_id].update(
         {
