@@ -15,7 +15,7 @@ from src.runs.folders import STATUS_FILE, live_owner
 from src.runs.status import read_status
 
 if TYPE_CHECKING:
-    from src.tracking.datasets import PreparedCorpus
+    from src.tracking import PreparedCorpus
 
 
 def recover_offline_sessions(run_dir: Path) -> list[Path]:
@@ -60,7 +60,7 @@ def prepared_corpus(run_dir: Path) -> "PreparedCorpus | None":
     from src.experiment import ExperimentConfig
     from src.runs.files import read_json
     from src.runs.folders import CONFIG_FILE
-    from src.tracking.datasets import PreparedCorpus
+    from src.tracking import PreparedCorpus
 
     output = read_status(run_dir)["steps"].get("data_prep", {}).get("output")
     config = read_json(run_dir / CONFIG_FILE)

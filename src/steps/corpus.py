@@ -37,7 +37,7 @@ def online(step: StepContext) -> bool:
 def prepare(step: StepContext, body: Callable[[StepContext], Output]) -> Output:
     """data_prep: the task's body on the configured data (for ``data.source: clearml``, the uploaded
     dataset's file), then, online, the prepared corpus published as a dataset version."""
-    from src.tracking.datasets import PreparedCorpus, publish_corpus
+    from src.tracking import PreparedCorpus, publish_corpus
 
     cfg = step.cfg
     output = body(read_uploaded_dataset(step) if cfg.data.source == "clearml" else step)
@@ -56,9 +56,9 @@ def record_use(step: StepContext, *inputs: Output) -> dict[str, str]:
     dataset_id = next((i["dataset_id"] for i in inputs if i.get("dataset_id")), None)
     if dataset_id is None:
         return {}
-    from src.tracking.datasets import PROPERTY, record_dataset_use
+    from src.tracking import record_dataset_use
 
-    step.tracker.set_properties(**{PROPERTY: dataset_id})
+    step.tracker.set_properties(dataset_id=dataset_id)
     if online(step):
         record_dataset_use(dataset_id)
     return {"dataset_id": dataset_id}
@@ -70,22 +70,22 @@ def local_corpus(step: StepContext, data: Output) -> Output:
     corpus = data.get("corpus", "dataset")
     if not data.get("dataset_id") or (Path(data["data_dir"]) / corpus).exists() or not online(step):
         return data
-    from src.tracking.datasets import USE_ALIAS, fetch_dataset
+    from src.tracking import fetch_dataset
 
-    local, _ = fetch_dataset(USE_ALIAS, dataset_id=data["dataset_id"])
+    local, _ = fetch_dataset(dataset_id=data["dataset_id"])
     return data | {"data_dir": str(local)}
 
 
 def read_uploaded_dataset(step: StepContext) -> StepContext:
     """``data.source: clearml``: the step with ``data`` reading the dataset's file as ``source: local``."""
     from src.config.data import parse_dataset_ref
-    from src.tracking.datasets import fetch_dataset
+    from src.tracking import fetch_dataset
 
     cfg = step.cfg
     if not online(step):
         raise ValueError(f"data.source='clearml' reads ClearML dataset {cfg.data.clearml_dataset!r} from a "
                          "server; this step runs offline (configure ClearML: README, 'Datasets')")
-    root, dataset_id = fetch_dataset("source", **parse_dataset_ref(cfg.data.clearml_dataset))
+    root, dataset_id = fetch_dataset(alias="source", **parse_dataset_ref(cfg.data.clearml_dataset))
     step.tracker.set_properties(source_dataset_id=dataset_id)
     path = uploaded_file(root, cfg.task, cfg.data.local_path, f"ClearML dataset {dataset_id}")
     data = cfg.data.model_copy(update={"source": "local", "local_path": str(path)})

@@ -100,8 +100,9 @@ def publish_corpus(corpus: PreparedCorpus, description: str = "") -> DatasetVers
     return DatasetVersion(dataset.id, dataset.version, reused=False, parent=parent)
 
 
-def fetch_dataset(alias: str, *, dataset_id: str | None = None, dataset_project: str | None = None,
-                  dataset_name: str | None = None, dataset_version: str | None = None) -> tuple[Path, str]:
+def fetch_dataset(*, alias: str = USE_ALIAS, dataset_id: str | None = None,
+                  dataset_project: str | None = None, dataset_name: str | None = None,
+                  dataset_version: str | None = None) -> tuple[Path, str]:
     """A read-only local copy of a finalized dataset version and its id; the running task records that it
     used it, as ``Datasets/<alias>``. Without an id: ``dataset_project/dataset_name`` at ``dataset_version``
     (None: the latest)."""
