@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from loguru import logger
+
 from src.tasks import StepContext
 
 Output = dict[str, Any]
@@ -73,6 +75,8 @@ def local_corpus(step: StepContext, data: Output) -> Output:
     from src.tracking import fetch_dataset
 
     local, _ = fetch_dataset(dataset_id=data["dataset_id"])
+    logger.info("data_dir={} not found here; using ClearML dataset {} at {}", data["data_dir"],
+                data["dataset_id"], local)
     return data | {"data_dir": str(local)}
 
 

@@ -141,6 +141,14 @@ def _field(obj: dict, dotted: str) -> Any:
     return obj
 
 
+def visible(items: Iterable[dict], body: Body) -> list[dict]:
+    """What ``projects.get_all`` and ``tasks.get_all`` search (the apiserver's ``_hidden_query``): items with
+    the ``hidden`` system tag (datasets' and pipelines' projects) only with ``search_hidden`` or ids."""
+    if body.get("search_hidden") or body.get("id"):
+        return list(items)
+    return [item for item in items if "hidden" not in (item.get("system_tags") or [])]
+
+
 def select(items: Iterable[dict], body: Body, name_key: str = "name") -> list[dict]:
     """Filter, order and page a collection the way ``*.get_all`` / ``*.get_all_ex`` do."""
     ids = body.get("id")
