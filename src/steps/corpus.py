@@ -1,7 +1,7 @@
 """The prepared corpus as a ClearML Dataset version, around the task's step bodies (``table.py``).
 
 Online, data_prep publishes the folder its body prepared (its output's ``corpus``: ``dataset/`` or
-``text/``) as a version of dataset ``<task>-<data.source>`` in the tracking project
+``text/``) as a version of dataset ``<task>-<data.source>`` in the project of the step's task
 (``src/tracking/datasets.py``) and adds the version's id to its output. Every later step records the id
 it was handed on its own task: user property ``dataset_id`` (a column of the experiments table) and, online,
 the SDK's usage record ``Datasets/corpus``. tokenize reads the version's local copy when the data_prep
@@ -45,8 +45,10 @@ def prepare(step: StepContext, body: Callable[[StepContext], Output]) -> Output:
     output = body(read_uploaded_dataset(step) if cfg.data.source == "clearml" else step)
     if not online(step):
         return output
-    corpus = PreparedCorpus(Path(output["data_dir"]) / output["corpus"], cfg.tracking.project_name,
-                            dataset_name(cfg), output["corpus"])
+    # project None: the step task's own, where the pipeline (or tracking.project_name) put it; data_prep
+    # may receive only the task and data sections
+    corpus = PreparedCorpus(Path(output["data_dir"]) / output["corpus"], None, dataset_name(cfg),
+                            output["corpus"])
     version = publish_corpus(corpus, description=f"{cfg.task} corpus prepared by data_prep "
                                                  f"({cfg.data.source})")
     return output | record_use(step, {"dataset_id": version.id})

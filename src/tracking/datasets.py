@@ -12,7 +12,7 @@ the sessions before they are imported).
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ class PreparedCorpus:
     """What a run's data_prep step prepared (``folder``), and the dataset it is a version of."""
 
     folder: Path
-    project: str
+    project: str | None  # None: the project of the task running now (a pipeline step's, where it put it)
     name: str
     dataset_path: str  # the folder's name inside the dataset: a local copy holds it, as the run folder does
 
@@ -74,10 +74,12 @@ def publish_corpus(corpus: PreparedCorpus, description: str = "") -> DatasetVers
 
     Called inside a step's task, the new version's task is a child of it (``Dataset.create`` does that).
     """
-    from clearml import Dataset
+    from clearml import Dataset, Task
 
     if not corpus.folder.is_dir():
         raise FileNotFoundError(f"no prepared corpus to publish at {corpus.folder}")
+    if corpus.project is None:
+        corpus = replace(corpus, project=Task.current_task().get_project_name())
     tag = CONTENT_TAG + content_hash(corpus.folder)
     versions = finalized_versions(corpus.project, corpus.name)
     same = [v for v in versions if tag in (v["tags"] or [])]
