@@ -90,7 +90,10 @@ def publish_corpus(corpus: PreparedCorpus, description: str = "") -> DatasetVers
     parent = versions[-1]["id"] if versions else None
     # an object, not an id: Dataset.create would otherwise Dataset.get() the parent, which records it
     # as a dataset the current task used; "_dont_populate_runtime_props" is the SDK's switch for that
-    parents = [Dataset.get(dataset_id=parent, _dont_populate_runtime_props=True)] if parent else None
+    parents = None
+    if parent:
+        quiet = {"silence_alias_warnings": True, "_dont_populate_runtime_props": True}
+        parents = [Dataset.get(dataset_id=parent, **quiet)]
     dataset = Dataset.create(dataset_name=corpus.name, dataset_project=corpus.project, dataset_tags=[tag],
                              parent_datasets=parents, description=description or None)
     # sync, not add: a file the parent holds and this content lacks is removed from the new version
