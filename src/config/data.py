@@ -1,5 +1,6 @@
 """Corpus, cleaning, tokenizer and batching settings (pipeline steps: data prep, tokenization)."""
 
+import re
 from typing import Literal
 
 from pydantic import NonNegativeInt, PositiveInt, confloat, model_validator
@@ -15,8 +16,12 @@ class DataConfig(FrozenConfig):
 
     # ding/hf/local: parallel text for translation; imdb/hf/local: labelled text for classification;
     # listops: generated ListOps expressions (classification); prose/hf/local: running text for
-    # language modelling; fashion_mnist: images
-    source: Literal["ding", "hf", "local", "imdb", "listops", "prose", "fashion_mnist"] = "ding"
+    # language modelling; fashion_mnist: images; clearml: a ClearML Dataset (clearml_dataset), read as
+    # `local` reads a file (README, "Datasets")
+    source: Literal["ding", "hf", "local", "imdb", "listops", "prose", "fashion_mnist", "clearml"] = "ding"
+    # clearml: the dataset's id, or "project/name" (its latest finalized version) or "project/name@version";
+    # local_path, if set, is then a path inside the dataset
+    clearml_dataset: str | None = None
     src_lang: str = "de"
     tgt_lang: str = "en"
     # ding: Debian's trans-de-en package
@@ -97,6 +102,11 @@ class DataConfig(FrozenConfig):
             raise ValueError(f"source='hf' needs hf_name (got hf_name={self.hf_name!r})")
         if self.source == "local" and not self.local_path:
             raise ValueError(f"source='local' needs local_path (got local_path={self.local_path!r})")
+        if (self.source == "clearml") != (self.clearml_dataset is not None):
+            raise ValueError("source='clearml' and clearml_dataset go together (got "
+                             f"source={self.source!r}, clearml_dataset={self.clearml_dataset!r})")
+        if self.clearml_dataset is not None:
+            parse_dataset_ref(self.clearml_dataset)
         if (self.valid_count is None) != (self.test_count is None):
             raise ValueError("valid_count and test_count are set together or not at all "
                              f"(got valid_count={self.valid_count}, test_count={self.test_count})")
@@ -140,6 +150,20 @@ class DataConfig(FrozenConfig):
             raise ValueError(f"max_chars={self.max_chars} would drop ListOps expressions as too_long: "
                              f"listops_max_length={n} tokens can take up to {chars} characters "
                              f"(expected max_chars >= {chars})")
+
+
+def parse_dataset_ref(ref: str) -> dict[str, str | None]:
+    """``data.clearml_dataset`` as ``Dataset.get`` takes it: ``{"dataset_id"}``, or ``{"dataset_project",
+    "dataset_name", "dataset_version"}`` (version None: the latest finalized one)."""
+    ref = ref.strip()
+    if re.fullmatch(r"[0-9a-f]{32}", ref):  # the id ClearML shows on the dataset's page
+        return {"dataset_id": ref}
+    path, at, version = ref.partition("@")
+    project, _, name = path.rpartition("/")  # a project may have subprojects: a/b/name
+    if not project or not name or (at and not version):
+        raise ValueError(f"clearml_dataset must be a dataset id (32 hex digits) or 'project/name' or "
+                         f"'project/name@version' (got {ref!r})")
+    return {"dataset_project": project, "dataset_name": name, "dataset_version": version or None}
 
 
 class TokenizerConfig(FrozenConfig):

@@ -59,13 +59,19 @@ class StepSpec:
 
 
 def data_prep(step: StepContext) -> Output:
-    """Read the raw data, clean, split, and save the dataset with its data card."""
-    return TASKS[step.cfg.task].data_prep(step)
+    """Read the raw data, clean, split, and save the dataset with its data card; online, publish it as a
+    ClearML Dataset version (``src/steps/corpus.py``)."""
+    from src.steps.corpus import prepare
+
+    return prepare(step, TASKS[step.cfg.task].data_prep)
 
 
 def tokenize(step: StepContext, data: Output) -> Output:
     """Make the tokenizer from the training split and encode every split."""
-    return TASKS[step.cfg.task].tokenize(step, data)
+    from src.steps.corpus import local_corpus, record_use
+
+    used = record_use(step, data)
+    return TASKS[step.cfg.task].tokenize(step, local_corpus(step, data)) | used
 
 
 def train(step: StepContext, tokenized: Output, resume: bool = False) -> Output:
@@ -78,8 +84,10 @@ def train(step: StepContext, tokenized: Output, resume: bool = False) -> Output:
     from src.config import config_to_dict
     from src.orchestration import launch_nodes
     from src.training.distributed import data_parallel
+    from src.steps.corpus import record_use
     from src.training.distributed import resolve_device
 
+    used = record_use(step, tokenized)
     tc = step.cfg.training
     if step.cfg.model.init_from is not None:  # the lineage: the model its weights started from
         from src.orchestration import init_model_source
@@ -90,7 +98,7 @@ def train(step: StepContext, tokenized: Output, resume: bool = False) -> Output:
     inputs = {"config": config_to_dict(step.cfg), "tokenized": tokenized, "resume": resume,
               "run_dir": str(step.run_dir)}
     with data_parallel(tc.nproc_per_node, resolve_device(tc.device).type, train_worker, inputs):
-        return TASKS[step.cfg.task].train(step, tokenized, resume)
+        return TASKS[step.cfg.task].train(step, tokenized, resume) | used
 
 
 def train_worker(inputs: dict[str, Any]) -> None:
@@ -106,13 +114,15 @@ def train_worker(inputs: dict[str, Any]) -> None:
 def evaluate(step: StepContext, tokenized: Output, trained: Output) -> Output:
     """Score the best checkpoint, rebuilt from the checkpoint alone, on the held-out test split."""
     from src.inference import load_for_inference
+    from src.steps.corpus import record_use
     from src.tracking import resolve_input
     from src.training.monitor import parameter_count
 
     checkpoint = resolve_input(trained, "checkpoint", artifact=f"{step.cfg.tracking.model_name}-weights")
     model = load_for_inference(checkpoint, step.cfg.training.device)  # model, tokenizers, labels
     step.tracker.set_properties(parameters=parameter_count(model.model))
-    return TASKS[step.cfg.task].evaluate(step, tokenized, model)
+    used = record_use(step, tokenized, trained)
+    return TASKS[step.cfg.task].evaluate(step, tokenized, model) | used
 
 
 def register(step: StepContext, trained: Output, evaluated: Output) -> Output:
@@ -123,8 +133,10 @@ def register(step: StepContext, trained: Output, evaluated: Output) -> Output:
     """
     from src.evaluation.gate import quality_gate
     from src.orchestration import published_model_metric
+    from src.steps.corpus import record_use
 
     cfg, tracker = step.cfg, step.tracker
+    used = record_use(step, trained, evaluated)
     gate = TASKS[cfg.task].gate(cfg, evaluated["metrics"])  # the task's metric: BLEU, accuracy, bpc
     higher_is_better = gate.get("higher_is_better", True)  # bpc: lower is better
     champion = published_model_metric(cfg.tracking.project_name, cfg.tracking.model_name, gate["metric"],
@@ -145,7 +157,7 @@ def register(step: StepContext, trained: Output, evaluated: Output) -> Output:
     tracker.set_properties(gate_metric=gate["name"], gate_value=gate["value"], stage=decision.stage)
     tracker.log_text(f"registration: {decision.stage} ({decision.reason})")
     upload_report(step, trained, evaluated, record)
-    return record | {"task_id": tracker.task_id}
+    return record | {"task_id": tracker.task_id} | used
 
 
 def upload_report(step: StepContext, trained: Output, evaluated: Output, registration: Output) -> Path | None:

@@ -7,7 +7,8 @@ no upload destination, so the server model would point at ``file://`` on the mac
 from the session's own ``models/`` copy (or the ``"{name}-weights"`` artifact), uploaded to the files
 server. It also drops the model's duplicate ``config_text`` (see ``sdk_compat.importable_model_record``:
 otherwise no session with a configured model imports). Metadata and publishing, which need a
-server, are applied afterwards from the ``"{name}-registration"`` artifact.
+server, are applied afterwards from the ``"{name}-registration"`` artifact. The run's prepared corpus
+becomes a ClearML Dataset version, and every imported task records it (``src/tracking/datasets.py``).
 """
 
 import json
@@ -21,6 +22,7 @@ from typing import Any
 from loguru import logger
 
 from src.tracking.connection import check_server_reachable, clearml_configured
+from src.tracking.datasets import PreparedCorpus, link_session_to_dataset, publish_corpus
 from src.tracking.session_record import TASK_FILE, SessionRecord, is_offline_session, read_session_record
 from src.tracking.lineage import imported_record_path, server_model_id
 from src.tracking.tracker import (INPUT_MODEL_ARTIFACT, MODEL_UPDATE_ARTIFACT, apply_model_update,
@@ -48,11 +50,13 @@ def find_offline_sessions(run_dir_or_zips: PathLike | Sequence[PathLike]) -> lis
 
 def prepare_session_for_import(session_path: Path, work_dir: Path, upload_uri: str,
                                parent: str | None = None,
-                               input_models: Sequence[dict[str, str]] = ()) -> Path:
+                               input_models: Sequence[dict[str, str]] = (),
+                               dataset_id: str | None = None) -> Path:
     """Extract (or copy) a session into ``work_dir`` and point its models at weights inside it, to
     ``upload_uri``; ``parent``: the server id of the task to file it under (its parent in the web UI).
     ``input_models`` (``{"name", "model"}`` with server model ids) become the task's input models:
-    ``Task.import_offline_session`` creates the task from task.json's fields, ``models`` included."""
+    ``Task.import_offline_session`` creates the task from task.json's fields, ``models`` included.
+    With ``dataset_id``, the task records that it used that dataset version."""
     folder = Path(work_dir) / Path(session_path).name.removesuffix(".zip")
     if Path(session_path).is_dir():
         shutil.copytree(session_path, folder)
@@ -80,6 +84,8 @@ def prepare_session_for_import(session_path: Path, work_dir: Path, upload_uri: s
         )
     if input_models:
         task["models"] = {**(task.get("models") or {}), "input": [dict(item) for item in input_models]}
+    if dataset_id is not None:
+        link_session_to_dataset(task, dataset_id)
     task_file.write_text(json.dumps(task, ensure_ascii=True, sort_keys=True), encoding="utf-8")
     return folder
 
@@ -109,12 +115,15 @@ def import_offline(
     *,
     output_uri: str | None = None,
     server_timeout_s: float = 5.0,
+    corpus: PreparedCorpus | None = None,
 ) -> list[str]:
     """Import every offline session of a run into the configured server; returns the new task ids.
 
     Model weights are uploaded to ``output_uri`` (default: the ClearML files server). Sessions a
     killed step left open are imported once zipped into the run (``src.runs.import_offline_cli``
-    does that first, as ``src.runs`` knows whether the run still runs).
+    does that first, as ``src.runs`` knows whether the run still runs). ``corpus``: the run's prepared
+    data, published first as a ClearML Dataset version (reused when one holds the same content); every
+    imported task then records that version as an online step does (``link_session_to_dataset``).
     """
     sessions = find_offline_sessions(run_dir_or_zips)
     if not sessions:
@@ -133,6 +142,7 @@ def import_offline(
     Task.set_offline(False)
     sdk_compat.set_report_in_subprocess(True)
     upload_uri = output_uri or Session.get_files_server_host()
+    dataset_id = publish_corpus(corpus, description="imported with an offline run").id if corpus else None
     task_ids: dict[str, str] = {}  # offline id -> server id
     model_ids: dict[str, str] = {}  # offline model id -> server model id
     updates: list[dict[str, Any]] = []
@@ -145,7 +155,7 @@ def import_offline(
             parent = sweep_parents.get(sweep_of(records[path].task, parent=False))
             inputs = pending_input_models(read_session_record(path), model_ids)
             folder = prepare_session_for_import(path, Path(work_dir), upload_uri, parent=parent,
-                                                input_models=inputs)
+                                                input_models=inputs, dataset_id=dataset_id)
             task_id = Task.import_offline_session(folder.as_posix())
             if (key := sweep_of(records[path].task, parent=True)) is not None:
                 sweep_parents[key] = task_id

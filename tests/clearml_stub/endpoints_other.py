@@ -5,7 +5,7 @@ import time
 
 import jwt
 
-from tests.clearml_stub.state import ApiError, StubState, endpoint, new_id, now, select
+from tests.clearml_stub.state import ApiError, StubState, endpoint, new_id, now, select, visible
 
 API_VERSION = "2.23"  # the newest services module clearml 2.1.12 ships (clearml/backend_api/services)
 SERVER_VERSION = "1.16.0"
@@ -78,6 +78,8 @@ def projects_create(state: StubState, body: dict) -> dict:
         raise ApiError("Validation error: name is required")
     if any(p["name"] == name for p in state.projects.values()):
         raise ApiError(f"Project with the same name already exists: name={name}", subcode=403)
+    for i in range(1, name.count("/") + 1):  # like the apiserver's _ensure_project: its parents too
+        state.project_id(name.rsplit("/", i)[0])
     project_id = state.project_id(name)
     state.projects[project_id].update(
         {
@@ -91,7 +93,7 @@ def projects_create(state: StubState, body: dict) -> dict:
 
 @endpoint("projects.get_all", "projects.get_all_ex")
 def projects_get_all(state: StubState, body: dict) -> dict:
-    return {"projects": select(state.projects.values(), body), "scroll_id": "stub-scroll"}
+    return {"projects": select(visible(state.projects.values(), body), body), "scroll_id": "stub-scroll"}
 
 
 @endpoint("projects.get_by_id")

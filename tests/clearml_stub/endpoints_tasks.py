@@ -2,7 +2,7 @@
 
 import copy
 
-from tests.clearml_stub.state import ApiError, StubState, endpoint, new_id, now, select
+from tests.clearml_stub.state import ApiError, StubState, endpoint, new_id, now, select, visible
 
 # The apiserver's task state machine (clearml-server apiserver/bll/task/utils.py, recent versions):
 # status -> statuses it may move to without ``force``. Staying put is allowed, except when enqueueing.
@@ -124,7 +124,7 @@ def get_by_id(state: StubState, body: dict) -> dict:
 
 @endpoint("tasks.get_all", "tasks.get_all_ex")
 def get_all(state: StubState, body: dict) -> dict:
-    tasks = select(state.tasks.values(), body)
+    tasks = select(visible(state.tasks.values(), body), body)
     return {"tasks": [public_task(t) for t in tasks], "scroll_id": "stub-scroll"}
 
 

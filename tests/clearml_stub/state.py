@@ -101,27 +101,36 @@ class StubState:
 
 
 def matches_tags(values: Iterable[str], wanted: list[str] | None) -> bool:
-    """The apiserver's tag filter: plain tags are any-of, ``-tag`` excludes, ``__$all``/``__$any`` switch."""
+    """The apiserver's list-field filter (clearml-server ``GetMixin.NewListFieldBucketHelper``).
+
+    ``__$all``/``__$and`` and ``__$any``/``__$or`` set the operator of the values after them (default:
+    any), ``__$not`` negates the one value after it, a ``-tag`` (legacy) excludes. Per operator, included
+    values must all be there (all) or one of them (any); excluded ones must not all be there (all) or
+    none of them (any). The first operator combines those conditions.
+    """
     if not wanted:
         return True
     values = set(values or ())
-    mode, include, exclude = "any", [], []
-    for tag in wanted:
-        if tag in ("__$all", "__$and"):
-            mode = "all"
-        elif tag in ("__$any", "__$or"):
-            mode = "any"
-        elif tag in ("__$not",):
+    operator, first, negate = "any", None, False
+    actions: dict[tuple[str, bool], list[str]] = {}
+    for term in wanted:
+        if term in ("__$all", "__$and", "__$any", "__$or"):
+            operator = "all" if term in ("__$all", "__$and") else "any"
+            first = first or operator
             continue
-        elif tag.startswith("-"):
-            exclude.append(tag[1:])
-        else:
-            include.append(tag)
-    if exclude and values.intersection(exclude):
-        return False
-    if not include:
-        return True
-    return all(t in values for t in include) if mode == "all" else bool(values.intersection(include))
+        if term in ("__$not", "__$nop"):
+            negate = term == "__$not"
+            continue
+        include = not negate and not term.startswith("-")
+        value = term if not term.startswith("-") or negate else term[1:]
+        negate, first = False, first or operator
+        actions.setdefault((operator, include), []).append(value)
+    checks = {("all", True): lambda vs: values.issuperset(vs),
+              ("all", False): lambda vs: not values.issuperset(vs),
+              ("any", True): lambda vs: bool(values.intersection(vs)),
+              ("any", False): lambda vs: not values.intersection(vs)}
+    results = [checks[key](vs) for key, vs in actions.items()]
+    return all(results) if first == "all" else any(results) if results else True
 
 
 def _field(obj: dict, dotted: str) -> Any:
@@ -130,6 +139,14 @@ def _field(obj: dict, dotted: str) -> Any:
             return None
         obj = obj.get(part)
     return obj
+
+
+def visible(items: Iterable[dict], body: Body) -> list[dict]:
+    """What ``projects.get_all`` and ``tasks.get_all`` search (the apiserver's ``_hidden_query``): items with
+    the ``hidden`` system tag (datasets' and pipelines' projects) only with ``search_hidden`` or ids."""
+    if body.get("search_hidden") or body.get("id"):
+        return list(items)
+    return [item for item in items if "hidden" not in (item.get("system_tags") or [])]
 
 
 def select(items: Iterable[dict], body: Body, name_key: str = "name") -> list[dict]:

@@ -6,6 +6,7 @@ stand-in's settings. The stand-in is a test double of the server: this proves th
 to upload what the run recorded. Each command is killed with its process group at its timeout.
 """
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -51,7 +52,7 @@ def imported(tiny_runs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Si
 def test_every_session_becomes_a_completed_task(imported):
     proc, stub = imported.proc, imported.stub
     assert proc.returncode == 0, proc.stderr[-5000:]
-    assert len(stub.tasks) == 5
+    assert len([t for t in stub.tasks if "dataset" not in t["system_tags"]]) == 5  # and the corpus's version
     assert {step: t["status"] for step, t in imported.tasks.items()} == dict.fromkeys(STEPS, "completed")
     ids = ", ".join(imported.tasks[step]["id"] for step in STEPS)  # oldest session first: pipeline order
     assert f"imported 5 session(s): {ids}" in proc.stderr
@@ -140,3 +141,42 @@ def test_every_session_imports_with_the_sdks_own_importer(imported, tmp_path):
     assert models[0]["design"]  # the model's config reached the server
     register = [t for t in imported.stub.tasks if t["id"] in new_ids and t["name"] == f"{TASK}-register"]
     assert len(register) == 1 and "report.html" in imported.stub.artifacts(register[0]["id"])
+
+
+def test_the_prepared_corpus_becomes_a_dataset_version_that_every_task_records(imported):
+    """import-offline publishes what data_prep prepared offline, as an online data_prep does, and each
+    imported task records that version: user property ``dataset_id`` and the SDK's ``Datasets/corpus``."""
+    stub = imported.stub
+    (version,) = [t for t in stub.tasks if "dataset" in t["system_tags"]]
+    projects = {p["id"]: p["name"] for p in stub.projects}
+    assert (projects[version["project"]], version["name"], version["status"], version["runtime"]["version"]) \
+        == ("stepwise-transformers/.datasets/translation-ding", "translation-ding", "completed", "1.0.0")
+    # the version's own record of its files (its "state" artifact): the run's dataset/ folder, byte for byte
+    state = json.loads(stub.file_for_url(stub.artifacts(version["id"])["state"]["uri"]))
+    corpus = imported.run_dir / "data_prep" / "dataset"
+    assert {e["relative_path"]: e["hash"] for e in state["dataset_file_entries"]} == {
+        f"dataset/{p.relative_to(corpus).as_posix()}": hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in corpus.rglob("*") if p.is_file()}
+    for step, task in imported.tasks.items():
+        params = stub.hyperparams(task["id"])
+        assert params["properties/dataset_id"] == params["Datasets/corpus"] == version["id"], step
+        assert task["runtime"]["datasets"] == [version["id"]], step
+
+
+REPUBLISH = """
+from pathlib import Path
+from src.runs.sessions import prepared_corpus
+from src.tracking.datasets import publish_corpus
+version = publish_corpus(prepared_corpus(Path({run_dir!r})))
+print("VERSION", version.id, version.reused)
+"""
+
+
+def test_publishing_the_same_corpus_again_reuses_its_version(imported):
+    """What a second import-offline of the run (or of a run that prepared the same data) publishes."""
+    stub = imported.stub
+    (version,) = [t for t in stub.tasks if "dataset" in t["system_tags"]]
+    result = stub.run_python(REPUBLISH.format(run_dir=str(imported.run_dir)), timeout=120)
+    assert result.returncode == 0, result.output
+    assert f"VERSION {version['id']} True" in result.stdout
+    assert [t["id"] for t in stub.tasks if "dataset" in t["system_tags"]] == [version["id"]]

@@ -382,11 +382,15 @@ def test_the_whole_pipeline_runs_on_agents(clearml_stub, start_agent):
     assert registered["task"] == steps["train"]["id"] and registered["uri"].startswith(clearml_stub.files_url)
     assert "best-valid" in registered["tags"] and {"production", "candidate"} & set(registered["tags"])
     assert {"bleu", "stage", "valid_loss"} <= set(registered["metadata"])
-    # Each step ran in a fresh folder on the agent: inputs came as their parents' artifacts.
+    # Each step ran in a fresh folder on the agent: the corpus came as the ClearML Dataset version data_prep
+    # published (every step records its id), the other inputs as their parents' artifacts.
     log = worker_log.read_text()
+    (version,) = [t for t in clearml_stub.tasks if "dataset" in t["system_tags"]]
     # (the data steps' folders are named by the defaults: run_name is not among their parameters)
-    for key, artifact, parent, run in (("data_dir", "dataset", "data_prep", "default"),
-                                       ("tokenized_dir", "tokenized", "tokenize", "default"),
+    assert f"data_dir=runs/default/data_prep not found here; using ClearML dataset {version['id']}" in log
+    recorded = {clearml_stub.hyperparams(t["id"])["properties/dataset_id"] for t in steps.values()}
+    assert recorded == {version["id"]}
+    for key, artifact, parent, run in (("tokenized_dir", "tokenized", "tokenize", "default"),
                                        ("checkpoint", f"{TASK}-weights", "train", "tiny")):
         assert (f"{key}=runs/{run}/" in log
                 and f"using artifact '{artifact}' of task {steps[parent]['id']}" in log)

@@ -34,7 +34,7 @@ def check(cfg: "ExperimentConfig") -> None:
 TASK = TaskSpec(
     name="classification", title="text classification",
     families=("encoder_classifier", "lstm_classifier", "gru_classifier", "rnn_classifier"),
-    sources=("imdb", "listops", "hf", "local"), tokenizer_kinds=("bpe", "byte", "word", "char"),
+    sources=("imdb", "listops", "hf", "local", "clearml"), tokenizer_kinds=("bpe", "byte", "word", "char"),
                 batches="tokens",
     data_prep=steps.data_prep, tokenize=steps.tokenize, train=steps.train, evaluate=steps.evaluate,
     gate=steps.gate, summary=steps.summary, check=check,

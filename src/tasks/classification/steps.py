@@ -55,7 +55,7 @@ def data_prep(step: StepContext) -> dict[str, Any]:
     if (out_dir / "length_histogram.png").exists():
         tracker.log_image("data card", "length histogram", out_dir / "length_histogram.png", 0)
     return {"data_dir": str(out_dir), "task_id": tracker.task_id, "counts": card["counts"],
-            "labels": card["labels"]}
+            "labels": card["labels"], "corpus": "dataset"}
 
 
 def tokenize(step: StepContext, data: dict[str, Any]) -> dict[str, Any]:

@@ -43,7 +43,7 @@ def data_prep(step: StepContext) -> dict[str, Any]:
         tracker.log_scalars(f"class balance/{split}", balance, 0)
     tracker.log_image("data card", "examples", out_dir / "examples.png", 0)
     return {"data_dir": str(out_dir), "task_id": tracker.task_id, "counts": card["counts"],
-            "labels": card["labels"]}
+            "labels": card["labels"], "corpus": "dataset"}
 
 
 def tokenize(step: StepContext, data: dict[str, Any]) -> dict[str, Any]:

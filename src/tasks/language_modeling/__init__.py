@@ -9,7 +9,7 @@ from src.tasks.spec import TaskSpec
 
 TASK = TaskSpec(
     name="language_modeling", title="language modelling",
-    families=("decoder_lm",), sources=("prose", "hf", "local"), tokenizer_kinds=("bpe", "char"),
+    families=("decoder_lm",), sources=("prose", "hf", "local", "clearml"), tokenizer_kinds=("bpe", "char"),
                 batches="items",
     windows=True,
     data_prep=steps.data_prep, tokenize=steps.tokenize, train=steps.train, evaluate=steps.evaluate,

@@ -34,7 +34,7 @@ def data_prep(step: StepContext) -> dict[str, Any]:
     for corpus, splits in card["per_corpus"].items():
         tracker.log_scalars(f"words per split/{corpus}", {name: s["words"] for name, s in splits.items()}, 0)
     tracker.log_text((out_dir / "text" / "data_card.md").read_text(encoding="utf-8"), console=False)
-    return {"data_dir": str(out_dir), "task_id": tracker.task_id, "counts": card["counts"]}
+    return {"data_dir": str(out_dir), "task_id": tracker.task_id, "counts": card["counts"], "corpus": "text"}
 
 
 def block_size(cfg) -> int:

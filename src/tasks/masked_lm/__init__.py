@@ -26,7 +26,7 @@ def check(cfg: "ExperimentConfig") -> None:
 
 TASK = TaskSpec(
     name="masked_lm", title="masked-LM pretraining",
-    families=("encoder_mlm",), sources=("prose", "imdb", "hf", "local"),
+    families=("encoder_mlm",), sources=("prose", "imdb", "hf", "local", "clearml"),
     tokenizer_kinds=("bpe", "word", "byte"),
     batches="tokens",
     data_prep=steps.data_prep, tokenize=steps.tokenize, train=steps.train, evaluate=steps.evaluate,

@@ -78,7 +78,7 @@ def data_prep(step: StepContext) -> dict[str, Any]:
     tracker.upload_artifact("dataset", out_dir / "dataset")
     tracker.log_scalars("texts per split", counts, 0)
     tracker.log_scalars("words per split", card["words"], 0)
-    return {"data_dir": str(out_dir), "task_id": tracker.task_id, "counts": counts}
+    return {"data_dir": str(out_dir), "task_id": tracker.task_id, "counts": counts, "corpus": "dataset"}
 
 
 def tokenize(step: StepContext, data: dict[str, Any]) -> dict[str, Any]:

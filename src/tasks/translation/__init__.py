@@ -9,7 +9,7 @@ from src.tasks.translation import steps
 
 TASK = TaskSpec(
     name="translation", title="translation",
-    families=("encoder_decoder",), sources=("ding", "hf", "local"), tokenizer_kinds=("bpe",),
+    families=("encoder_decoder",), sources=("ding", "hf", "local", "clearml"), tokenizer_kinds=("bpe",),
                 batches="tokens",
     data_prep=steps.data_prep, tokenize=steps.tokenize, train=steps.train, evaluate=steps.evaluate,
     gate=steps.gate, summary=steps.summary,

@@ -30,7 +30,8 @@ def data_prep(step: StepContext) -> dict[str, Any]:
     histogram = out_dir / "length_histogram.png"
     if histogram.exists():
         step.tracker.log_image("data card", "length histogram", histogram, 0)
-    return {"data_dir": str(out_dir), "task_id": step.tracker.task_id, "counts": card["counts"]}
+    return {"data_dir": str(out_dir), "task_id": step.tracker.task_id, "counts": card["counts"],
+            "corpus": "dataset"}
 
 
 def tokenize(step: StepContext, data: dict[str, Any]) -> dict[str, Any]:
