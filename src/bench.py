@@ -17,6 +17,10 @@ Two contests, each run in one process on the same config and the same batch:
 Contestants alternate (A B A B ...) so that noise from other processes hits both alike; the
 table gives the median of ``--repeats`` timings and the ratio of medians.
 
+With ``--compile`` the training contest adds a third contestant, a copy of our model under
+``torch.compile`` (inductor), timed the same way; its first step, which pays the compilation, is reported
+apart.
+
 On CUDA (``--device cuda``) training runs under bf16 autocast, as the trainer does, and the
 table adds model FLOPs utilisation: the FLOPs of one training step, counted by PyTorch's
 ``FlopCounterMode`` on the real batch (matmuls and attention, forward and backward, padding
@@ -44,6 +48,7 @@ from src.models.torch_compat import load_from_torch_transformer
 from src.models.transformer import EncoderDecoderTransformer, build_model
 
 PAD_ID, BOS_ID = 0, 1
+COMPILED = "ours compiled"  # the training contestant of --compile
 TARGETS = {"training": 1.0, "decoding": 3.0}  # ours/torch and cached/uncached ratios the project aims for
 MFU_TARGET = 0.40
 # Dense bf16 tensor-core peaks from NVIDIA's datasheets (SXM parts), TFLOP/s; other devices need --peak-tflops
@@ -214,15 +219,23 @@ def report(args: argparse.Namespace) -> str:
     tokens = (batch[2] != PAD_ID).sum().item() * args.steps
     flops = {name: step_flops(m, optimizers[name], batch) for name, m in (("ours", ours),
                                                                           ("torch", reference))}
+    contestants = {
+        "ours": lambda: train_steps(ours, optimizers["ours"], batch, args.steps),
+        "torch": lambda: train_steps(reference, optimizers["torch"], batch, args.steps),
+    }
+    compile_s = None
+    if args.compile:  # a copy of ours (same weights), compiled; its first step pays the compilation
+        twin = copy.deepcopy(ours)
+        optimizers[COMPILED] = torch.optim.AdamW(twin.parameters(), lr=1e-4)
+        compiled = torch.compile(twin)
+        started = time.perf_counter()
+        train_steps(compiled, optimizers[COMPILED], batch, 1)
+        compile_s = time.perf_counter() - started
+        logger.info(f"torch.compile: first step {compile_s:.1f} s (compilation included)")
+        flops[COMPILED] = flops["ours"]  # the same model: the same FLOPs, however they are scheduled
+        contestants[COMPILED] = lambda: train_steps(compiled, optimizers[COMPILED], batch, args.steps)
     logger.info(f"training: {args.repeats} x {args.steps} steps per contestant")
-    training = interleaved_medians(
-        {
-            "ours": lambda: train_steps(ours, optimizers["ours"], batch, args.steps),
-            "torch": lambda: train_steps(reference, optimizers["torch"], batch, args.steps),
-        },
-        tokens,
-        args.repeats,
-    )
+    training = interleaved_medians(contestants, tokens, args.repeats)
 
     ours.eval()
     decode = {
@@ -241,6 +254,9 @@ def report(args: argparse.Namespace) -> str:
     )
 
     result = _result(args, max_diff, training, decoding) | {"mfu": _mfu(args, flops, training, tokens)}
+    if compile_s is not None:
+        result["ratios"]["training_compiled"] = training[COMPILED]["median"] / training["torch"]["median"]
+        result["compile_first_step_s"] = compile_s
     return json.dumps(result, indent=2) if args.json else _table(result)
 
 
@@ -272,6 +288,7 @@ def _result(args: argparse.Namespace, max_diff: float, training: dict, decoding:
             "repeats",
             "steps",
             "device",
+            "compile",
         )
     }
     ratios = {
@@ -307,10 +324,16 @@ def _table(result: dict) -> str:
         "training": ("training_tokens_per_s", "ours", "torch", "train: ours (A) vs nn.Transformer (B)"),
         "decoding": ("decoding_tokens_per_s", "cached", "uncached", "greedy: cached (A) vs uncached (B)"),
     }
+    if "training_compiled" in result["ratios"]:
+        contests["training_compiled"] = ("training_tokens_per_s", COMPILED, "torch",
+                                         "train: ours compiled (A) vs torch (B)")
     for contest, (key, a, b, title) in contests.items():
         medians = result[key][a]["median"], result[key][b]["median"]
-        ratio, target = result["ratios"][contest], TARGETS[contest]
+        ratio, target = result["ratios"][contest], TARGETS[contest.removesuffix("_compiled")]
         lines.append(f"{title:<38}{medians[0]:>12.0f}{medians[1]:>12.0f}{ratio:>8.2f}{target:>8.1f}")
+    if "compile_first_step_s" in result:
+        lines.append(f"torch.compile: first training step {result['compile_first_step_s']:.1f} s "
+                     "(compilation included, not in the figures above)")
     mfu = result["mfu"]
     achieved = ", ".join(f"{name} {tflops:.2f}" for name, tflops in mfu["achieved_tflops"].items())
     if mfu["peak_tflops"] is None:

@@ -30,5 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=SEED, default=0)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
                         help="where both contestants run (cuda: bf16 autocast for training, and MFU)")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time our model under torch.compile (inductor) in the training contest; "
+                             "its compile time is reported apart")
     parser.add_argument("--peak-tflops", type=POSITIVE_NUMBER, default=None,
                         help="the device's peak dense FLOP/s in TFLOP/s, for MFU (default: known GPUs only)")

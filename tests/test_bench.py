@@ -115,3 +115,43 @@ def test_on_cuda_the_bench_reports_mfu_for_a_known_gpu():
     report = json.loads(bench.report(_args("--json", "--device", "cuda")))
     assert report["settings"]["device"] == "cuda" and report["max_abs_logit_diff"] < 1e-2
     assert report["mfu"]["achieved_tflops"]["ours"] > 0
+
+
+@pytest.mark.slow  # inductor compiles the forward and backward: about a minute on 2 cores
+def test_compile_adds_a_compiled_contestant_on_the_eager_loss_curve():
+    """``bench --compile``: a third training contestant and its compile time apart; and compiled training is
+    exact enough to be worth timing: 20 steps of the same model, eager and compiled, within 1e-4."""
+    import copy
+
+    import torch.nn.functional as F
+
+    from src.config.model import ModelConfig
+    from src.models.transformer import build_model
+
+    report = json.loads(bench.report(_args("--json", "--compile")))
+    assert len(report["training_tokens_per_s"][bench.COMPILED]["repeats"]) == 3
+    assert report["ratios"]["training_compiled"] > 0 and report["compile_first_step_s"] > 0
+    assert report["mfu"]["step_flops"][bench.COMPILED] == report["mfu"]["step_flops"]["ours"]
+    assert "train: ours compiled (A) vs torch (B)" in bench._table(report)
+
+    bench.torch.manual_seed(0)
+    cfg = ModelConfig(d_model=16, n_heads=2, n_encoder_layers=1, n_decoder_layers=1, d_ff=32, dropout=0.0,
+                      attention_dropout=0.0, max_positions=8)
+    eager = build_model(cfg, 40, 40, bench.PAD_ID)
+    twin = copy.deepcopy(eager)
+    compiled = bench.torch.compile(twin)
+    src, tgt_in, labels = bench.make_batch(_args(), bench.torch.Generator().manual_seed(0))
+    curves = []
+    for model, params in ((eager, eager.parameters()), (compiled, twin.parameters())):
+        optimizer = bench.torch.optim.AdamW(params, lr=1e-3)
+        losses = []
+        for _ in range(20):
+            logits = model(src, tgt_in).flatten(0, 1)
+            loss = F.cross_entropy(logits, labels.flatten(), ignore_index=bench.PAD_ID)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(loss.item())
+        curves.append(losses)
+    assert curves[0][-1] < curves[0][0]  # it trains
+    assert max(abs(a - b) for a, b in zip(*curves)) < 1e-4
