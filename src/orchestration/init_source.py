@@ -116,14 +116,23 @@ def _from_checkpoint(cfg: ExperimentConfig, checkpoint: Path) -> ExperimentConfi
 
 def _with_sizes(cfg: ExperimentConfig, keys: dict, init_from: str, source: str) -> ExperimentConfig:
     """``cfg`` with the source's model keys and ``init_from`` as the resolved path; each change logged."""
+    return _with_model_keys(cfg, keys | {"init_from": init_from}, f"model.init_from={source}")
+
+
+def _with_model_keys(cfg: ExperimentConfig, keys: dict, label: str,
+                     training: dict | None = None) -> ExperimentConfig:
+    """``cfg`` with ``keys`` in its model section (and ``training`` in its training section), validated; each
+    changed size logged as set by ``label`` (``model.init_from=...``, ``training.distill_from=...``)."""
     model = config_to_dict(cfg.model)
-    changed = {key: (model.get(key), value) for key, value in keys.items() if model.get(key) != value}
+    changed = {key: (model.get(key), value) for key, value in keys.items()
+               if model.get(key) != value and key != "init_from"}
     if changed:
-        logger.info(f"model.init_from={source} sets "
+        logger.info(f"{label} sets "
                     + ", ".join(f"model.{key}={new!r} (was {old!r})" for key, (old, new) in changed.items()))
     data = config_to_dict(cfg)
-    data["model"] = model | keys | {"init_from": init_from}
-    return validate_config(data, source=f"config with the sizes of model.init_from={source}")
+    data["model"] = model | keys
+    data["training"] = data["training"] | (training or {})
+    return validate_config(data, source=f"config set by {label}")
 
 
 def _registry_checkpoint(source: str) -> Path:
@@ -199,15 +208,7 @@ def _student_of(cfg: ExperimentConfig, source: str) -> ExperimentConfig:
                               f"cannot take the weights of a teacher of {layers} layers (expected 1 to "
                               f"{layers}; by default {half}, half)")
     keys = {key: teacher[key] for key in STUDENT_KEYS if key in teacher} | {"n_encoder_layers": chosen}
-    model = config_to_dict(cfg.model)
-    changed = {key: (model.get(key), value) for key, value in keys.items() if model.get(key) != value}
-    if changed:
-        logger.info(f"training.distill_from={path} sets "
-                    + ", ".join(f"model.{key}={new!r} (was {old!r})" for key, (old, new) in changed.items()))
-    data = config_to_dict(cfg)
-    data["model"] = model | keys
-    data["training"] = data["training"] | {"distill_from": str(path)}
-    return validate_config(data, source=f"config with the student of training.distill_from={source}")
+    return _with_model_keys(cfg, keys, f"training.distill_from={path}", {"distill_from": str(path)})
 
 
 def source_note(weights: Path) -> Path:
