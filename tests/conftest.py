@@ -36,13 +36,6 @@ def norm_first(request: pytest.FixtureRequest) -> bool:
     return request.param
 
 
-def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
-    """``-n auto``: one worker more than the cores. Many tests wait on subprocesses, agents and the stand-in's
-    polling, and a spare worker fills those waits: on the 2-core machine the default run took 393-403 s with
-    3 workers against 431 s with 2, the same tests passing."""
-    return (os.cpu_count() or 1) + 1
-
-
 _EXIT_STATUS: list[int] = []
 
 
