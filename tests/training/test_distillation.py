@@ -145,7 +145,9 @@ def test_cached_teacher_logits_equal_the_on_the_fly_ones_and_the_loss_parts_are_
     rows = [json.loads(line) for line in (tmp_path / "b" / "train_history.jsonl").read_text().splitlines()]
     parts = [row for row in rows if "distill_soft" in row]
     assert [row["step"] for row in parts] == [1, 2]
-    assert all(row["distill_soft"] >= 0 and row["distill_hard"] > 0 for row in parts)
+    # KL is non-negative; at step 1 the student (the teacher's layer 0, its head) is within ~1e-7 of it, and
+    # float32 rounding can put that just below 0 (seen once in a full run)
+    assert all(row["distill_soft"] > -1e-6 and row["distill_hard"] > 0 for row in parts)
     # one micro-batch per step: the logged loss is the mix of that step's parts
     alpha = trainer.tc.distill_alpha
     for row in parts:
