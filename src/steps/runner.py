@@ -123,7 +123,6 @@ def tracked_step(name: str, config: ConfigLike, task_type: str, *,
     The config the task connects may come back changed: edited in the web UI before an agent ran the
     step, or as strings. Only then is it validated again.
     """
-    from src.steps.table import STEP
     from src.tracking import start_tracker
 
     spec = STEP[name]

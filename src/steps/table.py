@@ -83,9 +83,8 @@ def train(step: StepContext, tokenized: Output, resume: bool = False) -> Output:
     """
     from src.config import config_to_dict
     from src.orchestration import launch_nodes
-    from src.training.distributed import data_parallel
     from src.steps.corpus import record_use
-    from src.training.distributed import resolve_device
+    from src.training.distributed import data_parallel, resolve_device
 
     used = record_use(step, tokenized)
     tc = step.cfg.training
