@@ -16,11 +16,11 @@ from typing import Any
 
 from loguru import logger
 
+from src.data.sources import LOCAL_SUFFIXES  # the tables data.source: local reads
 from src.tasks import StepContext
 
 Output = dict[str, Any]
 # what data.source=local reads, per task: a table (one row per example) or running text
-TABLE_SUFFIXES = (".tsv", ".csv", ".jsonl", ".parquet")  # src/data/sources.py LOCAL_SUFFIXES
 TEXT_TASKS = ("language_modeling", "masked_lm")  # .txt files (src/data/prose.py read_local_text)
 
 
@@ -115,9 +115,9 @@ def uploaded_file(root: Path, task: str, local_path: str | None, what: str) -> P
             return root
         raise ValueError(f"{what} must hold .txt files for task={task!r} (or set data.local_path); "
                          f"it holds: {', '.join(files) or 'nothing'}")
-    tables = [f for f in files if f.lower().endswith(TABLE_SUFFIXES)]
+    tables = [f for f in files if f.lower().endswith(LOCAL_SUFFIXES)]
     if len(tables) != 1:
-        raise ValueError(f"{what} must hold exactly one {'/'.join(TABLE_SUFFIXES)} file for task={task!r} "
+        raise ValueError(f"{what} must hold exactly one {'/'.join(LOCAL_SUFFIXES)} file for task={task!r} "
                          "(or set data.local_path to one of them); it holds: "
                          f"{', '.join(files) or 'nothing'}")
     return root / tables[0]
