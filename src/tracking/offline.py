@@ -153,7 +153,7 @@ def import_offline(
     with tempfile.TemporaryDirectory(prefix="clearml-import-") as work_dir:
         for path in sessions:
             parent = sweep_parents.get(sweep_of(records[path].task, parent=False))
-            inputs = pending_input_models(read_session_record(path), model_ids)
+            inputs = pending_input_models(records[path], model_ids)
             folder = prepare_session_for_import(path, Path(work_dir), upload_uri, parent=parent,
                                                 input_models=inputs, dataset_id=dataset_id)
             task_id = Task.import_offline_session(folder.as_posix())
