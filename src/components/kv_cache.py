@@ -81,3 +81,10 @@ class DecoderCache:
         """
         for cache in self.self_attn:
             cache.reorder(index)
+
+    def keep_rows(self, index: Tensor) -> None:
+        """Keep batch rows ``index`` of every cache, self- and cross-attention (greedy decoding dropping
+        the sentences that have ended)."""
+        for cache in self.self_attn + self.cross_attn:
+            if cache.key is not None:
+                cache.reorder(index)

@@ -131,25 +131,34 @@ class LayerCache:
         """Keep rows ``index`` (beam search picking surviving beams)."""
         self.values = _rows(self.values, index.cpu().numpy(), self.io_binding)
 
+    def keep_rows(self, index: Tensor) -> None:
+        """Keep rows ``index`` (greedy decoding dropping ended sentences; the cross-attention caches are the
+        ``CrossMemory``)."""
+        self.reorder_beams(index)
+
 
 class CrossMemory:
     """The encoder's output as decoding uses it: every decoder layer's cross-attention keys and values,
     (B, H, S, D/H) each, kept as the encoder graph gave them (numpy arrays, or OrtValues with I/O binding)
     for all the steps of a batch.
 
-    Beam search calls ``repeat_interleave(k, dim=0)`` on its memory, as on a tensor.
+    Beam search calls ``repeat_interleave(k, dim=0)`` on its memory and greedy decoding ``index_select(0,
+    rows)``, as on a tensor.
     """
 
     def __init__(self, values: list[Value], io_binding: bool) -> None:
         self.values, self.io_binding = values, io_binding
 
     def repeat_interleave(self, repeats: int, dim: int = 0) -> "CrossMemory":
-        if dim != 0:
-            raise ValueError(
-                f"the cross-attention memory repeats along the batch axis (dim=0), got dim={dim}")
         first = _numpy(self.values[0])
-        index = np.repeat(np.arange(first.shape[0]), repeats)
-        return CrossMemory(_rows(self.values, index, self.io_binding), self.io_binding)
+        return self.index_select(dim, torch.from_numpy(np.repeat(np.arange(first.shape[0]), repeats)))
+
+    def index_select(self, dim: int, index: Tensor) -> "CrossMemory":
+        """Batch rows ``index`` (greedy decoding keeps the sentences that have not ended)."""
+        if dim != 0:
+            raise ValueError(f"the cross-attention memory is indexed along the batch axis (dim=0), "
+                             f"got dim={dim}")
+        return CrossMemory(_rows(self.values, index.cpu().numpy(), self.io_binding), self.io_binding)
 
 
 def _torch(value: Value) -> Tensor:

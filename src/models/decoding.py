@@ -6,9 +6,9 @@ kept and everything after it is ``model.pad_id``. Neither switches the model's m
 ``model.eval()`` first so dropout is off.
 
 The model is driven through ``encode``, ``step_logits``, ``new_cache`` (whose cache has
-``reorder_beams``), ``pad_id`` and ``max_positions`` only, so the ONNX Runtime backend
+``reorder_beams`` and ``keep_rows``), ``pad_id`` and ``max_positions`` only, so the ONNX Runtime backend
 (``src/inference/onnx_backend.py``, where ``memory`` is a ``CrossMemory`` of per-layer cross-attention
-caches with ``repeat_interleave``) runs the same code.
+caches with ``repeat_interleave`` and ``index_select``) runs the same code.
 """
 
 import torch
@@ -45,18 +45,31 @@ def greedy_decode(
     check_token_ids("src", src)
     _check_length(model, max_new_tokens)
     memory, src_mask = model.encode(src)
-    tokens = torch.full((src.size(0), 1), bos_id, dtype=torch.long, device=src.device)
-    finished = torch.zeros(src.size(0), dtype=torch.bool, device=src.device)
+    out = torch.full((src.size(0), max_new_tokens), model.pad_id, dtype=torch.long, device=src.device)
+    rows = torch.arange(src.size(0), device=src.device)  # the sentences still being decoded, rows of ``out``
+    tokens = torch.full((src.size(0), 1), bos_id, dtype=torch.long, device=src.device)  # their prefixes
     cache = model.new_cache() if use_cache else None
-    for _ in range(max_new_tokens):
+    steps = 0
+    for step in range(max_new_tokens):
         step_input = tokens[:, -1:] if use_cache else tokens
-        logits = model.step_logits(step_input, memory, src_mask, cache)  # (B, V), last position
-        next_token = logits.argmax(dim=-1).masked_fill(finished, model.pad_id)  # (B,)
+        logits = model.step_logits(step_input, memory, src_mask, cache)  # (A, V), last position
+        next_token = logits.argmax(dim=-1)  # (A,)
+        out[rows, step] = next_token
         tokens = torch.cat([tokens, next_token[:, None]], dim=1)
-        finished |= next_token == eos_id
-        if finished.all():
+        steps = step + 1
+        ended = next_token == eos_id
+        if ended.all():
             break
-    return tokens[:, 1:]
+        if ended.any():
+            # A finished sentence leaves the batch: the later steps run on the live rows only, so a batch
+            # costs the sum of its translations' lengths, not its size times the longest one. Rows do
+            # not interact, so the tokens are those of decoding each sentence alone.
+            live = (~ended).nonzero().squeeze(1)
+            rows, tokens = rows[live], tokens[live]
+            memory, src_mask = memory.index_select(0, live), src_mask.index_select(0, live)
+            if cache is not None:
+                cache.keep_rows(live)
+    return out[:, :steps]
 
 
 def gnmt_length_penalty(length: Tensor, alpha: float) -> Tensor:

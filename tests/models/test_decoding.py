@@ -49,6 +49,28 @@ def test_cached_and_uncached_greedy_decoding_agree(model, src):
     assert len(set(ends)) > 1  # sentences stop at different steps, so the padding path is exercised
 
 
+def test_greedy_drops_ended_sentences_from_the_batch_and_decodes_each_as_if_alone(model, src, monkeypatch):
+    sizes = []
+    step_logits = model.step_logits
+
+    def counted(tgt, memory, src_mask, cache):
+        assert tgt.size(0) == memory.size(0) == src_mask.size(0)  # every per-row input shrinks together
+        sizes.append(tgt.size(0))
+        return step_logits(tgt, memory, src_mask, cache)
+
+    monkeypatch.setattr(model, "step_logits", counted)
+    batched = greedy_decode(model, src, bos_id=BOS, eos_id=EOS, max_new_tokens=16)
+    ends = sorted(row.index(EOS) + 1 for row in batched.tolist() if EOS in row)
+    # step s runs the sentences that have not ended before it: the batch costs their summed lengths
+    assert sizes == [sum(1 for end in ends if end > s) + (src.size(0) - len(ends)) for s in range(len(sizes))]
+    assert sizes[0] == src.size(0) and sizes[-1] < src.size(0)
+    monkeypatch.undo()
+    for i in range(src.size(0)):
+        alone = greedy_decode(model, src[i : i + 1], bos_id=BOS, eos_id=EOS, max_new_tokens=16)
+        assert torch.equal(alone[0], batched[i, : alone.size(1)])
+        assert (batched[i, alone.size(1) :] == PAD).all()
+
+
 def test_greedy_takes_the_argmax_of_the_full_forward_pass(model, src):
     tokens = greedy_decode(model, src, bos_id=BOS, eos_id=EOS, max_new_tokens=5)
     inputs = torch.cat([torch.full((src.size(0), 1), BOS), tokens[:, :-1]], dim=1)
