@@ -1,5 +1,7 @@
 """The clearml-serving-shaped predictor in process: request checks, and outputs equal to the library's own."""
 
+import math
+
 import pytest
 
 from src.config.serving import ServingConfig
@@ -178,3 +180,23 @@ def test_a_model_that_outputs_nan_raises_naming_it_instead_of_decoding_it(checkp
     with pytest.raises(NonFiniteOutput,
                        match=rf"model output is not finite \(NaN or infinity\) for row.* \({call},"):
         predictor.process_batch([predictor.preprocess(request_body, {})])
+
+
+def test_the_finite_check_finds_one_nan_or_infinity_anywhere_in_the_logits():
+    """The check reads only the smallest and largest logit (it runs on every decoding step); one NaN, +inf
+    or -inf at any position of any row must still fail it, as ``isfinite(x).all()`` would."""
+    import torch
+
+    from src.serving.predictor import NonFiniteOutput, check_finite
+
+    g = torch.Generator().manual_seed(0)
+    for shape in [(1, 7), (16, 8000), (32, 1), (5, 4, 9)]:
+        logits = torch.randn(shape, generator=g)
+        assert check_finite(logits, "step_logits") is logits
+        for _ in range(20):
+            position = tuple(int(torch.randint(0, size, (), generator=g)) for size in shape)
+            for value in (math.nan, math.inf, -math.inf):
+                broken = logits.clone()
+                broken[position] = value
+                with pytest.raises(NonFiniteOutput, match=f"row {position[0]} of a model call"):
+                    check_finite(broken, "step_logits")
