@@ -47,7 +47,8 @@ def test_configs_are_frozen():
         ("bogus.key=1", "bogus: unknown key"),
         ("model.d_model=abc", "model.d_model: Input should be a valid integer"),
         ("training.lr=-1", "training.lr: Input should be greater than 0"),
-        ("model.activation=tanh", "model.activation: Input should be 'relu', 'gelu' or 'swiglu'"),
+        ("model.activation=tanh",
+         "model.activation: Input should be 'relu', 'gelu', 'gelu_tanh' or 'swiglu'"),
     ],
 )
 def test_bad_overrides_name_the_key_and_value(tmp_path, override, expected):
