@@ -82,6 +82,15 @@ class AbsentSection:
     def __repr__(self) -> str:
         return f"AbsentSection({self._section!r}, present={sorted(self._present)})"
 
+    def model_copy(self, update: dict[str, Any]) -> "AbsentSection":
+        """The section with the present keys of ``update`` changed (as a pydantic config's ``model_copy``:
+        a step replaces a source by its local path, ``src/steps/table.py``)."""
+        unknown = sorted(set(update) - set(self._present))
+        if unknown:
+            raise AttributeError(f"step {self._step} set {self._section}.{unknown[0]}, which is not among "
+                                 "its parameters")
+        return AbsentSection(self._step, self._section, self._present | update)
+
 
 def step_config(spec: StepSpec, parameters: Subset, source: str) -> ExperimentConfig:
     """The config of a step from its parameters.
