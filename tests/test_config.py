@@ -88,6 +88,34 @@ def test_stringified_parameters_round_trip():
     assert restored == original
 
 
+def clearml_strings(node):
+    """Every leaf as the ClearML server holds it: a string, None as "" (as the SDK stores it)."""
+    if isinstance(node, dict):
+        return {k: clearml_strings(v) for k, v in node.items()}
+    return "" if node is None else str(node)
+
+
+def test_a_bad_stringified_value_is_reported_alone():
+    """Every list of the config arrives as a string ("[0.9, 0.98]") and fails the first validation; after
+    the re-parse only the bad key remains, and only it is reported."""
+    data = clearml_strings(config_to_dict(load_config(CONFIG_DIR / "tiny.yaml")))
+    data["training"]["lr"] = "abc"
+    with pytest.raises(ConfigError) as err:
+        validate_config(data, source="train parameters")
+    assert str(err.value) == ("invalid train parameters:\n  training.lr: Input should be a valid number, "
+                              "unable to parse string as a number (got 'abc')")
+
+
+def test_an_error_inside_a_parsed_string_shows_the_string_as_given():
+    data = clearml_strings(config_to_dict(load_config(CONFIG_DIR / "tiny.yaml")))
+    data["training"]["betas"] = "[0.9, abc]"
+    with pytest.raises(ConfigError) as err:
+        validate_config(data)
+    (line,) = str(err.value).splitlines()[1:]
+    assert line.startswith("  training.betas.1: Input should be a valid number")
+    assert line.endswith("(got '[0.9, abc]')")
+
+
 def test_json_and_yaml_load_the_same(tmp_path):
     data = {"model": {"d_model": 64, "n_heads": 4}, "training": {"max_steps": 7}}
     (tmp_path / "a.json").write_text(json.dumps(data))
