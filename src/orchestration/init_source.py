@@ -275,10 +275,11 @@ def source_note(weights: Path) -> Path:
 
 
 def init_model_source(init_from: str) -> dict[str, str] | None:
-    """The model a resolved ``model.init_from`` path came from, for the train task's input model (its lineage
-    in the ClearML web UI): ``{"model_id", "model_name"}`` for the registry's weights; for a run's
-    checkpoint, its train step's model, with the task and the offline session that made it (an offline
-    model gets its server id when that session is imported). None for a Hugging Face folder or a loose file.
+    """The model a resolved ``model.init_from`` (or ``training.distill_from``) path came from, for the train
+    task's input model (its lineage in the ClearML web UI): ``{"model_id", "model_name"}`` for the registry's
+    weights; for a run's checkpoint, its train step's model, with the task and the offline session that made
+    it (an offline model gets its server id when that session is imported). None for a Hugging Face folder or
+    a loose file.
     """
     from src.runs import read_json, run_dir_of_checkpoint
 

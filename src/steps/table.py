@@ -112,16 +112,23 @@ def train(step: StepContext, tokenized: Output, resume: bool = False) -> Output:
         # a registry model left as NAME:TAG by train --queue: fetched here, on the agent, with its sizes
         step = replace(step, cfg=resolve_in_step(step.cfg))
     tc = step.cfg.training
-    if step.cfg.model.init_from is not None:  # the lineage: the model its weights started from
-        from src.orchestration import init_model_source
-
-        if (source := init_model_source(step.cfg.model.init_from)) is not None:
-            step.tracker.set_input_model(source)
+    link_input_models(step)
     launch_nodes(step.tracker, tc.nodes, tc.nproc_per_node)  # on an agent: the other nodes' tasks
     inputs = {"config": config_to_dict(step.cfg), "tokenized": tokenized, "resume": resume,
               "run_dir": str(step.run_dir)}
     with data_parallel(tc.nproc_per_node, resolve_device(tc.device).type, train_worker, inputs):
         return TASKS[step.cfg.task].train(step, tokenized, resume) | used
+
+
+def link_input_models(step: StepContext) -> None:
+    """The lineage: the model the weights started from (``init_from``) and a distilled student's teacher
+    (``distill_from``) as the task's input models, so each model's page in the web UI lists this task."""
+    from src.orchestration import init_model_source
+
+    cfg = step.cfg
+    for name, source in (("init_from", cfg.model.init_from), ("distill_from", cfg.training.distill_from)):
+        if source is not None and (model := init_model_source(source)) is not None:
+            step.tracker.set_input_model(model, name=name)
 
 
 def train_worker(inputs: dict[str, Any]) -> None:
