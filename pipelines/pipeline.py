@@ -72,7 +72,7 @@ def pipeline_plan(cfg: ExperimentConfig, queue: str | None, queues_file: str = Q
             "name": spec.name, "parents": list(spec.parents), "queue": name, "docker": target.docker_image,
             "docker_args": " ".join(target.docker_args) or None,
                            "docker_setup": target.docker_setup_script or None,
-            "cache": spec.cache and use_cache,
+            "cache": spec.cache and use_cache and not (spec.name == "tokenize" and _names_a_tag(cfg)),
             "kwargs": step_kwargs(spec.name, cfg) | spec.inputs,
             "parameters": list(spec.shaped_by) or ["all"],
             "monitor": pipeline_monitors(spec.name, cfg.tracking.model_name),
@@ -83,6 +83,14 @@ def pipeline_plan(cfg: ExperimentConfig, queue: str | None, queues_file: str = Q
         "parameters": pipeline_parameters(cfg),
         "steps": plan_steps,
     }
+
+
+def _names_a_tag(cfg: ExperimentConfig) -> bool:
+    """A source given as ``NAME:TAG`` (no file of that name here): the model that holds the tag when the
+    tokenize step runs, whose tokenizer it takes, may be another than the one a cached tokenize took, so
+    that step is not cached (a model id always names the same model)."""
+    sources = (cfg.model.init_from, cfg.training.distill_from)
+    return any(s is not None and ":" in s and not Path(s).expanduser().exists() for s in sources)
 
 
 def step_kwargs(step: str, cfg: ExperimentConfig) -> dict[str, str]:

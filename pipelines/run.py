@@ -144,9 +144,10 @@ def run_pipeline_from_cli(args: argparse.Namespace) -> int:
     resume = args.resume is not None
     cfg, changes = resumed_config(args) if resume else (config_from_args(args), {})
     if not resume:  # a resume keeps its weights: the stored config's init_from is already a path
-        from src.orchestration import resolve_distill_from, resolve_init_from
+        from src.orchestration import resolve_sources
 
-        cfg = resolve_distill_from(resolve_init_from(cfg))
+        # queued, a registry model stays NAME:TAG (or its id): the steps fetch it on the agent, as clones do
+        cfg = resolve_sources(cfg, fetch=not args.queue)
     mode = choose_mode(args)
     if args.dry_run:
         from pipelines.pipeline import describe_pipeline

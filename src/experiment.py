@@ -103,39 +103,52 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return merged
 
 
-def _set_path(data: dict[str, Any], loc: tuple, value: Any) -> None:
-    node = data
-    for part in loc[:-1]:
-        node = node[part]
-    node[loc[-1]] = value
+def _string_at(data: Any, loc: tuple) -> tuple | None:
+    """The part of an error's ``loc`` that leads to a string in ``data``: the whole ``loc``, or less where
+    it goes on to name a union member (``("training", "grad_clip", "float")``); None if it holds none."""
+    node, path = data, ()
+    for part in loc:
+        if isinstance(node, str):
+            break
+        if not isinstance(node, (dict, list)) or (isinstance(node, dict) and part not in node) or (
+                isinstance(node, list) and not (isinstance(part, int) and part < len(node))):
+            return None
+        node, path = node[part], (*path, part)
+    return path if isinstance(node, str) else None
 
 
-def _parse_stringified(data: dict[str, Any], err: ValidationError) -> bool:
-    """Parse values that arrived as strings ("[0.9, 0.98]", "null") as YAML; True if any changed.
+def _parse_stringified(data: dict[str, Any], err: ValidationError) -> dict[tuple, str]:
+    """Parse, in place, the values that failed as strings ("[0.9, 0.98]", "null") as YAML; the raw string of
+    each value changed, by its path.
 
     ClearML hands parameters back as strings (clearml #1668); pydantic's lax mode already turns
     "512" into 512, but not "[0.9, 0.98]" into a tuple or "None" into None.
     """
-    changed = False
+    parsed: dict[tuple, str] = {}
     for e in err.errors():
-        raw = e.get("input")
-        if not isinstance(raw, str) or e["type"] == "extra_forbidden":
+        path = _string_at(data, e["loc"]) if e["type"] != "extra_forbidden" else None
+        if path is None or path in parsed:
             continue
+        node = data
+        for part in path[:-1]:
+            node = node[part]
+        raw = node[path[-1]]
         try:
             value = yaml.safe_load(raw) if raw not in ("None", "none") else None
         except yaml.YAMLError:
             continue
         if value != raw:
-            try:
-                _set_path(data, e["loc"], value)
-            except (KeyError, TypeError, IndexError):  # loc names a union member, not a key
-                continue
-            changed = True
-    return changed
+            node[path[-1]] = value
+            parsed[path] = raw
+    return parsed
 
 
 def validate_config(data: dict[str, Any], source: str = "config", model: type[FrozenConfig] | None = None):
     """Validate a mapping; the error lists each bad key with expected and actual values.
+
+    Values that fail as strings are parsed as YAML and the mapping validated once more (ClearML's
+    parameters); an error that remains then is reported alone, with the string as it was given, so a
+    list that arrived as a string does not show beside the one bad key.
 
     ``model``: another config model than ``ExperimentConfig`` (a pipeline step's sections,
     src/steps/parameters.py)."""
@@ -144,23 +157,31 @@ def validate_config(data: dict[str, Any], source: str = "config", model: type[Fr
         return model.model_validate(data)
     except ValidationError as first:
         data = json.loads(json.dumps(data))
-        if _parse_stringified(data, first):
-            try:
-                return model.model_validate(data)
-            except ValidationError:
-                pass
-        err = first
-        lines = []
-        for e in err.errors():
-            loc = ".".join(str(p) for p in e["loc"])
-            if not e["loc"] or e["type"] == "value_error" and isinstance(e.get("input"), dict):
-                # a whole-section rule
-                lines.append(f"  {loc + ': ' if loc else ''}{e['msg'].removeprefix('Value error, ')}")
-            elif e["type"] == "extra_forbidden":
-                lines.append(f"  {loc}: unknown key (allowed: {', '.join(_allowed_keys(e['loc'], model))})")
-            else:
-                lines.append(f"  {loc}: {e['msg']} (got {e.get('input')!r})")
-        raise ConfigError(f"invalid {source}:\n" + "\n".join(lines)) from None
+        raw = _parse_stringified(data, first)
+        if not raw:
+            raise _config_error(first, source, model, raw) from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as second:
+        raise _config_error(second, source, model, raw) from None
+
+
+def _config_error(err: ValidationError, source: str, model: type[FrozenConfig],
+                  raw: dict[tuple, str]) -> ConfigError:
+    """One line per bad key; a value that was parsed from a string shows as that string."""
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"])
+        given = next((raw[e["loc"][:n]] for n in range(len(e["loc"]), 0, -1) if e["loc"][:n] in raw),
+                     e.get("input"))
+        if not e["loc"] or e["type"] == "value_error" and isinstance(e.get("input"), dict):
+            # a whole-section rule
+            lines.append(f"  {loc + ': ' if loc else ''}{e['msg'].removeprefix('Value error, ')}")
+        elif e["type"] == "extra_forbidden":
+            lines.append(f"  {loc}: unknown key (allowed: {', '.join(_allowed_keys(e['loc'], model))})")
+        else:
+            lines.append(f"  {loc}: {e['msg']} (got {given!r})")
+    return ConfigError(f"invalid {source}:\n" + "\n".join(lines))
 
 
 def _allowed_keys(loc: tuple, model: type[FrozenConfig]) -> list[str]:

@@ -47,7 +47,8 @@ def test_configs_are_frozen():
         ("bogus.key=1", "bogus: unknown key"),
         ("model.d_model=abc", "model.d_model: Input should be a valid integer"),
         ("training.lr=-1", "training.lr: Input should be greater than 0"),
-        ("model.activation=tanh", "model.activation: Input should be 'relu', 'gelu' or 'swiglu'"),
+        ("model.activation=tanh",
+         "model.activation: Input should be 'relu', 'gelu', 'gelu_tanh' or 'swiglu'"),
     ],
 )
 def test_bad_overrides_name_the_key_and_value(tmp_path, override, expected):
@@ -85,6 +86,34 @@ def test_stringified_parameters_round_trip():
 
     restored = validate_config(stringify(config_to_dict(original)))
     assert restored == original
+
+
+def clearml_strings(node):
+    """Every leaf as the ClearML server holds it: a string, None as "" (as the SDK stores it)."""
+    if isinstance(node, dict):
+        return {k: clearml_strings(v) for k, v in node.items()}
+    return "" if node is None else str(node)
+
+
+def test_a_bad_stringified_value_is_reported_alone():
+    """Every list of the config arrives as a string ("[0.9, 0.98]") and fails the first validation; after
+    the re-parse only the bad key remains, and only it is reported."""
+    data = clearml_strings(config_to_dict(load_config(CONFIG_DIR / "tiny.yaml")))
+    data["training"]["lr"] = "abc"
+    with pytest.raises(ConfigError) as err:
+        validate_config(data, source="train parameters")
+    assert str(err.value) == ("invalid train parameters:\n  training.lr: Input should be a valid number, "
+                              "unable to parse string as a number (got 'abc')")
+
+
+def test_an_error_inside_a_parsed_string_shows_the_string_as_given():
+    data = clearml_strings(config_to_dict(load_config(CONFIG_DIR / "tiny.yaml")))
+    data["training"]["betas"] = "[0.9, abc]"
+    with pytest.raises(ConfigError) as err:
+        validate_config(data)
+    (line,) = str(err.value).splitlines()[1:]
+    assert line.startswith("  training.betas.1: Input should be a valid number")
+    assert line.endswith("(got '[0.9, abc]')")
 
 
 def test_json_and_yaml_load_the_same(tmp_path):

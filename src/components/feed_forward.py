@@ -5,11 +5,16 @@ from typing import Literal
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-Activation = Literal["relu", "gelu", "swiglu"]
+Activation = Literal["relu", "gelu", "gelu_tanh", "swiglu"]
 
 
 class PositionwiseFeedForward(nn.Module):
     """FFN(x) = max(0, x W1 + b1) W2 + b2 (Eq. 2), with GELU or SwiGLU as alternatives.
+
+    GELU (Hendrycks & Gimpel 2016) is x Phi(x) with the exact erf ("gelu", BERT and ViT), or its tanh
+    approximation 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) (Sec. 2; "gelu_tanh", Hugging Face's
+    "gelu_new", which real GPT-2 checkpoints were trained with). The two differ by up to about 1e-3, far
+    above a 1e-5 parity check, so a folder's weights need the one they were trained with.
 
     SwiGLU (Shazeer 2020, "GLU Variants Improve Transformer", Eq. 6) is
     FFN_SwiGLU(x, W, V, W2) = (Swish_1(x W) ⊗ x V) W2, Swish_1 = SiLU; ``linear1`` then produces
@@ -21,7 +26,7 @@ class PositionwiseFeedForward(nn.Module):
         d_model: model width C.
         d_ff: inner width (2048 in the paper's base model).
         dropout: dropout on the inner activations, as in ``torch.nn.TransformerEncoderLayer``.
-        activation: "relu" (the paper), "gelu" or "swiglu".
+        activation: "relu" (the paper), "gelu", "gelu_tanh" or "swiglu".
         bias: the b1, b2 of Eq. 2 (False: none, as in Shazeer 2020 and Llama).
     """
 
@@ -30,8 +35,9 @@ class PositionwiseFeedForward(nn.Module):
         bias: bool = True,
     ) -> None:
         super().__init__()
-        if activation not in ("relu", "gelu", "swiglu"):
-            raise ValueError(f"activation must be 'relu', 'gelu' or 'swiglu', got {activation!r}")
+        if activation not in ("relu", "gelu", "gelu_tanh", "swiglu"):
+            raise ValueError(f"activation must be 'relu', 'gelu', 'gelu_tanh' or 'swiglu', "
+                             f"got {activation!r}")
         self.activation = activation
         self.linear1 = nn.Linear(d_model, 2 * d_ff if activation == "swiglu" else d_ff, bias=bias)
         self.linear2 = nn.Linear(d_ff, d_model, bias=bias)
@@ -43,8 +49,8 @@ class PositionwiseFeedForward(nn.Module):
         if self.activation == "swiglu":
             gate, value = hidden.chunk(2, dim=-1)  # (B, T, 2F) -> 2 x (B, T, F)
             hidden = F.silu(gate) * value  # Swish_1(x W) ⊗ x V
-        elif self.activation == "gelu":
-            hidden = F.gelu(hidden)
+        elif self.activation in ("gelu", "gelu_tanh"):
+            hidden = F.gelu(hidden, approximate="tanh" if self.activation == "gelu_tanh" else "none")
         else:
             hidden = F.relu(hidden)
         return self.linear2(self.dropout(hidden))

@@ -37,7 +37,8 @@ class ModelConfig(FrozenConfig):
     d_ff: PositiveInt = 1024
     dropout: confloat(ge=0.0, lt=1.0) = 0.1
     attention_dropout: confloat(ge=0.0, lt=1.0) = 0.0
-    activation: Literal["relu", "gelu", "swiglu"] = "relu"
+    # gelu: the exact erf GELU (BERT, ViT); gelu_tanh: its tanh approximation (GPT-2's "gelu_new")
+    activation: Literal["relu", "gelu", "gelu_tanh", "swiglu"] = "relu"
     norm_first: bool = False  # False = post-norm, the paper's placement (Sec. 3.1)
     # LayerNorm after each stack; None = only with pre-norm, which needs it. True with post-norm
     # reproduces torch.nn.Transformer, which adds it in both placements.

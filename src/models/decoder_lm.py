@@ -44,7 +44,7 @@ class DecoderBlock(nn.Module):
         d_ff: feed-forward inner width.
         dropout: residual and feed-forward dropout.
         attention_dropout: dropout on attention weights.
-        activation: feed-forward activation (GPT-2: "gelu").
+        activation: feed-forward activation (GPT-2: "gelu_tanh", Hugging Face's "gelu_new").
         layer_norm_eps: LayerNorm epsilon (GPT-2: 1e-5).
         backend: attention backend, "sdpa" or "math".
         attention: "full", or "sliding_window": each token sees only the ``window`` tokens before it.

@@ -40,13 +40,19 @@ def read_hf_config(folder: str | Path) -> dict[str, Any]:
     return config
 
 
+# Hugging Face's activation names -> ours: the exact erf GELU, and the tanh approximation under its three
+# names (transformers' activations.py: NewGELUActivation, PytorchGELUTanh, FastGELUActivation compute the
+# same formula); real GPT-2 checkpoints use "gelu_new"
+HF_ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh",
+                  "gelu_fast": "gelu_tanh"}
+
+
 def _activation(config: dict[str, Any], key: str) -> str:
-    """The exact erf GELU is the only one shared with Hugging Face ("gelu" there and here)."""
-    if config.get(key) != "gelu":
-        raise InitSourceError(f"model.init_from: config.json has {key}={config.get(key)!r}; this project's "
-                              "activation='gelu' is the exact erf GELU, the only Hugging Face activation it "
-                              "reproduces")
-    return "gelu"
+    """Our ``model.activation`` for the folder's; refused when it is one this project does not compute."""
+    if config.get(key) not in HF_ACTIVATIONS:
+        raise InitSourceError(f"model.init_from: config.json has {key}={config.get(key)!r}; this project "
+                              f"computes the Hugging Face activations {sorted(HF_ACTIVATIONS)}")
+    return HF_ACTIVATIONS[config[key]]
 
 
 def hf_model_keys(config: dict[str, Any], family: str, source: str = "") -> dict[str, Any]:

@@ -79,9 +79,9 @@ def bert_state_dict(hf_state: dict[str, Tensor]) -> Mapped:
 
 
 def gpt2_state_dict(hf_state: dict[str, Tensor]) -> Mapped:
-    """``GPT2Model`` / ``GPT2LMHeadModel`` -> ``DecoderLM`` (learned positions, exact GELU). Conv1D weights
-    are (in, out), ``nn.Linear``'s (out, in): every matrix is transposed. A tied head (GPT-2's) is the
-    token table."""
+    """``GPT2Model`` / ``GPT2LMHeadModel`` -> ``DecoderLM`` (learned positions, the folder's GELU: real
+    GPT-2's "gelu_new" is our "gelu_tanh", ``hf_config.py``). Conv1D weights are (in, out), ``nn.Linear``'s
+    (out, in): every matrix is transposed. A tied head (GPT-2's) is the token table."""
     state, used = _strip(hf_state, "transformer."), set()
     ours = {"token_embedding.weight": _take(state, used, "wte.weight"),
             "positional.table.weight": _take(state, used, "wpe.weight"),

@@ -47,25 +47,34 @@ if TYPE_CHECKING:
 
 
 
-def resolve_init_from(cfg: "ExperimentConfig") -> "ExperimentConfig":
-    """``model.init_from`` resolved before any step (``init_source.py``); imported on use, since it reads the
-    experiment config, which imports torch."""
-    from src.orchestration.init_source import resolve_init_from as resolve
+def resolve_sources(cfg: "ExperimentConfig", fetch: bool = True) -> "ExperimentConfig":
+    """``model.init_from`` and ``training.distill_from`` resolved before any step, the model given the
+    source's sizes (``init_source.py``); ``fetch=False`` (``train --queue``) leaves a registry reference to
+    the steps on the agent. Imported on use, since it reads the experiment config, which imports torch."""
+    from src.orchestration.init_source import resolve_distill_from, resolve_init_from
+
+    return resolve_distill_from(resolve_init_from(cfg, fetch), fetch)
+
+
+def resolve_in_step(cfg: "ExperimentConfig") -> "ExperimentConfig":
+    """The train step's sources resolved where it runs (``init_source.py``); imported on use, as
+    ``resolve_sources``."""
+    from src.orchestration.init_source import resolve_in_step as resolve
 
     return resolve(cfg)
 
 
-def resolve_distill_from(cfg: "ExperimentConfig") -> "ExperimentConfig":
-    """``training.distill_from``'s teacher resolved before any step, the student given its sizes
-    (``init_source.py``); imported on use, as ``resolve_init_from``."""
-    from src.orchestration.init_source import resolve_distill_from as resolve
+def source_here(key: str, source: str, output_dir: str) -> str:
+    """A source as a path where the step runs, a registry model downloaded (``init_source.py``); imported on
+    use, as ``resolve_sources``."""
+    from src.orchestration.init_source import source_here as locate_here
 
-    return resolve(cfg)
+    return locate_here(key, source, output_dir)
 
 
 def init_model_source(init_from: str) -> dict[str, str] | None:
     """The ClearML model a resolved ``model.init_from`` came from, for the train task's input model
-    (``init_source.py``); imported on use, as ``resolve_init_from``."""
+    (``init_source.py``); imported on use, as ``resolve_sources``."""
     from src.orchestration.init_source import init_model_source as source_of
 
     return source_of(init_from)
@@ -94,10 +103,11 @@ __all__ = [
     "join_trial_threads",
     "launch_nodes",
     "new_pipeline_controller",
-    "resolve_distill_from",
-    "resolve_init_from",
+    "resolve_in_step",
+    "resolve_sources",
     "pipeline_web_url",
     "published_model_metric",
+    "source_here",
     "refuse_log_integers",
     "require_server",
     "run_clearml_optimizer",

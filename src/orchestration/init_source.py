@@ -13,6 +13,12 @@ What the source may be, in the order it is tried:
 
 The training loop then loads it (``src/training/init_from.py``); a resume never does.
 
+``train --queue`` resolves every source but the registry's on the enqueuing machine (``fetch=False``): a
+``NAME:TAG`` or model id stays in the queued config, and the steps that read it (tokenize, train) resolve
+it where they run (``source_here``, ``resolve_in_step``), on the agent, as a clone of the step in the web
+UI does. A path stays a path: an agent that shares the filesystem reads it; one that lacks it fails
+before training, in one line that says to register the model and name it by ``NAME:TAG`` or its id.
+
 ``training.distill_from`` (the teacher of a distillation, ``src/training/distillation.py``) takes the same
 sources, located the same way (``resolve_distill_from``): the student gets the teacher's sizes and half its
 layers, and the tokenize step the teacher's tokenizer.
@@ -20,6 +26,7 @@ layers, and the tokenize step the teacher's tokenizer.
 
 import json
 import re
+import socket
 from pathlib import Path
 
 from loguru import logger
@@ -37,11 +44,12 @@ SIZE_KEYS = ("d_model", "n_heads", "n_kv_heads", "n_encoder_layers", "n_decoder_
              "share_embeddings", "image_size", "patch_size", "in_channels")
 
 
-def resolve_init_from(cfg: ExperimentConfig) -> ExperimentConfig:
+def resolve_init_from(cfg: ExperimentConfig, fetch: bool = True) -> ExperimentConfig:
     """``cfg`` with ``model.init_from`` as a path that exists and the source's sizes, checked for the family
-    and the vocabulary; unchanged without ``init_from``."""
+    and the vocabulary; unchanged without ``init_from``, or (``fetch=False``, ``train --queue``) when it
+    names a registry model, which the steps on the agent fetch."""
     source = cfg.model.init_from
-    if source is None:
+    if source is None or (not fetch and is_registry_reference(source)):
         return cfg
     path, hf_folder = locate(source, cfg.output_dir)
     return _from_hf_folder(cfg, path) if hf_folder else _from_checkpoint(cfg, path)
@@ -60,7 +68,7 @@ def locate(source: str, output_dir: str) -> tuple[Path, bool]:
             return resolve_checkpoint(path, output_dir), False
         except RunNotFoundError as err:
             raise InitSourceError(f"model.init_from={source}: {err}") from None
-    if ":" in source or MODEL_ID.fullmatch(source):
+    if is_registry_reference(source):
         return _registry_checkpoint(source), False
     if "/" in source or path.suffix == ".pt":
         raise InitSourceError(f"model.init_from={source}: no such file or folder (expected a Hugging Face "
@@ -70,6 +78,53 @@ def locate(source: str, output_dir: str) -> tuple[Path, bool]:
     except RunNotFoundError as err:
         raise InitSourceError(f"model.init_from={source} is no folder, file or registry NAME:TAG, and no "
                               f"run: {err}") from None
+
+
+def is_registry_reference(source: str) -> bool:
+    """``NAME:TAG`` or a 32-hex-digit ClearML model id, where no file or folder has that name (``locate``'s
+    order: a path here wins)."""
+    path = Path(source).expanduser()
+    return not (path.is_file() or path.is_dir()) and (":" in source or MODEL_ID.fullmatch(source) is not None)
+
+
+# what a step that lacks a path says (on an agent: a path of the machine that enqueued the pipeline)
+REGISTER_HINT = ("a path is read on the machine that runs the step; for a ClearML agent, register the model "
+                 "(a run's register step does, online or after import-offline) and set NAME:TAG or its "
+                 "model id instead")
+
+
+def check_reachable(key: str, source: str) -> None:
+    """A source that is a path must exist where the step runs; refused in one line naming it otherwise. A
+    registry reference, or a run's name or id (looked up under ``output_dir``), passes."""
+    path = Path(source).expanduser()
+    if is_registry_reference(source) or path.exists():
+        return
+    if path.is_absolute() or "/" in source or path.suffix == ".pt":
+        raise InitSourceError(f"{key}={source}: no such file or folder on this machine "
+                              f"({socket.gethostname()}); {REGISTER_HINT}")
+
+
+def source_here(key: str, source: str, output_dir: str) -> str:
+    """``source`` as a path on the machine that runs the step: a registry model downloaded, a path checked,
+    a run resolved to its checkpoint (the tokenize step reads only the tokenizer the weights carry)."""
+    check_reachable(key, source)
+    if Path(source).expanduser().exists():
+        return source
+    try:
+        return str(locate(source, output_dir)[0])
+    except InitSourceError as err:  # the shared locating code names the key init_from
+        raise InitSourceError(str(err).replace("model.init_from", key)) from None
+
+
+def resolve_in_step(cfg: ExperimentConfig) -> ExperimentConfig:
+    """The train step's config with its sources resolved where it runs: a registry model (kept by ``train
+    --queue``) downloaded here and its sizes set, a path checked to exist here; a source resolved at
+    ``train``'s start resolves to itself."""
+    for key, source in (("model.init_from", cfg.model.init_from),
+                        ("training.distill_from", cfg.training.distill_from)):
+        if source is not None:
+            check_reachable(key, source)
+    return resolve_distill_from(resolve_init_from(cfg))
 
 
 def _from_hf_folder(cfg: ExperimentConfig, folder: Path) -> ExperimentConfig:
@@ -157,10 +212,11 @@ STUDENT_KEYS = tuple(key for key in SIZE_KEYS if key not in ("n_encoder_layers",
     "pooling",)
 
 
-def resolve_distill_from(cfg: ExperimentConfig) -> ExperimentConfig:
+def resolve_distill_from(cfg: ExperimentConfig, fetch: bool = True) -> ExperimentConfig:
     """``cfg`` with ``training.distill_from`` as the teacher's checkpoint file or folder, and the student's
     model keys the teacher's (``model.n_encoder_layers``: as set, else half the teacher's); unchanged
-    without ``distill_from``. A student that cannot take the teacher's weights is refused in one line."""
+    without ``distill_from``, or (``fetch=False``) when it names a registry model. A student that cannot
+    take the teacher's weights is refused in one line."""
     source = cfg.training.distill_from
     if source is None:
         return cfg
@@ -168,6 +224,8 @@ def resolve_distill_from(cfg: ExperimentConfig) -> ExperimentConfig:
         raise InitSourceError(f"training.distill_from={source} starts the student from the teacher's layers; "
                               f"model.init_from={cfg.model.init_from} would start it from other weights "
                               "(set one of them)")
+    if not fetch and is_registry_reference(source):
+        return cfg
     try:
         return _student_of(cfg, source)
     except InitSourceError as err:  # the shared locating and checking code names the key init_from
@@ -217,10 +275,11 @@ def source_note(weights: Path) -> Path:
 
 
 def init_model_source(init_from: str) -> dict[str, str] | None:
-    """The model a resolved ``model.init_from`` path came from, for the train task's input model (its lineage
-    in the ClearML web UI): ``{"model_id", "model_name"}`` for the registry's weights; for a run's
-    checkpoint, its train step's model, with the task and the offline session that made it (an offline
-    model gets its server id when that session is imported). None for a Hugging Face folder or a loose file.
+    """The model a resolved ``model.init_from`` (or ``training.distill_from``) path came from, for the train
+    task's input model (its lineage in the ClearML web UI): ``{"model_id", "model_name"}`` for the registry's
+    weights; for a run's checkpoint, its train step's model, with the task and the offline session that made
+    it (an offline model gets its server id when that session is imported). None for a Hugging Face folder or
+    a loose file.
     """
     from src.runs import read_json, run_dir_of_checkpoint
 

@@ -6,11 +6,10 @@ that received the whole config would run again whenever any key changed. A step 
 ``model.init_from``) receives and connects only those; the others (train, evaluate, register,
 never cached) receive the whole config, so a clone of their task can edit any key.
 
-The pipeline's own parameters are one per config key (``training/lr``), each parsed back from the
-string the web UI stores (``parse_parameters``) and validated as one config before any step runs.
+The pipeline's own parameters are one per config key (``training/lr``), each the string the web UI stores,
+validated as one config (``validate_config`` parses the strings back) before any step runs.
 """
 
-import ast
 import functools
 import hashlib
 import json
@@ -18,7 +17,6 @@ import types
 import typing
 from typing import Any
 
-import yaml
 from pydantic import create_model
 
 from src.config import ConfigError, FrozenConfig, config_to_dict
@@ -81,6 +79,15 @@ class AbsentSection:
 
     def __repr__(self) -> str:
         return f"AbsentSection({self._section!r}, present={sorted(self._present)})"
+
+    def model_copy(self, update: dict[str, Any]) -> "AbsentSection":
+        """The section with the present keys of ``update`` changed (as a pydantic config's ``model_copy``:
+        a step replaces a source by its local path, ``src/steps/table.py``)."""
+        unknown = sorted(set(update) - set(self._present))
+        if unknown:
+            raise AttributeError(f"step {self._step} set {self._section}.{unknown[0]}, which is not among "
+                                 "its parameters")
+        return AbsentSection(self._step, self._section, self._present | update)
 
 
 def step_config(spec: StepSpec, parameters: Subset, source: str) -> ExperimentConfig:
@@ -198,26 +205,6 @@ def _literal_choices(annotation: Any) -> tuple:
     return ()
 
 
-def parse_parameter(name: str, raw: Any) -> Any:
-    """The value of a pipeline parameter as the server holds it, a string (``"0.0003"``, ``"[0.9, 0.98]"``,
-    ``"None"``, ``"True"``), parsed back; the config's validation then checks its type and range."""
-    if not isinstance(raw, str):
-        return raw
-    kind = _type_name(LEAVES[name].annotation) if name in LEAVES else "unknown"
-    optional = kind.endswith(" | None")
-    if optional and raw.strip() in ("", "None", "none", "null"):
-        return None  # ClearML stores None as "None" (clearml #1175)
-    if kind.removesuffix(" | None") == "str":
-        return raw
-    try:
-        return ast.literal_eval(raw.strip())
-    except (ValueError, SyntaxError):
-        try:
-            return yaml.safe_load(raw)  # true / false / null as JSON writes them
-        except yaml.YAMLError:
-            return raw
-
-
 def check_pipeline_parameters(parameters: dict[str, Any], cfg: ExperimentConfig) -> ExperimentConfig:
     """The config the pipeline's parameters give, checked as a whole: ``cfg`` with every parameter set.
 
@@ -231,7 +218,7 @@ def check_pipeline_parameters(parameters: dict[str, Any], cfg: ExperimentConfig)
         for section in sections:
             child = node.setdefault(section, {})
             node = child if isinstance(child, dict) else {}
-        node[key] = parse_parameter(name, raw)
+        node[key] = raw  # a string as the server holds it: validate_config parses it back
     try:
         return validate_config(data, source="pipeline parameters")
     except ConfigError as err:

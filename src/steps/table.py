@@ -8,7 +8,7 @@ calls the configured task's body for the step (``src.tasks.TASKS[cfg.task]``); `
 import json
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +71,26 @@ def tokenize(step: StepContext, data: Output) -> Output:
     from src.steps.corpus import local_corpus, record_use
 
     used = record_use(step, data)
+    step = _sources_here(step)
     return TASKS[step.cfg.task].tokenize(step, local_corpus(step, data)) | used
+
+
+def _sources_here(step: StepContext) -> StepContext:
+    """The tokenize step with ``model.init_from`` and ``training.distill_from`` as paths on this machine: a
+    registry model that ``train --queue`` left as ``NAME:TAG`` is downloaded here, on the agent (its
+    tokenizer comes with it); a path is checked. Its sections may be partial (``AbsentSection``), which
+    copy as pydantic configs do."""
+    from src.orchestration import source_here
+
+    cfg = step.cfg
+    model, training = cfg.model, cfg.training
+    if model.init_from is not None:
+        model = model.model_copy(update={"init_from": source_here("model.init_from", model.init_from,
+                                                                   cfg.output_dir)})
+    if training.distill_from is not None:
+        training = training.model_copy(update={"distill_from": source_here(
+            "training.distill_from", training.distill_from, cfg.output_dir)})
+    return replace(step, cfg=cfg.model_copy(update={"model": model, "training": training}))
 
 
 def train(step: StepContext, tokenized: Output, resume: bool = False) -> Output:
@@ -87,17 +106,29 @@ def train(step: StepContext, tokenized: Output, resume: bool = False) -> Output:
     from src.training.distributed import data_parallel, resolve_device
 
     used = record_use(step, tokenized)
-    tc = step.cfg.training
-    if step.cfg.model.init_from is not None:  # the lineage: the model its weights started from
-        from src.orchestration import init_model_source
+    if not resume:  # a resume keeps its weights (its config's sources are the paths it started from)
+        from src.orchestration import resolve_in_step
 
-        if (source := init_model_source(step.cfg.model.init_from)) is not None:
-            step.tracker.set_input_model(source)
+        # a registry model left as NAME:TAG by train --queue: fetched here, on the agent, with its sizes
+        step = replace(step, cfg=resolve_in_step(step.cfg))
+    tc = step.cfg.training
+    link_input_models(step)
     launch_nodes(step.tracker, tc.nodes, tc.nproc_per_node)  # on an agent: the other nodes' tasks
     inputs = {"config": config_to_dict(step.cfg), "tokenized": tokenized, "resume": resume,
               "run_dir": str(step.run_dir)}
     with data_parallel(tc.nproc_per_node, resolve_device(tc.device).type, train_worker, inputs):
         return TASKS[step.cfg.task].train(step, tokenized, resume) | used
+
+
+def link_input_models(step: StepContext) -> None:
+    """The lineage: the model the weights started from (``init_from``) and a distilled student's teacher
+    (``distill_from``) as the task's input models, so each model's page in the web UI lists this task."""
+    from src.orchestration import init_model_source
+
+    cfg = step.cfg
+    for name, source in (("init_from", cfg.model.init_from), ("distill_from", cfg.training.distill_from)):
+        if source is not None and (model := init_model_source(source)) is not None:
+            step.tracker.set_input_model(model, name=name)
 
 
 def train_worker(inputs: dict[str, Any]) -> None:

@@ -13,8 +13,6 @@ with the key named.
 from collections.abc import Mapping
 from typing import Any
 
-import yaml
-
 
 def held_values(sent: Mapping[str, Any], held: Mapping[str, str], section: str) -> dict[str, Any]:
     """``sent``, with every leaf the task holds as ``"<section>/<a>/<b>"`` replaced by the task's string.
@@ -24,9 +22,9 @@ def held_values(sent: Mapping[str, Any], held: Mapping[str, str], section: str) 
         held: ``Task.get_parameters()``: ``{"section/a/b": "value"}``, every value a string.
         section: the name the dict was connected under.
 
-    A leaf the task does not hold keeps the sent value. A list comes back as the list the string
-    spells in YAML (``"[0.8, 0.95]"``; the SDK's own cast does the same). An empty dict keeps
-    ``{}``: the SDK files it under its last key alone (``flatten_dictionary`` drops the prefix:
+    A leaf the task does not hold keeps the sent value. Every other leaf is the task's string, a list
+    too (``"[0.8, 0.95]"``): ``validate_config`` parses what does not validate as a string. An empty
+    dict keeps ``{}``: the SDK files it under its last key alone (``flatten_dictionary`` drops the prefix:
     ``{"a": {"b": {}}}`` becomes ``section/b``), so no edit of it can be read back, and dropping it
     would lose the key (clearml #265).
     """
@@ -35,14 +33,7 @@ def held_values(sent: Mapping[str, Any], held: Mapping[str, str], section: str) 
         if isinstance(value, Mapping):
             return {str(k): read(v, f"{path}/{k}") for k, v in value.items()} if value else {}
         raw = held.get(path)
-        if raw is None:
-            return value
-        if isinstance(value, (list, tuple)):
-            try:
-                return yaml.safe_load(raw)
-            except yaml.YAMLError:
-                return raw  # validation names the key and shows this string
-        return raw
+        return value if raw is None else raw
 
     return {str(k): read(v, f"{section}/{k}") for k, v in sent.items()}
 

@@ -91,18 +91,23 @@ def prepare_session_for_import(session_path: Path, work_dir: Path, upload_uri: s
 
 
 def pending_input_models(session: SessionRecord, known: dict[str, str]) -> list[dict[str, str]]:
-    """The input models an offline task recorded, as ``{"name", "model"}`` with server model ids; a source
-    not imported into this server yet is left out, with a warning saying what to import first."""
-    path = session.artifacts.get(INPUT_MODEL_ARTIFACT)
-    if not path:
-        return []
-    source = json.loads(session.read_bytes(path))
-    model_id = server_model_id(source, known)
-    if model_id is None:
-        logger.warning("task {}: its input model {} (from {}) is not on this server; import that run first "
-                       "to link it", session.task_id, source.get("model_id"), source.get("session"))
-        return []
-    return [{"name": source["name"], "model": model_id}]
+    """The input models an offline task recorded (``init_from``'s, a distillation teacher's), as ``{"name",
+    "model"}`` with server model ids; a source not imported into this server yet is left out, with a warning
+    saying what to import first."""
+    linked = []
+    for artifact, path in sorted(session.artifacts.items()):
+        is_input_model = artifact == INPUT_MODEL_ARTIFACT or artifact.startswith(f"{INPUT_MODEL_ARTIFACT}-")
+        if not path or not is_input_model:
+            continue
+        source = json.loads(session.read_bytes(path))
+        model_id = server_model_id(source, known)
+        if model_id is None:
+            logger.warning("task {}: its input model {} ({}, from {}) is not on this server; import that run "
+                           "first to link it", session.task_id, source.get("model_id"), source["name"],
+                           source.get("session"))
+            continue
+        linked.append({"name": source["name"], "model": model_id})
+    return linked
 
 
 def _local_weights(folder: Path, session: SessionRecord, name: str, weights_file: str | None) -> Path | None:

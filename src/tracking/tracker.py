@@ -31,7 +31,14 @@ TASK_TYPES = (
 REQUIREMENTS_FILE = Path(__file__).resolve().parents[2] / "requirements.txt"
 OFFLINE_DIR_NAME = "clearml_offline"  # under a step's output_dir: the session zips of a run
 MODEL_UPDATE_ARTIFACT = "model-update"  # an offline update_model, applied by import_offline
-INPUT_MODEL_ARTIFACT = "input-model"  # an input model that import_offline links (set_input_model)
+# an input model that import_offline links (set_input_model): init_from's under this name, any other (the
+# distillation teacher's, distill_from) under "input-model-<name>"
+INPUT_MODEL_ARTIFACT = "input-model"
+
+
+def input_model_artifact(name: str) -> str:
+    """The artifact an offline task's input model ``name`` is stored as, for ``import_offline``."""
+    return INPUT_MODEL_ARTIFACT if name == "init_from" else f"{INPUT_MODEL_ARTIFACT}-{name}"
 
 
 class Tracker:
@@ -319,7 +326,8 @@ class Tracker:
 
         A server model is linked now. A model that exists only in an offline session (``offline-...``),
         or any link of an offline task, cannot be named to a server yet: it is stored as artifact
-        ``INPUT_MODEL_ARTIFACT`` and ``import_offline`` links the imported task to the imported model.
+        ``input_model_artifact(name)`` and ``import_offline`` links the imported task to the imported model.
+        ``name``: the role, as the web UI lists it (``init_from``; a distilled student's ``distill_from``).
         """
         source = {**plain_dict(source), "name": name}
         model_id = str(source.get("model_id") or "")
@@ -331,7 +339,7 @@ class Tracker:
                 if not self.offline:
                     logger.warning("input model {} is in an offline session not imported into this server; "
                                    "import its run (import-offline) to link it", model_id)
-                self.upload_artifact(INPUT_MODEL_ARTIFACT, source)
+                self.upload_artifact(input_model_artifact(name), source)
                 return
             model_id = found
         self._task.set_input_model(model_id=model_id, name=name, update_task_design=False,

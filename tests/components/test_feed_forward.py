@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -21,6 +23,16 @@ def test_gelu_replaces_the_activation():
     ffn = PositionwiseFeedForward(8, 32, activation="gelu")
     x = torch.randn(2, 3, 8)
     torch.testing.assert_close(ffn(x), ffn.linear2(F.gelu(ffn.linear1(x))))
+
+
+def test_gelu_tanh_is_the_tanh_approximation():
+    """Hendrycks & Gimpel 2016, Sec. 2: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), GPT-2's GELU."""
+    ffn = PositionwiseFeedForward(8, 32, activation="gelu_tanh")
+    x = torch.randn(2, 3, 8)
+    h = ffn.linear1(x)
+    tanh_gelu = 0.5 * h * (1 + torch.tanh(math.sqrt(2 / math.pi) * (h + 0.044715 * h**3)))
+    torch.testing.assert_close(ffn(x), ffn.linear2(tanh_gelu))
+    assert (ffn(x) - ffn.linear2(F.gelu(h))).abs().max() > 0  # not the erf GELU
 
 
 def test_swiglu_gates_one_half_with_swish_of_the_other():

@@ -113,19 +113,55 @@ def test_bert_switches_are_what_makes_the_difference(bert_folder):
         assert (ours.hidden_states(tokens)[0][mask] - expected).abs().max() > 0.1
 
 
-def test_gpt2_folder_loads_and_equals_hugging_face(tmp_path):
+def gpt2_folder(folder: Path, activation: str) -> transformers.GPT2LMHeadModel:
     torch.manual_seed(0)
     config = transformers.GPT2Config(n_embd=C, n_layer=LAYERS, n_head=HEADS, n_positions=POSITIONS,
-                                     vocab_size=VOCAB, activation_function="gelu", resid_pdrop=0.0,
+                                     vocab_size=VOCAB, activation_function=activation, resid_pdrop=0.0,
                                      embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=0, eos_token_id=0)
     hf = perturbed(transformers.GPT2LMHeadModel(config))
-    hf.save_pretrained(tmp_path)
+    # GPT-2's N(0, 0.02) leaves the MLP's inputs near 0, where the two GELUs agree, and the logits (the
+    # tied token table's products) near 0: scaled up, a wrong GELU shows far above the 1e-5 tolerance
+    with torch.no_grad():
+        hf.transformer.wte.weight.mul_(20.0)
+        for block in hf.transformer.h:
+            block.mlp.c_fc.weight.mul_(50.0)
+            block.mlp.c_proj.weight.mul_(20.0)
+    hf.save_pretrained(folder)
+    return hf
+
+
+# "gelu_new" is GPT2Config's default and what the real GPT-2 checkpoints were trained with
+@pytest.mark.parametrize("activation", ["gelu_new", "gelu", "gelu_pytorch_tanh"])
+def test_gpt2_folder_loads_and_equals_hugging_face(tmp_path, activation):
+    hf = gpt2_folder(tmp_path, activation)
     ours, report = from_folder(tmp_path, "decoder_lm", vocab_size=VOCAB, pad_id=0)
     assert report.new == [] and report.ignored == []
     assert ours.lm_head.weight is ours.token_embedding.weight  # GPT-2's tied head stays tied
     tokens = torch.randint(0, VOCAB, (2, 19))
     with torch.no_grad():
         torch.testing.assert_close(ours(tokens), hf(tokens).logits, atol=1e-5, rtol=0)
+
+
+def test_gpt2_tanh_gelu_is_what_makes_the_difference(tmp_path):
+    """The same gelu_new weights with the exact erf GELU miss Hugging Face's logits by far more than 1e-5:
+    the folder's activation must be honoured, not replaced by ours."""
+    hf = gpt2_folder(tmp_path, "gelu_new")
+    keys = hf_model_keys(read_hf_config(tmp_path), "decoder_lm")
+    assert keys["activation"] == "gelu_tanh"
+    ours = build(ModelConfig(family="decoder_lm", dropout=0.0, **(keys | {"activation": "gelu"})),
+                 vocab_size=VOCAB, pad_id=0).eval()
+    initialise_from(ours, str(tmp_path), "decoder_lm", VOCAB)
+    tokens = torch.randint(0, VOCAB, (2, 19))
+    with torch.no_grad():
+        assert (ours(tokens) - hf(tokens).logits).abs().max() > 1e-4  # 10x the parity tolerance
+
+
+def test_an_activation_this_project_lacks_is_refused_in_one_line(tmp_path):
+    gpt2_folder(tmp_path, "relu")
+    with pytest.raises(InitSourceError) as info:
+        hf_model_keys(read_hf_config(tmp_path), "decoder_lm")
+    assert "activation_function='relu'" in str(info.value) and "'gelu_new'" in str(info.value)
+    assert "\n" not in str(info.value)
 
 
 def test_vit_folder_loads_and_equals_hugging_face(tmp_path):

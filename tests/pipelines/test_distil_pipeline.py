@@ -108,3 +108,48 @@ def test_the_throughput_command_puts_the_student_beside_its_teacher(distilled, c
     assert rows[0]["parameters"] < rows[1]["parameters"]
     assert rows[0]["speedup"] == pytest.approx(rows[0]["texts_per_s"] / rows[1]["texts_per_s"])
     assert rows[1]["speedup"] == 1.0
+
+
+# --- the teacher as the student's input model (the lineage of tests/pipelines/test_model_lineage.py) -----
+IMPORT_TRAIN_SESSIONS = """
+import json
+from src.tracking import import_offline
+
+print("IDS", json.dumps(import_offline({zips!r})))
+"""
+
+
+def train_session(run_dir):
+    """The run's train step's offline session zip."""
+    (zip_path,) = (run_dir / "train" / "clearml_offline").glob("*.zip")
+    return zip_path
+
+
+def test_offline_the_student_session_names_its_teacher_model(distilled):
+    from tests.clearml_session import read_offline_session
+
+    _, teacher, student, _ = distilled
+    session = read_offline_session(train_session(student))
+    recorded = json.loads(session.read_bytes(session.artifacts["input-model-distill_from"]))
+    teacher_train = json.loads((teacher / "status.json").read_text())["steps"]["train"]["output"]
+    assert recorded["name"] == "distill_from" and recorded["model_id"] == teacher_train["model_id"]
+    assert recorded["model_id"].startswith("offline-") and recorded["session"] == str(train_session(teacher))
+    assert "input-model" not in session.artifacts  # no init_from: the teacher is its only input model
+
+
+def test_import_offline_links_the_student_task_to_the_imported_teacher_model(distilled, tmp_path):
+    """The teacher's and the student's train sessions imported in one call: the student's task lists the
+    model the teacher's session became as its ``distill_from`` input model."""
+    from tests.clearml_stub.stub import ClearMLStub
+
+    _, teacher, student, _ = distilled
+    with ClearMLStub(tmp_path / "stub") as stub:
+        zips = [str(train_session(teacher)), str(train_session(student))]
+        result = stub.run_python(IMPORT_TRAIN_SESSIONS.format(zips=zips), timeout=150)
+        assert result.returncode == 0, result.output[-5000:]
+        teacher_task, student_task = json.loads(
+            next(line[4:] for line in result.stdout.splitlines() if line.startswith("IDS ")))
+        (teacher_model,) = [m for m in stub.models if m["task"] == teacher_task]
+        (student_entry,) = [t for t in stub.tasks if t["id"] == student_task]
+        assert student_entry["models"]["input"] == [{"name": "distill_from", "model": teacher_model["id"]}]
+        assert stub.unknown_calls == []

@@ -101,6 +101,18 @@ def test_a_bad_edit_fails_in_one_line_naming_the_key(edit, message):
     assert str(err.value).startswith(message) and "\n" not in str(err.value)
 
 
+def test_a_bad_edit_among_the_servers_strings_names_only_the_bad_key():
+    """The controller reads back every parameter as the server holds it, a string ("[0.9, 0.98]", "" for
+    None): the lists that validate once parsed do not show beside the bad key."""
+    cfg = load_config("config/tiny.yaml")
+    held = {name: "" if value is None else str(value) for name, value in pipeline_parameters(cfg).items()}
+    assert check_pipeline_parameters(held, cfg) == cfg  # the strings give back the same config
+    with pytest.raises(ConfigError) as err:
+        check_pipeline_parameters(held | {"training/lr": "abc"}, cfg)
+    assert str(err.value) == ("invalid pipeline parameters: training.lr: Input should be a valid number, "
+                              "unable to parse string as a number (got 'abc')")
+
+
 def test_a_hand_edit_of_the_pipelines_copy_is_refused_before_the_step_runs(tmp_path):
     cfg = load_config("config/tiny.yaml", [f"output_dir={tmp_path}"])
     kwargs = step_kwargs("data_prep", cfg)
