@@ -8,7 +8,7 @@ are drawn at a time and read as four 16-bit uniforms, about 3 ns an element: an 
 """
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 LEVELS = 1 << 16  # a 16-bit draw: p is rounded to a multiple of 1 / 65536
 
@@ -22,6 +22,17 @@ def keep_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.devic
     return draws >= round(p * LEVELS) - LEVELS // 2
 
 
+def dropped(x: Tensor, p: float) -> tuple[Tensor, float]:
+    """``x`` with its dropped elements zeroed, and the scale 1 / (1 - p) the kept ones need: dropout is the
+    product, and a caller can apply the scale to a smaller tensor further on (``(W * mask) @ V * scale``).
+
+    Shape: any -> the same.
+    """
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout probability must be in [0, 1), got p={p}")
+    return x * keep_mask(x.shape, p, x.device), LEVELS / (LEVELS - round(p * LEVELS))
+
+
 def dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
     """``F.dropout(x, p, training)`` with the 16-bit mask above.
 
@@ -29,8 +40,12 @@ def dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
     """
     if not training or p == 0.0:
         return x
-    if not 0.0 <= p < 1.0:
-        raise ValueError(f"dropout probability must be in [0, 1), got p={p}")
-    dropped = round(p * LEVELS)
-    keep = keep_mask(x.shape, p, x.device)
-    return torch.where(keep, x * (LEVELS / (LEVELS - dropped)), 0.0)
+    kept, scale = dropped(x, p)
+    return kept * scale
+
+
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` with the 16-bit mask above (the same ``p``, train/eval switch and ``repr``)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return dropout(x, self.p, self.training)

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from src.components.dropout import dropout
+from src.components.dropout import dropped
 
 
 @dataclass(frozen=True)
@@ -82,9 +82,10 @@ def packed_self_attention(qkv: Tensor, packed: Packed, n_heads: int, dropout_p: 
         q, k, v = rows.view(count, length, 3, n_heads, width // n_heads).permute(2, 0, 3, 1, 4)
         if dropout_p == 0.0:
             out = F.scaled_dot_product_attention(q, k, v)
-        else:
-            weights = (q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))).softmax(dim=-1)  # (b, H, L, L)
-            out = dropout(weights, dropout_p) @ v
+        else:  # both scales on the (b, H, L, D) side, not on the L x L weights: two passes fewer over those
+            weights = ((q / math.sqrt(q.size(-1))) @ k.transpose(-2, -1)).softmax(dim=-1)  # (b, H, L, L)
+            kept, scale = dropped(weights, dropout_p)
+            out = (kept @ v) * scale
         outputs.append(out.transpose(1, 2).reshape(count * length, width))  # (b, H, L, D) -> (b L, C)
     if not outputs:  # every text empty
         return qkv.new_zeros(0, width)

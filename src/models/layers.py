@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from torch import Tensor, nn
 
 from src.components.attention import AttentionBackend, AttentionPattern, MultiHeadAttention
+from src.components.dropout import Dropout
 from src.components.feed_forward import Activation, PositionwiseFeedForward
 from src.components.kv_cache import DecoderCache, KVCache
 from src.components.packing import Packed
@@ -72,7 +73,7 @@ class EncoderLayer(nn.Module):
         self.feed_forward = PositionwiseFeedForward(d_model, d_ff, inner_dropout, activation, bias=bias)
         self.norm1 = make_norm(norm, d_model, layer_norm_eps)
         self.norm2 = make_norm(norm, d_model, layer_norm_eps)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)  # on every token's sublayer output: the cheaper mask pays
 
     def forward(
         self, x: Tensor, src_mask: Tensor | None, need_weights: bool = False, packed: Packed | None = None
