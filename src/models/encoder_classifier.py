@@ -3,7 +3,9 @@ stack reads the whole text at once, one vector sums it up, a small head scores t
 
 Reading order: token + positional embeddings -> ``Encoder`` (the same layers as the translation
 model, ``src/models/layers.py``) -> ``pool`` -> ``head``. Padding is masked in every attention
-layer and in mean pooling, so padding a batch does not change a text's logits.
+layer and in mean pooling, so padding a batch does not change a text's logits. Where the encoder allows
+it (``Encoder.packs``) and no attention weights are asked for, it runs on the real tokens alone, packed
+(``src/components/packing.py``): the same logits, without the padding's share of the work.
 
 Pooling (``pooling``):
 - ``"cls"``: the hidden state of the first token, which the data step makes a ``[CLS]`` token
