@@ -253,8 +253,8 @@ def _table(result: dict) -> str:
         f"Fine-tuning bench: ours vs Hugging Face BertForSequenceClassification ({s['hf_attention']} "
         f"attention), {Path(s['init_from']).name}",
         f"{d['reviews']} IMDB reviews ({d['real_tokens']} tokens, <= {s['max_len']} each), {s['threads']} "
-        f"threads on {s['device']}, torch {s['torch']}, dropout {s['dropout']}/{s['attention_dropout']}, "
-        f"AdamW {s['lr']}",
+        f"thread{'s' * (s['threads'] != 1)} on {s['device']}, torch {s['torch']}, dropout {s['dropout']}/"
+        f"{s['attention_dropout']}, AdamW {s['lr']}",
         f"same inputs (dropout off): max |ours - hf| first-step loss {parity['loss']:.1e}, logits "
         f"{parity['logits']:.1e}; median of {s['repeats']} interleaved passes",
         "",

@@ -110,3 +110,14 @@ SAMPLE = {
     "cpu_time_ratios": {"padded": 1.55, "bucketed": 1.12, "ours_bucketed_vs_hf_padded": 1.7},
     "target": 1.3,
 }
+
+
+def test_our_model_drops_out_where_bert_does(folder_and_reviews):
+    """Train mode compares the same function only if the dropouts sit where BERT's do: on the embeddings,
+    the attention weights and each sublayer's output, and not inside the feed-forward (BertIntermediate)."""
+    args = bench_args(*folder_and_reviews)
+    ours, hf = bench_finetune.build_models(args, 2)
+    layer = ours.encoder.layers[0]
+    assert layer.feed_forward.dropout.p == 0.0
+    assert layer.dropout.p == ours.embeddings.dropout.p == hf.config.hidden_dropout_prob == 0.1
+    assert layer.self_attn.dropout_p == hf.config.attention_probs_dropout_prob == 0.1
