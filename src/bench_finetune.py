@@ -64,6 +64,16 @@ class Reviews:
         return [corpus.batch(indices, device) for indices in self.batchings[batching]]
 
 
+def check_folder(folder: str) -> None:
+    """Refuse, in one line and before any work, a folder that is not a Hugging Face BERT."""
+    from src.models.hf_config import InitSourceError, hf_model_keys, is_hf_folder, read_hf_config
+
+    if not is_hf_folder(folder):
+        raise InitSourceError(f"--init-from {folder}: no Hugging Face folder there (expected config.json and "
+                              "model.safetensors or pytorch_model.bin)")
+    hf_model_keys(read_hf_config(folder), "encoder_classifier", folder)  # a GPT-2 or ViT: refused
+
+
 def read_reviews(args: argparse.Namespace) -> Reviews:
     """The first ``--reviews`` kept IMDB reviews as the data and tokenize steps make them, and their two
     batchings."""
@@ -178,6 +188,7 @@ def train_pass(name: str, model: nn.Module, optimizer: torch.optim.Optimizer, ba
 
 def run(args: argparse.Namespace) -> dict:
     """Check the inputs, time the four contestants; the result as a plain dict."""
+    check_folder(args.init_from)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)

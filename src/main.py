@@ -55,7 +55,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 def _cmd_bench_finetune(args: argparse.Namespace) -> int:
     from src import bench_finetune
 
-    print(bench_finetune.report(args))  # the command's output (table or JSON), for the reader or a pipe
+    try:
+        text = bench_finetune.report(args)
+    except (FileNotFoundError, ValueError) as err:  # a folder or IMDB file that cannot serve: one line
+        logger.error("bench finetune: {}", err)
+        return 1
+    print(text)  # the command's output (table or JSON), for the reader or a pipe
     return 0
 
 

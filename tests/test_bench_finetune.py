@@ -121,3 +121,19 @@ def test_our_model_drops_out_where_bert_does(folder_and_reviews):
     assert layer.feed_forward.dropout.p == 0.0
     assert layer.dropout.p == ours.embeddings.dropout.p == hf.config.hidden_dropout_prob == 0.1
     assert layer.self_attn.dropout_p == hf.config.attention_probs_dropout_prob == 0.1
+
+
+def test_a_missing_folder_fails_in_one_line_before_any_work(tmp_path, capsys):
+    from loguru import logger
+
+    args = bench_args(tmp_path / "absent", tmp_path / "no.csv")
+    messages: list[str] = []
+    sink = logger.add(messages.append, level="ERROR", format="{message}")
+    try:
+        assert args.handler(args) == 1
+    finally:
+        logger.remove(sink)
+    assert capsys.readouterr().out == ""
+    (message,) = messages
+    assert "absent: no Hugging Face folder there (expected config.json" in message
+    assert message.count("\n") == 1  # loguru ends the line
