@@ -187,7 +187,7 @@ def interleaved_medians(
             if torch.cuda.is_initialized():
                 torch.cuda.synchronize()  # the timer reads the host clock: wait for the queued kernels
             timings[name].append(work / (time.perf_counter() - start))
-            logger.debug(f"repeat {repeat}: {name} {timings[name][-1]:.0f}/s")
+            logger.debug(f"repeat {repeat}: {name} {timings[name][-1]:.4g}/s")
     return {
         name: {"median": statistics.median(values), "best": max(values), "repeats": values}
         for name, values in timings.items()

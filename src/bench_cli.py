@@ -35,3 +35,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "its compile time is reported apart")
     parser.add_argument("--peak-tflops", type=POSITIVE_NUMBER, default=None,
                         help="the device's peak dense FLOP/s in TFLOP/s, for MFU (default: known GPUs only)")
+
+
+def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
+    """``bench finetune``'s arguments (``src/bench_finetune.py``)."""
+    add = parser.add_argument
+    add("--init-from", required=True, metavar="FOLDER",
+        help="a Hugging Face BERT folder (config.json, model.safetensors, tokenizer.json), e.g. "
+             "~/.cache/stepwise-transformers/all-minilm-l6-v2")
+    add("--imdb-path", default=None, help="the IMDB CSV (default: the one .ci/install extracts)")
+    add("--reviews", type=POSITIVE_INT, default=64, help="reviews per timed pass (the first ones kept)")
+    add("--batch-size", type=POSITIVE_INT, default=16, help="reviews a batch, padded batches")
+    add("--max-tokens", type=POSITIVE_INT, default=4096, help="padded tokens a batch, bucketed batches")
+    add("--max-len", type=POSITIVE_INT, default=256,
+        help="tokens a review is cut to, [CLS] and [SEP] included")
+    add("--max-chars", type=POSITIVE_INT, default=20000, help="longer reviews are dropped, as data.max_chars")
+    add("--repeats", type=POSITIVE_INT, default=5, help="timed passes per contestant (median reported)")
+    add("--lr", type=POSITIVE_NUMBER, default=5e-5, help="AdamW learning rate")
+    add("--dropout", type=_rate, default=None, help="hidden dropout of both (default: config.json's)")
+    add("--attention-dropout", type=_rate, default=None,
+        help="attention-weight dropout of both (default: config.json's)")
+    add("--threads", type=POSITIVE_INT, default=None, help="torch intra-op threads (default: torch's)")
+    add("--device", default="cpu", choices=["cpu", "cuda"])
+    add("--seed", type=SEED, default=0)
+    add("--json", action="store_true", help="print one JSON object instead of a table")
+
+
+def _rate(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a dropout rate in [0, 1), got {text}")
+    return value

@@ -52,6 +52,18 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_finetune(args: argparse.Namespace) -> int:
+    from src import bench_finetune
+
+    try:
+        text = bench_finetune.report(args)
+    except (FileNotFoundError, ValueError) as err:  # a folder or IMDB file that cannot serve: one line
+        logger.error("bench finetune: {}", err)
+        return 1
+    print(text)  # the command's output (table or JSON), for the reader or a pipe
+    return 0
+
+
 def _cmd_bench_attention(args: argparse.Namespace) -> int:
     from src import bench_attention
 
@@ -187,17 +199,23 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     """``bench [flags]``: our Transformer against nn.Transformer;
-    ``bench attention [flags]``: attention scaling."""
+    ``bench attention [flags]``: attention scaling; ``bench finetune --init-from FOLDER``: against Hugging
+    Face's BERT classifier."""
     from src import bench_attention, bench_cli
 
     bench_cli.add_arguments(parser)
     benchmarks = parser.add_subparsers(
-        dest="benchmark", metavar="{attention}", required=False,
+        dest="benchmark", metavar="{attention,finetune}", required=False,
         help="a sub-benchmark (default: the Transformer against nn.Transformer)")
     help_text = "time and peak memory of attention variants against sequence length, with log-log slopes"
     attention = benchmarks.add_parser("attention", help=help_text, description=help_text)
     bench_attention.add_arguments(attention)
     attention.set_defaults(handler=_cmd_bench_attention)
+    help_text = ("fine-tuning throughput of our encoder classifier against Hugging Face's "
+                 "BertForSequenceClassification on the same weights and IMDB batches")
+    finetune = benchmarks.add_parser("finetune", help=help_text, description=help_text)
+    bench_cli.add_finetune_arguments(finetune)
+    finetune.set_defaults(handler=_cmd_bench_finetune)
 
 
 def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -300,7 +318,8 @@ COMMANDS: dict[str, Command] = {
                         _add_evaluate_arguments, _cmd_evaluate),
     "runs": Command("list the runs, or compare runs side by side", _add_runs_arguments, _cmd_runs),
     "bench": Command("benchmark our Transformer against torch.nn.Transformer; "
-                     "bench attention: attention scaling", _add_bench_arguments, _cmd_bench),
+                     "bench attention: attention scaling; bench finetune: against Hugging Face's BERT "
+                     "classifier", _add_bench_arguments, _cmd_bench),
     "data": Command("prepare and tokenize the corpus, print its figures", _add_data_arguments, _cmd_data),
     "import-offline": Command("upload a run's offline ClearML sessions to the server",
                               _add_import_arguments, _cmd_import_offline),

@@ -20,6 +20,7 @@ from src.components.kv_cache import KVCache
 from src.components.lora import project_rows
 from src.components.longformer_attention import longformer_attention
 from src.components.masks import causal_mask
+from src.components.packing import Packed, packed_self_attention
 from src.components.rotary_position_embedding import RotaryPositionEmbedding
 from src.components.scaled_dot_product_attention import scaled_dot_product_attention
 from src.components.sliding_window_attention import sliding_window_attention
@@ -118,6 +119,7 @@ class MultiHeadAttention(nn.Module):
         is_causal: bool = False,
         cache: KVCache | None = None,
         need_weights: bool = False,
+        packed: Packed | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """Attend from ``x`` to itself (self-attention) or to ``memory`` (cross-attention).
 
@@ -129,11 +131,17 @@ class MultiHeadAttention(nn.Module):
             is_causal: hide later positions (decoder self-attention); combined with ``mask`` if both given.
             cache: self-attention appends the new keys/values; cross-attention fills it once, then reuses it.
             need_weights: return the per-head attention weights as well.
+            packed: ``x`` holds the real tokens of a padded batch, packed (``src/components/packing.py``):
+                each text attends to itself; no mask, memory, cache or weights (``packs`` says when).
 
         Shape:
-            x: (B, T, C); memory: (B, S, C); mask: broadcastable to (B, H, T, S).
-            output: (B, T, C); weights: (B, H, T, S) or ``None``.
+            x: (B, T, C), or (N, C) packed; memory: (B, S, C); mask: broadcastable to (B, H, T, S).
+            output: as x; weights: (B, H, T, S) or ``None``.
         """
+        if packed is not None:
+            dropout_p = self.dropout_p if self.training else 0.0
+            attended = packed_self_attention(self.in_proj(x), packed, self.n_heads, dropout_p)
+            return self.out_proj(attended), None
         if self.attention == "longformer" and memory is None and (is_causal or cache is not None):
             raise ValueError("attention='longformer' is bidirectional: it takes no causal mask and no cache")
         q, k, v = self._project(x, memory, cache)
@@ -144,6 +152,13 @@ class MultiHeadAttention(nn.Module):
         out, weights = self._full(q, k, v, mask, is_causal, need_weights, self.alibi and memory is None)
         out = out.transpose(1, 2).reshape(x.shape)  # (B, H, T, D) -> (B, T, H, D) -> (B, T, C)
         return self.out_proj(out), (weights if need_weights else None)
+
+    @property
+    def packs(self) -> bool:
+        """Whether ``packed`` self-attention computes this layer: full multi-head attention on the fused
+        kernel, with no position inside it (rotary and ALiBi need each token's place in the padded batch)."""
+        return (self.backend == "sdpa" and self.attention == "full" and self.n_kv_heads == self.n_heads
+                and self.rotary is None and not self.alibi)
 
     def _full(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, is_causal: bool, need_weights: bool,
               alibi: bool) -> tuple[Tensor, Tensor | None]:

@@ -7,7 +7,8 @@ from pydantic import NonNegativeInt, PositiveInt, confloat, model_validator
 from src.config.base import FrozenConfig
 
 # keys that change no weight shape: a checkpoint loads into a model that differs from its own only in these
-MODEL_KEYS_ALLOWED = frozenset({"dropout", "attention_dropout", "attention_backend", "rnn_fast", "init_from"})
+MODEL_KEYS_ALLOWED = frozenset({"dropout", "attention_dropout", "feed_forward_dropout", "attention_backend",
+                                "rnn_fast", "init_from"})
 
 
 class ModelConfig(FrozenConfig):
@@ -37,6 +38,9 @@ class ModelConfig(FrozenConfig):
     d_ff: PositiveInt = 1024
     dropout: confloat(ge=0.0, lt=1.0) = 0.1
     attention_dropout: confloat(ge=0.0, lt=1.0) = 0.0
+    # encoder layers: dropout on the feed-forward's inner activations (None = dropout, as
+    # torch.nn.TransformerEncoderLayer); BERT has none there, so a Hugging Face BERT folder sets 0.0
+    feed_forward_dropout: confloat(ge=0.0, lt=1.0) | None = None
     # gelu: the exact erf GELU (BERT, ViT); gelu_tanh: its tanh approximation (GPT-2's "gelu_new")
     activation: Literal["relu", "gelu", "gelu_tanh", "swiglu"] = "relu"
     norm_first: bool = False  # False = post-norm, the paper's placement (Sec. 3.1)

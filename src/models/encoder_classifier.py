@@ -3,7 +3,9 @@ stack reads the whole text at once, one vector sums it up, a small head scores t
 
 Reading order: token + positional embeddings -> ``Encoder`` (the same layers as the translation
 model, ``src/models/layers.py``) -> ``pool`` -> ``head``. Padding is masked in every attention
-layer and in mean pooling, so padding a batch does not change a text's logits.
+layer and in mean pooling, so padding a batch does not change a text's logits. Where the encoder allows
+it (``Encoder.packs``) and no attention weights are asked for, it runs on the real tokens alone, packed
+(``src/components/packing.py``): the same logits, without the padding's share of the work.
 
 Pooling (``pooling``):
 - ``"cls"``: the hidden state of the first token, which the data step makes a ``[CLS]`` token
@@ -20,6 +22,7 @@ from torch import Tensor, nn
 
 from src.components.embeddings import Embeddings
 from src.components.masks import padding_mask
+from src.components.packing import Packed
 from src.config.model import ModelConfig
 from src.models.inputs import check_token_ids
 from src.models.layers import Encoder
@@ -103,8 +106,20 @@ class EncoderClassifier(nn.Module):
         """
         check_token_ids("tokens", tokens)
         mask = padding_mask(tokens, self.pad_id)  # (B, 1, 1, T), True at real tokens
-        hidden, weights = self.encoder(self.embeddings.source(tokens), mask, need_weights=need_weights)
-        return hidden, mask[:, 0, 0], weights
+        x = self.embeddings.source(tokens)
+        if need_weights or not self.encoder.packs or _traced():
+            hidden, weights = self.encoder(x, mask, need_weights=need_weights)
+            return hidden, mask[:, 0, 0], weights
+        # the encoder on the real tokens alone (src/components/packing.py); padding rows come back as zeros
+        packed = Packed.from_mask(mask[:, 0, 0])
+        hidden, _ = self.encoder(packed.pack(x), None, packed=packed)
+        return packed.unpack(hidden), mask[:, 0, 0], []
+
+
+def _traced() -> bool:
+    """Under ONNX export, tracing or compilation the padded path runs: packing reads the lengths on the host,
+    which a graph cannot hold."""
+    return torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.compiler.is_exporting()
 
 
 def build_encoder_classifier(cfg: ModelConfig, vocab_size: int, n_classes: int, pad_id: int,

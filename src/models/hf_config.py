@@ -71,7 +71,8 @@ def hf_model_keys(config: dict[str, Any], family: str, source: str = "") -> dict
                 "type_vocab_size": config.get("type_vocab_size", 2),
                 "layer_norm_eps": config.get("layer_norm_eps", 1e-12),
                 "activation": _activation(config, "hidden_act"), "norm_first": False, "final_norm": False,
-                "positional_encoding": "learned", "embedding_norm": True}
+                "positional_encoding": "learned", "embedding_norm": True,
+                "feed_forward_dropout": 0.0}  # BertIntermediate drops nothing
     if model_type == "gpt2":  # pre-norm blocks and a final LayerNorm: DecoderLM always has them
         return {"d_model": config["n_embd"], "n_heads": config["n_head"],
                 "n_decoder_layers": config["n_layer"],

@@ -13,8 +13,10 @@ from collections.abc import Iterable
 from torch import Tensor, nn
 
 from src.components.attention import AttentionBackend, AttentionPattern, MultiHeadAttention
+from src.components.dropout import Dropout
 from src.components.feed_forward import Activation, PositionwiseFeedForward
 from src.components.kv_cache import DecoderCache, KVCache
+from src.components.packing import Packed
 from src.components.rms_norm import make_norm
 from src.components.rotary_position_embedding import RotaryPositionEmbedding
 
@@ -39,6 +41,7 @@ class EncoderLayer(nn.Module):
         n_kv_heads: key/value heads (grouped-query attention); None = n_heads.
         bias: biases in attention and feed-forward.
         rotary: the rotary embedding of queries and keys (shared by all layers), or None.
+        feed_forward_dropout: dropout on the feed-forward's inner activations; None = ``dropout`` (BERT: 0).
     """
 
     def __init__(
@@ -60,26 +63,30 @@ class EncoderLayer(nn.Module):
         n_kv_heads: int | None = None,
         bias: bool = True,
         rotary: RotaryPositionEmbedding | None = None,
+        feed_forward_dropout: float | None = None,
     ) -> None:
         super().__init__()
         self.norm_first = norm_first
         self.self_attn = MultiHeadAttention(d_model, n_heads, attention_dropout, backend, attention, window,
                                             global_tokens, n_kv_heads=n_kv_heads, bias=bias, rotary=rotary)
-        self.feed_forward = PositionwiseFeedForward(d_model, d_ff, dropout, activation, bias=bias)
+        inner_dropout = dropout if feed_forward_dropout is None else feed_forward_dropout
+        self.feed_forward = PositionwiseFeedForward(d_model, d_ff, inner_dropout, activation, bias=bias)
         self.norm1 = make_norm(norm, d_model, layer_norm_eps)
         self.norm2 = make_norm(norm, d_model, layer_norm_eps)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)  # on every token's sublayer output: the cheaper mask pays
 
     def forward(
-        self, x: Tensor, src_mask: Tensor | None, need_weights: bool = False
+        self, x: Tensor, src_mask: Tensor | None, need_weights: bool = False, packed: Packed | None = None
     ) -> tuple[Tensor, Tensor | None]:
-        """Shape: x: (B, S, C), src_mask: (B, 1, 1, S) -> (B, S, C), weights (B, H, S, S) or None."""
+        """Shape: x: (B, S, C), src_mask: (B, 1, 1, S) -> (B, S, C), weights (B, H, S, S) or None; with
+        ``packed``, x: (N, C) -> (N, C) and no mask (``src/components/packing.py``)."""
+        attend = {"mask": src_mask, "need_weights": need_weights, "packed": packed}
         if self.norm_first:
-            attended, weights = self.self_attn(self.norm1(x), mask=src_mask, need_weights=need_weights)
+            attended, weights = self.self_attn(self.norm1(x), **attend)
             x = x + self.dropout(attended)
             x = x + self.dropout(self.feed_forward(self.norm2(x)))
         else:
-            attended, weights = self.self_attn(x, mask=src_mask, need_weights=need_weights)
+            attended, weights = self.self_attn(x, **attend)
             x = self.norm1(x + self.dropout(attended))
             x = self.norm2(x + self.dropout(self.feed_forward(x)))
         return x, weights
@@ -165,15 +172,21 @@ class Encoder(nn.Module):
         self.norm = norm
 
     def forward(
-        self, x: Tensor, src_mask: Tensor | None, need_weights: bool = False
+        self, x: Tensor, src_mask: Tensor | None, need_weights: bool = False, packed: Packed | None = None
     ) -> tuple[Tensor, list[Tensor]]:
-        """Shape: x: (B, S, C) embedded source, src_mask: (B, 1, 1, S) -> memory (B, S, C), layer weights."""
+        """Shape: x: (B, S, C) embedded source, src_mask: (B, 1, 1, S) -> memory (B, S, C), layer weights;
+        with ``packed`` (when ``packs``), x: (N, C) real tokens -> (N, C)."""
         weights = []
         for layer in self.layers:
-            x, layer_weights = layer(x, src_mask, need_weights)
+            x, layer_weights = layer(x, src_mask, need_weights, packed)
             if need_weights:
                 weights.append(layer_weights)
         return (x if self.norm is None else self.norm(x)), weights
+
+    @property
+    def packs(self) -> bool:
+        """Whether every layer's self-attention takes packed rows (``MultiHeadAttention.packs``)."""
+        return all(layer.self_attn.packs for layer in self.layers)
 
 
 class Decoder(nn.Module):

@@ -243,7 +243,8 @@ def build_encoder(cfg: ModelConfig) -> Encoder:
     """
     rotary = (RotaryPositionEmbedding(cfg.d_model // cfg.n_heads, cfg.max_positions, cfg.rope_base)
               if cfg.positional_encoding == "rope" else None)
-    modern = {"norm": cfg.norm, "n_kv_heads": cfg.n_kv_heads, "bias": cfg.bias, "rotary": rotary}
+    modern = {"norm": cfg.norm, "n_kv_heads": cfg.n_kv_heads, "bias": cfg.bias, "rotary": rotary,
+              "feed_forward_dropout": cfg.feed_forward_dropout}
     return Encoder([EncoderLayer(**layer_arguments(cfg), **modern) for _ in range(cfg.n_encoder_layers)],
                    _final_norm(cfg))
 
