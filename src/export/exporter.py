@@ -27,8 +27,10 @@ The export folder is usable alone (``src/inference/onnx_backend.py`` runs it wit
                              listed under "quantized" in export.json with their own check against PyTorch
 
 Key/value caches, one (B, H, T, D/H) tensor per decoder layer and side: ``past_key_i``, ``past_value_i``
-(``src/export/graphs.py``). The graphs are saved as the exporter wrote them; ONNX Runtime's graph
-optimisations run when a session loads them (``src/inference/onnx_backend.py``).
+(``src/export/graphs.py``). The decoder-step graphs' attention is rewritten into ONNX Runtime's fused
+``com.microsoft.MultiHeadAttention`` (``src/export/fusion.py``; the manifest counts the nodes under
+``fused_attention``) before the check against PyTorch; ONNX Runtime's own graph optimisations run when a
+session loads them (``src/inference/onnx_backend.py``).
 """
 
 import json
@@ -42,6 +44,7 @@ from loguru import logger
 from torch import Tensor, nn
 
 from src.export import ExportError
+from src.export.fusion import fuse_attention
 from src.export.graphs import DecoderLMGraph, DecoderStepGraph, EncoderGraph, LogitsGraph, kv_names
 from src.inference.loader import InferenceModel, default_export_dir, file_sha256
 from src.inference.onnx_backend import MANIFEST, MANIFEST_FORMAT
@@ -245,6 +248,9 @@ def export_graph(spec: GraphSpec, path: Path, attention: str) -> dict[str, Any]:
                           "would give wrong answers outside that range; serve this model with "
                           "--backend torch")
     graph = onnx.load(str(path), load_external_data=False)
+    fused = fuse_attention(graph)  # ORT's fused attention in the decoder steps (src/export/fusion.py)
+    if fused.fused:
+        onnx.save(graph, str(path))
     described = describe_graph(graph)
     fixed = [f"{name} axis {axis} (fixed at {described['inputs'][name]['shape'][axis]})"
              for name, axes in spec.dynamic.items() for axis in axes
@@ -254,7 +260,8 @@ def export_graph(spec: GraphSpec, path: Path, attention: str) -> dict[str, Any]:
         raise ExportError(f"graph {spec.name}: the exporter fixed axes declared dynamic: "
                           f"{', '.join(fixed)}{hint}; the model's code branches or loops on these lengths in "
                           "Python, so the graph would accept only the example's shape")
-    return {"file": path.name, "opset": _opset(graph), **described}
+    return {"file": path.name, "opset": _opset(graph), **described,
+            **({"fused_attention": fused.fused} if fused.fused else {})}
 
 
 def _dynamic_shapes(spec: GraphSpec) -> tuple:

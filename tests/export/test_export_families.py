@@ -78,6 +78,17 @@ def test_lm_logits_through_the_cache_equal_pytorch_within_1e_4(language_model, b
     torch.testing.assert_close(torch.cat([prompt, rest], dim=1), expected, atol=1e-4, rtol=0)
 
 
+def test_lm_graph_runs_on_ort_fused_attention(language_model):
+    import onnx
+
+    folder, torch_model, _ = language_model
+    ops = [node.op_type for node in onnx.load(str(folder / "decoder_lm.onnx")).graph.node]
+    n_layers = len(torch_model.model.decoder.layers)
+    assert ops.count("MultiHeadAttention") == n_layers and not {"Attention", "Concat"} & set(ops)
+    manifest = json.loads((folder / "export.json").read_text())
+    assert manifest["graphs"]["decoder_lm"]["fused_attention"] == n_layers
+
+
 def test_lm_cached_greedy_generation_equals_pytorch(language_model):
     _, torch_model, onnx = language_model
     prompts = torch.tensor([[1, 5, 6, 7], [1, 9, 8, 4]])

@@ -101,6 +101,22 @@ def test_the_decoder_step_graph_starts_from_an_empty_cache(exported):
                                                                                          value)
 
 
+def test_the_decoder_step_runs_on_ort_fused_attention(exported):
+    # every attention of the step graph is one com.microsoft.MultiHeadAttention node (src/export/fusion.py):
+    # no opset-23 Attention, no cache Concat, no head Transposes; the parity tests above ran on this graph
+    import onnx
+
+    _, folder, torch_model, _ = exported
+    graph = onnx.load(str(folder / "decoder_step.onnx"))
+    ops = [(node.domain, node.op_type) for node in graph.graph.node]
+    n_attention = 2 * len(torch_model.model.decoder.layers)  # self and cross per layer
+    assert ops.count(("com.microsoft", "MultiHeadAttention")) == n_attention
+    assert not {"Attention", "Concat", "Transpose"} & {op for _, op in ops}
+    manifest = json.loads((folder / "export.json").read_text())
+    assert manifest["graphs"]["decoder_step"]["fused_attention"] == n_attention
+    assert "fused_attention" not in manifest["graphs"]["encoder"]  # opset 20: no Attention node to fuse
+
+
 def test_the_io_bound_loop_keeps_the_cache_in_ort_and_equals_the_plain_loop(exported):
     # I/O binding hands each step's present_* OrtValues to the next step without a copy; the plain
     # loop (InferenceSession.run with numpy, the default) must give the very same tokens and logits
