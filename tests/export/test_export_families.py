@@ -192,3 +192,17 @@ def test_banded_attention_exports_and_gives_pytorch_logits_for_padded_rows(tmp_p
     actual = onnx.model(tokens)
     assert torch.isfinite(actual).all()
     torch.testing.assert_close(actual, expected, atol=1e-4, rtol=0)
+
+
+def test_the_bench_times_lm_generation_on_both_backends(language_model):
+    from src.export.bench import bench, table
+
+    folder, torch_model, _ = language_model
+    result = bench(torch_model.path, 3, repeats=1, batch_sizes=[1, 3], new_tokens=5)
+    assert result["family"] == "decoder_lm" and result["unit"] == "tokens"
+    assert result["identical_greedy_outputs"] == {1: "3/3", 3: "3/3"}
+    rows = {(r["backend"], r["batch_size"]): r for r in result["rows"]}
+    assert set(rows) == {(b, n) for b in ("torch", "onnx") for n in (1, 3)}
+    # 3 prompts x 5 new tokens in each pass
+    assert all(abs(r["tokens_per_s"] * r["median_s"] - 15) < 0.2 for r in rows.values())
+    assert "greedy generation, 3 prompts of 8 tokens, 5 new tokens each" in table(result)

@@ -190,3 +190,21 @@ def test_the_parity_command_compares_tokens_and_the_logits_along_one_path(export
         changed[:, 1] = (changed[:, 1] + 1) % 300
         moved = (logits_along(torch_model.model, src, changed, BOS_ID) - expected).abs().amax(dim=(0, 2))
         assert moved[:2].max() == 0 and moved[2:].min() > 0
+
+
+def test_the_bench_times_both_backends_on_the_same_sentences_with_equal_threads(exported):
+    # the bench's ratio is the figure: both backends decode the same sentences, ORT with as many
+    # threads as PyTorch, and their tokens are compared sentence by sentence
+    from src.export.bench import bench, table
+
+    checkpoint, _, _, _ = exported
+    result = bench(checkpoint, 5, repeats=1, batch_sizes=[1, 4])
+    assert result["family"] == "encoder_decoder" and result["sentences"] == 5
+    assert result["ort_threads"] == result["torch_threads"] == torch.get_num_threads()
+    assert result["identical_greedy_outputs"] == {1: "5/5", 4: "5/5"}
+    assert [(r["backend"], r["batch_size"]) for r in result["rows"]] == [
+        ("torch", 1), ("onnx", 1), ("torch", 4), ("onnx", 4)]
+    for b in (1, 4):
+        seconds = {r["backend"]: r["median_s"] for r in result["rows"] if r["batch_size"] == b}
+        assert result["speedup_onnx_over_torch"][b] == round(seconds["torch"] / seconds["onnx"], 2)
+    assert "batch 4: onnx" in table(result) and "sent/s" in table(result)
