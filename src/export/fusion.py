@@ -60,29 +60,41 @@ def fuse_attention(model: Any) -> FusionReport:
         readers = [node for node in graph.node if name in node.input]
         return readers[0] if len(readers) == 1 and name not in graph_outputs else None
 
+    def target_shape(reshape: Any) -> list[int | None] | None:
+        """A Reshape's target shape: a constant, or a Concat of one-element pieces (a Shape's piece None)."""
+        name = reshape.input[1]
+        if name in constants:
+            return [int(d) for d in constants[name].reshape(-1)]
+        concat = producer.get(name)
+        if concat is None or concat.op_type != "Concat":
+            return None
+        return [int(constants[piece].reshape(-1)[0]) if piece in constants and constants[piece].size == 1
+                else None for piece in concat.input]
+
     def heads_of(name: str) -> tuple[str, int] | None:
-        """(x, H) when ``name`` is Transpose(0, 2, 1, 3) of Reshape(x, (-1, 1, H, C/H))."""
+        """(x, H) when ``name`` is Transpose(0, 2, 1, 3) of Reshape(x, (B, N, H, C/H)): the decoder steps'
+        constant (-1, 1, H, C/H), a ViT's (-1, patches + 1, H, C/H), or the (B, S, H, C/H) read from the
+        input's shape in a graph over sequences of any length."""
         transpose = producer.get(name)
         if transpose is None or transpose.op_type != "Transpose" or _ints(transpose, "perm") != [0, 2, 1, 3]:
             return None
         reshape = producer.get(transpose.input[0])
-        if reshape is None or reshape.op_type != "Reshape" or reshape.input[1] not in constants:
-            return None
-        shape = [int(d) for d in constants[reshape.input[1]]]
-        if len(shape) != 4 or shape[1] != 1 or min(shape[2:]) < 1:
+        shape = target_shape(reshape) if reshape is not None and reshape.op_type == "Reshape" else None
+        if shape is None or len(shape) != 4 or None in shape[2:] or min(shape[2:]) < 1 or 0 in shape[:2]:
             return None
         return reshape.input[0], shape[2]
 
     def merged_output(attention: Any) -> Any | None:
-        """The Reshape that ends ``attention``'s Transpose(0, 2, 1, 3) -> Reshape((-1, 1, C)), if it is
+        """The Reshape that ends ``attention``'s Transpose(0, 2, 1, 3) -> Reshape((B, N, C)), if it is
         that."""
         transpose = only_consumer(attention.output[0])
         if transpose is None or transpose.op_type != "Transpose" or _ints(transpose, "perm") != [0, 2, 1, 3]:
             return None
         reshape = only_consumer(transpose.output[0])
-        if reshape is None or reshape.op_type != "Reshape" or reshape.input[1] not in constants:
+        shape = target_shape(reshape) if reshape is not None and reshape.op_type == "Reshape" else None
+        if shape is None or len(shape) != 3 or 0 in shape[:2] or shape[2] is None:
             return None
-        return reshape if [int(d) for d in constants[reshape.input[1]]][:2] == [-1, 1] else None
+        return reshape
 
     def appended(name: str, past_prefix: str) -> tuple[str, str] | None:
         """(past, new) when ``name`` is Concat(past graph input, new heads) on the length axis."""
@@ -93,13 +105,15 @@ def fuse_attention(model: Any) -> FusionReport:
         past, new = concat.input
         return (past, new) if past in inputs and past.startswith(past_prefix) else None
 
-    masks: dict[str, str] = {}  # boolean (B, 1, 1, S) graph input -> its int32 (B, S) form
+    masks: dict[str, str] = {}  # boolean (B, 1, 1, S) mask -> its int32 (B, S) form
+    types = {v.name: v.type.tensor_type for v in (*graph.input, *graph.value_info, *graph.output)}
 
     def key_padding_mask(name: str) -> str | None:
-        """The int32 (B, S) key padding mask of the boolean (B, 1, 1, S) graph input ``name``."""
-        value = next((i for i in graph.input if i.name == name), None)
-        if value is None or value.type.tensor_type.elem_type != onnx.TensorProto.BOOL \
-                or len(value.type.tensor_type.shape.dim) != 4:
+        """The int32 (B, S) key padding mask of the boolean (B, 1, 1, S) mask ``name`` (a graph input, or
+        computed in the graph from the padding ids)."""
+        tensor = types.get(name)
+        if tensor is None or tensor.elem_type != onnx.TensorProto.BOOL or len(tensor.shape.dim) != 4 \
+                or any(d.dim_value != 1 for d in tensor.shape.dim[1:3]):
             return None
         if name not in masks:
             masks[name] = f"{name}_key_padding_int32"
@@ -109,10 +123,12 @@ def fuse_attention(model: Any) -> FusionReport:
                                     name=f"{name}_to_int32")
             flat = helper.make_node("Reshape", [f"{name}_int32", shape], [masks[name]],
                                     name=f"{name}_to_key_padding")
-            new_nodes.extend([cast, flat])
+            # right after the mask is computed (first, for a graph input)
+            after.setdefault(id(producer[name]) if name in producer else None, []).extend([cast, flat])
         return masks[name]
 
-    new_nodes, replaced, dropped, fused, left = [], {}, set(), 0, 0
+    after: dict[int | None, list] = {}  # id of a node (None: the start) -> new nodes that follow it
+    replaced, dropped, fused, left = {}, set(), 0, 0
     for node in list(graph.node):
         if node.op_type != "Attention" or node.domain not in ("", "ai.onnx"):
             continue
@@ -137,15 +153,20 @@ def fuse_attention(model: Any) -> FusionReport:
             mha_inputs = [x, new_key[0], new_value[0], "", "", "", self_kv[0][0], self_kv[1][0]]
             mha_outputs = [end.output[0], key, value]
             dropped |= {id(producer[key]), id(producer[value])}  # the Concats: the operator appends
-        elif key in inputs and value in inputs:  # cross-attention on the cached (B, H, S, C/H) keys
+        else:
             padding = key_padding_mask(mask) if mask is not None else ""
+            new_key, new_value = heads_of(key), heads_of(value)
             if padding is None:
                 left += 1
                 continue
-            mha_inputs, mha_outputs = [x, key, value, "", padding], [end.output[0]]
-        else:
-            left += 1
-            continue
+            if key in inputs and value in inputs:  # cross-attention on the cached (B, H, S, C/H) keys
+                mha_inputs = [x, key, value, "", padding]
+            elif new_key is not None and new_value is not None:  # over a whole sequence, no cache
+                mha_inputs = [x, new_key[0], new_value[0], "", padding]
+            else:
+                left += 1
+                continue
+            mha_outputs = [end.output[0]]
         mha = helper.make_node("MultiHeadAttention", mha_inputs, mha_outputs, name=f"fused_attention_{fused}",
                                domain=CONTRIB, num_heads=n_heads, mask_filter_value=MASK_FILTER_VALUE)
         replaced[id(end)] = mha
@@ -153,9 +174,12 @@ def fuse_attention(model: Any) -> FusionReport:
     if fused:
         # the MultiHeadAttention node takes the place of the Reshape that ended its group (everything it
         # reads is computed before that); the rest of the group is dropped as unused below
-        ordered = [replaced.get(id(node), node) for node in graph.node if id(node) not in dropped]
+        ordered = list(after.get(None, []))
+        for node in graph.node:
+            if id(node) not in dropped:
+                ordered += [replaced.get(id(node), node), *after.get(id(node), [])]
         del graph.node[:]
-        graph.node.extend(new_nodes + ordered)
+        graph.node.extend(ordered)
         _drop_unused(graph)
         if not any(o.domain == CONTRIB for o in model.opset_import):
             model.opset_import.append(helper.make_opsetid(CONTRIB, 1))

@@ -101,7 +101,7 @@ def test_the_decoder_step_graph_starts_from_an_empty_cache(exported):
                                                                                          value)
 
 
-def test_the_decoder_step_runs_on_ort_fused_attention(exported):
+def test_the_graphs_run_on_ort_fused_attention(exported):
     # every attention of the step graph is one com.microsoft.MultiHeadAttention node (src/export/fusion.py):
     # no opset-23 Attention, no cache Concat, no head Transposes; the parity tests above ran on this graph
     import onnx
@@ -114,7 +114,10 @@ def test_the_decoder_step_runs_on_ort_fused_attention(exported):
     assert not {"Attention", "Concat", "Transpose"} & {op for _, op in ops}
     manifest = json.loads((folder / "export.json").read_text())
     assert manifest["graphs"]["decoder_step"]["fused_attention"] == n_attention
-    assert "fused_attention" not in manifest["graphs"]["encoder"]  # opset 20: no Attention node to fuse
+    # the encoder's self-attention too, with the source padding as MultiHeadAttention's key padding mask
+    n_encoder = len(torch_model.model.encoder.layers)
+    assert manifest["graphs"]["encoder"]["fused_attention"] == n_encoder
+    assert manifest["graphs"]["encoder"]["opset"] == 23
 
 
 def test_the_io_bound_loop_keeps_the_cache_in_ort_and_equals_the_plain_loop(exported):
@@ -207,4 +210,4 @@ def test_the_bench_times_both_backends_on_the_same_sentences_with_equal_threads(
     for b in (1, 4):
         seconds = {r["backend"]: r["median_s"] for r in result["rows"] if r["batch_size"] == b}
         assert result["speedup_onnx_over_torch"][b] == round(seconds["torch"] / seconds["onnx"], 2)
-    assert "batch 4: onnx" in table(result) and "sent/s" in table(result)
+    assert "batch 4: onnx" in table(result) and "sentences/s" in table(result)
