@@ -182,8 +182,8 @@ def table(result: dict) -> str:
               f"ONNX Runtime {result['ort_threads']}"),
              (f"load average (1, 5, 15 min) before {result['load_average']['before']}, after "
               f"{result['load_average']['after']}, on {result['load_average']['cpus']} CPUs"),
-             f"{'backend':<8} {'batch':>5} {'median s':>10} {unit + '/s':>10}"]
-    lines += [f"{r['backend']:<8} {r['batch_size']:>5} {r['median_s']:>10.3f} {r[unit + '_per_s']:>10.1f}"
+             f"{'backend':<8} {'batch':>5} {'median s':>10} {unit + '/s':>12}"]
+    lines += [f"{r['backend']:<8} {r['batch_size']:>5} {r['median_s']:>10.3f} {r[unit + '_per_s']:>12.1f}"
               for r in result["rows"]]
     lines += [f"batch {b}: onnx {s}x torch, identical outputs {result['identical_greedy_outputs'][b]}"
               for b, s in result["speedup_onnx_over_torch"].items()]
