@@ -1,11 +1,13 @@
 """ONNX export of trained models (dynamo exporter) and a Triton model repository.
 
-- ``graphs.py``: exportable wrappers, the key/value caches as stacked batch-first tensors;
+- ``graphs.py``: exportable wrappers, the key/value caches as one batch-first tensor per layer and side;
 - ``exporter.py``: ``export_checkpoint`` (graphs, ``export.json`` manifest, config and tokenizers);
+- ``fusion.py``: the exported attention rewritten into ONNX Runtime's fused ``MultiHeadAttention``;
 - ``triton.py``: ``triton/<graph>/{config.pbtxt,1/model.onnx}``;
 - ``quantize.py``: ``--quantize int8``, the graphs with int8 linear layers beside the float32 ones;
 - ``cli.py``: ``python -m src.main export RUN_OR_CHECKPOINT [--out DIR] [--quantize int8]``;
-- ``bench.py``: ``python -m src.export.bench``, greedy decoding on ONNX Runtime against PyTorch eager;
+- ``bench.py``: ``python -m src.export.bench``, greedy decoding (translation) or generation (language model)
+  on ONNX Runtime against PyTorch eager;
 - ``bench_int8.py``: ``python -m src.export.bench_int8``, int8 against float32 ONNX Runtime, speed, quality.
 
 The ONNX Runtime backend that runs the graphs is ``src/inference/onnx_backend.py``

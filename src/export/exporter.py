@@ -27,13 +27,15 @@ The export folder is usable alone (``src/inference/onnx_backend.py`` runs it wit
                              listed under "quantized" in export.json with their own check against PyTorch
 
 Key/value caches, one (B, H, T, D/H) tensor per decoder layer and side: ``past_key_i``, ``past_value_i``
-(``src/export/graphs.py``). The graphs are saved as the exporter wrote them; ONNX Runtime's graph
-optimisations run when a session loads them (``src/inference/onnx_backend.py``).
+(``src/export/graphs.py``). The decoder-step graphs' attention is rewritten into ONNX Runtime's fused
+``com.microsoft.MultiHeadAttention`` (``src/export/fusion.py``; the manifest counts the nodes under
+``fused_attention``) before the check against PyTorch; ONNX Runtime's own graph optimisations run when a
+session loads them (``src/inference/onnx_backend.py``).
 """
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,19 +44,23 @@ from loguru import logger
 from torch import Tensor, nn
 
 from src.export import ExportError
+from src.export.fusion import fuse_attention
 from src.export.graphs import DecoderLMGraph, DecoderStepGraph, EncoderGraph, LogitsGraph, kv_names
 from src.inference.loader import InferenceModel, default_export_dir, file_sha256
 from src.inference.onnx_backend import MANIFEST, MANIFEST_FORMAT
 from src.storage import ensure_writable, raise_if_disk_full
 # every dynamic axis traced at >= 2 (see module docstring)
 EXAMPLE_BATCH, EXAMPLE_LENGTH, EXAMPLE_PAST = 3, 5, 2
-# The decoder-step graphs use opset 23, which has the ONNX Attention operator: the exporter writes
-# scaled_dot_product_attention as one node that ONNX Runtime runs as one kernel, instead of MatMul/Softmax
-# with a Reshape-Transpose-Reshape copy of every key tensor (past and cross) at every decoding step, which
-# ORT cannot fold into its MatMul (issue 30). The other graphs keep opset 20: ORT 1.23's Attention kernel
-# refuses a padding mask (B, 1, 1, S) broadcast over several queries ("inconsistent q_sequence_length"),
-# which every encoder and classifier passes; a decoding step has one query, so its mask fits.
-DEFAULT_OPSET, STEP_OPSET = 20, 23
+# Opset 23 has the ONNX Attention operator: the exporter writes scaled_dot_product_attention as one node,
+# which src/export/fusion.py rewrites into ORT's fused MultiHeadAttention, instead of MatMul/Softmax with a
+# Reshape-Transpose-Reshape copy of every key tensor (past and cross) at every decoding step (issue 30).
+# ORT (1.23 to 1.32 at least) runs an unfused opset-23 Attention only where the mask has one row per query:
+# it refuses a padding mask (B, 1, 1, S) broadcast over several queries ("inconsistent q_sequence_length"),
+# which every encoder and classifier passes. So a graph over whole sequences whose attention the rewrite
+# does not take entirely (rotary positions between the projection and attention, a banded mask) is
+# exported again at FALLBACK_OPSET, decomposed as before; a decoding step has one query, so its unfused
+# Attention runs.
+DEFAULT_OPSET, FALLBACK_OPSET = 23, 20
 
 
 MLM_REFUSAL = ("an encoder_mlm is a pretrained encoder, not a model to deploy: it predicts masked tokens "
@@ -79,6 +85,8 @@ class GraphSpec:
     output_names: tuple[str, ...]
     dynamic: dict[str, dict[int, Any]]  # input name -> {axis: torch.export.Dim}
     opset: int = DEFAULT_OPSET
+    # exported again at this opset if attention is left unfused (see FALLBACK_OPSET); None: never
+    fallback_opset: int | None = FALLBACK_OPSET
 
 
 def export_checkpoint(checkpoint: str | Path, out_dir: str | Path | None = None,
@@ -187,7 +195,7 @@ def graph_specs(trained: InferenceModel) -> list[GraphSpec]:
                       ("logits", *kv_names("present", n_layers)),
                       {"tokens": {0: batch}, "src_mask": {0: batch, 3: source},
                        **{name: {0: batch, 2: source} for name in cross_names},
-                       **{name: {0: batch, 2: past_length} for name in past_names}}, STEP_OPSET),
+                       **{name: {0: batch, 2: past_length} for name in past_names}}, fallback_opset=None),
         ]
     if family == "decoder_lm":
         blocks = model.decoder.layers
@@ -201,7 +209,7 @@ def graph_specs(trained: InferenceModel) -> list[GraphSpec]:
                           ("tokens", *past_names),
                           ("logits", *kv_names("present", len(blocks))),
                           {"tokens": {0: batch}, **{name: {0: batch, 2: past_length} for name in past_names}},
-                          STEP_OPSET)]
+                          fallback_opset=None)]
     if family == "vit":
         images = torch.randn(EXAMPLE_BATCH, model.in_channels, model.image_size, model.image_size)
         return [GraphSpec("vit", LogitsGraph(model), (images,), ("images",), ("logits",),
@@ -245,6 +253,13 @@ def export_graph(spec: GraphSpec, path: Path, attention: str) -> dict[str, Any]:
                           "would give wrong answers outside that range; serve this model with "
                           "--backend torch")
     graph = onnx.load(str(path), load_external_data=False)
+    fused = fuse_attention(graph)  # ORT's fused attention (src/export/fusion.py)
+    if fused.left and spec.fallback_opset is not None:
+        logger.info("export: {} attention node(s) of graph {} not fused; exported again at opset {}",
+                    fused.left, spec.name, spec.fallback_opset)
+        return export_graph(replace(spec, opset=spec.fallback_opset, fallback_opset=None), path, attention)
+    if fused.fused:
+        onnx.save(graph, str(path))
     described = describe_graph(graph)
     fixed = [f"{name} axis {axis} (fixed at {described['inputs'][name]['shape'][axis]})"
              for name, axes in spec.dynamic.items() for axis in axes
@@ -254,7 +269,8 @@ def export_graph(spec: GraphSpec, path: Path, attention: str) -> dict[str, Any]:
         raise ExportError(f"graph {spec.name}: the exporter fixed axes declared dynamic: "
                           f"{', '.join(fixed)}{hint}; the model's code branches or loops on these lengths in "
                           "Python, so the graph would accept only the example's shape")
-    return {"file": path.name, "opset": _opset(graph), **described}
+    return {"file": path.name, "opset": _opset(graph), **described,
+            **({"fused_attention": fused.fused} if fused.fused else {})}
 
 
 def _dynamic_shapes(spec: GraphSpec) -> tuple:

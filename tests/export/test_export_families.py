@@ -54,6 +54,14 @@ def test_classifier_logits_equal_pytorch_within_1e_4(classifier, batch, length):
     torch.testing.assert_close(onnx.model(tokens), expected, atol=1e-4, rtol=0)
 
 
+def test_one_graph_families_run_on_ort_fused_attention(classifier, vit):
+    # the classifier's padding mask becomes MultiHeadAttention's key padding mask; the ViT has none
+    for (folder, torch_model, _), name in ((classifier, "classifier"), (vit, "vit")):
+        graph = json.loads((folder / "export.json").read_text())["graphs"][name]
+        layers = len(torch_model.model.encoder.layers)
+        assert graph["opset"] == 23 and graph["fused_attention"] == layers, name
+
+
 @pytest.mark.parametrize("batch", [1, 5])
 def test_vit_logits_equal_pytorch_within_1e_4(vit, batch):
     _, torch_model, onnx = vit
@@ -76,6 +84,17 @@ def test_lm_logits_through_the_cache_equal_pytorch_within_1e_4(language_model, b
         rest = onnx.model(tokens[:, -2:], cache)  # continuing it
     assert len(cache) == length
     torch.testing.assert_close(torch.cat([prompt, rest], dim=1), expected, atol=1e-4, rtol=0)
+
+
+def test_lm_graph_runs_on_ort_fused_attention(language_model):
+    import onnx
+
+    folder, torch_model, _ = language_model
+    ops = [node.op_type for node in onnx.load(str(folder / "decoder_lm.onnx")).graph.node]
+    n_layers = len(torch_model.model.decoder.layers)
+    assert ops.count("MultiHeadAttention") == n_layers and not {"Attention", "Concat"} & set(ops)
+    manifest = json.loads((folder / "export.json").read_text())
+    assert manifest["graphs"]["decoder_lm"]["fused_attention"] == n_layers
 
 
 def test_lm_cached_greedy_generation_equals_pytorch(language_model):
@@ -171,7 +190,13 @@ def test_banded_attention_exports_and_gives_pytorch_logits_for_padded_rows(tmp_p
     checkpoint = make_checkpoint(tmp_path, "config/imdb_tiny.yaml", ("text",), labels=["neg", "pos"],
                                  model=model)
     folder = export_checkpoint(checkpoint, tmp_path / "out")
-    assert json.loads((folder / "export.json").read_text())["checked"]["max_abs_diff"] < 1e-4
+    manifest = json.loads((folder / "export.json").read_text())
+    assert manifest["checked"]["max_abs_diff"] < 1e-4
+    # the band's (B, 1, T, T) mask is no key padding mask: the attention stays unfused, so the graph is
+    # exported again at opset 20 (ORT's opset-23 Attention would refuse the padding masks of the other
+    # layers' shape), decomposed as before
+    assert manifest["graphs"]["classifier"]["opset"] == 20 and "fused_attention" not in manifest["graphs"][
+        "classifier"]
     onnx, reference = load_for_inference(folder, backend="onnx"), load_for_inference(checkpoint, "cpu")
     tokens = torch.randint(4, 300, (4, 60), generator=torch.Generator().manual_seed(1))
     for row, length in enumerate([60, 1, 9, 33]):
@@ -181,3 +206,17 @@ def test_banded_attention_exports_and_gives_pytorch_logits_for_padded_rows(tmp_p
     actual = onnx.model(tokens)
     assert torch.isfinite(actual).all()
     torch.testing.assert_close(actual, expected, atol=1e-4, rtol=0)
+
+
+def test_the_bench_times_lm_generation_on_both_backends(language_model):
+    from src.export.bench import bench, table
+
+    folder, torch_model, _ = language_model
+    result = bench(torch_model.path, 3, repeats=1, batch_sizes=[1, 3], new_tokens=5)
+    assert result["family"] == "decoder_lm" and result["unit"] == "tokens"
+    assert result["identical_greedy_outputs"] == {1: "3/3", 3: "3/3"}
+    rows = {(r["backend"], r["batch_size"]): r for r in result["rows"]}
+    assert set(rows) == {(b, n) for b in ("torch", "onnx") for n in (1, 3)}
+    # 3 prompts x 5 new tokens in each pass
+    assert all(abs(r["tokens_per_s"] * r["median_s"] / 15 - 1) < 0.02 for r in rows.values())  # rounding
+    assert "greedy generation, 3 prompts of 8 tokens, 5 new tokens each" in table(result)

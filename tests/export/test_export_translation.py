@@ -101,6 +101,25 @@ def test_the_decoder_step_graph_starts_from_an_empty_cache(exported):
                                                                                          value)
 
 
+def test_the_graphs_run_on_ort_fused_attention(exported):
+    # every attention of the step graph is one com.microsoft.MultiHeadAttention node (src/export/fusion.py):
+    # no opset-23 Attention, no cache Concat, no head Transposes; the parity tests above ran on this graph
+    import onnx
+
+    _, folder, torch_model, _ = exported
+    graph = onnx.load(str(folder / "decoder_step.onnx"))
+    ops = [(node.domain, node.op_type) for node in graph.graph.node]
+    n_attention = 2 * len(torch_model.model.decoder.layers)  # self and cross per layer
+    assert ops.count(("com.microsoft", "MultiHeadAttention")) == n_attention
+    assert not {"Attention", "Concat", "Transpose"} & {op for _, op in ops}
+    manifest = json.loads((folder / "export.json").read_text())
+    assert manifest["graphs"]["decoder_step"]["fused_attention"] == n_attention
+    # the encoder's self-attention too, with the source padding as MultiHeadAttention's key padding mask
+    n_encoder = len(torch_model.model.encoder.layers)
+    assert manifest["graphs"]["encoder"]["fused_attention"] == n_encoder
+    assert manifest["graphs"]["encoder"]["opset"] == 23
+
+
 def test_the_io_bound_loop_keeps_the_cache_in_ort_and_equals_the_plain_loop(exported):
     # I/O binding hands each step's present_* OrtValues to the next step without a copy; the plain
     # loop (InferenceSession.run with numpy, the default) must give the very same tokens and logits
@@ -174,3 +193,21 @@ def test_the_parity_command_compares_tokens_and_the_logits_along_one_path(export
         changed[:, 1] = (changed[:, 1] + 1) % 300
         moved = (logits_along(torch_model.model, src, changed, BOS_ID) - expected).abs().amax(dim=(0, 2))
         assert moved[:2].max() == 0 and moved[2:].min() > 0
+
+
+def test_the_bench_times_both_backends_on_the_same_sentences_with_equal_threads(exported):
+    # the bench's ratio is the figure: both backends decode the same sentences, ORT with as many
+    # threads as PyTorch, and their tokens are compared sentence by sentence
+    from src.export.bench import bench, table
+
+    checkpoint, _, _, _ = exported
+    result = bench(checkpoint, 5, repeats=1, batch_sizes=[1, 4])
+    assert result["family"] == "encoder_decoder" and result["sentences"] == 5
+    assert result["ort_threads"] == result["torch_threads"] == torch.get_num_threads()
+    assert result["identical_greedy_outputs"] == {1: "5/5", 4: "5/5"}
+    assert [(r["backend"], r["batch_size"]) for r in result["rows"]] == [
+        ("torch", 1), ("onnx", 1), ("torch", 4), ("onnx", 4)]
+    for b in (1, 4):
+        seconds = {r["backend"]: r["median_s"] for r in result["rows"] if r["batch_size"] == b}
+        assert result["speedup_onnx_over_torch"][b] == round(seconds["torch"] / seconds["onnx"], 2)
+    assert "batch 4: onnx" in table(result) and "sentences/s" in table(result)
