@@ -23,7 +23,8 @@ import torch
 from torch import Tensor
 
 from src.components.scaled_dot_product_attention import Backend, attend
-from src.components.sliding_window_attention import attend_blocks, banded_blocks
+from src.components.sliding_window_attention import attend_blocks, banded_blocks, fused_on_cpu
+from src.components.sliding_window_flash_attention import sliding_window_flash_attention
 
 
 def longformer_attention(
@@ -53,9 +54,14 @@ def longformer_attention(
     is_global = torch.zeros_like(real)
     is_global[:, global_index] = True
     # 1. the window without the global keys, then the global keys themselves, in one softmax
-    blocks = banded_blocks(length, window, real & ~is_global, False, batch, query.device)
-    blocks.append_keys(global_index, real[:, global_index])
-    out, weights = attend_blocks(blocks, query, key, value, backend, dropout_p, need_weights)
+    if fused_on_cpu(query, backend, dropout_p, need_weights):
+        out, weights = sliding_window_flash_attention(query, key, value, window, real & ~is_global,
+                                                      global_index=global_index,
+                                                      global_mask=real[:, global_index]), None
+    else:
+        blocks = banded_blocks(length, window, real & ~is_global, False, batch, query.device)
+        blocks.append_keys(global_index, real[:, global_index])
+        out, weights = attend_blocks(blocks, query, key, value, backend, dropout_p, need_weights)
     # 2. the global tokens' own rows: full attention through the global projections, O(G T)
     everything = real[:, None, None, :]  # (B, 1, 1, T)
     global_out, global_weights = attend(global_query, global_key, global_value, everything, backend,
