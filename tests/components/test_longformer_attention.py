@@ -126,6 +126,27 @@ def test_matches_hugging_face_longformer_self_attention():
     assert diff <= TOL, f"max |ours - HF| over real tokens = {diff:.2e}"
 
 
+def test_module_fused_path_equals_its_math_path_forward_and_gradients():
+    """The module's fused CPU path computes the global rows through the inputs (W_k^T q against x, then
+    W_v after the weighted sum) instead of projecting K_g, V_g of every token: same outputs, same
+    gradients for x and every weight, over several blocks, with padding."""
+    torch.manual_seed(0)
+    fused = MultiHeadAttention(32, 4, attention="longformer", window=70, global_tokens=(0, 9, 250))
+    reference = MultiHeadAttention(32, 4, attention="longformer", window=70, global_tokens=(0, 9, 250),
+                                   backend="math")
+    reference.load_state_dict(fused.state_dict())
+    x = torch.randn(2, 301, 32, requires_grad=True)
+    real = torch.ones(2, 301, dtype=torch.bool)
+    real[1, 200:] = False  # global token 250 is padding in the second sequence
+    grad = torch.randn(2, 301, 32)
+    results = []
+    for module in (fused, reference):
+        out, _ = module(x, mask=real[:, None, None, :])
+        results.append([out, *torch.autograd.grad(out, [x, *module.parameters()], grad)])
+    diff = max((a - b).abs().max().item() for a, b in zip(*results, strict=True))
+    assert diff <= TOL, f"max |fused - math| over the output and every gradient = {diff:.2e}"
+
+
 def test_global_positions_beyond_a_short_sequence_are_skipped():
     attention = MultiHeadAttention(16, 2, attention="longformer", window=2, global_tokens=(0, 50))
     out, weights = attention(torch.randn(1, 7, 16), need_weights=True)
