@@ -80,6 +80,7 @@ class BandLayout:
             real = real & key_mask.gather(1, index).view(batch, *position.shape)
         self.real = real.reshape(batch * self.n_blocks, -1)
         self.clean = self.real.all(dim=1).tolist()  # blocks that need only the band: its broadcast mask
+        self._band_mask: Tensor | None = None
 
     @property
     def span(self) -> int:
@@ -147,12 +148,14 @@ class BandLayout:
         first = torch.arange(start, stop, device=self.band.device)[:, None] * self.size
         return (first + torch.arange(self.span, device=self.band.device)).flatten()
 
-    def allowed(self, start: int, stop: int) -> Tensor:
-        """Which key slots each query of blocks ``start:stop`` sees: (1, 1, b, K) for clean blocks (the
-        band, broadcast over blocks), else (G, 1, b, K)."""
-        if self.clean[start]:
-            return self.band[None, None]
-        return (self.band & self.real[start:stop, None, :])[:, None]
+    def mask(self, start: int, stop: int, dtype: torch.dtype) -> Tensor:
+        """The kernel's additive mask of blocks ``start:stop``: (1, 1, b, K) for clean blocks (the band,
+        broadcast over blocks, made once), else (G, 1, b, K)."""
+        if not self.clean[start]:
+            return _additive((self.band & self.real[start:stop, None, :])[:, None], dtype)
+        if self._band_mask is None or self._band_mask.dtype != dtype:
+            self._band_mask = _additive(self.band[None, None], dtype)
+        return self._band_mask
 
     def empty_rows(self, start: int, stop: int) -> Tensor:
         """(G*b,) True for the queries of blocks ``start:stop`` whose window holds no real key."""
@@ -208,8 +211,7 @@ class _BandFlashAttention(torch.autograd.Function):
         for start, stop in layout.groups():
             block_out, block_lse = FLASH(
                 layout.query_blocks(rows, start, stop), layout.key_blocks(keys, start, stop),
-                layout.key_blocks(values, start, stop),
-                attn_mask=_additive(layout.allowed(start, stop), query.dtype))
+                layout.key_blocks(values, start, stop), attn_mask=layout.mask(start, stop, query.dtype))
             # (G, H, b, D) -> (G*b, H, D); the kernel's memory is already (G, b, H, D)
             layout.block_rows(out, start, stop).copy_(block_out.transpose(1, 2).reshape(-1, heads, dim))
             lse = layout.block_rows(logsumexp, start, stop)
@@ -237,7 +239,7 @@ class _BandFlashAttention(torch.autograd.Function):
                 layout.query_blocks(grad_rows, start, stop), layout.query_blocks(rows, start, stop),
                 layout.key_blocks(keys, start, stop), layout.key_blocks(values, start, stop),
                 layout.query_blocks(out, start, stop), block_lse.transpose(1, 2), 0.0, False,
-                attn_mask=_additive(layout.allowed(start, stop), rows.dtype))
+                attn_mask=layout.mask(start, stop, rows.dtype))
             layout.block_rows(grad_query, start, stop).copy_(grad_q.transpose(1, 2).reshape(-1, heads, dim))
             # every key slot's gradient goes back to the row it read: (G, H, K, D) -> (G*K, H, D)
             index = layout.key_rows(start, stop)
@@ -252,9 +254,10 @@ class _BandFlashAttention(torch.autograd.Function):
                 grad, layout.unblock(rows), global_key, global_value, layout.unblock(out),
                 layout.unblock(logsumexp), 0.0, False,
                 attn_mask=_additive(global_mask[:, None, None, :], rows.dtype))
-            grad_query = grad_query + grad_q
-            grad_key = grad_key.index_add(2, ctx.global_index, grad_k)
-            grad_value = grad_value.index_add(2, ctx.global_index, grad_v)
+            # in place: these are views of this pass's own buffers, and a copy would be n d more memory
+            grad_query.add_(grad_q)
+            grad_key.index_add_(2, ctx.global_index, grad_k)
+            grad_value.index_add_(2, ctx.global_index, grad_v)
         return grad_query, grad_key, grad_value, None, None, None
 
 
@@ -272,6 +275,6 @@ def _merge_global_keys(query: Tensor, out: Tensor, logsumexp: Tensor, global_key
     global_lse = global_lse.masked_fill(~global_mask.any(-1)[:, None, None], float("-inf"))
     total = torch.logaddexp(logsumexp, global_lse)
     total = total.masked_fill(total == float("-inf"), 0.0)  # no key at all: output 0, as in full attention
-    merged = (logsumexp - total).exp()[..., None] * out + (global_lse - total).exp()[..., None] * global_out
-    out.copy_(merged)
+    global_out.mul_((global_lse - total).exp()[..., None])  # in place: no (B, H, T, D) temporaries
+    out.mul_((logsumexp - total).exp()[..., None]).add_(global_out)
     logsumexp.copy_(total)
