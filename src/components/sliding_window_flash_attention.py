@@ -210,7 +210,8 @@ class _BandFlashAttention(torch.autograd.Function):
     def forward(ctx, query: Tensor, key: Tensor, value: Tensor, layout: BandLayout,
                 global_index: Tensor | None, global_mask: Tensor | None) -> Tensor:
         heads, dim = query.size(1), query.size(3)
-        rows, keys, values = layout.queries(query), layout.keys(key), layout.keys(value)
+        # compact copies: views would keep the whole (B, T, 3C) projection alive until the backward pass
+        rows, keys, values = layout.queries(query).contiguous(), layout.keys(key), layout.keys(value)
         out = rows.new_empty(rows.shape)  # (B*N*b, H, D)
         logsumexp = rows.new_empty(rows.shape[:2], dtype=torch.float32)  # (B*N*b, H)
         for start, stop in layout.groups():
