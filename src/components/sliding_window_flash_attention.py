@@ -8,8 +8,9 @@ mask is a pass over memory. Here the kernel reads the keys where they lie:
   at positions k*b - back .. k*b + b + ahead - 1 (back = w; ahead = w, or 0 for causal attention). In a
   buffer holding the keys of the sequence after ``back`` rows of zeros, that window starts at row k*b:
   every block's window is the same (K, H, D) shape at a stride of b rows, one ``as_strided`` view of
-  (N, H, K, D) over the buffer, with no copy of any key. ``_scaled_dot_product_flash_attention_for_cpu``
-  takes such strided views (it reads the strides) and works through all blocks in one call.
+  (N, H, K, D) over the buffer: the buffer is the one copy of the keys, no block has its own.
+  ``_scaled_dot_product_flash_attention_for_cpu`` takes such strided views (it reads the strides) and
+  works through a group of blocks per call.
 - **The band as the kernel's additive mask.** Inside a block the band is the same (b, K) pattern for
   every block, one broadcast mask; only the blocks whose window reaches outside the sequence or over
   padding need their own (G, 1, b, K) mask.
