@@ -195,6 +195,9 @@ def test_ratios_are_taken_at_8192_and_judged_against_the_targets():
     assert ratios["sliding_window_speedup_vs_full_sdpa"] == pytest.approx(0.8192 / 0.08)
     assert ratios["sliding_window_memory_vs_full_sdpa"] == pytest.approx(1.2)
     assert ratios["full_math_memory_vs_sliding_window"] == pytest.approx(1e-3 * 8192 / 1.2e-2)  # 683
+    # the speed-ups at 16,384 too: full attention 4x slower there, the band 2x
+    assert ratios["sliding_window_speedup_vs_full_sdpa at 16384"] == pytest.approx(4 * 0.8192 / (2 * 0.08))
+    assert ratios["longformer_speedup_vs_full_sdpa at 16384"] == pytest.approx(4 * 0.8192 / (2 * 0.09))
     assert result["slopes"] == pytest.approx({"full/math": 2.0, "full/sdpa": 2.0, "sliding_window": 1.0,
                                               "longformer": 1.0})  # fmt: skip
     assert result["meets_targets"] == dict.fromkeys([*summary.TARGETS, "all"], True)
@@ -203,7 +206,10 @@ def test_ratios_are_taken_at_8192_and_judged_against_the_targets():
     assert steeper["slopes"]["sliding_window"] == pytest.approx(1.5)
     assert steeper["meets_targets"]["slope sliding_window"] is False
     assert steeper["meets_targets"]["all"] is False
-    assert steeper["ratios"] == pytest.approx(ratios)  # the same values at n=8192
+    at_8192 = {name: value for name, value in ratios.items() if not name.endswith(" at 16384")}
+    assert {name: steeper["ratios"][name] for name in at_8192} == pytest.approx(at_8192)  # the same at 8192
+    assert steeper["ratios"]["sliding_window_speedup_vs_full_sdpa at 16384"] == pytest.approx(
+        4 * 0.8192 / (2**1.5 * 0.08))
 
 
 def test_a_ratio_whose_variant_was_not_measured_is_none_and_all_is_unknown():

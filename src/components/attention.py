@@ -18,12 +18,12 @@ from torch import Tensor, nn
 from src.components.alibi import alibi_bias, alibi_slopes
 from src.components.kv_cache import KVCache
 from src.components.lora import project_rows
-from src.components.longformer_attention import longformer_attention
+from src.components.longformer_attention import global_rows_through_inputs, local_rows, longformer_attention
 from src.components.masks import causal_mask
 from src.components.packing import Packed, packed_self_attention
 from src.components.rotary_position_embedding import RotaryPositionEmbedding
 from src.components.scaled_dot_product_attention import scaled_dot_product_attention
-from src.components.sliding_window_attention import sliding_window_attention
+from src.components.sliding_window_attention import fused_on_cpu, sliding_window_attention
 
 __all__ = ["AttentionBackend", "AttentionPattern", "MultiHeadAttention", "scaled_dot_product_attention"]
 
@@ -189,6 +189,11 @@ class MultiHeadAttention(nn.Module):
         index = torch.tensor([p for p in self.global_tokens if p < length], dtype=torch.long, device=x.device)
         c, weight, bias = self.d_model, self.global_in_proj.weight, self.global_in_proj.bias
         (global_q,) = self._split_heads(F.linear(x[:, index], weight[:c], bias[:c]), self.n_heads)
+        if fused_on_cpu(q, self.backend, dropout_p, need_weights):  # K_g, V_g never projected for every token
+            out, _ = local_rows(q, k, v, index, self.window, key_mask)
+            rows = global_rows_through_inputs(x, global_q, weight[c: 2 * c], weight[2 * c:], bias[2 * c:],
+                                              key_mask)
+            return out.index_copy(2, index, rows), None
         global_k, global_v = self._split_heads(F.linear(x, weight[c:], bias[c:]), self.n_heads, self.n_heads)
         return longformer_attention(q, k, v, global_q, global_k, global_v, index, self.window, key_mask,
                                     self.backend, dropout_p, need_weights)

@@ -20,8 +20,10 @@ padding keys are masked out by the key mask. A sequence no longer than ``window 
 with no look-around: there the band is the whole matrix.
 
 Two backends, as for full attention (``src/components/attention.py``):
-- ``"sdpa"``: ``F.scaled_dot_product_attention`` once over all blocks at once (blocks folded into
-  the batch), so PyTorch's fused kernel computes every block without materialising its weights;
+- ``"sdpa"``: PyTorch's fused kernel computes every block without materialising its weights. On the
+  CPU it reads each block's keys in place, through an overlapping view, forward and backward
+  (``src/components/sliding_window_flash_attention.py``); elsewhere (CUDA, attention dropout, export)
+  ``F.scaled_dot_product_attention`` runs once over the gathered blocks (folded into the batch);
 - ``"math"``: ``scaled_dot_product_attention`` (Eq. 1 written out) on the blocked tensors, which
   also returns the weights. ``need_weights=True`` always takes it and scatters the band back into
   a (T, S) matrix for the heatmaps; that dense matrix is for inspection only.
@@ -34,9 +36,9 @@ no real key (e.g. padding beyond the end of a short text) gets an output of zero
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 from src.components.scaled_dot_product_attention import Backend, attend, scaled_dot_product_attention
+from src.components.sliding_window_flash_attention import sliding_window_flash_attention
 
 
 def band_mask(query_len: int, key_len: int, window: int, causal: bool = False,
@@ -79,8 +81,21 @@ def sliding_window_attention(
     query_len, key_len = query.size(2), key.size(2)
     if key_len != query_len:  # a cached decoding step: a few new queries against every key so far
         return _decoding_step(query, key, value, window, key_mask, causal, backend, dropout_p, need_weights)
+    if fused_on_cpu(query, backend, dropout_p, need_weights):
+        return sliding_window_flash_attention(query, key, value, window, key_mask, causal), None
     blocks = banded_blocks(query_len, window, key_mask, causal, query.size(0), query.device)
     return attend_blocks(blocks, query, key, value, backend, dropout_p, need_weights)
+
+
+def fused_on_cpu(query: Tensor, backend: Backend, dropout_p: float, need_weights: bool) -> bool:
+    """Whether the band goes through the CPU flash kernel over overlapping blocks
+    (``src/components/sliding_window_flash_attention.py``).
+
+    Not with attention dropout (the kernel has none) nor for weights; not while exporting: the kernel's
+    private op is not an ONNX operator, and its group loop is a Python loop over the length.
+    """
+    return (query.device.type == "cpu" and backend == "sdpa" and dropout_p == 0.0 and not need_weights
+            and not torch.compiler.is_exporting())
 
 
 class BandedBlocks:
@@ -184,18 +199,13 @@ def attend_blocks(blocks: BandedBlocks, query: Tensor, key: Tensor, value: Tenso
                   dropout_p: float, need_weights: bool) -> tuple[Tensor, Tensor | None]:
     """Eq. 1 of Vaswani et al. inside every block: (B, H, T, D), and the dense weights if asked.
 
-    The fused path on the CPU works through the blocks a group at a time (``_GroupedFlashAttention``),
-    so its memory stays close to full attention's fused kernel; elsewhere (CUDA, attention dropout)
-    every block goes through ``F.scaled_dot_product_attention`` at once.
+    The fused path on the CPU does not come here (``fused_on_cpu``); on CUDA, with attention dropout or
+    while exporting, every block goes through ``F.scaled_dot_product_attention`` at once.
     """
     if backend == "math" or need_weights:
         q, k, v, mask = blocks.blocks(query, key, value)
         out, weights = scaled_dot_product_attention(q, k, v, mask, dropout_p)
         return blocks.unblock(out), (blocks.dense_weights(weights) if need_weights else None)
-    # not while exporting: the group loop's size is a Python int of the length, and the CPU flash kernel
-    # decomposes into a softmax that gives NaN, not zeros, for a query whose window is all padding
-    if query.device.type == "cpu" and dropout_p == 0.0 and not torch.compiler.is_exporting():
-        return _GroupedFlashAttention.apply(query, key, value, blocks), None
     q, k, v, mask = blocks.blocks(query, key, value)
     # a query whose window holds no real key (padding past a text's end) gets one harmless key and a
     # zero output, as on the other paths: not every fused kernel returns zeros for an empty row
@@ -203,80 +213,6 @@ def attend_blocks(blocks: BandedBlocks, query: Tensor, key: Tensor, value: Tenso
     mask = mask | (empty & (torch.arange(mask.size(-1), device=mask.device) == 0))
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p).masked_fill(empty, 0.0)
     return blocks.unblock(out), None
-
-
-class _GroupedFlashAttention(torch.autograd.Function):
-    """The fused CPU kernel over the blocks, a group of blocks at a time, forward and backward.
-
-    Differentiating ``F.scaled_dot_product_attention`` over all blocks at once would keep every
-    block's copy of its keys and values (3x the keys) for the backward pass, and allocate their
-    gradients (3x again) all at once. Here the forward keeps only the output and the log-sum-exp per
-    query; the backward copies one group's keys and values again, asks the same kernel's backward for
-    their gradients and adds them into place. Same kernel, same arithmetic; peak memory O(n d) plus
-    one group's copies.
-    """
-
-    # a group copies at most 1/GROUP_SHARE of the sequence's keys, or GROUP_KEYS key slots per sequence
-    # if that is more: smaller groups, less memory at the peak and more (smaller) kernel calls; a short
-    # sequence is one group
-    GROUP_SHARE, GROUP_KEYS = 4, 2048
-
-    @staticmethod
-    def forward(ctx, query: Tensor, key: Tensor, value: Tensor, blocks: BandedBlocks) -> Tensor:
-        # (B, H, T, D) views of (B, T, H, D) rows in one piece: gathering whole rows is a plain copy,
-        # and keeping these instead of the caller's views frees the projections' output
-        query, key, value = (x.transpose(1, 2).contiguous().transpose(1, 2) for x in (query, key, value))
-        outputs, logsumexps = [], []
-        for start, stop in _groups(blocks):
-            q, k, v, mask = blocks.blocks(query, key, value, start, stop)
-            out, logsumexp = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
-                q, k, v, attn_mask=_additive(mask, q.dtype))
-            outputs.append(out.view(-1, stop - start, *out.shape[1:]))  # (B, G, H, b, D)
-            logsumexps.append(logsumexp.view(-1, stop - start, *logsumexp.shape[1:]))
-        out = torch.cat(outputs, dim=1).flatten(0, 1)  # (B*N, H, b, D)
-        ctx.blocks = blocks
-        ctx.save_for_backward(query, key, value, out, torch.cat(logsumexps, dim=1))
-        return blocks.unblock(out)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, Tensor, None]:
-        query, key, value, out, logsumexp = ctx.saved_tensors
-        blocks = ctx.blocks
-        # (B, T, H, D) sums of the gradients of every slot that read a row
-        grads = [x.new_zeros(x.size(0), x.size(2), x.size(1), x.size(3)) for x in (query, key, value)]
-        spare = blocks.n_blocks * blocks.size - blocks.length  # the spare query slots get no gradient
-        grad_blocks = blocks.gather(F.pad(grad, (0, 0, 0, spare)),
-                                    torch.arange(blocks.n_blocks * blocks.size, device=grad.device)
-                                    .view(blocks.n_blocks, blocks.size))  # (B*N, H, b, D)
-        out = out.view(-1, blocks.n_blocks, *out.shape[1:])
-        grad_blocks = grad_blocks.view_as(out)
-        logsumexp = logsumexp.view(-1, blocks.n_blocks, *logsumexp.shape[2:])
-        for start, stop in _groups(blocks):
-            q, k, v, mask = blocks.blocks(query, key, value, start, stop)
-            partial = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward(
-                grad_blocks[:, start:stop].flatten(0, 1).contiguous(), q, k, v,
-                out[:, start:stop].flatten(0, 1), logsumexp[:, start:stop].flatten(0, 1), 0.0, False,
-                attn_mask=_additive(mask, q.dtype))
-            query_index = blocks.query_index.view(blocks.n_blocks, blocks.size)[start:stop]
-            for total, index, part in zip(grads, (query_index, blocks.key_index[start:stop],
-                                                  blocks.key_index[start:stop]), partial, strict=True):
-                batch = total.size(0)  # (B*G, H, L, D) -> (B, G*L, H, D), added at the rows it came from
-                total.index_add_(1, index.flatten(), part.transpose(1, 2).reshape(batch, -1, *part.shape[1:2],
-                                                                                 part.size(-1)))
-        return (*(g.transpose(1, 2) for g in grads), None)
-
-
-def _groups(blocks: BandedBlocks) -> list[tuple[int, int]]:
-    """(start, stop) ranges of blocks, each reading about 1/GROUP_SHARE of the keys (one block at least)."""
-    share = max(blocks.length // _GroupedFlashAttention.GROUP_SHARE, _GroupedFlashAttention.GROUP_KEYS)
-    step = max(1, share // blocks.key_index.size(1))
-    return [(start, min(start + step, blocks.n_blocks)) for start in range(0, blocks.n_blocks, step)]
-
-
-def _additive(mask: Tensor, dtype: torch.dtype) -> Tensor:
-    """Boolean mask -> 0 / -inf, the form the kernel adds to the scores."""
-    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, float("-inf"))
 
 
 def _decoding_step(query: Tensor, key: Tensor, value: Tensor, window: int, key_mask: Tensor | None,

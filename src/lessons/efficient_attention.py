@@ -90,8 +90,9 @@ def slope(lengths: list[int], values: list[float]) -> float:
 def attention_flops(length: int, window: int | None) -> int:
     """FLOPs of the attention itself (scores and weighted sum, not the projections) at ``length``.
 
-    Counted by ``FlopCounterMode`` on the math backend, which builds the same blocks as the fused
-    kernel but with plain matmuls the counter sees (it has no formula for the fused CPU kernel).
+    Counted by ``FlopCounterMode`` on the math backend, which builds blocks like the fused kernel's
+    (w queries and their 3w keys; the fused kernel sizes its blocks for speed) but with plain matmuls
+    the counter sees (it has no formula for the fused CPU kernel).
     On the meta device: the shapes are traced and counted, nothing is computed. ``window`` None: full
     attention.
     """

@@ -56,6 +56,26 @@ def test_equals_the_dense_reference_forward_and_backward(backend):
         assert max(diffs) <= TOL, f"length {length}, window {window}: {max(diffs):.2e}"
 
 
+def test_fused_path_over_many_blocks_equals_the_dense_reference():
+    """The fused CPU path with several blocks (64 to 192 queries each): the band and the global keys are
+    two kernel calls merged by their log-sum-exps, forward and backward; a padded sequence, a global
+    position in the padding, and window 1 around two adjacent global tokens (rows whose band is empty)."""
+    for length, window, positions in [(150, 1, [0, 1, 2, 140]), (301, 100, [0, 7, 299])]:
+        global_index = torch.tensor(positions)
+        q, k, v, gq, gk, gv = _tensors(2, length, n_global=len(positions), seed=length)
+        key_mask = torch.ones(2, length, dtype=torch.bool)
+        key_mask[1, length // 2:] = False
+        args = (q, k, v, gq, gk, gv, global_index, window, key_mask)
+        expected, _ = _dense_reference(*args)
+        out, _ = longformer_attention(*args)
+        grad = torch.randn_like(expected)
+        inputs = (q, k, v, gq, gk, gv)
+        diffs = [(out - expected).abs().max()] + [
+            (a - b).abs().max() for a, b in zip(torch.autograd.grad(out, inputs, grad),
+                                                torch.autograd.grad(expected, inputs, grad), strict=True)]
+        assert max(diffs) <= TOL, f"length {length}, window {window}: {max(diffs):.2e}"
+
+
 def test_weights_for_heatmaps_equal_the_dense_reference():
     global_index = torch.tensor([0, 6])
     args = (*_tensors(2, 21), global_index, 3, torch.ones(2, 21, dtype=torch.bool))
@@ -104,6 +124,27 @@ def test_matches_hugging_face_longformer_self_attention():
     # HF zeroes the rows of padding queries; ours, like full attention, still computes them
     diff = (out - expected)[real].abs().max().item()
     assert diff <= TOL, f"max |ours - HF| over real tokens = {diff:.2e}"
+
+
+def test_module_fused_path_equals_its_math_path_forward_and_gradients():
+    """The module's fused CPU path computes the global rows through the inputs (W_k^T q against x, then
+    W_v after the weighted sum) instead of projecting K_g, V_g of every token: same outputs, same
+    gradients for x and every weight, over several blocks, with padding."""
+    torch.manual_seed(0)
+    fused = MultiHeadAttention(32, 4, attention="longformer", window=70, global_tokens=(0, 9, 250))
+    reference = MultiHeadAttention(32, 4, attention="longformer", window=70, global_tokens=(0, 9, 250),
+                                   backend="math")
+    reference.load_state_dict(fused.state_dict())
+    x = torch.randn(2, 301, 32, requires_grad=True)
+    real = torch.ones(2, 301, dtype=torch.bool)
+    real[1, 200:] = False  # global token 250 is padding in the second sequence
+    grad = torch.randn(2, 301, 32)
+    results = []
+    for module in (fused, reference):
+        out, _ = module(x, mask=real[:, None, None, :])
+        results.append([out, *torch.autograd.grad(out, [x, *module.parameters()], grad)])
+    diff = max((a - b).abs().max().item() for a, b in zip(*results, strict=True))
+    assert diff <= TOL, f"max |fused - math| over the output and every gradient = {diff:.2e}"
 
 
 def test_global_positions_beyond_a_short_sequence_are_skipped():

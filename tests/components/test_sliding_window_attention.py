@@ -13,6 +13,7 @@ import torch
 from src.components.attention import MultiHeadAttention, scaled_dot_product_attention
 from src.components.kv_cache import KVCache
 from src.components.sliding_window_attention import band_mask, banded_blocks, sliding_window_attention
+from src.components.sliding_window_flash_attention import BandLayout
 
 TOL = 1e-5
 LENGTHS = [1, 2, 5, 8, 9, 16, 17, 31]  # odd, multiples of the window and not, shorter than it
@@ -96,12 +97,45 @@ def test_blocked_layout_scores_o_n_w_pairs_not_n_squared():
     assert blocks.mask.numel() < length * length / 20
 
 
+@pytest.mark.parametrize("causal", [False, True], ids=["bidirectional", "causal"])
+def test_fused_overlapping_blocks_equal_the_dense_band_over_many_blocks(causal):
+    """The fused CPU path over several of its blocks (64 to 192 queries each), two sequences laid end to
+    end, one padded: windows that reach past either end, into the other sequence's rows, over padding."""
+    for length, window in [(150, 5), (200, 64), (301, 100), (389, 200)]:
+        layout = BandLayout(2, length, window, causal, None, torch.device("cpu"))
+        assert layout.n_blocks >= 2, (length, window)  # several blocks, not one dense one
+        q, k, v = _qkv(2, length, seed=length)
+        key_mask = _key_mask(2, length)
+        expected, _ = scaled_dot_product_attention(q, k, v, band_mask(length, length, window, causal)
+                                                   & key_mask[:, None, None, :])
+        out, _ = sliding_window_attention(q, k, v, window, key_mask, causal)
+        grad = torch.randn_like(expected)
+        diff = _max_diff([out, *torch.autograd.grad(out, (q, k, v), grad)],
+                         [expected, *torch.autograd.grad(expected, (q, k, v), grad)])
+        assert diff <= TOL, f"length {length}, window {window}: max diff {diff:.2e}"
+
+
+def test_fused_layout_reads_keys_in_place_and_scores_o_n_w_pairs():
+    """Every block's window is a view of one key buffer (no gathered copies); the scores computed are
+    N blocks x b queries x (b + 2w) keys, linear in n."""
+    for length in (2048, 8192):
+        layout = BandLayout(1, length, 256, False, None, torch.device("cpu"))
+        buffer = layout.keys(torch.randn(1, 1, length, 4))
+        windows = layout.key_blocks(buffer, 0, layout.n_blocks)
+        assert windows.untyped_storage().data_ptr() == buffer.untyped_storage().data_ptr()
+        assert windows.shape[2] == layout.size + 2 * 256  # K keys per block, whatever the length
+        assert length <= layout.n_blocks * layout.size < length + layout.size  # N*b queries: T, rounded up
+    assert torch.equal(windows[3, 0], buffer[3 * layout.size: 3 * layout.size + windows.shape[2], 0])
+    assert layout.n_blocks * layout.size * windows.shape[2] < length * length / 10
+
+
 def test_fused_cpu_path_holds_memory_near_full_attention():
-    """The grouped fused path saves O(n d) for backward, not the blocks' 3x copies of the keys."""
+    """The fused path saves O(n d) for backward, not the blocks' 3x copies of the keys."""
     q, k, v = (torch.randn(1, 2, 512, 8, requires_grad=True) for _ in range(3))
     out, _ = sliding_window_attention(q, k, v, 32)
     saved = out.grad_fn.saved_tensors
-    assert sum(t.numel() for t in saved) <= 4 * q.numel() + 2 * 512  # q, k, v, out, log-sum-exp
+    window_padding = 2 * (2 * 32) * 2 * 8  # the key and value buffers' w zero rows at each end
+    assert sum(t.numel() for t in saved) <= 4 * q.numel() + window_padding + 2 * 512  # q, k, v, out, lse
 
 
 @pytest.mark.parametrize("backend", ["sdpa", "math"])

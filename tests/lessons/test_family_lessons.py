@@ -5,7 +5,7 @@ and does linear work."""
 import pytest
 import torch
 
-from src.components import sliding_window_attention as swa
+from src.components import sliding_window_flash_attention as swa_flash
 from src.lessons import decoder_only, efficient_attention
 
 
@@ -49,13 +49,13 @@ def test_sliding_window_equals_the_dense_band_and_does_linear_work(lesson):
 def test_the_band_outputs_come_from_the_fused_blocked_kernel(monkeypatch):
     """The exactness claim is about the path training runs, not the math path that returns weights."""
     calls = []
-    original = swa._GroupedFlashAttention.apply
+    original = swa_flash._BandFlashAttention.apply
 
     def spy(*args):
         calls.append(args[0].shape)
         return original(*args)
 
-    monkeypatch.setattr(swa._GroupedFlashAttention, "apply", spy)
+    monkeypatch.setattr(swa_flash._BandFlashAttention, "apply", spy)
     assert efficient_attention.band(4).metrics["band_error"] < 1e-5
     assert calls == [torch.Size([2, efficient_attention.HEADS, 48, efficient_attention.D_MODEL // 2])]
 
