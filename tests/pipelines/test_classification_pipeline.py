@@ -6,15 +6,11 @@ import pytest
 import torch
 
 from tests.clearml_session import read_offline_session
-from tests.pipelines.conftest import STEPS, assert_recorded_loss_curve, imdb_data_dir, train_offline
+from tests.pipelines.conftest import STEPS, assert_recorded_loss_curve
 
 pytestmark = pytest.mark.timeout(300)
 
-
-@pytest.fixture(scope="module")
-def imdb_run(tmp_path_factory):
-    return train_offline("config/imdb_tiny.yaml", tmp_path_factory.mktemp("imdb"),
-                         STEPWISE_DATA_DIR=imdb_data_dir())
+# imdb_run: the session's imdb-tiny run (tests/conftest.py); its data steps seed other IMDB runs
 
 
 def test_the_five_steps_run_and_report_accuracy(imdb_run):
