@@ -118,6 +118,18 @@ def imdb_long_run(tmp_path_factory: pytest.TempPathFactory):
         "config/imdb_long_tiny.yaml", root, STEPWISE_DATA_DIR=data_dir))
 
 
+@pytest.fixture(scope="session")
+def imdb_run(tmp_path_factory: pytest.TempPathFactory):
+    """A completed ``train --config config/imdb_tiny.yaml`` run, made once per session: its process and run
+    folder. The classification pipeline's tests read it; the other IMDB runs of the same data take its
+    data steps from its step cache (``seed_step_cache`` in tests/pipelines/conftest.py)."""
+    from tests.pipelines.conftest import imdb_data_dir, train_offline
+
+    data_dir = imdb_data_dir()
+    return once_per_session(tmp_path_factory, "imdb_run", lambda root: train_offline(
+        "config/imdb_tiny.yaml", root, STEPWISE_DATA_DIR=data_dir))
+
+
 # Files whose tests take longest (they train or serve runs), in the order the workers should start
 # them: xdist hands out test files in collection order, so the longest go first and the short ones
 # fill the gaps at the end, instead of one long file starting last and running alone.

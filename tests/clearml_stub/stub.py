@@ -20,6 +20,7 @@ from tests.clearml_stub.httpd import ApiHandler, FilesHandler
 from tests.clearml_stub.state import StubState
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+AGENT_POLL_S = 1.0  # seconds between an idle agent's queue polls (a few small requests to the stand-in each)
 
 # Short HTTP retries: should the stub die mid-test, the SDK gives up in seconds instead of minutes.
 # Thread-based event reporting: the default reporting subprocess added ~10 s to every close() here
@@ -166,6 +167,9 @@ class ClearMLStub:
                 "CLEARML_WORKER_ID": f"stub-agent-{name}",
                 "CLEARML_AGENT_SKIP_PYTHON_ENV_INSTALL": "1",
                 "CLEARML_AGENT_SKIP_PIP_VENV_INSTALL": sys.executable,
+                # an idle agent polls its queues every 5 s by default: a task enqueued meanwhile waited 2.5 s
+                # on average, with the test's worker idle, before the agent took it
+                "CLEARML_AGENT_QUEUE_POLL_FREQ_SEC": str(AGENT_POLL_S),
                 **({"CLEARML_AGENT_FORCE_CODE_DIR": str(REPO_ROOT)} if from_checkout else {}),
             }
         )

@@ -63,6 +63,18 @@ def train_completed(config: str, root: Path, *overrides: str, **env: str) -> Pat
     return run_dir
 
 
+def seed_step_cache(root: Path, run_dir: Path) -> None:
+    """Give the runs under ``root/runs`` (where ``train_offline`` writes) the step cache of the finished run
+    ``run_dir``: a run there whose data sections equal that run's takes its data_prep and
+    tokenize from it (hard links, never written), as a second run in the same output_dir would. For runs
+    whose tests are not about the data steps: their loss curves and outputs are those of the same files."""
+    import shutil
+
+    from src.runs.step_cache import CACHE_DIR
+
+    shutil.copytree(run_dir.parent / CACHE_DIR, root / "runs" / CACHE_DIR)
+
+
 def run_folder(stdout: str) -> Path:
     """The ``run folder:`` line of a train summary."""
     match = re.search(r"^run folder:\s+(\S+)$", stdout, re.MULTILINE)

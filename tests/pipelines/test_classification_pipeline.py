@@ -6,15 +6,11 @@ import pytest
 import torch
 
 from tests.clearml_session import read_offline_session
-from tests.pipelines.conftest import STEPS, assert_recorded_loss_curve, imdb_data_dir, train_offline
+from tests.pipelines.conftest import STEPS, assert_recorded_loss_curve
 
 pytestmark = pytest.mark.timeout(300)
 
-
-@pytest.fixture(scope="module")
-def imdb_run(tmp_path_factory):
-    return train_offline("config/imdb_tiny.yaml", tmp_path_factory.mktemp("imdb"),
-                         STEPWISE_DATA_DIR=imdb_data_dir())
+# imdb_run: the session's imdb-tiny run (tests/conftest.py); its data steps seed other IMDB runs
 
 
 def test_the_five_steps_run_and_report_accuracy(imdb_run):
@@ -77,7 +73,9 @@ def test_evaluate_scores_the_run_and_a_file_of_its_test_texts_as_the_pipeline_di
                                                                                            test["label"])]
     (tmp_path / "test.jsonl").write_text("\n".join(rows) + "\n", encoding="utf-8")
     assert main(["evaluate", str(run_dir), "--device", "cpu", "--split", str(tmp_path / "test.jsonl")]) == 0
-    written = json.loads(next((run_dir / "evaluate").glob("metrics_file-test.jsonl_*.json")).read_text())
+    path = next((run_dir / "evaluate").glob("metrics_file-test.jsonl_*.json"))
+    written = json.loads(path.read_text())
+    path.unlink()  # the session's shared run stays as it was
     assert (written["accuracy"], written["confusion"]) == (expected["accuracy"], expected["confusion"])
     assert written["loss"] == pytest.approx(expected["loss"], rel=1e-5)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["test.jsonl"]

@@ -8,17 +8,19 @@ import pytest
 import torch
 
 from tests.clearml_stub.stub import run_src_main
-from tests.pipelines.conftest import clean_env, imdb_data_dir, train_completed, train_offline
+from tests.pipelines.conftest import (clean_env, imdb_data_dir, seed_step_cache, train_completed,
+                                      train_offline)
 
 pytestmark = pytest.mark.timeout(300)
 
 
 @pytest.fixture(scope="module")
-def distilled(tmp_path_factory):
+def distilled(imdb_run, tmp_path_factory):
     """A 2-layer imdb-tiny teacher, then the student of config/imdb_distil_tiny.yaml (``distill_from:
     imdb-tiny``, the teacher's run name) under the same output_dir."""
     root = tmp_path_factory.mktemp("distil")
     data_dir = imdb_data_dir()
+    seed_step_cache(root, imdb_run[1])  # the teacher's data steps: the session's imdb-tiny run's
     teacher = train_completed(
         "config/imdb_tiny.yaml",
         root,

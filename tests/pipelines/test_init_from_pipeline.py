@@ -9,15 +9,16 @@ import torch
 
 from tests.clearml_stub.stub import run_src_main
 from tests.models.bert_folder import save_bert_folder
-from tests.pipelines.conftest import STEPS, clean_env, imdb_data_dir, train_offline
+from tests.pipelines.conftest import STEPS, clean_env, imdb_data_dir, seed_step_cache, train_offline
 
 pytestmark = pytest.mark.timeout(300)
 
 
 @pytest.fixture(scope="module")
-def bert_run(tmp_path_factory):
+def bert_run(imdb_run, tmp_path_factory):
     """A masked-LM BERT folder: its encoder loads, the classifier's head is new, the MLM head is ignored."""
     root = tmp_path_factory.mktemp("init_from")
+    seed_step_cache(root, imdb_run[1])  # data_prep: the session's imdb-tiny run's
     folder = save_bert_folder(root / "bert", layers=1, width=32, positions=128, mlm=True)
     proc, run_dir = train_offline(
         "config/imdb_tiny.yaml",

@@ -17,7 +17,7 @@ from src.training.checkpoint_format import stored_config
 from src.training.finetune import prepare_model
 from tests.clearml_stub.stub import run_src_main
 from tests.models.bert_folder import save_bert_folder
-from tests.pipelines.conftest import STEPS, clean_env, imdb_data_dir, train_offline
+from tests.pipelines.conftest import STEPS, clean_env, imdb_data_dir, seed_step_cache, train_offline
 
 pytestmark = pytest.mark.timeout(300)
 REVIEWS = ["A wonderful film, I loved it.", "Terrible acting and a dull plot, far too long.",
@@ -25,9 +25,10 @@ REVIEWS = ["A wonderful film, I loved it.", "Terrible acting and a dull plot, fa
 
 
 @pytest.fixture(scope="module")
-def lora_run(tmp_path_factory):
+def lora_run(imdb_run, tmp_path_factory):
     """A masked-LM BERT folder: the encoder is pretrained, the classifier's head is new."""
     root = tmp_path_factory.mktemp("lora")
+    seed_step_cache(root, imdb_run[1])  # data_prep: the session's imdb-tiny run's
     folder = save_bert_folder(root / "bert", layers=1, width=32, positions=128, mlm=True)
     proc, run_dir = train_offline("config/imdb_lora_tiny.yaml", root, f"model.init_from={folder}",
                                   STEPWISE_DATA_DIR=imdb_data_dir())

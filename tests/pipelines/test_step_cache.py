@@ -1,16 +1,21 @@
 """A second ``train`` reuses the data steps of an earlier run when their sections are equal (offline).
 
-Three short runs of ``config/tiny.yaml`` in one ``output_dir``: the first prepares everything; one that
-changes only ``training.lr`` takes data prep and tokenization from it; one that changes
-``tokenizer.vocab_size`` tokenizes again on the same prepared data. ``--no-cache`` runs every step: the
-second of the ``tiny_runs`` (made with it) prepared its own data.
+The earlier runs are the session's ``tiny_runs`` (two full runs of ``config/tiny.yaml`` with ``--no-cache``,
+which still record their data steps in ``<output_dir>/.step_cache``; the second recorded last). Two short
+runs go into an ``output_dir`` holding a copy of that index: one that changes only training settings takes
+data prep and tokenization from the second tiny run; one that changes ``tokenizer.vocab_size`` tokenizes
+again on the same prepared data. A hit hard-links the earlier run's files and never writes them, so the
+shared runs stay as they were. ``--no-cache`` runs every step: the second of the ``tiny_runs`` prepared its
+own data.
 """
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
+from src.runs.step_cache import CACHE_DIR
 from tests.clearml_stub.stub import run_src_main
 from tests.pipelines.conftest import clean_env, run_folder
 
@@ -35,9 +40,11 @@ def sessions(run_dir: Path, step: str) -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> dict[str, Path]:
+def runs(tiny_runs, tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("step_cache")
-    first, _ = train(root)
+    # the index only: its entries name the tiny runs' step folders, which a hit copies from
+    shutil.copytree(tiny_runs.runs_dir / CACHE_DIR, root / "runs" / CACHE_DIR)
+    first = tiny_runs.run_dirs[1]
     lr, lr_log = train(root, "training.lr=0.002")
     vocab, _ = train(root, "tokenizer.vocab_size=300")
     return {"first": first, "lr": lr, "lr_log": lr_log, "vocab": vocab}
