@@ -38,6 +38,19 @@ def _tensors(batch, length, heads=2, dim=8, n_global=2, seed=0):
     return q, k, v, randn(batch, heads, n_global, dim), gk, gv
 
 
+def _largest_difference_to_dense(args: tuple, **kwargs) -> float:
+    """Largest absolute difference between ``longformer_attention(*args, **kwargs)`` and the dense reference:
+    the outputs, and the gradients of q, k, v, Q_g, K_g, V_g for one random output gradient."""
+    expected, _ = _dense_reference(*args)
+    out, _ = longformer_attention(*args, **kwargs)
+    grad = torch.randn_like(expected)
+    inputs = args[:6]
+    diffs = [(out - expected).abs().max()] + [
+        (a - b).abs().max() for a, b in zip(torch.autograd.grad(out, inputs, grad),
+                                            torch.autograd.grad(expected, inputs, grad), strict=True)]
+    return float(max(diffs))
+
+
 @pytest.mark.parametrize("backend", ["sdpa", "math"])
 def test_equals_the_dense_reference_forward_and_backward(backend):
     for length, window in itertools.product([3, 8, 9, 17, 30], [1, 2, 4, 40]):
@@ -46,14 +59,8 @@ def test_equals_the_dense_reference_forward_and_backward(backend):
         key_mask = torch.ones(2, length, dtype=torch.bool)
         key_mask[1, max(2, length // 2):] = False
         args = (q, k, v, gq, gk, gv, global_index, window, key_mask)
-        expected, _ = _dense_reference(*args)
-        out, _ = longformer_attention(*args, backend=backend)
-        grad = torch.randn_like(expected)
-        inputs = (q, k, v, gq, gk, gv)
-        diffs = [(out - expected).abs().max()] + [
-            (a - b).abs().max() for a, b in zip(torch.autograd.grad(out, inputs, grad),
-                                                torch.autograd.grad(expected, inputs, grad), strict=True)]
-        assert max(diffs) <= TOL, f"length {length}, window {window}: {max(diffs):.2e}"
+        difference = _largest_difference_to_dense(args, backend=backend)
+        assert difference <= TOL, f"length {length}, window {window}: {difference:.2e}"
 
 
 def test_fused_path_over_many_blocks_equals_the_dense_reference():
@@ -66,14 +73,8 @@ def test_fused_path_over_many_blocks_equals_the_dense_reference():
         key_mask = torch.ones(2, length, dtype=torch.bool)
         key_mask[1, length // 2:] = False
         args = (q, k, v, gq, gk, gv, global_index, window, key_mask)
-        expected, _ = _dense_reference(*args)
-        out, _ = longformer_attention(*args)
-        grad = torch.randn_like(expected)
-        inputs = (q, k, v, gq, gk, gv)
-        diffs = [(out - expected).abs().max()] + [
-            (a - b).abs().max() for a, b in zip(torch.autograd.grad(out, inputs, grad),
-                                                torch.autograd.grad(expected, inputs, grad), strict=True)]
-        assert max(diffs) <= TOL, f"length {length}, window {window}: {max(diffs):.2e}"
+        difference = _largest_difference_to_dense(args)
+        assert difference <= TOL, f"length {length}, window {window}: {difference:.2e}"
 
 
 def test_weights_for_heatmaps_equal_the_dense_reference():
